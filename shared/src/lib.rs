@@ -1,0 +1,157 @@
+//! The safeexec protocol: what the frontend asks of the helper (`Request`) and
+//! what the helper answers (`Reply`), plus their framing (module `wire`, the
+//! only place that knows about bincode).
+//!
+//! Both types are plain data. The helper trusts none of it: every field is
+//! re-validated against the root-owned policy before it is used.
+#![forbid(unsafe_code)]
+
+use serde::{Deserialize, Serialize};
+
+pub mod wire;
+
+/// Bumped whenever `Request` or `Reply` change shape, so that a frontend and a
+/// helper from different builds fail with a clear message instead of decoding
+/// garbage.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Descriptor on which the helper reads the request frame.
+pub const REQUEST_FD: i32 = 3;
+/// Descriptor on which the helper writes the reply frame.
+pub const REPLY_FD: i32 = 4;
+/// Descriptor of the chroot directory, opened by the frontend as the caller
+/// (present only when `Request::chroot` is true).
+pub const CHROOT_FD: i32 = 5;
+
+/// One run, as the caller asks for it. Ids are deliberately absent: the uid,
+/// gid and groups of the target come from the policy, never from the caller.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Path given to execve as is (no PATH search), resolved inside the
+    /// sandbox after the switch to the sandbox uid.
+    pub program: String,
+    /// The complete argv of the target, argv[0] included.
+    pub argv: Vec<String>,
+    /// The complete environment of the target, `NAME=value` each.
+    pub env: Vec<String>,
+    pub limits: Limits,
+    /// The chroot directory is passed as descriptor `CHROOT_FD`.
+    pub chroot: bool,
+    /// Directory to enter (inside the chroot, if any) before exec, resolved
+    /// as the sandbox uid.
+    pub exec_dir: Option<String>,
+    pub niceness: i32,
+    /// Keep the host network namespace (only if the policy allows it).
+    pub share_net: bool,
+}
+
+/// Limits of a run. `None` means "no limit of this kind" (the policy may
+/// refuse that). Units are in the names.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// CPU time (user + system) of the whole run.
+    pub cpu_ms: Option<u64>,
+    /// Wall clock from the start of the target.
+    pub wall_ms: Option<u64>,
+    /// Extra time granted past the CPU and wall limits before the run is
+    /// killed, so that a program just over its limit reports its real time.
+    pub grace_ms: u64,
+    /// Address space of each process (RLIMIT_AS and RLIMIT_DATA).
+    pub mem_kib: Option<u64>,
+    /// Resident memory of the whole run, enforced by the supervisor.
+    pub rss_kib: Option<u64>,
+    pub stack_kib: Option<u64>,
+    pub core_kib: u64,
+    /// Largest file the target may write (RLIMIT_FSIZE); 0 forbids writing
+    /// to regular files at all.
+    pub fsize_kib: Option<u64>,
+    /// Processes the target may create besides itself (RLIMIT_NPROC - 1).
+    pub nproc: u64,
+    /// Open files per process (RLIMIT_NOFILE).
+    pub nfile: u64,
+    /// Bytes the target may write to its stdout and stderr together.
+    pub output_bytes: Option<u64>,
+}
+
+/// What the helper answers: exactly one per request.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// The target ran (or execve failed inside the sandbox).
+    Finished(Outcome),
+    /// The run was refused or could not be set up; one line for the user.
+    Failed(String),
+}
+
+/// How the target ended and what it used.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub end: End,
+    /// The limit that ended the run, if one did.
+    pub limit: Option<LimitKind>,
+    /// Set when execve itself failed: the reason, as strerror words.
+    pub exec_error: Option<String>,
+    pub wall_us: u64,
+    pub user_us: u64,
+    pub sys_us: u64,
+    /// Peak resident memory of the run.
+    pub peak_kib: u64,
+    pub memory_source: Source,
+    pub cpu_source: Source,
+    /// Bytes the target wrote to stdout and stderr, when they were counted
+    /// (only with an output limit).
+    pub output_bytes: Option<u64>,
+    pub uid: u32,
+    pub gid: u32,
+    /// The limits in force during the run.
+    pub limits: Limits,
+}
+
+/// How the target's main process ended.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// Which limit ended a run.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    Cpu,
+    Wall,
+    Memory,
+    FileSize,
+    Output,
+}
+
+/// Where a figure came from.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// wait4() rusage at the end of the run (kernel-exact, whole run).
+    Rusage,
+    /// /proc samples during the run.
+    Proc,
+    /// cgroup counters.
+    Cgroup,
+}
+
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Rusage => "rusage",
+            Source::Proc => "proc",
+            Source::Cgroup => "cgroup",
+        }
+    }
+}
+
+impl LimitKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            LimitKind::Cpu => "cpu",
+            LimitKind::Wall => "wall",
+            LimitKind::Memory => "memory",
+            LimitKind::FileSize => "fsize",
+            LimitKind::Output => "output",
+        }
+    }
+}
