@@ -1,1 +1,176 @@
-fn main(){}
+//! safeexec-helper: the setuid-root half of safeexec. It does the privileged
+//! steps of one run and nothing else.
+//!
+//! ```text
+//!  safeexec (caller's uid)
+//!    │ fd 3: one Request frame      fd 4: one Reply frame      fd 5: chroot dir
+//!    ▼
+//!  safeexec-helper (euid 0)      harden → policy → read request → check → fork
+//!    ├── supervisor  (caller's uid, CAP_KILL only)
+//!    │     polls init's pidfd; samples /proc for CPU and memory limits;
+//!    │     relays output when it is limited; kills init on a limit;
+//!    │     reaps init (wait4: the whole run's rusage); replies on fd 4
+//!    └── init  (pid 1 of a new pid namespace; uid 0, no capabilities)
+//!          new net/IPC/UTS/mount namespaces and its own /proc; waits for the
+//!          target and reaps orphans; ends at the wall deadline or when the
+//!          supervisor dies; its end kills every process of the run
+//!          └── target  (pid 2; sandbox uid and gid, no groups, no caps,
+//!                no_new_privs, fds 0-2 only) execve(program)
+//! ```
+//!
+//! Invariants (DESIGN.md) and where each is kept:
+//! 1. hardening before the request is read ............ `harden`
+//! 2. one bounded frame, strictly decoded .............. `shared::wire`
+//! 3. ids from the policy, unique per live run ......... `policy`
+//! 4. no caller-named path opened with root's rights ... `policy` (chroot fd), `sandbox::enter`
+//! 5. target: no privileges, namespaces, fds 0-2 ....... `sandbox::enter`
+//! 6. supervisor keeps CAP_KILL only ................... `supervise::drop_privileges`
+//! 7. nothing of the run survives ...................... `sandbox` (pid namespace), `supervise`
+//! 8. one-line errors, non-zero exit ................... `main`, `error`
+//!
+//! All `unsafe` code is in `sys`.
+
+mod error;
+mod harden;
+mod policy;
+mod sandbox;
+mod supervise;
+mod sys;
+
+use std::fs::File;
+
+use nix::fcntl::OFlag;
+use nix::sched::{unshare, CloneFlags};
+use nix::unistd::{getpid, pipe2, ForkResult};
+use shared::{wire, Reply, CHROOT_FD};
+
+use error::{Context, Error, Result};
+use sandbox::RunEnds;
+use supervise::{Run, SupervisorEnds};
+
+/// Exit status when the run was refused or could not be set up.
+const EXIT_FAILED: i32 = 2;
+
+fn main() {
+    // Invariant 1 comes before anything else, even before we know where
+    // to report an error.
+    let caller = match harden::before_reading() {
+        Ok(caller) => caller,
+        Err(e) => fail(None, &e),
+    };
+    let (mut request_rx, mut reply_tx) = match harden::channel_fds() {
+        Ok(fds) => fds,
+        Err(e) => fail(None, &e),
+    };
+    let reply = match run(caller, &mut request_rx) {
+        Ok(reply) => reply,
+        Err(e) => fail(Some(&mut reply_tx), &e),
+    };
+    if let Err(e) = wire::write_reply(&mut reply_tx, &reply) {
+        fail(None, &Error::Wire(e));
+    }
+    std::process::exit(0);
+}
+
+/// Reports one line (on the reply channel if there is one, else on stderr)
+/// and exits non-zero. Only called where no run is alive: after the fork
+/// the supervisor kills the run before it gets here.
+fn fail(reply_tx: Option<&mut File>, err: &Error) -> ! {
+    let msg = err.to_string();
+    let sent =
+        reply_tx.is_some_and(|tx| wire::write_reply(tx, &Reply::Failed(msg.clone())).is_ok());
+    if !sent {
+        eprintln!("safeexec-helper: {msg}");
+    }
+    std::process::exit(EXIT_FAILED);
+}
+
+fn pipe() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    pipe2(OFlag::O_CLOEXEC).context("pipe")
+}
+
+fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
+    let policy = policy::load()?;
+    let request = wire::read_request(request_rx)?;
+    let chroot = if request.chroot {
+        Some(sys::take_inherited_fd(CHROOT_FD).map_err(|_| {
+            Error::Refused(format!(
+                "chroot asked but descriptor {CHROOT_FD} is not open"
+            ))
+        })?)
+    } else {
+        if sys::fd_is_open(CHROOT_FD) {
+            sys::close_from(CHROOT_FD as u32, false).context("close")?;
+        }
+        None
+    };
+    let plan = policy.check(request, getpid(), chroot)?;
+    policy::ensure_uid_unused(plan.uid)?;
+
+    let (status_rx, status_tx) = pipe()?;
+    let (lifeline_rx, lifeline_tx) = pipe()?;
+    let (error_rx, error_tx) = pipe()?;
+    let (relay_run, relay_sup) = if plan.limits.output_bytes.is_some() {
+        let (out_rx, out_tx) = pipe()?;
+        let (err_rx, err_tx) = pipe()?;
+        (Some((out_tx, err_tx)), Some((out_rx, err_rx)))
+    } else {
+        (None, None)
+    };
+
+    // Our next child is pid 1 of a new pid namespace.
+    unshare(CloneFlags::CLONE_NEWPID).context("cannot create the run's pid namespace")?;
+    let uid = plan.uid.as_raw();
+    let gid = plan.gid.as_raw();
+    let limits = plan.limits.clone();
+    let init = match sys::fork().context("cannot fork")? {
+        ForkResult::Child => {
+            drop((status_rx, lifeline_tx, error_rx, relay_sup));
+            sandbox::init(
+                plan,
+                RunEnds {
+                    status_tx,
+                    lifeline_rx,
+                    error_tx,
+                    relay: relay_run,
+                },
+            )
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop((status_tx, lifeline_rx, error_tx, relay_run, plan));
+
+    let init_pidfd = sys::pidfd_open(init).context("pidfd_open");
+    let run = init_pidfd.map(|init_pidfd| Run {
+        init,
+        init_pidfd,
+        uid,
+        gid,
+        limits,
+    });
+    let run = match run {
+        Ok(run) => run,
+        Err(e) => {
+            // The run must not outlive a supervisor that cannot watch it.
+            let _ = nix::sys::signal::kill(init, nix::sys::signal::Signal::SIGKILL);
+            return Err(e);
+        }
+    };
+    if let Err(e) = supervise::drop_privileges(caller).and_then(|()| sys::ignore_sigpipe()) {
+        supervise::kill_run(&run);
+        return Err(e);
+    }
+    let ends = SupervisorEnds {
+        status_rx,
+        lifeline_tx,
+        error_rx,
+        relay: relay_sup,
+    };
+    match supervise::watch(&run, ends) {
+        Ok(outcome) => Ok(Reply::Finished(outcome)),
+        Err(e) => {
+            supervise::kill_run(&run);
+            Err(e)
+        }
+    }
+}

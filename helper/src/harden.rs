@@ -1,0 +1,130 @@
+//! Invariant 1: before the helper reads a byte of the request, nothing the
+//! caller arranged around the process (rlimits, signal dispositions and
+//! mask, descriptors, environment, argv, dumpability) has any effect.
+
+use std::fs::OpenOptions;
+use std::os::fd::{AsRawFd, IntoRawFd};
+
+use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
+use nix::sys::stat::{fstat, SFlag};
+use nix::unistd::{getresgid, getresuid, Gid, Uid};
+
+use crate::error::{Context, Error, Result};
+use crate::sys;
+use shared::{CHROOT_FD, REPLY_FD, REQUEST_FD};
+
+/// The user who ran the helper (its real ids), captured before anything.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    pub uid: Uid,
+    pub gid: Gid,
+}
+
+/// Limits the helper itself runs under, whatever the caller preset: root
+/// may raise hard limits, so none of the caller's choices survive.
+const RESET: &[(Resource, u64, u64)] = &[
+    (Resource::RLIMIT_CORE, 0, 0),
+    (Resource::RLIMIT_CPU, RLIM_INFINITY, RLIM_INFINITY),
+    (Resource::RLIMIT_FSIZE, RLIM_INFINITY, RLIM_INFINITY),
+    (Resource::RLIMIT_DATA, RLIM_INFINITY, RLIM_INFINITY),
+    (Resource::RLIMIT_AS, RLIM_INFINITY, RLIM_INFINITY),
+    (Resource::RLIMIT_STACK, 8 << 20, RLIM_INFINITY),
+    (Resource::RLIMIT_RSS, RLIM_INFINITY, RLIM_INFINITY),
+    (Resource::RLIMIT_NPROC, RLIM_INFINITY, RLIM_INFINITY),
+    (Resource::RLIMIT_NOFILE, 1024, 4096),
+    (Resource::RLIMIT_MEMLOCK, 8 << 20, 8 << 20),
+    (Resource::RLIMIT_LOCKS, RLIM_INFINITY, RLIM_INFINITY),
+    (Resource::RLIMIT_MSGQUEUE, 819_200, 819_200),
+    (Resource::RLIMIT_NICE, 0, 0),
+    (Resource::RLIMIT_RTPRIO, 0, 0),
+    (Resource::RLIMIT_RTTIME, RLIM_INFINITY, RLIM_INFINITY),
+    (Resource::RLIMIT_SIGPENDING, 65_536, 65_536),
+];
+
+/// Hardens the process. Runs first in `main`; fails closed.
+pub fn before_reading() -> Result<Caller> {
+    // Never dumpable: no core file and no ptrace by the caller, from now on.
+    nix::sys::prctl::set_dumpable(false).context("cannot make the helper undumpable")?;
+    for &(resource, soft, hard) in RESET {
+        reset_limit(resource, soft, hard)?;
+    }
+    sys::reset_signal_dispositions().context("cannot reset signal dispositions")?;
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .context("cannot reset the signal mask")?;
+    sys::clear_environment().context("cannot clear the environment")?;
+    ensure_stdio_open()?;
+    // Nothing but the channel descriptors (and the chroot directory) may
+    // stay open; the rest of what the caller left open is closed.
+    sys::close_from(CHROOT_FD as u32 + 1, false).context("cannot close inherited descriptors")?;
+
+    let uids = getresuid().context("getresuid")?;
+    let gids = getresgid().context("getresgid")?;
+    if !uids.effective.is_root() {
+        return Err(Error::Refused(
+            "safeexec-helper must be installed setuid root (mode 4754, owner root)".into(),
+        ));
+    }
+    Ok(Caller {
+        uid: uids.real,
+        gid: gids.real,
+    })
+}
+
+/// Sets one limit of the helper. Raising a hard limit needs
+/// CAP_SYS_RESOURCE, which some machines' bounding sets lack: then the
+/// caller's hard limit stays as the ceiling, and any later request above it
+/// fails when the target's limits are set (closed, with a message).
+fn reset_limit(resource: Resource, soft: u64, hard: u64) -> Result<()> {
+    if setrlimit(resource, soft, hard).is_ok() {
+        return Ok(());
+    }
+    let (_, ceiling) = getrlimit(resource).context("getrlimit")?;
+    let hard = hard.min(ceiling);
+    setrlimit(resource, soft.min(hard), hard).context("cannot reset the caller's resource limits")
+}
+
+/// If the caller closed 0, 1 or 2, the next descriptors opened would take
+/// their place and the target would write into them: put /dev/null there.
+fn ensure_stdio_open() -> Result<()> {
+    for fd in 0..=2 {
+        if !sys::fd_is_open(fd) {
+            let null = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .context("cannot open /dev/null")?;
+            // Lowest free number: since 0..fd are open, this lands on fd.
+            if null.as_raw_fd() != fd {
+                return Err(Error::Refused(format!("cannot reopen descriptor {fd}")));
+            }
+            let _ = null.into_raw_fd();
+        }
+    }
+    Ok(())
+}
+
+/// Takes the two channel descriptors; each must be a pipe, as the frontend
+/// passes them (a terminal or a file here means a confused or hostile caller).
+pub fn channel_fds() -> Result<(std::fs::File, std::fs::File)> {
+    let take = |fd: i32, name: &'static str| -> Result<std::fs::File> {
+        let owned = sys::take_inherited_fd(fd).map_err(|_| {
+            Error::Refused(format!(
+                "descriptor {fd} ({name}) is not open; run safeexec, not safeexec-helper"
+            ))
+        })?;
+        let st = fstat(&owned).context("fstat of a channel descriptor")?;
+        if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFIFO {
+            return Err(Error::Refused(format!(
+                "descriptor {fd} ({name}) is not a pipe"
+            )));
+        }
+        nix::fcntl::fcntl(
+            &owned,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .context("fcntl")?;
+        Ok(std::fs::File::from(owned))
+    };
+    Ok((take(REQUEST_FD, "request")?, take(REPLY_FD, "reply")?))
+}

@@ -1,0 +1,474 @@
+//! Invariants 3 and 4 (the policy side): the root-owned policy decides ids,
+//! maxima, network sharing and chroot roots; the request only chooses within
+//! it. The policy's path is compiled in: never taken from the caller, the
+//! environment or the helper's own location, so a hardlinked copy of the
+//! helper reads the same file.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::{fstat, stat, Mode, SFlag};
+use nix::unistd::{Gid, Pid, Uid};
+use shared::{Limits, Request};
+
+use crate::error::{Context, Error, Result};
+
+pub const POLICY_PATH: &str = match option_env!("SAFEEXEC_POLICY_PATH") {
+    Some(path) => path,
+    None => "/etc/safeexec/policy",
+};
+
+/// Largest policy file read.
+const MAX_POLICY_BYTES: u64 = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GidRule {
+    /// Each run's gid equals its uid.
+    PerRun,
+    Fixed(u32),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChrootRoots {
+    Any,
+    None,
+    /// Directories (dev, ino) at or under which a chroot root must lie.
+    Under(Vec<(String, u64, u64)>),
+}
+
+/// The largest value of each limit a caller may ask for; `None`: unlimited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Maxima {
+    pub cpu_ms: Option<u64>,
+    pub wall_ms: Option<u64>,
+    pub mem_kib: Option<u64>,
+    pub rss_kib: Option<u64>,
+    pub stack_kib: Option<u64>,
+    pub core_kib: Option<u64>,
+    pub fsize_kib: Option<u64>,
+    pub nproc: Option<u64>,
+    pub nfile: Option<u64>,
+    pub output_kib: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub uid_base: u32,
+    pub uid_count: u32,
+    pub gid: GidRule,
+    pub allow_share_net: bool,
+    pub chroot_roots: ChrootRoots,
+    pub max: Maxima,
+    pub min_niceness: i32,
+}
+
+impl Default for Policy {
+    /// Used when no policy file exists; the same values as the packaged file.
+    fn default() -> Self {
+        Policy {
+            // Just past systemd's container range, far below its foreign
+            // range; holds pid_max's largest value.
+            uid_base: 0x7000_0000,
+            uid_count: 4_194_304,
+            gid: GidRule::PerRun,
+            allow_share_net: false,
+            chroot_roots: ChrootRoots::Any,
+            max: Maxima {
+                cpu_ms: Some(3_600_000),
+                wall_ms: Some(86_400_000),
+                mem_kib: Some(41_943_039),
+                rss_kib: None,
+                stack_kib: Some(4_194_303),
+                core_kib: Some(4_194_303),
+                fsize_kib: Some(4_194_303),
+                nproc: Some(65_535),
+                nfile: Some(1024),
+                output_kib: None,
+            },
+            min_niceness: 0,
+        }
+    }
+}
+
+/// Loads the policy; a missing file means the defaults. The file must be a
+/// regular file owned by root and writable by nobody else.
+pub fn load() -> Result<Policy> {
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(POLICY_PATH)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Policy::default()),
+        Err(e) => return Err(Error::Policy(format!("cannot open {POLICY_PATH}: {e}"))),
+    };
+    let meta = file.metadata().context("cannot stat the policy")?;
+    if !meta.file_type().is_file() {
+        return Err(Error::Policy(format!(
+            "{POLICY_PATH} is not a regular file"
+        )));
+    }
+    if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+        return Err(Error::Policy(format!(
+            "{POLICY_PATH} must be owned by root and not writable by group or others"
+        )));
+    }
+    let mut text = String::new();
+    file.take(MAX_POLICY_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::Policy(format!("cannot read {POLICY_PATH}: {e}")))?;
+    if text.len() as u64 > MAX_POLICY_BYTES {
+        return Err(Error::Policy(format!("{POLICY_PATH} is too large")));
+    }
+    parse(&text).map_err(|msg| Error::Policy(format!("{POLICY_PATH}: {msg}")))
+}
+
+fn parse_max(value: &str, scale: f64) -> std::result::Result<Option<u64>, String> {
+    if value == "unlimited" {
+        return Ok(None);
+    }
+    let n: f64 = value
+        .parse()
+        .map_err(|_| format!("'{value}' is not a number"))?;
+    if !n.is_finite() || n < 0.0 || n * scale > 1e15 {
+        return Err(format!("'{value}' is out of range"));
+    }
+    Ok(Some((n * scale).round() as u64))
+}
+
+/// Parses the policy text: `key = value` lines, `#` comments; unknown keys
+/// are errors so that a typo never silently loosens the policy.
+pub fn parse(text: &str) -> std::result::Result<Policy, String> {
+    let mut p = Policy::default();
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .ok_or(format!("line {}: expected key = value", n + 1))?;
+        let at = |e: String| format!("line {}: {key}: {e}", n + 1);
+        let int = |v: &str| {
+            v.parse::<u32>()
+                .map_err(|_| at(format!("'{v}' is not a number")))
+        };
+        match key {
+            "uid_base" => p.uid_base = int(value)?,
+            "uid_count" => p.uid_count = int(value)?,
+            "gid" if value == "per-run" => p.gid = GidRule::PerRun,
+            "gid" => p.gid = GidRule::Fixed(int(value)?),
+            "allow_share_net" => {
+                p.allow_share_net = match value {
+                    "true" | "yes" => true,
+                    "false" | "no" => false,
+                    _ => return Err(at(format!("'{value}' is not true or false"))),
+                }
+            }
+            "chroot_roots" => p.chroot_roots = parse_roots(value).map_err(at)?,
+            "max_cpu" => p.max.cpu_ms = parse_max(value, 1000.0).map_err(at)?,
+            "max_wall" => p.max.wall_ms = parse_max(value, 1000.0).map_err(at)?,
+            "max_mem" => p.max.mem_kib = parse_max(value, 1.0).map_err(at)?,
+            "max_rss" => p.max.rss_kib = parse_max(value, 1.0).map_err(at)?,
+            "max_stack" => p.max.stack_kib = parse_max(value, 1.0).map_err(at)?,
+            "max_core" => p.max.core_kib = parse_max(value, 1.0).map_err(at)?,
+            "max_fsize" => p.max.fsize_kib = parse_max(value, 1.0).map_err(at)?,
+            "max_nproc" => p.max.nproc = parse_max(value, 1.0).map_err(at)?,
+            "max_nfile" => p.max.nfile = parse_max(value, 1.0).map_err(at)?,
+            "max_output" => p.max.output_kib = parse_max(value, 1.0).map_err(at)?,
+            "min_niceness" => {
+                p.min_niceness = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (0..=19).contains(n))
+                    .ok_or(at("must be 0 to 19".into()))?
+            }
+            _ => return Err(format!("line {}: unknown key '{key}'", n + 1)),
+        }
+    }
+    // Sandbox ids must never reach the system's or the users' ranges, nor
+    // wrap around to uid 0 or the special (uid_t)-1.
+    let end = u64::from(p.uid_base) + u64::from(p.uid_count);
+    if p.uid_base < 65_536 || p.uid_count == 0 || end > i32::MAX as u64 {
+        return Err(
+            "uid_base must be at least 65536, and uid_base + uid_count at most 2^31-1".into(),
+        );
+    }
+    if let GidRule::Fixed(g) = p.gid {
+        if g < 1000 {
+            return Err(format!("gid {g} is a system group"));
+        }
+    }
+    Ok(p)
+}
+
+fn parse_roots(value: &str) -> std::result::Result<ChrootRoots, String> {
+    match value {
+        "any" => Ok(ChrootRoots::Any),
+        "none" | "" => Ok(ChrootRoots::None),
+        list => {
+            let mut roots = Vec::new();
+            for path in list.split_whitespace() {
+                if !path.starts_with('/') {
+                    return Err(format!("'{path}' is not an absolute path"));
+                }
+                // A root that does not exist allows nothing; it is not an error.
+                if let Ok(st) = stat(path) {
+                    roots.push((path.to_string(), st.st_dev, st.st_ino));
+                }
+            }
+            Ok(ChrootRoots::Under(roots))
+        }
+    }
+}
+
+/// A request that passed the policy, with everything execve needs.
+#[derive(Debug)]
+pub struct Plan {
+    pub uid: Uid,
+    pub gid: Gid,
+    pub program: CString,
+    pub argv: Vec<CString>,
+    pub env: Vec<CString>,
+    pub exec_dir: Option<CString>,
+    pub limits: Limits,
+    pub niceness: i32,
+    pub share_net: bool,
+    pub chroot: Option<OwnedFd>,
+}
+
+fn c_string(what: &str, s: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| Error::Refused(format!("{what} contains a NUL byte")))
+}
+
+fn within(name: &str, unit: &str, asked: Option<u64>, max: Option<u64>) -> Result<()> {
+    match (asked, max) {
+        (_, None) => Ok(()),
+        (None, Some(max)) => Err(Error::Refused(format!(
+            "no {name} limit is over the policy's maximum of {max}{unit}"
+        ))),
+        (Some(v), Some(max)) if v > max => Err(Error::Refused(format!(
+            "{name} limit of {v}{unit} is over the policy's maximum of {max}{unit}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+impl Policy {
+    /// Checks every field of the request against the policy and derives the
+    /// sandbox ids from the helper's pid (invariant 3).
+    pub fn check(&self, request: Request, pid: Pid, chroot: Option<OwnedFd>) -> Result<Plan> {
+        let l = &request.limits;
+        within("cpu", " ms", l.cpu_ms, self.max.cpu_ms)?;
+        within("wall-clock", " ms", l.wall_ms, self.max.wall_ms)?;
+        within("memory", " KiB", l.mem_kib, self.max.mem_kib)?;
+        within("resident memory", " KiB", l.rss_kib, self.max.rss_kib)?;
+        within("stack", " KiB", l.stack_kib, self.max.stack_kib)?;
+        within("core", " KiB", Some(l.core_kib), self.max.core_kib)?;
+        within("file size", " KiB", l.fsize_kib, self.max.fsize_kib)?;
+        within("process", "", Some(l.nproc), self.max.nproc)?;
+        within("open file", "", Some(l.nfile), self.max.nfile)?;
+        within(
+            "output",
+            " KiB",
+            l.output_bytes.map(|b| b.div_ceil(1024)),
+            self.max.output_kib,
+        )?;
+        within("grace", " ms", Some(l.grace_ms), self.max.wall_ms)?;
+        if l.cpu_ms == Some(0) || l.wall_ms == Some(0) {
+            return Err(Error::Refused("time limits must be more than 0".into()));
+        }
+        if !(self.min_niceness..=19).contains(&request.niceness) {
+            return Err(Error::Refused(format!(
+                "niceness {} is outside {}..19",
+                request.niceness, self.min_niceness
+            )));
+        }
+        if request.share_net && !self.allow_share_net {
+            return Err(Error::Refused(
+                "the policy does not allow sharing the network".into(),
+            ));
+        }
+        if request.argv.is_empty() || request.program.is_empty() {
+            return Err(Error::Refused("no program to run (empty argv)".into()));
+        }
+        for entry in &request.env {
+            if !entry.contains('=') || entry.starts_with('=') {
+                return Err(Error::Refused(format!(
+                    "environment entry '{entry}' is not NAME=VALUE"
+                )));
+            }
+        }
+        let chroot = match (request.chroot, chroot) {
+            (false, _) => None,
+            (true, None) => {
+                return Err(Error::Refused(
+                    "chroot asked but no directory passed".into(),
+                ))
+            }
+            (true, Some(fd)) => Some(self.check_chroot(fd)?),
+        };
+
+        let index = u32::try_from(pid.as_raw()).unwrap_or(u32::MAX);
+        if index >= self.uid_count {
+            return Err(Error::Refused(format!(
+                "pid {pid} does not fit the policy's uid range of {} uids",
+                self.uid_count
+            )));
+        }
+        let uid = self.uid_base + index;
+        let gid = match self.gid {
+            GidRule::PerRun => uid,
+            GidRule::Fixed(g) => g,
+        };
+        Ok(Plan {
+            uid: Uid::from_raw(uid),
+            gid: Gid::from_raw(gid),
+            program: c_string("the program path", &request.program)?,
+            argv: request
+                .argv
+                .iter()
+                .map(|a| c_string("an argument", a))
+                .collect::<Result<_>>()?,
+            env: request
+                .env
+                .iter()
+                .map(|e| c_string("an environment entry", e))
+                .collect::<Result<_>>()?,
+            exec_dir: request
+                .exec_dir
+                .as_deref()
+                .map(|d| c_string("exec_dir", d))
+                .transpose()?,
+            limits: request.limits,
+            niceness: request.niceness,
+            share_net: request.share_net,
+            chroot,
+        })
+    }
+
+    /// The chroot directory was opened by the frontend as the caller; here it
+    /// must be a directory and, if the policy lists roots, lie under one.
+    /// The walk up uses "..", never a path the caller named.
+    fn check_chroot(&self, dir: OwnedFd) -> Result<OwnedFd> {
+        let st = fstat(&dir).context("fstat of the chroot directory")?;
+        if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFDIR {
+            return Err(Error::Refused(
+                "the chroot descriptor is not a directory".into(),
+            ));
+        }
+        let roots = match &self.chroot_roots {
+            ChrootRoots::Any => return Ok(dir),
+            ChrootRoots::None => {
+                return Err(Error::Refused(
+                    "the policy allows no chroot directory".into(),
+                ))
+            }
+            ChrootRoots::Under(roots) => roots,
+        };
+        let mut here: OwnedFd = dir.try_clone().context("dup")?;
+        let mut id = (st.st_dev, st.st_ino);
+        loop {
+            if roots.iter().any(|&(_, dev, ino)| (dev, ino) == id) {
+                return Ok(dir);
+            }
+            let up = openat(
+                here.as_fd(),
+                "..",
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .context("walking up from the chroot directory")?;
+            let up_st = fstat(&up).context("fstat")?;
+            if (up_st.st_dev, up_st.st_ino) == id {
+                return Err(Error::Refused(
+                    "the chroot directory is not under a root the policy allows".into(),
+                ));
+            }
+            id = (up_st.st_dev, up_st.st_ino);
+            here = up;
+        }
+    }
+}
+
+/// Refuses a sandbox uid that still owns a process (any of its real,
+/// effective, saved or file-system ids): two runs must never share a uid.
+pub fn ensure_uid_unused(uid: Uid) -> Result<()> {
+    let dir = std::fs::read_dir("/proc").context("cannot read /proc")?;
+    let wanted = uid.as_raw().to_string();
+    let mut buf = String::new();
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        buf.clear();
+        let Ok(mut f) = File::open(format!("/proc/{pid}/status")) else {
+            continue; // ended meanwhile
+        };
+        if f.read_to_string(&mut buf).is_err() {
+            continue;
+        }
+        let owns = buf
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .is_some_and(|ids| ids.split_whitespace().any(|id| id == wanted));
+        if owns {
+            return Err(Error::Refused(format!(
+                "sandbox uid {uid} still owns process {pid}; refusing to start"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packaged_policy_equals_the_defaults() {
+        let text = include_str!("../../packaging/policy");
+        assert_eq!(parse(text).unwrap(), Policy::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(parse("max_cpus = 1").unwrap_err().contains("unknown key"));
+    }
+
+    #[test]
+    fn uid_ranges_reaching_system_ids_are_refused() {
+        assert!(parse("uid_base = 0").is_err());
+        assert!(parse("uid_base = 1000").is_err());
+        assert!(parse("uid_base = 2147483000\nuid_count = 4194304").is_err());
+        assert!(parse("uid_count = 0").is_err());
+        assert!(parse("gid = 0").is_err());
+    }
+
+    #[test]
+    fn default_range_holds_the_largest_pid_max() {
+        let p = Policy::default();
+        assert!(p.uid_count >= 1 << 22);
+        // Beyond systemd's container range (ends 0x6FFFFFFF) and below its
+        // foreign range (starts 0x7FFE0000).
+        assert!(p.uid_base > 0x6FFF_FFFF);
+        assert!(u64::from(p.uid_base) + u64::from(p.uid_count) <= 0x7FFE_0000);
+    }
+
+    #[test]
+    fn maxima_parse_seconds_and_unlimited() {
+        let p = parse("max_cpu = 0.5\nmax_rss = unlimited\nmax_nproc = 3").unwrap();
+        assert_eq!(p.max.cpu_ms, Some(500));
+        assert_eq!(p.max.rss_kib, None);
+        assert_eq!(p.max.nproc, Some(3));
+    }
+}

@@ -1,0 +1,393 @@
+//! The run's side of the fork: `init`, pid 1 of the run's own pid namespace,
+//! and the target it starts.
+//!
+//! Invariant 7 rests here: every process of the run lives in that pid
+//! namespace, and when init ends, for whatever reason, the kernel kills every
+//! process left in it. Init ends when the target ends, when its wall-clock
+//! deadline passes, when the supervisor goes away (parent-death signal and
+//! lifeline pipe), or when the supervisor kills it. Init keeps uid 0 so that
+//! neither the caller nor the target can signal or ptrace it, but holds no
+//! capability once the target is started.
+//!
+//! Invariant 5 is kept by `enter`: the target gets a new session, the
+//! policy's ids and no supplementary groups, no capabilities (an empty
+//! bounding set and no_new_privs, so no setuid or file-capability program
+//! gives any back) and no descriptor but 0, 1 and 2.
+
+use std::convert::Infallible;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use caps::CapSet;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::resource::{setrlimit, Resource, RLIM_INFINITY};
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::SignalFd;
+use nix::unistd::{
+    chdir, chroot, execve, fchdir, setgroups, setresgid, setresuid, setsid, ForkResult, Pid,
+};
+
+use crate::error::{Context, Error, Result};
+use crate::policy::Plan;
+use crate::sys;
+
+/// Descriptors the run's side keeps after the fork.
+pub struct RunEnds {
+    /// Init's report to the supervisor.
+    pub status_tx: OwnedFd,
+    /// Closed by the kernel when the supervisor dies.
+    pub lifeline_rx: OwnedFd,
+    /// The target's setup error or execve errno, to the supervisor.
+    pub error_tx: OwnedFd,
+    /// Write ends that become the target's stdout and stderr when the
+    /// supervisor counts output.
+    pub relay: Option<(OwnedFd, OwnedFd)>,
+}
+
+/// What init tells the supervisor when the target has ended (or its time
+/// has run out): a fixed little-endian layout of six u64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InitReport {
+    /// wait status of the target, as waitpid gives it.
+    pub status: i32,
+    pub timed_out: bool,
+    pub wall_us: u64,
+    pub user_us: u64,
+    pub sys_us: u64,
+    pub maxrss_kib: u64,
+}
+
+impl InitReport {
+    pub const LEN: usize = 48;
+
+    pub fn to_bytes(self) -> [u8; Self::LEN] {
+        let words = [
+            self.status as u32 as u64,
+            u64::from(self.timed_out),
+            self.wall_us,
+            self.user_us,
+            self.sys_us,
+            self.maxrss_kib,
+        ];
+        let mut out = [0u8; Self::LEN];
+        for (chunk, w) in out.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        if b.len() != Self::LEN {
+            return None;
+        }
+        let w = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        Some(InitReport {
+            status: w(0) as u32 as i32,
+            timed_out: w(1) != 0,
+            wall_us: w(2),
+            user_us: w(3),
+            sys_us: w(4),
+            maxrss_kib: w(5),
+        })
+    }
+}
+
+/// Tag of a setup failure on the error pipe (followed by one line).
+pub const SETUP_FAILED: u8 = b'S';
+/// Tag of an execve failure (followed by errno, 4 bytes LE).
+pub const EXEC_FAILED: u8 = b'E';
+
+/// Pid 1 of the run. Never returns: its end is the end of the run.
+pub fn init(plan: Plan, ends: RunEnds) -> ! {
+    if let Err(e) = init_run(&plan, &ends) {
+        send_error(&ends.error_tx, &e);
+    }
+    sys::exit_now(0)
+}
+
+/// Tells the supervisor why the run could not start (one small message,
+/// written at once: pipes keep writes under 4096 bytes whole).
+fn send_error(tx: &OwnedFd, err: &Error) {
+    let mut msg = match err {
+        Error::Sys("execve", e) => {
+            let mut m = vec![EXEC_FAILED];
+            m.extend_from_slice(&e.raw_os_error().unwrap_or(0).to_le_bytes());
+            m
+        }
+        _ => {
+            let mut m = vec![SETUP_FAILED];
+            m.extend_from_slice(err.to_string().as_bytes());
+            m
+        }
+    };
+    msg.truncate(4000);
+    let _ = nix::unistd::write(tx, &msg);
+}
+
+fn init_run(plan: &Plan, ends: &RunEnds) -> Result<()> {
+    // If the supervisor dies, so does init, and with it the whole run.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).context("prctl(PR_SET_PDEATHSIG)")?;
+    if lifeline_cut(&ends.lifeline_rx) {
+        return Ok(()); // the supervisor died before the line above
+    }
+    let mut flags = CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWNS;
+    if !plan.share_net {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    unshare(flags).context("cannot create the run's namespaces")?;
+    private_proc(plan.chroot.is_some())?;
+
+    // SIGCHLD is read from a signalfd, and SIGPIPE must not kill init
+    // while it reports; the target unblocks both before exec.
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    let mut blocked = chld;
+    blocked.add(Signal::SIGPIPE);
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None).context("sigprocmask")?;
+    let sigfd = SignalFd::new(&chld).context("signalfd")?;
+
+    let started = Instant::now();
+    let target = match sys::fork().context("cannot fork the target")? {
+        ForkResult::Child => {
+            drop(sigfd);
+            let Err(e) = enter(plan, ends.relay.as_ref());
+            send_error(&ends.error_tx, &e);
+            sys::exit_now(127);
+        }
+        ForkResult::Parent { child } => child,
+    };
+    keep_only_kill()?;
+
+    let deadline = plan
+        .limits
+        .wall_ms
+        .map(|ms| started + Duration::from_millis(ms.saturating_add(plan.limits.grace_ms)));
+    let report = wait_for_target(target, &sigfd, &ends.lifeline_rx, started, deadline)?;
+    // Fails harmlessly (SIGPIPE is blocked) if the supervisor is gone.
+    let _ = nix::unistd::write(&ends.status_tx, &report.to_bytes());
+    Ok(())
+}
+
+/// Gives the run a /proc of its own pid namespace, so that it sees no other
+/// process of the machine. In a chroot the directory tree belongs to the
+/// caller, so nothing is mounted there.
+fn private_proc(chrooted: bool) -> Result<()> {
+    use std::ffi::CStr;
+    const NONE: &CStr = c"none";
+    const ROOT: &CStr = c"/";
+    const PROC: &CStr = c"/proc";
+    // Mounts made here must not propagate back to the host.
+    sys::mount(NONE, ROOT, None, libc::MS_REC | libc::MS_PRIVATE)
+        .context("cannot make the run's mounts private")?;
+    if !chrooted {
+        sys::mount(
+            c"proc",
+            PROC,
+            Some(c"proc"),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        )
+        .context("cannot mount the run's /proc")?;
+    }
+    Ok(())
+}
+
+fn lifeline_cut(lifeline: &OwnedFd) -> bool {
+    let mut fds = [PollFd::new(lifeline.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+}
+
+/// Init holds uid 0 so that neither the caller nor the target may signal
+/// or ptrace it. Of root's capabilities it keeps CAP_KILL only, to end the
+/// run with kill(-1), which reaches no process outside its pid namespace.
+fn keep_only_kill() -> Result<()> {
+    let cap_err =
+        |e: caps::errors::CapsError| Error::Refused(format!("cannot drop capabilities: {e}"));
+    let kill: caps::CapsHashSet = [caps::Capability::CAP_KILL].into_iter().collect();
+    caps::clear(None, CapSet::Bounding).map_err(cap_err)?;
+    caps::clear(None, CapSet::Ambient).map_err(cap_err)?;
+    caps::clear(None, CapSet::Inheritable).map_err(cap_err)?;
+    caps::set(None, CapSet::Effective, &kill).map_err(cap_err)?;
+    caps::set(None, CapSet::Permitted, &kill).map_err(cap_err)?;
+    nix::sys::prctl::set_no_new_privs().context("prctl(PR_SET_NO_NEW_PRIVS)")
+}
+
+/// Why init is ending the run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Why {
+    TargetEnded,
+    Deadline,
+    /// The supervisor closed the lifeline (a limit, or it is gone).
+    Stopped,
+}
+
+/// Reaps every process that ends in the namespace (orphans come to init)
+/// until the target ends, the deadline passes or the supervisor closes the
+/// lifeline; then kills and reaps whatever is left, so that the CPU time
+/// of every process of the run is in init's rusage when init is reaped.
+fn wait_for_target(
+    target: Pid,
+    sigfd: &SignalFd,
+    lifeline: &OwnedFd,
+    started: Instant,
+    deadline: Option<Instant>,
+) -> Result<InitReport> {
+    let mut report = InitReport {
+        status: libc::SIGKILL,
+        timed_out: false,
+        wall_us: 0,
+        user_us: 0,
+        sys_us: 0,
+        maxrss_kib: 0,
+    };
+    let record = |reaped: sys::Reaped, report: &mut InitReport| {
+        if reaped.pid == target {
+            report.status = reaped.status;
+            report.wall_us = started.elapsed().as_micros() as u64;
+            report.user_us = reaped.user_us;
+            report.sys_us = reaped.sys_us;
+            report.maxrss_kib = reaped.maxrss_kib;
+            true
+        } else {
+            false
+        }
+    };
+    let why = 'wait: loop {
+        while let Some(reaped) = sys::wait4(Pid::from_raw(-1), true).unwrap_or(None) {
+            if record(reaped, &mut report) {
+                break 'wait Why::TargetEnded;
+            }
+        }
+        let timeout = match deadline {
+            None => PollTimeout::NONE,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break Why::Deadline;
+                }
+                // Round up: waking early only costs another turn.
+                let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let mut fds = [
+            PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(lifeline.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(Error::Sys("poll", e.into())),
+        }
+        if fds[1].any().unwrap_or(false) {
+            break Why::Stopped;
+        }
+        if fds[0].any().unwrap_or(false) {
+            let _ = sigfd.read_signal();
+        }
+    };
+    if why != Why::TargetEnded {
+        report.wall_us = started.elapsed().as_micros() as u64;
+    }
+    report.timed_out = why == Why::Deadline;
+    // kill(-1) from pid 1 reaches every other process of the namespace and
+    // nothing else; forks racing with it are killed too (the kernel refuses
+    // to finish a fork with a fatal signal pending).
+    let _ = nix::sys::signal::kill(Pid::from_raw(-1), Signal::SIGKILL);
+    while let Some(reaped) = sys::wait4(Pid::from_raw(-1), false).unwrap_or(None) {
+        record(reaped, &mut report);
+    }
+    Ok(report)
+}
+
+fn limit(resource: Resource, value: Option<u64>, scale: u64) -> Result<()> {
+    let v = value.map_or(RLIM_INFINITY, |v| v.saturating_mul(scale));
+    set_limit(resource, v, v)
+}
+
+/// Sets a limit of the target. It fails when the caller's own hard limit,
+/// which the helper could not raise, is lower than the request.
+fn set_limit(resource: Resource, soft: u64, hard: u64) -> Result<()> {
+    setrlimit(resource, soft, hard).map_err(|e| {
+        Error::Refused(format!(
+            "cannot set {resource:?} to {hard}: {} (the caller's own hard limit is lower?)",
+            sys::strerror(e as i32)
+        ))
+    })
+}
+
+/// Turns this process into the target and execs it. Every step is done in
+/// the order the invariants need: limits and chroot while still root, then
+/// groups, gid, uid (all three ids of each), then no_new_privs, and only
+/// then anything the request names (exec_dir, program), as the sandbox uid.
+fn enter(plan: &Plan, relay: Option<&(OwnedFd, OwnedFd)>) -> Result<Infallible> {
+    setsid().context("setsid")?;
+    if let Some((out, err)) = relay {
+        nix::unistd::dup2_stdout(out).context("dup2")?;
+        nix::unistd::dup2_stderr(err).context("dup2")?;
+    }
+    let l = &plan.limits;
+    // CPU: the supervisor enforces the exact limit; the rlimit (whole
+    // seconds, SIGXCPU then SIGKILL a second later) backs it per process.
+    let cpu_s = l.cpu_ms.map(|ms| (ms + l.grace_ms).div_ceil(1000));
+    match cpu_s {
+        Some(s) => set_limit(Resource::RLIMIT_CPU, s, s + 1)?,
+        None => limit(Resource::RLIMIT_CPU, None, 1)?,
+    }
+    limit(Resource::RLIMIT_AS, l.mem_kib, 1024)?;
+    limit(Resource::RLIMIT_DATA, l.mem_kib, 1024)?;
+    limit(Resource::RLIMIT_STACK, l.stack_kib, 1024)?;
+    limit(Resource::RLIMIT_CORE, Some(l.core_kib), 1024)?;
+    limit(Resource::RLIMIT_FSIZE, l.fsize_kib, 1024)?;
+    limit(Resource::RLIMIT_NPROC, Some(l.nproc.saturating_add(1)), 1)?;
+    limit(Resource::RLIMIT_NOFILE, Some(l.nfile), 1)?;
+    limit(Resource::RLIMIT_MEMLOCK, Some(0), 1)?;
+    limit(Resource::RLIMIT_MSGQUEUE, Some(0), 1)?;
+    sys::set_niceness(plan.niceness).context("cannot set the niceness")?;
+
+    if let Some(dir) = &plan.chroot {
+        fchdir(dir).context("cannot enter the chroot directory")?;
+        chroot(".").context("chroot")?;
+    }
+    caps::clear(None, CapSet::Bounding)
+        .map_err(|e| Error::Refused(format!("cannot clear the bounding set: {e}")))?;
+    setgroups(&[]).context("setgroups")?;
+    setresgid(plan.gid, plan.gid, plan.gid).context("setresgid")?;
+    setresuid(plan.uid, plan.uid, plan.uid).context("setresuid")?;
+    nix::sys::prctl::set_no_new_privs().context("prctl(PR_SET_NO_NEW_PRIVS)")?;
+
+    if let Some(dir) = &plan.exec_dir {
+        chdir(dir.as_c_str()).map_err(|e| {
+            Error::Refused(format!(
+                "cannot enter exec_dir {}: {}",
+                dir.to_string_lossy(),
+                sys::strerror(e as i32)
+            ))
+        })?;
+    } else if plan.chroot.is_some() {
+        chdir("/").context("chdir")?;
+    }
+    // Everything but 0, 1 and 2 closes at exec, the error pipe included.
+    sys::close_from(3, true).context("close_range")?;
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).context("sigprocmask")?;
+    let err = execve(&plan.program, &plan.argv, &plan.env).unwrap_err();
+    Err(Error::Sys("execve", err.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_report_round_trips() {
+        let r = InitReport {
+            status: -3,
+            timed_out: true,
+            wall_us: 1,
+            user_us: 2,
+            sys_us: 3,
+            maxrss_kib: u64::MAX,
+        };
+        assert_eq!(InitReport::from_bytes(&r.to_bytes()), Some(r));
+        assert_eq!(InitReport::from_bytes(&[0; 3]), None);
+    }
+}

@@ -1,0 +1,369 @@
+//! The supervisor: the helper's side of the fork once the run has started.
+//!
+//! Invariant 6: before it looks at anything, it becomes the caller (all
+//! three uids and gids, no supplementary groups) and keeps one capability,
+//! CAP_KILL, to kill the run's init (uid 0); bounding, inheritable and
+//! ambient sets are empty, it is not dumpable (so neither the caller nor the
+//! target may ptrace it) and has no_new_privs.
+//!
+//! It waits without sleeping: poll on a pidfd of init (and on the output
+//! relay, if any), with a timeout only when a CPU or memory limit needs a
+//! look at /proc. The figures come from the kernel: wait4's rusage for the
+//! whole run when init is reaped, /proc samples in between.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use caps::{CapSet, Capability, CapsHashSet};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+use nix::unistd::{setgroups, setresgid, setresuid, Pid};
+use shared::{End, LimitKind, Limits, Outcome, Source};
+
+use crate::error::{Context, Error, Result};
+use crate::harden::Caller;
+use crate::sandbox::{InitReport, EXEC_FAILED, SETUP_FAILED};
+use crate::sys;
+
+/// Descriptors the supervisor keeps after the fork.
+pub struct SupervisorEnds {
+    pub status_rx: OwnedFd,
+    /// Held open for as long as the supervisor lives; init watches it.
+    pub lifeline_tx: OwnedFd,
+    pub error_rx: OwnedFd,
+    /// Read ends of the target's stdout and stderr, when output is counted.
+    pub relay: Option<(OwnedFd, OwnedFd)>,
+}
+
+/// Everything the supervisor knows about the run it watches.
+pub struct Run {
+    pub init: Pid,
+    pub init_pidfd: OwnedFd,
+    pub uid: u32,
+    pub gid: u32,
+    pub limits: Limits,
+}
+
+/// How long init has to end the run when asked before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// Becomes the caller, keeping CAP_KILL only. Called first thing after the
+/// fork; on failure the caller of this function kills the run.
+pub fn drop_privileges(caller: Caller) -> Result<()> {
+    let cap_err = |e: caps::errors::CapsError| Error::Refused(format!("capabilities: {e}"));
+    // The bounding set needs CAP_SETPCAP to shrink: do it while root.
+    caps::clear(None, CapSet::Bounding).map_err(cap_err)?;
+    nix::sys::prctl::set_keepcaps(true).context("prctl(PR_SET_KEEPCAPS)")?;
+    setgroups(&[]).context("setgroups")?;
+    setresgid(caller.gid, caller.gid, caller.gid).context("setresgid")?;
+    setresuid(caller.uid, caller.uid, caller.uid).context("setresuid")?;
+    let kill: CapsHashSet = [Capability::CAP_KILL].into_iter().collect();
+    caps::set(None, CapSet::Permitted, &kill).map_err(cap_err)?;
+    caps::set(None, CapSet::Effective, &kill).map_err(cap_err)?;
+    caps::clear(None, CapSet::Inheritable).map_err(cap_err)?;
+    caps::clear(None, CapSet::Ambient).map_err(cap_err)?;
+    nix::sys::prctl::set_keepcaps(false).context("prctl(PR_SET_KEEPCAPS)")?;
+    // The uid change reset these two; set them again.
+    nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).context("prctl(PR_SET_PDEATHSIG)")?;
+    nix::sys::prctl::set_no_new_privs().context("prctl(PR_SET_NO_NEW_PRIVS)")?;
+    Ok(())
+}
+
+/// Kills the whole run at once: init's death takes every process of its
+/// pid namespace with it (the run's CPU time is then known only from
+/// samples). Used when init does not answer, or on the supervisor's errors.
+pub fn kill_run(run: &Run) {
+    let _ = sys::pidfd_kill(&run.init_pidfd);
+}
+
+/// Live processes of the run, found from init through /proc's children
+/// lists (pids as the supervisor's namespace sees them).
+fn run_processes(init: Pid) -> Vec<Pid> {
+    let mut seen: HashSet<i32> = HashSet::new();
+    let mut queue = vec![init.as_raw()];
+    while let Some(pid) = queue.pop() {
+        if !seen.insert(pid) {
+            continue;
+        }
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let path = task.path().join("children");
+            if let Ok(text) = std::fs::read_to_string(path) {
+                queue.extend(
+                    text.split_whitespace()
+                        .filter_map(|p| p.parse::<i32>().ok()),
+                );
+            }
+        }
+    }
+    seen.into_iter().map(Pid::from_raw).collect()
+}
+
+/// Reads one field of /proc/PID/stat (1-based, counted after the command
+/// name, which may contain spaces).
+fn stat_field(text: &str, n: usize) -> Option<u64> {
+    let rest = &text[text.rfind(')')? + 2..];
+    rest.split_whitespace().nth(n - 3)?.parse().ok()
+}
+
+/// A sample of the run: CPU time so far (live processes exactly, reaped
+/// ones in clock ticks) and resident memory of all its processes.
+fn sample(init: Pid) -> (u64, u64) {
+    let tick_us = 1_000_000 / 100; // USER_HZ is 100 on Linux
+    let page_kib = 4;
+    let mut cpu_us = 0;
+    let mut rss_kib = 0;
+    for pid in run_processes(init) {
+        cpu_us += sys::process_cpu_ns(pid).unwrap_or(0) / 1000;
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            let reaped = stat_field(&stat, 16).unwrap_or(0) + stat_field(&stat, 17).unwrap_or(0);
+            cpu_us += reaped * tick_us;
+            rss_kib += stat_field(&stat, 24).unwrap_or(0) * page_kib;
+        }
+    }
+    (cpu_us, rss_kib)
+}
+
+/// Copies what the target wrote on one relay pipe to the caller's own
+/// descriptor, counting it. Returns false at end of file.
+fn relay_once(from: &OwnedFd, to_fd: i32, counted: &mut u64, limit: u64) -> bool {
+    let mut buf = [0u8; 65536];
+    match nix::unistd::read(from, &mut buf) {
+        Ok(0) => false,
+        Ok(n) => {
+            let allowed = limit.saturating_sub(*counted).min(n as u64) as usize;
+            *counted += n as u64;
+            let out = if to_fd == 1 {
+                std::io::stdout().write_all(&buf[..allowed])
+            } else {
+                std::io::stderr().write_all(&buf[..allowed])
+            };
+            // A reader that went away only stops the copy.
+            let _ = out;
+            true
+        }
+        Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => true,
+        Err(_) => false,
+    }
+}
+
+/// Watches the run until init ends, enforcing the limits that the kernel
+/// cannot (CPU of the whole run to the millisecond, resident memory,
+/// output), then collects the figures.
+pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
+    let l = &run.limits;
+    let started = Instant::now();
+    let cpu_kill_us = l.cpu_ms.map(|ms| (ms + l.grace_ms) * 1000);
+    let output_limit = l.output_bytes.unwrap_or(u64::MAX);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let mut fired: Option<LimitKind> = None;
+    let mut peak_sampled_kib = 0;
+    let mut cpu_sampled_us = 0;
+    let mut output = 0u64;
+    let mut relay_open = [ends.relay.is_some(); 2];
+    // When to look at /proc next: a CPU limit cannot be reached sooner than
+    // (what is left) / (number of CPUs); memory is looked at every 10 ms.
+    let next_look = |cpu_used: u64| -> Option<Duration> {
+        let cpu = cpu_kill_us
+            .map(|kill| Duration::from_micros((kill.saturating_sub(cpu_used) / cpus).max(1000)));
+        let mem = l.rss_kib.map(|_| Duration::from_millis(10));
+        match (cpu, mem) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    };
+    let mut look_at = next_look(0).map(|d| started + d);
+    let mut lifeline = Some(ends.lifeline_tx);
+    // Set once the run was asked to end: init gets this long to do it
+    // before it is killed outright.
+    let mut stop_by: Option<Instant> = None;
+    let mut stop =
+        |kind: LimitKind, fired: &mut Option<LimitKind>, stop_by: &mut Option<Instant>| {
+            if fired.is_none() {
+                *fired = Some(kind);
+                // Closing the lifeline tells init to kill and reap the run.
+                lifeline = None;
+                *stop_by = Some(Instant::now() + STOP_GRACE);
+            }
+        };
+
+    loop {
+        if stop_by.is_some_and(|t| Instant::now() >= t) {
+            kill_run(run);
+        }
+        let wake = match (look_at, stop_by) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let timeout = match wake {
+            None => PollTimeout::NONE,
+            Some(t) => {
+                let ms = t
+                    .saturating_duration_since(Instant::now())
+                    .as_micros()
+                    .div_ceil(1000);
+                PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let mut fds = vec![PollFd::new(run.init_pidfd.as_fd(), PollFlags::POLLIN)];
+        if let Some((out, err)) = &ends.relay {
+            if relay_open[0] {
+                fds.push(PollFd::new(out.as_fd(), PollFlags::POLLIN));
+            }
+            if relay_open[1] {
+                fds.push(PollFd::new(err.as_fd(), PollFlags::POLLIN));
+            }
+        }
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(Error::Sys("poll", e.into())),
+        }
+        let init_ended = fds[0].any().unwrap_or(false);
+        let ready: Vec<bool> = fds[1..].iter().map(|f| f.any().unwrap_or(false)).collect();
+        drop(fds);
+        if let Some((out, err)) = &ends.relay {
+            let mut i = 0;
+            for (k, (pipe, to)) in [(out, 1), (err, 2)].into_iter().enumerate() {
+                if relay_open[k] {
+                    if ready[i] {
+                        relay_open[k] = relay_once(pipe, to, &mut output, output_limit);
+                    }
+                    i += 1;
+                }
+            }
+            if output > output_limit {
+                stop(LimitKind::Output, &mut fired, &mut stop_by);
+            }
+        }
+        if init_ended {
+            break;
+        }
+        if look_at.is_some_and(|t| Instant::now() >= t) {
+            let (cpu_us, rss_kib) = sample(run.init);
+            cpu_sampled_us = cpu_sampled_us.max(cpu_us);
+            peak_sampled_kib = peak_sampled_kib.max(rss_kib);
+            if cpu_kill_us.is_some_and(|kill| cpu_us >= kill) {
+                stop(LimitKind::Cpu, &mut fired, &mut stop_by);
+            } else if l.rss_kib.is_some_and(|max| rss_kib > max) {
+                stop(LimitKind::Memory, &mut fired, &mut stop_by);
+            }
+            look_at = if fired.is_some() {
+                None
+            } else {
+                next_look(cpu_us).map(|d| Instant::now() + d)
+            };
+        }
+    }
+
+    let reaped = sys::wait4(run.init, false)
+        .context("wait4")?
+        .ok_or(Error::Refused("init vanished".into()))?;
+    let supervisor_wall_us = started.elapsed().as_micros() as u64;
+    // Every process of the run is gone now, so the relays end.
+    if let Some((out, err)) = &ends.relay {
+        while relay_once(out, 1, &mut output, output_limit) {}
+        while relay_once(err, 2, &mut output, output_limit) {}
+        if output > output_limit && fired.is_none() {
+            fired = Some(LimitKind::Output);
+        }
+    }
+
+    let mut error = Vec::new();
+    let _ = File::from(ends.error_rx).read_to_end(&mut error);
+    let mut exec_error = None;
+    match error.first() {
+        Some(&SETUP_FAILED) => {
+            return Err(Error::Refused(
+                String::from_utf8_lossy(&error[1..]).into_owned(),
+            ))
+        }
+        Some(&EXEC_FAILED) if error.len() == 5 => {
+            let errno = i32::from_le_bytes([error[1], error[2], error[3], error[4]]);
+            exec_error = Some(sys::strerror(errno));
+        }
+        _ => {}
+    }
+    drop(stop);
+
+    let mut status = Vec::new();
+    let _ = File::from(ends.status_rx).read_to_end(&mut status);
+    let report = InitReport::from_bytes(&status);
+
+    let end = match report {
+        Some(r) => decode_status(r.status),
+        None => End::Signaled(libc::SIGKILL),
+    };
+    let wall_us = match report {
+        Some(r) => r.wall_us,
+        None => supervisor_wall_us,
+    };
+    // If init was killed outright, its rusage lacks the run's processes.
+    let (user_us, sys_us, cpu_source) =
+        if report.is_some() || reaped.user_us + reaped.sys_us >= cpu_sampled_us {
+            (reaped.user_us, reaped.sys_us, Source::Rusage)
+        } else {
+            (cpu_sampled_us, 0, Source::Proc)
+        };
+    let cpu_us = user_us + sys_us;
+    let limit = fired.or_else(|| match (report, end) {
+        (Some(r), _) if r.timed_out => Some(LimitKind::Wall),
+        (_, End::Signaled(libc::SIGXCPU)) => Some(LimitKind::Cpu),
+        (_, End::Signaled(libc::SIGXFSZ)) => Some(LimitKind::FileSize),
+        _ if l.cpu_ms.is_some_and(|ms| cpu_us > ms * 1000) => Some(LimitKind::Cpu),
+        _ if l.wall_ms.is_some_and(|ms| wall_us > ms * 1000) => Some(LimitKind::Wall),
+        _ => None,
+    });
+    let (peak_kib, memory_source) = if reaped.maxrss_kib >= peak_sampled_kib {
+        (reaped.maxrss_kib, Source::Rusage)
+    } else {
+        (peak_sampled_kib, Source::Proc)
+    };
+    Ok(Outcome {
+        end,
+        limit,
+        exec_error,
+        wall_us,
+        user_us,
+        sys_us,
+        peak_kib,
+        memory_source,
+        cpu_source,
+        output_bytes: l.output_bytes.map(|_| output),
+        uid: run.uid,
+        gid: run.gid,
+        limits: l.clone(),
+    })
+}
+
+fn decode_status(status: i32) -> End {
+    if libc::WIFSIGNALED(status) {
+        End::Signaled(libc::WTERMSIG(status))
+    } else {
+        End::Exited(libc::WEXITSTATUS(status))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_skip_command_names_with_spaces() {
+        let stat = "42 (a b) c) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23";
+        assert_eq!(stat_field(stat, 4), Some(1));
+        assert_eq!(stat_field(stat, 14), Some(11));
+    }
+
+    #[test]
+    fn wait_statuses_decode() {
+        assert_eq!(decode_status(0), End::Exited(0));
+        assert_eq!(decode_status(3 << 8), End::Exited(3));
+        assert_eq!(decode_status(9), End::Signaled(9));
+    }
+}

@@ -1,0 +1,233 @@
+//! The only module with `unsafe`: thin wrappers over the system calls that
+//! nix does not offer safely. Each wrapper does one call, maps the C error
+//! convention to `io::Error` once (`cerr`), and says why it is sound.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use nix::unistd::{ForkResult, Pid};
+
+/// Maps the C convention (-1 and errno) to `io::Result`.
+fn cerr(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Forks. The helper is single-threaded (it starts no thread, and std starts
+/// none for it), so the child may run arbitrary code, not only
+/// async-signal-safe functions.
+pub fn fork() -> io::Result<ForkResult> {
+    // SAFETY: the process has exactly one thread (see above), so no lock can
+    // be held by a thread that does not exist in the child.
+    unsafe { nix::unistd::fork() }.map_err(io::Error::from)
+}
+
+/// Empties this process's environment so that nothing the caller set can
+/// reach any libc function (locale, time zone, resolver, malloc tuning).
+pub fn clear_environment() -> io::Result<()> {
+    // SAFETY: called once at start-up, while the process is single-threaded,
+    // before any code reads the environment.
+    let ret = unsafe { libc::clearenv() };
+    cerr(ret.into()).map(drop)
+}
+
+/// Whether descriptor `fd` is open.
+pub fn fd_is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only reads the descriptor flags; any integer is a
+    // valid argument (a closed one gives EBADF).
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}
+
+/// Takes ownership of an inherited descriptor after checking it is open.
+pub fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    if !fd_is_open(fd) {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // SAFETY: the descriptor is open (checked above), was inherited, and no
+    // other object in this process owns it: the helper calls this once per
+    // channel descriptor, right after start-up.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Closes every descriptor from `first` up (`cloexec`: only marks them
+/// close-on-exec instead).
+pub fn close_from(first: u32, cloexec: bool) -> io::Result<()> {
+    let flags = if cloexec {
+        libc::CLOSE_RANGE_CLOEXEC
+    } else {
+        0
+    };
+    // SAFETY: close_range takes plain integers; the descriptors it closes are
+    // not owned by any live Rust object: callers only use it on descriptors
+    // the helper never took ownership of.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, flags) };
+    cerr(ret).map(drop)
+}
+
+/// Opens a pidfd for `pid` (Linux 5.3), to signal or wait for exactly that
+/// process even if its number is reused.
+pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes integers and returns a new descriptor that we
+    // own exclusively.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    let fd = cerr(ret)? as RawFd;
+    // SAFETY: fd is a fresh descriptor returned by the kernel just now.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sends SIGKILL through a pidfd.
+pub fn pidfd_kill(pidfd: &OwnedFd) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is valid for the lifetime of `pidfd`; a null
+    // siginfo is allowed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    cerr(ret).map(drop)
+}
+
+/// What wait4 tells about a child that ended.
+pub struct Reaped {
+    pub pid: Pid,
+    pub status: i32,
+    pub user_us: u64,
+    pub sys_us: u64,
+    pub maxrss_kib: u64,
+}
+
+/// wait4 for `pid` (-1: any child), blocking unless `nohang`.
+/// `Ok(None)`: with `nohang`, nothing has ended yet.
+pub fn wait4(pid: Pid, nohang: bool) -> io::Result<Option<Reaped>> {
+    let mut status = 0;
+    // SAFETY: rusage is plain old data; all-zero is a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let flags = if nohang { libc::WNOHANG } else { 0 };
+    loop {
+        // SAFETY: status and ru point to live, writable locals.
+        let ret = unsafe { libc::wait4(pid.as_raw(), &mut status, flags | libc::__WALL, &mut ru) };
+        match cerr(ret.into()) {
+            Ok(0) => return Ok(None),
+            Ok(p) => {
+                let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+                return Ok(Some(Reaped {
+                    pid: Pid::from_raw(p as i32),
+                    status,
+                    user_us: us(ru.ru_utime),
+                    sys_us: us(ru.ru_stime),
+                    maxrss_kib: ru.ru_maxrss as u64,
+                }));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Sets the niceness of this process.
+pub fn set_niceness(nice: i32) -> io::Result<()> {
+    // SAFETY: setpriority takes integers only; who = 0 means this process.
+    let ret = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    cerr(ret.into()).map(drop)
+}
+
+/// Puts every catchable signal back to its default action.
+pub fn reset_signal_dispositions() -> io::Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL cannot run any handler code, so no
+        // signal-safety requirement applies.
+        unsafe { sigaction(sig, &default) }.map_err(io::Error::from)?;
+    }
+    // Real-time signals, which nix's iterator does not cover.
+    for sig in libc::SIGRTMIN()..=libc::SIGRTMAX() {
+        // SAFETY: sigaction with a zeroed struct (SIG_DFL, empty mask, no
+        // flags) on a valid signal number; nothing is read back.
+        let ret = unsafe {
+            let act: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(sig, &act, std::ptr::null_mut())
+        };
+        // glibc reserves the first real-time signals for itself.
+        if ret == -1 && io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// CPU time (user + system) consumed so far by the live process `pid`, all
+/// its threads included, in nanoseconds.
+pub fn process_cpu_ns(pid: Pid) -> io::Result<u64> {
+    // The kernel's encoding of a process CPU clock: CPUCLOCK_SCHED (2) of a
+    // whole process (no CPUCLOCK_PERTHREAD bit), pid in the upper bits.
+    let clock: libc::clockid_t = (!pid.as_raw() << 3) | 2;
+    // SAFETY: ts is a live, writable local; the clock id is only an integer.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    let ret = unsafe { libc::clock_gettime(clock, &mut ts) };
+    cerr(ret.into())?;
+    Ok(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+/// strerror words for an errno value.
+pub fn strerror(errno: i32) -> String {
+    io::Error::from_raw_os_error(errno)
+        .to_string()
+        .split(" (os error")
+        .next()
+        .unwrap_or("unknown error")
+        .to_string()
+}
+
+/// mount(2) with no data, for the run's own /proc.
+pub fn mount(
+    source: &CStr,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: libc::c_ulong,
+) -> io::Result<()> {
+    let fstype = fstype.map_or(std::ptr::null(), CStr::as_ptr);
+    // SAFETY: every pointer is a NUL-terminated string that outlives the
+    // call, or null where the kernel allows it.
+    let ret = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype,
+            flags,
+            std::ptr::null(),
+        )
+    };
+    cerr(ret.into()).map(drop)
+}
+
+/// Ignores SIGPIPE in the supervisor, so that a reader of the relayed output
+/// going away stops the copy instead of killing the supervisor.
+pub fn ignore_sigpipe() -> crate::error::Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    // SAFETY: SIG_IGN runs no handler code.
+    unsafe { sigaction(Signal::SIGPIPE, &ignore) }
+        .map(drop)
+        .map_err(|e| crate::error::Error::Sys("sigaction", e.into()))
+}
+
+/// Ends this process at once, without running atexit handlers or flushing
+/// stdio buffers that belong to the parent's copy of the process.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit only ends the process; it never returns and touches no
+    // memory of this process.
+    unsafe { libc::_exit(code) }
+}
