@@ -116,11 +116,20 @@ pub struct Cli {
     pub env: Vec<String>,
 
     /// Write the report to this file (opened as the caller) instead of stderr.
-    #[arg(long = "report_file", visible_alias = "report-file", value_name = "PATH")]
+    #[arg(
+        long = "report_file",
+        visible_alias = "report-file",
+        value_name = "PATH"
+    )]
     pub report_file: Option<PathBuf>,
 
     /// Write the report to this inherited descriptor instead of stderr.
-    #[arg(long = "report_fd", visible_alias = "report-fd", value_name = "FD", allow_negative_numbers = true)]
+    #[arg(
+        long = "report_fd",
+        visible_alias = "report-fd",
+        value_name = "FD",
+        allow_negative_numbers = true
+    )]
     pub report_fd: Option<i32>,
 
     /// Share the host's network (only if the policy allows it).
@@ -132,7 +141,12 @@ pub struct Cli {
     pub silent: bool,
 
     /// Report format.
-    #[arg(long = "report-format", value_enum, default_value = "text", value_name = "FORMAT")]
+    #[arg(
+        long = "report-format",
+        value_enum,
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
     pub report_format: ReportFormat,
 
     /// Same as --report-format json.
@@ -219,9 +233,16 @@ mod tests {
 
     #[test]
     fn exec_takes_everything_after_it() {
-        let cli =
-            Cli::try_parse_from(["safeexec", "--cpu", "1", "--exec", "/bin/echo", "--cpu", "-n"])
-                .unwrap();
+        let cli = Cli::try_parse_from([
+            "safeexec",
+            "--cpu",
+            "1",
+            "--exec",
+            "/bin/echo",
+            "--cpu",
+            "-n",
+        ])
+        .unwrap();
         assert_eq!(cli.exec, vec!["/bin/echo", "--cpu", "-n"]);
         assert_eq!(cli.cpu, 1000);
     }

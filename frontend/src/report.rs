@@ -74,10 +74,38 @@ impl Verdict {
 
 pub fn signal_name(sig: i32) -> &'static str {
     const NAMES: [&str; 32] = [
-        "SIG0", "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE",
-        "SIGKILL", "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT",
-        "SIGCHLD", "SIGCONT", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU",
-        "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
+        "SIG0",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
     ];
     usize::try_from(sig)
         .ok()
@@ -244,10 +272,26 @@ mod tests {
     #[test]
     fn verdict_lines_match_the_original() {
         let cases = [
-            (End::Exited(3), None, "Command exited with non-zero status (3)"),
-            (End::Signaled(11), None, "Command terminated by signal (11: SIGSEGV)"),
-            (End::Signaled(9), Some(LimitKind::Memory), "Memory Limit Exceeded"),
-            (End::Signaled(9), Some(LimitKind::Wall), "Time Limit Exceeded"),
+            (
+                End::Exited(3),
+                None,
+                "Command exited with non-zero status (3)",
+            ),
+            (
+                End::Signaled(11),
+                None,
+                "Command terminated by signal (11: SIGSEGV)",
+            ),
+            (
+                End::Signaled(9),
+                Some(LimitKind::Memory),
+                "Memory Limit Exceeded",
+            ),
+            (
+                End::Signaled(9),
+                Some(LimitKind::Wall),
+                "Time Limit Exceeded",
+            ),
             (End::Signaled(24), None, "Time Limit Exceeded"),
             (End::Signaled(25), None, "Output Limit Exceeded"),
             (End::Signaled(1), None, "Invalid Function"),

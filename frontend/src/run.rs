@@ -18,8 +18,15 @@ use crate::cli::{parse_env_vars, Cli, DEFAULT_ENV};
 #[derive(Debug)]
 pub enum RunError {
     Usage(String),
-    Open { what: &'static str, path: PathBuf, err: io::Error },
-    Helper { path: PathBuf, err: io::Error },
+    Open {
+        what: &'static str,
+        path: PathBuf,
+        err: io::Error,
+    },
+    Helper {
+        path: PathBuf,
+        err: io::Error,
+    },
     Channel(wire::WireError),
     /// The helper refused the run or failed to set it up.
     Refused(String),
@@ -60,14 +67,18 @@ pub fn helper_path() -> PathBuf {
 pub fn request_from(cli: &Cli) -> Result<Request, RunError> {
     let command = if !cli.exec.is_empty() {
         if !cli.command.is_empty() {
-            return Err(RunError::Usage("give the program after --exec or after --, not both".into()));
+            return Err(RunError::Usage(
+                "give the program after --exec or after --, not both".into(),
+            ));
         }
         &cli.exec
     } else {
         &cli.command
     };
     let Some(program) = command.first() else {
-        return Err(RunError::Usage("no program given (--exec PROGRAM or -- PROGRAM)".into()));
+        return Err(RunError::Usage(
+            "no program given (--exec PROGRAM or -- PROGRAM)".into(),
+        ));
     };
     let mut env: Vec<String> = match &cli.env_vars {
         Some(vars) => parse_env_vars(vars),
@@ -76,7 +87,9 @@ pub fn request_from(cli: &Cli) -> Result<Request, RunError> {
     };
     env.extend(cli.env.iter().cloned());
     if let Some(bad) = env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
-        return Err(RunError::Usage(format!("environment entry '{bad}' is not NAME=VALUE")));
+        return Err(RunError::Usage(format!(
+            "environment entry '{bad}' is not NAME=VALUE"
+        )));
     }
     Ok(Request {
         program: program.clone(),
@@ -110,7 +123,11 @@ pub fn create_file(what: &'static str, path: &Path) -> Result<File, RunError> {
         .truncate(true)
         .mode(0o644)
         .open(path)
-        .map_err(|err| RunError::Open { what, path: path.to_path_buf(), err })
+        .map_err(|err| RunError::Open {
+            what,
+            path: path.to_path_buf(),
+            err,
+        })
 }
 
 /// Opens an inherited descriptor for the report. Going through /proc keeps
@@ -118,12 +135,18 @@ pub fn create_file(what: &'static str, path: &Path) -> Result<File, RunError> {
 pub fn open_report_fd(fd: i32) -> Result<File, RunError> {
     let path = PathBuf::from(format!("/proc/self/fd/{fd}"));
     if fd < 0 {
-        return Err(RunError::Usage(format!("--report_fd {fd} is not a descriptor")));
+        return Err(RunError::Usage(format!(
+            "--report_fd {fd} is not a descriptor"
+        )));
     }
     OpenOptions::new()
         .append(true)
         .open(&path)
-        .map_err(|err| RunError::Open { what: "report descriptor", path, err })
+        .map_err(|err| RunError::Open {
+            what: "report descriptor",
+            path,
+            err,
+        })
 }
 
 /// Opens the chroot directory as the caller: the helper only ever receives
@@ -134,7 +157,11 @@ fn open_chroot(dir: &Path) -> Result<OwnedFd, RunError> {
         .custom_flags(libc_o_directory())
         .open(dir)
         .map(OwnedFd::from)
-        .map_err(|err| RunError::Open { what: "chroot directory", path: dir.to_path_buf(), err })
+        .map_err(|err| RunError::Open {
+            what: "chroot directory",
+            path: dir.to_path_buf(),
+            err,
+        })
 }
 
 const fn libc_o_directory() -> i32 {
@@ -144,15 +171,30 @@ const fn libc_o_directory() -> i32 {
 /// Runs the request through the helper and returns its reply.
 pub fn run(request: &Request, chroot_dir: Option<&Path>) -> Result<shared::Outcome, RunError> {
     let helper = helper_path();
-    let (request_rx, request_tx) = io::pipe().map_err(|err| RunError::Helper { path: helper.clone(), err })?;
-    let (mut reply_rx, reply_tx) = io::pipe().map_err(|err| RunError::Helper { path: helper.clone(), err })?;
+    let (request_rx, request_tx) = io::pipe().map_err(|err| RunError::Helper {
+        path: helper.clone(),
+        err,
+    })?;
+    let (mut reply_rx, reply_tx) = io::pipe().map_err(|err| RunError::Helper {
+        path: helper.clone(),
+        err,
+    })?;
 
     let mut mappings = vec![
-        FdMapping { parent_fd: OwnedFd::from(request_rx), child_fd: REQUEST_FD },
-        FdMapping { parent_fd: OwnedFd::from(reply_tx), child_fd: REPLY_FD },
+        FdMapping {
+            parent_fd: OwnedFd::from(request_rx),
+            child_fd: REQUEST_FD,
+        },
+        FdMapping {
+            parent_fd: OwnedFd::from(reply_tx),
+            child_fd: REPLY_FD,
+        },
     ];
     if let Some(dir) = chroot_dir {
-        mappings.push(FdMapping { parent_fd: open_chroot(dir)?, child_fd: CHROOT_FD });
+        mappings.push(FdMapping {
+            parent_fd: open_chroot(dir)?,
+            child_fd: CHROOT_FD,
+        });
     }
 
     let mut cmd = Command::new(&helper);
@@ -162,7 +204,10 @@ pub fn run(request: &Request, chroot_dir: Option<&Path>) -> Result<shared::Outco
         .stderr(Stdio::inherit());
     cmd.fd_mappings(mappings)
         .map_err(|_| RunError::Usage("descriptor mapping collision".into()))?;
-    let mut child = cmd.spawn().map_err(|err| RunError::Helper { path: helper.clone(), err })?;
+    let mut child = cmd.spawn().map_err(|err| RunError::Helper {
+        path: helper.clone(),
+        err,
+    })?;
     // Our copies of the child's ends must close, or a dead helper would
     // leave us waiting for a reply forever.
     drop(cmd);
@@ -172,7 +217,9 @@ pub fn run(request: &Request, chroot_dir: Option<&Path>) -> Result<shared::Outco
     drop(request_tx);
 
     let reply = wire::read_reply(&mut reply_rx);
-    let status = child.wait().map_err(|err| RunError::Helper { path: helper, err })?;
+    let status = child
+        .wait()
+        .map_err(|err| RunError::Helper { path: helper, err })?;
     match reply {
         Ok(Reply::Finished(outcome)) => Ok(outcome),
         Ok(Reply::Failed(msg)) => Err(RunError::Refused(msg)),

@@ -43,8 +43,14 @@ pub enum WireError {
     /// The peer closed the channel before a whole frame arrived.
     Truncated,
     BadMagic,
-    Version { ours: u32, theirs: u32 },
-    TooLarge { len: u64, max: usize },
+    Version {
+        ours: u32,
+        theirs: u32,
+    },
+    TooLarge {
+        len: u64,
+        max: usize,
+    },
     /// Bytes left after the frame, inside or after the payload.
     Trailing,
     Decode(String),
@@ -63,7 +69,10 @@ impl fmt::Display for WireError {
                  install safeexec and safeexec-helper from the same build"
             ),
             WireError::TooLarge { len, max } => {
-                write!(f, "message of {len} bytes is larger than the limit of {max} bytes")
+                write!(
+                    f,
+                    "message of {len} bytes is larger than the limit of {max} bytes"
+                )
             }
             WireError::Trailing => write!(f, "unexpected bytes after the message"),
             WireError::Decode(e) => write!(f, "malformed message: {e}"),
