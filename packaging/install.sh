@@ -1,0 +1,225 @@
+#!/bin/bash
+# Builds safeexec from this checkout and installs it under a prefix:
+#
+#   DIR/bin/safeexec                       0755 root:root
+#   DIR/libexec/safeexec/safeexec-helper   4754 root:GROUP  (setuid root; only
+#                                          members of GROUP may execute it)
+#   SYSCONFDIR/safeexec/policy             0644 root:root   (only if absent)
+#
+# SYSCONFDIR is /etc for --prefix /usr, else DIR/etc. The policy path is
+# compiled into the helper (SAFEEXEC_POLICY_PATH), so every prefix gets its
+# own build. Running it again changes nothing that is already right, and it
+# never overwrites an existing policy.
+#
+# Usage: packaging/install.sh --prefix DIR [--group NAME]
+set -euo pipefail
+umask 022
+
+prog=install.sh
+die() {
+    echo "$prog: error: $*" >&2
+    exit 1
+}
+warn() {
+    echo "$prog: warning: $*" >&2
+}
+usage() {
+    echo "usage: $prog --prefix DIR [--group NAME]"
+    echo "  --prefix DIR   install into DIR/bin and DIR/libexec/safeexec (absolute path)"
+    echo "  --group NAME   group allowed to run the setuid helper (default: safeexec;"
+    echo "                 created as a system group if missing)"
+    echo "Builds with cargo (release) and must run as root."
+}
+
+prefix=
+group=safeexec
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --prefix)
+        [ $# -ge 2 ] || die "--prefix needs a directory"
+        prefix=$2
+        shift 2
+        ;;
+    --prefix=*)
+        prefix=${1#--prefix=}
+        shift
+        ;;
+    --group)
+        [ $# -ge 2 ] || die "--group needs a group name"
+        group=$2
+        shift 2
+        ;;
+    --group=*)
+        group=${1#--group=}
+        shift
+        ;;
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    *)
+        die "unknown argument '$1' (see --help)"
+        ;;
+    esac
+done
+
+[ -n "$prefix" ] || die "--prefix DIR is required (see --help)"
+case "$prefix" in
+/*) ;;
+*) die "--prefix must be an absolute path, not '$prefix'" ;;
+esac
+case "$prefix" in
+*[[:space:]]* | *:*) die "--prefix must not contain white space or ':'" ;;
+esac
+# Normalise: no trailing slashes (but keep "/").
+while [ "${#prefix}" -gt 1 ] && [ "${prefix%/}" != "$prefix" ]; do
+    prefix=${prefix%/}
+done
+[[ "$group" =~ ^[a-z_][a-z0-9_-]*$ ]] || die "'$group' is not a valid group name"
+[ "$(id -u)" -eq 0 ] || die "must be run as root (try: sudo $0 --prefix $prefix --group $group)"
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+[ -f "$repo/Cargo.toml" ] && [ -d "$repo/helper" ] || die "cannot find the safeexec workspace at $repo"
+[ -f "$repo/packaging/policy" ] || die "missing $repo/packaging/policy"
+
+if [ "$prefix" = /usr ]; then
+    sysconfdir=/etc
+else
+    sysconfdir=$prefix/etc
+fi
+policy_path=$sysconfdir/safeexec/policy
+bindir=$prefix/bin
+helperdir=$prefix/libexec/safeexec
+
+cargo=${CARGO:-cargo}
+if ! command -v "$cargo" >/dev/null 2>&1; then
+    if [ -x /root/.cargo/bin/cargo ]; then
+        cargo=/root/.cargo/bin/cargo
+    else
+        die "cargo not found in PATH (under sudo, try: sudo env \"PATH=\$PATH\" $0 ...)"
+    fi
+fi
+target_dir=${CARGO_TARGET_DIR:-$repo/target/install}
+
+# Creates every missing component of a directory as 0755 root:root; leaves
+# existing directories alone.
+make_dir() {
+    local dir=$1 path= part
+    local IFS=/
+    for part in $dir; do
+        [ -n "$part" ] || continue
+        path=$path/$part
+        if [ ! -d "$path" ]; then
+            [ ! -e "$path" ] || die "$path exists and is not a directory"
+            mkdir -m 0755 "$path"
+            chown root:root "$path"
+            chmod 0755 "$path"
+            echo "created directory $path"
+        fi
+    done
+}
+
+# Installs a file atomically: copy to a temporary name beside the
+# destination, set owner, then mode (chown clears the setuid bit, so chmod
+# comes last), then rename over the destination.
+install_file() {
+    local src=$1 dest=$2 owner=$3 mode=$4
+    local tmp
+    tmp=$(dirname "$dest")/.$(basename "$dest").new.$$
+    rm -f "$tmp"
+    cp "$src" "$tmp"
+    chown "$owner" "$tmp"
+    chmod "$mode" "$tmp"
+    mv -f "$tmp" "$dest"
+}
+
+echo "building safeexec (release) in $target_dir, policy path $policy_path"
+(
+    cd "$repo"
+    SAFEEXEC_POLICY_PATH=$policy_path CARGO_TARGET_DIR=$target_dir \
+        "$cargo" build --release --locked -p safeexec -p safeexec-helper
+) || die "cargo build failed"
+built=$target_dir/release
+[ -x "$built/safeexec" ] || die "build produced no $built/safeexec"
+[ -x "$built/safeexec-helper" ] || die "build produced no $built/safeexec-helper"
+
+if ! getent group "$group" >/dev/null; then
+    groupadd --system "$group" || die "cannot create group $group"
+    echo "created system group $group"
+fi
+
+make_dir "$bindir"
+make_dir "$helperdir"
+make_dir "$sysconfdir/safeexec"
+
+install_file "$built/safeexec" "$bindir/safeexec" root:root 0755
+echo "installed $bindir/safeexec (0755 root:root)"
+install_file "$built/safeexec-helper" "$helperdir/safeexec-helper" "root:$group" 4754
+echo "installed $helperdir/safeexec-helper (4754 root:$group)"
+
+if [ -e "$policy_path" ] || [ -L "$policy_path" ]; then
+    echo "kept existing policy $policy_path"
+else
+    install_file "$repo/packaging/policy" "$policy_path" root:root 0644
+    echo "installed policy $policy_path (0644 root:root)"
+fi
+
+# The helper refuses a policy that is not root's or that others may write.
+if [ -f "$policy_path" ]; then
+    owner=$(stat -c %u "$policy_path")
+    mode=$(stat -c %a "$policy_path")
+    [ "$owner" = 0 ] || warn "$policy_path is not owned by root: the helper will refuse it"
+    if (((8#$mode & 8#022) != 0)); then
+        warn "$policy_path is writable by group or others: the helper will refuse it"
+    fi
+fi
+
+# Warn when the sandbox ids overlap ids in use: a run must never get the
+# uid or gid of an existing user, group or subordinate id range.
+policy_value() {
+    local key=$1 default=$2 value
+    value=$(sed -n "s/^[[:space:]]*$key[[:space:]]*=[[:space:]]*\\([^#[:space:]]*\\).*/\\1/p" \
+        "$policy_path" 2>/dev/null | tail -n 1)
+    echo "${value:-$default}"
+}
+uid_base=$(policy_value uid_base 1879048192)
+uid_count=$(policy_value uid_count 4194304)
+gid=$(policy_value gid per-run)
+
+# Lists the overlaps of [lo, hi) with the ids of a passwd/group style file
+# (field 3) or a subuid style file (name:start:count).
+ids_in_range() {
+    local file=$1 kind=$2 lo=$3 hi=$4
+    [ -r "$file" ] || return 0
+    awk -F: -v lo="$lo" -v hi="$hi" -v kind="$kind" '
+        /^[[:space:]]*(#|$)/ { next }
+        kind == "id" && $3 ~ /^[0-9]+$/ && $3 + 0 >= lo && $3 + 0 < hi { print $1 " (" $3 ")" }
+        kind == "range" && $2 ~ /^[0-9]+$/ && $3 ~ /^[0-9]+$/ && $2 + 0 < hi && $2 + $3 > lo {
+            print $1 " (" $2 "-" $2 + $3 - 1 ")"
+        }' "$file"
+}
+warn_overlaps() {
+    local what=$1 file=$2 kind=$3 lo=$4 hi=$5 hits
+    hits=$(ids_in_range "$file" "$kind" "$lo" "$hi" | tr '\n' ' ')
+    if [ -n "$hits" ]; then
+        warn "the policy's sandbox $what range [$lo, $hi) overlaps $file: $hits"
+    fi
+}
+if [[ "$uid_base" =~ ^[0-9]+$ ]] && [[ "$uid_count" =~ ^[0-9]+$ ]]; then
+    uid_end=$((uid_base + uid_count))
+    warn_overlaps uid /etc/passwd id "$uid_base" "$uid_end"
+    warn_overlaps uid /etc/subuid range "$uid_base" "$uid_end"
+    if [ "$gid" = per-run ]; then
+        # Each run's gid equals its uid.
+        warn_overlaps gid /etc/group id "$uid_base" "$uid_end"
+        warn_overlaps gid /etc/subgid range "$uid_base" "$uid_end"
+    fi
+else
+    warn "cannot read uid_base/uid_count from $policy_path; skipped the overlap check"
+fi
+if [[ "$gid" =~ ^[0-9]+$ ]]; then
+    hits=$(ids_in_range /etc/group id "$gid" "$((gid + 1))" | tr '\n' ' ')
+    [ -z "$hits" ] || warn "the policy's sandbox gid $gid belongs to an existing group: $hits"
+fi
+
+echo "safeexec installed under $prefix (helper group $group, policy $policy_path)"

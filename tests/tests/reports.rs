@@ -1,0 +1,245 @@
+//! The report (text and JSON) and the exit status of safeexec for every way a
+//! run can end.
+
+use std::time::{Duration, Instant};
+
+use safeexec_tests::{assert_verdict, dump, json_report, report, require_root, stdout, Json};
+
+/// The keys the README documents for `--json`.
+const JSON_KEYS: &[&str] = &[
+    "schema",
+    "verdict",
+    "verdict_text",
+    "exit_code",
+    "signal",
+    "limit",
+    "wall_ms",
+    "cpu_ms",
+    "user_ms",
+    "sys_ms",
+    "peak_memory_kib",
+    "memory_source",
+    "cpu_source",
+    "uid",
+    "gid",
+    "limits",
+];
+
+fn json_of(t: &safeexec_tests::Env, args: &[&str]) -> (std::process::Output, Json) {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = t.safeexec(&all);
+    let json = json_report(&out);
+    (out, json)
+}
+
+#[test]
+fn ok_run_reports_ok_and_exits_0() {
+    let t = require_root!();
+    let out = t.safeexec(&["--fsize", "100", "--exec", "/bin/echo", "hi"]);
+    assert_eq!(stdout(&out), "hi\n", "{}", dump(&out));
+    let r = assert_verdict(&out, "OK", 0);
+    assert!(r.elapsed_seconds < 10, "{}", dump(&out));
+    assert!(r.cpu_seconds < 5.0, "{}", dump(&out));
+}
+
+#[test]
+fn ok_run_json_report_has_every_documented_key() {
+    let t = require_root!();
+    let (out, j) = json_of(&t, &["--exec", "/bin/echo", "hi"]);
+    assert_eq!(out.status.code(), Some(0), "{}", dump(&out));
+    for key in JSON_KEYS {
+        assert!(j.get(key).is_some(), "JSON report lacks {key}: {j}");
+    }
+    assert_eq!(j["schema"], 1, "{j}");
+    assert_eq!(j["verdict"], "ok", "{j}");
+    assert_eq!(j["verdict_text"], "OK", "{j}");
+    assert_eq!(j["exit_code"], 0, "{j}");
+    assert!(j["signal"].is_null(), "{j}");
+    assert!(j["limit"].is_null(), "{j}");
+    assert!(j["limits"].is_object(), "{j}");
+    assert_eq!(stdout(&out), "hi\n", "{}", dump(&out));
+}
+
+#[test]
+fn silent_prints_no_report() {
+    let t = require_root!();
+    let out = t.safeexec(&["--silent", "--exec", "/bin/echo", "hi"]);
+    assert_eq!(stdout(&out), "hi\n", "{}", dump(&out));
+    assert!(out.stderr.is_empty(), "{}", dump(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", dump(&out));
+}
+
+#[test]
+fn nonzero_exit_reports_the_status_and_exits_1() {
+    let t = require_root!();
+    let out = t.safeexec(&["--exec", &t.fixture("exit_with"), "3"]);
+    assert_verdict(&out, "Command exited with non-zero status (3)", 1);
+    let (out, j) = json_of(&t, &["--exec", &t.fixture("exit_with"), "3"]);
+    assert_eq!(out.status.code(), Some(1), "{}", dump(&out));
+    assert_eq!(j["verdict"], "nonzero_exit", "{j}");
+    assert_eq!(j["exit_code"], 3, "{j}");
+}
+
+#[test]
+fn death_by_signal_reports_the_signal_and_exits_1() {
+    let t = require_root!();
+    let out = t.safeexec(&["--exec", &t.fixture("raise_signal"), "11"]);
+    assert_verdict(&out, "Command terminated by signal (11: SIGSEGV)", 1);
+    let (out, j) = json_of(&t, &["--exec", &t.fixture("raise_signal"), "11"]);
+    assert_eq!(out.status.code(), Some(1), "{}", dump(&out));
+    assert_eq!(j["verdict"], "signal", "{j}");
+    assert_eq!(j["signal"], 11, "{j}");
+    assert!(j["limit"].is_null(), "{j}");
+}
+
+#[test]
+fn cpu_limit_reports_time_limit_exceeded_and_exits_1() {
+    let t = require_root!();
+    let (out, j) = json_of(&t, &["--cpu", "0.5", "--exec", &t.fixture("loop")]);
+    assert_eq!(out.status.code(), Some(1), "{}", dump(&out));
+    assert_eq!(j["verdict"], "time_limit", "{j}");
+    assert_eq!(j["verdict_text"], "Time Limit Exceeded", "{j}");
+    assert_eq!(j["limit"], "cpu", "{j}");
+    let cpu_ms = j["cpu_ms"].as_f64().expect("cpu_ms is a number");
+    assert!(
+        cpu_ms >= 450.0,
+        "stopped after {cpu_ms} ms of CPU, before the 500 ms limit: {j}"
+    );
+}
+
+#[test]
+fn wall_limit_reports_time_limit_exceeded_and_exits_1() {
+    let t = require_root!();
+    let started = Instant::now();
+    let out = t.safeexec(&["--clock", "1", "--exec", &t.fixture("sleep_forever")]);
+    assert_verdict(&out, "Time Limit Exceeded", 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "a 1 s wall limit took {:?}",
+        started.elapsed()
+    );
+    let (out, j) = json_of(
+        &t,
+        &["--clock", "0.5", "--exec", &t.fixture("sleep_forever")],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", dump(&out));
+    assert_eq!(j["verdict"], "time_limit", "{j}");
+    assert_eq!(j["limit"], "wall", "{j}");
+    let wall_ms = j["wall_ms"].as_f64().expect("wall_ms is a number");
+    assert!(
+        (450.0..10_000.0).contains(&wall_ms),
+        "wall_ms {wall_ms}: {j}"
+    );
+}
+
+#[test]
+fn resident_memory_limit_reports_memory_limit_exceeded_and_exits_1() {
+    let t = require_root!();
+    // 200 MiB touched against a 100 MiB resident limit; the address-space
+    // limit is high enough for the allocation itself to succeed.
+    let args = [
+        "--mem",
+        "1000000",
+        "--rss",
+        "102400",
+        "--clock",
+        "30",
+        "--exec",
+        &t.fixture("touch_mem"),
+        "200",
+        "20",
+    ];
+    let out = t.safeexec(&args);
+    assert_verdict(&out, "Memory Limit Exceeded", 1);
+    let mut json_args = vec!["--json"];
+    json_args.extend_from_slice(&args);
+    let out = t.safeexec(&json_args);
+    let j = json_report(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", dump(&out));
+    assert_eq!(j["verdict"], "memory_limit", "{j}");
+    assert_eq!(j["limit"], "memory", "{j}");
+}
+
+#[test]
+fn peak_memory_is_reported() {
+    let t = require_root!();
+    // 64 MiB touched, under every limit: the report must show at least that.
+    let args = [
+        "--mem",
+        "1000000",
+        "--exec",
+        &t.fixture("touch_mem"),
+        "64",
+        "0",
+    ];
+    let out = t.safeexec(&args);
+    let r = assert_verdict(&out, "OK", 0);
+    assert!(
+        r.memory_kbytes >= 64 * 1024,
+        "peak {} KiB for 64 MiB touched\n{}",
+        r.memory_kbytes,
+        dump(&out)
+    );
+}
+
+#[test]
+fn file_size_limit_reports_output_limit_exceeded_and_exits_1() {
+    let t = require_root!();
+    let s = t.scratch("fsize-report");
+    s.file("open.txt", b"", 0o666);
+    let out = t.safeexec(&["--exec", &t.fixture("write_file"), &s.join("open.txt")]);
+    assert_verdict(&out, "Output Limit Exceeded", 1);
+    let (out, j) = json_of(
+        &t,
+        &["--exec", &t.fixture("write_file"), &s.join("open.txt")],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", dump(&out));
+    assert_eq!(j["verdict"], "output_limit", "{j}");
+}
+
+#[test]
+fn report_file_receives_the_report_instead_of_stderr() {
+    let t = require_root!();
+    let s = t.scratch("report-file");
+    let out = t.safeexec(&[
+        "--report_file",
+        &s.join("report.txt"),
+        "--exec",
+        "/bin/echo",
+        "hi",
+    ]);
+    assert_eq!(stdout(&out), "hi\n", "{}", dump(&out));
+    assert!(
+        out.stderr.is_empty(),
+        "report also on stderr\n{}",
+        dump(&out)
+    );
+    let text = std::fs::read(s.path().join("report.txt")).expect("read the report file");
+    let r = safeexec_tests::try_report(&text)
+        .unwrap_or_else(|| panic!("bad report file: {}", String::from_utf8_lossy(&text)));
+    assert_eq!(r.verdict, "OK");
+    assert_eq!(out.status.code(), Some(0), "{}", dump(&out));
+}
+
+#[test]
+fn stdin_of_safeexec_is_the_targets() {
+    let t = require_root!();
+    let out = t.safeexec_with_stdin(&["--exec", "/bin/cat"], b"from the caller\n");
+    assert_eq!(stdout(&out), "from the caller\n", "{}", dump(&out));
+    assert_eq!(report(&out).verdict, "OK", "{}", dump(&out));
+}
+
+#[test]
+fn no_arguments_print_usage_and_exit_1() {
+    let t = require_root!();
+    let out = t.safeexec::<&str>(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", dump(&out));
+    assert!(
+        safeexec_tests::stderr(&out)
+            .to_lowercase()
+            .contains("usage"),
+        "{}",
+        dump(&out)
+    );
+}
