@@ -14,6 +14,8 @@ pub enum Error {
     Policy(String),
     /// The request asks for something the policy does not allow, or is malformed.
     Refused(String),
+    /// The run could not be set up (reported by the run's side, already worded).
+    Setup(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -25,6 +27,7 @@ impl fmt::Display for Error {
             Error::Wire(e) => write!(f, "request: {e}"),
             Error::Policy(msg) => write!(f, "policy: {msg}"),
             Error::Refused(msg) => write!(f, "refused: {msg}"),
+            Error::Setup(msg) => write!(f, "{msg}"),
         }
     }
 }

@@ -308,7 +308,7 @@ fn limit(resource: Resource, value: Option<u64>, scale: u64) -> Result<()> {
 /// which the helper could not raise, is lower than the request.
 fn set_limit(resource: Resource, soft: u64, hard: u64) -> Result<()> {
     setrlimit(resource, soft, hard).map_err(|e| {
-        Error::Refused(format!(
+        Error::Setup(format!(
             "cannot set {resource:?} to {hard}: {} (the caller's own hard limit is lower?)",
             sys::strerror(e as i32)
         ))
@@ -357,7 +357,7 @@ fn enter(plan: &Plan, relay: Option<&(OwnedFd, OwnedFd)>) -> Result<Infallible> 
 
     if let Some(dir) = &plan.exec_dir {
         chdir(dir.as_c_str()).map_err(|e| {
-            Error::Refused(format!(
+            Error::Setup(format!(
                 "cannot enter exec_dir {}: {}",
                 dir.to_string_lossy(),
                 sys::strerror(e as i32)

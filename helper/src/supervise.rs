@@ -61,8 +61,10 @@ pub fn drop_privileges(caller: Caller) -> Result<()> {
     setresgid(caller.gid, caller.gid, caller.gid).context("setresgid")?;
     setresuid(caller.uid, caller.uid, caller.uid).context("setresuid")?;
     let kill: CapsHashSet = [Capability::CAP_KILL].into_iter().collect();
-    caps::set(None, CapSet::Permitted, &kill).map_err(cap_err)?;
+    // Effective first: it must stay a subset of permitted (for a root
+    // caller it is still full here).
     caps::set(None, CapSet::Effective, &kill).map_err(cap_err)?;
+    caps::set(None, CapSet::Permitted, &kill).map_err(cap_err)?;
     caps::clear(None, CapSet::Inheritable).map_err(cap_err)?;
     caps::clear(None, CapSet::Ambient).map_err(cap_err)?;
     nix::sys::prctl::set_keepcaps(false).context("prctl(PR_SET_KEEPCAPS)")?;
@@ -279,7 +281,7 @@ pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
     let mut exec_error = None;
     match error.first() {
         Some(&SETUP_FAILED) => {
-            return Err(Error::Refused(
+            return Err(Error::Setup(
                 String::from_utf8_lossy(&error[1..]).into_owned(),
             ))
         }
