@@ -41,7 +41,7 @@ use std::fs::File;
 
 use nix::fcntl::OFlag;
 use nix::sched::{unshare, CloneFlags};
-use nix::unistd::{getpid, pipe2, ForkResult};
+use nix::unistd::{getpid, pipe2, ForkResult, Uid};
 use shared::{wire, Reply, CHROOT_FD};
 
 use error::{Context, Error, Result};
@@ -105,9 +105,8 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
         None
     };
     let plan = policy.check(request, getpid(), chroot)?;
-    policy::ensure_uid_unused(plan.uid)?;
-
     let (status_rx, status_tx) = pipe()?;
+    let (go_rx, go_tx) = pipe()?;
     let (lifeline_rx, lifeline_tx) = pipe()?;
     let (error_rx, error_tx) = pipe()?;
     let (relay_run, relay_sup) = if plan.limits.output_bytes.is_some() {
@@ -125,20 +124,21 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
     let limits = plan.limits.clone();
     let init = match sys::fork().context("cannot fork")? {
         ForkResult::Child => {
-            drop((status_rx, lifeline_tx, error_rx, relay_sup));
+            drop((status_rx, lifeline_tx, error_rx, relay_sup, go_tx));
             sandbox::init(
                 plan,
                 RunEnds {
                     status_tx,
                     lifeline_rx,
                     error_tx,
+                    go_rx,
                     relay: relay_run,
                 },
             )
         }
         ForkResult::Parent { child } => child,
     };
-    drop((status_tx, lifeline_rx, error_tx, relay_run, plan));
+    drop((status_tx, lifeline_rx, error_tx, relay_run, go_rx, plan));
 
     let init_pidfd = sys::pidfd_open(init).context("pidfd_open");
     let run = init_pidfd.map(|init_pidfd| Run {
@@ -156,7 +156,16 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
             return Err(e);
         }
     };
-    if let Err(e) = supervise::drop_privileges(caller).and_then(|()| sys::ignore_sigpipe()) {
+    // The uid check reads all of /proc, which takes about a millisecond: it
+    // runs while init builds the namespaces, and the target execs only once
+    // it has passed (invariant 3).
+    let checked = policy::ensure_uid_unused(Uid::from_raw(uid), init)
+        .and_then(|()| nix::unistd::write(&go_tx, b"g").context("cannot start the target"));
+    drop(go_tx);
+    if let Err(e) = checked
+        .and_then(|_| supervise::drop_privileges(caller))
+        .and_then(|()| sys::ignore_sigpipe())
+    {
         supervise::kill_run(&run);
         return Err(e);
     }

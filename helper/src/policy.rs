@@ -398,7 +398,11 @@ impl Policy {
 
 /// Refuses a sandbox uid that still owns a process (any of its real,
 /// effective, saved or file-system ids): two runs must never share a uid.
-pub fn ensure_uid_unused(uid: Uid) -> Result<()> {
+/// Processes of the run itself (in the pid namespace of `init`) are not
+/// counted: the check runs while the run is being set up.
+pub fn ensure_uid_unused(uid: Uid, init: Pid) -> Result<()> {
+    let ours = std::fs::read_link(format!("/proc/{init}/ns/pid"))
+        .context("cannot read the run's pid namespace")?;
     let dir = std::fs::read_dir("/proc").context("cannot read /proc")?;
     let wanted = uid.as_raw().to_string();
     let mut buf = String::new();
@@ -421,7 +425,12 @@ pub fn ensure_uid_unused(uid: Uid) -> Result<()> {
             .lines()
             .find_map(|l| l.strip_prefix("Uid:"))
             .is_some_and(|ids| ids.split_whitespace().any(|id| id == wanted));
-        if owns {
+        if owns
+            && std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+                .ok()
+                .as_ref()
+                != Some(&ours)
+        {
             return Err(Error::Refused(format!(
                 "sandbox uid {uid} still owns process {pid}; refusing to start"
             )));

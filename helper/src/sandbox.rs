@@ -43,6 +43,9 @@ pub struct RunEnds {
     /// Write ends that become the target's stdout and stderr when the
     /// supervisor counts output.
     pub relay: Option<(OwnedFd, OwnedFd)>,
+    /// One byte from the supervisor once the sandbox uid is known to be
+    /// unused; the target execs only after it.
+    pub go_rx: OwnedFd,
 }
 
 /// What init tells the supervisor when the target has ended (or its time
@@ -151,7 +154,7 @@ fn init_run(plan: &Plan, ends: &RunEnds) -> Result<()> {
     let target = match sys::fork().context("cannot fork the target")? {
         ForkResult::Child => {
             drop(sigfd);
-            let Err(e) = enter(plan, ends.relay.as_ref());
+            let Err(e) = enter(plan, ends.relay.as_ref(), &ends.go_rx);
             send_error(&ends.error_tx, &e);
             sys::exit_now(127);
         }
@@ -319,7 +322,7 @@ fn set_limit(resource: Resource, soft: u64, hard: u64) -> Result<()> {
 /// the order the invariants need: limits and chroot while still root, then
 /// groups, gid, uid (all three ids of each), then no_new_privs, and only
 /// then anything the request names (exec_dir, program), as the sandbox uid.
-fn enter(plan: &Plan, relay: Option<&(OwnedFd, OwnedFd)>) -> Result<Infallible> {
+fn enter(plan: &Plan, relay: Option<&(OwnedFd, OwnedFd)>, go: &OwnedFd) -> Result<Infallible> {
     setsid().context("setsid")?;
     if let Some((out, err)) = relay {
         nix::unistd::dup2_stdout(out).context("dup2")?;
@@ -368,6 +371,11 @@ fn enter(plan: &Plan, relay: Option<&(OwnedFd, OwnedFd)>) -> Result<Infallible> 
     }
     // Everything but 0, 1 and 2 closes at exec, the error pipe included.
     sys::close_from(3, true).context("close_range")?;
+    let mut byte = [0u8; 1];
+    if !matches!(nix::unistd::read(go, &mut byte), Ok(1)) || byte != *b"g" {
+        // The supervisor refused the run (its reason goes to the caller).
+        sys::exit_now(127);
+    }
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).context("sigprocmask")?;
     let err = execve(&plan.program, &plan.argv, &plan.env).unwrap_err();
     Err(Error::Sys("execve", err.into()))
