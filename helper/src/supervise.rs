@@ -291,7 +291,6 @@ pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
         }
         _ => {}
     }
-    drop(stop);
 
     let mut status = Vec::new();
     let _ = File::from(ends.status_rx).read_to_end(&mut status);

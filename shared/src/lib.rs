@@ -73,7 +73,9 @@ pub struct Limits {
     pub output_bytes: Option<u64>,
 }
 
-/// What the helper answers: exactly one per request.
+/// What the helper answers: exactly one per request. Sent once per run, so
+/// the size difference of the variants costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
     /// The target ran (or execve failed inside the sandbox).
