@@ -200,7 +200,7 @@ ids_in_range() {
 }
 warn_overlaps() {
     local what=$1 file=$2 kind=$3 lo=$4 hi=$5 hits
-    hits=$(ids_in_range "$file" "$kind" "$lo" "$hi" | tr '\n' ' ')
+    hits=$(ids_in_range "$file" "$kind" "$lo" "$hi" | paste -sd ' ')
     if [ -n "$hits" ]; then
         warn "the policy's sandbox $what range [$lo, $hi) overlaps $file: $hits"
     fi
@@ -218,7 +218,7 @@ else
     warn "cannot read uid_base/uid_count from $policy_path; skipped the overlap check"
 fi
 if [[ "$gid" =~ ^[0-9]+$ ]]; then
-    hits=$(ids_in_range /etc/group id "$gid" "$((gid + 1))" | tr '\n' ' ')
+    hits=$(ids_in_range /etc/group id "$gid" "$((gid + 1))" | paste -sd ' ')
     [ -z "$hits" ] || warn "the policy's sandbox gid $gid belongs to an existing group: $hits"
 fi
 

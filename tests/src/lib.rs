@@ -691,7 +691,8 @@ enum Binary {
 
 type Hook = Box<dyn FnMut() -> io::Result<()> + Send + Sync>;
 
-/// A command run as an unprivileged user through `setpriv`: the frontend
+/// A command run as an unprivileged user through `setpriv --reuid=USER
+/// --regid=USER --init-groups -- /usr/bin/env -- BINARY ARGS`: the frontend
 /// ([`Env::run`]) or the helper itself ([`Env::run_helper`]).
 pub struct Run<'a> {
     env: &'a Env,
@@ -858,6 +859,12 @@ impl<'a> Run<'a> {
             .arg(format!("--regid={name}"))
             .arg("--init-groups")
             .arg("--")
+            // setpriv keeps its capabilities (PR_SET_KEEPCAPS) until its own
+            // execve, so an execve by setpriv itself would pass permission
+            // checks that the user would fail. env is executed without
+            // privilege and then executes the binary as the plain user.
+            .arg("/usr/bin/env")
+            .arg("--")
             .arg(&bin)
             .args(&self.args)
             .current_dir(&self.cwd)
@@ -1014,6 +1021,101 @@ fn wait_with_timeout(s: &mut Spawned, timeout: Duration) -> Result<Output, Outpu
         Err(output)
     } else {
         Ok(output)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Talking to the helper directly
+
+/// A request as the frontend builds it with its default options, for the
+/// command `argv` (argv[0] is also the program path).
+pub fn request(argv: &[&str]) -> shared::Request {
+    shared::Request {
+        program: argv.first().expect("a program").to_string(),
+        argv: argv.iter().map(|a| a.to_string()).collect(),
+        env: vec!["PATH=/usr/local/bin:/usr/bin:/bin".into()],
+        limits: shared::Limits {
+            cpu_ms: Some(10_000),
+            wall_ms: Some(60_000),
+            grace_ms: 0,
+            mem_kib: Some(32_768),
+            rss_kib: None,
+            stack_kib: Some(8_192),
+            core_kib: 0,
+            fsize_kib: Some(0),
+            nproc: 0,
+            nfile: 512,
+            output_bytes: None,
+        },
+        chroot: false,
+        exec_dir: None,
+        niceness: 16,
+        share_net: false,
+    }
+}
+
+/// One request frame, as the frontend sends it.
+pub fn frame(request: &shared::Request) -> Vec<u8> {
+    shared::wire::encode_request(request).expect("encode the request")
+}
+
+/// What a direct run of the helper gave back.
+#[derive(Debug)]
+pub struct HelperOutput {
+    pub output: Output,
+    /// Every byte the helper wrote on its reply descriptor.
+    pub reply_bytes: Vec<u8>,
+}
+
+impl HelperOutput {
+    /// Decodes the reply frame.
+    pub fn reply(&self) -> Result<shared::Reply, shared::wire::WireError> {
+        shared::wire::read_reply(&mut &self.reply_bytes[..])
+    }
+
+    /// The outcome of a finished run; panics with everything otherwise.
+    pub fn outcome(&self) -> shared::Outcome {
+        match self.reply() {
+            Ok(shared::Reply::Finished(outcome)) => outcome,
+            other => panic!(
+                "no outcome from the helper: {other:?}\n{}",
+                dump(&self.output)
+            ),
+        }
+    }
+}
+
+impl<'a> Run<'a> {
+    /// Gives the helper `bytes` on its request descriptor (a pipe, closed
+    /// after the bytes) and a pipe as its reply descriptor, runs it to its
+    /// end and returns its output and reply bytes. Further descriptors,
+    /// rlimits and so on can be set on the `Run` before.
+    pub fn exchange(self, bytes: &[u8]) -> HelperOutput {
+        let (request_rx, mut request_tx) = io::pipe().expect("request pipe");
+        let (mut reply_rx, reply_tx) = io::pipe().expect("reply pipe");
+        let timeout = self.timeout;
+        let spawned = self
+            .fd(request_rx, shared::REQUEST_FD)
+            .fd(reply_tx, shared::REPLY_FD)
+            .spawn();
+        let bytes = bytes.to_vec();
+        // The helper may refuse before reading everything: a failed write
+        // is part of the test, not an error here.
+        let writer = thread::spawn(move || {
+            let _ = request_tx.write_all(&bytes);
+        });
+        let reader = thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = reply_rx.read_to_end(&mut buf);
+            buf
+        });
+        let output = spawned.wait(timeout);
+        let _ = writer.join();
+        let reply_bytes = reader.join().unwrap_or_default();
+        HelperOutput {
+            output,
+            reply_bytes,
+        }
     }
 }
 
