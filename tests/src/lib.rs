@@ -506,12 +506,27 @@ pub fn write_root_file(path: &Path, contents: &[u8], mode: u32) -> io::Result<()
     fs::rename(&tmp, path)
 }
 
-fn newer(src: &Path, out: &Path) -> bool {
-    let modified = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
-    match (modified(src), modified(out)) {
-        (Some(s), Some(o)) => s > o,
-        _ => true,
-    }
+/// Whether `out` must be made again from `src`: a copy of the source it was
+/// last made from is kept as `.OUT.src` beside it (content, not mtime, so
+/// that checking out an older commit rebuilds too).
+fn stale(src: &Path, out: &Path) -> bool {
+    let Ok(source) = fs::read(src) else {
+        return true;
+    };
+    !out.exists() || fs::read(source_copy(out)).ok().as_deref() != Some(&source[..])
+}
+
+fn source_copy(out: &Path) -> PathBuf {
+    let mut name = OsString::from(".");
+    name.push(out.file_name().expect("an output file name"));
+    name.push(".src");
+    out.with_file_name(name)
+}
+
+fn remember_source(src: &Path, out: &Path) -> Result<(), String> {
+    let source = fs::read(src).map_err(|e| format!("cannot read {}: {e}", src.display()))?;
+    write_root_file(&source_copy(out), &source, 0o644)
+        .map_err(|e| format!("cannot write {}: {e}", source_copy(out).display()))
 }
 
 /// Compiles the C fixtures and copies the Python ones into PREFIX/fixtures,
@@ -535,11 +550,12 @@ fn build_fixtures(env: &Env) -> Result<(), String> {
         } else if ext == "py" {
             let name = src.file_name().expect("a .py file has a name");
             let out = env.fixtures.join(name);
-            if newer(&src, &out) {
+            if stale(&src, &out) {
                 let text =
                     fs::read(&src).map_err(|e| format!("cannot read {}: {e}", src.display()))?;
                 write_root_file(&out, &text, 0o644)
                     .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+                remember_source(&src, &out)?;
             }
         }
     }
@@ -547,7 +563,7 @@ fn build_fixtures(env: &Env) -> Result<(), String> {
 }
 
 fn compile(src: &Path, out: &Path, statically: bool) -> Result<(), String> {
-    if !newer(src, out) {
+    if !stale(src, out) {
         return Ok(());
     }
     let tmp = out.with_extension(format!("tmp{}", std::process::id()));
@@ -559,7 +575,8 @@ fn compile(src: &Path, out: &Path, statically: bool) -> Result<(), String> {
     run_setup(&mut cmd)?;
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))
         .map_err(|e| format!("cannot chmod {}: {e}", tmp.display()))?;
-    fs::rename(&tmp, out).map_err(|e| format!("cannot rename to {}: {e}", out.display()))
+    fs::rename(&tmp, out).map_err(|e| format!("cannot rename to {}: {e}", out.display()))?;
+    remember_source(src, out)
 }
 
 // ---------------------------------------------------------------------------
