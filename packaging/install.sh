@@ -91,12 +91,25 @@ policy_path=$sysconfdir/safeexec/policy
 bindir=$prefix/bin
 helperdir=$prefix/libexec/safeexec
 
-cargo=${CARGO:-cargo}
-if ! command -v "$cargo" >/dev/null 2>&1; then
-    if [ -x /root/.cargo/bin/cargo ]; then
+# Who builds: under sudo, the invoking user with their own toolchain (the
+# build needs no privilege, and root usually has no rustup toolchain);
+# otherwise root, with cargo from $CARGO, PATH or /root/.cargo/bin.
+build_user=
+cargo=${CARGO:-}
+if [ -z "$cargo" ] && [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
+    sudo_home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
+    if [ -n "$sudo_home" ] && [ -x "$sudo_home/.cargo/bin/cargo" ]; then
+        build_user=$SUDO_USER
+        cargo=$sudo_home/.cargo/bin/cargo
+    fi
+fi
+if [ -z "$cargo" ]; then
+    if command -v cargo >/dev/null 2>&1; then
+        cargo=cargo
+    elif [ -x /root/.cargo/bin/cargo ]; then
         cargo=/root/.cargo/bin/cargo
     else
-        die "cargo not found in PATH (under sudo, try: sudo env \"PATH=\$PATH\" $0 ...)"
+        die "cargo not found (set CARGO=/path/to/cargo, or add it to PATH)"
     fi
 fi
 target_dir=${CARGO_TARGET_DIR:-$repo/target/install}
@@ -133,12 +146,25 @@ install_file() {
     mv -f "$tmp" "$dest"
 }
 
-echo "building safeexec (release) in $target_dir, policy path $policy_path"
-(
-    cd "$repo"
-    SAFEEXEC_POLICY_PATH=$policy_path CARGO_TARGET_DIR=$target_dir \
-        "$cargo" build --release --locked -p safeexec -p safeexec-helper
-) || die "cargo build failed"
+echo "building safeexec (release) in $target_dir, policy path $policy_path${build_user:+, as $build_user}"
+if [ -n "$build_user" ]; then
+    runuser -u "$build_user" -- mkdir -p "$target_dir" || true
+    if ! runuser -u "$build_user" -- test -w "$target_dir"; then
+        die "$build_user cannot write $target_dir (remove it, or set CARGO_TARGET_DIR)"
+    fi
+    (
+        cd "$repo"
+        runuser -u "$build_user" -- env "HOME=$sudo_home" "PATH=$sudo_home/.cargo/bin:/usr/local/bin:/usr/bin:/bin" \
+            "SAFEEXEC_POLICY_PATH=$policy_path" "CARGO_TARGET_DIR=$target_dir" \
+            "$cargo" build --release --locked -p safeexec -p safeexec-helper
+    ) || die "cargo build (as $build_user) failed"
+else
+    (
+        cd "$repo"
+        SAFEEXEC_POLICY_PATH=$policy_path CARGO_TARGET_DIR=$target_dir \
+            "$cargo" build --release --locked -p safeexec -p safeexec-helper
+    ) || die "cargo build failed"
+fi
 built=$target_dir/release
 [ -x "$built/safeexec" ] || die "build produced no $built/safeexec"
 [ -x "$built/safeexec-helper" ] || die "build produced no $built/safeexec-helper"
