@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, IntoRawFd};
 use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
 use nix::sys::stat::{fstat, SFlag};
-use nix::unistd::{getresgid, getresuid, Gid, Uid};
+use nix::unistd::{getppid, getresgid, getresuid, Gid, Pid, Uid};
 
 use crate::error::{Context, Error, Result};
 use crate::sys;
@@ -19,6 +19,8 @@ use shared::{CHROOT_FD, REPLY_FD, REQUEST_FD};
 pub struct Caller {
     pub uid: Uid,
     pub gid: Gid,
+    /// The process that started the helper (the frontend).
+    pub parent: Pid,
 }
 
 /// Limits the helper itself runs under, whatever the caller preset: root
@@ -68,6 +70,7 @@ pub fn before_reading() -> Result<Caller> {
     Ok(Caller {
         uid: uids.real,
         gid: gids.real,
+        parent: getppid(),
     })
 }
 

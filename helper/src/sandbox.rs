@@ -15,7 +15,9 @@
 //! gives any back) and no descriptor but 0, 1 and 2.
 
 use std::convert::Infallible;
+use std::ffi::{CStr, CString, OsStr};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
 use caps::CapSet;
@@ -139,7 +141,7 @@ fn init_run(plan: &Plan, ends: &RunEnds) -> Result<()> {
         flags |= CloneFlags::CLONE_NEWNET;
     }
     unshare(flags).context("cannot create the run's namespaces")?;
-    private_proc(plan.chroot.is_some())?;
+    private_mounts(plan)?;
 
     // SIGCHLD is read from a signalfd, and SIGPIPE must not kill init
     // while it reports; the target unblocks both before exec.
@@ -172,25 +174,43 @@ fn init_run(plan: &Plan, ends: &RunEnds) -> Result<()> {
     Ok(())
 }
 
-/// Gives the run a /proc of its own pid namespace, so that it sees no other
-/// process of the machine. In a chroot the directory tree belongs to the
+/// World-writable directories of the host that get a small private tmpfs
+/// in the run's mount namespace: what the target leaves there (a disk fill,
+/// a million empty files, a message for the next run) vanishes with it.
+const SCRATCH_DIRS: &[&CStr] = &[c"/tmp", c"/var/tmp", c"/dev/shm", c"/run/lock"];
+
+/// Gives the run its own view of the host's file system: a /proc of its own
+/// pid namespace (it sees no other process of the machine) and private
+/// scratch directories. In a chroot the directory tree belongs to the
 /// caller, so nothing is mounted there.
-fn private_proc(chrooted: bool) -> Result<()> {
-    use std::ffi::CStr;
-    const NONE: &CStr = c"none";
-    const ROOT: &CStr = c"/";
-    const PROC: &CStr = c"/proc";
+fn private_mounts(plan: &Plan) -> Result<()> {
     // Mounts made here must not propagate back to the host.
-    sys::mount(NONE, ROOT, None, libc::MS_REC | libc::MS_PRIVATE)
+    sys::mount(c"none", c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
         .context("cannot make the run's mounts private")?;
-    if !chrooted {
-        sys::mount(
-            c"proc",
-            PROC,
-            Some(c"proc"),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        )
-        .context("cannot mount the run's /proc")?;
+    if plan.chroot.is_some() {
+        return Ok(());
+    }
+    let hardened = libc::MS_NOSUID | libc::MS_NODEV;
+    sys::mount(
+        c"proc",
+        c"/proc",
+        Some(c"proc"),
+        hardened | libc::MS_NOEXEC,
+        None,
+    )
+    .context("cannot mount the run's /proc")?;
+    // As large as one file may be (at least a page), at most 1 GiB each.
+    let size_kib = plan.limits.fsize_kib.unwrap_or(1 << 20).clamp(4, 1 << 20);
+    let options = CString::new(format!("size={size_kib}k,nr_inodes=1024,mode=1777"))
+        .map_err(|_| Error::Refused("tmpfs options".into()))?;
+    for dir in SCRATCH_DIRS {
+        // Only real directories: a symlink here would move the mount.
+        let is_dir = std::fs::symlink_metadata(OsStr::from_bytes(dir.to_bytes()))
+            .is_ok_and(|m| m.file_type().is_dir());
+        if is_dir {
+            sys::mount(c"tmpfs", dir, Some(c"tmpfs"), hardened, Some(&options))
+                .context("cannot mount a scratch directory")?;
+        }
     }
     Ok(())
 }

@@ -71,6 +71,10 @@ pub fn drop_privileges(caller: Caller) -> Result<()> {
     // The uid change reset these two; set them again.
     nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).context("prctl(PR_SET_PDEATHSIG)")?;
+    // A caller that died before the line above would not be noticed.
+    if nix::unistd::getppid() != caller.parent {
+        return Err(Error::Setup("the caller went away".into()));
+    }
     nix::sys::prctl::set_no_new_privs().context("prctl(PR_SET_NO_NEW_PRIVS)")?;
     Ok(())
 }

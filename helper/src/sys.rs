@@ -191,25 +191,19 @@ pub fn strerror(errno: i32) -> String {
         .to_string()
 }
 
-/// mount(2) with no data, for the run's own /proc.
+/// mount(2), for the run's own /proc and scratch directories.
 pub fn mount(
     source: &CStr,
     target: &CStr,
     fstype: Option<&CStr>,
     flags: libc::c_ulong,
+    data: Option<&CStr>,
 ) -> io::Result<()> {
     let fstype = fstype.map_or(std::ptr::null(), CStr::as_ptr);
+    let data = data.map_or(std::ptr::null(), |d| d.as_ptr().cast::<libc::c_void>());
     // SAFETY: every pointer is a NUL-terminated string that outlives the
     // call, or null where the kernel allows it.
-    let ret = unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            fstype,
-            flags,
-            std::ptr::null(),
-        )
-    };
+    let ret = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype, flags, data) };
     cerr(ret.into()).map(drop)
 }
 
