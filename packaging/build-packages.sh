@@ -3,7 +3,7 @@
 #
 #   packaging/build-packages.sh [all|deb|rpm]      (default: all)
 #
-# Needs cargo, dpkg-deb and dpkg-shlibdeps (dpkg-dev) for the .deb, rpmbuild
+# Needs cargo, dpkg-deb and readelf (binutils) for the .deb, rpmbuild
 # (Debian's package "rpm") for the .rpm.
 #
 # The .deb is assembled by this script from a plain directory tree with
@@ -45,7 +45,7 @@ need cargo "install the Rust toolchain"
 need gzip "install gzip"
 if [ "$what" != rpm ]; then
     need dpkg-deb "install dpkg"
-    need dpkg-shlibdeps "apt-get install dpkg-dev"
+    need readelf "apt-get install binutils"
 fi
 if [ "$what" != deb ]; then
     need rpmbuild "apt-get install rpm"
@@ -102,7 +102,10 @@ cargo_home=${CARGO_HOME:-$HOME/.cargo}
 export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }--remap-path-prefix=$root=/build/safeexec --remap-path-prefix=$cargo_home=/cargo"
 
 say "building the binaries (release)"
-cargo build --release --locked -p safeexec -p safeexec-helper
+# Static binaries: the setuid helper runs no dynamic loader (see install.sh).
+triple=$(uname -m)-unknown-linux-gnu
+RUSTFLAGS="$RUSTFLAGS -C target-feature=+crt-static" \
+    cargo build --release --locked --target "$triple" -p safeexec -p safeexec-helper
 say "generating the man page and the completions"
 rm -rf "$work/generated"
 cargo run --quiet --locked -p xtask -- gen "$work/generated" >/dev/null
@@ -111,8 +114,8 @@ cargo run --quiet --locked -p xtask -- gen "$work/generated" >/dev/null
 
 rm -rf "$stage"
 mkdir -p "$stage"
-install -m 0755 "$work/release/safeexec" "$stage/safeexec"
-install -m 0755 "$work/release/safeexec-helper" "$stage/safeexec-helper"
+install -m 0755 "$work/$triple/release/safeexec" "$stage/safeexec"
+install -m 0755 "$work/$triple/release/safeexec-helper" "$stage/safeexec-helper"
 install -m 0644 packaging/policy "$stage/policy"
 install -m 0644 LICENSE "$stage/LICENSE"
 for f in safeexec.bash _safeexec safeexec.fish; do
@@ -191,18 +194,15 @@ build_deb() {
     } | gzip -9n >"$deb_root/usr/share/doc/safeexec/changelog.Debian.gz"
     chmod 0644 "$deb_root/usr/share/doc/safeexec/changelog.Debian.gz"
 
-    # Shared-library dependencies of the two binaries, as dpkg-shlibdeps
-    # finds them (it wants a debian/control in its working directory).
-    mkdir -p "$work/deb/shlibdeps/debian"
-    printf 'Source: safeexec\n\nPackage: safeexec\nArchitecture: any\n' \
-        >"$work/deb/shlibdeps/debian/control"
-    depends=$(cd "$work/deb/shlibdeps" &&
-        dpkg-shlibdeps -O "$deb_root/usr/bin/safeexec" \
-            "$deb_root/usr/libexec/safeexec/safeexec-helper" 2>/dev/null |
-        sed -n 's/^shlibs:Depends=//p')
-    [ -n "$depends" ] || die "dpkg-shlibdeps found no dependencies"
+    # Both binaries are static (no shared-library dependency): check it,
+    # since a dynamic one would need a Depends on libc6.
+    for bin in "$deb_root/usr/bin/safeexec" "$deb_root/usr/libexec/safeexec/safeexec-helper"; do
+        if readelf -d "$bin" 2>/dev/null | grep -q NEEDED; then
+            die "$bin is dynamically linked; the packages expect static binaries"
+        fi
+    done
     # groupadd, in postinst.
-    depends="$depends, passwd"
+    depends="passwd"
 
     # Installed-Size as dpkg-gencontrol counts it: KiB of each file, rounded
     # up, plus one for every other entry.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI check of the packages, run as root by .ci/run after the tests:
 #
-#   1. installs the tools it needs (lintian, rpm, dpkg-dev);
+#   1. installs the tools it needs (lintian, rpm, binutils);
 #   2. builds the .deb and the .rpm (packaging/build-packages.sh), twice, and
 #      checks that the second build gives the same bytes;
 #   3. lintian on the .deb: no error;
@@ -44,7 +44,7 @@ step "tools"
 missing=()
 command -v lintian >/dev/null || missing+=(lintian)
 command -v rpmbuild >/dev/null || missing+=(rpm)
-command -v dpkg-shlibdeps >/dev/null || missing+=(dpkg-dev)
+command -v readelf >/dev/null || missing+=(binutils)
 command -v setpriv >/dev/null || missing+=(util-linux)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing: ${missing[*]}"
