@@ -5,15 +5,19 @@
 //!  safeexec (caller's uid)
 //!    │ fd 3: one Request frame      fd 4: one Reply frame      fd 5: chroot dir
 //!    ▼
-//!  safeexec-helper (euid 0)      harden → policy → read request → check → fork
-//!    ├── supervisor  (caller's uid, CAP_KILL only)
-//!    │     polls init's pidfd; samples /proc for CPU and memory limits;
-//!    │     relays output when it is limited; kills init on a limit;
-//!    │     reaps init (wait4: the whole run's rusage); replies on fd 4
-//!    └── init  (pid 1 of a new pid namespace; uid 0, no capabilities)
-//!          new net/IPC/UTS/mount namespaces and its own /proc; waits for the
-//!          target and reaps orphans; ends at the wall deadline or when the
-//!          supervisor dies; its end kills every process of the run
+//!  safeexec-helper (euid 0)   harden → policy → read request → check → fork
+//!    ├── supervisor  (caller's uid, CAP_KILL only, not dumpable)
+//!    │     checks that the run's uid owns no process, then lets the target
+//!    │     exec (go pipe); polls init's pidfd; samples /proc for the CPU and
+//!    │     memory limits; relays output when it is limited; on a limit
+//!    │     closes the lifeline (init then ends the run), or kills init if it
+//!    │     does not; reaps init (wait4: the whole run's rusage); replies
+//!    └── init  (pid 1 of a new pid namespace; uid 0, CAP_KILL only)
+//!          new net/IPC/UTS/mount namespaces, its own /proc and tmpfs on the
+//!          world-writable directories; waits for the target and reaps
+//!          orphans; at the target's end, the wall deadline or a cut
+//!          lifeline it kill(-1)s and reaps the rest, reports, exits; if it
+//!          dies instead, the kernel kills every process of the namespace
 //!          └── target  (pid 2; sandbox uid and gid, no groups, no caps,
 //!                no_new_privs, fds 0-2 only) execve(program)
 //! ```
@@ -21,7 +25,7 @@
 //! Invariants (DESIGN.md) and where each is kept:
 //! 1. hardening before the request is read ............ `harden`
 //! 2. one bounded frame, strictly decoded .............. `shared::wire`
-//! 3. ids from the policy, unique per live run ......... `policy`
+//! 3. ids from the policy, unique per live run ......... `policy` (`check`, `ensure_uid_unused`)
 //! 4. no caller-named path opened with root's rights ... `policy` (chroot fd), `sandbox::enter`
 //! 5. target: no privileges, namespaces, fds 0-2 ....... `sandbox::enter`
 //! 6. supervisor keeps CAP_KILL only ................... `supervise::drop_privileges`
