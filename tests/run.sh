@@ -1,7 +1,7 @@
 #!/bin/bash
 # The test command of the README: runs every test of the workspace,
 # including the end-to-end tests that install safeexec into a scratch prefix
-# (/var/tmp/safeexec-test, or $SAFEEXEC_TEST_PREFIX), create the users
+# (/var/lib/safeexec-test, or $SAFEEXEC_TEST_PREFIX), create the users
 # safeexec-test and safeexec-outsider, and run the setuid helper as them.
 #
 # Usage: sudo bash tests/run.sh [extra cargo test arguments]

@@ -8,8 +8,9 @@
 //!   that group) and the system user `safeexec-outsider` (not in it);
 //! - an installation made by `packaging/install.sh --prefix PREFIX --group
 //!   safeexec-test`, PREFIX being `$SAFEEXEC_TEST_PREFIX` or
-//!   `/var/tmp/safeexec-test` (fixed, so that the policy path compiled into
-//!   the helper stays the same and the build is not redone);
+//!   `/var/lib/safeexec-test` (fixed, so that the policy path compiled into
+//!   the helper stays the same and the build is not redone; not under /tmp
+//!   or /var/tmp, which the sandbox replaces with private empty ones);
 //! - the fixtures of `tests/fixtures/` in `PREFIX/fixtures/` (C compiled with
 //!   gcc, Python scripts copied), readable by everybody.
 //!
@@ -42,7 +43,10 @@ pub const TEST_GROUP: &str = "safeexec-test";
 /// A user that is not in [`TEST_GROUP`].
 pub const OUTSIDER_USER: &str = "safeexec-outsider";
 /// Where the tests install safeexec unless `SAFEEXEC_TEST_PREFIX` says otherwise.
-pub const DEFAULT_PREFIX: &str = "/var/tmp/safeexec-test";
+pub const DEFAULT_PREFIX: &str = "/var/lib/safeexec-test";
+/// Directories the helper replaces with a private tmpfs inside the sandbox:
+/// the fixtures and scratch directories must not live below them.
+pub const PRIVATE_IN_SANDBOX: &[&str] = &["/tmp", "/var/tmp", "/dev/shm", "/run/lock"];
 /// Set to 1 to make tests that need root fail instead of skipping.
 pub const REQUIRE_ROOT_VAR: &str = "SAFEEXEC_REQUIRE_ROOT_TESTS";
 
@@ -288,6 +292,13 @@ fn set_up() -> Result<Env, String> {
     if !prefix.is_absolute() {
         return Err(format!(
             "SAFEEXEC_TEST_PREFIX must be absolute, not {}",
+            prefix.display()
+        ));
+    }
+    if let Some(dir) = PRIVATE_IN_SANDBOX.iter().find(|d| prefix.starts_with(d)) {
+        return Err(format!(
+            "the test prefix {} is below {dir}, which the sandbox replaces with an empty \
+             directory: choose another SAFEEXEC_TEST_PREFIX",
             prefix.display()
         ));
     }
