@@ -3,11 +3,13 @@
 //!
 //! Invariant 7 rests here: every process of the run lives in that pid
 //! namespace, and when init ends, for whatever reason, the kernel kills every
-//! process left in it. Init ends when the target ends, when its wall-clock
-//! deadline passes, when the supervisor goes away (parent-death signal and
-//! lifeline pipe), or when the supervisor kills it. Init keeps uid 0 so that
-//! neither the caller nor the target can signal or ptrace it, but holds no
-//! capability once the target is started.
+//! process left in it. Init ends the run when the target ends, when its
+//! wall-clock deadline passes, or when the supervisor closes the lifeline (a
+//! limit, or the supervisor died): it kill(-1)s and reaps what is left, so
+//! that their CPU time is counted, then exits. If init itself dies (the
+//! supervisor's SIGKILL, or its parent-death signal), the kernel kills the
+//! rest. Init keeps uid 0 so that neither the caller nor the target can
+//! signal or ptrace it, and of root's capabilities only CAP_KILL.
 //!
 //! Invariant 5 is kept by `enter`: the target gets a new session, the
 //! policy's ids and no supplementary groups, no capabilities (an empty
