@@ -1,0 +1,42 @@
+#!/bin/bash
+# The benchmark of the README: installs safeexec into the test prefix
+# (DEFAULT_PREFIX of tests/src/lib.rs, or $SAFEEXEC_TEST_PREFIX) through the
+# test harness, compiles bench/fixtures/*.c, drops to the user safeexec-test and
+# prints one table of figures (see bench/README.md). A missed target is
+# marked MISS but does not fail the run.
+#
+# Usage: sudo bash bench/run.sh
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "run.sh: error: the benchmark installs a setuid helper and must run as root (sudo bash bench/run.sh)" >&2
+    exit 1
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    if [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]; then
+        PATH=${CARGO_HOME:-$HOME/.cargo}/bin:$PATH
+    elif [ -x /root/.cargo/bin/cargo ]; then
+        PATH=/root/.cargo/bin:$PATH
+    else
+        echo "run.sh: error: cargo not found in PATH (try: sudo env \"PATH=\$PATH\" bash bench/run.sh)" >&2
+        exit 1
+    fi
+    export PATH
+fi
+command -v gcc >/dev/null 2>&1 || {
+    echo "run.sh: error: gcc not found (it compiles bench/fixtures/*.c)" >&2
+    exit 1
+}
+
+# Which code the figures are for.
+commit=$(git -c safe.directory="$PWD" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ "$commit" != unknown ] && ! git -c safe.directory="$PWD" diff --quiet HEAD 2>/dev/null; then
+    commit="$commit (with uncommitted changes)"
+fi
+echo "safeexec benchmark of commit $commit"
+
+export SAFEEXEC_REQUIRE_ROOT_TESTS=1
+exec cargo bench --locked -p safeexec-tests --bench safeexec
