@@ -136,6 +136,11 @@ pub struct Cli {
     #[arg(long = "share_newnet", visible_alias = "share-net")]
     pub share_newnet: bool,
 
+    /// Give the program empty, private /tmp, /var/tmp, /dev/shm and /run/lock
+    /// (small tmpfs, gone after the run) instead of the host's.
+    #[arg(long = "private-tmp")]
+    pub private_tmp: bool,
+
     /// Print no report.
     #[arg(long)]
     pub silent: bool,

@@ -61,6 +61,8 @@ pub struct Policy {
     pub uid_count: u32,
     pub gid: GidRule,
     pub allow_share_net: bool,
+    /// Every run gets private scratch directories, whatever it asks.
+    pub always_private_tmp: bool,
     pub chroot_roots: ChrootRoots,
     pub max: Maxima,
     pub min_niceness: i32,
@@ -76,6 +78,7 @@ impl Default for Policy {
             uid_count: 4_194_304,
             gid: GidRule::PerRun,
             allow_share_net: false,
+            always_private_tmp: false,
             chroot_roots: ChrootRoots::Any,
             max: Maxima {
                 cpu_ms: Some(3_600_000),
@@ -170,6 +173,13 @@ pub fn parse(text: &str) -> std::result::Result<Policy, String> {
                     _ => return Err(at(format!("'{value}' is not true or false"))),
                 }
             }
+            "private_tmp" => {
+                p.always_private_tmp = match value {
+                    "always" => true,
+                    "optional" => false,
+                    _ => return Err(at(format!("'{value}' is not always or optional"))),
+                }
+            }
             "chroot_roots" => p.chroot_roots = parse_roots(value).map_err(at)?,
             "max_cpu" => p.max.cpu_ms = parse_max(value, 1000.0).map_err(at)?,
             "max_wall" => p.max.wall_ms = parse_max(value, 1000.0).map_err(at)?,
@@ -239,6 +249,7 @@ pub struct Plan {
     pub limits: Limits,
     pub niceness: i32,
     pub share_net: bool,
+    pub private_tmp: bool,
     pub chroot: Option<OwnedFd>,
 }
 
@@ -348,6 +359,7 @@ impl Policy {
             limits: request.limits,
             niceness: request.niceness,
             share_net: request.share_net,
+            private_tmp: request.private_tmp || self.always_private_tmp,
             chroot,
         })
     }

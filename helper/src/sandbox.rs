@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use caps::CapSet;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::{unshare, CloneFlags};
-use nix::sys::resource::{setrlimit, Resource, RLIM_INFINITY};
+use nix::sys::resource::{getrusage, setrlimit, Resource, UsageWho, RLIM_INFINITY};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::SignalFd;
 use nix::unistd::{
@@ -52,16 +52,21 @@ pub struct RunEnds {
     pub go_rx: OwnedFd,
 }
 
-/// What init tells the supervisor when the target has ended (or its time
-/// has run out): a fixed little-endian layout of six u64.
+/// What init tells the supervisor once the run is over: how the target
+/// ended, and what every process of the run used (init's own set-up
+/// excluded). A fixed little-endian layout of six u64.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InitReport {
     /// wait status of the target, as waitpid gives it.
     pub status: i32,
     pub timed_out: bool,
+    /// From the start of the target to its end (or to the deadline).
     pub wall_us: u64,
+    /// getrusage(RUSAGE_CHILDREN) of init after the last process of the
+    /// run was reaped: the whole run, exactly.
     pub user_us: u64,
     pub sys_us: u64,
+    /// Largest resident set of any process of the run.
     pub maxrss_kib: u64,
 }
 
@@ -177,13 +182,15 @@ fn init_run(plan: &Plan, ends: &RunEnds) -> Result<()> {
 }
 
 /// World-writable directories of the host that get a small private tmpfs
-/// in the run's mount namespace: what the target leaves there (a disk fill,
-/// a million empty files, a message for the next run) vanishes with it.
+/// in the run's mount namespace when the caller or the policy asks: what the
+/// target leaves there (a disk fill, a million empty files, a message for
+/// the next run) vanishes with it. Not by default, since callers commonly
+/// keep the program and its input in /tmp.
 const SCRATCH_DIRS: &[&CStr] = &[c"/tmp", c"/var/tmp", c"/dev/shm", c"/run/lock"];
 
 /// Gives the run its own view of the host's file system: a /proc of its own
-/// pid namespace (it sees no other process of the machine) and private
-/// scratch directories. In a chroot the directory tree belongs to the
+/// pid namespace (it sees no other process of the machine) and, if asked,
+/// private scratch directories. In a chroot the directory tree belongs to the
 /// caller, so nothing is mounted there.
 fn private_mounts(plan: &Plan) -> Result<()> {
     // Mounts made here must not propagate back to the host.
@@ -201,6 +208,9 @@ fn private_mounts(plan: &Plan) -> Result<()> {
         None,
     )
     .context("cannot mount the run's /proc")?;
+    if !plan.private_tmp {
+        return Ok(());
+    }
     // As large as one file may be (at least a page), at most 1 GiB each.
     let size_kib = plan.limits.fsize_kib.unwrap_or(1 << 20).clamp(4, 1 << 20);
     let options = CString::new(format!("size={size_kib}k,nr_inodes=1024,mode=1777"))
@@ -269,9 +279,6 @@ fn wait_for_target(
         if reaped.pid == target {
             report.status = reaped.status;
             report.wall_us = started.elapsed().as_micros() as u64;
-            report.user_us = reaped.user_us;
-            report.sys_us = reaped.sys_us;
-            report.maxrss_kib = reaped.maxrss_kib;
             true
         } else {
             false
@@ -321,6 +328,11 @@ fn wait_for_target(
     while let Some(reaped) = sys::wait4(Pid::from_raw(-1), false).unwrap_or(None) {
         record(reaped, &mut report);
     }
+    let children = getrusage(UsageWho::RUSAGE_CHILDREN).context("getrusage")?;
+    let us = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
+    report.user_us = us(children.user_time());
+    report.sys_us = us(children.system_time());
+    report.maxrss_kib = children.max_rss() as u64;
     Ok(report)
 }
 

@@ -18,8 +18,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use caps::{CapSet, Capability, CapsHashSet};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{ppoll, PollFd, PollFlags};
 use nix::sys::signal::Signal;
+use nix::sys::time::TimeSpec;
 use nix::unistd::{setgroups, setresgid, setresuid, Pid};
 use shared::{End, LimitKind, Limits, Outcome, Source};
 
@@ -46,6 +47,10 @@ pub struct Run {
     pub gid: u32,
     pub limits: Limits,
 }
+
+/// Shortest pause between two looks at a CPU limit: a look costs tens of
+/// microseconds, and the limit is then hit within about this much.
+const MIN_LOOK_US: u64 = 250;
 
 /// How long init has to end the run when asked before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(1);
@@ -126,7 +131,10 @@ fn sample(init: Pid) -> (u64, u64) {
     let mut cpu_us = 0;
     let mut rss_kib = 0;
     for pid in run_processes(init) {
-        cpu_us += sys::process_cpu_ns(pid).unwrap_or(0) / 1000;
+        // Init's own time (building the namespaces) is not the run's.
+        if pid != init {
+            cpu_us += sys::process_cpu_ns(pid).unwrap_or(0) / 1000;
+        }
         if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             let reaped = stat_field(&stat, 16).unwrap_or(0) + stat_field(&stat, 17).unwrap_or(0);
             cpu_us += reaped * tick_us;
@@ -176,8 +184,9 @@ pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
     // When to look at /proc next: a CPU limit cannot be reached sooner than
     // (what is left) / (number of CPUs); memory is looked at every 10 ms.
     let next_look = |cpu_used: u64| -> Option<Duration> {
-        let cpu = cpu_kill_us
-            .map(|kill| Duration::from_micros((kill.saturating_sub(cpu_used) / cpus).max(1000)));
+        let cpu = cpu_kill_us.map(|kill| {
+            Duration::from_micros((kill.saturating_sub(cpu_used) / cpus).max(MIN_LOOK_US))
+        });
         let mem = l.rss_kib.map(|_| Duration::from_millis(10));
         match (cpu, mem) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -207,16 +216,9 @@ pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let timeout = match wake {
-            None => PollTimeout::NONE,
-            Some(t) => {
-                let ms = t
-                    .saturating_duration_since(Instant::now())
-                    .as_micros()
-                    .div_ceil(1000);
-                PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
-            }
-        };
+        // ppoll: a CPU limit is looked at closer than a millisecond.
+        let timeout =
+            wake.map(|t| TimeSpec::from_duration(t.saturating_duration_since(Instant::now())));
         let mut fds = vec![PollFd::new(run.init_pidfd.as_fd(), PollFlags::POLLIN)];
         if let Some((out, err)) = &ends.relay {
             if relay_open[0] {
@@ -226,9 +228,9 @@ pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
                 fds.push(PollFd::new(err.as_fd(), PollFlags::POLLIN));
             }
         }
-        match poll(&mut fds, timeout) {
+        match ppoll(&mut fds, timeout, None) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(Error::Sys("poll", e.into())),
+            Err(e) => return Err(Error::Sys("ppoll", e.into())),
         }
         let init_ended = fds[0].any().unwrap_or(false);
         let ready: Vec<bool> = fds[1..].iter().map(|f| f.any().unwrap_or(false)).collect();
@@ -308,13 +310,12 @@ pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
         Some(r) => r.wall_us,
         None => supervisor_wall_us,
     };
-    // If init was killed outright, its rusage lacks the run's processes.
-    let (user_us, sys_us, cpu_source) =
-        if report.is_some() || reaped.user_us + reaped.sys_us >= cpu_sampled_us {
-            (reaped.user_us, reaped.sys_us, Source::Rusage)
-        } else {
-            (cpu_sampled_us, 0, Source::Proc)
-        };
+    // Init reports the run's exact rusage; if it was killed outright,
+    // only the samples are left.
+    let (user_us, sys_us, cpu_source) = match report {
+        Some(r) => (r.user_us, r.sys_us, Source::Rusage),
+        None => (cpu_sampled_us, 0, Source::Proc),
+    };
     let cpu_us = user_us + sys_us;
     let limit = fired.or_else(|| match (report, end) {
         (Some(r), _) if r.timed_out => Some(LimitKind::Wall),
@@ -324,8 +325,9 @@ pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
         _ if l.wall_ms.is_some_and(|ms| wall_us > ms * 1000) => Some(LimitKind::Wall),
         _ => None,
     });
-    let (peak_kib, memory_source) = if reaped.maxrss_kib >= peak_sampled_kib {
-        (reaped.maxrss_kib, Source::Rusage)
+    let maxrss_kib = report.map_or(reaped.maxrss_kib, |r| r.maxrss_kib);
+    let (peak_kib, memory_source) = if maxrss_kib >= peak_sampled_kib {
+        (maxrss_kib, Source::Rusage)
     } else {
         (peak_sampled_kib, Source::Proc)
     };

@@ -100,8 +100,6 @@ pub fn pidfd_kill(pidfd: &OwnedFd) -> io::Result<()> {
 pub struct Reaped {
     pub pid: Pid,
     pub status: i32,
-    pub user_us: u64,
-    pub sys_us: u64,
     pub maxrss_kib: u64,
 }
 
@@ -118,12 +116,9 @@ pub fn wait4(pid: Pid, nohang: bool) -> io::Result<Option<Reaped>> {
         match cerr(ret.into()) {
             Ok(0) => return Ok(None),
             Ok(p) => {
-                let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
                 return Ok(Some(Reaped {
                     pid: Pid::from_raw(p as i32),
                     status,
-                    user_us: us(ru.ru_utime),
-                    sys_us: us(ru.ru_stime),
                     maxrss_kib: ru.ru_maxrss as u64,
                 }));
             }
