@@ -31,6 +31,12 @@ command -v gcc >/dev/null 2>&1 || {
     exit 1
 }
 
+# The peer the start-up cost is compared with, if it can be had.
+if ! command -v bwrap >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap >/dev/null 2>&1 ||
+        echo "run.sh: note: bubblewrap could not be installed; its comparison is left out" >&2
+fi
+
 # Which code the figures are for.
 commit=$(git -c safe.directory="$PWD" rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ "$commit" != unknown ] && ! git -c safe.directory="$PWD" diff --quiet HEAD 2>/dev/null; then

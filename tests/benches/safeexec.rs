@@ -25,6 +25,8 @@ use safeexec_tests::{context, dump, try_json_report, Access, Env, Ids, Json, TES
 /// Timed pairs (bare, safeexec) of runs of /bin/true, after the warm-up.
 const OVERHEAD_RUNS: usize = 300;
 const WARMUP_RUNS: usize = 20;
+/// Runs of a peer sandbox (bubblewrap), when installed, in the same conditions.
+const PEER_RUNS: usize = 100;
 /// How long each caller loops in the throughput test.
 const THROUGHPUT_FOR: Duration = Duration::from_secs(3);
 /// CPU seconds to burn, and how many runs of each.
@@ -373,6 +375,53 @@ impl Bench {
         println!(
             "   {:<44} {:>8} {:>8.3} {:>8}   target <= {MAX_OVERHEAD_MS} ms  {mark}",
             "overhead (difference of the medians)", "", diff, ""
+        );
+        self.peer_bubblewrap(b.median);
+    }
+
+    /// A peer measured in the same way, when it is installed: bubblewrap
+    /// with every namespace it can make (user, pid, net, IPC, UTS, cgroup),
+    /// a read-only view of / and its own /proc, close to what safeexec sets up.
+    fn peer_bubblewrap(&mut self, bare_median: f64) {
+        let bwrap = "/usr/bin/bwrap";
+        if !Path::new(bwrap).exists() {
+            println!("   (bubblewrap not installed: apt-get install bubblewrap to compare)");
+            return;
+        }
+        let args = [
+            "--unshare-all",
+            "--die-with-parent",
+            "--ro-bind",
+            "/",
+            "/",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            TRUE,
+        ];
+        let mut times = Vec::with_capacity(PEER_RUNS);
+        for _ in 0..PEER_RUNS {
+            let mut cmd = Command::new(bwrap);
+            cmd.args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let (t, ok) = timed(&mut cmd);
+            if !ok {
+                println!("   (bubblewrap failed here: unprivileged user namespaces disabled?)");
+                return;
+            }
+            times.push(t);
+        }
+        let p = Stats::of(&times);
+        println!(
+            "   {:<44} {:>8.3} {:>8.3} {:>8.3}   overhead {:.3}",
+            "peer: bwrap --unshare-all ... /bin/true",
+            p.p10,
+            p.median,
+            p.p90,
+            p.median - bare_median
         );
     }
 
