@@ -29,7 +29,8 @@
 //! 4. no caller-named path opened with root's rights ... `policy` (chroot fd), `sandbox::enter`
 //! 5. target: no privileges, namespaces, fds 0-2 ....... `sandbox::enter`
 //! 6. supervisor keeps CAP_KILL only ................... `supervise::drop_privileges`
-//! 7. nothing of the run survives ...................... `sandbox` (pid namespace), `supervise`
+//! 7. nothing of the run survives ...................... `sandbox` (pid namespace), `supervise`,
+//!    `seccomp` (no setuid or setgid file left behind)
 //! 8. one-line errors, non-zero exit ................... `main`, `error`
 //!
 //! All `unsafe` code is in `sys`.
@@ -38,6 +39,7 @@ mod error;
 mod harden;
 mod policy;
 mod sandbox;
+mod seccomp;
 mod supervise;
 mod sys;
 

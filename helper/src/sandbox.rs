@@ -34,6 +34,7 @@ use nix::unistd::{
 
 use crate::error::{Context, Error, Result};
 use crate::policy::Plan;
+use crate::seccomp;
 use crate::sys;
 
 /// Descriptors the run's side keeps after the fork.
@@ -138,6 +139,15 @@ fn send_error(tx: &OwnedFd, err: &Error) {
 }
 
 fn init_run(plan: &Plan, ends: &RunEnds) -> Result<()> {
+    // The helper's real ids are still the caller's, and a process may signal
+    // another whose real uid is its own: init becomes root in all its ids,
+    // so that the caller cannot stop it and outlive the wall-clock limit.
+    let root = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
+    setgroups(&[]).context("setgroups")?;
+    setresgid(root.1, root.1, root.1).context("setresgid")?;
+    setresuid(root.0, root.0, root.0).context("setresuid")?;
+    // Changing ids resets these two.
+    nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
     // If the supervisor dies, so does init, and with it the whole run.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).context("prctl(PR_SET_PDEATHSIG)")?;
     if lifeline_cut(&ends.lifeline_rx) {
@@ -411,6 +421,7 @@ fn enter(plan: &Plan, relay: Option<&(OwnedFd, OwnedFd)>, go: &OwnedFd) -> Resul
         sys::exit_now(127);
     }
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).context("sigprocmask")?;
+    sys::install_seccomp(&seccomp::filter()).context("cannot install the seccomp filter")?;
     let err = execve(&plan.program, &plan.argv, &plan.env).unwrap_err();
     Err(Error::Sys("execve", err.into()))
 }

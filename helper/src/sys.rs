@@ -220,3 +220,26 @@ pub fn exit_now(code: i32) -> ! {
     // memory of this process.
     unsafe { libc::_exit(code) }
 }
+
+/// One instruction of a classic BPF program.
+pub type SockFilter = libc::sock_filter;
+
+/// Installs a seccomp filter on this process (and everything it execs).
+/// The caller has set no_new_privs, which lets an unprivileged process do it.
+pub fn install_seccomp(filter: &[SockFilter]) -> io::Result<()> {
+    let len = u16::try_from(filter.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
+    let prog = libc::sock_fprog {
+        len,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: prog points to `filter`, which lives across the call; the
+    // kernel copies the program and keeps no pointer into our memory.
+    let ret = unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    cerr(ret.into()).map(drop)
+}

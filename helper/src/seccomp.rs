@@ -1,0 +1,260 @@
+//! Invariant 7, files: a target must not leave behind anything that acts as
+//! its uid after the run. Its uid comes back (the next helper with the same
+//! pid), so a setuid or setgid file it made would let anyone who runs that
+//! file later signal or read a future run. no_new_privs only protects runs,
+//! not the host; so the target may not set those bits at all.
+//!
+//! A classic BPF filter, installed last before execve: chmod, fchmod,
+//! fchmodat, fchmodat2, mkdir(at), mknod(at), creat and open(at) with
+//! O_CREAT or O_TMPFILE fail with EPERM when the mode has S_ISUID or
+//! S_ISGID; openat2 and io_uring_setup (whose modes a filter cannot see)
+//! fail with ENOSYS, and callers fall back to openat. System calls of
+//! another ABI (32-bit, x32) kill the process: the filter only knows the
+//! native numbers.
+
+use crate::sys::SockFilter;
+
+const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_JEQ_K: u16 = 0x15;
+const BPF_JGE_K: u16 = 0x35;
+const BPF_JSET_K: u16 = 0x45;
+const BPF_RET_K: u16 = 0x06;
+
+const RET_ALLOW: u32 = 0x7fff_0000;
+const RET_ERRNO: u32 = 0x0005_0000;
+const RET_KILL_PROCESS: u32 = 0x8000_0000;
+
+#[cfg(target_arch = "x86_64")]
+const NATIVE_ARCH: u32 = 0xC000_003E; // AUDIT_ARCH_X86_64
+#[cfg(target_arch = "aarch64")]
+const NATIVE_ARCH: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
+/// x32 system calls share x86_64's arch value and carry this bit.
+const X32_BIT: u32 = 0x4000_0000;
+
+/// Offsets in struct seccomp_data.
+const NR: u32 = 0;
+const ARCH: u32 = 4;
+/// Low 32 bits of argument `i` (both supported targets are little-endian).
+const fn arg(i: u32) -> u32 {
+    16 + 8 * i
+}
+
+const SETID_BITS: u32 = (libc::S_ISUID | libc::S_ISGID) as u32;
+/// Flags with which open creates a file (O_TMPFILE without O_DIRECTORY).
+const CREATE_FLAGS: u32 = (libc::O_CREAT | (libc::O_TMPFILE & !libc::O_DIRECTORY)) as u32;
+
+/// What a rule does with a system call.
+#[derive(Clone, Copy)]
+enum Rule {
+    /// Refuse if argument `mode` has a set-id bit.
+    Mode { mode: u32 },
+    /// Refuse if it creates (argument `flags`) with a set-id mode.
+    Create { flags: u32, mode: u32 },
+    /// Refuse outright.
+    NoSys,
+}
+
+fn rules() -> Vec<(libc::c_long, Rule)> {
+    let mut rules = vec![
+        (libc::SYS_fchmod, Rule::Mode { mode: 1 }),
+        (libc::SYS_fchmodat, Rule::Mode { mode: 2 }),
+        (libc::SYS_fchmodat2, Rule::Mode { mode: 2 }),
+        (libc::SYS_mkdirat, Rule::Mode { mode: 2 }),
+        (libc::SYS_mknodat, Rule::Mode { mode: 2 }),
+        (libc::SYS_openat, Rule::Create { flags: 2, mode: 3 }),
+        (libc::SYS_openat2, Rule::NoSys),
+        (libc::SYS_io_uring_setup, Rule::NoSys),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    rules.extend([
+        (libc::SYS_chmod, Rule::Mode { mode: 1 }),
+        (libc::SYS_mkdir, Rule::Mode { mode: 1 }),
+        (libc::SYS_mknod, Rule::Mode { mode: 1 }),
+        (libc::SYS_creat, Rule::Mode { mode: 1 }),
+        (libc::SYS_open, Rule::Create { flags: 1, mode: 2 }),
+    ]);
+    rules
+}
+
+/// Instructions with symbolic jump targets, resolved by `assemble`.
+enum Op {
+    Load(u32),
+    /// if A == k goto then, else fall through
+    JumpIfEq(u32, Label),
+    JumpIfGe(u32, Label),
+    /// if A & k goto then, else goto otherwise
+    JumpIfAny(u32, Label, Label),
+    Ret(u32),
+    Here(Label),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Label {
+    Kill,
+    Allow,
+    Deny,
+    NoSys,
+    /// The check block of rule `i`; `Mode(i)`: its mode test.
+    Rule(usize),
+    Mode(usize),
+}
+
+fn program() -> Vec<Op> {
+    let rules = rules();
+    let mut ops = vec![
+        Op::Load(ARCH),
+        Op::JumpIfEq(NATIVE_ARCH, Label::Rule(usize::MAX)),
+        Op::Ret(RET_KILL_PROCESS),
+        Op::Here(Label::Rule(usize::MAX)),
+        Op::Load(NR),
+        Op::JumpIfGe(X32_BIT, Label::Kill),
+    ];
+    for (i, (nr, _)) in rules.iter().enumerate() {
+        ops.push(Op::JumpIfEq(*nr as u32, Label::Rule(i)));
+    }
+    ops.push(Op::Ret(RET_ALLOW));
+    for (i, (_, rule)) in rules.iter().enumerate() {
+        ops.push(Op::Here(Label::Rule(i)));
+        match *rule {
+            Rule::Mode { mode } => {
+                ops.push(Op::Load(arg(mode)));
+                ops.push(Op::JumpIfAny(SETID_BITS, Label::Deny, Label::Allow));
+            }
+            Rule::Create { flags, mode } => {
+                ops.push(Op::Load(arg(flags)));
+                ops.push(Op::JumpIfAny(CREATE_FLAGS, Label::Mode(i), Label::Allow));
+                ops.push(Op::Here(Label::Mode(i)));
+                ops.push(Op::Load(arg(mode)));
+                ops.push(Op::JumpIfAny(SETID_BITS, Label::Deny, Label::Allow));
+            }
+            Rule::NoSys => ops.push(Op::JumpIfAny(0, Label::NoSys, Label::NoSys)),
+        }
+    }
+    ops.extend([
+        Op::Here(Label::Allow),
+        Op::Ret(RET_ALLOW),
+        Op::Here(Label::Deny),
+        Op::Ret(RET_ERRNO | libc::EPERM as u32),
+        Op::Here(Label::NoSys),
+        Op::Ret(RET_ERRNO | libc::ENOSYS as u32),
+        Op::Here(Label::Kill),
+        Op::Ret(RET_KILL_PROCESS),
+    ]);
+    ops
+}
+
+/// Resolves labels into the relative forward jumps of classic BPF.
+fn assemble(ops: &[Op]) -> Vec<SockFilter> {
+    let mut at = Vec::new();
+    let mut pc = 0usize;
+    for op in ops {
+        match op {
+            Op::Here(label) => at.push((*label, pc)),
+            _ => pc += 1,
+        }
+    }
+    let target = |label: Label, from: usize| -> u8 {
+        let to = at.iter().find(|(l, _)| *l == label).map(|&(_, p)| p);
+        let to = to.unwrap_or_else(|| unreachable!("label {label:?} is placed by program()"));
+        u8::try_from(to - from - 1).unwrap_or_else(|_| unreachable!("the filter is short"))
+    };
+    let mut out = Vec::new();
+    for op in ops {
+        let pc = out.len();
+        let insn = |code, jt, jf, k| SockFilter { code, jt, jf, k };
+        match *op {
+            Op::Here(_) => continue,
+            Op::Load(off) => out.push(insn(BPF_LD_W_ABS, 0, 0, off)),
+            Op::JumpIfEq(k, then) => out.push(insn(BPF_JEQ_K, target(then, pc), 0, k)),
+            Op::JumpIfGe(k, then) => out.push(insn(BPF_JGE_K, target(then, pc), 0, k)),
+            Op::JumpIfAny(k, then, otherwise) => {
+                out.push(insn(BPF_JSET_K, target(then, pc), target(otherwise, pc), k))
+            }
+            Op::Ret(k) => out.push(insn(BPF_RET_K, 0, 0, k)),
+        }
+    }
+    out
+}
+
+/// The filter, ready for `sys::install_seccomp`.
+pub fn filter() -> Vec<SockFilter> {
+    assemble(&program())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny interpreter of the instructions this module emits, to check
+    /// the filter's decisions without installing it.
+    fn run(filter: &[SockFilter], arch: u32, nr: u32, args: [u32; 6]) -> u32 {
+        let load = |off: u32| match off {
+            ARCH => arch,
+            NR => nr,
+            o => args[((o - 16) / 8) as usize],
+        };
+        let (mut pc, mut a) = (0usize, 0u32);
+        loop {
+            let i = filter[pc];
+            pc += 1;
+            match i.code {
+                BPF_LD_W_ABS => a = load(i.k),
+                BPF_JEQ_K => pc += if a == i.k { i.jt } else { i.jf } as usize,
+                BPF_JGE_K => pc += if a >= i.k { i.jt } else { i.jf } as usize,
+                BPF_JSET_K => pc += if a & i.k != 0 { i.jt } else { i.jf } as usize,
+                BPF_RET_K => return i.k,
+                other => panic!("unexpected opcode {other:#x}"),
+            }
+        }
+    }
+
+    fn decide(nr: libc::c_long, args: [u32; 6]) -> u32 {
+        run(&filter(), NATIVE_ARCH, nr as u32, args)
+    }
+
+    const EPERM: u32 = RET_ERRNO | libc::EPERM as u32;
+
+    #[test]
+    fn setid_modes_are_refused() {
+        assert_eq!(decide(libc::SYS_fchmod, [3, 0o4755, 0, 0, 0, 0]), EPERM);
+        assert_eq!(decide(libc::SYS_fchmodat, [0, 0, 0o2755, 0, 0, 0]), EPERM);
+        assert_eq!(decide(libc::SYS_fchmodat2, [0, 0, 0o6777, 0, 0, 0]), EPERM);
+        assert_eq!(decide(libc::SYS_mkdirat, [0, 0, 0o2775, 0, 0, 0]), EPERM);
+        let creat = libc::O_CREAT as u32 | libc::O_WRONLY as u32;
+        assert_eq!(decide(libc::SYS_openat, [0, 0, creat, 0o4755, 0, 0]), EPERM);
+    }
+
+    #[test]
+    fn ordinary_modes_pass() {
+        assert_eq!(decide(libc::SYS_fchmod, [3, 0o755, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(
+            decide(libc::SYS_fchmodat, [0, 0, 0o1777, 0, 0, 0]),
+            RET_ALLOW
+        );
+        let creat = libc::O_CREAT as u32;
+        assert_eq!(
+            decide(libc::SYS_openat, [0, 0, creat, 0o644, 0, 0]),
+            RET_ALLOW
+        );
+        // Without O_CREAT the mode argument is garbage and ignored.
+        assert_eq!(decide(libc::SYS_openat, [0, 0, 0, 0o4755, 0, 0]), RET_ALLOW);
+        assert_eq!(decide(libc::SYS_write, [1, 0, 0, 0, 0, 0]), RET_ALLOW);
+    }
+
+    #[test]
+    fn unfilterable_calls_and_other_abis_are_refused() {
+        let nosys = RET_ERRNO | libc::ENOSYS as u32;
+        assert_eq!(decide(libc::SYS_openat2, [0; 6]), nosys);
+        assert_eq!(decide(libc::SYS_io_uring_setup, [0; 6]), nosys);
+        assert_eq!(run(&filter(), 0x4000_0003, 15, [0; 6]), RET_KILL_PROCESS);
+        assert_eq!(
+            run(&filter(), NATIVE_ARCH, X32_BIT | 90, [0; 6]),
+            RET_KILL_PROCESS
+        );
+    }
+
+    #[test]
+    fn filter_fits_classic_bpf() {
+        assert!(filter().len() < 4096);
+    }
+}
