@@ -136,8 +136,13 @@ pub struct Cli {
     #[arg(long = "share_newnet", visible_alias = "share-net")]
     pub share_newnet: bool,
 
-    /// Give the program empty, private /tmp, /var/tmp, /dev/shm and /run/lock
-    /// (small tmpfs, gone after the run) instead of the host's.
+    /// Let the program see and write the host's /tmp and /var/tmp (as the
+    /// original did), if the policy allows it. By default it gets empty,
+    /// private ones (one small tmpfs, gone after the run).
+    #[arg(long = "host-tmp", conflicts_with = "private_tmp")]
+    pub host_tmp: bool,
+
+    /// Private /tmp and /var/tmp: the default, accepted for clarity.
     #[arg(long = "private-tmp")]
     pub private_tmp: bool,
 

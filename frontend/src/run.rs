@@ -112,7 +112,7 @@ pub fn request_from(cli: &Cli) -> Result<Request, RunError> {
         exec_dir: cli.exec_dir.clone(),
         niceness: cli.niceness,
         share_net: cli.share_newnet,
-        private_tmp: cli.private_tmp,
+        host_tmp: cli.host_tmp,
     })
 }
 

@@ -61,8 +61,8 @@ pub struct Policy {
     pub uid_count: u32,
     pub gid: GidRule,
     pub allow_share_net: bool,
-    /// Every run gets private scratch directories, whatever it asks.
-    pub always_private_tmp: bool,
+    /// Whether a caller may keep the host's /tmp and /var/tmp.
+    pub allow_host_tmp: bool,
     pub chroot_roots: ChrootRoots,
     pub max: Maxima,
     pub min_niceness: i32,
@@ -78,7 +78,7 @@ impl Default for Policy {
             uid_count: 4_194_304,
             gid: GidRule::PerRun,
             allow_share_net: false,
-            always_private_tmp: false,
+            allow_host_tmp: true,
             chroot_roots: ChrootRoots::Any,
             max: Maxima {
                 cpu_ms: Some(3_600_000),
@@ -173,11 +173,11 @@ pub fn parse(text: &str) -> std::result::Result<Policy, String> {
                     _ => return Err(at(format!("'{value}' is not true or false"))),
                 }
             }
-            "private_tmp" => {
-                p.always_private_tmp = match value {
-                    "always" => true,
-                    "optional" => false,
-                    _ => return Err(at(format!("'{value}' is not always or optional"))),
+            "allow_host_tmp" => {
+                p.allow_host_tmp = match value {
+                    "true" | "yes" => true,
+                    "false" | "no" => false,
+                    _ => return Err(at(format!("'{value}' is not true or false"))),
                 }
             }
             "chroot_roots" => p.chroot_roots = parse_roots(value).map_err(at)?,
@@ -249,7 +249,7 @@ pub struct Plan {
     pub limits: Limits,
     pub niceness: i32,
     pub share_net: bool,
-    pub private_tmp: bool,
+    pub host_tmp: bool,
     pub chroot: Option<OwnedFd>,
 }
 
@@ -303,6 +303,11 @@ impl Policy {
         if request.share_net && !self.allow_share_net {
             return Err(Error::Refused(
                 "the policy does not allow sharing the network".into(),
+            ));
+        }
+        if request.host_tmp && !self.allow_host_tmp {
+            return Err(Error::Refused(
+                "the policy does not allow the host's /tmp".into(),
             ));
         }
         if request.argv.is_empty() || request.program.is_empty() {
@@ -359,7 +364,7 @@ impl Policy {
             limits: request.limits,
             niceness: request.niceness,
             share_net: request.share_net,
-            private_tmp: request.private_tmp || self.always_private_tmp,
+            host_tmp: request.host_tmp,
             chroot,
         })
     }
@@ -433,10 +438,11 @@ pub fn ensure_uid_unused(uid: Uid, init: Pid) -> Result<()> {
         if f.read_to_string(&mut buf).is_err() {
             continue;
         }
+        // Its gid too: with gid = per-run it is the same number.
         let owns = buf
             .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .is_some_and(|ids| ids.split_whitespace().any(|id| id == wanted));
+            .filter_map(|l| l.strip_prefix("Uid:").or_else(|| l.strip_prefix("Gid:")))
+            .any(|ids| ids.split_whitespace().any(|id| id == wanted));
         if owns
             && std::fs::read_link(format!("/proc/{pid}/ns/pid"))
                 .ok()

@@ -153,6 +153,19 @@ fn init_run(plan: &Plan, ends: &RunEnds) -> Result<()> {
     if lifeline_cut(&ends.lifeline_rx) {
         return Ok(()); // the supervisor died before the line above
     }
+    // The chroot directory as a detached mount of its own, taken while
+    // init is still in the helper's mount namespace: the run's private
+    // /proc and scratch mounts then stay out of it, and so does any host
+    // mount below it (with --chroot_dir /, the host's /proc).
+    let jail = match &plan.chroot {
+        Some(dir) => Some(sys::clone_mount_of(dir).map_err(|e| {
+            Error::Setup(format!(
+                "cannot use the chroot directory (is it in another mount namespace?): {}",
+                sys::strerror(e.raw_os_error().unwrap_or(0))
+            ))
+        })?),
+        None => None,
+    };
     let mut flags = CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWNS;
     if !plan.share_net {
         flags |= CloneFlags::CLONE_NEWNET;
@@ -173,7 +186,7 @@ fn init_run(plan: &Plan, ends: &RunEnds) -> Result<()> {
     let target = match sys::fork().context("cannot fork the target")? {
         ForkResult::Child => {
             drop(sigfd);
-            let Err(e) = enter(plan, ends.relay.as_ref(), &ends.go_rx);
+            let Err(e) = enter(plan, jail.as_ref(), ends.relay.as_ref(), &ends.go_rx);
             send_error(&ends.error_tx, &e);
             sys::exit_now(127);
         }
@@ -181,34 +194,38 @@ fn init_run(plan: &Plan, ends: &RunEnds) -> Result<()> {
     };
     keep_only_kill()?;
 
-    let deadline = plan
-        .limits
-        .wall_ms
-        .map(|ms| started + Duration::from_millis(ms.saturating_add(plan.limits.grace_ms)));
+    let deadline = plan.limits.wall_ms.and_then(|ms| {
+        started.checked_add(Duration::from_millis(
+            ms.saturating_add(plan.limits.grace_ms),
+        ))
+    });
     let report = wait_for_target(target, &sigfd, &ends.lifeline_rx, started, deadline)?;
     // Fails harmlessly (SIGPIPE is blocked) if the supervisor is gone.
     let _ = nix::unistd::write(&ends.status_tx, &report.to_bytes());
     Ok(())
 }
 
-/// World-writable directories of the host that get a small private tmpfs
-/// in the run's mount namespace when the caller or the policy asks: what the
-/// target leaves there (a disk fill, a million empty files, a message for
-/// the next run) vanishes with it. Not by default, since callers commonly
-/// keep the program and its input in /tmp.
-const SCRATCH_DIRS: &[&CStr] = &[c"/tmp", c"/var/tmp", c"/dev/shm", c"/run/lock"];
+/// Directories of the host a run never sees: world-writable ones (what the
+/// target would leave there, a disk fill or a note for the next run, would
+/// outlive it; /dev/shm is memory) and /run, where host daemons listen on
+/// unix sockets. They all show one small private tmpfs instead, gone with
+/// the run. The first two stay the host's with `--host-tmp`.
+const SCRATCH_DIRS: &[(&CStr, bool)] = &[
+    (c"/tmp", true),
+    (c"/var/tmp", true),
+    (c"/dev/shm", false),
+    (c"/run", false),
+];
 
-/// Gives the run its own view of the host's file system: a /proc of its own
-/// pid namespace (it sees no other process of the machine) and, if asked,
-/// private scratch directories. In a chroot the directory tree belongs to the
-/// caller, so nothing is mounted there.
+/// Gives the run its own view of the host's file system: a /proc of its
+/// own pid namespace (it sees no other process of the machine) and the
+/// private scratch tmpfs. Only fixed paths of the host are touched, before
+/// any chroot: they matter inside a chroot only if the chroot directory
+/// holds them (`--chroot_dir /`); the caller's own tree is never mounted on.
 fn private_mounts(plan: &Plan) -> Result<()> {
     // Mounts made here must not propagate back to the host.
     sys::mount(c"none", c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
         .context("cannot make the run's mounts private")?;
-    if plan.chroot.is_some() {
-        return Ok(());
-    }
     let hardened = libc::MS_NOSUID | libc::MS_NODEV;
     sys::mount(
         c"proc",
@@ -218,20 +235,32 @@ fn private_mounts(plan: &Plan) -> Result<()> {
         None,
     )
     .context("cannot mount the run's /proc")?;
-    if !plan.private_tmp {
-        return Ok(());
-    }
-    // As large as one file may be (at least a page), at most 1 GiB each.
-    let size_kib = plan.limits.fsize_kib.unwrap_or(1 << 20).clamp(4, 1 << 20);
+    // As large as one file may be, and no more than the memory limit (tmpfs
+    // pages are memory the run's limits do not see): at least a page, at
+    // most 1 GiB.
+    let cap_kib = plan.limits.mem_kib.unwrap_or(1 << 20).min(1 << 20);
+    let size_kib = plan.limits.fsize_kib.unwrap_or(1 << 20).min(cap_kib).max(4);
     let options = CString::new(format!("size={size_kib}k,nr_inodes=1024,mode=1777"))
         .map_err(|_| Error::Refused("tmpfs options".into()))?;
-    for dir in SCRATCH_DIRS {
+    let mut scratch: Option<&CStr> = None;
+    for &(dir, host_may_keep) in SCRATCH_DIRS {
+        if host_may_keep && plan.host_tmp {
+            continue;
+        }
         // Only real directories: a symlink here would move the mount.
         let is_dir = std::fs::symlink_metadata(OsStr::from_bytes(dir.to_bytes()))
             .is_ok_and(|m| m.file_type().is_dir());
-        if is_dir {
-            sys::mount(c"tmpfs", dir, Some(c"tmpfs"), hardened, Some(&options))
-                .context("cannot mount a scratch directory")?;
+        if !is_dir {
+            continue;
+        }
+        match scratch {
+            None => {
+                sys::mount(c"tmpfs", dir, Some(c"tmpfs"), hardened, Some(&options))
+                    .context("cannot mount the run's scratch tmpfs")?;
+                scratch = Some(dir);
+            }
+            Some(first) => sys::mount(first, dir, None, libc::MS_BIND, None)
+                .context("cannot bind the run's scratch tmpfs")?,
         }
     }
     Ok(())
@@ -366,7 +395,12 @@ fn set_limit(resource: Resource, soft: u64, hard: u64) -> Result<()> {
 /// the order the invariants need: limits and chroot while still root, then
 /// groups, gid, uid (all three ids of each), then no_new_privs, and only
 /// then anything the request names (exec_dir, program), as the sandbox uid.
-fn enter(plan: &Plan, relay: Option<&(OwnedFd, OwnedFd)>, go: &OwnedFd) -> Result<Infallible> {
+fn enter(
+    plan: &Plan,
+    jail: Option<&OwnedFd>,
+    relay: Option<&(OwnedFd, OwnedFd)>,
+    go: &OwnedFd,
+) -> Result<Infallible> {
     setsid().context("setsid")?;
     if let Some((out, err)) = relay {
         nix::unistd::dup2_stdout(out).context("dup2")?;
@@ -375,9 +409,11 @@ fn enter(plan: &Plan, relay: Option<&(OwnedFd, OwnedFd)>, go: &OwnedFd) -> Resul
     let l = &plan.limits;
     // CPU: the supervisor enforces the exact limit; the rlimit (whole
     // seconds, SIGXCPU then SIGKILL a second later) backs it per process.
-    let cpu_s = l.cpu_ms.map(|ms| (ms + l.grace_ms).div_ceil(1000));
+    let cpu_s = l
+        .cpu_ms
+        .map(|ms| ms.saturating_add(l.grace_ms).div_ceil(1000));
     match cpu_s {
-        Some(s) => set_limit(Resource::RLIMIT_CPU, s, s + 1)?,
+        Some(s) => set_limit(Resource::RLIMIT_CPU, s, s.saturating_add(1))?,
         None => limit(Resource::RLIMIT_CPU, None, 1)?,
     }
     limit(Resource::RLIMIT_AS, l.mem_kib, 1024)?;
@@ -391,7 +427,7 @@ fn enter(plan: &Plan, relay: Option<&(OwnedFd, OwnedFd)>, go: &OwnedFd) -> Resul
     limit(Resource::RLIMIT_MSGQUEUE, Some(0), 1)?;
     sys::set_niceness(plan.niceness).context("cannot set the niceness")?;
 
-    if let Some(dir) = &plan.chroot {
+    if let Some(dir) = jail {
         fchdir(dir).context("cannot enter the chroot directory")?;
         chroot(".").context("chroot")?;
     }
@@ -410,7 +446,7 @@ fn enter(plan: &Plan, relay: Option<&(OwnedFd, OwnedFd)>, go: &OwnedFd) -> Resul
                 sys::strerror(e as i32)
             ))
         })?;
-    } else if plan.chroot.is_some() {
+    } else if jail.is_some() {
         chdir("/").context("chdir")?;
     }
     // Everything but 0, 1 and 2 closes at exec, the error pipe included.

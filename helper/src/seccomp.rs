@@ -39,7 +39,7 @@ const fn arg(i: u32) -> u32 {
     16 + 8 * i
 }
 
-const SETID_BITS: u32 = (libc::S_ISUID | libc::S_ISGID) as u32;
+const SETID_BITS: u32 = libc::S_ISUID | libc::S_ISGID;
 /// Flags with which open creates a file (O_TMPFILE without O_DIRECTORY).
 const CREATE_FLAGS: u32 = (libc::O_CREAT | (libc::O_TMPFILE & !libc::O_DIRECTORY)) as u32;
 

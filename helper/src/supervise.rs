@@ -173,7 +173,14 @@ fn relay_once(from: &OwnedFd, to_fd: i32, counted: &mut u64, limit: u64) -> bool
 pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
     let l = &run.limits;
     let started = Instant::now();
-    let cpu_kill_us = l.cpu_ms.map(|ms| (ms + l.grace_ms) * 1000);
+    let cpu_kill_us = l
+        .cpu_ms
+        .map(|ms| ms.saturating_add(l.grace_ms).saturating_mul(1000));
+    // Init ends the run at the wall deadline; should it fail to, the
+    // supervisor kills it a little later.
+    let wall_backstop = l.wall_ms.and_then(|ms| {
+        started.checked_add(Duration::from_millis(ms.saturating_add(l.grace_ms)) + STOP_GRACE)
+    });
     let output_limit = l.output_bytes.unwrap_or(u64::MAX);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
     let mut fired: Option<LimitKind> = None;
@@ -193,7 +200,7 @@ pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
             (a, b) => a.or(b),
         }
     };
-    let mut look_at = next_look(0).map(|d| started + d);
+    let mut look_at = next_look(0).and_then(|d| started.checked_add(d));
     let mut lifeline = Some(ends.lifeline_tx);
     // Set once the run was asked to end: init gets this long to do it
     // before it is killed outright.
@@ -209,13 +216,14 @@ pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
         };
 
     loop {
-        if stop_by.is_some_and(|t| Instant::now() >= t) {
+        let now = Instant::now();
+        if stop_by.is_some_and(|t| now >= t) || wall_backstop.is_some_and(|t| now >= t) {
             kill_run(run);
         }
-        let wake = match (look_at, stop_by) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let wake = [look_at, stop_by, wall_backstop]
+            .into_iter()
+            .flatten()
+            .min();
         // ppoll: a CPU limit is looked at closer than a millisecond.
         let timeout =
             wake.map(|t| TimeSpec::from_duration(t.saturating_duration_since(Instant::now())));
@@ -264,7 +272,7 @@ pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
             look_at = if fired.is_some() {
                 None
             } else {
-                next_look(cpu_us).map(|d| Instant::now() + d)
+                next_look(cpu_us).and_then(|d| Instant::now().checked_add(d))
             };
         }
     }
@@ -321,8 +329,13 @@ pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
         (Some(r), _) if r.timed_out => Some(LimitKind::Wall),
         (_, End::Signaled(libc::SIGXCPU)) => Some(LimitKind::Cpu),
         (_, End::Signaled(libc::SIGXFSZ)) => Some(LimitKind::FileSize),
-        _ if l.cpu_ms.is_some_and(|ms| cpu_us > ms * 1000) => Some(LimitKind::Cpu),
-        _ if l.wall_ms.is_some_and(|ms| wall_us > ms * 1000) => Some(LimitKind::Wall),
+        _ if l.cpu_ms.is_some_and(|ms| cpu_us > ms.saturating_mul(1000)) => Some(LimitKind::Cpu),
+        _ if l
+            .wall_ms
+            .is_some_and(|ms| wall_us > ms.saturating_mul(1000)) =>
+        {
+            Some(LimitKind::Wall)
+        }
         _ => None,
     });
     let maxrss_kib = report.map_or(reaped.maxrss_kib, |r| r.maxrss_kib);

@@ -243,3 +243,20 @@ pub fn install_seccomp(filter: &[SockFilter]) -> io::Result<()> {
     };
     cerr(ret.into()).map(drop)
 }
+
+/// A detached copy of the mount that holds directory `dir`, rooted at
+/// `dir`, without the mounts below it (open_tree(2), Linux 5.2). The kernel
+/// refuses a directory whose mount is not in this process's mount
+/// namespace (EINVAL).
+pub fn clone_mount_of(dir: &OwnedFd) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint;
+    // SAFETY: the descriptor is valid for the lifetime of `dir`; the path
+    // is an empty NUL-terminated string, as AT_EMPTY_PATH requires.
+    let ret = unsafe { libc::syscall(libc::SYS_open_tree, dir.as_raw_fd(), c"".as_ptr(), flags) };
+    let fd = cerr(ret)? as RawFd;
+    // SAFETY: fd is a fresh descriptor returned by the kernel just now.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

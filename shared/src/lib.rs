@@ -43,8 +43,9 @@ pub struct Request {
     pub niceness: i32,
     /// Keep the host network namespace (only if the policy allows it).
     pub share_net: bool,
-    /// Give the target empty private /tmp, /var/tmp, /dev/shm and /run/lock.
-    pub private_tmp: bool,
+    /// Keep the host's /tmp and /var/tmp instead of private, empty ones
+    /// (only if the policy allows it).
+    pub host_tmp: bool,
 }
 
 /// Limits of a run. `None` means "no limit of this kind" (the policy may

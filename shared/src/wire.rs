@@ -226,7 +226,7 @@ mod tests {
             exec_dir: None,
             niceness: 16,
             share_net: false,
-            private_tmp: false,
+            host_tmp: false,
         }
     }
 

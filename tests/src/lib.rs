@@ -1079,7 +1079,7 @@ pub fn request(argv: &[&str]) -> shared::Request {
         exec_dir: None,
         niceness: 16,
         share_net: false,
-        private_tmp: false,
+        host_tmp: false,
     }
 }
 
