@@ -26,7 +26,9 @@ pub struct Caller {
 /// Limits the helper itself runs under, whatever the caller preset: root
 /// may raise hard limits, so none of the caller's choices survive.
 const RESET: &[(Resource, u64, u64)] = &[
-    (Resource::RLIMIT_CORE, 0, 0),
+    // Soft 0 only: a hard 0 could never be raised again for a target that
+    // may dump core (the helper itself is not dumpable anyway).
+    (Resource::RLIMIT_CORE, 0, RLIM_INFINITY),
     (Resource::RLIMIT_CPU, RLIM_INFINITY, RLIM_INFINITY),
     (Resource::RLIMIT_FSIZE, RLIM_INFINITY, RLIM_INFINITY),
     (Resource::RLIMIT_DATA, RLIM_INFINITY, RLIM_INFINITY),
@@ -52,6 +54,7 @@ pub fn before_reading() -> Result<Caller> {
         reset_limit(resource, soft, hard)?;
     }
     sys::reset_signal_dispositions().context("cannot reset signal dispositions")?;
+    sys::ignore_write_signals().context("cannot ignore SIGPIPE and SIGXFSZ")?;
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .context("cannot reset the signal mask")?;
     sys::clear_environment().context("cannot clear the environment")?;

@@ -165,13 +165,14 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
     // The uid check reads all of /proc, which takes about a millisecond: it
     // runs while init builds the namespaces, and the target execs only once
     // it has passed (invariant 3).
-    let checked = policy::ensure_uid_unused(Uid::from_raw(uid), init)
-        .and_then(|()| nix::unistd::write(&go_tx, b"g").context("cannot start the target"));
+    let checked = policy::ensure_uid_unused(Uid::from_raw(uid), init);
+    if checked.is_ok() {
+        // EPIPE here means the target failed its set-up and is gone; its
+        // reason is on the error pipe, which `watch` reads.
+        let _ = nix::unistd::write(&go_tx, b"g");
+    }
     drop(go_tx);
-    if let Err(e) = checked
-        .and_then(|_| supervise::drop_privileges(caller))
-        .and_then(|()| sys::ignore_sigpipe())
-    {
+    if let Err(e) = checked.and_then(|()| supervise::drop_privileges(caller)) {
         supervise::kill_run(&run);
         return Err(e);
     }

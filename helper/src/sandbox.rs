@@ -457,6 +457,7 @@ fn enter(
         sys::exit_now(127);
     }
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).context("sigprocmask")?;
+    sys::reset_signal_dispositions().context("cannot reset signal dispositions")?;
     sys::install_seccomp(&seccomp::filter()).context("cannot install the seccomp filter")?;
     let err = execve(&plan.program, &plan.argv, &plan.env).unwrap_err();
     Err(Error::Sys("execve", err.into()))

@@ -135,32 +135,50 @@ pub fn set_niceness(nice: i32) -> io::Result<()> {
     cerr(ret.into()).map(drop)
 }
 
-/// Puts every catchable signal back to its default action.
+/// Sets the disposition of signal `sig` to SIG_DFL or SIG_IGN, through the
+/// raw system call: glibc refuses the two real-time signals it reserves
+/// (32 and 33), which a caller may still have left ignored.
+fn set_disposition(sig: libc::c_int, ignore: bool) -> io::Result<()> {
+    // The kernel's struct sigaction: handler, flags, restorer, mask. All
+    // zero is SIG_DFL with no flags and an empty mask; SIG_IGN is 1.
+    let mut act = [0u64; 4];
+    act[0] = if ignore {
+        libc::SIG_IGN as u64
+    } else {
+        libc::SIG_DFL as u64
+    };
+    // SAFETY: `act` is a live, initialised buffer as large as the kernel's
+    // struct sigaction; no old action is read back; the mask size is the
+    // kernel's (8 bytes).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            act.as_ptr(),
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
+    cerr(ret).map(drop)
+}
+
+/// Puts every catchable signal, 1 to 64, back to its default action.
 pub fn reset_signal_dispositions() -> io::Result<()> {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for sig in Signal::iterator() {
-        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
-            continue;
-        }
-        // SAFETY: installing SIG_DFL cannot run any handler code, so no
-        // signal-safety requirement applies.
-        unsafe { sigaction(sig, &default) }.map_err(io::Error::from)?;
-    }
-    // Real-time signals, which nix's iterator does not cover.
-    for sig in libc::SIGRTMIN()..=libc::SIGRTMAX() {
-        // SAFETY: sigaction with a zeroed struct (SIG_DFL, empty mask, no
-        // flags) on a valid signal number; nothing is read back.
-        let ret = unsafe {
-            let act: libc::sigaction = std::mem::zeroed();
-            libc::sigaction(sig, &act, std::ptr::null_mut())
-        };
-        // glibc reserves the first real-time signals for itself.
-        if ret == -1 && io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
-            return Err(io::Error::last_os_error());
+    for sig in 1..=64 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            set_disposition(sig, false)?;
         }
     }
     Ok(())
+}
+
+/// Ignores SIGPIPE and SIGXFSZ in the helper itself: a reader that went
+/// away, or a caller's stderr on a file with a hard RLIMIT_FSIZE of 0, must
+/// turn into an error the helper reports, never into its death. The target
+/// gets default dispositions back before exec.
+pub fn ignore_write_signals() -> io::Result<()> {
+    set_disposition(libc::SIGPIPE, true)?;
+    set_disposition(libc::SIGXFSZ, true)
 }
 
 /// CPU time (user + system) consumed so far by the live process `pid`, all
@@ -200,17 +218,6 @@ pub fn mount(
     // call, or null where the kernel allows it.
     let ret = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype, flags, data) };
     cerr(ret.into()).map(drop)
-}
-
-/// Ignores SIGPIPE in the supervisor, so that a reader of the relayed output
-/// going away stops the copy instead of killing the supervisor.
-pub fn ignore_sigpipe() -> crate::error::Result<()> {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
-    // SAFETY: SIG_IGN runs no handler code.
-    unsafe { sigaction(Signal::SIGPIPE, &ignore) }
-        .map(drop)
-        .map_err(|e| crate::error::Error::Sys("sigaction", e.into()))
 }
 
 /// Ends this process at once, without running atexit handlers or flushing
