@@ -44,6 +44,7 @@ mod supervise;
 mod sys;
 
 use std::fs::File;
+use std::io::Write;
 
 use nix::fcntl::OFlag;
 use nix::sched::{unshare, CloneFlags};
@@ -86,7 +87,9 @@ fn fail(reply_tx: Option<&mut File>, err: &Error) -> ! {
     let sent =
         reply_tx.is_some_and(|tx| wire::write_reply(tx, &Reply::Failed(msg.clone())).is_ok());
     if !sent {
-        eprintln!("safeexec-helper: {msg}");
+        // Not eprintln!: it panics when stderr cannot be written (a full
+        // disk, or a caller's file-size limit), and a panic aborts.
+        let _ = writeln!(std::io::stderr(), "safeexec-helper: {msg}");
     }
     std::process::exit(EXIT_FAILED);
 }

@@ -409,9 +409,14 @@ fn enter(
     let l = &plan.limits;
     // CPU: the supervisor enforces the exact limit; the rlimit (whole
     // seconds, SIGXCPU then SIGKILL a second later) backs it per process.
+    // The kernel counts this limit in nanoseconds: a number of seconds
+    // whose nanoseconds overflow 64 bits would wrap to a tiny limit, so
+    // anything past a century is no limit at all.
+    const CENTURY_S: u64 = 100 * 365 * 86_400;
     let cpu_s = l
         .cpu_ms
-        .map(|ms| ms.saturating_add(l.grace_ms).div_ceil(1000));
+        .map(|ms| ms.saturating_add(l.grace_ms).div_ceil(1000))
+        .filter(|&s| s < CENTURY_S);
     match cpu_s {
         Some(s) => set_limit(Resource::RLIMIT_CPU, s, s.saturating_add(1))?,
         None => limit(Resource::RLIMIT_CPU, None, 1)?,

@@ -13,8 +13,8 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use caps::{CapSet, Capability, CapsHashSet};
@@ -145,21 +145,24 @@ fn sample(init: Pid) -> (u64, u64) {
 }
 
 /// Copies what the target wrote on one relay pipe to the caller's own
-/// descriptor, counting it. Returns false at end of file.
-fn relay_once(from: &OwnedFd, to_fd: i32, counted: &mut u64, limit: u64) -> bool {
+/// descriptor (unbuffered: nothing may wait in a buffer when the helper
+/// exits), counting it. Returns false at end of file.
+fn relay_once(from: &OwnedFd, to: BorrowedFd<'_>, counted: &mut u64, limit: u64) -> bool {
     let mut buf = [0u8; 65536];
     match nix::unistd::read(from, &mut buf) {
         Ok(0) => false,
         Ok(n) => {
             let allowed = limit.saturating_sub(*counted).min(n as u64) as usize;
             *counted += n as u64;
-            let out = if to_fd == 1 {
-                std::io::stdout().write_all(&buf[..allowed])
-            } else {
-                std::io::stderr().write_all(&buf[..allowed])
-            };
-            // A reader that went away only stops the copy.
-            let _ = out;
+            let mut rest = &buf[..allowed];
+            while !rest.is_empty() {
+                match nix::unistd::write(to, rest) {
+                    Ok(w) => rest = &rest[w..],
+                    Err(nix::errno::Errno::EINTR) => {}
+                    // A reader that went away only stops the copy.
+                    Err(_) => break,
+                }
+            }
             true
         }
         Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => true,
@@ -188,6 +191,7 @@ pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
     let mut cpu_sampled_us = 0;
     let mut output = 0u64;
     let mut relay_open = [ends.relay.is_some(); 2];
+    let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
     // When to look at /proc next: a CPU limit cannot be reached sooner than
     // (what is left) / (number of CPUs); memory is looked at every 10 ms.
     let next_look = |cpu_used: u64| -> Option<Duration> {
@@ -245,7 +249,10 @@ pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
         drop(fds);
         if let Some((out, err)) = &ends.relay {
             let mut i = 0;
-            for (k, (pipe, to)) in [(out, 1), (err, 2)].into_iter().enumerate() {
+            for (k, (pipe, to)) in [(out, stdout.as_fd()), (err, stderr.as_fd())]
+                .into_iter()
+                .enumerate()
+            {
                 if relay_open[k] {
                     if ready[i] {
                         relay_open[k] = relay_once(pipe, to, &mut output, output_limit);
@@ -283,8 +290,8 @@ pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
     let supervisor_wall_us = started.elapsed().as_micros() as u64;
     // Every process of the run is gone now, so the relays end.
     if let Some((out, err)) = &ends.relay {
-        while relay_once(out, 1, &mut output, output_limit) {}
-        while relay_once(err, 2, &mut output, output_limit) {}
+        while relay_once(out, stdout.as_fd(), &mut output, output_limit) {}
+        while relay_once(err, stderr.as_fd(), &mut output, output_limit) {}
         if output > output_limit && fired.is_none() {
             fired = Some(LimitKind::Output);
         }
