@@ -131,23 +131,29 @@ pub fn create_file(what: &'static str, path: &Path) -> Result<File, RunError> {
         })
 }
 
-/// Opens an inherited descriptor for the report. Going through /proc keeps
-/// this crate free of unsafe code; it works for files, pipes and terminals.
-pub fn open_report_fd(fd: i32) -> Result<File, RunError> {
-    let path = PathBuf::from(format!("/proc/self/fd/{fd}"));
-    if fd < 0 {
+/// The report's inherited descriptor (`--report_fd`), written as it is:
+/// reopening it (through /proc) would need permission on the file or pipe
+/// behind it, which the caller's parent may hold alone.
+pub struct ReportFd(i32);
+
+pub fn open_report_fd(fd: i32) -> Result<ReportFd, RunError> {
+    use nix_rawfd::fcntl::{fcntl, FcntlArg};
+    if fd < 0 || fcntl(fd, FcntlArg::F_GETFD).is_err() {
         return Err(RunError::Usage(format!(
-            "--report_fd {fd} is not a descriptor"
+            "--report_fd {fd} is not an open descriptor"
         )));
     }
-    OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .map_err(|err| RunError::Open {
-            what: "report descriptor",
-            path,
-            err,
-        })
+    Ok(ReportFd(fd))
+}
+
+impl Write for ReportFd {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        nix_rawfd::unistd::write(self.0, buf).map_err(|e| io::Error::from_raw_os_error(e as i32))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Opens the chroot directory as the caller: the helper only ever receives
