@@ -187,8 +187,12 @@ pub fn process_cpu_ns(pid: Pid) -> io::Result<u64> {
     // The kernel's encoding of a process CPU clock: CPUCLOCK_SCHED (2) of a
     // whole process (no CPUCLOCK_PERTHREAD bit), pid in the upper bits.
     let clock: libc::clockid_t = (!pid.as_raw() << 3) | 2;
-    // SAFETY: ts is a live, writable local; the clock id is only an integer.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a live, writable local; the clock id is only an integer
+    // (the kernel checks it and the process behind it).
     let ret = unsafe { libc::clock_gettime(clock, &mut ts) };
     cerr(ret.into())?;
     Ok(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
