@@ -97,9 +97,34 @@ impl Default for Policy {
     }
 }
 
+/// Every directory above the policy must be root's and writable by nobody
+/// else (or sticky, like /tmp, where nobody else may rename root's
+/// entries): otherwise someone could swap the file, or its directory.
+fn ancestors_are_roots() -> Result<()> {
+    let mut dir = std::path::Path::new(POLICY_PATH).parent();
+    while let Some(d) = dir {
+        if d.as_os_str().is_empty() {
+            break;
+        }
+        let meta = std::fs::symlink_metadata(d)
+            .map_err(|e| Error::Policy(format!("cannot stat {}: {e}", d.display())))?;
+        let sticky = meta.mode() & 0o1000 != 0;
+        if !meta.file_type().is_dir() || meta.uid() != 0 || (meta.mode() & 0o022 != 0 && !sticky) {
+            return Err(Error::Policy(format!(
+                "{} (above the policy) must be a directory owned by root and not writable by group or others",
+                d.display()
+            )));
+        }
+        dir = d.parent();
+    }
+    Ok(())
+}
+
 /// Loads the policy; a missing file means the defaults. The file must be a
-/// regular file owned by root and writable by nobody else.
+/// regular file owned by root and writable by nobody else, in directories
+/// that are root's too.
 pub fn load() -> Result<Policy> {
+    ancestors_are_roots()?;
     let file = match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)

@@ -430,6 +430,8 @@ fn enter(
     limit(Resource::RLIMIT_NOFILE, Some(l.nfile), 1)?;
     limit(Resource::RLIMIT_MEMLOCK, Some(0), 1)?;
     limit(Resource::RLIMIT_MSGQUEUE, Some(0), 1)?;
+    // The caller's scheduling class (a real-time one, say) is not the run's.
+    sys::reset_scheduling().context("cannot reset the scheduling policy")?;
     sys::set_niceness(plan.niceness).context("cannot set the niceness")?;
 
     if let Some(dir) = jail {

@@ -162,6 +162,14 @@ fn set_disposition(sig: libc::c_int, ignore: bool) -> io::Result<()> {
     cerr(ret).map(drop)
 }
 
+/// Puts this process in the normal time-sharing class (SCHED_OTHER).
+pub fn reset_scheduling() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a live, initialised local; pid 0 is this process.
+    let ret = unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
+    cerr(ret.into()).map(drop)
+}
+
 /// Puts every catchable signal, 1 to 64, back to its default action.
 pub fn reset_signal_dispositions() -> io::Result<()> {
     for sig in 1..=64 {
