@@ -162,6 +162,7 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
         Err(e) => {
             // The run must not outlive a supervisor that cannot watch it.
             let _ = nix::sys::signal::kill(init, nix::sys::signal::Signal::SIGKILL);
+            let _ = sys::wait4(init, false);
             return Err(e);
         }
     };
@@ -176,7 +177,7 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
     }
     drop(go_tx);
     if let Err(e) = checked.and_then(|()| supervise::drop_privileges(caller)) {
-        supervise::kill_run(&run);
+        supervise::abort_run(&run);
         return Err(e);
     }
     let ends = SupervisorEnds {
@@ -188,7 +189,7 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
     match supervise::watch(&run, ends) {
         Ok(outcome) => Ok(Reply::Finished(outcome)),
         Err(e) => {
-            supervise::kill_run(&run);
+            supervise::abort_run(&run);
             Err(e)
         }
     }

@@ -91,6 +91,14 @@ pub fn kill_run(run: &Run) {
     let _ = sys::pidfd_kill(&run.init_pidfd);
 }
 
+/// Kills the run and waits until init is gone: init's exit completes only
+/// once every process of its namespace is dead, so nothing of the run is
+/// left when the helper reports its failure (invariant 7).
+pub fn abort_run(run: &Run) {
+    kill_run(run);
+    let _ = sys::wait4(run.init, false);
+}
+
 /// Live processes of the run, found from init through /proc's children
 /// lists (pids as the supervisor's namespace sees them).
 fn run_processes(init: Pid) -> Vec<Pid> {
