@@ -64,7 +64,7 @@ pub const PYTHON: &str = "/usr/bin/python3";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// C fixtures that are also built statically, as `NAME-static`.
-const STATIC_FIXTURES: &[&str] = &["hello", "write_file"];
+const STATIC_FIXTURES: &[&str] = &["hello", "write_file", "review_probe"];
 
 /// Whether `uid` lies in the default policy's sandbox range.
 pub fn in_policy_range(uid: u32) -> bool {

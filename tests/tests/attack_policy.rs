@@ -1,5 +1,7 @@
 //! Attacks that need a policy other than the packaged one: chroot roots,
-//! unlimited maxima pushed to u64::MAX, a policy file that is not safely
+//! unlimited maxima pushed to u64::MAX, CPU limits near u64::MAX / 1000 ms
+//! with a grace of u64::MAX, --host-tmp against `allow_host_tmp = false`, a
+//! policy file that is not safely
 //! owned, a hard-linked helper next to a fake policy. Every test here
 //! rewrites the installed policy, so each holds the harness's exclusive
 //! policy lock (require_root_exclusive!) for its whole run, and the
@@ -191,6 +193,159 @@ fn u64_max_limits_under_an_unlimited_policy_run_correctly() {
         let line = got.refusal();
         assert!(line.contains("RLIMIT_NPROC"), "{line}");
     }
+}
+
+/// (case, cpu_ms, grace_ms, wall_ms, the limit the verdict must name)
+type HugeCase = (
+    &'static str,
+    Option<u64>,
+    u64,
+    Option<u64>,
+    Option<LimitKind>,
+);
+
+/// CPU limits near u64::MAX / 1000 ms (whose microseconds, or the kernel's
+/// nanoseconds of the rlimit, overflow 64 bits) and a grace of u64::MAX ms:
+/// a target that burns 1.2 s of CPU and exits must run to its end, neither
+/// killed by a wrapped tiny limit nor crashing the helper.
+#[test]
+fn cpu_limit_near_u64_max_ms_with_u64_max_grace_neither_ends_the_run_early_nor_crashes() {
+    let t = require_root_exclusive!();
+    t.set_policy(&policy_with(
+        &t,
+        &[("max_cpu", "unlimited"), ("max_wall", "unlimited")],
+    ));
+    let p = t.fixture("review_probe");
+    const CENTURY_MS: u64 = 100 * 365 * 86_400 * 1000;
+    const MAX_S: u64 = u64::MAX / 1000;
+    let cases: Vec<HugeCase> = vec![
+        (
+            "cpu u64::MAX/1000 - 1, grace u64::MAX",
+            Some(MAX_S - 1),
+            u64::MAX,
+            None,
+            None,
+        ),
+        (
+            "cpu u64::MAX/1000, grace u64::MAX",
+            Some(MAX_S),
+            u64::MAX,
+            None,
+            None,
+        ),
+        (
+            "cpu u64::MAX/1000 + 1, grace u64::MAX",
+            Some(MAX_S + 1),
+            u64::MAX,
+            None,
+            None,
+        ),
+        ("cpu u64::MAX/1000, grace 0", Some(MAX_S), 0, None, None),
+        // Whole seconds whose nanoseconds just wrap 64 bits.
+        (
+            "cpu u64::MAX/10^6 + 1",
+            Some(u64::MAX / 1_000_000 + 1),
+            0,
+            None,
+            None,
+        ),
+        (
+            "cpu a century - 1 s",
+            Some(CENTURY_MS - 1000),
+            0,
+            None,
+            None,
+        ),
+        (
+            "cpu a century + 1 s",
+            Some(CENTURY_MS + 1000),
+            0,
+            None,
+            None,
+        ),
+        (
+            "cpu u64::MAX/1000, grace u64::MAX, wall 60 s",
+            Some(MAX_S),
+            u64::MAX,
+            Some(60_000),
+            None,
+        ),
+        (
+            "cpu u64::MAX/1000, grace 1 s, wall u64::MAX",
+            Some(MAX_S),
+            1000,
+            Some(u64::MAX),
+            None,
+        ),
+        // Over its 1 s limit, within its endless grace: it runs to its end
+        // and reports its real time as over the CPU limit.
+        (
+            "cpu 1 s, grace u64::MAX",
+            Some(1000),
+            u64::MAX,
+            None,
+            Some(LimitKind::Cpu),
+        ),
+    ];
+    let env = t.env();
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let runs: Vec<_> = cases
+            .iter()
+            .map(|&(name, cpu, grace, wall, want)| {
+                let p = p.as_str();
+                scope.spawn(move || {
+                    let mut r = request(&[p, "burn", "1200"]);
+                    r.limits.cpu_ms = cpu;
+                    r.limits.grace_ms = grace;
+                    r.limits.wall_ms = wall;
+                    let got = direct(env)
+                        .timeout(Duration::from_secs(30))
+                        .exchange(&frame(&r));
+                    let ok = matches!(
+                        got.reply(),
+                        Ok(shared::Reply::Finished(ref o))
+                            if o.end == End::Exited(0) && o.limit == want
+                                && o.user_us + o.sys_us >= 1_200_000
+                    ) && got.output.status.code() == Some(0)
+                        && got.stdout().contains("burned_ms=1200");
+                    if let Ok(shared::Reply::Finished(o)) = got.reply() {
+                        common::assert_nothing_left(o.uid, &got.dump());
+                    }
+                    (!ok).then(|| format!("{name}: {}", got.dump()))
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .filter_map(|h| h.join().expect("a run thread"))
+            .collect()
+    });
+    assert!(
+        failures.is_empty(),
+        "a run that burns 1.2 s of CPU did not run to its end:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn host_tmp_is_refused_when_the_policy_disallows_it() {
+    let t = require_root_exclusive!();
+    t.set_policy(&policy_with(&t, &[("allow_host_tmp", "false")]));
+    // Control: the private scratch directories need no permission.
+    let out = t.safeexec(&["--exec", "/bin/echo", "ran"]);
+    assert_eq!(stdout(&out), "ran\n", "{}", dump(&out));
+    let out = t.safeexec(&["--host-tmp", "--exec", "/bin/echo", "ran"]);
+    assert_eq!(out.status.code(), Some(2), "{}", dump(&out));
+    assert_eq!(stdout(&out), "", "--host-tmp ran\n{}", dump(&out));
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{}", dump(&out));
+    assert!(err.contains("host's /tmp"), "{}", dump(&out));
+    // The same request straight to the helper.
+    let r = Request {
+        host_tmp: true,
+        ..request(&["/bin/echo", "ran"])
+    };
+    let line = direct(&t).exchange(&frame(&r)).refusal();
+    assert!(line.contains("host's /tmp"), "{line}");
 }
 
 #[test]
