@@ -113,7 +113,7 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
         }
         None
     };
-    let plan = policy.check(request, getpid(), chroot)?;
+    let plan = policy.check(request, getpid(), caller.uid, chroot)?;
     let (status_rx, status_tx) = pipe()?;
     let (go_rx, go_tx) = pipe()?;
     let (lifeline_rx, lifeline_tx) = pipe()?;
@@ -169,17 +169,17 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
     // The uid check reads all of /proc, which takes about a millisecond: it
     // runs while init builds the namespaces, and the target execs only once
     // it has passed (invariant 3).
-    let checked = policy::ensure_uid_unused(Uid::from_raw(uid), init);
-    if checked.is_ok() {
-        // EPIPE here means the target failed its set-up and is gone; its
-        // reason is on the error pipe, which `watch` reads.
-        let _ = nix::unistd::write(&go_tx, b"g");
-    }
-    drop(go_tx);
-    if let Err(e) = checked.and_then(|()| supervise::drop_privileges(caller)) {
+    // The supervisor is the caller again before any code of the target runs.
+    let checked = policy::ensure_uid_unused(Uid::from_raw(uid), init)
+        .and_then(|()| supervise::drop_privileges(caller));
+    if let Err(e) = checked {
         supervise::abort_run(&run);
         return Err(e);
     }
+    // EPIPE here means the target failed its set-up and is gone; its reason
+    // is on the error pipe, which `watch` reads.
+    let _ = nix::unistd::write(&go_tx, b"g");
+    drop(go_tx);
     let ends = SupervisorEnds {
         status_rx,
         lifeline_tx,

@@ -275,7 +275,15 @@ pub struct Plan {
     pub niceness: i32,
     pub share_net: bool,
     pub host_tmp: bool,
-    pub chroot: Option<OwnedFd>,
+    pub chroot: Option<Jail>,
+}
+
+/// A chroot directory that passed the policy.
+#[derive(Debug)]
+pub struct Jail {
+    pub dir: OwnedFd,
+    /// Shown read-only to the run (it is not the caller's).
+    pub read_only: bool,
 }
 
 fn c_string(what: &str, s: &str) -> Result<CString> {
@@ -298,7 +306,13 @@ fn within(name: &str, unit: &str, asked: Option<u64>, max: Option<u64>) -> Resul
 impl Policy {
     /// Checks every field of the request against the policy and derives the
     /// sandbox ids from the helper's pid (invariant 3).
-    pub fn check(&self, request: Request, pid: Pid, chroot: Option<OwnedFd>) -> Result<Plan> {
+    pub fn check(
+        &self,
+        request: Request,
+        pid: Pid,
+        caller: Uid,
+        chroot: Option<OwnedFd>,
+    ) -> Result<Plan> {
         let l = &request.limits;
         within("cpu", " ms", l.cpu_ms, self.max.cpu_ms)?;
         within("wall-clock", " ms", l.wall_ms, self.max.wall_ms)?;
@@ -352,7 +366,7 @@ impl Policy {
                     "chroot asked but no directory passed".into(),
                 ))
             }
-            (true, Some(fd)) => Some(self.check_chroot(fd)?),
+            (true, Some(fd)) => Some(self.check_chroot(fd, caller)?),
         };
 
         let index = u32::try_from(pid.as_raw()).unwrap_or(u32::MAX);
@@ -395,17 +409,33 @@ impl Policy {
     }
 
     /// The chroot directory was opened by the frontend as the caller; here it
-    /// must be a directory and, if the policy lists roots, lie under one.
-    /// The walk up uses "..", never a path the caller named.
-    fn check_chroot(&self, dir: OwnedFd) -> Result<OwnedFd> {
+    /// must be a directory and either the caller's own (`any`: then all it
+    /// holds is the caller's to grant, and the host's directories such as
+    /// / or /var, with their /tmp and /run, are refused) or under a root the
+    /// policy lists. The walk up uses "..", never a path the caller named.
+    fn check_chroot(&self, dir: OwnedFd, caller: Uid) -> Result<Jail> {
         let st = fstat(&dir).context("fstat of the chroot directory")?;
         if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFDIR {
             return Err(Error::Refused(
                 "the chroot descriptor is not a directory".into(),
             ));
         }
+        // A jail that is not the caller's is shown read-only, so that no run
+        // leaves anything in it for the next.
+        let jail = Jail {
+            read_only: st.st_uid != caller.as_raw(),
+            dir,
+        };
+        let dir = &jail.dir;
         let roots = match &self.chroot_roots {
-            ChrootRoots::Any => return Ok(dir),
+            ChrootRoots::Any if !jail.read_only => return Ok(jail),
+            ChrootRoots::Any => {
+                return Err(Error::Refused(
+                    "the chroot directory must belong to the caller \
+                     (or lie under a root the policy lists)"
+                        .into(),
+                ))
+            }
             ChrootRoots::None => {
                 return Err(Error::Refused(
                     "the policy allows no chroot directory".into(),
@@ -417,7 +447,7 @@ impl Policy {
         let mut id = (st.st_dev, st.st_ino);
         loop {
             if roots.iter().any(|&(_, dev, ino)| (dev, ino) == id) {
-                return Ok(dir);
+                return Ok(jail);
             }
             let up = openat(
                 here.as_fd(),

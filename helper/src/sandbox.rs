@@ -33,7 +33,7 @@ use nix::unistd::{
 };
 
 use crate::error::{Context, Error, Result};
-use crate::policy::Plan;
+use crate::policy::{Jail, Plan};
 use crate::seccomp;
 use crate::sys;
 
@@ -158,12 +158,7 @@ fn init_run(plan: &Plan, ends: &RunEnds) -> Result<()> {
     // /proc and scratch mounts then stay out of it, and so does any host
     // mount below it (with --chroot_dir /, the host's /proc).
     let jail = match &plan.chroot {
-        Some(dir) => Some(sys::clone_mount_of(dir).map_err(|e| {
-            Error::Setup(format!(
-                "cannot use the chroot directory (is it in another mount namespace?): {}",
-                sys::strerror(e.raw_os_error().unwrap_or(0))
-            ))
-        })?),
+        Some(jail) => Some(jail_mount(jail)?),
         None => None,
     };
     let mut flags = CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWNS;
@@ -264,6 +259,25 @@ fn private_mounts(plan: &Plan) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The chroot directory as a detached copy of its own mount: no mount below
+/// it comes along, nothing set-id or device works in it, and a jail that is
+/// not the caller's is read-only. The kernel refuses a directory of another
+/// mount namespace.
+fn jail_mount(jail: &Jail) -> Result<OwnedFd> {
+    let copy = sys::clone_mount_of(&jail.dir).map_err(|e| {
+        Error::Setup(format!(
+            "cannot use the chroot directory (is it in another mount namespace?): {}",
+            sys::strerror(e.raw_os_error().unwrap_or(0))
+        ))
+    })?;
+    let mut attrs = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+    if jail.read_only {
+        attrs |= sys::MOUNT_ATTR_RDONLY;
+    }
+    sys::mount_setattr(&copy, attrs).context("cannot restrict the chroot directory's mount")?;
+    Ok(copy)
 }
 
 fn lifeline_cut(lifeline: &OwnedFd) -> bool {

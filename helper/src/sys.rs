@@ -279,3 +279,29 @@ pub fn clone_mount_of(dir: &OwnedFd) -> io::Result<OwnedFd> {
     // SAFETY: fd is a fresh descriptor returned by the kernel just now.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+
+/// Mount attributes (mount_setattr(2), Linux 5.12).
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+/// Sets attributes on the mount of `mnt` (a detached copy, here).
+pub fn mount_setattr(mnt: &OwnedFd, set: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // struct mount_attr: attr_set, attr_clr, propagation, userns_fd.
+    let attr: [u64; 4] = [set, 0, 0, 0];
+    // SAFETY: the descriptor is valid for the lifetime of `mnt`; the path
+    // is empty (AT_EMPTY_PATH) and `attr` is a live buffer of the size
+    // passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mnt.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            attr.as_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    };
+    cerr(ret).map(drop)
+}

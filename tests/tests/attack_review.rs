@@ -34,8 +34,8 @@ use std::time::{Duration, Instant};
 
 use common::{assert_nothing_left, json_uid, kv, s, signal, wait_for_child};
 use safeexec_tests::{
-    assert_verdict, dump, in_policy_range, json_report, process, require_root, status_field,
-    stderr, stdout, Env, Ids, Json, Scratch, TEST_USER,
+    assert_verdict, dump, in_policy_range, json_report, process, require_root,
+    require_root_exclusive, status_field, stderr, stdout, Env, Ids, Json, Scratch, TEST_USER,
 };
 
 /// The review's probe (dynamically linked).
@@ -579,9 +579,11 @@ fn target_cannot_leave_a_file_in_the_hosts_tmp_var_tmp_dev_shm_or_run() {
     assert!(landed.is_empty(), "left on the host: {landed:?}");
 }
 
-/// `--chroot_dir /` is a jail of the root file system alone: what the host
+/// `--chroot_dir /` would be a jail of the root file system: what the host
 /// keeps in world-writable directories of that file system (here /tmp and
-/// /var/tmp, when they are no mounts of their own) must not be the run's.
+/// /var/tmp, when they are no mounts of their own, and /run's sockets)
+/// would be the run's. A jail must be the caller's own directory (or one the
+/// policy lists, then read-only): / is refused, and nothing runs.
 #[test]
 fn chroot_dir_slash_cannot_leave_a_file_in_the_hosts_tmp_or_reach_the_hosts_run() {
     let t = require_root!();
@@ -593,38 +595,66 @@ fn chroot_dir_slash_cannot_leave_a_file_in_the_hosts_tmp_or_reach_the_hosts_run(
     let p = probe(&t);
     let mut args = vec!["leave"];
     args.extend(paths.iter().map(HostPath::str));
-    let (out, j) = attack_with(&t, &p, &["--fsize", "1", "--chroot_dir", "/"], &args);
-    verdict(&out, &j, "ok", 0);
+    let leave: Vec<&str> = ["--fsize", "1", "--chroot_dir", "/", "--exec", &p]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    let out = t.safeexec(&leave);
+    let connect = t.safeexec(&[
+        "--chroot_dir",
+        "/",
+        "--exec",
+        &p,
+        "connect",
+        sock.path.str(),
+    ]);
+    for out in [&out, &connect] {
+        assert_eq!(out.status.code(), Some(2), "{}", dump(out));
+        let err = stderr(out);
+        assert_eq!(err.trim().lines().count(), 1, "{}", dump(out));
+        assert!(err.contains("must belong to the caller"), "{}", dump(out));
+        assert!(
+            !stdout(out).contains("connect"),
+            "the probe ran\n{}",
+            dump(out)
+        );
+    }
     let landed: Vec<&str> = paths
         .iter()
         .filter(|p| p.0.exists())
         .map(HostPath::str)
         .collect();
-    let (cout, cj) = attack_with(
-        &t,
-        &p,
-        &["--chroot_dir", "/"],
-        &["connect", sock.path.str()],
-    );
-    verdict(&cout, &cj, "ok", 0);
-    let connect = word(&cout, "connect");
-    assert!(
-        landed.is_empty() && connect != "ok",
-        "with --chroot_dir /, the target wrote the host's {landed:?} and connect to the host's \
-         {} gave {connect}\n{}\n{}",
-        sock.path.str(),
-        dump(&out),
-        dump(&cout)
-    );
+    assert!(landed.is_empty(), "left on the host: {landed:?}");
 }
 
-// ---------------------------------------------------------------------------
-// Chroot: a detached copy of the jail's own mount
-
+/// A jail the policy lists but the caller does not own (here the whole root
+/// file system, as a careless admin might list it) is shown read-only and
+/// without the mounts below it: no host process in /proc, nothing written.
 #[test]
-fn chroot_dir_slash_shows_no_process_in_proc() {
-    let t = require_root!();
-    let (out, j) = attack(&t, &["--chroot_dir", "/"], &["list", "/proc"]);
+fn jail_the_caller_does_not_own_is_read_only_and_shows_no_host_mount() {
+    let t = require_root_exclusive!();
+    let text = std::fs::read_to_string(&t.policy).expect("read the policy");
+    t.set_policy(&format!("{text}\nchroot_roots = /\n"));
+    let paths: Vec<HostPath> = ["/tmp", "/var/tmp"]
+        .into_iter()
+        .map(|d| HostPath::new(d, "ro-jail-left"))
+        .collect();
+    let p = probe(&t);
+    let mut args = vec!["leave"];
+    args.extend(paths.iter().map(HostPath::str));
+    let (out, j) = attack_with(&t, &p, &["--fsize", "1", "--chroot_dir", "/"], &args);
+    verdict(&out, &j, "ok", 0);
+    for p in &paths {
+        assert_ne!(
+            result_for(&out, "leave", p.str()),
+            "ok",
+            "wrote {} in a jail that is not the caller's\n{}",
+            p.str(),
+            dump(&out)
+        );
+        assert!(!p.0.exists(), "left on the host: {}", p.str());
+    }
+    let (out, j) = attack_with(&t, &p, &["--chroot_dir", "/"], &["list", "/proc"]);
     verdict(&out, &j, "ok", 0);
     assert_eq!(
         num(&out, "entries"),
@@ -633,6 +663,9 @@ fn chroot_dir_slash_shows_no_process_in_proc() {
         dump(&out)
     );
 }
+
+// ---------------------------------------------------------------------------
+// Chroot: a detached copy of the jail's own mount
 
 /// A tmpfs mounted (in the host's mount namespace) on a directory of a
 /// jail; unmounted when dropped.

@@ -326,6 +326,18 @@ fn run_pids(frontend: u32) -> (u32, u32, u32) {
     let sup = wait_for_child(frontend, |_| true, wait).expect("the helper started");
     let init = wait_for_child(sup, |_| true, wait).expect("init started");
     let target = wait_for_child(init, in_policy_range, wait).expect("the target started");
+    // Until the target has exec'd, the supervisor may still be dropping
+    // its privileges: wait for the program to replace the helper's image.
+    let deadline = std::time::Instant::now() + wait;
+    while fs::read_link(format!("/proc/{target}/exe"))
+        .is_ok_and(|exe| exe.to_string_lossy().contains("safeexec-helper"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the target never exec'd"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
     (sup, init, target)
 }
 
