@@ -20,6 +20,7 @@ use std::convert::Infallible;
 use std::ffi::{CStr, CString, OsStr};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use caps::CapSet;
@@ -167,6 +168,9 @@ fn init_run(plan: &Plan, ends: &RunEnds) -> Result<()> {
     }
     unshare(flags).context("cannot create the run's namespaces")?;
     private_mounts(plan)?;
+    if jail.is_none() {
+        working_directory_is_visible()?;
+    }
 
     // SIGCHLD is read from a signalfd, and SIGPIPE must not kill init
     // while it reports; the target unblocks both before exec.
@@ -278,6 +282,27 @@ fn jail_mount(jail: &Jail) -> Result<OwnedFd> {
     }
     sys::mount_setattr(&copy, attrs).context("cannot restrict the chroot directory's mount")?;
     Ok(copy)
+}
+
+/// The target starts in the caller's working directory (or resolves
+/// exec_dir from it). A directory under one of the run's private mounts
+/// would still be the host's one, below the mount: the run would read and
+/// write the host's /tmp through it. It must be the directory its path now
+/// names, or the run is refused.
+fn working_directory_is_visible() -> Result<()> {
+    let here = std::fs::metadata(".").context("cannot stat the working directory")?;
+    let path = std::env::current_dir().context("cannot name the working directory")?;
+    let same = path.is_absolute()
+        && std::fs::metadata(&path)
+            .is_ok_and(|there| (there.dev(), there.ino()) == (here.dev(), here.ino()));
+    if same {
+        return Ok(());
+    }
+    Err(Error::Setup(format!(
+        "the working directory {} lies under the run's private /tmp, /var/tmp, /dev/shm or /run: \
+         run safeexec from another directory, or use --host-tmp",
+        path.display()
+    )))
 }
 
 fn lifeline_cut(lifeline: &OwnedFd) -> bool {
@@ -452,12 +477,18 @@ fn enter(
         fchdir(dir).context("cannot enter the chroot directory")?;
         chroot(".").context("chroot")?;
     }
-    caps::clear(None, CapSet::Bounding)
-        .map_err(|e| Error::Refused(format!("cannot clear the bounding set: {e}")))?;
+    // No capability may come back: not from the bounding set, nor from
+    // the inheritable or ambient sets the caller may have left set.
+    for set in [CapSet::Bounding, CapSet::Inheritable, CapSet::Ambient] {
+        caps::clear(None, set)
+            .map_err(|e| Error::Refused(format!("cannot clear a capability set: {e}")))?;
+    }
     setgroups(&[]).context("setgroups")?;
     setresgid(plan.gid, plan.gid, plan.gid).context("setresgid")?;
     setresuid(plan.uid, plan.uid, plan.uid).context("setresuid")?;
     nix::sys::prctl::set_no_new_privs().context("prctl(PR_SET_NO_NEW_PRIVS)")?;
+    // The caller's session keyring is the caller's.
+    sys::leave_inherited_keyring().context("cannot leave the caller's keyring")?;
 
     if let Some(dir) = &plan.exec_dir {
         chdir(dir.as_c_str()).map_err(|e| {

@@ -11,6 +11,14 @@
 //! fail with ENOSYS, and callers fall back to openat. System calls of
 //! another ABI (32-bit, x32) kill the process: the filter only knows the
 //! native numbers.
+//!
+//! The kernel can also set those bits itself, when an overlayfs in a user
+//! namespace copies a set-id file up: so the target may not create a user
+//! namespace (unshare and clone with CLONE_NEWUSER fail with EPERM, clone3,
+//! whose flags a filter cannot read, with ENOSYS, and callers fall back to
+//! clone), nor mount anything. And keyrings outlive processes: the keyctl
+//! family fails too, so the target can neither read the caller's session
+//! keyring nor leave keys behind for the next run of its uid.
 
 use crate::sys::SockFilter;
 
@@ -50,9 +58,15 @@ enum Rule {
     Mode { mode: u32 },
     /// Refuse if it creates (argument `flags`) with a set-id mode.
     Create { flags: u32, mode: u32 },
-    /// Refuse outright.
+    /// Refuse if argument `arg` has any of `bits` (clone flags).
+    Flags { arg: u32, bits: u32 },
+    /// Refuse outright with EPERM.
+    Deny,
+    /// Refuse outright with ENOSYS (the caller falls back to an older call).
     NoSys,
 }
+
+const NEWUSER: u32 = libc::CLONE_NEWUSER as u32;
 
 fn rules() -> Vec<(libc::c_long, Rule)> {
     let mut rules = vec![
@@ -64,6 +78,35 @@ fn rules() -> Vec<(libc::c_long, Rule)> {
         (libc::SYS_openat, Rule::Create { flags: 2, mode: 3 }),
         (libc::SYS_openat2, Rule::NoSys),
         (libc::SYS_io_uring_setup, Rule::NoSys),
+        (
+            libc::SYS_unshare,
+            Rule::Flags {
+                arg: 0,
+                bits: NEWUSER,
+            },
+        ),
+        (
+            libc::SYS_clone,
+            Rule::Flags {
+                arg: 0,
+                bits: NEWUSER,
+            },
+        ),
+        (libc::SYS_clone3, Rule::NoSys),
+        (libc::SYS_setns, Rule::Deny),
+        (libc::SYS_mount, Rule::Deny),
+        (libc::SYS_umount2, Rule::Deny),
+        (libc::SYS_pivot_root, Rule::Deny),
+        (libc::SYS_fsopen, Rule::Deny),
+        (libc::SYS_fsconfig, Rule::Deny),
+        (libc::SYS_fsmount, Rule::Deny),
+        (libc::SYS_fspick, Rule::Deny),
+        (libc::SYS_open_tree, Rule::Deny),
+        (libc::SYS_move_mount, Rule::Deny),
+        (libc::SYS_mount_setattr, Rule::Deny),
+        (libc::SYS_add_key, Rule::Deny),
+        (libc::SYS_keyctl, Rule::Deny),
+        (libc::SYS_request_key, Rule::Deny),
     ];
     #[cfg(target_arch = "x86_64")]
     rules.extend([
@@ -127,6 +170,11 @@ fn program() -> Vec<Op> {
                 ops.push(Op::Load(arg(mode)));
                 ops.push(Op::JumpIfAny(SETID_BITS, Label::Deny, Label::Allow));
             }
+            Rule::Flags { arg: a, bits } => {
+                ops.push(Op::Load(arg(a)));
+                ops.push(Op::JumpIfAny(bits, Label::Deny, Label::Allow));
+            }
+            Rule::Deny => ops.push(Op::JumpIfAny(0, Label::Deny, Label::Deny)),
             Rule::NoSys => ops.push(Op::JumpIfAny(0, Label::NoSys, Label::NoSys)),
         }
     }
@@ -239,6 +287,33 @@ mod tests {
         // Without O_CREAT the mode argument is garbage and ignored.
         assert_eq!(decide(libc::SYS_openat, [0, 0, 0, 0o4755, 0, 0]), RET_ALLOW);
         assert_eq!(decide(libc::SYS_write, [1, 0, 0, 0, 0, 0]), RET_ALLOW);
+    }
+
+    #[test]
+    fn user_namespaces_mounts_and_keyrings_are_refused() {
+        let newuser = libc::CLONE_NEWUSER as u32;
+        assert_eq!(decide(libc::SYS_unshare, [newuser, 0, 0, 0, 0, 0]), EPERM);
+        assert_eq!(
+            decide(libc::SYS_clone, [newuser | 17, 0, 0, 0, 0, 0]),
+            EPERM
+        );
+        // A plain fork and a thread still work.
+        assert_eq!(decide(libc::SYS_clone, [17, 0, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(
+            decide(libc::SYS_unshare, [libc::CLONE_FILES as u32, 0, 0, 0, 0, 0]),
+            RET_ALLOW
+        );
+        let nosys = RET_ERRNO | libc::ENOSYS as u32;
+        assert_eq!(decide(libc::SYS_clone3, [0; 6]), nosys);
+        for nr in [
+            libc::SYS_mount,
+            libc::SYS_fsopen,
+            libc::SYS_setns,
+            libc::SYS_keyctl,
+            libc::SYS_add_key,
+        ] {
+            assert_eq!(decide(nr, [0; 6]), EPERM, "system call {nr}");
+        }
     }
 
     #[test]

@@ -305,3 +305,23 @@ pub fn mount_setattr(mnt: &OwnedFd, set: u64) -> io::Result<()> {
     };
     cerr(ret).map(drop)
 }
+
+/// Gives this process a new, empty session keyring of its own, so that it
+/// no longer possesses the keyring it inherited (the caller's). A kernel
+/// without keys has nothing to leave.
+pub fn leave_inherited_keyring() -> io::Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: a null name asks for a new anonymous keyring; nothing is read
+    // from or written to this process's memory.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<libc::c_char>(),
+        )
+    };
+    match cerr(ret) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => Ok(()),
+        other => other.map(drop),
+    }
+}
