@@ -32,7 +32,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{assert_nothing_left, json_uid, kv, s, signal, wait_for_child};
+use common::{assert_nothing_left, json_uid, s, signal, verdict, wait_for_child, word};
 use safeexec_tests::{
     assert_verdict, dump, in_policy_range, json_report, process, require_root,
     require_root_exclusive, status_field, stderr, stdout, Env, Ids, Json, Scratch, TEST_USER,
@@ -59,15 +59,6 @@ fn attack_with(t: &Env, program: &str, opts: &[&str], attack: &[&str]) -> (Outpu
 /// [`attack_with`] the review's probe.
 fn attack(t: &Env, opts: &[&str], attack: &[&str]) -> (Output, Json) {
     attack_with(t, &probe(t), opts, attack)
-}
-
-fn verdict(out: &Output, j: &Json, token: &str, status: i32) {
-    assert_eq!(j["verdict"], token, "{}", dump(out));
-    assert_eq!(out.status.code(), Some(status), "{}", dump(out));
-}
-
-fn word(out: &Output, key: &str) -> String {
-    kv(&stdout(out), key).unwrap_or_else(|| panic!("no {key}= from the probe\n{}", dump(out)))
 }
 
 fn num(out: &Output, key: &str) -> u64 {

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{assert_nothing_left, json_uid, kv, s};
+use common::{assert_nothing_left, json_uid, kv, s, verdict, word};
 use safeexec_tests::{
     dump, in_policy_range, json_report, require_root, require_root_exclusive, status_field, stderr,
     stdout, Env, Json, TEST_USER,
@@ -55,15 +55,6 @@ fn attack(t: &Env, opts: &[&str], attack: &[&str]) -> (Output, Json) {
     let j = json_report(&out);
     assert_nothing_left(json_uid(&j), &dump(&out));
     (out, j)
-}
-
-fn verdict(out: &Output, j: &Json, token: &str, status: i32) {
-    assert_eq!(j["verdict"], token, "{}", dump(out));
-    assert_eq!(out.status.code(), Some(status), "{}", dump(out));
-}
-
-fn word(out: &Output, key: &str) -> String {
-    kv(&stdout(out), key).unwrap_or_else(|| panic!("no {key}= from the probe\n{}", dump(out)))
 }
 
 /// Asserts that each of `keys` is `want`, naming every one that is not.

@@ -16,7 +16,7 @@ use std::os::unix::net::UnixListener;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{assert_nothing_left, json_uid, kv, kv_num, probe, s, wait_for_child};
+use common::{assert_nothing_left, json_uid, kv, kv_num, probe, s, verdict, wait_for_child, word};
 use safeexec_tests::{
     assert_verdict, dump, in_policy_range, json_report, require_root, status_field, stdout, Env,
     Input, Json,
@@ -36,17 +36,8 @@ fn attack(t: &Env, opts: &[&str], attack: &[&str]) -> (Output, Json) {
     (out, j)
 }
 
-fn verdict(out: &Output, j: &Json, token: &str, status: i32) {
-    assert_eq!(j["verdict"], token, "{}", dump(out));
-    assert_eq!(out.status.code(), Some(status), "{}", dump(out));
-}
-
 fn num(out: &Output, key: &str) -> i64 {
     kv_num(&stdout(out), key).unwrap_or_else(|| panic!("no {key}= from the probe\n{}", dump(out)))
-}
-
-fn word(out: &Output, key: &str) -> String {
-    kv(&stdout(out), key).unwrap_or_else(|| panic!("no {key}= from the probe\n{}", dump(out)))
 }
 
 // ---------------------------------------------------------------------------

@@ -618,3 +618,17 @@ pub fn signal(pid: u32, sig: i32) {
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(pid as i32, sig) };
 }
+
+/// Asserts the JSON report's verdict token and safeexec's exit status.
+pub fn verdict(out: &Output, j: &safeexec_tests::Json, token: &str, status: i32) {
+    let dump = safeexec_tests::dump;
+    assert_eq!(j["verdict"], token, "{}", dump(out));
+    assert_eq!(out.status.code(), Some(status), "{}", dump(out));
+}
+
+/// What a probe printed as `key=VALUE`; the test fails if it printed none.
+pub fn word(out: &Output, key: &str) -> String {
+    let dump = safeexec_tests::dump;
+    kv(&safeexec_tests::stdout(out), key)
+        .unwrap_or_else(|| panic!("no {key}= from the probe\n{}", dump(out)))
+}
