@@ -172,13 +172,10 @@ fn init_run(plan: &Plan, ends: &RunEnds) -> Result<()> {
         working_directory_is_visible()?;
     }
 
-    // SIGCHLD is read from a signalfd, and SIGPIPE must not kill init
-    // while it reports; the target unblocks both before exec.
+    // SIGCHLD is read from a signalfd; the target unblocks it before exec.
     let mut chld = SigSet::empty();
     chld.add(Signal::SIGCHLD);
-    let mut blocked = chld;
-    blocked.add(Signal::SIGPIPE);
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None).context("sigprocmask")?;
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), None).context("sigprocmask")?;
     let sigfd = SignalFd::new(&chld).context("signalfd")?;
 
     let started = Instant::now();
@@ -199,7 +196,7 @@ fn init_run(plan: &Plan, ends: &RunEnds) -> Result<()> {
         ))
     });
     let report = wait_for_target(target, &sigfd, &ends.lifeline_rx, started, deadline)?;
-    // Fails harmlessly (SIGPIPE is blocked) if the supervisor is gone.
+    // Fails harmlessly (the helper ignores SIGPIPE) if the supervisor is gone.
     let _ = nix::unistd::write(&ends.status_tx, &report.to_bytes());
     Ok(())
 }
