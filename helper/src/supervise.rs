@@ -218,7 +218,7 @@ pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
         .map(|ms| ms.saturating_add(l.grace_ms).saturating_mul(1000));
     // Init ends the run at the wall deadline; should it fail to, the
     // supervisor kills it a little later.
-    let wall_backstop = l.wall_ms.and_then(|ms| {
+    let mut wall_backstop = l.wall_ms.and_then(|ms| {
         started.checked_add(Duration::from_millis(ms.saturating_add(l.grace_ms)) + STOP_GRACE)
     });
     let output_limit = l.output_bytes.unwrap_or(u64::MAX);
@@ -269,6 +269,8 @@ pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
         let now = Instant::now();
         if stop_by.is_some_and(|t| now >= t) || wall_backstop.is_some_and(|t| now >= t) {
             kill_run(run);
+            // Once is enough: init's end shows on its pidfd.
+            (stop_by, wall_backstop) = (None, None);
         }
         let wake = [look_at, stop_by, wall_backstop]
             .into_iter()
