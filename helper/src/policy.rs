@@ -494,6 +494,14 @@ pub fn ensure_uid_unused(uid: Uid, init: Pid) -> Result<()> {
         else {
             continue;
         };
+        // Kernel threads (always uid 0; most entries of /proc) and zombies
+        // have no executable: a cheap readlink skips them. Any other error
+        // still reads the status.
+        if std::fs::read_link(format!("/proc/{pid}/exe"))
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+        {
+            continue;
+        }
         buf.clear();
         let Ok(mut f) = File::open(format!("/proc/{pid}/status")) else {
             continue; // ended meanwhile
