@@ -166,7 +166,7 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
             return Err(e);
         }
     };
-    // The uid check reads all of /proc, which takes about a millisecond: it
+    // The uid check reads /proc (a fraction of a millisecond or more): it
     // runs while init builds the namespaces, and the target execs only once
     // it has passed (invariant 3).
     // The supervisor is the caller again before any code of the target runs.
