@@ -37,7 +37,7 @@ pub enum ChrootRoots {
     Any,
     None,
     /// Directories (dev, ino) at or under which a chroot root must lie.
-    Under(Vec<(String, u64, u64)>),
+    Under(Vec<(u64, u64)>),
 }
 
 /// The largest value of each limit a caller may ask for; `None`: unlimited.
@@ -262,7 +262,7 @@ fn parse_roots(value: &str) -> std::result::Result<ChrootRoots, String> {
                 }
                 // A root that does not exist allows nothing; it is not an error.
                 if let Ok(st) = stat(path) {
-                    roots.push((path.to_string(), st.st_dev, st.st_ino));
+                    roots.push((st.st_dev, st.st_ino));
                 }
             }
             Ok(ChrootRoots::Under(roots))
@@ -454,7 +454,7 @@ impl Policy {
         let mut here: OwnedFd = dir.try_clone().context("dup")?;
         let mut id = (st.st_dev, st.st_ino);
         loop {
-            if roots.iter().any(|&(_, dev, ino)| (dev, ino) == id) {
+            if roots.contains(&id) {
                 return Ok(jail);
             }
             let up = openat(
