@@ -14,7 +14,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{direct, kv, probe, Preset};
+use common::{direct, kv, probe, pty, Preset};
 use safeexec_tests::{
     frame, in_policy_range, lookup_group, lookup_user, process, request, require_root, Env,
     POLICY_UID_BASE,
@@ -639,30 +639,6 @@ fn helper_with_fds_0_to_2_closed_keeps_its_channels_apart() {
         .exchange(&frame(&probe_request(&t, &["fdlist"])));
     let o = got.outcome();
     assert_eq!(o.end, End::Exited(3), "{}", got.dump());
-}
-
-fn pty() -> (OwnedFd, OwnedFd) {
-    let mut master = -1;
-    let mut slave = -1;
-    // SAFETY: openpty writes two descriptors into the given locals.
-    let r = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: fresh descriptors owned by nobody else.
-    unsafe {
-        use std::os::fd::FromRawFd;
-        for fd in [master, slave] {
-            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-        }
-        (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave))
-    }
 }
 
 #[test]

@@ -10,13 +10,15 @@ mod common;
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{assert_nothing_left, json_uid, kv, kv_num, probe, s, verdict, wait_for_child, word};
+use common::{
+    assert_nothing_left, json_uid, kv, kv_num, probe, pty, s, verdict, wait_for_child, word,
+};
 use safeexec_tests::{
     assert_verdict, dump, in_policy_range, json_report, require_root, status_field, stdout, Env,
     Input, Json,
@@ -629,21 +631,7 @@ fn file_capability_program_gains_nothing() {
 #[test]
 fn tiocsti_on_an_inherited_terminal_injects_nothing() {
     let t = require_root!();
-    let mut master = -1;
-    let mut slave = -1;
-    // SAFETY: openpty writes two descriptors into the given locals.
-    let r = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: fresh descriptors nobody else owns.
-    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let (master, slave) = pty();
     // Raw mode: any injected byte is readable at once, nothing is echoed.
     // SAFETY: termios is plain data; the calls only read/write it.
     unsafe {

@@ -632,3 +632,28 @@ pub fn word(out: &Output, key: &str) -> String {
     kv(&safeexec_tests::stdout(out), key)
         .unwrap_or_else(|| panic!("no {key}= from the probe\n{}", dump(out)))
 }
+
+/// A new pseudo-terminal (master, slave), both close-on-exec.
+pub fn pty() -> (OwnedFd, OwnedFd) {
+    let mut master = -1;
+    let mut slave = -1;
+    // SAFETY: openpty writes two descriptors into the given locals.
+    let r = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: fresh descriptors owned by nobody else.
+    unsafe {
+        use std::os::fd::FromRawFd;
+        for fd in [master, slave] {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+        (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave))
+    }
+}
