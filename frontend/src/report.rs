@@ -172,6 +172,15 @@ pub fn json(o: &Outcome) -> String {
         "cpu_source": o.cpu_source.name(),
         "peak_memory_kib": o.peak_kib,
         "memory_source": o.memory_source.name(),
+        "max_rss_kib": o.maxrss_kib,
+        "cgroup": o.cgroup.as_ref().map(|c| json!({
+            "version": c.version,
+            "memory_peak_kib": c.memory_peak_kib,
+            "cpu_ms": c.cpu_us.map(ms),
+            "pids_peak": c.pids_peak,
+            "oom_kills": c.oom_kills,
+            "memory_limited": c.memory_limited,
+        })),
         "output_bytes": o.output_bytes,
         "uid": o.uid,
         "gid": o.gid,
@@ -190,7 +199,14 @@ pub fn meta(o: &Outcome) -> String {
     let mut m = String::new();
     let _ = writeln!(m, "time:{}", secs(cpu_us(o)));
     let _ = writeln!(m, "time-wall:{}", secs(o.wall_us));
-    let _ = writeln!(m, "max-rss:{}", o.peak_kib);
+    let _ = writeln!(m, "max-rss:{}", o.maxrss_kib);
+    // isolate's keys for its cgroup mode.
+    if let Some(kib) = o.cgroup.as_ref().and_then(|c| c.memory_peak_kib) {
+        let _ = writeln!(m, "cg-mem:{kib}");
+    }
+    if o.cgroup.as_ref().is_some_and(|c| c.oom_kills > 0) {
+        let _ = writeln!(m, "cg-oom-killed:1");
+    }
     match o.end {
         End::Exited(code) => {
             let _ = writeln!(m, "exitcode:{code}");
@@ -241,6 +257,7 @@ mod tests {
             sys_us: 2_345,
             peak_kib: 1234,
             memory_source: Source::Rusage,
+            maxrss_kib: 1234,
             cpu_source: Source::Rusage,
             output_bytes: None,
             uid: 7,
@@ -258,6 +275,7 @@ mod tests {
                 nfile: 512,
                 output_bytes: None,
             },
+            cgroup: None,
         }
     }
 

@@ -5,21 +5,25 @@
 //!  safeexec (caller's uid)
 //!    │ fd 3: one Request frame      fd 4: one Reply frame      fd 5: chroot dir
 //!    ▼
-//!  safeexec-helper (euid 0)   harden → policy → read request → check → fork
+//!  safeexec-helper (euid 0)   harden → policy → read request → check →
+//!    │                          the run's cgroups (`cgroup`) → fork
 //!    ├── supervisor  (caller's uid, CAP_KILL only, not dumpable)
 //!    │     checks that the run's uid owns no process, then lets the target
-//!    │     exec (go pipe); polls init's pidfd; samples /proc for the CPU and
-//!    │     memory limits; relays output when it is limited; on a limit
+//!    │     exec (go pipe); polls init's pidfd; reads the cgroup's CPU
+//!    │     counter (or samples /proc) for the CPU limit, and samples memory
+//!    │     when no cgroup limits it; relays output when it is limited; on a limit
 //!    │     closes the lifeline (init then ends the run), or kills init if it
 //!    │     does not; reaps init (wait4: the whole run's rusage); replies
 //!    └── init  (pid 1 of a new pid namespace; uid 0, CAP_KILL only)
 //!          new net/IPC/UTS/mount namespaces, its own /proc and tmpfs on the
 //!          world-writable directories; waits for the target and reaps
 //!          orphans; at the target's end, the wall deadline or a cut
-//!          lifeline it kill(-1)s and reaps the rest, reports, exits; if it
-//!          dies instead, the kernel kills every process of the namespace
-//!          └── target  (pid 2; sandbox uid and gid, no groups, no caps,
-//!                no_new_privs, fds 0-2 only) execve(program)
+//!          lifeline it kill(-1)s and reaps the rest, reads the cgroup
+//!          counters, removes the cgroups, reports, exits; if it dies
+//!          instead, the kernel kills every process of the namespace
+//!          └── target  (pid 2; joins the run's cgroups; sandbox uid and
+//!                gid, no groups, no caps, no_new_privs, fds 0-2 only)
+//!                execve(program)
 //! ```
 //!
 //! Invariants (DESIGN.md) and where each is kept:
@@ -30,11 +34,12 @@
 //! 5. target: no privileges, namespaces, fds 0-2 ....... `sandbox::enter`
 //! 6. supervisor keeps CAP_KILL only ................... `supervise::drop_privileges`
 //! 7. nothing of the run survives ...................... `sandbox` (pid namespace), `supervise`,
-//!    `seccomp` (no setuid or setgid file left behind)
+//!    `seccomp` (no setuid or setgid file left behind), `cgroup` (removed by init, or swept)
 //! 8. one-line errors, non-zero exit ................... `main`, `error`
 //!
 //! All `unsafe` code is in `sys`.
 
+mod cgroup;
 mod error;
 mod harden;
 mod policy;
@@ -51,6 +56,7 @@ use nix::sched::{unshare, CloneFlags};
 use nix::unistd::{getpid, pipe2, ForkResult, Uid};
 use shared::{wire, Reply, CHROOT_FD};
 
+use cgroup::RunCgroup;
 use error::{Context, Error, Result};
 use sandbox::RunEnds;
 use supervise::{Run, SupervisorEnds};
@@ -126,13 +132,25 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
         (None, None)
     };
 
-    // Our next child is pid 1 of a new pid namespace.
-    unshare(CloneFlags::CLONE_NEWPID).context("cannot create the run's pid namespace")?;
     let uid = plan.uid.as_raw();
     let gid = plan.gid.as_raw();
     let limits = plan.limits.clone();
-    let init = match sys::fork().context("cannot fork")? {
-        ForkResult::Child => {
+    let cgroup = RunCgroup::create(policy.cgroup, uid, policy.uid_base, &limits)?;
+    let cpu_counter = cgroup.as_ref().and_then(RunCgroup::cpu_counter);
+    let memory_limited = cgroup.as_ref().is_some_and(RunCgroup::limits_memory);
+
+    // Our next child is pid 1 of a new pid namespace.
+    let forked = unshare(CloneFlags::CLONE_NEWPID)
+        .context("cannot create the run's pid namespace")
+        .and_then(|()| sys::fork().context("cannot fork"));
+    let init = match forked {
+        Err(e) => {
+            if let Some(cgroup) = &cgroup {
+                cgroup.remove();
+            }
+            return Err(e);
+        }
+        Ok(ForkResult::Child) => {
             drop((status_rx, lifeline_tx, error_rx, relay_sup, go_tx));
             sandbox::init(
                 plan,
@@ -143,11 +161,21 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
                     go_rx,
                     relay: relay_run,
                 },
+                cgroup,
             )
         }
-        ForkResult::Parent { child } => child,
+        Ok(ForkResult::Parent { child }) => child,
     };
-    drop((status_tx, lifeline_rx, error_tx, relay_run, go_rx, plan));
+    // Init removes the cgroups; the supervisor only reads the CPU counter.
+    drop((
+        status_tx,
+        lifeline_rx,
+        error_tx,
+        relay_run,
+        go_rx,
+        plan,
+        cgroup,
+    ));
 
     let init_pidfd = sys::pidfd_open(init).context("pidfd_open");
     let run = init_pidfd.map(|init_pidfd| Run {
@@ -156,6 +184,8 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
         uid,
         gid,
         limits,
+        cpu_counter,
+        memory_limited,
     });
     let run = match run {
         Ok(run) => run,

@@ -15,6 +15,7 @@ use nix::sys::stat::{fstat, stat, Mode, SFlag};
 use nix::unistd::{Gid, Pid, Uid};
 use shared::{Limits, Request};
 
+use crate::cgroup::{self, CgroupRule};
 use crate::error::{Context, Error, Result};
 
 pub const POLICY_PATH: &str = match option_env!("SAFEEXEC_POLICY_PATH") {
@@ -66,6 +67,8 @@ pub struct Policy {
     pub chroot_roots: ChrootRoots,
     pub max: Maxima,
     pub min_niceness: i32,
+    /// Whether runs get cgroups of their own.
+    pub cgroup: CgroupRule,
 }
 
 impl Default for Policy {
@@ -93,6 +96,7 @@ impl Default for Policy {
                 output_kib: None,
             },
             min_niceness: 0,
+            cgroup: CgroupRule::Auto,
         }
     }
 }
@@ -213,6 +217,7 @@ pub fn parse(text: &str) -> std::result::Result<Policy, String> {
                     _ => return Err(at(format!("'{value}' is not true or false"))),
                 }
             }
+            "cgroup" => p.cgroup = cgroup::parse_rule(value).map_err(at)?,
             "chroot_roots" => p.chroot_roots = parse_roots(value).map_err(at)?,
             "max_cpu" => p.max.cpu_ms = parse_max(value, 1000.0).map_err(at)?,
             "max_wall" => p.max.wall_ms = parse_max(value, 1000.0).map_err(at)?,

@@ -21,9 +21,9 @@ use std::ffi::{CStr, CString, OsStr};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::time::{Duration, Instant};
 
 use caps::CapSet;
+use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::resource::{getrusage, setrlimit, Resource, UsageWho, RLIM_INFINITY};
@@ -32,7 +32,9 @@ use nix::sys::signalfd::SignalFd;
 use nix::unistd::{
     chdir, chroot, execve, fchdir, setgroups, setresgid, setresuid, setsid, ForkResult, Pid,
 };
+use shared::CgroupCounters;
 
+use crate::cgroup::RunCgroup;
 use crate::error::{Context, Error, Result};
 use crate::policy::{Jail, Plan};
 use crate::seccomp;
@@ -56,8 +58,9 @@ pub struct RunEnds {
 
 /// What init tells the supervisor once the run is over: how the target
 /// ended, and what every process of the run used (init's own set-up
-/// excluded). A fixed little-endian layout of six u64.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// excluded). A fixed layout of little-endian u64 words; `u64::MAX` stands
+/// for a figure that is not there.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InitReport {
     /// wait status of the target, as waitpid gives it.
     pub status: i32,
@@ -70,12 +73,16 @@ pub struct InitReport {
     pub sys_us: u64,
     /// Largest resident set of any process of the run.
     pub maxrss_kib: u64,
+    /// The run's cgroup counters, read after the same reaping.
+    pub cgroup: Option<CgroupCounters>,
 }
 
 impl InitReport {
-    pub const LEN: usize = 48;
+    pub const LEN: usize = 12 * 8;
 
-    pub fn to_bytes(self) -> [u8; Self::LEN] {
+    pub fn to_bytes(&self) -> [u8; Self::LEN] {
+        let none = u64::MAX;
+        let cg = self.cgroup.as_ref();
         let words = [
             self.status as u32 as u64,
             u64::from(self.timed_out),
@@ -83,6 +90,12 @@ impl InitReport {
             self.user_us,
             self.sys_us,
             self.maxrss_kib,
+            cg.map_or(0, |c| u64::from(c.version)),
+            cg.and_then(|c| c.memory_peak_kib).unwrap_or(none),
+            cg.and_then(|c| c.cpu_us).unwrap_or(none),
+            cg.and_then(|c| c.pids_peak).unwrap_or(none),
+            cg.map_or(0, |c| c.oom_kills),
+            cg.map_or(0, |c| u64::from(c.memory_limited)),
         ];
         let mut out = [0u8; Self::LEN];
         for (chunk, w) in out.chunks_exact_mut(8).zip(words) {
@@ -96,6 +109,18 @@ impl InitReport {
             return None;
         }
         let w = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        let some = |v: u64| (v != u64::MAX).then_some(v);
+        let cgroup = match w(6) {
+            0 => None,
+            v => Some(CgroupCounters {
+                version: v.min(2) as u8,
+                memory_peak_kib: some(w(7)),
+                cpu_us: some(w(8)),
+                pids_peak: some(w(9)),
+                oom_kills: w(10),
+                memory_limited: w(11) != 0,
+            }),
+        };
         Some(InitReport {
             status: w(0) as u32 as i32,
             timed_out: w(1) != 0,
@@ -103,6 +128,7 @@ impl InitReport {
             user_us: w(3),
             sys_us: w(4),
             maxrss_kib: w(5),
+            cgroup,
         })
     }
 }
@@ -113,9 +139,14 @@ pub const SETUP_FAILED: u8 = b'S';
 pub const EXEC_FAILED: u8 = b'E';
 
 /// Pid 1 of the run. Never returns: its end is the end of the run.
-pub fn init(plan: Plan, ends: RunEnds) -> ! {
-    if let Err(e) = init_run(&plan, &ends) {
+pub fn init(plan: Plan, ends: RunEnds, cgroup: Option<RunCgroup>) -> ! {
+    if let Err(e) = init_run(&plan, &ends, cgroup.as_ref()) {
         send_error(&ends.error_tx, &e);
+    }
+    // Empty by now: init ends the run (kill(-1), reaping) before it returns,
+    // and nothing of the run was started if it failed earlier.
+    if let Some(cgroup) = &cgroup {
+        cgroup.remove();
     }
     sys::exit_now(0)
 }
@@ -139,7 +170,7 @@ fn send_error(tx: &OwnedFd, err: &Error) {
     let _ = nix::unistd::write(tx, &msg);
 }
 
-fn init_run(plan: &Plan, ends: &RunEnds) -> Result<()> {
+fn init_run(plan: &Plan, ends: &RunEnds, cgroup: Option<&RunCgroup>) -> Result<()> {
     // The helper's real ids are still the caller's, and a process may signal
     // another whose real uid is its own: init becomes root in all its ids,
     // so that the caller cannot stop it and outlive the wall-clock limit.
@@ -178,24 +209,37 @@ fn init_run(plan: &Plan, ends: &RunEnds) -> Result<()> {
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), None).context("sigprocmask")?;
     let sigfd = SignalFd::new(&chld).context("signalfd")?;
 
-    let started = Instant::now();
+    let (start_rx, start_tx) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).context("pipe")?;
+    let forked_us = sys::monotonic_us();
     let target = match sys::fork().context("cannot fork the target")? {
         ForkResult::Child => {
-            drop(sigfd);
-            let Err(e) = enter(plan, jail.as_ref(), ends.relay.as_ref(), &ends.go_rx);
+            drop((sigfd, start_rx));
+            let target_ends = TargetEnds {
+                relay: ends.relay.as_ref(),
+                go: &ends.go_rx,
+                start: &start_tx,
+            };
+            let Err(e) = enter(plan, jail.as_ref(), target_ends, cgroup);
             send_error(&ends.error_tx, &e);
             sys::exit_now(127);
         }
         ForkResult::Parent { child } => child,
     };
+    drop(start_tx);
     keep_only_kill()?;
 
-    let deadline = plan.limits.wall_ms.and_then(|ms| {
-        started.checked_add(Duration::from_millis(
-            ms.saturating_add(plan.limits.grace_ms),
-        ))
-    });
-    let report = wait_for_target(target, &sigfd, &ends.lifeline_rx, started, deadline)?;
+    let mut clock = WallClock {
+        start_rx,
+        start_us: forked_us,
+        confirmed: false,
+        limit_us: plan
+            .limits
+            .wall_ms
+            .map(|ms| ms.saturating_add(plan.limits.grace_ms).saturating_mul(1000)),
+    };
+    let mut report = wait_for_target(target, &sigfd, &ends.lifeline_rx, &mut clock)?;
+    report.cgroup = cgroup.map(|c| c.counters(&plan.limits));
     // Fails harmlessly (the helper ignores SIGPIPE) if the supervisor is gone.
     let _ = nix::unistd::write(&ends.status_tx, &report.to_bytes());
     Ok(())
@@ -331,6 +375,49 @@ enum Why {
     Stopped,
 }
 
+/// The run's wall clock. It starts when the target is about to exec: the
+/// target writes that moment on a pipe that init reads without waiting for
+/// it, so that the target's set-up (joining a cgroup may wait for an RCU
+/// grace period, milliseconds) is neither counted nor taken from its
+/// wall-clock limit. Until the moment is known, the target's fork stands
+/// for it.
+struct WallClock {
+    start_rx: OwnedFd,
+    start_us: u64,
+    confirmed: bool,
+    /// Wall-clock limit plus grace.
+    limit_us: Option<u64>,
+}
+
+impl WallClock {
+    fn start_us(&mut self) -> u64 {
+        if !self.confirmed {
+            let mut stamp = [0u8; 8];
+            if nix::unistd::read(&self.start_rx, &mut stamp) == Ok(8) {
+                // Never before the fork: the value is the target's word.
+                self.start_us = u64::from_le_bytes(stamp).max(self.start_us);
+                self.confirmed = true;
+            }
+        }
+        self.start_us
+    }
+
+    fn elapsed_us(&mut self) -> u64 {
+        sys::monotonic_us().saturating_sub(self.start_us())
+    }
+
+    /// Time left before the deadline; `None`: no limit. A target that has
+    /// not reached its exec has all of it (init looks again by then).
+    fn left_us(&mut self) -> Option<u64> {
+        let limit = self.limit_us?;
+        let elapsed = self.elapsed_us();
+        if !self.confirmed {
+            return Some(limit.max(1));
+        }
+        Some(limit.saturating_sub(elapsed))
+    }
+}
+
 /// Reaps every process that ends in the namespace (orphans come to init)
 /// until the target ends, the deadline passes or the supervisor closes the
 /// lifeline; then kills and reaps whatever is left, so that the CPU time
@@ -339,8 +426,7 @@ fn wait_for_target(
     target: Pid,
     sigfd: &SignalFd,
     lifeline: &OwnedFd,
-    started: Instant,
-    deadline: Option<Instant>,
+    clock: &mut WallClock,
 ) -> Result<InitReport> {
     let mut report = InitReport {
         status: libc::SIGKILL,
@@ -349,11 +435,12 @@ fn wait_for_target(
         user_us: 0,
         sys_us: 0,
         maxrss_kib: 0,
+        cgroup: None,
     };
-    let record = |reaped: sys::Reaped, report: &mut InitReport| {
+    let record = |reaped: sys::Reaped, report: &mut InitReport, clock: &mut WallClock| {
         if reaped.pid == target {
             report.status = reaped.status;
-            report.wall_us = started.elapsed().as_micros() as u64;
+            report.wall_us = clock.elapsed_us();
             true
         } else {
             false
@@ -361,19 +448,16 @@ fn wait_for_target(
     };
     let why = 'wait: loop {
         while let Some(reaped) = sys::wait4(Pid::from_raw(-1), true).unwrap_or(None) {
-            if record(reaped, &mut report) {
+            if record(reaped, &mut report, clock) {
                 break 'wait Why::TargetEnded;
             }
         }
-        let timeout = match deadline {
+        let timeout = match clock.left_us() {
             None => PollTimeout::NONE,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break Why::Deadline;
-                }
+            Some(0) => break Why::Deadline,
+            Some(left) => {
                 // Round up: waking early only costs another turn.
-                let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+                let ms = left.div_ceil(1000).min(i32::MAX as u64) as i32;
                 PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
             }
         };
@@ -393,7 +477,7 @@ fn wait_for_target(
         }
     };
     if why != Why::TargetEnded {
-        report.wall_us = started.elapsed().as_micros() as u64;
+        report.wall_us = clock.elapsed_us();
     }
     report.timed_out = why == Why::Deadline;
     // kill(-1) from pid 1 reaches every other process of the namespace and
@@ -401,7 +485,7 @@ fn wait_for_target(
     // to finish a fork with a fatal signal pending).
     let _ = nix::sys::signal::kill(Pid::from_raw(-1), Signal::SIGKILL);
     while let Some(reaped) = sys::wait4(Pid::from_raw(-1), false).unwrap_or(None) {
-        record(reaped, &mut report);
+        record(reaped, &mut report, clock);
     }
     let children = getrusage(UsageWho::RUSAGE_CHILDREN).context("getrusage")?;
     let us = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
@@ -431,14 +515,28 @@ fn set_limit(resource: Resource, soft: u64, hard: u64) -> Result<()> {
 /// the order the invariants need: limits and chroot while still root, then
 /// groups, gid, uid (all three ids of each), then no_new_privs, and only
 /// then anything the request names (exec_dir, program), as the sandbox uid.
+/// The target's ends of the pipes it shares with init and the supervisor.
+struct TargetEnds<'a> {
+    relay: Option<&'a (OwnedFd, OwnedFd)>,
+    /// The supervisor's go-ahead.
+    go: &'a OwnedFd,
+    /// Where the target writes the moment its wall clock starts.
+    start: &'a OwnedFd,
+}
+
 fn enter(
     plan: &Plan,
     jail: Option<&OwnedFd>,
-    relay: Option<&(OwnedFd, OwnedFd)>,
-    go: &OwnedFd,
+    ends: TargetEnds<'_>,
+    cgroup: Option<&RunCgroup>,
 ) -> Result<Infallible> {
+    // First, so that what the target uses from here on is counted, and
+    // while it still has root's rights to move itself.
+    if let Some(cgroup) = cgroup {
+        cgroup.join()?;
+    }
     setsid().context("setsid")?;
-    if let Some((out, err)) = relay {
+    if let Some((out, err)) = ends.relay {
         nix::unistd::dup2_stdout(out).context("dup2")?;
         nix::unistd::dup2_stderr(err).context("dup2")?;
     }
@@ -501,10 +599,11 @@ fn enter(
     // Everything but 0, 1 and 2 closes at exec, the error pipe included.
     sys::close_from(3, true).context("close_range")?;
     let mut byte = [0u8; 1];
-    if !matches!(nix::unistd::read(go, &mut byte), Ok(1)) || byte != *b"g" {
+    if !matches!(nix::unistd::read(ends.go, &mut byte), Ok(1)) || byte != *b"g" {
         // The supervisor refused the run (its reason goes to the caller).
         sys::exit_now(127);
     }
+    let _ = nix::unistd::write(ends.start, &sys::monotonic_us().to_le_bytes());
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).context("sigprocmask")?;
     sys::reset_signal_dispositions().context("cannot reset signal dispositions")?;
     sys::install_seccomp(&seccomp::filter()).context("cannot install the seccomp filter")?;
@@ -518,14 +617,24 @@ mod tests {
 
     #[test]
     fn init_report_round_trips() {
-        let r = InitReport {
+        let mut r = InitReport {
             status: -3,
             timed_out: true,
             wall_us: 1,
             user_us: 2,
             sys_us: 3,
-            maxrss_kib: u64::MAX,
+            maxrss_kib: 7,
+            cgroup: None,
         };
+        assert_eq!(InitReport::from_bytes(&r.to_bytes()), Some(r.clone()));
+        r.cgroup = Some(CgroupCounters {
+            version: 2,
+            memory_peak_kib: Some(5),
+            cpu_us: None,
+            pids_peak: Some(1),
+            oom_kills: 3,
+            memory_limited: true,
+        });
         assert_eq!(InitReport::from_bytes(&r.to_bytes()), Some(r));
         assert_eq!(InitReport::from_bytes(&[0; 3]), None);
     }

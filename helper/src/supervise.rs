@@ -24,6 +24,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{setgroups, setresgid, setresuid, Pid};
 use shared::{End, LimitKind, Limits, Outcome, Source};
 
+use crate::cgroup::CpuCounter;
 use crate::error::{Context, Error, Result};
 use crate::harden::Caller;
 use crate::sandbox::{InitReport, EXEC_FAILED, SETUP_FAILED};
@@ -46,6 +47,12 @@ pub struct Run {
     pub uid: u32,
     pub gid: u32,
     pub limits: Limits,
+    /// The run's CPU time from its cgroup: one read instead of a walk of
+    /// /proc, and exact for processes already reaped.
+    pub cpu_counter: Option<CpuCounter>,
+    /// Whether the kernel enforces `rss_kib` (a memory cgroup): then the
+    /// supervisor need not sample memory.
+    pub memory_limited: bool,
 }
 
 /// Shortest pause between two looks at a CPU limit: a look costs tens of
@@ -222,7 +229,15 @@ pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
         started.checked_add(Duration::from_millis(ms.saturating_add(l.grace_ms)) + STOP_GRACE)
     });
     let output_limit = l.output_bytes.unwrap_or(u64::MAX);
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    // The CPUs the run may use (not std's available_parallelism, which
+    // also reads cgroup files on every call).
+    let cpus = nix::sched::sched_getaffinity(Pid::from_raw(0)).map_or(1, |set| {
+        (0..nix::sched::CpuSet::count())
+            .filter(|&c| set.is_set(c).unwrap_or(false))
+            .count()
+            .max(1)
+    }) as u64;
+    let sample_memory = l.rss_kib.is_some() && !run.memory_limited;
     let mut fired: Option<LimitKind> = None;
     let mut peak_sampled_kib = 0;
     let mut cpu_sampled_us = 0;
@@ -241,7 +256,7 @@ pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
             }
             Duration::from_micros((left / cpus).max(MIN_LOOK_US))
         });
-        let mem = l.rss_kib.map(|_| Duration::from_millis(10));
+        let mem = sample_memory.then(|| Duration::from_millis(10));
         match (cpu, mem) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -316,12 +331,15 @@ pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
             break;
         }
         if look_at.is_some_and(|t| Instant::now() >= t) {
-            let (cpu_us, rss_kib) = sample(run.init);
+            let (cpu_us, rss_kib) = match &run.cpu_counter {
+                Some(counter) if !sample_memory => (counter.cpu_us().unwrap_or(0), 0),
+                _ => sample(run.init),
+            };
             cpu_sampled_us = cpu_sampled_us.max(cpu_us);
             peak_sampled_kib = peak_sampled_kib.max(rss_kib);
             if cpu_kill_us.is_some_and(|kill| cpu_us >= kill) {
                 stop(LimitKind::Cpu, &mut fired, &mut stop_by);
-            } else if l.rss_kib.is_some_and(|max| rss_kib > max) {
+            } else if sample_memory && l.rss_kib.is_some_and(|max| rss_kib > max) {
                 stop(LimitKind::Memory, &mut fired, &mut stop_by);
             }
             look_at = if fired.is_some() {
@@ -364,7 +382,12 @@ pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
     let mut status = Vec::new();
     let _ = File::from(ends.status_rx).read_to_end(&mut status);
     let report = InitReport::from_bytes(&status);
-
+    let cgroup = report.as_ref().and_then(|r| r.cgroup.clone());
+    if cgroup.as_ref().is_some_and(|c| c.oom_kills > 0) && fired.is_none() {
+        // The kernel killed a process of the run for its memory limit.
+        fired = Some(LimitKind::Memory);
+    }
+    let report = report.as_ref();
     let end = match report {
         Some(r) => decode_status(r.status),
         None => End::Signaled(libc::SIGKILL),
@@ -394,10 +417,11 @@ pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
         _ => None,
     });
     let maxrss_kib = report.map_or(reaped.maxrss_kib, |r| r.maxrss_kib);
-    let (peak_kib, memory_source) = if maxrss_kib >= peak_sampled_kib {
-        (maxrss_kib, Source::Rusage)
-    } else {
-        (peak_sampled_kib, Source::Proc)
+    let cgroup_peak = cgroup.as_ref().and_then(|c| c.memory_peak_kib);
+    let (peak_kib, memory_source) = match cgroup_peak {
+        Some(kib) => (kib, Source::Cgroup),
+        None if maxrss_kib >= peak_sampled_kib => (maxrss_kib, Source::Rusage),
+        None => (peak_sampled_kib, Source::Proc),
     };
     Ok(Outcome {
         end,
@@ -408,11 +432,13 @@ pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
         sys_us,
         peak_kib,
         memory_source,
+        maxrss_kib,
         cpu_source,
         output_bytes: l.output_bytes.map(|_| output),
         uid: run.uid,
         gid: run.gid,
         limits: l.clone(),
+        cgroup,
     })
 }
 

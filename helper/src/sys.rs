@@ -206,6 +206,14 @@ pub fn process_cpu_ns(pid: Pid) -> io::Result<u64> {
     Ok(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
 }
 
+/// CLOCK_MONOTONIC in microseconds: one clock that init and the target
+/// (separate processes) read alike.
+pub fn monotonic_us() -> u64 {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .unwrap_or(nix::sys::time::TimeSpec::new(0, 0));
+    ts.tv_sec() as u64 * 1_000_000 + ts.tv_nsec() as u64 / 1000
+}
+
 /// strerror words for an errno value.
 pub fn strerror(errno: i32) -> String {
     io::Error::from_raw_os_error(errno)

@@ -13,7 +13,7 @@ pub mod wire;
 /// Bumped whenever `Request` or `Reply` change shape, so that a frontend and a
 /// helper from different builds fail with a clear message instead of decoding
 /// garbage.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Descriptor on which the helper reads the request frame.
 pub const REQUEST_FD: i32 = 3;
@@ -98,9 +98,13 @@ pub struct Outcome {
     pub wall_us: u64,
     pub user_us: u64,
     pub sys_us: u64,
-    /// Peak resident memory of the run.
+    /// Peak memory of the whole run: the cgroup's peak where the run had a
+    /// memory cgroup, else the largest resident set of one of its processes
+    /// (or of all of them together, when /proc samples saw more).
     pub peak_kib: u64,
     pub memory_source: Source,
+    /// Largest resident set of any one process of the run (wait4 rusage).
+    pub maxrss_kib: u64,
     pub cpu_source: Source,
     /// Bytes the target wrote to stdout and stderr, when they were counted
     /// (only with an output limit).
@@ -109,6 +113,28 @@ pub struct Outcome {
     pub gid: u32,
     /// The limits in force during the run.
     pub limits: Limits,
+    /// The run's cgroup counters, where it had cgroups.
+    pub cgroup: Option<CgroupCounters>,
+}
+
+/// Counters of the run's own cgroups, read once every process of the run
+/// was gone. `None`: that controller was not available.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct CgroupCounters {
+    /// 1 or 2: the cgroup version of the memory counter (or of the CPU
+    /// counter, without one).
+    pub version: u8,
+    /// Peak of the memory charged to the run (resident pages, page cache it
+    /// caused, its tmpfs files and kernel memory).
+    pub memory_peak_kib: Option<u64>,
+    /// CPU time of every process of the run.
+    pub cpu_us: Option<u64>,
+    /// Most processes (threads included) alive at once.
+    pub pids_peak: Option<u64>,
+    /// Processes the kernel killed for the memory limit.
+    pub oom_kills: u64,
+    /// Whether the kernel enforced the resident memory limit (`rss_kib`).
+    pub memory_limited: bool,
 }
 
 /// How the target's main process ended.

@@ -198,7 +198,7 @@ pub fn read_reply(r: &mut impl Read) -> Result<Reply, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{End, Limits, Outcome, Source};
+    use crate::{CgroupCounters, End, Limits, Outcome, Source};
 
     fn limits() -> Limits {
         Limits {
@@ -247,11 +247,20 @@ mod tests {
             sys_us: 3,
             peak_kib: 4,
             memory_source: Source::Rusage,
+            maxrss_kib: 4,
             cpu_source: Source::Proc,
             output_bytes: Some(5),
             uid: 6,
             gid: 7,
             limits: limits(),
+            cgroup: Some(CgroupCounters {
+                version: 1,
+                memory_peak_kib: Some(8),
+                cpu_us: None,
+                pids_peak: Some(2),
+                oom_kills: 0,
+                memory_limited: true,
+            }),
         });
         let mut buf = Vec::new();
         write_reply(&mut buf, &reply).unwrap();

@@ -1,0 +1,512 @@
+//! The run's own cgroups: kernel counters of the whole run (peak memory,
+//! CPU time, processes) and a kernel-enforced memory limit.
+//!
+//! Each run gets one directory `safeexec/<uid>` below the helper's own
+//! cgroup (the caller's), in every hierarchy that has a controller we use:
+//! the v1 `memory`, `pids` and `cpuacct` hierarchies, and the v2 one (whose
+//! `cpu.stat` always counts CPU; memory and pids only where the parent
+//! hands those controllers down). Staying below the caller's cgroup keeps
+//! the caller's own limits over the run. The directories are root's (0755,
+//! files 0644): neither the caller nor the target can change a limit or
+//! move a process. The target joins them before it drops root; init reads
+//! the counters once every process of the run is reaped, then removes them.
+//!
+//! Nothing here opens a path the request names: the paths are the fixed
+//! mount points and the cgroup paths the kernel gives in /proc/self/cgroup,
+//! and each directory opened is checked to be on a cgroup file system.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
+
+use nix::fcntl::{openat, OFlag};
+use nix::sys::signal::kill;
+use nix::sys::stat::{fstat, mkdirat, Mode};
+use nix::sys::statfs::{fstatfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC};
+use nix::unistd::{unlinkat, Pid, UnlinkatFlags};
+use shared::{CgroupCounters, Limits};
+
+use crate::error::{Error, Result};
+
+/// Where the v1 hierarchies and the v2 one are mounted.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Whether runs get cgroups (policy key `cgroup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupRule {
+    /// Where the kernel offers them; otherwise the figures come from
+    /// rusage and /proc.
+    Auto,
+    /// A run without a memory and a CPU counter is refused.
+    Required,
+    Off,
+}
+
+/// One directory of the run: in one hierarchy, below `parent`.
+struct Node {
+    v2: bool,
+    /// The `safeexec` directory, to remove `name` from at the end.
+    parent: OwnedFd,
+    name: String,
+    dir: OwnedFd,
+}
+
+/// The run's cgroups. `memory`, `pids` and `cpu` index `nodes`.
+pub struct RunCgroup {
+    nodes: Vec<Node>,
+    memory: Option<usize>,
+    pids: Option<usize>,
+    cpu: Option<usize>,
+}
+
+fn err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Setup(format!("cgroup: {what}: {e}"))
+}
+
+/// One hierarchy the helper is in: its mount point, whether it is v2, and
+/// the helper's cgroup in it.
+struct Hierarchy {
+    mount: String,
+    v2: bool,
+    controllers: Vec<String>,
+    path: String,
+}
+
+/// The hierarchies of interest, from /proc/self/cgroup (written by the
+/// kernel: `id:controllers:path`).
+fn hierarchies() -> Vec<Hierarchy> {
+    let Ok(text) = std::fs::read_to_string("/proc/self/cgroup") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(names), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if !path.starts_with('/') || path.split('/').any(|c| c == "..") {
+            continue;
+        }
+        if names.is_empty() {
+            // v2: mounted on the root itself, or beside v1 ones.
+            for mount in [CGROUP_ROOT.to_string(), format!("{CGROUP_ROOT}/unified")] {
+                if is_fs(&mount, true) {
+                    found.push(Hierarchy {
+                        mount,
+                        v2: true,
+                        controllers: Vec::new(),
+                        path: path.to_string(),
+                    });
+                    break;
+                }
+            }
+            continue;
+        }
+        let controllers: Vec<String> = names.split(',').map(str::to_string).collect();
+        let wanted = ["memory", "pids", "cpuacct"];
+        if controllers.iter().any(|c| wanted.contains(&c.as_str())) {
+            found.push(Hierarchy {
+                mount: format!("{CGROUP_ROOT}/{names}"),
+                v2: false,
+                controllers,
+                path: path.to_string(),
+            });
+        }
+    }
+    found
+}
+
+fn is_fs(path: &str, v2: bool) -> bool {
+    let Ok(dir) = open_dir(None, path) else {
+        return false;
+    };
+    fs_is_cgroup(&dir, v2)
+}
+
+fn fs_is_cgroup(dir: &OwnedFd, v2: bool) -> bool {
+    let want = if v2 {
+        CGROUP2_SUPER_MAGIC
+    } else {
+        CGROUP_SUPER_MAGIC
+    };
+    fstatfs(dir).is_ok_and(|s| s.filesystem_type() == want)
+}
+
+fn open_dir(at: Option<&OwnedFd>, path: &str) -> nix::Result<OwnedFd> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    match at {
+        Some(at) => openat(at, path, flags | OFlag::O_NOFOLLOW, Mode::empty()),
+        None => openat(nix::fcntl::AT_FDCWD, path, flags, Mode::empty()),
+    }
+}
+
+fn write_file(dir: &OwnedFd, file: &str, value: &str) -> nix::Result<()> {
+    let fd = openat(
+        dir,
+        file,
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        Mode::empty(),
+    )?;
+    nix::unistd::write(&fd, value.as_bytes()).map(drop)
+}
+
+fn read_file(dir: &OwnedFd, file: &str) -> Option<String> {
+    let fd = openat(
+        dir,
+        file,
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        Mode::empty(),
+    )
+    .ok()?;
+    let mut buf = [0u8; 4096];
+    let n = nix::unistd::read(&fd, &mut buf).ok()?;
+    String::from_utf8(buf[..n].to_vec()).ok()
+}
+
+/// `key value` lines (memory.events, cpu.stat, memory.oom_control).
+fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+impl RunCgroup {
+    /// Creates the run's cgroups (as root, before the fork) and sets the
+    /// memory and process limits in them. With `Auto`, a hierarchy that
+    /// cannot be used is left out; with `Required`, a run without a memory
+    /// and a CPU counter is refused.
+    pub fn create(
+        rule: CgroupRule,
+        uid: u32,
+        uid_base: u32,
+        limits: &Limits,
+    ) -> Result<Option<RunCgroup>> {
+        if rule == CgroupRule::Off {
+            return Ok(None);
+        }
+        let mut cg = RunCgroup {
+            nodes: Vec::new(),
+            memory: None,
+            pids: None,
+            cpu: None,
+        };
+        let mut first_error = None;
+        for h in hierarchies() {
+            let covered = cg.memory.is_some() && cg.pids.is_some() && cg.cpu.is_some();
+            if h.v2 && covered {
+                continue;
+            }
+            match make_node(&h, uid, uid_base) {
+                Ok((node, v2_controllers)) => {
+                    let i = cg.nodes.len();
+                    let has = |c: &str| {
+                        if h.v2 {
+                            v2_controllers.iter().any(|x| x == c)
+                        } else {
+                            h.controllers.iter().any(|x| x == c)
+                        }
+                    };
+                    let mut used = false;
+                    if cg.memory.is_none() && has("memory") {
+                        cg.memory = Some(i);
+                        used = true;
+                    }
+                    if cg.pids.is_none() && has("pids") {
+                        cg.pids = Some(i);
+                        used = true;
+                    }
+                    // v2 counts CPU in every cgroup; v1 needs cpuacct.
+                    if cg.cpu.is_none() && (h.v2 || has("cpuacct")) {
+                        cg.cpu = Some(i);
+                        used = true;
+                    }
+                    cg.nodes.push(node);
+                    if !used {
+                        // Nothing new here (a second v2 mount): not joined.
+                        if let Some(node) = cg.nodes.pop() {
+                            remove_node(&node);
+                        }
+                    }
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if rule == CgroupRule::Required && (cg.memory.is_none() || cg.cpu.is_none()) {
+            cg.remove();
+            return Err(first_error.unwrap_or_else(|| {
+                Error::Setup(
+                    "cgroup: no memory and CPU controllers to use (policy: cgroup = required)"
+                        .into(),
+                )
+            }));
+        }
+        if let Err(e) = cg.set_limits(limits) {
+            cg.remove();
+            return Err(e);
+        }
+        Ok(if cg.nodes.is_empty() { None } else { Some(cg) })
+    }
+
+    /// The memory limit (with swap, so that swapping does not lift it) and
+    /// the process limit, written while the cgroups are still empty.
+    fn set_limits(&self, limits: &Limits) -> Result<()> {
+        if let (Some(kib), Some(i)) = (limits.rss_kib, self.memory) {
+            let node = &self.nodes[i];
+            // Past what the kernel counts in pages: no limit.
+            let bytes = match kib.checked_mul(1024).filter(|&b| b < 1 << 62) {
+                Some(b) => b.to_string(),
+                None if node.v2 => "max".to_string(),
+                None => "-1".to_string(),
+            };
+            if node.v2 {
+                write_file(&node.dir, "memory.max", &bytes).map_err(|e| err("memory.max", e))?;
+                // Absent without swap accounting: then there is no swap to use.
+                let _ = write_file(&node.dir, "memory.swap.max", "0");
+            } else {
+                write_file(&node.dir, "memory.limit_in_bytes", &bytes)
+                    .map_err(|e| err("memory.limit_in_bytes", e))?;
+                let _ = write_file(&node.dir, "memory.memsw.limit_in_bytes", &bytes);
+            }
+        }
+        if let Some(i) = self.pids {
+            // The target and `nproc` more, as RLIMIT_NPROC; more than the
+            // kernel's largest pid count is no limit.
+            let max = match limits.nproc.saturating_add(1) {
+                n if n > 1 << 22 => "max".to_string(),
+                n => n.to_string(),
+            };
+            write_file(&self.nodes[i].dir, "pids.max", &max).map_err(|e| err("pids.max", e))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the kernel enforces the resident memory limit.
+    pub fn limits_memory(&self) -> bool {
+        self.memory.is_some()
+    }
+
+    /// Moves the calling process into every cgroup of the run. Called by
+    /// the target while it still has root's rights; what it forks later
+    /// stays in them (the files are root's).
+    pub fn join(&self) -> Result<()> {
+        for node in &self.nodes {
+            write_file(&node.dir, "cgroup.procs", "0").map_err(|e| err("cannot join", e))?;
+        }
+        Ok(())
+    }
+
+    /// A descriptor that gives the run's CPU time so far (`cpu_now`), for
+    /// the supervisor's look at the CPU limit.
+    pub fn cpu_counter(&self) -> Option<CpuCounter> {
+        let node = &self.nodes[self.cpu?];
+        let file = if node.v2 { "cpu.stat" } else { "cpuacct.usage" };
+        let fd = openat(
+            &node.dir,
+            file,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            Mode::empty(),
+        )
+        .ok()?;
+        Some(CpuCounter { fd, v2: node.v2 })
+    }
+
+    /// Reads the counters. Called by init once every process of the run
+    /// has been reaped, so they are final.
+    pub fn counters(&self, limits: &Limits) -> CgroupCounters {
+        let version_of = |i: Option<usize>| i.map(|i| if self.nodes[i].v2 { 2 } else { 1 });
+        let mut c = CgroupCounters {
+            version: version_of(self.memory)
+                .or(version_of(self.cpu))
+                .unwrap_or(1),
+            memory_peak_kib: None,
+            cpu_us: None,
+            pids_peak: None,
+            oom_kills: 0,
+            memory_limited: limits.rss_kib.is_some() && self.memory.is_some(),
+        };
+        if let Some(i) = self.memory {
+            let node = &self.nodes[i];
+            let (peak, events, key) = if node.v2 {
+                ("memory.peak", "memory.events", "oom_kill")
+            } else {
+                (
+                    "memory.max_usage_in_bytes",
+                    "memory.oom_control",
+                    "oom_kill",
+                )
+            };
+            c.memory_peak_kib = read_file(&node.dir, peak)
+                .and_then(|t| t.trim().parse::<u64>().ok())
+                .map(|b| b / 1024);
+            c.oom_kills = read_file(&node.dir, events)
+                .and_then(|t| keyed(&t, key))
+                .unwrap_or(0);
+        }
+        if let Some(counter) = self.cpu_counter() {
+            c.cpu_us = counter.cpu_us();
+        }
+        if let Some(i) = self.pids {
+            c.pids_peak =
+                read_file(&self.nodes[i].dir, "pids.peak").and_then(|t| t.trim().parse().ok());
+        }
+        c
+    }
+
+    /// Removes the run's cgroups (they must be empty: init calls this after
+    /// the last process of the run is reaped). A cgroup left behind (init
+    /// was killed) is removed by a later run (`sweep`).
+    pub fn remove(&self) {
+        for node in &self.nodes {
+            remove_node(node);
+        }
+    }
+}
+
+fn remove_node(node: &Node) {
+    let _ = unlinkat(&node.parent, node.name.as_str(), UnlinkatFlags::RemoveDir);
+}
+
+/// Reads the run's CPU time from its cgroup.
+pub struct CpuCounter {
+    fd: OwnedFd,
+    v2: bool,
+}
+
+impl CpuCounter {
+    /// CPU time of every process that ever was in the run, in microseconds.
+    pub fn cpu_us(&self) -> Option<u64> {
+        let mut buf = [0u8; 1024];
+        let n = nix::sys::uio::pread(&self.fd, &mut buf, 0).ok()?;
+        let text = std::str::from_utf8(&buf[..n]).ok()?;
+        if self.v2 {
+            keyed(text, "usage_usec")
+        } else {
+            text.trim().parse::<u64>().ok().map(|ns| ns / 1000)
+        }
+    }
+}
+
+/// Makes `safeexec/<uid>` in one hierarchy; returns it with the
+/// controllers it has (v2).
+fn make_node(h: &Hierarchy, uid: u32, uid_base: u32) -> Result<(Node, Vec<String>)> {
+    let mount = open_dir(None, &h.mount).map_err(|e| err(&h.mount, e))?;
+    if !fs_is_cgroup(&mount, h.v2) {
+        return Err(err(&h.mount, "not a cgroup file system"));
+    }
+    let own = h.path.trim_start_matches('/');
+    let own_dir = if own.is_empty() {
+        mount
+    } else {
+        open_dir(Some(&mount), own).map_err(|e| err(&h.path, e))?
+    };
+    match mkdirat(&own_dir, "safeexec", Mode::from_bits_truncate(0o755)) {
+        Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+        Err(e) => return Err(err("cannot make the safeexec cgroup", e)),
+    }
+    let parent = open_dir(Some(&own_dir), "safeexec").map_err(|e| err("safeexec", e))?;
+    let st = fstat(&parent).map_err(|e| err("safeexec", e))?;
+    if !fs_is_cgroup(&parent, h.v2) || st.st_uid != 0 || st.st_mode & 0o022 != 0 {
+        return Err(err(
+            "safeexec",
+            "the directory must be root's and writable by nobody else",
+        ));
+    }
+    let mut controllers = Vec::new();
+    if h.v2 {
+        // Hand down what the parent offers (only where it has no process
+        // of its own, such as the root cgroup).
+        let offered = read_file(&parent, "cgroup.controllers").unwrap_or_default();
+        for c in ["memory", "pids"] {
+            if offered.split_whitespace().any(|o| o == c) {
+                let on = read_file(&parent, "cgroup.subtree_control")
+                    .is_some_and(|t| t.split_whitespace().any(|o| o == c));
+                if on || write_file(&parent, "cgroup.subtree_control", &format!("+{c}")).is_ok() {
+                    controllers.push(c.to_string());
+                }
+            }
+        }
+    }
+    sweep(h, uid_base);
+    let name = uid.to_string();
+    let mode = Mode::from_bits_truncate(0o755);
+    match mkdirat(&parent, name.as_str(), mode) {
+        Err(nix::errno::Errno::EEXIST) => {
+            // Left by an earlier run of this uid, which is over (the uid is
+            // ours now): it must be empty.
+            unlinkat(&parent, name.as_str(), UnlinkatFlags::RemoveDir)
+                .map_err(|e| err("cannot remove a stale cgroup", e))?;
+            mkdirat(&parent, name.as_str(), mode)
+        }
+        other => other,
+    }
+    .map_err(|e| err("cannot make the run's cgroup", e))?;
+    let dir = open_dir(Some(&parent), &name).map_err(|e| err("the run's cgroup", e))?;
+    Ok((
+        Node {
+            v2: h.v2,
+            parent,
+            name,
+            dir,
+        },
+        controllers,
+    ))
+}
+
+/// Removes cgroups of earlier runs whose helper is gone (their init was
+/// killed before it could). Their name is the run's uid, which is
+/// `uid_base` + the helper's pid; a live helper's, and one whose pid was
+/// reused, are left alone.
+fn sweep(h: &Hierarchy, uid_base: u32) {
+    let dir = format!("{}{}/safeexec", h.mount, h.path.trim_end_matches('/'));
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(uid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Some(pid) = uid
+            .checked_sub(uid_base)
+            .and_then(|p| i32::try_from(p).ok())
+        else {
+            continue;
+        };
+        let is_dir = entry.metadata().is_ok_and(|m| m.is_dir() && m.uid() == 0);
+        if is_dir && pid > 0 && kill(Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH) {
+            let _ = std::fs::remove_dir(entry.path());
+        }
+    }
+}
+
+/// For the policy parser.
+pub fn parse_rule(value: &str) -> std::result::Result<CgroupRule, String> {
+    match value {
+        "auto" => Ok(CgroupRule::Auto),
+        "required" => Ok(CgroupRule::Required),
+        "off" => Ok(CgroupRule::Off),
+        _ => Err(format!("'{value}' is not auto, required or off")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyed_lines() {
+        let t = "usage_usec 1234\nuser_usec 1000\n";
+        assert_eq!(keyed(t, "usage_usec"), Some(1234));
+        assert_eq!(keyed(t, "user"), None);
+        assert_eq!(keyed("oom_kill_disable 0\noom_kill 3", "oom_kill"), Some(3));
+    }
+
+    #[test]
+    fn rules_parse() {
+        assert_eq!(parse_rule("auto"), Ok(CgroupRule::Auto));
+        assert!(parse_rule("yes").is_err());
+    }
+}
