@@ -173,12 +173,7 @@ impl RunCgroup {
     /// memory and process limits in them. With `Auto`, a hierarchy that
     /// cannot be used is left out; with `Required`, a run without a memory
     /// and a CPU counter is refused.
-    pub fn create(
-        rule: CgroupRule,
-        uid: u32,
-        uid_base: u32,
-        limits: &Limits,
-    ) -> Result<Option<RunCgroup>> {
+    pub fn create(rule: CgroupRule, uid: u32, limits: &Limits) -> Result<Option<RunCgroup>> {
         if rule == CgroupRule::Off {
             return Ok(None);
         }
@@ -194,7 +189,7 @@ impl RunCgroup {
             if h.v2 && covered {
                 continue;
             }
-            match make_node(&h, uid, uid_base) {
+            match make_node(&h, uid) {
                 Ok((node, v2_controllers)) => {
                     let i = cg.nodes.len();
                     let has = |c: &str| {
@@ -287,10 +282,15 @@ impl RunCgroup {
 
     /// Moves the calling process into every cgroup of the run. Called by
     /// the target while it still has root's rights; what it forks later
-    /// stays in them (the files are root's).
+    /// stays in them (the files are root's). In v1 it moves itself through
+    /// `tasks` (it is single-threaded, so that is the whole process): a
+    /// move of oneself that way skips the kernel's lock over all thread
+    /// groups, whose first taking after an idle moment waits for an RCU
+    /// grace period (7 to 15 ms here). v2 has only `cgroup.procs`.
     pub fn join(&self) -> Result<()> {
         for node in &self.nodes {
-            write_file(&node.dir, "cgroup.procs", "0").map_err(|e| err("cannot join", e))?;
+            let file = if node.v2 { "cgroup.procs" } else { "tasks" };
+            write_file(&node.dir, file, "0").map_err(|e| err("cannot join", e))?;
         }
         Ok(())
     }
@@ -388,7 +388,7 @@ impl CpuCounter {
 
 /// Makes `safeexec/<uid>` in one hierarchy; returns it with the
 /// controllers it has (v2).
-fn make_node(h: &Hierarchy, uid: u32, uid_base: u32) -> Result<(Node, Vec<String>)> {
+fn make_node(h: &Hierarchy, uid: u32) -> Result<(Node, Vec<String>)> {
     let mount = open_dir(None, &h.mount).map_err(|e| err(&h.mount, e))?;
     if !fs_is_cgroup(&mount, h.v2) {
         return Err(err(&h.mount, "not a cgroup file system"));
@@ -426,7 +426,6 @@ fn make_node(h: &Hierarchy, uid: u32, uid_base: u32) -> Result<(Node, Vec<String
             }
         }
     }
-    sweep(h, uid_base);
     let name = uid.to_string();
     let mode = Mode::from_bits_truncate(0o755);
     match mkdirat(&parent, name.as_str(), mode) {
@@ -453,9 +452,16 @@ fn make_node(h: &Hierarchy, uid: u32, uid_base: u32) -> Result<(Node, Vec<String
 }
 
 /// Removes cgroups of earlier runs whose helper is gone (their init was
-/// killed before it could). Their name is the run's uid, which is
-/// `uid_base` + the helper's pid; a live helper's, and one whose pid was
-/// reused, are left alone.
+/// killed before it could), in every hierarchy. Their name is the run's
+/// uid, which is `uid_base` + the helper's pid; a live helper's (this
+/// one's too), and one whose pid was reused, are left alone. Run by the
+/// supervisor while it is still root, beside init's set-up.
+pub fn sweep_stale(uid_base: u32) {
+    for h in hierarchies() {
+        sweep(&h, uid_base);
+    }
+}
+
 fn sweep(h: &Hierarchy, uid_base: u32) {
     let dir = format!("{}{}/safeexec", h.mount, h.path.trim_end_matches('/'));
     let Ok(entries) = std::fs::read_dir(&dir) else {

@@ -52,11 +52,11 @@ use std::fs::File;
 use std::io::Write;
 
 use nix::fcntl::OFlag;
-use nix::sched::{unshare, CloneFlags};
-use nix::unistd::{getpid, pipe2, ForkResult, Uid};
+use nix::sched::{unshare, CloneFlags, CpuSet};
+use nix::unistd::{getpid, pipe2, ForkResult, Pid, Uid};
 use shared::{wire, Reply, CHROOT_FD};
 
-use cgroup::RunCgroup;
+use cgroup::{CgroupRule, RunCgroup};
 use error::{Context, Error, Result};
 use sandbox::RunEnds;
 use supervise::{Run, SupervisorEnds};
@@ -104,6 +104,23 @@ fn pipe() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
     pipe2(OFlag::O_CLOEXEC).context("pipe")
 }
 
+/// A new child waits on its parent's CPU until the parent sleeps, even with
+/// another CPU idle: the uid check that the supervisor runs next would come
+/// before init's set-up instead of beside it. So init leaves this CPU before
+/// it first runs (if the caller allows it another); it takes back the
+/// caller's CPUs before it forks the target (`sandbox::init_run`).
+fn place_elsewhere(init: Pid, mut cpus: CpuSet) {
+    let allowed = (0..CpuSet::count())
+        .filter(|&c| cpus.is_set(c).unwrap_or(false))
+        .count();
+    let Ok(here) = nix::sched::sched_getcpu() else {
+        return;
+    };
+    if allowed > 1 && cpus.unset(here).is_ok() {
+        let _ = nix::sched::sched_setaffinity(init, &cpus);
+    }
+}
+
 fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
     let policy = policy::load()?;
     let request = wire::read_request(request_rx)?;
@@ -124,6 +141,9 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
     let (go_rx, go_tx) = pipe()?;
     let (lifeline_rx, lifeline_tx) = pipe()?;
     let (error_rx, error_tx) = pipe()?;
+    // Closed once init has been placed on another CPU (see below).
+    let (placed_rx, placed_tx) = pipe()?;
+    let cpus = nix::sched::sched_getaffinity(Pid::from_raw(0)).ok();
     let (relay_run, relay_sup) = if plan.limits.output_bytes.is_some() {
         let (out_rx, out_tx) = pipe()?;
         let (err_rx, err_tx) = pipe()?;
@@ -135,7 +155,7 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
     let uid = plan.uid.as_raw();
     let gid = plan.gid.as_raw();
     let limits = plan.limits.clone();
-    let cgroup = RunCgroup::create(policy.cgroup, uid, policy.uid_base, &limits)?;
+    let cgroup = RunCgroup::create(policy.cgroup, uid, &limits)?;
     let cpu_counter = cgroup.as_ref().and_then(RunCgroup::cpu_counter);
     let memory_limited = cgroup.as_ref().is_some_and(RunCgroup::limits_memory);
 
@@ -151,7 +171,14 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
             return Err(e);
         }
         Ok(ForkResult::Child) => {
-            drop((status_rx, lifeline_tx, error_rx, relay_sup, go_tx));
+            drop((
+                status_rx,
+                lifeline_tx,
+                error_rx,
+                relay_sup,
+                go_tx,
+                placed_tx,
+            ));
             sandbox::init(
                 plan,
                 RunEnds {
@@ -160,12 +187,17 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
                     error_tx,
                     go_rx,
                     relay: relay_run,
+                    placed_rx,
+                    cpus,
                 },
                 cgroup,
             )
         }
         Ok(ForkResult::Parent { child }) => child,
     };
+    if let Some(cpus) = cpus {
+        place_elsewhere(init, cpus);
+    }
     // Init removes the cgroups; the supervisor only reads the CPU counter.
     drop((
         status_tx,
@@ -175,6 +207,7 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
         go_rx,
         plan,
         cgroup,
+        placed_tx,
     ));
 
     let init_pidfd = sys::pidfd_open(init).context("pidfd_open");
@@ -200,8 +233,12 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
     // runs while init builds the namespaces, and the target execs only once
     // it has passed (invariant 3).
     // The supervisor is the caller again before any code of the target runs.
-    let checked = policy::ensure_uid_unused(Uid::from_raw(uid), init)
-        .and_then(|()| supervise::drop_privileges(caller));
+    let checked = policy::ensure_uid_unused(Uid::from_raw(uid), init).and_then(|()| {
+        if policy.cgroup != CgroupRule::Off {
+            cgroup::sweep_stale(policy.uid_base);
+        }
+        supervise::drop_privileges(caller)
+    });
     if let Err(e) = checked {
         supervise::abort_run(&run);
         return Err(e);

@@ -25,7 +25,7 @@ use std::os::unix::fs::MetadataExt;
 use caps::CapSet;
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sched::{unshare, CloneFlags};
+use nix::sched::{unshare, CloneFlags, CpuSet};
 use nix::sys::resource::{getrusage, setrlimit, Resource, UsageWho, RLIM_INFINITY};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::SignalFd;
@@ -54,6 +54,10 @@ pub struct RunEnds {
     /// One byte from the supervisor once the sandbox uid is known to be
     /// unused; the target execs only after it.
     pub go_rx: OwnedFd,
+    /// End of file once the supervisor has set init's CPUs.
+    pub placed_rx: OwnedFd,
+    /// The CPUs the caller allowed, which the target gets back.
+    pub cpus: Option<CpuSet>,
 }
 
 /// What init tells the supervisor once the run is over: how the target
@@ -208,6 +212,14 @@ fn init_run(plan: &Plan, ends: &RunEnds, cgroup: Option<&RunCgroup>) -> Result<(
     chld.add(Signal::SIGCHLD);
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), None).context("sigprocmask")?;
     let sigfd = SignalFd::new(&chld).context("signalfd")?;
+
+    // The supervisor moved init off its own CPU for the set-up (see
+    // `main::place_elsewhere`); the target runs on the caller's CPUs. Set
+    // them only once that move is done, or it would undo this.
+    let _ = nix::unistd::read(&ends.placed_rx, &mut [0u8; 1]);
+    if let Some(cpus) = &ends.cpus {
+        nix::sched::sched_setaffinity(Pid::from_raw(0), cpus).context("sched_setaffinity")?;
+    }
 
     let (start_rx, start_tx) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).context("pipe")?;

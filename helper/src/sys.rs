@@ -164,10 +164,20 @@ fn set_disposition(sig: libc::c_int, ignore: bool) -> io::Result<()> {
 
 /// Puts this process in the normal time-sharing class (SCHED_OTHER).
 pub fn reset_scheduling() -> io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_param is plain old data (musl's has more fields than
+    // glibc's); all zero is priority 0.
+    let param: libc::sched_param = unsafe { std::mem::zeroed() };
+    // The system call itself: musl's wrapper always fails with ENOSYS.
     // SAFETY: `param` is a live, initialised local; pid 0 is this process.
-    let ret = unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
-    cerr(ret.into()).map(drop)
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setscheduler,
+            0,
+            libc::SCHED_OTHER,
+            &param as *const libc::sched_param,
+        )
+    };
+    cerr(ret).map(drop)
 }
 
 /// Puts every catchable signal, 1 to 64, back to its default action.

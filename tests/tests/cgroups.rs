@@ -209,8 +209,10 @@ for line in open('/proc/self/cgroup'):
         if not os.path.isdir(here) or not path.rstrip('/').rsplit('/', 2)[-2:-1] == ['safeexec']:
             continue
         print('in', names or 'v2', path)
-        targets = [(m + '/cgroup.procs', '0'), (os.path.dirname(here) + '/cgroup.procs', '0'),
-                   (os.path.dirname(os.path.dirname(here)) + '/cgroup.procs', '0')]
+        targets = [(d + '/' + f, '0')
+                   for d in (m, os.path.dirname(here), os.path.dirname(os.path.dirname(here)))
+                   for f in ('cgroup.procs', 'tasks', 'cgroup.threads')
+                   if os.path.exists(d + '/' + f)]
         for f in ('memory.limit_in_bytes', 'memory.memsw.limit_in_bytes', 'memory.max', 'pids.max'):
             if os.path.exists(here + '/' + f):
                 targets.append((here + '/' + f, '-1' if 'limit' in f else 'max'))
