@@ -15,17 +15,26 @@
 //! mount points and the cgroup paths the kernel gives in /proc/self/cgroup,
 //! and each directory opened is checked to be on a cgroup file system.
 
-use std::os::fd::OwnedFd;
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 
 use nix::fcntl::{openat, OFlag};
 use nix::sys::signal::kill;
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use nix::sys::stat::{fstat, mkdirat, Mode};
 use nix::sys::statfs::{fstatfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC};
 use nix::unistd::{unlinkat, Pid, UnlinkatFlags};
 use shared::{CgroupCounters, Limits};
 
 use crate::error::{Error, Result};
+use crate::sys;
+
+/// First byte of the supervisor's message to init.
+const MESSAGE_TAG: u8 = b'c';
+
+/// At most one directory per hierarchy: memory, pids, cpuacct and v2.
+const MAX_NODES: usize = 4;
 
 /// Where the v1 hierarchies and the v2 one are mounted.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -273,6 +282,94 @@ impl RunCgroup {
             write_file(&self.nodes[i].dir, "pids.max", &max).map_err(|e| err("pids.max", e))?;
         }
         Ok(())
+    }
+
+    /// Hands the run's cgroups (or word that there are none) to init over
+    /// `sock`: which directory is memory, pids and CPU, v1 or v2, and their
+    /// descriptors. On failure the cgroups are removed.
+    pub fn send(cgroup: Option<&RunCgroup>, sock: &OwnedFd) -> Result<()> {
+        let mut bytes = vec![MESSAGE_TAG];
+        let mut fds = Vec::new();
+        if let Some(cg) = cgroup {
+            let index = |i: Option<usize>| i.map_or(u8::MAX, |i| i as u8);
+            bytes.extend([index(cg.memory), index(cg.pids), index(cg.cpu)]);
+            for node in &cg.nodes {
+                bytes.push(u8::from(node.v2));
+                fds.push(node.parent.as_raw_fd());
+                fds.push(node.dir.as_raw_fd());
+            }
+        }
+        let rights = [ControlMessage::ScmRights(&fds)];
+        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
+        let sent = sendmsg::<()>(
+            sock.as_raw_fd(),
+            &[IoSlice::new(&bytes)],
+            cmsgs,
+            MsgFlags::empty(),
+            None,
+        );
+        if let Err(e) = sent {
+            if let Some(cg) = cgroup {
+                cg.remove();
+            }
+            return Err(err("cannot hand the cgroups to init", e));
+        }
+        Ok(())
+    }
+
+    /// Init's side of `send`. End of file means the supervisor is gone.
+    pub fn receive(sock: &OwnedFd, uid: u32) -> Result<Option<RunCgroup>> {
+        let mut buf = [0u8; 64];
+        let mut space = nix::cmsg_space!([RawFd; 2 * MAX_NODES]);
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(space.as_mut_slice()),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(|e| err("cannot receive the cgroups", e))?;
+        let n = msg.bytes;
+        let mut raw = Vec::new();
+        for c in msg
+            .cmsgs()
+            .map_err(|e| err("cannot receive the cgroups", e))?
+        {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                raw.extend(fds);
+            }
+        }
+        let mut fds = sys::own_received_fds(raw).into_iter();
+        let bytes = &buf[..n];
+        match bytes {
+            [] => return Err(Error::Setup("the supervisor went away".into())),
+            [MESSAGE_TAG] => return Ok(None),
+            [MESSAGE_TAG, _, _, _, ..] => {}
+            _ => return Err(err("cannot receive the cgroups", "bad message")),
+        }
+        let kinds = &bytes[4..];
+        if fds.len() != 2 * kinds.len() || kinds.len() > MAX_NODES {
+            return Err(err("cannot receive the cgroups", "bad message"));
+        }
+        let mut nodes = Vec::new();
+        for &v2 in kinds {
+            let (Some(parent), Some(dir)) = (fds.next(), fds.next()) else {
+                return Err(err("cannot receive the cgroups", "bad message"));
+            };
+            nodes.push(Node {
+                v2: v2 != 0,
+                parent,
+                name: uid.to_string(),
+                dir,
+            });
+        }
+        let index = |b: u8| (usize::from(b) < nodes.len()).then_some(usize::from(b));
+        Ok(Some(RunCgroup {
+            memory: index(bytes[1]),
+            pids: index(bytes[2]),
+            cpu: index(bytes[3]),
+            nodes,
+        }))
     }
 
     /// Whether the kernel enforces the resident memory limit.

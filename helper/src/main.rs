@@ -5,15 +5,16 @@
 //!  safeexec (caller's uid)
 //!    │ fd 3: one Request frame      fd 4: one Reply frame      fd 5: chroot dir
 //!    ▼
-//!  safeexec-helper (euid 0)   harden → policy → read request → check →
-//!    │                          the run's cgroups (`cgroup`) → fork
-//!    ├── supervisor  (caller's uid, CAP_KILL only, not dumpable)
-//!    │     checks that the run's uid owns no process, then lets the target
-//!    │     exec (go pipe); polls init's pidfd; reads the cgroup's CPU
-//!    │     counter (or samples /proc) for the CPU limit, and samples memory
-//!    │     when no cgroup limits it; relays output when it is limited; on a limit
-//!    │     closes the lifeline (init then ends the run), or kills init if it
-//!    │     does not; reaps init (wait4: the whole run's rusage); replies
+//!  safeexec-helper (euid 0)   harden → policy → read request → check → fork
+//!    ├── supervisor  (root, then the caller's uid with CAP_KILL only, not
+//!    │     dumpable) while root: makes the run's cgroups (`cgroup`) and
+//!    │     hands them to init, checks that the run's uid owns no process;
+//!    │     then drops to the caller and lets the target exec (go pipe);
+//!    │     polls init's pidfd; reads the cgroup's CPU counter (or samples
+//!    │     /proc) for the CPU limit, and samples memory when no cgroup
+//!    │     limits it; relays output when it is limited; on a limit closes
+//!    │     the lifeline (init then ends the run), or kills init if it does
+//!    │     not; reaps init (wait4: the whole run's rusage); replies
 //!    └── init  (pid 1 of a new pid namespace; uid 0, CAP_KILL only)
 //!          new net/IPC/UTS/mount namespaces, its own /proc and tmpfs on the
 //!          world-writable directories; waits for the target and reaps
@@ -53,6 +54,7 @@ use std::io::Write;
 
 use nix::fcntl::OFlag;
 use nix::sched::{unshare, CloneFlags, CpuSet};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::unistd::{getpid, pipe2, ForkResult, Pid, Uid};
 use shared::{wire, Reply, CHROOT_FD};
 
@@ -141,8 +143,15 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
     let (go_rx, go_tx) = pipe()?;
     let (lifeline_rx, lifeline_tx) = pipe()?;
     let (error_rx, error_tx) = pipe()?;
-    // Closed once init has been placed on another CPU (see below).
-    let (placed_rx, placed_tx) = pipe()?;
+    // The supervisor's word to init once init is placed on another CPU,
+    // with the run's cgroups (descriptors) when there are some.
+    let (setup_rx, setup_tx) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .context("socketpair")?;
     let cpus = nix::sched::sched_getaffinity(Pid::from_raw(0)).ok();
     let (relay_run, relay_sup) = if plan.limits.output_bytes.is_some() {
         let (out_rx, out_tx) = pipe()?;
@@ -155,30 +164,12 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
     let uid = plan.uid.as_raw();
     let gid = plan.gid.as_raw();
     let limits = plan.limits.clone();
-    let cgroup = RunCgroup::create(policy.cgroup, uid, &limits)?;
-    let cpu_counter = cgroup.as_ref().and_then(RunCgroup::cpu_counter);
-    let memory_limited = cgroup.as_ref().is_some_and(RunCgroup::limits_memory);
 
     // Our next child is pid 1 of a new pid namespace.
-    let forked = unshare(CloneFlags::CLONE_NEWPID)
-        .context("cannot create the run's pid namespace")
-        .and_then(|()| sys::fork().context("cannot fork"));
-    let init = match forked {
-        Err(e) => {
-            if let Some(cgroup) = &cgroup {
-                cgroup.remove();
-            }
-            return Err(e);
-        }
-        Ok(ForkResult::Child) => {
-            drop((
-                status_rx,
-                lifeline_tx,
-                error_rx,
-                relay_sup,
-                go_tx,
-                placed_tx,
-            ));
+    unshare(CloneFlags::CLONE_NEWPID).context("cannot create the run's pid namespace")?;
+    let init = match sys::fork().context("cannot fork")? {
+        ForkResult::Child => {
+            drop((status_rx, lifeline_tx, error_rx, relay_sup, go_tx, setup_tx));
             sandbox::init(
                 plan,
                 RunEnds {
@@ -187,18 +178,16 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
                     error_tx,
                     go_rx,
                     relay: relay_run,
-                    placed_rx,
+                    setup_rx,
                     cpus,
                 },
-                cgroup,
             )
         }
-        Ok(ForkResult::Parent { child }) => child,
+        ForkResult::Parent { child } => child,
     };
     if let Some(cpus) = cpus {
         place_elsewhere(init, cpus);
     }
-    // Init removes the cgroups; the supervisor only reads the CPU counter.
     drop((
         status_tx,
         lifeline_rx,
@@ -206,8 +195,7 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
         relay_run,
         go_rx,
         plan,
-        cgroup,
-        placed_tx,
+        setup_rx,
     ));
 
     let init_pidfd = sys::pidfd_open(init).context("pidfd_open");
@@ -217,10 +205,10 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
         uid,
         gid,
         limits,
-        cpu_counter,
-        memory_limited,
+        cpu_counter: None,
+        memory_limited: false,
     });
-    let run = match run {
+    let mut run = match run {
         Ok(run) => run,
         Err(e) => {
             // The run must not outlive a supervisor that cannot watch it.
@@ -229,6 +217,23 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
             return Err(e);
         }
     };
+    // The run's cgroups are made here, beside init's set-up (a quarter of
+    // a millisecond), and handed to init, which the target inherits them
+    // from; init removes them at the end.
+    let cgroup = match RunCgroup::create(policy.cgroup, uid, &run.limits) {
+        Ok(cgroup) => cgroup,
+        Err(e) => {
+            supervise::abort_run(&run);
+            return Err(e);
+        }
+    };
+    // A failure here means init failed its set-up and is gone (its reason
+    // is on the error pipe, which `watch` reads); the cgroups are removed.
+    if RunCgroup::send(cgroup.as_ref(), &setup_tx).is_ok() {
+        run.cpu_counter = cgroup.as_ref().and_then(RunCgroup::cpu_counter);
+        run.memory_limited = cgroup.as_ref().is_some_and(RunCgroup::limits_memory);
+    }
+    drop(setup_tx);
     // The uid check reads /proc (a fraction of a millisecond or more): it
     // runs while init builds the namespaces, and the target execs only once
     // it has passed (invariant 3).

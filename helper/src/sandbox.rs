@@ -54,8 +54,9 @@ pub struct RunEnds {
     /// One byte from the supervisor once the sandbox uid is known to be
     /// unused; the target execs only after it.
     pub go_rx: OwnedFd,
-    /// End of file once the supervisor has set init's CPUs.
-    pub placed_rx: OwnedFd,
+    /// One message from the supervisor once it has set init's CPUs: the
+    /// run's cgroups, if any.
+    pub setup_rx: OwnedFd,
     /// The CPUs the caller allowed, which the target gets back.
     pub cpus: Option<CpuSet>,
 }
@@ -143,8 +144,9 @@ pub const SETUP_FAILED: u8 = b'S';
 pub const EXEC_FAILED: u8 = b'E';
 
 /// Pid 1 of the run. Never returns: its end is the end of the run.
-pub fn init(plan: Plan, ends: RunEnds, cgroup: Option<RunCgroup>) -> ! {
-    if let Err(e) = init_run(&plan, &ends, cgroup.as_ref()) {
+pub fn init(plan: Plan, ends: RunEnds) -> ! {
+    let mut cgroup = None;
+    if let Err(e) = init_run(&plan, &ends, &mut cgroup) {
         send_error(&ends.error_tx, &e);
     }
     // Empty by now: init ends the run (kill(-1), reaping) before it returns,
@@ -174,7 +176,7 @@ fn send_error(tx: &OwnedFd, err: &Error) {
     let _ = nix::unistd::write(tx, &msg);
 }
 
-fn init_run(plan: &Plan, ends: &RunEnds, cgroup: Option<&RunCgroup>) -> Result<()> {
+fn init_run(plan: &Plan, ends: &RunEnds, cgroup: &mut Option<RunCgroup>) -> Result<()> {
     // The helper's real ids are still the caller's, and a process may signal
     // another whose real uid is its own: init becomes root in all its ids,
     // so that the caller cannot stop it and outlive the wall-clock limit.
@@ -214,9 +216,11 @@ fn init_run(plan: &Plan, ends: &RunEnds, cgroup: Option<&RunCgroup>) -> Result<(
     let sigfd = SignalFd::new(&chld).context("signalfd")?;
 
     // The supervisor moved init off its own CPU for the set-up (see
-    // `main::place_elsewhere`); the target runs on the caller's CPUs. Set
-    // them only once that move is done, or it would undo this.
-    let _ = nix::unistd::read(&ends.placed_rx, &mut [0u8; 1]);
+    // `main::place_elsewhere`) and made the run's cgroups meanwhile. The
+    // target runs on the caller's CPUs: set them only once that move is
+    // done, or it would undo this.
+    *cgroup = RunCgroup::receive(&ends.setup_rx, plan.uid.as_raw())?;
+    let cgroup = cgroup.as_ref();
     if let Some(cpus) = &ends.cpus {
         nix::sched::sched_setaffinity(Pid::from_raw(0), cpus).context("sched_setaffinity")?;
     }
@@ -617,7 +621,7 @@ fn enter(
     }
     let _ = nix::unistd::write(ends.start, &sys::monotonic_us().to_le_bytes());
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).context("sigprocmask")?;
-    sys::reset_signal_dispositions().context("cannot reset signal dispositions")?;
+    sys::default_write_signals().context("cannot reset SIGPIPE and SIGXFSZ")?;
     sys::install_seccomp(&seccomp::filter()).context("cannot install the seccomp filter")?;
     let err = execve(&plan.program, &plan.argv, &plan.env).unwrap_err();
     Err(Error::Sys("execve", err.into()))

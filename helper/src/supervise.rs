@@ -1,6 +1,7 @@
 //! The supervisor: the helper's side of the fork once the run has started.
 //!
-//! Invariant 6: before it looks at anything, it becomes the caller (all
+//! Invariant 6: before the target may exec (the go byte), and before the
+//! supervisor reads anything of the run's, it becomes the caller (all
 //! three uids and gids, no supplementary groups) and keeps one capability,
 //! CAP_KILL, to kill the run's init (uid 0); bounding, inheritable and
 //! ambient sets are empty, it is not dumpable (so neither the caller nor the
@@ -67,8 +68,10 @@ const SPIN_US: u64 = 3000;
 /// How long init has to end the run when asked before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(1);
 
-/// Becomes the caller, keeping CAP_KILL only. Called first thing after the
-/// fork; on failure the caller of this function kills the run.
+/// Becomes the caller, keeping CAP_KILL only. Called after the root-only
+/// steps of the set-up (the run's cgroups, the uid check, the sweep) and
+/// before the target may exec; on failure the caller of this function
+/// kills the run.
 pub fn drop_privileges(caller: Caller) -> Result<()> {
     let cap_err = |e: caps::errors::CapsError| Error::Refused(format!("capabilities: {e}"));
     // The bounding set needs CAP_SETPCAP to shrink: do it while root.

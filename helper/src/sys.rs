@@ -53,6 +53,15 @@ pub fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Takes ownership of descriptors that arrived in an SCM_RIGHTS message.
+pub fn own_received_fds(fds: Vec<RawFd>) -> Vec<OwnedFd> {
+    fds.into_iter()
+        // SAFETY: the kernel installed each of these descriptors in this
+        // process just now, for this message; nothing else refers to them.
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect()
+}
+
 /// Closes every descriptor from `first` up (`cloexec`: only marks them
 /// close-on-exec instead).
 pub fn close_from(first: u32, cloexec: bool) -> io::Result<()> {
@@ -197,6 +206,14 @@ pub fn reset_signal_dispositions() -> io::Result<()> {
 pub fn ignore_write_signals() -> io::Result<()> {
     set_disposition(libc::SIGPIPE, true)?;
     set_disposition(libc::SIGXFSZ, true)
+}
+
+/// Gives SIGPIPE and SIGXFSZ their default actions back (in the target).
+/// They are the only signals the helper ignores after `harden` reset all
+/// of them, and exec resets the handlers Rust's runtime installs.
+pub fn default_write_signals() -> io::Result<()> {
+    set_disposition(libc::SIGPIPE, false)?;
+    set_disposition(libc::SIGXFSZ, false)
 }
 
 /// CPU time (user + system) consumed so far by the live process `pid`, all
