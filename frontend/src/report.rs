@@ -180,6 +180,7 @@ pub fn json(o: &Outcome) -> String {
             "pids_peak": c.pids_peak,
             "oom_kills": c.oom_kills,
             "memory_limited": c.memory_limited,
+            "memory_limit_hit": c.memory_limit_hit,
         })),
         "output_bytes": o.output_bytes,
         "uid": o.uid,

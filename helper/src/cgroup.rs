@@ -186,6 +186,11 @@ impl RunCgroup {
         if rule == CgroupRule::Off {
             return Ok(None);
         }
+        // The helper's group ids are the caller's: without this the
+        // directories and their files would be the caller's group's
+        // (read-only for it, but they must be root's alone). The drop to
+        // the caller's ids sets the file-system gid back.
+        nix::unistd::setfsgid(nix::unistd::Gid::from_raw(0));
         let mut cg = RunCgroup {
             nodes: Vec::new(),
             memory: None,
@@ -267,6 +272,11 @@ impl RunCgroup {
                 // Absent without swap accounting: then there is no swap to use.
                 let _ = write_file(&node.dir, "memory.swap.max", "0");
             } else {
+                // A caller's own cgroup may have disabled the OOM killer,
+                // and a new cgroup inherits that: a run at its limit would
+                // hang instead of ending.
+                write_file(&node.dir, "memory.oom_control", "0")
+                    .map_err(|e| err("memory.oom_control", e))?;
                 write_file(&node.dir, "memory.limit_in_bytes", &bytes)
                     .map_err(|e| err("memory.limit_in_bytes", e))?;
                 let _ = write_file(&node.dir, "memory.memsw.limit_in_bytes", &bytes);
@@ -420,24 +430,31 @@ impl RunCgroup {
             pids_peak: None,
             oom_kills: 0,
             memory_limited: limits.rss_kib.is_some() && self.memory.is_some(),
+            memory_limit_hit: false,
         };
         if let Some(i) = self.memory {
             let node = &self.nodes[i];
-            let (peak, events, key) = if node.v2 {
-                ("memory.peak", "memory.events", "oom_kill")
+            let number =
+                |file: &str| read_file(&node.dir, file).and_then(|t| t.trim().parse::<u64>().ok());
+            if node.v2 {
+                c.memory_peak_kib = number("memory.peak").map(|b| b / 1024);
+                let events = read_file(&node.dir, "memory.events").unwrap_or_default();
+                c.oom_kills = keyed(&events, "oom_kill").unwrap_or(0);
+                // `max` of this cgroup alone: its own limit was reached.
+                let local = read_file(&node.dir, "memory.events.local").unwrap_or_default();
+                c.memory_limit_hit = keyed(&local, "max").is_some_and(|n| n > 0);
             } else {
-                (
-                    "memory.max_usage_in_bytes",
-                    "memory.oom_control",
-                    "oom_kill",
-                )
-            };
-            c.memory_peak_kib = read_file(&node.dir, peak)
-                .and_then(|t| t.trim().parse::<u64>().ok())
-                .map(|b| b / 1024);
-            c.oom_kills = read_file(&node.dir, events)
-                .and_then(|t| keyed(&t, key))
-                .unwrap_or(0);
+                c.memory_peak_kib = number("memory.max_usage_in_bytes").map(|b| b / 1024);
+                let control = read_file(&node.dir, "memory.oom_control").unwrap_or_default();
+                c.oom_kills = keyed(&control, "oom_kill").unwrap_or(0);
+                // v1 has no count of this cgroup's own limit being reached
+                // (failcnt stays 0 on this kernel): the peak tells, within
+                // one charge (a huge page, 2 MiB) of the limit.
+                c.memory_limit_hit = match (c.memory_peak_kib, limits.rss_kib) {
+                    (Some(peak), Some(max)) => peak.saturating_add(2048) >= max,
+                    _ => false,
+                };
+            }
         }
         if let Some(counter) = self.cpu_counter() {
             c.cpu_us = counter.cpu_us();
@@ -453,9 +470,38 @@ impl RunCgroup {
     /// the last process of the run is reaped). A cgroup left behind (init
     /// was killed) is removed by a later run (`sweep`).
     pub fn remove(&self) {
+        if let Some(i) = self.memory {
+            release_memory(&self.nodes[i]);
+        }
         for node in &self.nodes {
             remove_node(node);
         }
+    }
+}
+
+/// Page cache the run brought in stays charged to its memory cgroup after
+/// the run, and keeps the removed cgroup alive in the kernel until the
+/// pages are reclaimed: enough runs would exhaust the machine's memory
+/// cgroups (about 65535). So that charge is reclaimed first (the pages
+/// leave the cache), when there is any: the reclaim costs about half a
+/// millisecond. The run's tmpfs pages (shmem) cannot be reclaimed; they
+/// leave the cgroup when the run's mounts go, with init.
+fn release_memory(node: &Node) {
+    let stat = read_file(&node.dir, "memory.stat").unwrap_or_default();
+    let (file, reclaim) = if node.v2 {
+        ("file", "memory.reclaim")
+    } else {
+        ("cache", "memory.force_empty")
+    };
+    let cached = keyed(&stat, file).unwrap_or(0);
+    let cached = cached.saturating_sub(keyed(&stat, "shmem").unwrap_or(0));
+    if cached > 0 {
+        let amount = if node.v2 {
+            cached.to_string()
+        } else {
+            "0".to_string()
+        };
+        let _ = write_file(&node.dir, reclaim, &amount);
     }
 }
 
@@ -496,6 +542,15 @@ fn make_node(h: &Hierarchy, uid: u32) -> Result<(Node, Vec<String>)> {
     } else {
         open_dir(Some(&mount), own).map_err(|e| err(&h.path, e))?
     };
+    if h.v2 && !only_root_may_move(&own_dir) {
+        // In v2 whoever may write cgroup.procs of a common ancestor may move
+        // a process between two cgroups below it: with a delegated subtree
+        // the caller could take the target out of the run's cgroup.
+        return Err(err(
+            &h.path,
+            "a cgroup above is delegated (its cgroup.procs is not root's alone)",
+        ));
+    }
     match mkdirat(&own_dir, "safeexec", Mode::from_bits_truncate(0o755)) {
         Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
         Err(e) => return Err(err("cannot make the safeexec cgroup", e)),
@@ -546,6 +601,36 @@ fn make_node(h: &Hierarchy, uid: u32) -> Result<(Node, Vec<String>)> {
         },
         controllers,
     ))
+}
+
+/// Whether `cgroup.procs` of `dir` and of every cgroup above it is root's
+/// and writable by nobody else (walking up through "..", which stops at
+/// the hierarchy's root).
+fn only_root_may_move(dir: &OwnedFd) -> bool {
+    let mut here = match dir.try_clone() {
+        Ok(fd) => fd,
+        Err(_) => return false,
+    };
+    loop {
+        let procs = nix::sys::stat::fstatat(
+            &here,
+            "cgroup.procs",
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        );
+        if !procs.is_ok_and(|st| st.st_uid == 0 && st.st_mode & 0o022 == 0) {
+            return false;
+        }
+        let Ok(up) = open_dir(Some(&here), "..") else {
+            return false;
+        };
+        let (Ok(a), Ok(b)) = (fstat(&here), fstat(&up)) else {
+            return false;
+        };
+        if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) || !fs_is_cgroup(&up, true) {
+            return true;
+        }
+        here = up;
+    }
 }
 
 /// Removes cgroups of earlier runs whose helper is gone (their init was

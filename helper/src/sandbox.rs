@@ -100,7 +100,9 @@ impl InitReport {
             cg.and_then(|c| c.cpu_us).unwrap_or(none),
             cg.and_then(|c| c.pids_peak).unwrap_or(none),
             cg.map_or(0, |c| c.oom_kills),
-            cg.map_or(0, |c| u64::from(c.memory_limited)),
+            cg.map_or(0, |c| {
+                u64::from(c.memory_limited) | u64::from(c.memory_limit_hit) << 1
+            }),
         ];
         let mut out = [0u8; Self::LEN];
         for (chunk, w) in out.chunks_exact_mut(8).zip(words) {
@@ -123,7 +125,8 @@ impl InitReport {
                 cpu_us: some(w(8)),
                 pids_peak: some(w(9)),
                 oom_kills: w(10),
-                memory_limited: w(11) != 0,
+                memory_limited: w(11) & 1 != 0,
+                memory_limit_hit: w(11) & 2 != 0,
             }),
         };
         Some(InitReport {
@@ -318,6 +321,20 @@ fn private_mounts(plan: &Plan) -> Result<()> {
             Some(first) => sys::mount(first, dir, None, libc::MS_BIND, None)
                 .context("cannot bind the run's scratch tmpfs")?,
         }
+    }
+    // The cgroup file systems: the run's own cgroups are root's, but a
+    // cgroup elsewhere whose tasks file someone made writable would let the
+    // target leave them (and their limits). An empty read-only tmpfs.
+    let is_dir = std::fs::symlink_metadata("/sys/fs/cgroup").is_ok_and(|m| m.file_type().is_dir());
+    if is_dir {
+        sys::mount(
+            c"tmpfs",
+            c"/sys/fs/cgroup",
+            Some(c"tmpfs"),
+            hardened | libc::MS_NOEXEC | libc::MS_RDONLY,
+            Some(c"size=4k,nr_inodes=1,mode=555"),
+        )
+        .context("cannot hide /sys/fs/cgroup")?;
     }
     Ok(())
 }
@@ -650,6 +667,7 @@ mod tests {
             pids_peak: Some(1),
             oom_kills: 3,
             memory_limited: true,
+            memory_limit_hit: true,
         });
         assert_eq!(InitReport::from_bytes(&r.to_bytes()), Some(r));
         assert_eq!(InitReport::from_bytes(&[0; 3]), None);

@@ -386,8 +386,13 @@ pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
     let _ = File::from(ends.status_rx).read_to_end(&mut status);
     let report = InitReport::from_bytes(&status);
     let cgroup = report.as_ref().and_then(|r| r.cgroup.clone());
-    if cgroup.as_ref().is_some_and(|c| c.oom_kills > 0) && fired.is_none() {
-        // The kernel killed a process of the run for its memory limit.
+    if cgroup
+        .as_ref()
+        .is_some_and(|c| c.oom_kills > 0 && c.memory_limit_hit)
+        && fired.is_none()
+    {
+        // The kernel killed a process of the run at the run's own memory
+        // limit (not for a parent cgroup's or the machine's memory).
         fired = Some(LimitKind::Memory);
     }
     let report = report.as_ref();
@@ -421,10 +426,12 @@ pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
     });
     let maxrss_kib = report.map_or(reaped.maxrss_kib, |r| r.maxrss_kib);
     let cgroup_peak = cgroup.as_ref().and_then(|c| c.memory_peak_kib);
+    // The largest figure: the cgroup does not count file pages another
+    // cgroup brought into the cache, which a process's resident set does.
     let (peak_kib, memory_source) = match cgroup_peak {
-        Some(kib) => (kib, Source::Cgroup),
-        None if maxrss_kib >= peak_sampled_kib => (maxrss_kib, Source::Rusage),
-        None => (peak_sampled_kib, Source::Proc),
+        Some(kib) if kib >= maxrss_kib && kib >= peak_sampled_kib => (kib, Source::Cgroup),
+        _ if maxrss_kib >= peak_sampled_kib => (maxrss_kib, Source::Rusage),
+        _ => (peak_sampled_kib, Source::Proc),
     };
     Ok(Outcome {
         end,

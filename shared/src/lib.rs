@@ -131,10 +131,14 @@ pub struct CgroupCounters {
     pub cpu_us: Option<u64>,
     /// Most processes (threads included) alive at once.
     pub pids_peak: Option<u64>,
-    /// Processes the kernel killed for the memory limit.
+    /// Processes of the run the kernel's OOM killer killed (for the run's
+    /// own limit, or for a parent cgroup's or the machine's memory).
     pub oom_kills: u64,
     /// Whether the kernel enforced the resident memory limit (`rss_kib`).
     pub memory_limited: bool,
+    /// Whether the run's memory reached its own limit: only then is an OOM
+    /// kill the run's Memory Limit Exceeded.
+    pub memory_limit_hit: bool,
 }
 
 /// How the target's main process ended.

@@ -260,6 +260,7 @@ mod tests {
                 pids_peak: Some(2),
                 oom_kills: 0,
                 memory_limited: true,
+                memory_limit_hit: false,
             }),
         });
         let mut buf = Vec::new();
