@@ -31,7 +31,9 @@ pub enum RunError {
     /// The helper refused the run or failed to set it up.
     Refused(String),
     /// The helper ended without a reply.
-    NoReply(ExitStatus),
+    /// The helper's status, unless the caller ignores SIGCHLD (then the
+    /// kernel reaps it and nobody learns it).
+    NoReply(Option<ExitStatus>),
 }
 
 impl fmt::Display for RunError {
@@ -46,7 +48,10 @@ impl fmt::Display for RunError {
             }
             RunError::Channel(e) => write!(f, "talking to the helper: {e}"),
             RunError::Refused(msg) => write!(f, "{msg}"),
-            RunError::NoReply(status) => write!(f, "the helper ended ({status}) without a reply"),
+            RunError::NoReply(Some(status)) => {
+                write!(f, "the helper ended ({status}) without a reply")
+            }
+            RunError::NoReply(None) => write!(f, "the helper ended without a reply"),
         }
     }
 }
@@ -224,9 +229,14 @@ pub fn run(request: &Request, chroot_dir: Option<&Path>) -> Result<shared::Outco
     drop(request_tx);
 
     let reply = wire::read_reply(&mut reply_rx);
-    let status = child
-        .wait()
-        .map_err(|err| RunError::Helper { path: helper, err })?;
+    // ECHILD: the caller ignores SIGCHLD, so the kernel reaped the helper;
+    // its reply, already read, still stands.
+    const ECHILD: i32 = 10;
+    let status = match child.wait() {
+        Ok(status) => Some(status),
+        Err(err) if err.raw_os_error() == Some(ECHILD) => None,
+        Err(err) => return Err(RunError::Helper { path: helper, err }),
+    };
     match reply {
         Ok(Reply::Finished(outcome)) => Ok(outcome),
         Ok(Reply::Failed(msg)) => Err(RunError::Refused(msg)),

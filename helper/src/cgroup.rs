@@ -30,6 +30,23 @@ use shared::{CgroupCounters, Limits};
 use crate::error::{Error, Result};
 use crate::sys;
 
+const TOO_MANY: &str =
+    "too many memory cgroups on this machine (removed ones still held by their page cache)";
+
+/// Memory cgroups of the machine, from /proc/cgroups (`u64::MAX` if
+/// unreadable, which makes none).
+fn memory_cgroups() -> u64 {
+    let Ok(text) = std::fs::read_to_string("/proc/cgroups") else {
+        return u64::MAX;
+    };
+    text.lines()
+        .find_map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next() == Some("memory")).then(|| f.nth(1)?.parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
 /// First byte of the supervisor's message to init.
 const MESSAGE_TAG: u8 = b'c';
 
@@ -178,11 +195,24 @@ fn keyed(text: &str, key: &str) -> Option<u64> {
 }
 
 impl RunCgroup {
-    /// Creates the run's cgroups (as root, before the fork) and sets the
+    /// Creates the run's cgroups (as root, in the supervisor beside init's set-up) and sets the
     /// memory and process limits in them. With `Auto`, a hierarchy that
     /// cannot be used is left out; with `Required`, a run without a memory
     /// and a CPU counter is refused.
-    pub fn create(rule: CgroupRule, uid: u32, limits: &Limits) -> Result<Option<RunCgroup>> {
+    ///
+    /// `max_memory` (policy `max_memory_cgroups`): memory cgroups on the
+    /// machine (live ones, and removed ones the kernel still keeps for pages
+    /// charged to them) from which on a run gets none. The kernel has about
+    /// 65535, and a caller could pin one per run (a page the run brought
+    /// into the cache, locked by the caller, cannot be reclaimed before the
+    /// removal). Past it the run's memory figures and --rss come from rusage
+    /// and /proc, and the rest of the machine keeps its share.
+    pub fn create(
+        rule: CgroupRule,
+        max_memory: u64,
+        uid: u32,
+        limits: &Limits,
+    ) -> Result<Option<RunCgroup>> {
         if rule == CgroupRule::Off {
             return Ok(None);
         }
@@ -198,12 +228,17 @@ impl RunCgroup {
             cpu: None,
         };
         let mut first_error = None;
+        let too_many = memory_cgroups() >= max_memory;
         for h in hierarchies() {
             let covered = cg.memory.is_some() && cg.pids.is_some() && cg.cpu.is_some();
             if h.v2 && covered {
                 continue;
             }
-            match make_node(&h, uid) {
+            if too_many && !h.v2 && h.controllers.iter().any(|c| c == "memory") {
+                first_error.get_or_insert(err("memory", TOO_MANY));
+                continue;
+            }
+            match make_node(&h, uid, too_many) {
                 Ok((node, v2_controllers)) => {
                     let i = cg.nodes.len();
                     let has = |c: &str| {
@@ -471,7 +506,7 @@ impl RunCgroup {
     /// was killed) is removed by a later run (`sweep`).
     pub fn remove(&self) {
         if let Some(i) = self.memory {
-            release_memory(&self.nodes[i]);
+            release_memory(&self.nodes[i].dir, self.nodes[i].v2);
         }
         for node in &self.nodes {
             remove_node(node);
@@ -486,9 +521,9 @@ impl RunCgroup {
 /// leave the cache), when there is any: the reclaim costs about half a
 /// millisecond. The run's tmpfs pages (shmem) cannot be reclaimed; they
 /// leave the cgroup when the run's mounts go, with init.
-fn release_memory(node: &Node) {
-    let stat = read_file(&node.dir, "memory.stat").unwrap_or_default();
-    let (file, reclaim) = if node.v2 {
+fn release_memory(dir: &OwnedFd, v2: bool) {
+    let stat = read_file(dir, "memory.stat").unwrap_or_default();
+    let (file, reclaim) = if v2 {
         ("file", "memory.reclaim")
     } else {
         ("cache", "memory.force_empty")
@@ -496,12 +531,12 @@ fn release_memory(node: &Node) {
     let cached = keyed(&stat, file).unwrap_or(0);
     let cached = cached.saturating_sub(keyed(&stat, "shmem").unwrap_or(0));
     if cached > 0 {
-        let amount = if node.v2 {
+        let amount = if v2 {
             cached.to_string()
         } else {
             "0".to_string()
         };
-        let _ = write_file(&node.dir, reclaim, &amount);
+        let _ = write_file(dir, reclaim, &amount);
     }
 }
 
@@ -531,7 +566,7 @@ impl CpuCounter {
 
 /// Makes `safeexec/<uid>` in one hierarchy; returns it with the
 /// controllers it has (v2).
-fn make_node(h: &Hierarchy, uid: u32) -> Result<(Node, Vec<String>)> {
+fn make_node(h: &Hierarchy, uid: u32, too_many: bool) -> Result<(Node, Vec<String>)> {
     let mount = open_dir(None, &h.mount).map_err(|e| err(&h.mount, e))?;
     if !fs_is_cgroup(&mount, h.v2) {
         return Err(err(&h.mount, "not a cgroup file system"));
@@ -568,7 +603,17 @@ fn make_node(h: &Hierarchy, uid: u32) -> Result<(Node, Vec<String>)> {
         // Hand down what the parent offers (only where it has no process
         // of its own, such as the root cgroup).
         let offered = read_file(&parent, "cgroup.controllers").unwrap_or_default();
-        for c in ["memory", "pids"] {
+        let enabled = read_file(&parent, "cgroup.subtree_control").unwrap_or_default();
+        if too_many && enabled.split_whitespace().any(|c| c == "memory") {
+            // Every cgroup made here would be a memory cgroup.
+            return Err(err("memory", TOO_MANY));
+        }
+        let wanted: &[&str] = if too_many {
+            &["pids"]
+        } else {
+            &["memory", "pids"]
+        };
+        for &c in wanted {
             if offered.split_whitespace().any(|o| o == c) {
                 let on = read_file(&parent, "cgroup.subtree_control")
                     .is_some_and(|t| t.split_whitespace().any(|o| o == c));
@@ -591,7 +636,13 @@ fn make_node(h: &Hierarchy, uid: u32) -> Result<(Node, Vec<String>)> {
         other => other,
     }
     .map_err(|e| err("cannot make the run's cgroup", e))?;
-    let dir = open_dir(Some(&parent), &name).map_err(|e| err("the run's cgroup", e))?;
+    let dir = match open_dir(Some(&parent), &name) {
+        Ok(dir) => dir,
+        Err(e) => {
+            let _ = unlinkat(&parent, name.as_str(), UnlinkatFlags::RemoveDir);
+            return Err(err("the run's cgroup", e));
+        }
+    };
     Ok((
         Node {
             v2: h.v2,
@@ -665,6 +716,10 @@ fn sweep(h: &Hierarchy, uid_base: u32) {
         };
         let is_dir = entry.metadata().is_ok_and(|m| m.is_dir() && m.uid() == 0);
         if is_dir && pid > 0 && kill(Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH) {
+            // Its page cache first, as init would have done.
+            if let Ok(dir) = open_dir(None, &entry.path().to_string_lossy()) {
+                release_memory(&dir, h.v2);
+            }
             let _ = std::fs::remove_dir(entry.path());
         }
     }

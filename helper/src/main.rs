@@ -220,7 +220,8 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
     // The run's cgroups are made here, beside init's set-up (a quarter of
     // a millisecond), and handed to init, which the target inherits them
     // from; init removes them at the end.
-    let cgroup = match RunCgroup::create(policy.cgroup, uid, &run.limits) {
+    let cgroup = match RunCgroup::create(policy.cgroup, policy.max_memory_cgroups, uid, &run.limits)
+    {
         Ok(cgroup) => cgroup,
         Err(e) => {
             supervise::abort_run(&run);

@@ -69,6 +69,8 @@ pub struct Policy {
     pub min_niceness: i32,
     /// Whether runs get cgroups of their own.
     pub cgroup: CgroupRule,
+    /// Memory cgroups on the machine past which a run gets none.
+    pub max_memory_cgroups: u64,
 }
 
 impl Default for Policy {
@@ -97,6 +99,7 @@ impl Default for Policy {
             },
             min_niceness: 0,
             cgroup: CgroupRule::Auto,
+            max_memory_cgroups: 32768,
         }
     }
 }
@@ -218,6 +221,7 @@ pub fn parse(text: &str) -> std::result::Result<Policy, String> {
                 }
             }
             "cgroup" => p.cgroup = cgroup::parse_rule(value).map_err(at)?,
+            "max_memory_cgroups" => p.max_memory_cgroups = u64::from(int(value)?),
             "chroot_roots" => p.chroot_roots = parse_roots(value).map_err(at)?,
             "max_cpu" => p.max.cpu_ms = parse_max(value, 1000.0).map_err(at)?,
             "max_wall" => p.max.wall_ms = parse_max(value, 1000.0).map_err(at)?,

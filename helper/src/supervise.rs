@@ -425,13 +425,13 @@ pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
         _ => None,
     });
     let maxrss_kib = report.map_or(reaped.maxrss_kib, |r| r.maxrss_kib);
-    let cgroup_peak = cgroup.as_ref().and_then(|c| c.memory_peak_kib);
-    // The largest figure: the cgroup does not count file pages another
-    // cgroup brought into the cache, which a process's resident set does.
-    let (peak_kib, memory_source) = match cgroup_peak {
-        Some(kib) if kib >= maxrss_kib && kib >= peak_sampled_kib => (kib, Source::Cgroup),
-        _ if maxrss_kib >= peak_sampled_kib => (maxrss_kib, Source::Rusage),
-        _ => (peak_sampled_kib, Source::Proc),
+    // Resident memory, as the original reported it. The cgroup's peak (all
+    // processes at once, but also the page cache the run read in, such as
+    // its input files) is a figure of its own, in `cgroup`.
+    let (peak_kib, memory_source) = if maxrss_kib >= peak_sampled_kib {
+        (maxrss_kib, Source::Rusage)
+    } else {
+        (peak_sampled_kib, Source::Proc)
     };
     Ok(Outcome {
         end,

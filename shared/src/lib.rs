@@ -98,9 +98,9 @@ pub struct Outcome {
     pub wall_us: u64,
     pub user_us: u64,
     pub sys_us: u64,
-    /// Peak memory of the whole run: the cgroup's peak where the run had a
-    /// memory cgroup, else the largest resident set of one of its processes
-    /// (or of all of them together, when /proc samples saw more).
+    /// Peak resident memory: the largest resident set of one of its
+    /// processes, or of all of them together when /proc samples saw more.
+    /// The cgroup's peak of the whole run is in `cgroup`.
     pub peak_kib: u64,
     pub memory_source: Source,
     /// Largest resident set of any one process of the run (wait4 rusage).
@@ -124,8 +124,9 @@ pub struct CgroupCounters {
     /// 1 or 2: the cgroup version of the memory counter (or of the CPU
     /// counter, without one).
     pub version: u8,
-    /// Peak of the memory charged to the run (resident pages, page cache it
-    /// caused, its tmpfs files and kernel memory).
+    /// Peak of the memory charged to the run, all its processes at once:
+    /// resident pages, the page cache it read in, its tmpfs files and kernel
+    /// memory.
     pub memory_peak_kib: Option<u64>,
     /// CPU time of every process of the run.
     pub cpu_us: Option<u64>,

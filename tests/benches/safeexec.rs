@@ -527,6 +527,7 @@ impl Bench {
         let mut inside = Vec::new();
         let mut held = Vec::new();
         let mut sources = Vec::new();
+        let mut cgroup_peaks = Vec::new();
         let mut bad = 0;
         for _ in 0..SPIKE_RUNS {
             let Some(run) = self.json_run(&["--mem", "400000", "--exec", &self.spike]) else {
@@ -548,6 +549,9 @@ impl Bench {
                 continue;
             }
             reported.push(peak);
+            if let Some(kib) = run.json["cgroup"]["memory_peak_kib"].as_f64() {
+                cgroup_peaks.push(kib);
+            }
             inside.push(fields[0]);
             held.push(fields[1]);
             sources.push(run.text("memory_source"));
@@ -578,6 +582,22 @@ impl Bench {
             MAX_SPIKE_ERROR * 100.0,
             failed_note(bad)
         );
+        if !cgroup_peaks.is_empty() {
+            let worst = cgroup_peaks
+                .iter()
+                .map(|r| ((r - SPIKE_KIB) / SPIKE_KIB).abs())
+                .fold(0.0_f64, f64::max);
+            println!(
+                "   {:>4} {:>10.0} {:>10.0} {:>10.0} {:>12} {:>7.2}% {:>8}   (the run's cgroup peak, for comparison)",
+                cgroup_peaks.len(),
+                cgroup_peaks.iter().copied().fold(f64::INFINITY, f64::min),
+                median(&cgroup_peaks),
+                cgroup_peaks.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                "",
+                worst * 100.0,
+                "cgroup",
+            );
+        }
     }
 
     // -----------------------------------------------------------------------
