@@ -7,9 +7,14 @@
 //! `cpu.stat` always counts CPU; memory and pids only where the parent
 //! hands those controllers down). Staying below the caller's cgroup keeps
 //! the caller's own limits over the run. The directories are root's (0755,
-//! files 0644): neither the caller nor the target can change a limit or
-//! move a process. The target joins them before it drops root; init reads
-//! the counters once every process of the run is reaped, then removes them.
+//! files 0644, owner and group): neither the caller nor the target can
+//! change a limit or move a process, and the run does not see the cgroup
+//! file systems at all (`sandbox::private_mounts`). The supervisor makes
+//! them while still root and hands them to init (`send`, `receive`); the
+//! target joins them before it drops root; init reads the counters once
+//! every process of the run is reaped, reclaims the page cache the run
+//! brought in, then removes them. A later run sweeps what a killed init
+//! left.
 //!
 //! Nothing here opens a path the request names: the paths are the fixed
 //! mount points and the cgroup paths the kernel gives in /proc/self/cgroup,
@@ -195,10 +200,10 @@ fn keyed(text: &str, key: &str) -> Option<u64> {
 }
 
 impl RunCgroup {
-    /// Creates the run's cgroups (as root, in the supervisor beside init's set-up) and sets the
-    /// memory and process limits in them. With `Auto`, a hierarchy that
-    /// cannot be used is left out; with `Required`, a run without a memory
-    /// and a CPU counter is refused.
+    /// Creates the run's cgroups (as root, in the supervisor, beside init's
+    /// set-up) and sets the memory and process limits in them. With `Auto`,
+    /// a hierarchy that cannot be used is left out; with `Required`, a run
+    /// without a memory and a CPU counter is refused.
     ///
     /// `max_memory` (policy `max_memory_cgroups`): memory cgroups on the
     /// machine (live ones, and removed ones the kernel still keeps for pages

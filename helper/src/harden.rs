@@ -134,3 +134,20 @@ pub fn channel_fds() -> Result<(std::fs::File, std::fs::File)> {
     };
     Ok((take(REQUEST_FD, "request")?, take(REPLY_FD, "reply")?))
 }
+
+/// Empties this process's capability bounding set (needs CAP_SETPCAP), so
+/// that no exec can bring a capability back. One drop per capability, not
+/// a read and a drop: a drop of one already gone succeeds, and one the
+/// kernel does not know (an older kernel) fails but is not in the set.
+pub fn clear_bounding_set() -> Result<()> {
+    for cap in caps::all() {
+        if caps::drop(None, caps::CapSet::Bounding, cap).is_err()
+            && caps::has_cap(None, caps::CapSet::Bounding, cap).unwrap_or(false)
+        {
+            return Err(Error::Refused(format!(
+                "cannot drop {cap} from the bounding set"
+            )));
+        }
+    }
+    Ok(())
+}

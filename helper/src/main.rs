@@ -247,8 +247,15 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
     });
     if let Err(e) = checked {
         supervise::abort_run(&run);
+        // Init is gone without removing them; the supervisor may still be
+        // root (or the next run's sweep will).
+        if let Some(cgroup) = &cgroup {
+            cgroup.remove();
+        }
         return Err(e);
     }
+    // Init holds them now; the supervisor keeps only its CPU counter.
+    drop(cgroup);
     // EPIPE here means the target failed its set-up and is gone; its reason
     // is on the error pipe, which `watch` reads.
     let _ = nix::unistd::write(&go_tx, b"g");

@@ -391,7 +391,7 @@ fn keep_only_kill() -> Result<()> {
     let cap_err =
         |e: caps::errors::CapsError| Error::Refused(format!("cannot drop capabilities: {e}"));
     let kill: caps::CapsHashSet = [caps::Capability::CAP_KILL].into_iter().collect();
-    caps::clear(None, CapSet::Bounding).map_err(cap_err)?;
+    crate::harden::clear_bounding_set()?;
     caps::clear(None, CapSet::Ambient).map_err(cap_err)?;
     caps::clear(None, CapSet::Inheritable).map_err(cap_err)?;
     caps::set(None, CapSet::Effective, &kill).map_err(cap_err)?;
@@ -607,7 +607,8 @@ fn enter(
     }
     // No capability may come back: not from the bounding set, nor from
     // the inheritable or ambient sets the caller may have left set.
-    for set in [CapSet::Bounding, CapSet::Inheritable, CapSet::Ambient] {
+    crate::harden::clear_bounding_set()?;
+    for set in [CapSet::Inheritable, CapSet::Ambient] {
         caps::clear(None, set)
             .map_err(|e| Error::Refused(format!("cannot clear a capability set: {e}")))?;
     }

@@ -75,7 +75,7 @@ const STOP_GRACE: Duration = Duration::from_secs(1);
 pub fn drop_privileges(caller: Caller) -> Result<()> {
     let cap_err = |e: caps::errors::CapsError| Error::Refused(format!("capabilities: {e}"));
     // The bounding set needs CAP_SETPCAP to shrink: do it while root.
-    caps::clear(None, CapSet::Bounding).map_err(cap_err)?;
+    crate::harden::clear_bounding_set()?;
     nix::sys::prctl::set_keepcaps(true).context("prctl(PR_SET_KEEPCAPS)")?;
     setgroups(&[]).context("setgroups")?;
     setresgid(caller.gid, caller.gid, caller.gid).context("setresgid")?;
