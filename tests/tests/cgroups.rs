@@ -473,33 +473,27 @@ fn meta_file_has_the_cgroup_keys() {
 #[test]
 fn policy_can_turn_cgroups_off() {
     let t = require_root_exclusive!();
-    let packaged = std::fs::read_to_string(t.repo.join("packaging/policy")).expect("policy");
-    let policy: String = packaged
-        .lines()
-        .filter(|l| !l.starts_with("cgroup"))
-        .map(|l| format!("{l}\n"))
-        .collect::<String>()
-        + "cgroup = off\n";
-    t.set_policy(&policy);
+    t.set_policy(&policy_with(&t, "cgroup", "off"));
     let (out, j) = run_json(&t, &["--exec", "/bin/true"]);
     assert_json_verdict(&out, &j, "OK", 0);
     assert!(j["cgroup"].is_null(), "{j}");
     assert_eq!(j["memory_source"], "rusage", "{j}");
+    let j = memory_limit_by_samples(&t);
+    assert!(j["cgroup"].is_null(), "{j}");
+}
+
+/// 100 MiB held for a second under --rss 20000 without a memory cgroup:
+/// the supervisor's samples end it.
+fn memory_limit_by_samples(t: &safeexec_tests::Ctx) -> serde_json::Value {
+    let touch = t.fixture("touch_mem");
     let (out, j) = run_json(
-        &t,
+        t,
         &[
-            "--mem",
-            "1000000",
-            "--rss",
-            "20000",
-            "--exec",
-            &t.fixture("touch_mem"),
-            "100",
-            "1",
+            "--mem", "1000000", "--rss", "20000", "--exec", &touch, "100", "1",
         ],
     );
     assert_json_verdict(&out, &j, "Memory Limit Exceeded", 1);
-    assert!(j["cgroup"].is_null(), "{j}");
+    j
 }
 
 /// The caller owns nothing of the run's cgroups: while a run is alive, it
@@ -620,20 +614,7 @@ fn policy_with(t: &safeexec_tests::Ctx, key: &str, value: &str) -> String {
 fn past_max_memory_cgroups_a_run_gets_no_memory_cgroup() {
     let t = require_root_exclusive!();
     t.set_policy(&policy_with(&t, "max_memory_cgroups", "1"));
-    let (out, j) = run_json(
-        &t,
-        &[
-            "--mem",
-            "1000000",
-            "--rss",
-            "20000",
-            "--exec",
-            &t.fixture("touch_mem"),
-            "100",
-            "1",
-        ],
-    );
-    assert_json_verdict(&out, &j, "Memory Limit Exceeded", 1);
+    let j = memory_limit_by_samples(&t);
     assert!(j["cgroup"]["memory_peak_kib"].is_null(), "{j}");
     assert_eq!(j["cgroup"]["memory_limited"], false, "{j}");
     assert!(j["cgroup"]["cpu_ms"].as_f64().is_some(), "{j}");
