@@ -7,6 +7,7 @@
 //! controller down), as the project's machines do; elsewhere they fail,
 //! saying so, rather than pass without looking.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use safeexec_tests::{
@@ -524,6 +525,19 @@ fn the_caller_cannot_touch_a_live_runs_cgroups() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
     assert!(!mine.is_empty(), "the run's cgroups never appeared");
+    // Root's alone, group included (the helper runs with the caller's
+    // group ids), and writable by no one else.
+    for d in &mine {
+        for entry in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            assert_eq!(
+                (meta.uid(), meta.gid(), meta.mode() & 0o022),
+                (0, 0, 0),
+                "{} is not root's alone",
+                entry.path().display()
+            );
+        }
+    }
     let mut script = String::new();
     for d in &mine {
         let d = d.display();
@@ -702,4 +716,30 @@ fn cgroups_of_a_killed_run_are_swept_without_pinning_memory_cgroups() {
         after <= before + 2,
         "{before} memory cgroups before, {after} after"
     );
+}
+
+/// A caller's cgroup that disabled the OOM killer (a new cgroup inherits
+/// that) does not make a run at its --rss limit hang until the wall limit:
+/// the run's cgroup turns it back on.
+#[test]
+fn an_oom_killer_disabled_above_does_not_hang_the_run() {
+    let t = require_root_exclusive!();
+    let (out, j) = run_json(&t, &["--exec", "/bin/true"]);
+    assert_json_verdict(&out, &j, "OK", 0);
+    let memory = safeexec_dirs()
+        .into_iter()
+        .find(|d| d.join("memory.oom_control").exists())
+        .expect("a v1 memory hierarchy");
+    let control = memory.join("memory.oom_control");
+    std::fs::write(&control, "1").expect("disable the OOM killer above the runs");
+    let touch = t.fixture("touch_mem");
+    let (out, j) = run_json(
+        &t,
+        &[
+            "--clock", "5", "--mem", "1000000", "--rss", "20000", "--exec", &touch, "100", "0",
+        ],
+    );
+    let _ = std::fs::write(&control, "0");
+    assert_json_verdict(&out, &j, "Memory Limit Exceeded", 1);
+    assert!(j["wall_ms"].as_f64().is_some_and(|ms| ms < 4000.0), "{j}");
 }
