@@ -180,14 +180,17 @@ fn write_file(dir: &OwnedFd, file: &str, value: &str) -> nix::Result<()> {
     nix::unistd::write(&fd, value.as_bytes()).map(drop)
 }
 
-fn read_file(dir: &OwnedFd, file: &str) -> Option<String> {
-    let fd = openat(
+fn open_file(dir: &OwnedFd, file: &str) -> nix::Result<OwnedFd> {
+    openat(
         dir,
         file,
         OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
         Mode::empty(),
     )
-    .ok()?;
+}
+
+fn read_file(dir: &OwnedFd, file: &str) -> Option<String> {
+    let fd = open_file(dir, file).ok()?;
     let mut buf = [0u8; 4096];
     let n = nix::unistd::read(&fd, &mut buf).ok()?;
     String::from_utf8(buf[..n].to_vec()).ok()
@@ -442,18 +445,12 @@ impl RunCgroup {
         Ok(())
     }
 
-    /// A descriptor that gives the run's CPU time so far (`cpu_now`), for
-    /// the supervisor's look at the CPU limit.
+    /// A descriptor that gives the run's CPU time so far
+    /// (`CpuCounter::cpu_us`), for the supervisor's look at the CPU limit.
     pub fn cpu_counter(&self) -> Option<CpuCounter> {
         let node = &self.nodes[self.cpu?];
         let file = if node.v2 { "cpu.stat" } else { "cpuacct.usage" };
-        let fd = openat(
-            &node.dir,
-            file,
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
-            Mode::empty(),
-        )
-        .ok()?;
+        let fd = open_file(&node.dir, file).ok()?;
         Some(CpuCounter { fd, v2: node.v2 })
     }
 

@@ -111,14 +111,18 @@ fn pipe() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
 /// before init's set-up instead of beside it. So init leaves this CPU before
 /// it first runs (if the caller allows it another); it takes back the
 /// caller's CPUs before it forks the target (`sandbox::init_run`).
-fn place_elsewhere(init: Pid, mut cpus: CpuSet) {
-    let allowed = (0..CpuSet::count())
+/// How many CPUs a set holds.
+fn cpu_count(cpus: &CpuSet) -> usize {
+    (0..CpuSet::count())
         .filter(|&c| cpus.is_set(c).unwrap_or(false))
-        .count();
+        .count()
+}
+
+fn place_elsewhere(init: Pid, mut cpus: CpuSet) {
     let Ok(here) = nix::sched::sched_getcpu() else {
         return;
     };
-    if allowed > 1 && cpus.unset(here).is_ok() {
+    if cpu_count(&cpus) > 1 && cpus.unset(here).is_ok() {
         let _ = nix::sched::sched_setaffinity(init, &cpus);
     }
 }
@@ -205,6 +209,9 @@ fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
         uid,
         gid,
         limits,
+        // The caller's CPUs, which the run gets (not std's
+        // available_parallelism, which also reads cgroup files).
+        cpus: cpus.as_ref().map_or(1, cpu_count).max(1) as u64,
         cpu_counter: None,
         memory_limited: false,
     });

@@ -48,6 +48,8 @@ pub struct Run {
     pub uid: u32,
     pub gid: u32,
     pub limits: Limits,
+    /// How many CPUs the run may use at once (at least 1).
+    pub cpus: u64,
     /// The run's CPU time from its cgroup: one read instead of a walk of
     /// /proc, and exact for processes already reaped.
     pub cpu_counter: Option<CpuCounter>,
@@ -232,14 +234,7 @@ pub fn watch(run: &Run, ends: SupervisorEnds) -> Result<Outcome> {
         started.checked_add(Duration::from_millis(ms.saturating_add(l.grace_ms)) + STOP_GRACE)
     });
     let output_limit = l.output_bytes.unwrap_or(u64::MAX);
-    // The CPUs the run may use (not std's available_parallelism, which
-    // also reads cgroup files on every call).
-    let cpus = nix::sched::sched_getaffinity(Pid::from_raw(0)).map_or(1, |set| {
-        (0..nix::sched::CpuSet::count())
-            .filter(|&c| set.is_set(c).unwrap_or(false))
-            .count()
-            .max(1)
-    }) as u64;
+    let cpus = run.cpus;
     let sample_memory = l.rss_kib.is_some() && !run.memory_limited;
     let mut fired: Option<LimitKind> = None;
     let mut peak_sampled_kib = 0;
