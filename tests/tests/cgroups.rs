@@ -15,15 +15,33 @@ use safeexec_tests::{
     POLICY_UID_BASE,
 };
 
+/// The test runner's own cgroups (the caller's, for the runs it starts):
+/// (controllers, path without a trailing slash) per line of
+/// /proc/self/cgroup; controllers are empty for v2.
+fn own_cgroups() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").expect("read /proc/self/cgroup");
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let (_, names, path) = (parts.next()?, parts.next()?, parts.next()?);
+            Some((names.to_string(), path.trim_end_matches('/').to_string()))
+        })
+        .collect()
+}
+
+/// The test runner's v1 cgroups of the controllers the helper uses.
+fn own_v1_cgroups() -> Vec<(String, String)> {
+    own_cgroups()
+        .into_iter()
+        .filter(|(names, _)| ["memory", "pids", "cpuacct"].contains(&names.as_str()))
+        .collect()
+}
+
 /// The directories where the helper makes run cgroups for a caller in the
 /// test runner's own cgroups: `<mount><path>/safeexec` per hierarchy.
 fn safeexec_dirs() -> Vec<PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/cgroup").expect("read /proc/self/cgroup");
     let mut dirs = Vec::new();
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, names, path) = (parts.next(), parts.next().unwrap_or(""), parts.next());
-        let Some(path) = path else { continue };
+    for (names, path) in own_cgroups() {
         let mounts = if names.is_empty() {
             vec![
                 "/sys/fs/cgroup".to_string(),
@@ -33,7 +51,7 @@ fn safeexec_dirs() -> Vec<PathBuf> {
             vec![format!("/sys/fs/cgroup/{names}")]
         };
         for m in mounts {
-            let dir = PathBuf::from(format!("{m}{}/safeexec", path.trim_end_matches('/')));
+            let dir = PathBuf::from(format!("{m}{path}/safeexec"));
             if dir.is_dir() {
                 dirs.push(dir);
             }
@@ -226,17 +244,9 @@ for line in open('/proc/self/cgroup'):
     assert!(text.contains("listing []\n"), "{text}");
     assert!(!text.contains("MADE"), "{text}");
     let uid = uid_of(&j);
-    let own = std::fs::read_to_string("/proc/self/cgroup").expect("read /proc/self/cgroup");
     let mut checked = 0;
-    for line in own.lines() {
-        let mut p = line.splitn(3, ':');
-        let (Some(_), Some(names), Some(path)) = (p.next(), p.next(), p.next()) else {
-            continue;
-        };
-        if !["memory", "pids", "cpuacct"].contains(&names) {
-            continue;
-        }
-        let want = format!("{}/safeexec/{uid}", path.trim_end_matches('/'));
+    for (names, path) in own_v1_cgroups() {
+        let want = format!("{path}/safeexec/{uid}");
         assert!(
             text.lines()
                 .any(|l| l.starts_with("in ") && l.ends_with(&format!(":{names}:{want}"))),
@@ -255,16 +265,8 @@ for line in open('/proc/self/cgroup'):
 #[test]
 fn a_world_writable_cgroup_elsewhere_is_out_of_the_targets_reach() {
     let t = require_root!();
-    let own = std::fs::read_to_string("/proc/self/cgroup").expect("read /proc/self/cgroup");
     let mut made = Vec::new();
-    for line in own.lines() {
-        let mut p = line.splitn(3, ':');
-        let (Some(_), Some(names), Some(_)) = (p.next(), p.next(), p.next()) else {
-            continue;
-        };
-        if !["memory", "pids", "cpuacct"].contains(&names) {
-            continue;
-        }
+    for (names, _) in own_v1_cgroups() {
         let dir = PathBuf::from(format!(
             "/sys/fs/cgroup/{names}/safeexec-test-open-{}",
             std::process::id()
@@ -317,13 +319,9 @@ fn a_world_writable_cgroup_elsewhere_is_out_of_the_targets_reach() {
 #[test]
 fn an_oom_kill_for_a_parents_limit_is_not_the_runs_memory_limit() {
     let t = require_root!();
-    let own = std::fs::read_to_string("/proc/self/cgroup").expect("read /proc/self/cgroup");
-    let path = own
-        .lines()
-        .find_map(|l| {
-            l.split_once(":memory:")
-                .map(|(_, p)| p.trim_end_matches('/').to_string())
-        })
+    let path = own_cgroups()
+        .into_iter()
+        .find_map(|(names, path)| (names == "memory").then_some(path))
         .expect("the test runner is in a v1 memory cgroup");
     let parent = PathBuf::from(format!(
         "/sys/fs/cgroup/memory{path}/safeexec-test-tight-{}",
