@@ -8,12 +8,15 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod limits;
 pub mod wire;
+
+pub use limits::{Limit, LimitSpec, Limits};
 
 /// Bumped whenever `Request` or `Reply` change shape, so that a frontend and a
 /// helper from different builds fail with a clear message instead of decoding
 /// garbage.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Descriptor on which the helper reads the request frame.
 pub const REQUEST_FD: i32 = 3;
@@ -48,73 +51,62 @@ pub struct Request {
     pub host_tmp: bool,
 }
 
-/// Limits of a run. `None` means "no limit of this kind" (the policy may
-/// refuse that). Units are in the names.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// CPU time (user + system) of the whole run.
-    pub cpu_ms: Option<u64>,
-    /// Wall clock from the start of the target.
-    pub wall_ms: Option<u64>,
-    /// Extra time granted past the CPU and wall limits before the run is
-    /// killed, so that a program just over its limit reports its real time.
-    pub grace_ms: u64,
-    /// Address space of each process (RLIMIT_AS and RLIMIT_DATA).
-    pub mem_kib: Option<u64>,
-    /// Resident memory of the whole run, enforced by the supervisor.
-    pub rss_kib: Option<u64>,
-    pub stack_kib: Option<u64>,
-    pub core_kib: u64,
-    /// Largest file the target may write (RLIMIT_FSIZE); 0 forbids writing
-    /// to regular files at all.
-    pub fsize_kib: Option<u64>,
-    /// Processes the target may create besides itself (RLIMIT_NPROC - 1).
-    pub nproc: u64,
-    /// Open files per process (RLIMIT_NOFILE).
-    pub nfile: u64,
-    /// Bytes the target may write to its stdout and stderr together.
-    pub output_bytes: Option<u64>,
-}
-
 /// What the helper answers: exactly one per request. Sent once per run, so
 /// the size difference of the variants costs nothing worth a Box.
 #[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
     /// The target ran (or execve failed inside the sandbox).
-    Finished(Outcome),
+    Finished(Facts),
     /// The run was refused or could not be set up; one line for the user.
     Failed(String),
 }
 
-/// How the target ended and what it used.
+/// What the helper saw of a run: raw facts, from the kernel where it could.
+/// The verdict and the reported figures are the frontend's work
+/// (`frontend/src/verdict.rs`); the helper judges nothing.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    pub end: End,
-    /// The limit that ended the run, if one did.
-    pub limit: Option<LimitKind>,
-    /// Set when execve itself failed: the reason, as strerror words.
-    pub exec_error: Option<String>,
+pub struct Facts {
+    /// How the target ended, as init reaped it; `None` when init was killed
+    /// before it could say (the supervisor's backstop).
+    pub end: Option<End>,
+    /// Init ended the run at its wall-clock deadline (limit + grace).
+    pub deadline_passed: bool,
+    /// Why the supervisor stopped the run, if it did.
+    pub stopped: Option<Stop>,
+    /// execve's errno inside the sandbox, when it failed.
+    pub exec_errno: Option<i32>,
+    /// From the target's exec to its end (init's clock), or the supervisor's
+    /// clock when init was killed.
     pub wall_us: u64,
+    /// CPU time of every process of the run: init's rusage of its reaped
+    /// children, or only the supervisor's samples (`cpu_sampled`).
     pub user_us: u64,
     pub sys_us: u64,
-    /// Peak resident memory: the largest resident set of one of its
-    /// processes, or of all of them together when /proc samples saw more.
-    /// The cgroup's peak of the whole run is in `cgroup`.
-    pub peak_kib: u64,
-    pub memory_source: Source,
-    /// Largest resident set of any one process of the run (wait4 rusage).
+    pub cpu_sampled: bool,
+    /// Largest resident set of any one process of the run (rusage).
     pub maxrss_kib: u64,
-    pub cpu_source: Source,
-    /// Bytes the target wrote to stdout and stderr, when they were counted
-    /// (only with an output limit).
-    pub output_bytes: Option<u64>,
+    /// Largest resident memory of all the run's processes together that the
+    /// supervisor's samples saw (0 when it did not sample).
+    pub sampled_peak_kib: u64,
     pub uid: u32,
     pub gid: u32,
     /// The limits in force during the run.
     pub limits: Limits,
     /// The run's cgroup counters, where it had cgroups.
     pub cgroup: Option<CgroupCounters>,
+}
+
+/// Why the supervisor stopped a run.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The whole run's CPU time reached limit + grace.
+    Cpu,
+    /// The sampled memory of the run passed its limit (no memory cgroup).
+    Memory,
+    /// The caller asked: the frontend sends SIGUSR1 to the helper when the
+    /// output it relays passes its limit.
+    ByCaller,
 }
 
 /// Counters of the run's own cgroups, read once every process of the run
@@ -147,47 +139,4 @@ pub struct CgroupCounters {
 pub enum End {
     Exited(i32),
     Signaled(i32),
-}
-
-/// Which limit ended a run.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LimitKind {
-    Cpu,
-    Wall,
-    Memory,
-    FileSize,
-    Output,
-}
-
-/// Where a figure came from.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// wait4() rusage at the end of the run (kernel-exact, whole run).
-    Rusage,
-    /// /proc samples during the run.
-    Proc,
-    /// cgroup counters.
-    Cgroup,
-}
-
-impl Source {
-    pub fn name(self) -> &'static str {
-        match self {
-            Source::Rusage => "rusage",
-            Source::Proc => "proc",
-            Source::Cgroup => "cgroup",
-        }
-    }
-}
-
-impl LimitKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            LimitKind::Cpu => "cpu",
-            LimitKind::Wall => "wall",
-            LimitKind::Memory => "memory",
-            LimitKind::FileSize => "fsize",
-            LimitKind::Output => "output",
-        }
-    }
 }

@@ -195,25 +195,28 @@ pub fn read_reply(r: &mut impl Read) -> Result<Reply, WireError> {
     decode(&read_frame(r, MAX_REPLY_BYTES, false)?)
 }
 
+/// Encodes one of the helper's internal messages (between its supervisor
+/// and the run's side) as a frame of at most [`MAX_REPLY_BYTES`].
+pub fn encode_message<T: Serialize>(message: &T) -> Result<Vec<u8>, WireError> {
+    encode(message, MAX_REPLY_BYTES)
+}
+
+/// Decodes one whole internal message frame, with the bounds of a reply.
+pub fn decode_message<T: DeserializeOwned>(mut frame: &[u8]) -> Result<T, WireError> {
+    decode(&read_frame(&mut frame, MAX_REPLY_BYTES, true)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{CgroupCounters, End, Limits, Outcome, Source};
+    use crate::{CgroupCounters, End, Facts, Limit, Limits, Stop};
 
     fn limits() -> Limits {
-        Limits {
-            cpu_ms: Some(10_000),
-            wall_ms: Some(60_000),
-            grace_ms: 0,
-            mem_kib: Some(32768),
-            rss_kib: None,
-            stack_kib: Some(8192),
-            core_kib: 0,
-            fsize_kib: Some(0),
-            nproc: 0,
-            nfile: 512,
-            output_bytes: None,
-        }
+        Limits::default()
+            .with(Limit::Cpu, Some(10_000))
+            .with(Limit::Wall, Some(60_000))
+            .with(Limit::Mem, Some(32768))
+            .with(Limit::Nfile, Some(512))
     }
 
     fn request() -> Request {
@@ -238,18 +241,17 @@ mod tests {
 
     #[test]
     fn reply_round_trips() {
-        let reply = Reply::Finished(Outcome {
-            end: End::Signaled(9),
-            limit: None,
-            exec_error: None,
+        let reply = Reply::Finished(Facts {
+            end: Some(End::Signaled(9)),
+            deadline_passed: false,
+            stopped: Some(Stop::ByCaller),
+            exec_errno: None,
             wall_us: 1,
             user_us: 2,
             sys_us: 3,
-            peak_kib: 4,
-            memory_source: Source::Rusage,
+            cpu_sampled: true,
             maxrss_kib: 4,
-            cpu_source: Source::Proc,
-            output_bytes: Some(5),
+            sampled_peak_kib: 5,
             uid: 6,
             gid: 7,
             limits: limits(),
