@@ -20,20 +20,18 @@
 //! mount points and the cgroup paths the kernel gives in /proc/self/cgroup,
 //! and each directory opened is checked to be on a cgroup file system.
 
-use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 
 use nix::fcntl::{openat, OFlag};
 use nix::sys::signal::kill;
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use nix::sys::stat::{fstat, mkdirat, Mode};
 use nix::sys::statfs::{fstatfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC};
 use nix::unistd::{unlinkat, Pid, UnlinkatFlags};
-use shared::{CgroupCounters, Limits};
+use shared::{CgroupCounters, Limit, Limits};
 
+use crate::channel::CgroupLayout;
 use crate::error::{Error, Result};
-use crate::sys;
 
 const TOO_MANY: &str =
     "too many memory cgroups on this machine (removed ones still held by their page cache)";
@@ -51,9 +49,6 @@ fn memory_cgroups() -> u64 {
         })
         .unwrap_or(0)
 }
-
-/// First byte of the supervisor's message to init.
-const MESSAGE_TAG: u8 = b'c';
 
 /// At most one directory per hierarchy: memory, pids, cpuacct and v2.
 const MAX_NODES: usize = 4;
@@ -154,11 +149,7 @@ fn is_fs(path: &str, v2: bool) -> bool {
 }
 
 fn fs_is_cgroup(dir: &OwnedFd, v2: bool) -> bool {
-    let want = if v2 {
-        CGROUP2_SUPER_MAGIC
-    } else {
-        CGROUP_SUPER_MAGIC
-    };
+    let want = if v2 { CGROUP2_SUPER_MAGIC } else { CGROUP_SUPER_MAGIC };
     fstatfs(dir).is_ok_and(|s| s.filesystem_type() == want)
 }
 
@@ -171,22 +162,13 @@ fn open_dir(at: Option<&OwnedFd>, path: &str) -> nix::Result<OwnedFd> {
 }
 
 fn write_file(dir: &OwnedFd, file: &str, value: &str) -> nix::Result<()> {
-    let fd = openat(
-        dir,
-        file,
-        OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
-        Mode::empty(),
-    )?;
+    let fd =
+        openat(dir, file, OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())?;
     nix::unistd::write(&fd, value.as_bytes()).map(drop)
 }
 
 fn open_file(dir: &OwnedFd, file: &str) -> nix::Result<OwnedFd> {
-    openat(
-        dir,
-        file,
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
-        Mode::empty(),
-    )
+    openat(dir, file, OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())
 }
 
 fn read_file(dir: &OwnedFd, file: &str) -> Option<String> {
@@ -198,8 +180,7 @@ fn read_file(dir: &OwnedFd, file: &str) -> Option<String> {
 
 /// `key value` lines (memory.events, cpu.stat, memory.oom_control).
 fn keyed(text: &str, key: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+    text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 impl RunCgroup {
@@ -224,72 +205,18 @@ impl RunCgroup {
         if rule == CgroupRule::Off {
             return Ok(None);
         }
-        // The helper's group ids are the caller's: without this the
-        // directories and their files would be the caller's group's
-        // (read-only for it, but they must be root's alone). The drop to
-        // the caller's ids sets the file-system gid back.
-        nix::unistd::setfsgid(nix::unistd::Gid::from_raw(0));
-        let mut cg = RunCgroup {
-            nodes: Vec::new(),
-            memory: None,
-            pids: None,
-            cpu: None,
-        };
+        let mut cg = RunCgroup { nodes: Vec::new(), memory: None, pids: None, cpu: None };
         let mut first_error = None;
         let too_many = memory_cgroups() >= max_memory;
         for h in hierarchies() {
-            let covered = cg.memory.is_some() && cg.pids.is_some() && cg.cpu.is_some();
-            if h.v2 && covered {
-                continue;
-            }
-            if too_many && !h.v2 && h.controllers.iter().any(|c| c == "memory") {
-                first_error.get_or_insert(err("memory", TOO_MANY));
-                continue;
-            }
-            match make_node(&h, uid, too_many) {
-                Ok((node, v2_controllers)) => {
-                    let i = cg.nodes.len();
-                    let has = |c: &str| {
-                        if h.v2 {
-                            v2_controllers.iter().any(|x| x == c)
-                        } else {
-                            h.controllers.iter().any(|x| x == c)
-                        }
-                    };
-                    let mut used = false;
-                    if cg.memory.is_none() && has("memory") {
-                        cg.memory = Some(i);
-                        used = true;
-                    }
-                    if cg.pids.is_none() && has("pids") {
-                        cg.pids = Some(i);
-                        used = true;
-                    }
-                    // v2 counts CPU in every cgroup; v1 needs cpuacct.
-                    if cg.cpu.is_none() && (h.v2 || has("cpuacct")) {
-                        cg.cpu = Some(i);
-                        used = true;
-                    }
-                    cg.nodes.push(node);
-                    if !used {
-                        // Nothing new here (a second v2 mount): not joined.
-                        if let Some(node) = cg.nodes.pop() {
-                            remove_node(&node);
-                        }
-                    }
-                }
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
+            if let Err(e) = cg.add(&h, uid, too_many) {
+                first_error.get_or_insert(e);
             }
         }
         if rule == CgroupRule::Required && (cg.memory.is_none() || cg.cpu.is_none()) {
             cg.remove();
             return Err(first_error.unwrap_or_else(|| {
-                Error::Setup(
-                    "cgroup: no memory and CPU controllers to use (policy: cgroup = required)"
-                        .into(),
-                )
+                err("no memory and CPU controllers to use", "policy: cgroup = required")
             }));
         }
         if let Err(e) = cg.set_limits(limits) {
@@ -299,10 +226,45 @@ impl RunCgroup {
         Ok(if cg.nodes.is_empty() { None } else { Some(cg) })
     }
 
+    /// Makes the run's directory in one hierarchy, if it brings a
+    /// controller the run has none of yet.
+    fn add(&mut self, h: &Hierarchy, uid: u32, too_many: bool) -> Result<()> {
+        let covered = self.memory.is_some() && self.pids.is_some() && self.cpu.is_some();
+        if h.v2 && covered {
+            return Ok(());
+        }
+        if too_many && !h.v2 && h.controllers.iter().any(|c| c == "memory") {
+            return Err(err("memory", TOO_MANY));
+        }
+        let (node, v2_controllers) = make_node(h, uid, too_many)?;
+        let names = if h.v2 { &v2_controllers } else { &h.controllers };
+        let has = |c: &str| names.iter().any(|x| x == c);
+        let i = Some(self.nodes.len());
+        let mut used = false;
+        for (slot, here) in [
+            (&mut self.memory, has("memory")),
+            (&mut self.pids, has("pids")),
+            // v2 counts CPU in every cgroup; v1 needs cpuacct.
+            (&mut self.cpu, h.v2 || has("cpuacct")),
+        ] {
+            if slot.is_none() && here {
+                *slot = i;
+                used = true;
+            }
+        }
+        if used {
+            self.nodes.push(node);
+        } else {
+            // Nothing new here (a second v2 mount): not joined.
+            remove_node(&node);
+        }
+        Ok(())
+    }
+
     /// The memory limit (with swap, so that swapping does not lift it) and
     /// the process limit, written while the cgroups are still empty.
     fn set_limits(&self, limits: &Limits) -> Result<()> {
-        if let (Some(kib), Some(i)) = (limits.rss_kib, self.memory) {
+        if let (Some(kib), Some(i)) = (limits.get(Limit::Rss), self.memory) {
             let node = &self.nodes[i];
             // Past what the kernel counts in pages: no limit.
             let bytes = match kib.checked_mul(1024).filter(|&b| b < 1 << 62) {
@@ -328,7 +290,7 @@ impl RunCgroup {
         if let Some(i) = self.pids {
             // The target and `nproc` more, as RLIMIT_NPROC; more than the
             // kernel's largest pid count is no limit.
-            let max = match limits.nproc.saturating_add(1) {
+            let max = match limits.get(Limit::Nproc).map_or(u64::MAX, |n| n.saturating_add(1)) {
                 n if n > 1 << 22 => "max".to_string(),
                 n => n.to_string(),
             };
@@ -337,92 +299,41 @@ impl RunCgroup {
         Ok(())
     }
 
-    /// Hands the run's cgroups (or word that there are none) to init over
-    /// `sock`: which directory is memory, pids and CPU, v1 or v2, and their
-    /// descriptors. On failure the cgroups are removed.
-    pub fn send(cgroup: Option<&RunCgroup>, sock: &OwnedFd) -> Result<()> {
-        let mut bytes = vec![MESSAGE_TAG];
-        let mut fds = Vec::new();
-        if let Some(cg) = cgroup {
-            let index = |i: Option<usize>| i.map_or(u8::MAX, |i| i as u8);
-            bytes.extend([index(cg.memory), index(cg.pids), index(cg.cpu)]);
-            for node in &cg.nodes {
-                bytes.push(u8::from(node.v2));
-                fds.push(node.parent.as_raw_fd());
-                fds.push(node.dir.as_raw_fd());
-            }
-        }
-        let rights = [ControlMessage::ScmRights(&fds)];
-        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
-        let sent = sendmsg::<()>(
-            sock.as_raw_fd(),
-            &[IoSlice::new(&bytes)],
-            cmsgs,
-            MsgFlags::empty(),
-            None,
-        );
-        if let Err(e) = sent {
-            if let Some(cg) = cgroup {
-                cg.remove();
-            }
-            return Err(err("cannot hand the cgroups to init", e));
-        }
-        Ok(())
+    /// Which descriptor is which, and the descriptors, for init
+    /// (`channel::ToRun::Cgroups`).
+    pub fn layout(&self) -> (CgroupLayout, Vec<RawFd>) {
+        let layout = CgroupLayout {
+            v2: self.nodes.iter().map(|n| n.v2).collect(),
+            memory: self.memory,
+            pids: self.pids,
+            cpu: self.cpu,
+        };
+        let fds =
+            self.nodes.iter().flat_map(|n| [n.parent.as_raw_fd(), n.dir.as_raw_fd()]).collect();
+        (layout, fds)
     }
 
-    /// Init's side of `send`. End of file means the supervisor is gone.
-    pub fn receive(sock: &OwnedFd, uid: u32) -> Result<Option<RunCgroup>> {
-        let mut buf = [0u8; 64];
-        let mut space = nix::cmsg_space!([RawFd; 2 * MAX_NODES]);
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(space.as_mut_slice()),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )
-        .map_err(|e| err("cannot receive the cgroups", e))?;
-        let n = msg.bytes;
-        let mut raw = Vec::new();
-        for c in msg
-            .cmsgs()
-            .map_err(|e| err("cannot receive the cgroups", e))?
+    /// Init's side of `layout`: checks that the message and the descriptors
+    /// agree.
+    pub fn from_layout(layout: CgroupLayout, fds: Vec<OwnedFd>, uid: u32) -> Result<RunCgroup> {
+        let n = layout.v2.len();
+        let fits = |i: Option<usize>| i.is_none_or(|i| i < n);
+        if n > MAX_NODES
+            || fds.len() != 2 * n
+            || ![layout.memory, layout.pids, layout.cpu].into_iter().all(fits)
         {
-            if let ControlMessageOwned::ScmRights(fds) = c {
-                raw.extend(fds);
+            return Err(Error::Internal(
+                "the cgroups' message does not fit its descriptors".into(),
+            ));
+        }
+        let mut fds = fds.into_iter();
+        let mut nodes = Vec::new();
+        for v2 in layout.v2 {
+            if let (Some(parent), Some(dir)) = (fds.next(), fds.next()) {
+                nodes.push(Node { v2, parent, name: uid.to_string(), dir });
             }
         }
-        let mut fds = sys::own_received_fds(raw).into_iter();
-        let bytes = &buf[..n];
-        match bytes {
-            [] => return Err(Error::Setup("the supervisor went away".into())),
-            [MESSAGE_TAG] => return Ok(None),
-            [MESSAGE_TAG, _, _, _, ..] => {}
-            _ => return Err(err("cannot receive the cgroups", "bad message")),
-        }
-        let kinds = &bytes[4..];
-        if fds.len() != 2 * kinds.len() || kinds.len() > MAX_NODES {
-            return Err(err("cannot receive the cgroups", "bad message"));
-        }
-        let mut nodes = Vec::new();
-        for &v2 in kinds {
-            let (Some(parent), Some(dir)) = (fds.next(), fds.next()) else {
-                return Err(err("cannot receive the cgroups", "bad message"));
-            };
-            nodes.push(Node {
-                v2: v2 != 0,
-                parent,
-                name: uid.to_string(),
-                dir,
-            });
-        }
-        let index = |b: u8| (usize::from(b) < nodes.len()).then_some(usize::from(b));
-        Ok(Some(RunCgroup {
-            memory: index(bytes[1]),
-            pids: index(bytes[2]),
-            cpu: index(bytes[3]),
-            nodes,
-        }))
+        Ok(RunCgroup { nodes, memory: layout.memory, pids: layout.pids, cpu: layout.cpu })
     }
 
     /// Whether the kernel enforces the resident memory limit.
@@ -459,14 +370,12 @@ impl RunCgroup {
     pub fn counters(&self, limits: &Limits) -> CgroupCounters {
         let version_of = |i: Option<usize>| i.map(|i| if self.nodes[i].v2 { 2 } else { 1 });
         let mut c = CgroupCounters {
-            version: version_of(self.memory)
-                .or(version_of(self.cpu))
-                .unwrap_or(1),
+            version: version_of(self.memory).or(version_of(self.cpu)).unwrap_or(1),
             memory_peak_kib: None,
             cpu_us: None,
             pids_peak: None,
             oom_kills: 0,
-            memory_limited: limits.rss_kib.is_some() && self.memory.is_some(),
+            memory_limited: limits.get(Limit::Rss).is_some() && self.memory.is_some(),
             memory_limit_hit: false,
         };
         if let Some(i) = self.memory {
@@ -487,7 +396,7 @@ impl RunCgroup {
                 // v1 has no count of this cgroup's own limit being reached
                 // (failcnt stays 0 on this kernel): the peak tells, within
                 // one charge (a huge page, 2 MiB) of the limit.
-                c.memory_limit_hit = match (c.memory_peak_kib, limits.rss_kib) {
+                c.memory_limit_hit = match (c.memory_peak_kib, limits.get(Limit::Rss)) {
                     (Some(peak), Some(max)) => peak.saturating_add(2048) >= max,
                     _ => false,
                 };
@@ -525,19 +434,12 @@ impl RunCgroup {
 /// leave the cgroup when the run's mounts go, with init.
 fn release_memory(dir: &OwnedFd, v2: bool) {
     let stat = read_file(dir, "memory.stat").unwrap_or_default();
-    let (file, reclaim) = if v2 {
-        ("file", "memory.reclaim")
-    } else {
-        ("cache", "memory.force_empty")
-    };
+    let (file, reclaim) =
+        if v2 { ("file", "memory.reclaim") } else { ("cache", "memory.force_empty") };
     let cached = keyed(&stat, file).unwrap_or(0);
     let cached = cached.saturating_sub(keyed(&stat, "shmem").unwrap_or(0));
     if cached > 0 {
-        let amount = if v2 {
-            cached.to_string()
-        } else {
-            "0".to_string()
-        };
+        let amount = if v2 { cached.to_string() } else { "0".to_string() };
         let _ = write_file(dir, reclaim, &amount);
     }
 }
@@ -569,6 +471,35 @@ impl CpuCounter {
 /// Makes `safeexec/<uid>` in one hierarchy; returns it with the
 /// controllers it has (v2).
 fn make_node(h: &Hierarchy, uid: u32, too_many: bool) -> Result<(Node, Vec<String>)> {
+    let parent = safeexec_dir(h)?;
+    let controllers = if h.v2 { hand_down(&parent, too_many)? } else { Vec::new() };
+    let name = uid.to_string();
+    let mode = Mode::from_bits_truncate(0o755);
+    match mkdirat(&parent, name.as_str(), mode) {
+        Err(nix::errno::Errno::EEXIST) => {
+            // Left by an earlier run of this uid, which is over (the uid is
+            // ours now): it must be empty.
+            unlinkat(&parent, name.as_str(), UnlinkatFlags::RemoveDir)
+                .map_err(|e| err("cannot remove a stale cgroup", e))?;
+            mkdirat(&parent, name.as_str(), mode)
+        }
+        other => other,
+    }
+    .map_err(|e| err("cannot make the run's cgroup", e))?;
+    let dir = match open_dir(Some(&parent), &name) {
+        Ok(dir) => dir,
+        Err(e) => {
+            let _ = unlinkat(&parent, name.as_str(), UnlinkatFlags::RemoveDir);
+            return Err(err("the run's cgroup", e));
+        }
+    };
+    let node = Node { v2: h.v2, parent, name, dir };
+    Ok((node, controllers))
+}
+
+/// The root-owned `safeexec` directory below the helper's own cgroup in
+/// one hierarchy, made if missing.
+fn safeexec_dir(h: &Hierarchy) -> Result<OwnedFd> {
     let mount = open_dir(None, &h.mount).map_err(|e| err(&h.mount, e))?;
     if !fs_is_cgroup(&mount, h.v2) {
         return Err(err(&h.mount, "not a cgroup file system"));
@@ -595,65 +526,33 @@ fn make_node(h: &Hierarchy, uid: u32, too_many: bool) -> Result<(Node, Vec<Strin
     let parent = open_dir(Some(&own_dir), "safeexec").map_err(|e| err("safeexec", e))?;
     let st = fstat(&parent).map_err(|e| err("safeexec", e))?;
     if !fs_is_cgroup(&parent, h.v2) || st.st_uid != 0 || st.st_mode & 0o022 != 0 {
-        return Err(err(
-            "safeexec",
-            "the directory must be root's and writable by nobody else",
-        ));
+        return Err(err("safeexec", "the directory must be root's and writable by nobody else"));
     }
+    Ok(parent)
+}
+
+/// v2: hands the memory and pids controllers the parent offers down to
+/// the run's cgroup (only where the parent has no process of its own, such
+/// as the root cgroup); returns those it has.
+fn hand_down(parent: &OwnedFd, too_many: bool) -> Result<Vec<String>> {
+    let offered = read_file(parent, "cgroup.controllers").unwrap_or_default();
+    let enabled = read_file(parent, "cgroup.subtree_control").unwrap_or_default();
+    if too_many && enabled.split_whitespace().any(|c| c == "memory") {
+        // Every cgroup made here would be a memory cgroup.
+        return Err(err("memory", TOO_MANY));
+    }
+    let wanted: &[&str] = if too_many { &["pids"] } else { &["memory", "pids"] };
     let mut controllers = Vec::new();
-    if h.v2 {
-        // Hand down what the parent offers (only where it has no process
-        // of its own, such as the root cgroup).
-        let offered = read_file(&parent, "cgroup.controllers").unwrap_or_default();
-        let enabled = read_file(&parent, "cgroup.subtree_control").unwrap_or_default();
-        if too_many && enabled.split_whitespace().any(|c| c == "memory") {
-            // Every cgroup made here would be a memory cgroup.
-            return Err(err("memory", TOO_MANY));
-        }
-        let wanted: &[&str] = if too_many {
-            &["pids"]
-        } else {
-            &["memory", "pids"]
-        };
-        for &c in wanted {
-            if offered.split_whitespace().any(|o| o == c) {
-                let on = read_file(&parent, "cgroup.subtree_control")
-                    .is_some_and(|t| t.split_whitespace().any(|o| o == c));
-                if on || write_file(&parent, "cgroup.subtree_control", &format!("+{c}")).is_ok() {
-                    controllers.push(c.to_string());
-                }
+    for &c in wanted {
+        if offered.split_whitespace().any(|o| o == c) {
+            let on = read_file(parent, "cgroup.subtree_control")
+                .is_some_and(|t| t.split_whitespace().any(|o| o == c));
+            if on || write_file(parent, "cgroup.subtree_control", &format!("+{c}")).is_ok() {
+                controllers.push(c.to_string());
             }
         }
     }
-    let name = uid.to_string();
-    let mode = Mode::from_bits_truncate(0o755);
-    match mkdirat(&parent, name.as_str(), mode) {
-        Err(nix::errno::Errno::EEXIST) => {
-            // Left by an earlier run of this uid, which is over (the uid is
-            // ours now): it must be empty.
-            unlinkat(&parent, name.as_str(), UnlinkatFlags::RemoveDir)
-                .map_err(|e| err("cannot remove a stale cgroup", e))?;
-            mkdirat(&parent, name.as_str(), mode)
-        }
-        other => other,
-    }
-    .map_err(|e| err("cannot make the run's cgroup", e))?;
-    let dir = match open_dir(Some(&parent), &name) {
-        Ok(dir) => dir,
-        Err(e) => {
-            let _ = unlinkat(&parent, name.as_str(), UnlinkatFlags::RemoveDir);
-            return Err(err("the run's cgroup", e));
-        }
-    };
-    Ok((
-        Node {
-            v2: h.v2,
-            parent,
-            name,
-            dir,
-        },
-        controllers,
-    ))
+    Ok(controllers)
 }
 
 /// Whether `cgroup.procs` of `dir` and of every cgroup above it is root's
@@ -703,17 +602,10 @@ fn sweep(h: &Hierarchy, uid_base: u32) {
         return;
     };
     for entry in entries.flatten() {
-        let Some(uid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
+        let Some(uid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
-        let Some(pid) = uid
-            .checked_sub(uid_base)
-            .and_then(|p| i32::try_from(p).ok())
-        else {
+        let Some(pid) = uid.checked_sub(uid_base).and_then(|p| i32::try_from(p).ok()) else {
             continue;
         };
         let is_dir = entry.metadata().is_ok_and(|m| m.is_dir() && m.uid() == 0);

@@ -1,21 +1,26 @@
-//! The helper's one error type: every failure becomes one line for the user
-//! and a non-zero exit, before any privilege is half-dropped.
+//! The helper's one error type. Every failure becomes one line for the user
+//! and a non-zero exit, before any privilege is half-dropped (invariant 8).
+//! The kinds tell the reader who can act: the caller (refused), the admin
+//! (policy), the machine (failed), or us (internal).
 
 use std::fmt;
 use std::io;
 
 #[derive(Debug)]
 pub enum Error {
-    /// A step of the helper itself failed (what, and the system's reason).
-    Sys(&'static str, io::Error),
-    /// The channel to the frontend.
-    Wire(shared::wire::WireError),
+    /// The request, or what the caller arranged around the helper, is not
+    /// allowed.
+    Refused(String),
     /// The policy file is unusable.
     Policy(String),
-    /// The request asks for something the policy does not allow, or is malformed.
-    Refused(String),
-    /// The run could not be set up (reported by the run's side, already worded).
+    /// A step of the helper failed (what, and the system's reason).
+    Failed(&'static str, io::Error),
+    /// The run could not be set up (worded by the run's side).
     Setup(String),
+    /// What should never happen: a bug, or the kernel not doing what it said.
+    Internal(String),
+    /// The channel to the frontend.
+    Wire(shared::wire::WireError),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -23,11 +28,12 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Sys(what, e) => write!(f, "{what}: {e}"),
-            Error::Wire(e) => write!(f, "request: {e}"),
-            Error::Policy(msg) => write!(f, "policy: {msg}"),
             Error::Refused(msg) => write!(f, "refused: {msg}"),
+            Error::Policy(msg) => write!(f, "policy: {msg}"),
+            Error::Failed(what, e) => write!(f, "{what}: {e}"),
             Error::Setup(msg) => write!(f, "{msg}"),
+            Error::Internal(msg) => write!(f, "internal error: {msg}"),
+            Error::Wire(e) => write!(f, "request: {e}"),
         }
     }
 }
@@ -45,6 +51,6 @@ pub trait Context<T> {
 
 impl<T, E: Into<io::Error>> Context<T> for std::result::Result<T, E> {
     fn context(self, what: &'static str) -> Result<T> {
-        self.map_err(|e| Error::Sys(what, e.into()))
+        self.map_err(|e| Error::Failed(what, e.into()))
     }
 }

@@ -70,11 +70,7 @@ pub fn before_reading() -> Result<Caller> {
             "safeexec-helper must be installed setuid root (mode 4754, owner root)".into(),
         ));
     }
-    Ok(Caller {
-        uid: uids.real,
-        gid: gids.real,
-        parent: getppid(),
-    })
+    Ok(Caller { uid: uids.real, gid: gids.real, parent: getppid() })
 }
 
 /// Sets one limit of the helper. Raising a hard limit needs
@@ -102,7 +98,7 @@ fn ensure_stdio_open() -> Result<()> {
                 .context("cannot open /dev/null")?;
             // Lowest free number: since 0..fd are open, this lands on fd.
             if null.as_raw_fd() != fd {
-                return Err(Error::Refused(format!("cannot reopen descriptor {fd}")));
+                return Err(Error::Internal(format!("cannot reopen descriptor {fd}")));
             }
             let _ = null.into_raw_fd();
         }
@@ -121,33 +117,11 @@ pub fn channel_fds() -> Result<(std::fs::File, std::fs::File)> {
         })?;
         let st = fstat(&owned).context("fstat of a channel descriptor")?;
         if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFIFO {
-            return Err(Error::Refused(format!(
-                "descriptor {fd} ({name}) is not a pipe"
-            )));
+            return Err(Error::Refused(format!("descriptor {fd} ({name}) is not a pipe")));
         }
-        nix::fcntl::fcntl(
-            &owned,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-        )
-        .context("fcntl")?;
+        nix::fcntl::fcntl(&owned, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+            .context("fcntl")?;
         Ok(std::fs::File::from(owned))
     };
     Ok((take(REQUEST_FD, "request")?, take(REPLY_FD, "reply")?))
-}
-
-/// Empties this process's capability bounding set (needs CAP_SETPCAP), so
-/// that no exec can bring a capability back. One drop per capability, not
-/// a read and a drop: a drop of one already gone succeeds, and one the
-/// kernel does not know (an older kernel) fails but is not in the set.
-pub fn clear_bounding_set() -> Result<()> {
-    for cap in caps::all() {
-        if caps::drop(None, caps::CapSet::Bounding, cap).is_err()
-            && caps::has_cap(None, caps::CapSet::Bounding, cap).unwrap_or(false)
-        {
-            return Err(Error::Refused(format!(
-                "cannot drop {cap} from the bounding set"
-            )));
-        }
-    }
-    Ok(())
 }

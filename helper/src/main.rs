@@ -1,67 +1,78 @@
 //! safeexec-helper: the setuid-root half of safeexec. It does the privileged
-//! steps of one run and nothing else.
+//! steps of one run and nothing else; the frontend builds the verdict and
+//! the reports from the raw facts it returns. The design, for a reviewer:
+//! `docs/design.md`.
 //!
 //! ```text
 //!  safeexec (caller's uid)
-//!    │ fd 3: one Request frame      fd 4: one Reply frame      fd 5: chroot dir
+//!    │ fd 3: one Request frame   fd 4: one Reply frame   fd 5: chroot dir
+//!    │ SIGUSR1: the caller's order to stop the run (its output limit)
 //!    ▼
-//!  safeexec-helper (euid 0)   harden → policy → read request → check → fork
-//!    ├── supervisor  (root, then the caller's uid with CAP_KILL only, not
-//!    │     dumpable) while root: makes the run's cgroups (`cgroup`) and
-//!    │     hands them to init, checks that the run's uid owns no process;
-//!    │     then drops to the caller and lets the target exec (go pipe);
-//!    │     polls init's pidfd; reads the cgroup's CPU counter (or samples
-//!    │     /proc) for the CPU limit, and samples memory when no cgroup
-//!    │     limits it; relays output when it is limited; on a limit closes
-//!    │     the lifeline (init then ends the run), or kills init if it does
-//!    │     not; reaps init (wait4: the whole run's rusage); replies
-//!    └── init  (pid 1 of a new pid namespace; uid 0, CAP_KILL only)
-//!          new net/IPC/UTS/mount namespaces, its own /proc and tmpfs on the
-//!          world-writable directories; waits for the target and reaps
-//!          orphans; at the target's end, the wall deadline or a cut
-//!          lifeline it kill(-1)s and reaps the rest, reads the cgroup
-//!          counters, removes the cgroups, reports, exits; if it dies
-//!          instead, the kernel kills every process of the namespace
-//!          └── target  (pid 2; joins the run's cgroups; sandbox uid and
-//!                gid, no groups, no caps, no_new_privs, fds 0-2 only)
-//!                execve(program)
+//!  safeexec-helper (euid 0)   harden → policy → request → check → set-up ids → fork
+//!    ├── supervisor   while root: the run's cgroups (sent to init), the uid
+//!    │     check, the sweep; then the caller with CAP_KILL only; sends go;
+//!    │     waits on init's pidfd and the stop order (passed on by shutting
+//!    │     the channel); kills init if it outlives its deadline; reaps it,
+//!    │     reads the run's messages, replies
+//!    │         ▲▼ one SOCK_SEQPACKET channel, typed messages (`channel`)
+//!    └── init  (pid 1 of a new pid namespace; root, CAP_KILL only)
+//!          new net/IPC/UTS/mount namespaces, its own /proc, private scratch
+//!          mounts (`mounts`); enforces the CPU limit of the whole run and
+//!          sampled memory (`enforce`), the wall clock, the stop order; at
+//!          the end kill(-1)s, reaps, reads the cgroup counters, removes
+//!          the cgroups, reports; if it dies the kernel kills the rest
+//!          └── target  (pid 2; `target::enter`: cgroups, rlimits, chroot,
+//!                sandbox ids, no caps, no_new_privs, seccomp, fds 0-2 only;
+//!                waits for go) execve(program)
 //! ```
 //!
-//! Invariants (DESIGN.md) and where each is kept:
+//! Invariants (`docs/design.md`) and where each is kept:
 //! 1. hardening before the request is read ............ `harden`
 //! 2. one bounded frame, strictly decoded .............. `shared::wire`
 //! 3. ids from the policy, unique per live run ......... `policy` (`check`, `ensure_uid_unused`)
-//! 4. no caller-named path opened with root's rights ... `policy` (chroot fd), `sandbox::enter`
-//! 5. target: no privileges, namespaces, fds 0-2 ....... `sandbox::enter`
-//! 6. supervisor keeps CAP_KILL only ................... `supervise::drop_privileges`
-//! 7. nothing of the run survives ...................... `sandbox` (pid namespace), `supervise`,
+//! 4. no caller-named path opened with root's rights ... `policy` (chroot fd), `target`
+//! 5. target: no privileges, namespaces, fds 0-2 ....... `target`, `init`, `mounts`, `seccomp`
+//! 6. supervisor and init keep CAP_KILL only ........... `identity`
+//! 7. nothing of the run survives ...................... `init` (pid namespace), `supervise`,
 //!    `seccomp` (no setuid or setgid file left behind), `cgroup` (removed by init, or swept)
 //! 8. one-line errors, non-zero exit ................... `main`, `error`
 //!
-//! All `unsafe` code is in `sys`.
+//! Every change of ids or capabilities is in `identity`; all `unsafe` code
+//! is in `sys`.
+
+#![deny(unsafe_code)]
 
 mod cgroup;
+mod channel;
+mod enforce;
 mod error;
 mod harden;
+mod identity;
+mod init;
+mod mounts;
 mod policy;
-mod sandbox;
 mod seccomp;
 mod supervise;
+#[allow(unsafe_code)]
 mod sys;
+mod target;
 
 use std::fs::File;
 use std::io::Write;
 
-use nix::fcntl::OFlag;
-use nix::sched::{unshare, CloneFlags, CpuSet};
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-use nix::unistd::{getpid, pipe2, ForkResult, Pid, Uid};
-use shared::{wire, Reply, CHROOT_FD};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::{getpid, ForkResult, Uid};
+use shared::{wire, Facts, Reply, CHROOT_FD};
 
 use cgroup::{CgroupRule, RunCgroup};
+use channel::{Channel, ToRun};
 use error::{Context, Error, Result};
-use sandbox::RunEnds;
-use supervise::{Run, SupervisorEnds};
+use harden::Caller;
+use identity::Identity;
+use policy::Policy;
+use supervise::Run;
 
 /// Exit status when the run was refused or could not be set up.
 const EXIT_FAILED: i32 = 2;
@@ -77,11 +88,11 @@ fn main() {
         Ok(fds) => fds,
         Err(e) => fail(None, &e),
     };
-    let reply = match run(caller, &mut request_rx) {
-        Ok(reply) => reply,
+    let facts = match run(&caller, &mut request_rx) {
+        Ok(facts) => facts,
         Err(e) => fail(Some(&mut reply_tx), &e),
     };
-    if let Err(e) = wire::write_reply(&mut reply_tx, &reply) {
+    if let Err(e) = wire::write_reply(&mut reply_tx, &Reply::Finished(facts)) {
         fail(None, &Error::Wire(e));
     }
     std::process::exit(0);
@@ -102,182 +113,99 @@ fn fail(reply_tx: Option<&mut File>, err: &Error) -> ! {
     std::process::exit(EXIT_FAILED);
 }
 
-fn pipe() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
-    pipe2(OFlag::O_CLOEXEC).context("pipe")
-}
-
-/// A new child waits on its parent's CPU until the parent sleeps, even with
-/// another CPU idle: the uid check that the supervisor runs next would come
-/// before init's set-up instead of beside it. So init leaves this CPU before
-/// it first runs (if the caller allows it another); it takes back the
-/// caller's CPUs before it forks the target (`sandbox::init_run`).
-/// How many CPUs a set holds.
-fn cpu_count(cpus: &CpuSet) -> usize {
-    (0..CpuSet::count())
-        .filter(|&c| cpus.is_set(c).unwrap_or(false))
-        .count()
-}
-
-fn place_elsewhere(init: Pid, mut cpus: CpuSet) {
-    let Ok(here) = nix::sched::sched_getcpu() else {
-        return;
-    };
-    if cpu_count(&cpus) > 1 && cpus.unset(here).is_ok() {
-        let _ = nix::sched::sched_setaffinity(init, &cpus);
+/// The chroot directory's descriptor, if the request asks for one; closed
+/// otherwise, so that it cannot reach the run.
+fn chroot_fd(asked: bool) -> Result<Option<std::os::fd::OwnedFd>> {
+    if asked {
+        let fd = sys::take_inherited_fd(CHROOT_FD).map_err(|_| {
+            Error::Refused(format!("chroot asked but descriptor {CHROOT_FD} is not open"))
+        })?;
+        return Ok(Some(fd));
     }
+    if sys::fd_is_open(CHROOT_FD) {
+        sys::close_from(CHROOT_FD as u32, false).context("close")?;
+    }
+    Ok(None)
 }
 
-fn run(caller: harden::Caller, request_rx: &mut File) -> Result<Reply> {
+/// The caller's order to stop the run (the frontend's, when the output it
+/// relays passes the limit): SIGUSR1, read from a signalfd. Blocked before
+/// the fork, so that init and the target inherit it blocked (the target
+/// unblocks everything before exec; the caller cannot signal init).
+fn stop_order() -> Result<SignalFd> {
+    let mut usr1 = SigSet::empty();
+    usr1.add(Signal::SIGUSR1);
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&usr1), None).context("sigprocmask")?;
+    SignalFd::with_flags(&usr1, SfdFlags::SFD_CLOEXEC).context("signalfd")
+}
+
+fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
     let policy = policy::load()?;
     let request = wire::read_request(request_rx)?;
-    let chroot = if request.chroot {
-        Some(sys::take_inherited_fd(CHROOT_FD).map_err(|_| {
-            Error::Refused(format!(
-                "chroot asked but descriptor {CHROOT_FD} is not open"
-            ))
-        })?)
-    } else {
-        if sys::fd_is_open(CHROOT_FD) {
-            sys::close_from(CHROOT_FD as u32, false).context("close")?;
-        }
-        None
-    };
+    let chroot = chroot_fd(request.chroot)?;
     let plan = policy.check(request, getpid(), caller.uid, chroot)?;
-    let (status_rx, status_tx) = pipe()?;
-    let (go_rx, go_tx) = pipe()?;
-    let (lifeline_rx, lifeline_tx) = pipe()?;
-    let (error_rx, error_tx) = pipe()?;
-    // The supervisor's word to init once init is placed on another CPU,
-    // with the run's cgroups (descriptors) when there are some.
-    let (setup_rx, setup_tx) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .context("socketpair")?;
-    let cpus = nix::sched::sched_getaffinity(Pid::from_raw(0)).ok();
-    let (relay_run, relay_sup) = if plan.limits.output_bytes.is_some() {
-        let (out_rx, out_tx) = pipe()?;
-        let (err_rx, err_tx) = pipe()?;
-        (Some((out_tx, err_tx)), Some((out_rx, err_rx)))
-    } else {
-        (None, None)
-    };
-
-    let uid = plan.uid.as_raw();
-    let gid = plan.gid.as_raw();
-    let limits = plan.limits.clone();
-
+    Identity::setup(caller).assume()?;
+    let stop_order = stop_order()?;
+    let (supervisor_end, run_end) = channel::pair()?;
+    let (uid, gid, limits) = (plan.uid.as_raw(), plan.gid.as_raw(), plan.limits.clone());
     // Our next child is pid 1 of a new pid namespace.
     unshare(CloneFlags::CLONE_NEWPID).context("cannot create the run's pid namespace")?;
     let init = match sys::fork().context("cannot fork")? {
         ForkResult::Child => {
-            drop((status_rx, lifeline_tx, error_rx, relay_sup, go_tx, setup_tx));
-            sandbox::init(
-                plan,
-                RunEnds {
-                    status_tx,
-                    lifeline_rx,
-                    error_tx,
-                    go_rx,
-                    relay: relay_run,
-                    setup_rx,
-                    cpus,
-                },
-            )
+            drop((supervisor_end, stop_order));
+            init::run(plan, run_end)
         }
         ForkResult::Parent { child } => child,
     };
-    if let Some(cpus) = cpus {
-        place_elsewhere(init, cpus);
-    }
-    drop((
-        status_tx,
-        lifeline_rx,
-        error_tx,
-        relay_run,
-        go_rx,
-        plan,
-        setup_rx,
-    ));
-
-    let init_pidfd = sys::pidfd_open(init).context("pidfd_open");
-    let run = init_pidfd.map(|init_pidfd| Run {
-        init,
-        init_pidfd,
-        uid,
-        gid,
-        limits,
-        // The caller's CPUs, which the run gets (not std's
-        // available_parallelism, which also reads cgroup files).
-        cpus: cpus.as_ref().map_or(1, cpu_count).max(1) as u64,
-        cpu_counter: None,
-        memory_limited: false,
-    });
-    let mut run = match run {
-        Ok(run) => run,
+    drop((run_end, plan));
+    let init_pidfd = match sys::pidfd_open(init) {
+        Ok(fd) => fd,
         Err(e) => {
             // The run must not outlive a supervisor that cannot watch it.
-            let _ = nix::sys::signal::kill(init, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
             let _ = sys::wait4(init, false);
-            return Err(e);
+            return Err(Error::Failed("pidfd_open", e));
         }
     };
-    // The run's cgroups are made here, beside init's set-up (a quarter of
-    // a millisecond), and handed to init, which the target inherits them
-    // from; init removes them at the end.
-    let cgroup = match RunCgroup::create(policy.cgroup, policy.max_memory_cgroups, uid, &run.limits)
-    {
-        Ok(cgroup) => cgroup,
-        Err(e) => {
-            supervise::abort_run(&run);
-            return Err(e);
-        }
-    };
-    // A failure here means init failed its set-up and is gone (its reason
-    // is on the error pipe, which `watch` reads); the cgroups are removed.
-    if RunCgroup::send(cgroup.as_ref(), &setup_tx).is_ok() {
-        run.cpu_counter = cgroup.as_ref().and_then(RunCgroup::cpu_counter);
-        run.memory_limited = cgroup.as_ref().is_some_and(RunCgroup::limits_memory);
+    let run = Run { init, init_pidfd, uid, gid, limits };
+    if let Err(e) = prepare(&policy, caller, &run, &supervisor_end) {
+        supervise::abort_run(&run);
+        return Err(e);
     }
-    drop(setup_tx);
-    // The uid check reads /proc (a fraction of a millisecond or more): it
-    // runs while init builds the namespaces, and the target execs only once
-    // it has passed (invariant 3).
-    // The supervisor is the caller again before any code of the target runs.
-    let checked = policy::ensure_uid_unused(Uid::from_raw(uid), init).and_then(|()| {
+    // An error here means the target failed its set-up and is gone; its
+    // reason comes on the channel, which `watch` reads.
+    let _ = supervisor_end.send(&ToRun::Go, &[]);
+    supervise::watch(&run, &supervisor_end, &stop_order).inspect_err(|_| supervise::abort_run(&run))
+}
+
+/// The root-only steps of the supervisor, beside init's set-up: the run's
+/// cgroups (handed to init, which the target inherits them from and which
+/// removes them at the end), the uid check (invariant 3) and the sweep of
+/// earlier runs' cgroups; then it becomes the caller (invariant 6). The
+/// target execs only after this.
+fn prepare(policy: &Policy, caller: &Caller, run: &Run, channel: &Channel) -> Result<()> {
+    let cgroup = RunCgroup::create(policy.cgroup, policy.max_memory_cgroups, run.uid, &run.limits)?;
+    let sent = match &cgroup {
+        Some(cg) => {
+            let (layout, fds) = cg.layout();
+            channel.send(&ToRun::Cgroups(Some(layout)), &fds)
+        }
+        None => channel.send(&ToRun::Cgroups(None), &[]),
+    };
+    if let (Some(cg), Err(_)) = (&cgroup, sent) {
+        // Init failed its set-up and is gone (its reason comes on the
+        // channel); nobody else will remove them.
+        cg.remove();
+    }
+    let checked = policy::ensure_uid_unused(Uid::from_raw(run.uid), run.init).and_then(|()| {
         if policy.cgroup != CgroupRule::Off {
             cgroup::sweep_stale(policy.uid_base);
         }
         supervise::drop_privileges(caller)
     });
-    if let Err(e) = checked {
-        supervise::abort_run(&run);
-        // Init is gone without removing them; the supervisor may still be
-        // root (or the next run's sweep will).
-        if let Some(cgroup) = &cgroup {
-            cgroup.remove();
-        }
-        return Err(e);
+    if let (Err(_), Some(cg)) = (&checked, &cgroup) {
+        // Init will be killed before it removes them.
+        cg.remove();
     }
-    // Init holds them now; the supervisor keeps only its CPU counter.
-    drop(cgroup);
-    // EPIPE here means the target failed its set-up and is gone; its reason
-    // is on the error pipe, which `watch` reads.
-    let _ = nix::unistd::write(&go_tx, b"g");
-    drop(go_tx);
-    let ends = SupervisorEnds {
-        status_rx,
-        lifeline_tx,
-        error_rx,
-        relay: relay_sup,
-    };
-    match supervise::watch(&run, ends) {
-        Ok(outcome) => Ok(Reply::Finished(outcome)),
-        Err(e) => {
-            supervise::abort_run(&run);
-            Err(e)
-        }
-    }
+    checked
 }

@@ -13,7 +13,8 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{fstat, stat, Mode, SFlag};
 use nix::unistd::{Gid, Pid, Uid};
-use shared::{Limits, Request};
+use shared::limits::{LimitSpec, TABLE};
+use shared::{Limit, Limits, Request};
 
 use crate::cgroup::{self, CgroupRule};
 use crate::error::{Context, Error, Result};
@@ -41,20 +42,9 @@ pub enum ChrootRoots {
     Under(Vec<(u64, u64)>),
 }
 
-/// The largest value of each limit a caller may ask for; `None`: unlimited.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Maxima {
-    pub cpu_ms: Option<u64>,
-    pub wall_ms: Option<u64>,
-    pub mem_kib: Option<u64>,
-    pub rss_kib: Option<u64>,
-    pub stack_kib: Option<u64>,
-    pub core_kib: Option<u64>,
-    pub fsize_kib: Option<u64>,
-    pub nproc: Option<u64>,
-    pub nfile: Option<u64>,
-    pub output_kib: Option<u64>,
-}
+/// The largest value of each limit a caller may ask for, indexed by
+/// `shared::Limit`; `None`: unlimited.
+pub type Maxima = [Option<u64>; Limit::COUNT];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -85,18 +75,19 @@ impl Default for Policy {
             allow_share_net: false,
             allow_host_tmp: true,
             chroot_roots: ChrootRoots::Any,
-            max: Maxima {
-                cpu_ms: Some(3_600_000),
-                wall_ms: Some(86_400_000),
-                mem_kib: Some(41_943_039),
-                rss_kib: None,
-                stack_kib: Some(4_194_303),
-                core_kib: Some(4_194_303),
-                fsize_kib: Some(4_194_303),
-                nproc: Some(65_535),
-                nfile: Some(1024),
-                output_kib: None,
-            },
+            max: [
+                Some(3_600_000),  // cpu, ms
+                Some(86_400_000), // wall, ms
+                Some(86_400_000), // grace: capped by max_wall
+                Some(41_943_039), // mem, KiB
+                None,             // rss
+                Some(4_194_303),  // stack, KiB
+                Some(4_194_303),  // core, KiB
+                Some(4_194_303),  // fsize, KiB
+                Some(65_535),     // nproc
+                Some(1024),       // nfile
+                None,             // output
+            ],
             min_niceness: 0,
             cgroup: CgroupRule::Auto,
             max_memory_cgroups: 32768,
@@ -151,9 +142,7 @@ pub fn load() -> Result<Policy> {
     };
     let meta = file.metadata().context("cannot stat the policy")?;
     if !meta.file_type().is_file() {
-        return Err(Error::Policy(format!(
-            "{POLICY_PATH} is not a regular file"
-        )));
+        return Err(Error::Policy(format!("{POLICY_PATH} is not a regular file")));
     }
     if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
         return Err(Error::Policy(format!(
@@ -170,13 +159,19 @@ pub fn load() -> Result<Policy> {
     parse(&text).map_err(|msg| Error::Policy(format!("{POLICY_PATH}: {msg}")))
 }
 
+fn boolean(value: &str) -> std::result::Result<bool, String> {
+    match value {
+        "true" | "yes" => Ok(true),
+        "false" | "no" => Ok(false),
+        _ => Err(format!("'{value}' is not true or false")),
+    }
+}
+
 fn parse_max(value: &str, scale: f64) -> std::result::Result<Option<u64>, String> {
     if value == "unlimited" {
         return Ok(None);
     }
-    let n: f64 = value
-        .parse()
-        .map_err(|_| format!("'{value}' is not a number"))?;
+    let n: f64 = value.parse().map_err(|_| format!("'{value}' is not a number"))?;
     if !n.is_finite() || n < 0.0 || n * scale > 1e15 {
         return Err(format!("'{value}' is out of range"));
     }
@@ -197,42 +192,22 @@ pub fn parse(text: &str) -> std::result::Result<Policy, String> {
             .map(|(k, v)| (k.trim(), v.trim()))
             .ok_or(format!("line {}: expected key = value", n + 1))?;
         let at = |e: String| format!("line {}: {key}: {e}", n + 1);
-        let int = |v: &str| {
-            v.parse::<u32>()
-                .map_err(|_| at(format!("'{v}' is not a number")))
-        };
+        let int = |v: &str| v.parse::<u32>().map_err(|_| at(format!("'{v}' is not a number")));
         match key {
             "uid_base" => p.uid_base = int(value)?,
             "uid_count" => p.uid_count = int(value)?,
             "gid" if value == "per-run" => p.gid = GidRule::PerRun,
             "gid" => p.gid = GidRule::Fixed(int(value)?),
-            "allow_share_net" => {
-                p.allow_share_net = match value {
-                    "true" | "yes" => true,
-                    "false" | "no" => false,
-                    _ => return Err(at(format!("'{value}' is not true or false"))),
-                }
-            }
-            "allow_host_tmp" => {
-                p.allow_host_tmp = match value {
-                    "true" | "yes" => true,
-                    "false" | "no" => false,
-                    _ => return Err(at(format!("'{value}' is not true or false"))),
-                }
-            }
+            "allow_share_net" => p.allow_share_net = boolean(value).map_err(at)?,
+            "allow_host_tmp" => p.allow_host_tmp = boolean(value).map_err(at)?,
             "cgroup" => p.cgroup = cgroup::parse_rule(value).map_err(at)?,
             "max_memory_cgroups" => p.max_memory_cgroups = u64::from(int(value)?),
             "chroot_roots" => p.chroot_roots = parse_roots(value).map_err(at)?,
-            "max_cpu" => p.max.cpu_ms = parse_max(value, 1000.0).map_err(at)?,
-            "max_wall" => p.max.wall_ms = parse_max(value, 1000.0).map_err(at)?,
-            "max_mem" => p.max.mem_kib = parse_max(value, 1.0).map_err(at)?,
-            "max_rss" => p.max.rss_kib = parse_max(value, 1.0).map_err(at)?,
-            "max_stack" => p.max.stack_kib = parse_max(value, 1.0).map_err(at)?,
-            "max_core" => p.max.core_kib = parse_max(value, 1.0).map_err(at)?,
-            "max_fsize" => p.max.fsize_kib = parse_max(value, 1.0).map_err(at)?,
-            "max_nproc" => p.max.nproc = parse_max(value, 1.0).map_err(at)?,
-            "max_nfile" => p.max.nfile = parse_max(value, 1.0).map_err(at)?,
-            "max_output" => p.max.output_kib = parse_max(value, 1.0).map_err(at)?,
+            k if k.starts_with("max_") && TABLE.iter().any(|r| r.policy_key == k) => {
+                for spec in TABLE.iter().filter(|r| r.policy_key == k) {
+                    p.max[spec.limit as usize] = parse_max(value, spec.policy_scale).map_err(at)?;
+                }
+            }
             "min_niceness" => {
                 p.min_niceness = value
                     .parse()
@@ -243,20 +218,25 @@ pub fn parse(text: &str) -> std::result::Result<Policy, String> {
             _ => return Err(format!("line {}: unknown key '{key}'", n + 1)),
         }
     }
-    // Sandbox ids must never reach the system's or the users' ranges, nor
-    // wrap around to uid 0 or the special (uid_t)-1.
-    let end = u64::from(p.uid_base) + u64::from(p.uid_count);
-    if p.uid_base < 65_536 || p.uid_count == 0 || end > i32::MAX as u64 {
-        return Err(
-            "uid_base must be at least 65536, and uid_base + uid_count at most 2^31-1".into(),
-        );
-    }
-    if let GidRule::Fixed(g) = p.gid {
-        if g < 1000 {
-            return Err(format!("gid {g} is a system group"));
+    p.ids_are_sandbox_ids()?;
+    Ok(p)
+}
+
+impl Policy {
+    /// Sandbox ids must never reach the system's or the users' ranges, nor
+    /// wrap around to uid 0 or the special (uid_t)-1.
+    fn ids_are_sandbox_ids(&self) -> std::result::Result<(), String> {
+        let end = u64::from(self.uid_base) + u64::from(self.uid_count);
+        if self.uid_base < 65_536 || self.uid_count == 0 || end > i32::MAX as u64 {
+            return Err(
+                "uid_base must be at least 65536, and uid_base + uid_count at most 2^31-1".into()
+            );
+        }
+        match self.gid {
+            GidRule::Fixed(g) if g < 1000 => Err(format!("gid {g} is a system group")),
+            _ => Ok(()),
         }
     }
-    Ok(p)
 }
 
 fn parse_roots(value: &str) -> std::result::Result<ChrootRoots, String> {
@@ -307,7 +287,13 @@ fn c_string(what: &str, s: &str) -> Result<CString> {
     CString::new(s).map_err(|_| Error::Refused(format!("{what} contains a NUL byte")))
 }
 
-fn within(name: &str, unit: &str, asked: Option<u64>, max: Option<u64>) -> Result<()> {
+fn c_strings(what: &str, list: &[String]) -> Result<Vec<CString>> {
+    list.iter().map(|s| c_string(what, s)).collect()
+}
+
+/// Checks one limit against its maximum (a row of `shared::limits::TABLE`).
+fn within(spec: &LimitSpec, asked: Option<u64>, max: Option<u64>) -> Result<()> {
+    let (name, unit) = (spec.name, spec.unit);
     match (asked, max) {
         (_, None) => Ok(()),
         (None, Some(max)) => Err(Error::Refused(format!(
@@ -330,62 +316,67 @@ impl Policy {
         caller: Uid,
         chroot: Option<OwnedFd>,
     ) -> Result<Plan> {
-        let l = &request.limits;
-        within("cpu", " ms", l.cpu_ms, self.max.cpu_ms)?;
-        within("wall-clock", " ms", l.wall_ms, self.max.wall_ms)?;
-        within("memory", " KiB", l.mem_kib, self.max.mem_kib)?;
-        within("resident memory", " KiB", l.rss_kib, self.max.rss_kib)?;
-        within("stack", " KiB", l.stack_kib, self.max.stack_kib)?;
-        within("core", " KiB", Some(l.core_kib), self.max.core_kib)?;
-        within("file size", " KiB", l.fsize_kib, self.max.fsize_kib)?;
-        within("process", "", Some(l.nproc), self.max.nproc)?;
-        within("open file", "", Some(l.nfile), self.max.nfile)?;
-        within(
-            "output",
-            " KiB",
-            l.output_bytes.map(|b| b.div_ceil(1024)),
-            self.max.output_kib,
-        )?;
-        within("grace", " ms", Some(l.grace_ms), self.max.wall_ms)?;
-        if l.cpu_ms == Some(0) || l.wall_ms == Some(0) {
-            return Err(Error::Refused("time limits must be more than 0".into()));
-        }
-        if !(self.min_niceness..=19).contains(&request.niceness) {
-            return Err(Error::Refused(format!(
-                "niceness {} is outside {}..19",
-                request.niceness, self.min_niceness
-            )));
-        }
-        if request.share_net && !self.allow_share_net {
-            return Err(Error::Refused(
-                "the policy does not allow sharing the network".into(),
-            ));
-        }
-        if request.host_tmp && !self.allow_host_tmp {
-            return Err(Error::Refused(
-                "the policy does not allow the host's /tmp".into(),
-            ));
-        }
-        if request.argv.is_empty() || request.program.is_empty() {
-            return Err(Error::Refused("no program to run (empty argv)".into()));
-        }
-        for entry in &request.env {
-            if !entry.contains('=') || entry.starts_with('=') {
-                return Err(Error::Refused(format!(
-                    "environment entry '{entry}' is not NAME=VALUE"
-                )));
-            }
-        }
+        self.check_limits(&request.limits)?;
+        self.check_choices(&request)?;
         let chroot = match (request.chroot, chroot) {
             (false, _) => None,
             (true, None) => {
-                return Err(Error::Refused(
-                    "chroot asked but no directory passed".into(),
-                ))
+                return Err(Error::Refused("chroot asked but no directory passed".into()))
             }
             (true, Some(fd)) => Some(self.check_chroot(fd, caller)?),
         };
+        let (uid, gid) = self.ids_of(pid)?;
+        Ok(Plan {
+            uid,
+            gid,
+            program: c_string("the program path", &request.program)?,
+            argv: c_strings("an argument", &request.argv)?,
+            env: c_strings("an environment entry", &request.env)?,
+            exec_dir: request.exec_dir.as_deref().map(|d| c_string("exec_dir", d)).transpose()?,
+            limits: request.limits,
+            niceness: request.niceness,
+            share_net: request.share_net,
+            host_tmp: request.host_tmp,
+            chroot,
+        })
+    }
 
+    /// Every limit within the policy's maximum (one walk of the table).
+    fn check_limits(&self, limits: &Limits) -> Result<()> {
+        for (spec, asked) in limits.iter() {
+            within(spec, asked, self.max[spec.limit as usize])?;
+        }
+        if limits.get(Limit::Cpu) == Some(0) || limits.get(Limit::Wall) == Some(0) {
+            return Err(Error::Refused("time limits must be more than 0".into()));
+        }
+        Ok(())
+    }
+
+    /// The request's other choices: niceness, network, /tmp, argv, env.
+    fn check_choices(&self, request: &Request) -> Result<()> {
+        let refuse = |msg: String| Err(Error::Refused(msg));
+        if !(self.min_niceness..=19).contains(&request.niceness) {
+            let (n, min) = (request.niceness, self.min_niceness);
+            return refuse(format!("niceness {n} is outside {min}..19"));
+        }
+        if request.share_net && !self.allow_share_net {
+            return refuse("the policy does not allow sharing the network".into());
+        }
+        if request.host_tmp && !self.allow_host_tmp {
+            return refuse("the policy does not allow the host's /tmp".into());
+        }
+        if request.argv.is_empty() || request.program.is_empty() {
+            return refuse("no program to run (empty argv)".into());
+        }
+        match request.env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
+            Some(entry) => refuse(format!("environment entry '{entry}' is not NAME=VALUE")),
+            None => Ok(()),
+        }
+    }
+
+    /// The sandbox ids: uid = base + the helper's pid, unique among live
+    /// helpers (invariant 3); gid per the policy's rule.
+    fn ids_of(&self, pid: Pid) -> Result<(Uid, Gid)> {
         let index = u32::try_from(pid.as_raw()).unwrap_or(u32::MAX);
         if index >= self.uid_count {
             return Err(Error::Refused(format!(
@@ -398,31 +389,7 @@ impl Policy {
             GidRule::PerRun => uid,
             GidRule::Fixed(g) => g,
         };
-        Ok(Plan {
-            uid: Uid::from_raw(uid),
-            gid: Gid::from_raw(gid),
-            program: c_string("the program path", &request.program)?,
-            argv: request
-                .argv
-                .iter()
-                .map(|a| c_string("an argument", a))
-                .collect::<Result<_>>()?,
-            env: request
-                .env
-                .iter()
-                .map(|e| c_string("an environment entry", e))
-                .collect::<Result<_>>()?,
-            exec_dir: request
-                .exec_dir
-                .as_deref()
-                .map(|d| c_string("exec_dir", d))
-                .transpose()?,
-            limits: request.limits,
-            niceness: request.niceness,
-            share_net: request.share_net,
-            host_tmp: request.host_tmp,
-            chroot,
-        })
+        Ok((Uid::from_raw(uid), Gid::from_raw(gid)))
     }
 
     /// The chroot directory was opened by the frontend as the caller; here it
@@ -433,16 +400,11 @@ impl Policy {
     fn check_chroot(&self, dir: OwnedFd, caller: Uid) -> Result<Jail> {
         let st = fstat(&dir).context("fstat of the chroot directory")?;
         if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFDIR {
-            return Err(Error::Refused(
-                "the chroot descriptor is not a directory".into(),
-            ));
+            return Err(Error::Refused("the chroot descriptor is not a directory".into()));
         }
         // A jail that is not the caller's is shown read-only, so that no run
         // leaves anything in it for the next.
-        let jail = Jail {
-            read_only: st.st_uid != caller.as_raw(),
-            dir,
-        };
+        let jail = Jail { read_only: st.st_uid != caller.as_raw(), dir };
         let dir = &jail.dir;
         let roots = match &self.chroot_roots {
             ChrootRoots::Any if !jail.read_only => return Ok(jail),
@@ -454,9 +416,7 @@ impl Policy {
                 ))
             }
             ChrootRoots::None => {
-                return Err(Error::Refused(
-                    "the policy allows no chroot directory".into(),
-                ))
+                return Err(Error::Refused("the policy allows no chroot directory".into()))
             }
             ChrootRoots::Under(roots) => roots,
         };
@@ -497,10 +457,7 @@ pub fn ensure_uid_unused(uid: Uid, init: Pid) -> Result<()> {
     let mut buf = String::new();
     for entry in dir.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        else {
+        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
             continue;
         };
         // Kernel threads (always uid 0; most entries of /proc) and zombies
@@ -523,12 +480,7 @@ pub fn ensure_uid_unused(uid: Uid, init: Pid) -> Result<()> {
             .lines()
             .filter_map(|l| l.strip_prefix("Uid:").or_else(|| l.strip_prefix("Gid:")))
             .any(|ids| ids.split_whitespace().any(|id| id == wanted));
-        if owns
-            && std::fs::read_link(format!("/proc/{pid}/ns/pid"))
-                .ok()
-                .as_ref()
-                != Some(&ours)
-        {
+        if owns && std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok().as_ref() != Some(&ours) {
             return Err(Error::Refused(format!(
                 "sandbox uid {uid} still owns process {pid}; refusing to start"
             )));
@@ -574,8 +526,8 @@ mod tests {
     #[test]
     fn maxima_parse_seconds_and_unlimited() {
         let p = parse("max_cpu = 0.5\nmax_rss = unlimited\nmax_nproc = 3").unwrap();
-        assert_eq!(p.max.cpu_ms, Some(500));
-        assert_eq!(p.max.rss_kib, None);
-        assert_eq!(p.max.nproc, Some(3));
+        assert_eq!(p.max[Limit::Cpu as usize], Some(500));
+        assert_eq!(p.max[Limit::Rss as usize], None);
+        assert_eq!(p.max[Limit::Nproc as usize], Some(3));
     }
 }

@@ -78,20 +78,8 @@ fn rules() -> Vec<(libc::c_long, Rule)> {
         (libc::SYS_openat, Rule::Create { flags: 2, mode: 3 }),
         (libc::SYS_openat2, Rule::NoSys),
         (libc::SYS_io_uring_setup, Rule::NoSys),
-        (
-            libc::SYS_unshare,
-            Rule::Flags {
-                arg: 0,
-                bits: NEWUSER,
-            },
-        ),
-        (
-            libc::SYS_clone,
-            Rule::Flags {
-                arg: 0,
-                bits: NEWUSER,
-            },
-        ),
+        (libc::SYS_unshare, Rule::Flags { arg: 0, bits: NEWUSER }),
+        (libc::SYS_clone, Rule::Flags { arg: 0, bits: NEWUSER }),
         (libc::SYS_clone3, Rule::NoSys),
         (libc::SYS_setns, Rule::Deny),
         (libc::SYS_mount, Rule::Deny),
@@ -275,15 +263,9 @@ mod tests {
     #[test]
     fn ordinary_modes_pass() {
         assert_eq!(decide(libc::SYS_fchmod, [3, 0o755, 0, 0, 0, 0]), RET_ALLOW);
-        assert_eq!(
-            decide(libc::SYS_fchmodat, [0, 0, 0o1777, 0, 0, 0]),
-            RET_ALLOW
-        );
+        assert_eq!(decide(libc::SYS_fchmodat, [0, 0, 0o1777, 0, 0, 0]), RET_ALLOW);
         let creat = libc::O_CREAT as u32;
-        assert_eq!(
-            decide(libc::SYS_openat, [0, 0, creat, 0o644, 0, 0]),
-            RET_ALLOW
-        );
+        assert_eq!(decide(libc::SYS_openat, [0, 0, creat, 0o644, 0, 0]), RET_ALLOW);
         // Without O_CREAT the mode argument is garbage and ignored.
         assert_eq!(decide(libc::SYS_openat, [0, 0, 0, 0o4755, 0, 0]), RET_ALLOW);
         assert_eq!(decide(libc::SYS_write, [1, 0, 0, 0, 0, 0]), RET_ALLOW);
@@ -293,16 +275,10 @@ mod tests {
     fn user_namespaces_mounts_and_keyrings_are_refused() {
         let newuser = libc::CLONE_NEWUSER as u32;
         assert_eq!(decide(libc::SYS_unshare, [newuser, 0, 0, 0, 0, 0]), EPERM);
-        assert_eq!(
-            decide(libc::SYS_clone, [newuser | 17, 0, 0, 0, 0, 0]),
-            EPERM
-        );
+        assert_eq!(decide(libc::SYS_clone, [newuser | 17, 0, 0, 0, 0, 0]), EPERM);
         // A plain fork and a thread still work.
         assert_eq!(decide(libc::SYS_clone, [17, 0, 0, 0, 0, 0]), RET_ALLOW);
-        assert_eq!(
-            decide(libc::SYS_unshare, [libc::CLONE_FILES as u32, 0, 0, 0, 0, 0]),
-            RET_ALLOW
-        );
+        assert_eq!(decide(libc::SYS_unshare, [libc::CLONE_FILES as u32, 0, 0, 0, 0, 0]), RET_ALLOW);
         let nosys = RET_ERRNO | libc::ENOSYS as u32;
         assert_eq!(decide(libc::SYS_clone3, [0; 6]), nosys);
         for nr in [
@@ -322,10 +298,7 @@ mod tests {
         assert_eq!(decide(libc::SYS_openat2, [0; 6]), nosys);
         assert_eq!(decide(libc::SYS_io_uring_setup, [0; 6]), nosys);
         assert_eq!(run(&filter(), 0x4000_0003, 15, [0; 6]), RET_KILL_PROCESS);
-        assert_eq!(
-            run(&filter(), NATIVE_ARCH, X32_BIT | 90, [0; 6]),
-            RET_KILL_PROCESS
-        );
+        assert_eq!(run(&filter(), NATIVE_ARCH, X32_BIT | 90, [0; 6]), RET_KILL_PROCESS);
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! nix does not offer safely. Each wrapper does one call, maps the C error
 //! convention to `io::Error` once (`cerr`), and says why it is sound.
 
-use std::ffi::CStr;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
@@ -65,11 +64,7 @@ pub fn own_received_fds(fds: Vec<RawFd>) -> Vec<OwnedFd> {
 /// Closes every descriptor from `first` up (`cloexec`: only marks them
 /// close-on-exec instead).
 pub fn close_from(first: u32, cloexec: bool) -> io::Result<()> {
-    let flags = if cloexec {
-        libc::CLOSE_RANGE_CLOEXEC
-    } else {
-        0
-    };
+    let flags = if cloexec { libc::CLOSE_RANGE_CLOEXEC } else { 0 };
     // SAFETY: close_range takes plain integers; the descriptors it closes are
     // not owned by any live Rust object: callers only use it on descriptors
     // the helper never took ownership of.
@@ -151,11 +146,7 @@ fn set_disposition(sig: libc::c_int, ignore: bool) -> io::Result<()> {
     // The kernel's struct sigaction: handler, flags, restorer, mask. All
     // zero is SIG_DFL with no flags and an empty mask; SIG_IGN is 1.
     let mut act = [0u64; 4];
-    act[0] = if ignore {
-        libc::SIG_IGN as u64
-    } else {
-        libc::SIG_DFL as u64
-    };
+    act[0] = if ignore { libc::SIG_IGN as u64 } else { libc::SIG_DFL as u64 };
     // SAFETY: `act` is a live, initialised buffer as large as the kernel's
     // struct sigaction; no old action is read back; the mask size is the
     // kernel's (8 bytes).
@@ -216,21 +207,12 @@ pub fn default_write_signals() -> io::Result<()> {
     set_disposition(libc::SIGXFSZ, false)
 }
 
-/// CPU time (user + system) consumed so far by the live process `pid`, all
-/// its threads included, in nanoseconds.
-pub fn process_cpu_ns(pid: Pid) -> io::Result<u64> {
-    // The kernel's encoding of a process CPU clock: CPUCLOCK_SCHED (2) of a
-    // whole process (no CPUCLOCK_PERTHREAD bit), pid in the upper bits.
-    let clock: libc::clockid_t = (!pid.as_raw() << 3) | 2;
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a live, writable local; the clock id is only an integer
-    // (the kernel checks it and the process behind it).
-    let ret = unsafe { libc::clock_gettime(clock, &mut ts) };
-    cerr(ret.into())?;
-    Ok(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+/// Ends this process at once, without running atexit handlers or flushing
+/// stdio buffers that belong to the parent's copy of the process.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit only ends the process; it never returns and touches no
+    // memory of this process.
+    unsafe { libc::_exit(code) }
 }
 
 /// CLOCK_MONOTONIC in microseconds: one clock that init and the target
@@ -242,37 +224,8 @@ pub fn monotonic_us() -> u64 {
 }
 
 /// strerror words for an errno value.
-pub fn strerror(errno: i32) -> String {
-    io::Error::from_raw_os_error(errno)
-        .to_string()
-        .split(" (os error")
-        .next()
-        .unwrap_or("unknown error")
-        .to_string()
-}
-
-/// mount(2), for the run's own /proc and scratch directories.
-pub fn mount(
-    source: &CStr,
-    target: &CStr,
-    fstype: Option<&CStr>,
-    flags: libc::c_ulong,
-    data: Option<&CStr>,
-) -> io::Result<()> {
-    let fstype = fstype.map_or(std::ptr::null(), CStr::as_ptr);
-    let data = data.map_or(std::ptr::null(), |d| d.as_ptr().cast::<libc::c_void>());
-    // SAFETY: every pointer is a NUL-terminated string that outlives the
-    // call, or null where the kernel allows it.
-    let ret = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype, flags, data) };
-    cerr(ret.into()).map(drop)
-}
-
-/// Ends this process at once, without running atexit handlers or flushing
-/// stdio buffers that belong to the parent's copy of the process.
-pub fn exit_now(code: i32) -> ! {
-    // SAFETY: _exit only ends the process; it never returns and touches no
-    // memory of this process.
-    unsafe { libc::_exit(code) }
+pub fn strerror(errno: i32) -> &'static str {
+    nix::errno::Errno::from_raw(errno).desc()
 }
 
 /// One instruction of a classic BPF program.
@@ -282,10 +235,7 @@ pub type SockFilter = libc::sock_filter;
 /// The caller has set no_new_privs, which lets an unprivileged process do it.
 pub fn install_seccomp(filter: &[SockFilter]) -> io::Result<()> {
     let len = u16::try_from(filter.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
-    let prog = libc::sock_fprog {
-        len,
-        filter: filter.as_ptr().cast_mut(),
-    };
+    let prog = libc::sock_fprog { len, filter: filter.as_ptr().cast_mut() };
     // SAFETY: prog points to `filter`, which lives across the call; the
     // kernel copies the program and keeps no pointer into our memory.
     let ret = unsafe {

@@ -89,15 +89,7 @@ const fn row(
     rlimit: Rlimit,
     json_key: &'static str,
 ) -> LimitSpec {
-    LimitSpec {
-        limit,
-        name,
-        unit,
-        policy_key,
-        policy_scale,
-        rlimit,
-        json_key,
-    }
+    LimitSpec { limit, name, unit, policy_key, policy_scale, rlimit, json_key }
 }
 
 use Resource as R;
@@ -155,8 +147,7 @@ impl Limits {
     /// grace, in microseconds, saturating. The one place grace is added.
     pub fn deadline_us(&self, limit: Limit) -> Option<u64> {
         let grace = self.get(Limit::Grace).unwrap_or(0);
-        self.get(limit)
-            .map(|ms| ms.saturating_add(grace).saturating_mul(1000))
+        self.get(limit).map(|ms| ms.saturating_add(grace).saturating_mul(1000))
     }
 }
 
@@ -173,9 +164,7 @@ mod tests {
 
     #[test]
     fn grace_is_added_once_and_saturates() {
-        let l = Limits::default()
-            .with(Limit::Cpu, Some(1500))
-            .with(Limit::Grace, Some(500));
+        let l = Limits::default().with(Limit::Cpu, Some(1500)).with(Limit::Grace, Some(500));
         assert_eq!(l.deadline_us(Limit::Cpu), Some(2_000_000));
         assert_eq!(l.deadline_us(Limit::Wall), None);
         let huge = l.with(Limit::Grace, Some(u64::MAX));

@@ -69,10 +69,7 @@ impl fmt::Display for WireError {
                  install safeexec and safeexec-helper from the same build"
             ),
             WireError::TooLarge { len, max } => {
-                write!(
-                    f,
-                    "message of {len} bytes is larger than the limit of {max} bytes"
-                )
+                write!(f, "message of {len} bytes is larger than the limit of {max} bytes")
             }
             WireError::Trailing => write!(f, "unexpected bytes after the message"),
             WireError::Decode(e) => write!(f, "malformed message: {e}"),
@@ -87,10 +84,7 @@ fn encode<T: Serialize>(value: &T, max: usize) -> Result<Vec<u8>, WireError> {
     let payload = bincode::serde::encode_to_vec(value, config())
         .map_err(|e| WireError::Encode(e.to_string()))?;
     if payload.len() > max {
-        return Err(WireError::TooLarge {
-            len: payload.len() as u64,
-            max,
-        });
+        return Err(WireError::TooLarge { len: payload.len() as u64, max });
     }
     let mut frame = Vec::with_capacity(HEADER_LEN + payload.len());
     frame.extend_from_slice(&MAGIC);
@@ -132,17 +126,11 @@ fn read_frame(r: &mut impl Read, max: usize, expect_eof: bool) -> Result<Vec<u8>
     }
     let version = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
     if version != PROTOCOL_VERSION {
-        return Err(WireError::Version {
-            ours: PROTOCOL_VERSION,
-            theirs: version,
-        });
+        return Err(WireError::Version { ours: PROTOCOL_VERSION, theirs: version });
     }
     let len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
     if len as usize > max {
-        return Err(WireError::TooLarge {
-            len: len.into(),
-            max,
-        });
+        return Err(WireError::TooLarge { len: len.into(), max });
     }
     let mut payload = vec![0u8; len as usize];
     read_full(r, &mut payload)?;
@@ -298,10 +286,7 @@ mod tests {
     fn length_prefix_of_u32_max_is_rejected_before_reading() {
         let mut frame = encode_request(&request()).unwrap();
         frame[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(
-            decode_request(&frame),
-            Err(WireError::TooLarge { .. })
-        ));
+        assert!(matches!(decode_request(&frame), Err(WireError::TooLarge { .. })));
     }
 
     #[test]
@@ -324,10 +309,7 @@ mod tests {
     fn oversized_request_is_refused_by_the_encoder() {
         let mut r = request();
         r.argv.push("x".repeat(MAX_REQUEST_BYTES));
-        assert!(matches!(
-            encode_request(&r),
-            Err(WireError::TooLarge { .. })
-        ));
+        assert!(matches!(encode_request(&r), Err(WireError::TooLarge { .. })));
     }
 
     /// A cheap deterministic fuzz: random bytes behind a valid header must

@@ -1,0 +1,163 @@
+//! The one channel between the supervisor and the run's side (init, and the
+//! target until it execs): a SOCK_SEQPACKET socketpair carrying typed
+//! messages, each one bounded frame of `shared::wire`, descriptors beside
+//! it. Who speaks when:
+//!
+//! ```text
+//! supervisor ── ToRun::Cgroups (+ their descriptors) ──► init, before it forks the target
+//! supervisor ── ToRun::Go ──────────────────────────────► target, before it execs
+//! supervisor ── shutdown(SHUT_WR), or its death ────────► init: end the run now
+//! target ─────── FromRun::ExecFailed / SetupFailed ─────► supervisor
+//! init ───────── FromRun::Finished / SetupFailed ───────► supervisor, as it ends
+//! ```
+//!
+//! The supervisor reads the run's messages only once init is reaped, when
+//! every copy of the run's end is closed: nothing the run sends can make
+//! it wait.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{
+    recvmsg, sendmsg, shutdown, socketpair, AddressFamily, ControlMessage, ControlMessageOwned,
+    MsgFlags, Shutdown, SockFlag, SockType,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use shared::{wire, CgroupCounters, Stop};
+
+use crate::error::{Context, Error, Result};
+use crate::sys;
+
+/// The supervisor's messages to the run.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+pub enum ToRun {
+    /// The run's cgroups, their descriptors beside the message (two per
+    /// hierarchy), or none.
+    Cgroups(Option<CgroupLayout>),
+    /// The run's uid owns no other process and the supervisor is the
+    /// caller now: the target may exec (invariants 3 and 6).
+    Go,
+}
+
+/// Which of the descriptors sent with `ToRun::Cgroups` is which: one
+/// hierarchy per entry of `v2`, and the index of the memory, pids and CPU
+/// ones among them.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct CgroupLayout {
+    pub v2: Vec<bool>,
+    pub memory: Option<usize>,
+    pub pids: Option<usize>,
+    pub cpu: Option<usize>,
+}
+
+/// The run's messages to the supervisor.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+pub enum FromRun {
+    /// Init or the target could not set the run up (one line).
+    SetupFailed(String),
+    /// execve failed in the target, with this errno.
+    ExecFailed(i32),
+    /// Init ended the run.
+    Finished(InitReport),
+}
+
+/// What init tells the supervisor once the run is over: how the target
+/// ended, and what every process of the run used (init's own set-up
+/// excluded).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct InitReport {
+    /// Wait status of the target, as waitpid gives it.
+    pub status: i32,
+    pub deadline_passed: bool,
+    /// Why init stopped the run before the target ended, if it did.
+    pub stopped: Option<Stop>,
+    /// Largest memory of the run's processes together that init's samples
+    /// saw (0 when it did not sample).
+    pub peak_sampled_kib: u64,
+    /// From the start of the target to its end (or to the deadline).
+    pub wall_us: u64,
+    /// getrusage(RUSAGE_CHILDREN) of init after the last process of the
+    /// run was reaped: the whole run, exactly.
+    pub user_us: u64,
+    pub sys_us: u64,
+    /// Largest resident set of any process of the run.
+    pub maxrss_kib: u64,
+    /// The run's cgroup counters, read after the same reaping.
+    pub cgroup: Option<CgroupCounters>,
+}
+
+/// Largest number of descriptors one message carries.
+const MAX_FDS: usize = 8;
+
+/// Bytes a message may take: a frame header and a reply's bound.
+const MAX_MESSAGE: usize = 12 + wire::MAX_REPLY_BYTES;
+
+/// One end of the channel.
+pub struct Channel(OwnedFd);
+
+/// The supervisor's end and the run's end.
+pub fn pair() -> Result<(Channel, Channel)> {
+    let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+        .context("socketpair")?;
+    Ok((Channel(a), Channel(b)))
+}
+
+impl Channel {
+    /// Sends one message, with descriptors beside it.
+    pub fn send<T: Serialize>(&self, message: &T, fds: &[RawFd]) -> Result<()> {
+        let frame = wire::encode_message(message)?;
+        let rights = [ControlMessage::ScmRights(fds)];
+        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
+        sendmsg::<()>(
+            self.0.as_raw_fd(),
+            &[IoSlice::new(&frame)],
+            cmsgs,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .context("cannot send on the run's channel")?;
+        Ok(())
+    }
+
+    /// Receives one message and the descriptors beside it; `None` at end
+    /// of file (every copy of the other end is closed, or it shut down).
+    pub fn recv<T: DeserializeOwned>(&self) -> Result<Option<(T, Vec<OwnedFd>)>> {
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(
+            self.0.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .context("cannot receive on the run's channel")?;
+        let mut raw = Vec::new();
+        for c in msg.cmsgs().context("cannot receive on the run's channel")? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                raw.extend(fds);
+            }
+        }
+        // Owned at once, so that they close on every path below.
+        let fds = sys::own_received_fds(raw);
+        let n = msg.bytes;
+        if n == 0 {
+            return Ok(None);
+        }
+        let message = wire::decode_message(&buf[..n])
+            .map_err(|e| Error::Internal(format!("the run's channel: {e}")))?;
+        Ok(Some((message, fds)))
+    }
+
+    /// The supervisor's order to end the run: init sees the channel shut
+    /// (as it does when the supervisor dies), while the supervisor can
+    /// still read what the run says.
+    pub fn stop_run(&self) {
+        let _ = shutdown(self.0.as_raw_fd(), Shutdown::Write);
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}

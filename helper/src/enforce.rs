@@ -1,0 +1,161 @@
+//! The limits of the whole run that no resource limit covers: CPU time of
+//! all its processes together, to the millisecond, and its memory when no
+//! memory cgroup holds it. Enforced by init, which neither the caller nor
+//! the target can stop or slow down (root in all its ids): a stopped,
+//! blocked or dead supervisor does not lift them.
+//!
+//! Init's /proc is the run's own, so every process it lists is the run's.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::resource::{getrusage, UsageWho};
+use nix::unistd::Pid;
+use shared::{Limit, Limits, Stop};
+
+use crate::cgroup::{CpuCounter, RunCgroup};
+
+/// Shortest pause between two looks at a CPU limit: a look costs tens of
+/// microseconds, and the limit is then hit within about this much.
+const MIN_LOOK_US: u64 = 250;
+
+/// CPU time left under the limit below which init looks again at once
+/// instead of sleeping: waking from a sleep can take a millisecond on a
+/// virtual CPU.
+const SPIN_US: u64 = 3000;
+
+/// How often the run's memory is sampled when no cgroup limits it.
+const MEMORY_LOOK: Duration = Duration::from_millis(10);
+
+/// Init's look at the run's CPU time and memory.
+pub struct Enforcer {
+    /// CPU time of the whole run at which it is stopped (limit + grace).
+    cpu_kill_us: Option<u64>,
+    /// Sampled memory limit, KiB (only without a memory cgroup).
+    sampled_rss_max: Option<u64>,
+    counter: Option<CpuCounter>,
+    cpus: u64,
+    next: Option<Instant>,
+    /// Largest memory of the run's processes together that a sample saw.
+    pub peak_sampled_kib: u64,
+}
+
+impl Enforcer {
+    pub fn new(limits: &Limits, cgroup: Option<&RunCgroup>) -> Enforcer {
+        let memory_limited = cgroup.is_some_and(RunCgroup::limits_memory);
+        let mut e = Enforcer {
+            cpu_kill_us: limits.deadline_us(Limit::Cpu),
+            sampled_rss_max: limits.get(Limit::Rss).filter(|_| !memory_limited),
+            counter: cgroup.and_then(RunCgroup::cpu_counter),
+            cpus: cpu_count(),
+            next: None,
+            peak_sampled_kib: 0,
+        };
+        e.next = e.next_look(0);
+        e
+    }
+
+    /// How long until the next look is due; `None`: never.
+    pub fn wait(&self) -> Option<Duration> {
+        self.next.map(|t| t.saturating_duration_since(Instant::now()))
+    }
+
+    /// Looks if a look is due: `Some` when a limit was reached.
+    pub fn look(&mut self) -> Option<Stop> {
+        if self.next.is_none_or(|t| Instant::now() < t) {
+            return None;
+        }
+        let (cpu_us, rss_kib) = match &self.counter {
+            Some(counter) if self.sampled_rss_max.is_none() => (counter.cpu_us().unwrap_or(0), 0),
+            _ => sample(),
+        };
+        self.peak_sampled_kib = self.peak_sampled_kib.max(rss_kib);
+        if self.cpu_kill_us.is_some_and(|kill| cpu_us >= kill) {
+            return Some(Stop::Cpu);
+        }
+        if self.sampled_rss_max.is_some_and(|max| rss_kib > max) {
+            return Some(Stop::Memory);
+        }
+        self.next = self.next_look(cpu_us);
+        None
+    }
+
+    /// A CPU limit cannot be reached sooner than (what is left) / (number
+    /// of CPUs).
+    fn next_look(&self, cpu_used: u64) -> Option<Instant> {
+        let cpu = self.cpu_kill_us.map(|kill| match kill.saturating_sub(cpu_used) {
+            left if left < SPIN_US => Duration::ZERO,
+            left => Duration::from_micros((left / self.cpus).max(MIN_LOOK_US)),
+        });
+        let mem = self.sampled_rss_max.map(|_| MEMORY_LOOK);
+        let wait = match (cpu, mem) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        wait.and_then(|d| Instant::now().checked_add(d))
+    }
+}
+
+/// How many CPUs the run may use at once (at least 1).
+fn cpu_count() -> u64 {
+    let Ok(set) = nix::sched::sched_getaffinity(Pid::from_raw(0)) else {
+        return 1;
+    };
+    let n = (0..nix::sched::CpuSet::count()).filter(|&c| set.is_set(c).unwrap_or(false)).count();
+    n.max(1) as u64
+}
+
+/// CPU time (user + system) used so far by the live process `pid`, all
+/// its threads, exactly; 0 once it has ended.
+fn process_cpu_us(pid: Pid) -> u64 {
+    let clock = nix::time::ClockId::pid_cpu_clock_id(pid);
+    let ts = clock.and_then(nix::time::clock_gettime);
+    ts.map_or(0, |t| t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000)
+}
+
+/// Reads one field of /proc/PID/stat (1-based, counted after the command
+/// name, which may contain spaces).
+fn stat_field(text: &str, n: usize) -> Option<u64> {
+    let rest = &text[text.rfind(')')? + 2..];
+    rest.split_whitespace().nth(n - 3)?.parse().ok()
+}
+
+/// A sample of the run: CPU time so far (what init reaped, exactly; live
+/// processes exactly; what they reaped, in clock ticks) and the resident
+/// memory of all its processes.
+fn sample() -> (u64, u64) {
+    let tick_us = 1_000_000 / 100; // USER_HZ is 100 on Linux
+    let mut cpu_us = getrusage(UsageWho::RUSAGE_CHILDREN).map_or(0, |r| {
+        let us = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
+        us(r.user_time()) + us(r.system_time())
+    });
+    let mut rss_kib = 0;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return (cpu_us, 0);
+    };
+    for entry in dir.flatten() {
+        // Init's own time (building the namespaces) is not the run's.
+        let pid = match entry.file_name().to_str().map(str::parse::<i32>) {
+            Some(Ok(pid)) if pid > 1 => pid,
+            _ => continue,
+        };
+        cpu_us += process_cpu_us(Pid::from_raw(pid));
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            let reaped = stat_field(&stat, 16).unwrap_or(0) + stat_field(&stat, 17).unwrap_or(0);
+            cpu_us += reaped * tick_us;
+            rss_kib += stat_field(&stat, 24).unwrap_or(0) * 4;
+        }
+    }
+    (cpu_us, rss_kib)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_skip_command_names_with_spaces() {
+        let stat = "42 (a b) c) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23";
+        assert_eq!(stat_field(stat, 4), Some(1));
+        assert_eq!(stat_field(stat, 14), Some(11));
+    }
+}

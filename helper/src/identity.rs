@@ -1,0 +1,157 @@
+//! The one home of every change of identity. Each process of a run gets
+//! its ids and capabilities as one [`Identity`] value; [`Identity::assume`]
+//! applies it in the only safe order (bounding set, groups, gids, uids,
+//! capability sets, no_new_privs) and then reads the result back from the
+//! kernel, failing closed unless it is exactly what was asked.
+//!
+//! | who        | uids (real, effective, saved) | gids            | capabilities |
+//! |------------|-------------------------------|-----------------|--------------|
+//! | set-up     | caller, 0, 0                  | caller, 0, 0    | root's       |
+//! | init       | 0, 0, 0                       | 0, 0, 0         | CAP_KILL     |
+//! | supervisor | caller (all three)            | caller          | CAP_KILL     |
+//! | target     | sandbox uid                   | policy's gid    | none         |
+//!
+//! Every identity has no supplementary groups.
+
+use caps::{CapSet, Capability, CapsHashSet};
+use nix::unistd::{getgroups, getresgid, getresuid, setgroups, setresgid, setresuid, Gid, Uid};
+
+use crate::error::{Context, Error, Result};
+use crate::harden::Caller;
+
+/// Ids and capabilities a process of the run is to have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    /// Real, effective and saved uid.
+    pub uids: [Uid; 3],
+    /// Real, effective and saved gid.
+    pub gids: [Gid; 3],
+    /// Capabilities kept, permitted and effective, with empty bounding,
+    /// inheritable and ambient sets and no_new_privs; `None`: root's are
+    /// left as they are (the set-up, which is root).
+    pub caps: Option<&'static [Capability]>,
+}
+
+const ROOT_UID: Uid = Uid::from_raw(0);
+const ROOT_GID: Gid = Gid::from_raw(0);
+
+impl Identity {
+    /// The helper while it sets up a run: root's effective ids, so that
+    /// what it creates (the run's cgroups) is root's, owner and group; the
+    /// caller's real ids, so that the caller may still stop its own
+    /// request.
+    pub fn setup(caller: &Caller) -> Identity {
+        Identity {
+            uids: [caller.uid, ROOT_UID, ROOT_UID],
+            gids: [caller.gid, ROOT_GID, ROOT_GID],
+            caps: None,
+        }
+    }
+
+    /// Init: root in all its ids, so that neither the caller nor the target
+    /// may signal or ptrace it; CAP_KILL only, to end the run with kill(-1)
+    /// inside its pid namespace (invariants 6 and 7).
+    pub fn init() -> Identity {
+        Identity { uids: [ROOT_UID; 3], gids: [ROOT_GID; 3], caps: Some(&[Capability::CAP_KILL]) }
+    }
+
+    /// The supervisor: the caller, keeping CAP_KILL only, to kill init
+    /// (invariant 6).
+    pub fn supervisor(caller: &Caller) -> Identity {
+        Identity {
+            uids: [caller.uid; 3],
+            gids: [caller.gid; 3],
+            caps: Some(&[Capability::CAP_KILL]),
+        }
+    }
+
+    /// The target: the policy's ids, no capability (invariant 5).
+    pub fn target(uid: Uid, gid: Gid) -> Identity {
+        Identity { uids: [uid; 3], gids: [gid; 3], caps: Some(&[]) }
+    }
+
+    /// Becomes this identity and verifies it. Needs root's capabilities
+    /// (CAP_SETPCAP, CAP_SETUID, CAP_SETGID) on entry. On error the caller
+    /// must not go on: the process is neither the old identity nor the new.
+    pub fn assume(&self) -> Result<()> {
+        let keep = self.caps.is_some_and(|c| !c.is_empty()) && !self.uids[0].is_root();
+        if self.caps.is_some() {
+            // Shrinking the bounding set needs CAP_SETPCAP: first.
+            clear_bounding_set()?;
+        }
+        if keep {
+            nix::sys::prctl::set_keepcaps(true).context("prctl(PR_SET_KEEPCAPS)")?;
+        }
+        setgroups(&[]).context("setgroups")?;
+        let [rg, eg, sg] = self.gids;
+        setresgid(rg, eg, sg).context("setresgid")?;
+        let [ru, eu, su] = self.uids;
+        setresuid(ru, eu, su).context("setresuid")?;
+        if let Some(kept) = self.caps {
+            let kept: CapsHashSet = kept.iter().copied().collect();
+            // Effective first: it must stay a subset of permitted.
+            caps::set(None, CapSet::Effective, &kept).map_err(cap_error)?;
+            caps::set(None, CapSet::Permitted, &kept).map_err(cap_error)?;
+            caps::clear(None, CapSet::Inheritable).map_err(cap_error)?;
+            caps::clear(None, CapSet::Ambient).map_err(cap_error)?;
+            nix::sys::prctl::set_no_new_privs().context("prctl(PR_SET_NO_NEW_PRIVS)")?;
+        }
+        if keep {
+            nix::sys::prctl::set_keepcaps(false).context("prctl(PR_SET_KEEPCAPS)")?;
+        }
+        // A change of ids makes a process dumpable again.
+        nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
+        self.verify()
+    }
+
+    /// Reads the ids, groups and capability sets back from the kernel.
+    /// The ambient set needs no read: it is always within permitted and
+    /// inheritable. The bounding set is checked drop by drop as it is
+    /// emptied (`clear_bounding_set`).
+    pub fn verify(&self) -> Result<()> {
+        let u = getresuid().context("getresuid")?;
+        let g = getresgid().context("getresgid")?;
+        let groups = getgroups().context("getgroups")?;
+        let mut ok = [u.real, u.effective, u.saved] == self.uids
+            && [g.real, g.effective, g.saved] == self.gids
+            && groups.is_empty();
+        if let Some(kept) = self.caps {
+            let kept: CapsHashSet = kept.iter().copied().collect();
+            let read = |set| caps::read(None, set).map_err(cap_error);
+            ok = ok
+                && read(CapSet::Effective)? == kept
+                && read(CapSet::Permitted)? == kept
+                && read(CapSet::Inheritable)?.is_empty()
+                && nix::sys::prctl::get_no_new_privs().unwrap_or(false);
+        }
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Internal(format!(
+                "the kernel did not give the ids and capabilities asked: {self:?}"
+            )))
+        }
+    }
+}
+
+fn cap_error(e: caps::errors::CapsError) -> Error {
+    Error::Failed("capabilities", std::io::Error::other(e.to_string()))
+}
+
+/// Empties this process's capability bounding set, so that no exec can
+/// bring a capability back. One drop per capability, not a read and a
+/// drop: a drop of one already gone succeeds, and one the kernel does not
+/// know (an older kernel) fails but is not in the set.
+fn clear_bounding_set() -> Result<()> {
+    for cap in caps::all() {
+        if caps::drop(None, CapSet::Bounding, cap).is_err()
+            && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false)
+        {
+            return Err(Error::Failed(
+                "cannot empty the capability bounding set (CAP_SETPCAP missing?)",
+                std::io::Error::other(cap.to_string()),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,266 @@
+//! Init: pid 1 of the run's own pid namespace, the parent of the target.
+//!
+//! Invariant 7 rests here: every process of the run lives in that pid
+//! namespace, and when init ends, for whatever reason, the kernel kills
+//! every process left in it. Init ends the run when the target ends, when
+//! its wall-clock deadline passes, or when the supervisor shuts the channel
+//! (a limit, or the supervisor died): it kill(-1)s and reaps what is left,
+//! so that their CPU time is counted, then reports and exits. If init
+//! itself dies (the supervisor's SIGKILL, or its parent-death signal), the
+//! kernel kills the rest. Init is root in all its ids with CAP_KILL only
+//! (`identity::Identity::init`), so neither the caller nor the target can
+//! stop it.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::resource::{getrusage, UsageWho};
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::SignalFd;
+use nix::unistd::{ForkResult, Pid};
+use shared::Stop;
+
+use crate::cgroup::RunCgroup;
+use crate::channel::{Channel, FromRun, InitReport, ToRun};
+use crate::enforce::Enforcer;
+use crate::error::{Context, Error, Result};
+use crate::identity::Identity;
+use crate::policy::Plan;
+use crate::{mounts, sys, target};
+
+/// Pid 1 of the run. Never returns: its end is the end of the run.
+pub fn run(plan: Plan, channel: Channel) -> ! {
+    let mut cgroup = None;
+    if let Err(e) = init_run(&plan, &channel, &mut cgroup) {
+        let _ = channel.send(&FromRun::SetupFailed(e.to_string()), &[]);
+    }
+    // Empty by now: init ends the run (kill(-1), reaping) before it returns,
+    // and nothing of the run was started if it failed earlier.
+    if let Some(cgroup) = &cgroup {
+        cgroup.remove();
+    }
+    sys::exit_now(0)
+}
+
+fn init_run(plan: &Plan, channel: &Channel, cgroup: &mut Option<RunCgroup>) -> Result<()> {
+    Identity::init().assume()?;
+    // If the supervisor dies, so does init, and with it the whole run.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).context("prctl(PR_SET_PDEATHSIG)")?;
+    if channel_shut(channel, PollTimeout::ZERO) {
+        return Ok(()); // the supervisor died before the line above
+    }
+    // The jail is taken while init is still in the helper's mount namespace.
+    let jail = plan.chroot.as_ref().map(mounts::jail_mount).transpose()?;
+    let mut flags = CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWNS;
+    if !plan.share_net {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    unshare(flags).context("cannot create the run's namespaces")?;
+    mounts::private_mounts(plan)?;
+    if jail.is_none() {
+        mounts::working_directory_is_visible()?;
+    }
+    // SIGCHLD is read from a signalfd; the target unblocks it before exec.
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), None).context("sigprocmask")?;
+    let sigfd = SignalFd::new(&chld).context("signalfd")?;
+    *cgroup = receive_cgroups(channel, plan)?;
+
+    let (start_rx, start_tx) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).context("pipe")?;
+    let forked_us = sys::monotonic_us();
+    let target = match sys::fork().context("cannot fork the target")? {
+        ForkResult::Child => {
+            drop((sigfd, start_rx));
+            let Err(e) = target::enter(plan, jail.as_ref(), channel, &start_tx, cgroup.as_ref());
+            let message = match e {
+                Error::Failed("execve", e) => FromRun::ExecFailed(e.raw_os_error().unwrap_or(0)),
+                e => FromRun::SetupFailed(e.to_string()),
+            };
+            let _ = channel.send(&message, &[]);
+            sys::exit_now(127);
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(start_tx);
+    let mut clock = WallClock {
+        start_rx,
+        start_us: forked_us,
+        confirmed: false,
+        limit_us: plan.limits.deadline_us(shared::Limit::Wall),
+    };
+    let mut enforcer = Enforcer::new(&plan.limits, cgroup.as_ref());
+    let (why, ended) = wait_for_target(target, &sigfd, channel, &mut clock, &mut enforcer)?;
+    let mut report = end_run(target, why, ended, &mut clock)?;
+    report.peak_sampled_kib = enforcer.peak_sampled_kib;
+    report.cgroup = cgroup.as_ref().map(|c| c.counters(&plan.limits));
+    // Fails harmlessly if the supervisor is gone.
+    let _ = channel.send(&FromRun::Finished(report), &[]);
+    Ok(())
+}
+
+/// The supervisor's first message: the run's cgroups (made by it while
+/// init builds the namespaces), or word that there are none.
+fn receive_cgroups(channel: &Channel, plan: &Plan) -> Result<Option<RunCgroup>> {
+    match channel.recv::<ToRun>()? {
+        Some((ToRun::Cgroups(layout), fds)) => match layout {
+            Some(layout) => RunCgroup::from_layout(layout, fds, plan.uid.as_raw()).map(Some),
+            None => Ok(None),
+        },
+        Some((ToRun::Go, _)) => Err(Error::Internal("go before the cgroups".into())),
+        None => Err(Error::Setup("the supervisor went away".into())),
+    }
+}
+
+/// Whether the supervisor shut its end (its order to stop) or died, within
+/// `timeout`.
+fn channel_shut(channel: &Channel, timeout: PollTimeout) -> bool {
+    let mut fds = [PollFd::new(channel.fd(), shut_flags())];
+    matches!(poll(&mut fds, timeout), Ok(n) if n > 0)
+}
+
+/// Why init is ending the run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Why {
+    TargetEnded,
+    Deadline,
+    /// A limit init enforces, or the supervisor shut the channel (the
+    /// caller's order, or it is gone).
+    Stopped(Stop),
+}
+
+/// The run's wall clock. It starts when the target is about to exec: the
+/// target writes that moment on a pipe that init reads without waiting for
+/// it, so that the target's set-up is neither counted nor taken from its
+/// wall-clock limit. Until the moment is known, the target's fork stands
+/// for it.
+struct WallClock {
+    start_rx: OwnedFd,
+    start_us: u64,
+    confirmed: bool,
+    /// Wall-clock limit plus grace.
+    limit_us: Option<u64>,
+}
+
+impl WallClock {
+    fn start_us(&mut self) -> u64 {
+        if !self.confirmed {
+            let mut stamp = [0u8; 8];
+            if nix::unistd::read(&self.start_rx, &mut stamp) == Ok(8) {
+                // Never before the fork: the value is the target's word.
+                self.start_us = u64::from_le_bytes(stamp).max(self.start_us);
+                self.confirmed = true;
+            }
+        }
+        self.start_us
+    }
+
+    fn elapsed_us(&mut self) -> u64 {
+        sys::monotonic_us().saturating_sub(self.start_us())
+    }
+
+    /// Time left before the deadline; `None`: no limit. A target that has
+    /// not reached its exec has all of it (init looks again by then).
+    fn left_us(&mut self) -> Option<u64> {
+        let limit = self.limit_us?;
+        let elapsed = self.elapsed_us();
+        if !self.confirmed {
+            return Some(limit.max(1));
+        }
+        Some(limit.saturating_sub(elapsed))
+    }
+}
+
+/// Reaps every process that ends in the namespace (orphans come to init)
+/// until the target ends, the deadline passes, a limit of the whole run is
+/// reached or the supervisor shuts the channel.
+fn wait_for_target(
+    target: Pid,
+    sigfd: &SignalFd,
+    channel: &Channel,
+    clock: &mut WallClock,
+    enforcer: &mut Enforcer,
+) -> Result<(Why, Option<(i32, u64)>)> {
+    loop {
+        while let Some(reaped) = sys::wait4(Pid::from_raw(-1), true).unwrap_or(None) {
+            if reaped.pid == target {
+                let ended = (reaped.status, clock.elapsed_us());
+                return Ok((Why::TargetEnded, Some(ended)));
+            }
+        }
+        if let Some(stop) = enforcer.look() {
+            return Ok((Why::Stopped(stop), None));
+        }
+        let deadline = match clock.left_us() {
+            Some(0) => return Ok((Why::Deadline, None)),
+            left => left.map(Duration::from_micros),
+        };
+        let wait = [deadline, enforcer.wait()].into_iter().flatten().min();
+        // Round up: waking early only costs another turn.
+        let timeout = wait.map_or(PollTimeout::NONE, |d| {
+            let ms = d.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+        });
+        let mut fds = [
+            PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(channel.fd(), shut_flags()),
+        ];
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(Error::Failed("poll", e.into())),
+        }
+        if fds[1].any().unwrap_or(false) {
+            return Ok((Why::Stopped(Stop::ByCaller), None));
+        }
+        if fds[0].any().unwrap_or(false) {
+            let _ = sigfd.read_signal();
+        }
+    }
+}
+
+/// Ends the run: kill(-1) from pid 1 reaches every other process of the
+/// namespace and nothing else (forks racing with it are killed too: the
+/// kernel refuses to finish a fork with a fatal signal pending); reaps them
+/// all, so that the CPU time of every process of the run is in init's
+/// rusage; reports.
+fn end_run(
+    target: Pid,
+    why: Why,
+    ended: Option<(i32, u64)>,
+    clock: &mut WallClock,
+) -> Result<InitReport> {
+    let wall_us = ended.map_or_else(|| clock.elapsed_us(), |(_, us)| us);
+    let mut status = ended.map_or(libc::SIGKILL, |(status, _)| status);
+    let _ = nix::sys::signal::kill(Pid::from_raw(-1), Signal::SIGKILL);
+    while let Some(reaped) = sys::wait4(Pid::from_raw(-1), false).unwrap_or(None) {
+        if reaped.pid == target {
+            status = reaped.status;
+        }
+    }
+    let children = getrusage(UsageWho::RUSAGE_CHILDREN).context("getrusage")?;
+    let us = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
+    Ok(InitReport {
+        status,
+        deadline_passed: why == Why::Deadline,
+        stopped: match why {
+            Why::Stopped(stop) => Some(stop),
+            _ => None,
+        },
+        wall_us,
+        user_us: us(children.user_time()),
+        sys_us: us(children.system_time()),
+        maxrss_kib: children.max_rss() as u64,
+        peak_sampled_kib: 0,
+        cgroup: None,
+    })
+}
+
+/// The peer shut its end or closed it: POLLRDHUP, which nix does not name
+/// (POLLIN would also wake for the target's pending go).
+fn shut_flags() -> PollFlags {
+    PollFlags::from_bits_retain(libc::POLLRDHUP)
+}

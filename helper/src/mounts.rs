@@ -1,0 +1,133 @@
+//! The run's view of the file system, built by init in the run's new mount
+//! namespace before the target is forked: a /proc of its own pid namespace,
+//! one private scratch tmpfs on the host's shared writable places, no cgroup
+//! file system, and the chroot jail as a detached mount (invariants 4, 5, 7).
+
+use std::ffi::{CStr, CString, OsStr};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+
+use shared::Limit;
+
+use nix::mount::MsFlags;
+
+use crate::error::{Context, Error, Result};
+use crate::policy::{Jail, Plan};
+use crate::sys;
+
+/// Directories of the host a run never sees: world-writable ones (what the
+/// target would leave there, a disk fill or a note for the next run, would
+/// outlive it; /dev/shm is memory) and /run, where host daemons listen on
+/// unix sockets. They all show one small private tmpfs instead, gone with
+/// the run. The first two stay the host's with `--host-tmp`.
+const SCRATCH_DIRS: &[(&CStr, bool)] =
+    &[(c"/tmp", true), (c"/var/tmp", true), (c"/dev/shm", false), (c"/run", false)];
+
+/// mount(2) with a source always named (nix wants `Option`s of one type).
+fn mount(
+    source: &CStr,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: MsFlags,
+    data: Option<&CStr>,
+) -> nix::Result<()> {
+    nix::mount::mount(Some(source), target, fstype, flags, data)
+}
+
+/// Gives the run its own view of the host's file system: a /proc of its
+/// own pid namespace (it sees no other process of the machine) and the
+/// private scratch tmpfs. Only fixed paths of the host are touched, before
+/// any chroot: they matter inside a chroot only if the chroot directory
+/// holds them (`--chroot_dir /`); the caller's own tree is never mounted on.
+pub fn private_mounts(plan: &Plan) -> Result<()> {
+    // Mounts made here must not propagate back to the host.
+    mount(c"none", c"/", None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)
+        .context("cannot make the run's mounts private")?;
+    let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    mount(c"proc", c"/proc", Some(c"proc"), hardened | MsFlags::MS_NOEXEC, None)
+        .context("cannot mount the run's /proc")?;
+    // As large as one file may be, and no more than the memory limit (tmpfs
+    // pages are memory the run's limits do not see): at least a page, at
+    // most 1 GiB.
+    let cap_kib = plan.limits.get(Limit::Mem).unwrap_or(1 << 20).min(1 << 20);
+    let size_kib = plan.limits.get(Limit::Fsize).unwrap_or(1 << 20).min(cap_kib).max(4);
+    let options = CString::new(format!("size={size_kib}k,nr_inodes=1024,mode=1777"))
+        .map_err(|_| Error::Internal("tmpfs options".into()))?;
+    let mut scratch: Option<&CStr> = None;
+    for &(dir, host_may_keep) in SCRATCH_DIRS {
+        if host_may_keep && plan.host_tmp {
+            continue;
+        }
+        // Only real directories: a symlink here would move the mount.
+        let is_dir = std::fs::symlink_metadata(OsStr::from_bytes(dir.to_bytes()))
+            .is_ok_and(|m| m.file_type().is_dir());
+        if !is_dir {
+            continue;
+        }
+        match scratch {
+            None => {
+                mount(c"tmpfs", dir, Some(c"tmpfs"), hardened, Some(&options))
+                    .context("cannot mount the run's scratch tmpfs")?;
+                scratch = Some(dir);
+            }
+            Some(first) => mount(first, dir, None, MsFlags::MS_BIND, None)
+                .context("cannot bind the run's scratch tmpfs")?,
+        }
+    }
+    // The cgroup file systems: the run's own cgroups are root's, but a
+    // cgroup elsewhere whose tasks file someone made writable would let the
+    // target leave them (and their limits). An empty read-only tmpfs.
+    let is_dir = std::fs::symlink_metadata("/sys/fs/cgroup").is_ok_and(|m| m.file_type().is_dir());
+    if is_dir {
+        mount(
+            c"tmpfs",
+            c"/sys/fs/cgroup",
+            Some(c"tmpfs"),
+            hardened | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY,
+            Some(c"size=4k,nr_inodes=1,mode=555"),
+        )
+        .context("cannot hide /sys/fs/cgroup")?;
+    }
+    Ok(())
+}
+
+/// The chroot directory as a detached copy of its own mount: no mount below
+/// it comes along, nothing set-id or device works in it, and a jail that is
+/// not the caller's is read-only. The kernel refuses a directory of another
+/// mount namespace.
+pub fn jail_mount(jail: &Jail) -> Result<OwnedFd> {
+    let copy = sys::clone_mount_of(&jail.dir).map_err(|e| {
+        Error::Setup(format!(
+            "cannot use the chroot directory (is it in another mount namespace?): {}",
+            sys::strerror(e.raw_os_error().unwrap_or(0))
+        ))
+    })?;
+    let mut attrs = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+    if jail.read_only {
+        attrs |= sys::MOUNT_ATTR_RDONLY;
+    }
+    sys::mount_setattr(&copy, attrs).context("cannot restrict the chroot directory's mount")?;
+    Ok(copy)
+}
+
+/// The target starts in the caller's working directory (or resolves
+/// exec_dir from it). A directory under one of the run's private mounts
+/// would still be the host's one, below the mount: the run would read and
+/// write the host's /tmp through it. It must be the directory its path now
+/// names, or the run is refused.
+pub fn working_directory_is_visible() -> Result<()> {
+    let here = std::fs::metadata(".").context("cannot stat the working directory")?;
+    let path = std::env::current_dir().context("cannot name the working directory")?;
+    let same = path.is_absolute()
+        && std::fs::metadata(&path)
+            .is_ok_and(|there| (there.dev(), there.ino()) == (here.dev(), here.ino()));
+    if same {
+        return Ok(());
+    }
+    Err(Error::Setup(format!(
+        "the working directory {} lies under the run's private /tmp, /var/tmp, /dev/shm or /run: \
+         run safeexec from another directory, or use --host-tmp",
+        path.display()
+    )))
+}

@@ -1,0 +1,135 @@
+//! The target: init's child, which becomes the program to run.
+//!
+//! Invariant 5 is kept by `enter`: the target joins the run's cgroups,
+//! gets a new session, its limits, the chroot, the policy's ids with no
+//! groups and no capabilities (`identity::Identity::target`, an empty
+//! bounding set and no_new_privs, so no setuid or file-capability program
+//! gives any back), no descriptor but 0, 1 and 2, and the seccomp filter;
+//! only then does it resolve anything the request names (exec_dir, the
+//! program), as the sandbox uid.
+
+use std::convert::Infallible;
+use std::os::fd::OwnedFd;
+
+use nix::sys::resource::{setrlimit, Resource as Res, RLIM_INFINITY};
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
+use nix::unistd::{chdir, chroot, execve, fchdir, setsid};
+use shared::limits::{Resource, Rlimit, TABLE};
+use shared::{Limit, Limits};
+
+use crate::cgroup::RunCgroup;
+use crate::channel::{Channel, ToRun};
+use crate::error::{Context, Error, Result};
+use crate::identity::Identity;
+use crate::policy::Plan;
+use crate::{seccomp, sys};
+
+/// Turns this process into the target and execs it: limits and chroot
+/// while still root, then the identity, then what the request names.
+pub fn enter(
+    plan: &Plan,
+    jail: Option<&OwnedFd>,
+    channel: &Channel,
+    start: &OwnedFd,
+    cgroup: Option<&RunCgroup>,
+) -> Result<Infallible> {
+    // First, so that what the target uses from here on is counted, and
+    // while it still has root's rights to move itself.
+    if let Some(cgroup) = cgroup {
+        cgroup.join()?;
+    }
+    setsid().context("setsid")?;
+    set_limits(&plan.limits)?;
+    // The caller's scheduling class (a real-time one, say) is not the run's.
+    sys::reset_scheduling().context("cannot reset the scheduling policy")?;
+    sys::set_niceness(plan.niceness).context("cannot set the niceness")?;
+    if let Some(dir) = jail {
+        fchdir(dir).context("cannot enter the chroot directory")?;
+        chroot(".").context("chroot")?;
+    }
+    Identity::target(plan.uid, plan.gid).assume()?;
+    // The caller's session keyring is the caller's.
+    sys::leave_inherited_keyring().context("cannot leave the caller's keyring")?;
+    if let Some(dir) = &plan.exec_dir {
+        chdir(dir.as_c_str()).map_err(|e| {
+            Error::Setup(format!(
+                "cannot enter exec_dir {}: {}",
+                dir.to_string_lossy(),
+                sys::strerror(e as i32)
+            ))
+        })?;
+    } else if jail.is_some() {
+        chdir("/").context("chdir")?;
+    }
+    // Everything but 0, 1 and 2 closes at exec, the channel included.
+    sys::close_from(3, true).context("close_range")?;
+    if !matches!(channel.recv::<ToRun>(), Ok(Some((ToRun::Go, _)))) {
+        // The supervisor refused the run (its reason goes to the caller).
+        sys::exit_now(127);
+    }
+    let _ = nix::unistd::write(start, &sys::monotonic_us().to_le_bytes());
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).context("sigprocmask")?;
+    sys::default_write_signals().context("cannot reset SIGPIPE and SIGXFSZ")?;
+    sys::install_seccomp(&seccomp::filter()).context("cannot install the seccomp filter")?;
+    let err = execve(&plan.program, &plan.argv, &plan.env).unwrap_err();
+    Err(Error::Failed("execve", err.into()))
+}
+
+/// Resource limits no run may have more than, whatever it asks.
+const FIXED: &[(Res, u64)] = &[(Res::RLIMIT_MEMLOCK, 0), (Res::RLIMIT_MSGQUEUE, 0)];
+
+/// Sets the target's resource limits from the table of limits. The CPU
+/// limit of the whole run is the supervisor's and init's to enforce to the
+/// millisecond; RLIMIT_CPU backs it per process in whole seconds.
+fn set_limits(limits: &Limits) -> Result<()> {
+    for spec in &TABLE {
+        let value = limits.get(spec.limit);
+        let (resources, v): (&[Resource], Option<u64>) = match spec.rlimit {
+            Rlimit::None => continue,
+            Rlimit::Scaled(resources, scale) => (resources, value.map(|v| v.saturating_mul(scale))),
+            Rlimit::ProcessesBesidesItself => {
+                (&[Resource::Nproc], value.map(|v| v.saturating_add(1)))
+            }
+            Rlimit::CpuSecondsWithGrace => (&[Resource::Cpu], cpu_seconds(limits)),
+        };
+        for &r in resources {
+            let v = v.unwrap_or(RLIM_INFINITY);
+            // SIGXCPU at the soft limit, SIGKILL a second later.
+            let hard = if r == Resource::Cpu { v.saturating_add(1) } else { v };
+            set_limit(resource(r), v, hard)?;
+        }
+    }
+    FIXED.iter().try_for_each(|&(r, v)| set_limit(r, v, v))
+}
+
+/// RLIMIT_CPU: limit + grace in whole seconds, rounded up. The kernel counts
+/// it in nanoseconds: a number of seconds whose nanoseconds overflow 64 bits
+/// would wrap to a tiny limit, so anything past a century is no limit.
+fn cpu_seconds(limits: &Limits) -> Option<u64> {
+    const CENTURY_S: u64 = 100 * 365 * 86_400;
+    limits.deadline_us(Limit::Cpu).map(|us| us.div_ceil(1_000_000)).filter(|&s| s < CENTURY_S)
+}
+
+fn resource(r: Resource) -> Res {
+    match r {
+        Resource::Cpu => Res::RLIMIT_CPU,
+        Resource::As => Res::RLIMIT_AS,
+        Resource::Data => Res::RLIMIT_DATA,
+        Resource::Stack => Res::RLIMIT_STACK,
+        Resource::Core => Res::RLIMIT_CORE,
+        Resource::Fsize => Res::RLIMIT_FSIZE,
+        Resource::Nproc => Res::RLIMIT_NPROC,
+        Resource::Nofile => Res::RLIMIT_NOFILE,
+    }
+}
+
+/// Sets a limit of the target. It fails when the caller's own hard limit,
+/// which the helper could not raise, is lower than the request.
+fn set_limit(resource: Res, soft: u64, hard: u64) -> Result<()> {
+    setrlimit(resource, soft, hard).map_err(|e| {
+        Error::Setup(format!(
+            "cannot set {resource:?} to {hard}: {} (the caller's own hard limit is lower?)",
+            sys::strerror(e as i32)
+        ))
+    })
+}
