@@ -50,8 +50,10 @@ pub struct Cli {
     #[arg(long, value_name = "KIB", default_value_t = 32768)]
     pub mem: u64,
 
-    /// Resident-memory limit of the whole run, in KiB, enforced by the
-    /// supervisor (for runtimes such as the JVM that reserve much address space).
+    /// Memory limit of the whole run, in KiB (for runtimes such as the JVM
+    /// that reserve much address space): enforced by the kernel through the
+    /// run's memory cgroup where there is one; otherwise the supervisor
+    /// samples the run's resident memory.
     #[arg(long, value_name = "KIB")]
     pub rss: Option<u64>,
 

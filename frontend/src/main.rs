@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use safeexec::cli::{command, Cli, ReportFormat};
-use safeexec::report::{self, Verdict};
+use safeexec::report;
 use safeexec::run::{self, RunError};
+use safeexec::verdict::Verdict;
 
 const EXIT_FAILED: u8 = 1;
 const EXIT_ERROR: u8 = 2;

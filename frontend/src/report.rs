@@ -1,120 +1,15 @@
-//! Turning an `Outcome` into the verdict and the reports: the original text
-//! report, JSON, and an isolate-style meta file.
+//! The reports of an [`Outcome`]: the original text report, JSON, and an
+//! isolate-style meta file. The verdict itself is `verdict`'s.
 
 use std::fmt::Write as _;
 
 use serde_json::json;
-use shared::{End, LimitKind, Limits, Outcome};
+use shared::{End, Limits};
 
-/// What happened to the run, in the original's terms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Ok,
-    NonZeroExit(i32),
-    Signal(i32),
-    MemoryLimit,
-    TimeLimit,
-    OutputLimit,
-    /// The target died of SIGHUP (the original's wording).
-    InvalidFunction,
-    /// The target died of SIGPIPE (the original's wording).
-    InternalError,
-}
-
-const SIGHUP: i32 = 1;
-const SIGKILL: i32 = 9;
-const SIGPIPE: i32 = 13;
-const SIGXCPU: i32 = 24;
-const SIGXFSZ: i32 = 25;
-
-impl Verdict {
-    pub fn of(outcome: &Outcome) -> Verdict {
-        match (outcome.limit, outcome.end) {
-            (Some(LimitKind::Memory), _) => Verdict::MemoryLimit,
-            (Some(LimitKind::Cpu | LimitKind::Wall), _) => Verdict::TimeLimit,
-            (Some(LimitKind::Output | LimitKind::FileSize), _) => Verdict::OutputLimit,
-            (None, End::Exited(0)) => Verdict::Ok,
-            (None, End::Exited(code)) => Verdict::NonZeroExit(code),
-            (None, End::Signaled(SIGXCPU)) => Verdict::TimeLimit,
-            (None, End::Signaled(SIGXFSZ)) => Verdict::OutputLimit,
-            (None, End::Signaled(SIGHUP)) => Verdict::InvalidFunction,
-            (None, End::Signaled(SIGPIPE)) => Verdict::InternalError,
-            (None, End::Signaled(sig)) => Verdict::Signal(sig),
-        }
-    }
-
-    /// The verdict line of the original report.
-    pub fn line(self) -> String {
-        match self {
-            Verdict::Ok => "OK".into(),
-            Verdict::NonZeroExit(code) => format!("Command exited with non-zero status ({code})"),
-            Verdict::Signal(sig) => {
-                format!("Command terminated by signal ({sig}: {})", signal_name(sig))
-            }
-            Verdict::MemoryLimit => "Memory Limit Exceeded".into(),
-            Verdict::TimeLimit => "Time Limit Exceeded".into(),
-            Verdict::OutputLimit => "Output Limit Exceeded".into(),
-            Verdict::InvalidFunction => "Invalid Function".into(),
-            Verdict::InternalError => "Internal Error".into(),
-        }
-    }
-
-    /// A stable token for machine-readable reports.
-    pub fn token(self) -> &'static str {
-        match self {
-            Verdict::Ok => "ok",
-            Verdict::NonZeroExit(_) => "nonzero_exit",
-            Verdict::Signal(_) | Verdict::InvalidFunction | Verdict::InternalError => "signal",
-            Verdict::MemoryLimit => "memory_limit",
-            Verdict::TimeLimit => "time_limit",
-            Verdict::OutputLimit => "output_limit",
-        }
-    }
-}
-
-pub fn signal_name(sig: i32) -> &'static str {
-    const NAMES: [&str; 32] = [
-        "SIG0",
-        "SIGHUP",
-        "SIGINT",
-        "SIGQUIT",
-        "SIGILL",
-        "SIGTRAP",
-        "SIGABRT",
-        "SIGBUS",
-        "SIGFPE",
-        "SIGKILL",
-        "SIGUSR1",
-        "SIGSEGV",
-        "SIGUSR2",
-        "SIGPIPE",
-        "SIGALRM",
-        "SIGTERM",
-        "SIGSTKFLT",
-        "SIGCHLD",
-        "SIGCONT",
-        "SIGSTOP",
-        "SIGTSTP",
-        "SIGTTIN",
-        "SIGTTOU",
-        "SIGURG",
-        "SIGXCPU",
-        "SIGXFSZ",
-        "SIGVTALRM",
-        "SIGPROF",
-        "SIGWINCH",
-        "SIGIO",
-        "SIGPWR",
-        "SIGSYS",
-    ];
-    usize::try_from(sig)
-        .ok()
-        .and_then(|i| NAMES.get(i).copied())
-        .unwrap_or("SIGRT")
-}
+use crate::verdict::{signal_name, LimitKind, Outcome, Verdict, SIGHUP, SIGKILL, SIGPIPE};
 
 fn cpu_us(o: &Outcome) -> u64 {
-    o.user_us + o.sys_us
+    o.user_us.saturating_add(o.sys_us)
 }
 
 /// The original four-line report; cpu usage is user + system time.
@@ -133,20 +28,13 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
+/// The `limits` object: one key per row of the limits table, `null` for
+/// no limit.
 fn limits_json(l: &Limits) -> serde_json::Value {
-    json!({
-        "cpu_ms": l.cpu_ms,
-        "wall_ms": l.wall_ms,
-        "grace_ms": l.grace_ms,
-        "mem_kib": l.mem_kib,
-        "rss_kib": l.rss_kib,
-        "stack_kib": l.stack_kib,
-        "core_kib": l.core_kib,
-        "fsize_kib": l.fsize_kib,
-        "nproc": l.nproc,
-        "nfile": l.nfile,
-        "output_bytes": l.output_bytes,
-    })
+    l.iter()
+        .map(|(spec, value)| (spec.json_key.to_string(), json!(value)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// One JSON object on one line (schema version 1, documented in the README).
@@ -246,7 +134,8 @@ pub fn meta_failure(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::Source;
+    use crate::verdict::Source;
+    use shared::{CgroupCounters, Limit};
 
     fn outcome(end: End, limit: Option<LimitKind>) -> Outcome {
         Outcome {
@@ -263,20 +152,57 @@ mod tests {
             output_bytes: None,
             uid: 7,
             gid: 8,
-            limits: Limits {
-                cpu_ms: Some(1000),
-                wall_ms: Some(2000),
-                grace_ms: 0,
-                mem_kib: Some(32768),
-                rss_kib: None,
-                stack_kib: Some(8192),
-                core_kib: 0,
-                fsize_kib: Some(0),
-                nproc: 0,
-                nfile: 512,
-                output_bytes: None,
-            },
+            limits: Limits::default()
+                .with(Limit::Cpu, Some(1000))
+                .with(Limit::Wall, Some(2000))
+                .with(Limit::Grace, Some(0))
+                .with(Limit::Mem, Some(32768))
+                .with(Limit::Stack, Some(8192))
+                .with(Limit::Core, Some(0))
+                .with(Limit::Fsize, Some(0))
+                .with(Limit::Nproc, Some(0))
+                .with(Limit::Nfile, Some(512)),
             cgroup: None,
+        }
+    }
+
+    /// Memory Limit Exceeded by an OOM kill, with every figure set.
+    fn full() -> Outcome {
+        Outcome {
+            end: End::Signaled(9),
+            limit: Some(LimitKind::Memory),
+            exec_error: Some("Permission denied".into()),
+            wall_us: 12_345_678,
+            user_us: 2_000_500,
+            sys_us: 999_999,
+            peak_kib: 4096,
+            memory_source: Source::Proc,
+            maxrss_kib: 2048,
+            cpu_source: Source::Proc,
+            output_bytes: Some(4097),
+            uid: 1234,
+            gid: 5678,
+            limits: Limits::default()
+                .with(Limit::Cpu, Some(3000))
+                .with(Limit::Wall, Some(60000))
+                .with(Limit::Grace, Some(250))
+                .with(Limit::Mem, Some(65536))
+                .with(Limit::Rss, Some(8192))
+                .with(Limit::Stack, Some(8192))
+                .with(Limit::Core, Some(0))
+                .with(Limit::Fsize, Some(16))
+                .with(Limit::Nproc, Some(3))
+                .with(Limit::Nfile, Some(64))
+                .with(Limit::Output, Some(4096)),
+            cgroup: Some(CgroupCounters {
+                version: 2,
+                memory_peak_kib: Some(9000),
+                cpu_us: Some(3_000_123),
+                pids_peak: None,
+                oom_kills: 1,
+                memory_limited: true,
+                memory_limit_hit: true,
+            }),
         }
     }
 
@@ -285,6 +211,10 @@ mod tests {
         assert_eq!(
             text(&outcome(End::Exited(0), None)),
             "OK\nelapsed time: 1 seconds\nmemory usage: 1234 kbytes\ncpu usage: 0.003 seconds\n"
+        );
+        assert_eq!(
+            text(&full()),
+            "Memory Limit Exceeded\nelapsed time: 12 seconds\nmemory usage: 4096 kbytes\ncpu usage: 3.000 seconds\n"
         );
     }
 
@@ -333,6 +263,52 @@ mod tests {
         assert_eq!(v["limits"]["nfile"], 512);
     }
 
+    /// Byte for byte what the report printed before the limits table.
+    #[test]
+    fn json_is_unchanged_byte_for_byte() {
+        assert_eq!(
+            json(&outcome(End::Exited(0), None)),
+            concat!(
+                r#"{"cgroup":null,"cpu_ms":3.345,"cpu_source":"rusage","exec_error":null,"#,
+                r#""exit_code":0,"gid":8,"limit":null,"limits":{"core_kib":0,"cpu_ms":1000,"#,
+                r#""fsize_kib":0,"grace_ms":0,"mem_kib":32768,"nfile":512,"nproc":0,"#,
+                r#""output_bytes":null,"rss_kib":null,"stack_kib":8192,"wall_ms":2000},"#,
+                r#""max_rss_kib":1234,"memory_source":"rusage","output_bytes":null,"#,
+                r#""peak_memory_kib":1234,"schema":1,"signal":null,"signal_name":null,"#,
+                r#""sys_ms":2.345,"uid":7,"user_ms":1.0,"verdict":"ok","verdict_text":"OK","#,
+                r#""wall_ms":1500.0}"#,
+                "\n"
+            )
+        );
+        assert_eq!(
+            json(&full()),
+            concat!(
+                r#"{"cgroup":{"cpu_ms":3000.123,"memory_limit_hit":true,"memory_limited":true,"#,
+                r#""memory_peak_kib":9000,"oom_kills":1,"pids_peak":null,"version":2},"#,
+                r#""cpu_ms":3000.499,"cpu_source":"proc","exec_error":"Permission denied","#,
+                r#""exit_code":null,"gid":5678,"limit":"memory","limits":{"core_kib":0,"#,
+                r#""cpu_ms":3000,"fsize_kib":16,"grace_ms":250,"mem_kib":65536,"nfile":64,"#,
+                r#""nproc":3,"output_bytes":4096,"rss_kib":8192,"stack_kib":8192,"#,
+                r#""wall_ms":60000},"max_rss_kib":2048,"memory_source":"proc","#,
+                r#""output_bytes":4097,"peak_memory_kib":4096,"schema":1,"signal":9,"#,
+                r#""signal_name":"SIGKILL","sys_ms":999.999,"uid":1234,"user_ms":2000.5,"#,
+                r#""verdict":"memory_limit","verdict_text":"Memory Limit Exceeded","#,
+                r#""wall_ms":12345.678}"#,
+                "\n"
+            )
+        );
+    }
+
+    #[test]
+    fn json_limits_have_one_key_per_row_of_the_table() {
+        let v: serde_json::Value = serde_json::from_str(&json(&full())).unwrap();
+        let limits = v["limits"].as_object().unwrap();
+        assert_eq!(limits.len(), shared::limits::TABLE.len());
+        for spec in &shared::limits::TABLE {
+            assert!(limits.contains_key(spec.json_key), "{}", spec.json_key);
+        }
+    }
+
     #[test]
     fn meta_uses_isolate_keys() {
         let m = meta(&outcome(End::Signaled(9), Some(LimitKind::Wall)));
@@ -343,6 +319,14 @@ mod tests {
         assert!(m.contains("killed:1\n"));
         assert!(m.contains("status:TO\n"));
         let ok = meta(&outcome(End::Exited(0), None));
-        assert!(ok.contains("exitcode:0\n") && !ok.contains("status:"));
+        assert_eq!(
+            ok,
+            "time:0.003\ntime-wall:1.500\nmax-rss:1234\nexitcode:0\n"
+        );
+        assert_eq!(
+            meta(&full()),
+            "time:3.000\ntime-wall:12.345\nmax-rss:2048\ncg-mem:9000\ncg-oom-killed:1\n\
+             exitsig:9\nkilled:1\nstatus:SG\nmessage:Memory limit exceeded\n"
+        );
     }
 }

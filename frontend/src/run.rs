@@ -1,18 +1,24 @@
 //! Building the request, opening caller-named paths as the caller, and
-//! talking to the helper over two inherited pipes.
+//! talking to the helper over two inherited pipes (plus, with an output
+//! limit, the two pipes of the output relay, `relay`).
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::fd::OwnedFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
 use command_fds::{CommandFdExt, FdMapping};
-use shared::{wire, Limits, Reply, Request, CHROOT_FD, REPLY_FD, REQUEST_FD};
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sys::socket::{send, MsgFlags};
+use shared::{wire, Limit, Limits, Reply, Request, CHROOT_FD, REPLY_FD, REQUEST_FD};
 
 use crate::cli::{parse_env_vars, Cli, DEFAULT_ENV};
+use crate::relay::Relay;
+use crate::verdict::{self, Outcome};
 
 /// Why safeexec could not run the program at all.
 #[derive(Debug)]
@@ -28,6 +34,8 @@ pub enum RunError {
         err: io::Error,
     },
     Channel(wire::WireError),
+    /// The output relay could not be set up.
+    Relay(io::Error),
     /// The helper refused the run or failed to set it up.
     Refused(String),
     /// The helper ended without a reply.
@@ -47,6 +55,7 @@ impl fmt::Display for RunError {
                 write!(f, "cannot start the helper {}: {err}", path.display())
             }
             RunError::Channel(e) => write!(f, "talking to the helper: {e}"),
+            RunError::Relay(e) => write!(f, "cannot relay the output: {e}"),
             RunError::Refused(msg) => write!(f, "{msg}"),
             RunError::NoReply(Some(status)) => {
                 write!(f, "the helper ended ({status}) without a reply")
@@ -100,25 +109,33 @@ pub fn request_from(cli: &Cli) -> Result<Request, RunError> {
         program: program.clone(),
         argv: command.clone(),
         env,
-        limits: Limits {
-            cpu_ms: Some(cli.cpu),
-            wall_ms: Some(cli.clock),
-            grace_ms: cli.grace,
-            mem_kib: Some(cli.mem),
-            rss_kib: cli.rss,
-            stack_kib: Some(cli.stack),
-            core_kib: cli.core,
-            fsize_kib: Some(cli.fsize),
-            nproc: cli.nproc,
-            nfile: cli.nfile,
-            output_bytes: cli.output.map(|kib| kib.saturating_mul(1024)),
-        },
+        limits: limits_from(cli),
         chroot: cli.chroot_dir.is_some(),
         exec_dir: cli.exec_dir.clone(),
         niceness: cli.niceness,
         share_net: cli.share_newnet,
         host_tmp: cli.host_tmp,
     })
+}
+
+/// The limits the command line asks for, every one of them set (only
+/// `--rss` and `--output` may be absent).
+pub fn limits_from(cli: &Cli) -> Limits {
+    Limits::default()
+        .with(Limit::Cpu, Some(cli.cpu))
+        .with(Limit::Wall, Some(cli.clock))
+        .with(Limit::Grace, Some(cli.grace))
+        .with(Limit::Mem, Some(cli.mem))
+        .with(Limit::Rss, cli.rss)
+        .with(Limit::Stack, Some(cli.stack))
+        .with(Limit::Core, Some(cli.core))
+        .with(Limit::Fsize, Some(cli.fsize))
+        .with(Limit::Nproc, Some(cli.nproc))
+        .with(Limit::Nfile, Some(cli.nfile))
+        .with(
+            Limit::Output,
+            cli.output.map(|kib| kib.saturating_mul(1024)),
+        )
 }
 
 /// Opens a file the caller names for writing, as the caller.
@@ -136,28 +153,124 @@ pub fn create_file(what: &'static str, path: &Path) -> Result<File, RunError> {
         })
 }
 
-/// The report's inherited descriptor (`--report_fd`), written as it is:
-/// reopening it (through /proc) would need permission on the file or pipe
-/// behind it, which the caller's parent may hold alone.
-pub struct ReportFd(i32);
+/// The report's inherited descriptor (`--report_fd N`). This crate has no
+/// unsafe code, so it cannot write to a descriptor it only knows by number:
+///
+/// - 1 and 2 are duplicated from std's own handles (same open file, same
+///   offset);
+/// - a socket is written with send(2), which takes the number;
+/// - anything else (a regular file, a pipe, a FIFO, a terminal) is reopened
+///   through `/proc/self/fd/N`: a regular file at the descriptor's offset,
+///   or appending if it was opened to append.
+///
+/// What cannot work that way: reopening checks the permissions of the file
+/// or pipe anew, so one that the caller cannot open itself (say, a pipe a
+/// parent running as another user made and passed down) is refused, with a
+/// one-line error before the run; and writing through a reopened regular
+/// file does not move the original descriptor's offset. `/proc` must be
+/// mounted for descriptors other than 1 and 2.
+pub enum ReportFd {
+    File(File),
+    Socket(RawFd),
+}
 
 pub fn open_report_fd(fd: i32) -> Result<ReportFd, RunError> {
-    use nix_rawfd::fcntl::{fcntl, FcntlArg};
-    if fd < 0 || fcntl(fd, FcntlArg::F_GETFD).is_err() {
+    let not_open = || RunError::Usage(format!("--report_fd {fd} is not an open descriptor"));
+    let std_handle = match fd {
+        1 => Some(io::stdout().as_fd().try_clone_to_owned()),
+        2 => Some(io::stderr().as_fd().try_clone_to_owned()),
+        _ if fd < 0 => return Err(not_open()),
+        _ => None,
+    };
+    if let Some(dup) = std_handle {
+        // EBADF: it is closed.
+        return dup
+            .map(|fd| ReportFd::File(fd.into()))
+            .map_err(|_| not_open());
+    }
+
+    let link = PathBuf::from(format!("/proc/self/fd/{fd}"));
+    let cannot = |err: io::Error| RunError::Usage(format!("cannot reopen --report_fd {fd}: {err}"));
+    let meta = match fs::metadata(&link) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if Path::new("/proc/self/fd").is_dir() {
+                return Err(not_open());
+            }
+            return Err(RunError::Usage(format!(
+                "cannot use --report_fd {fd}: /proc is not mounted"
+            )));
+        }
+        Err(e) => return Err(cannot(e)),
+    };
+    let (pos, flags) = fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
+        .map_err(cannot)
+        .and_then(|text| {
+            parse_fdinfo(&text).ok_or_else(|| {
+                RunError::Usage(format!("cannot read the flags of --report_fd {fd}"))
+            })
+        })?;
+    let flags = OFlag::from_bits_truncate(flags);
+    if flags & OFlag::O_ACCMODE == OFlag::O_RDONLY {
         return Err(RunError::Usage(format!(
-            "--report_fd {fd} is not an open descriptor"
+            "--report_fd {fd} is open for reading only"
         )));
     }
-    Ok(ReportFd(fd))
+    if meta.file_type().is_socket() {
+        return Ok(ReportFd::Socket(fd));
+    }
+    // O_NONBLOCK: a FIFO without a reader fails (ENXIO) instead of blocking;
+    // it is cleared right after. O_NOCTTY: a terminal does not become ours.
+    let mut file = OpenOptions::new()
+        .write(true)
+        .append(flags.contains(OFlag::O_APPEND))
+        .custom_flags((OFlag::O_NONBLOCK | OFlag::O_NOCTTY).bits())
+        .open(&link)
+        .map_err(|err| {
+            let hint = if err.kind() == io::ErrorKind::PermissionDenied {
+                "; a descriptor other than 1 or 2 is reopened, which needs permission \
+                 to open its file or pipe (use --report_file)"
+            } else {
+                ""
+            };
+            RunError::Usage(format!(
+                "cannot reopen --report_fd {fd} for writing: {err}{hint}"
+            ))
+        })?;
+    let own = fcntl(&file, FcntlArg::F_GETFL).map_err(|e| cannot(e.into()))?;
+    let blocking = OFlag::from_bits_truncate(own) - OFlag::O_NONBLOCK;
+    fcntl(&file, FcntlArg::F_SETFL(blocking)).map_err(|e| cannot(e.into()))?;
+    if meta.is_file() && !flags.contains(OFlag::O_APPEND) {
+        file.seek(SeekFrom::Start(pos)).map_err(cannot)?;
+    }
+    Ok(ReportFd::File(file))
+}
+
+/// `pos:` and `flags:` (octal) of a `/proc/self/fdinfo/N`.
+fn parse_fdinfo(text: &str) -> Option<(u64, i32)> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map(str::trim)
+    };
+    let pos = field("pos:")?.parse().ok()?;
+    let flags = i32::from_str_radix(field("flags:")?, 8).ok()?;
+    Some((pos, flags))
 }
 
 impl Write for ReportFd {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        nix_rawfd::unistd::write(self.0, buf).map_err(|e| io::Error::from_raw_os_error(e as i32))
+        match self {
+            ReportFd::File(file) => file.write(buf),
+            ReportFd::Socket(fd) => Ok(send(*fd, buf, MsgFlags::MSG_NOSIGNAL)?),
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        match self {
+            ReportFd::File(file) => file.flush(),
+            ReportFd::Socket(_) => Ok(()),
+        }
     }
 }
 
@@ -166,7 +279,7 @@ impl Write for ReportFd {
 fn open_chroot(dir: &Path) -> Result<OwnedFd, RunError> {
     OpenOptions::new()
         .read(true)
-        .custom_flags(libc_o_directory())
+        .custom_flags(OFlag::O_DIRECTORY.bits())
         .open(dir)
         .map(OwnedFd::from)
         .map_err(|err| RunError::Open {
@@ -176,21 +289,21 @@ fn open_chroot(dir: &Path) -> Result<OwnedFd, RunError> {
         })
 }
 
-const fn libc_o_directory() -> i32 {
-    0o200000 // O_DIRECTORY on Linux
-}
-
-/// Runs the request through the helper and returns its reply.
-pub fn run(request: &Request, chroot_dir: Option<&Path>) -> Result<shared::Outcome, RunError> {
+/// Runs the request through the helper and judges what it reports.
+///
+/// Without an output limit the helper inherits our stdin, stdout and
+/// stderr. With one, its stdout and stderr are the relay's pipes, and the
+/// order at the end is: the reply, then the relay (it ends with the run),
+/// then the wait for the helper, so that the relay's stop order can never
+/// reach a pid that was reaped and reused.
+pub fn run(request: &Request, chroot_dir: Option<&Path>) -> Result<Outcome, RunError> {
     let helper = helper_path();
-    let (request_rx, request_tx) = io::pipe().map_err(|err| RunError::Helper {
+    let helper_error = |err| RunError::Helper {
         path: helper.clone(),
         err,
-    })?;
-    let (mut reply_rx, reply_tx) = io::pipe().map_err(|err| RunError::Helper {
-        path: helper.clone(),
-        err,
-    })?;
+    };
+    let (request_rx, mut request_tx) = io::pipe().map_err(helper_error)?;
+    let (mut reply_rx, reply_tx) = io::pipe().map_err(helper_error)?;
 
     let mut mappings = vec![
         FdMapping {
@@ -210,35 +323,53 @@ pub fn run(request: &Request, chroot_dir: Option<&Path>) -> Result<shared::Outco
     }
 
     let mut cmd = Command::new(&helper);
-    cmd.env_clear()
-        .stdin(Stdio::inherit())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit());
+    cmd.env_clear().stdin(Stdio::inherit());
     cmd.fd_mappings(mappings)
         .map_err(|_| RunError::Usage("descriptor mapping collision".into()))?;
-    let mut child = cmd.spawn().map_err(|err| RunError::Helper {
-        path: helper.clone(),
-        err,
-    })?;
-    // Our copies of the child's ends must close, or a dead helper would
-    // leave us waiting for a reply forever.
+    let relay = match request.limits.get(Limit::Output) {
+        Some(limit) => {
+            let (relay, ends) = Relay::start(limit).map_err(RunError::Relay)?;
+            cmd.stdout(ends.stdout).stderr(ends.stderr);
+            Some(relay)
+        }
+        None => {
+            cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit());
+            None
+        }
+    };
+    let spawned = cmd.spawn();
+    // Our copies of the child's ends (the request's read end, the reply's
+    // and the relay's write ends) must close, or a dead helper would leave
+    // us waiting for a reply, and the relay for the end of its pipes,
+    // forever.
     drop(cmd);
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(err) => {
+            if let Some(relay) = relay {
+                relay.finish();
+            }
+            return Err(helper_error(err));
+        }
+    };
+    if let Some(relay) = &relay {
+        relay.helper_started(child.id());
+    }
 
-    let mut request_tx = request_tx;
     let sent = wire::write_request(&mut request_tx, request);
     drop(request_tx);
 
     let reply = wire::read_reply(&mut reply_rx);
+    let relayed = relay.map(Relay::finish);
     // ECHILD: the caller ignores SIGCHLD, so the kernel reaped the helper;
     // its reply, already read, still stands.
-    const ECHILD: i32 = 10;
     let status = match child.wait() {
         Ok(status) => Some(status),
-        Err(err) if err.raw_os_error() == Some(ECHILD) => None,
-        Err(err) => return Err(RunError::Helper { path: helper, err }),
+        Err(err) if err.raw_os_error() == Some(Errno::ECHILD as i32) => None,
+        Err(err) => return Err(helper_error(err)),
     };
     match reply {
-        Ok(Reply::Finished(outcome)) => Ok(outcome),
+        Ok(Reply::Finished(facts)) => Ok(verdict::judge(facts, relayed)),
         Ok(Reply::Failed(msg)) => Err(RunError::Refused(msg)),
         Err(wire::WireError::Truncated) => Err(RunError::NoReply(status)),
         Err(e) => {
@@ -253,4 +384,140 @@ pub fn run(request: &Request, chroot_dir: Option<&Path>) -> Result<shared::Outco
 pub fn write_report(out: &mut dyn Write, text: &str) {
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    fn report_to(fd: i32, text: &str) {
+        let mut out = open_report_fd(fd).unwrap_or_else(|e| panic!("{e}"));
+        write_report(&mut out, text);
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("safeexec-run-{}-{name}", std::process::id()))
+    }
+
+    #[test]
+    fn every_limit_is_set_from_the_command_line() {
+        let cli = Cli::try_parse_from([
+            "safeexec",
+            "--cpu",
+            "1.5",
+            "--clock",
+            "3",
+            "--grace",
+            "0.25",
+            "--mem",
+            "1000",
+            "--stack",
+            "200",
+            "--core",
+            "1",
+            "--fsize",
+            "16",
+            "--nproc",
+            "2",
+            "--nfile",
+            "30",
+            "--output",
+            "4",
+            "--exec",
+            "/bin/true",
+        ])
+        .unwrap();
+        let l = limits_from(&cli);
+        let got: Vec<_> = l.iter().map(|(spec, v)| (spec.json_key, v)).collect();
+        assert_eq!(
+            got,
+            [
+                ("cpu_ms", Some(1500)),
+                ("wall_ms", Some(3000)),
+                ("grace_ms", Some(250)),
+                ("mem_kib", Some(1000)),
+                ("rss_kib", None),
+                ("stack_kib", Some(200)),
+                ("core_kib", Some(1)),
+                ("fsize_kib", Some(16)),
+                ("nproc", Some(2)),
+                ("nfile", Some(30)),
+                ("output_bytes", Some(4096)),
+            ]
+        );
+        let defaults = Cli::try_parse_from(["safeexec", "--rss", "5", "--", "/bin/true"]).unwrap();
+        let l = limits_from(&defaults);
+        assert_eq!(l.get(Limit::Rss), Some(5));
+        assert_eq!(l.get(Limit::Grace), Some(0));
+        assert_eq!(l.get(Limit::Output), None);
+        assert_eq!(request_from(&defaults).unwrap().limits, l);
+    }
+
+    #[test]
+    fn report_fd_that_is_not_open_is_refused() {
+        for fd in [-1, 999_999] {
+            let err = open_report_fd(fd).err().expect("refused").to_string();
+            assert_eq!(err, format!("--report_fd {fd} is not an open descriptor"));
+        }
+    }
+
+    #[test]
+    fn report_fd_of_a_file_writes_at_its_offset() {
+        let path = scratch("offset");
+        let mut file = File::create(&path).unwrap();
+        file.write_all(b"before\n").unwrap();
+        report_to(file.as_raw_fd(), "report\n");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "before\nreport\n");
+        fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn report_fd_opened_to_append_appends() {
+        let path = scratch("append");
+        fs::write(&path, "one\n").unwrap();
+        let file = OpenOptions::new().append(true).open(&path).unwrap();
+        fs::write(&path, "one\ntwo\n").unwrap();
+        report_to(file.as_raw_fd(), "report\n");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "one\ntwo\nreport\n");
+        fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn report_fd_open_for_reading_only_is_refused() {
+        let path = scratch("read-only");
+        fs::write(&path, "x").unwrap();
+        let file = File::open(&path).unwrap();
+        let fd = file.as_raw_fd();
+        let err = open_report_fd(fd).err().expect("refused").to_string();
+        assert_eq!(err, format!("--report_fd {fd} is open for reading only"));
+        fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn report_fd_of_a_pipe_or_a_socket_reaches_its_reader() {
+        let (mut rx, tx) = io::pipe().unwrap();
+        report_to(tx.as_raw_fd(), "through a pipe\n");
+        drop(tx);
+        let mut got = String::new();
+        rx.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "through a pipe\n");
+
+        let (mut ours, theirs) = UnixStream::pair().unwrap();
+        report_to(theirs.as_raw_fd(), "through a socket\n");
+        drop(theirs);
+        let mut got = String::new();
+        ours.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "through a socket\n");
+    }
+
+    #[test]
+    fn fdinfo_gives_the_offset_and_the_octal_flags() {
+        let text = "pos:\t42\nflags:\t02102001\nmnt_id:\t30\nino:\t7\n";
+        assert_eq!(parse_fdinfo(text), Some((42, 0o2102001)));
+        assert_eq!(parse_fdinfo("pos:\t1\n"), None);
+    }
 }
