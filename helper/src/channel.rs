@@ -126,13 +126,18 @@ impl Channel {
         let mut buf = vec![0u8; MAX_MESSAGE];
         let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
         let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<()>(
+        let msg = match recvmsg::<()>(
             self.0.as_raw_fd(),
             &mut iov,
             Some(&mut space),
             MsgFlags::MSG_CMSG_CLOEXEC,
-        )
-        .context("cannot receive on the run's channel")?;
+        ) {
+            Ok(msg) => msg,
+            // The other end closed with a message of ours unread (a target
+            // that never took its go): the end, all the same.
+            Err(nix::errno::Errno::ECONNRESET) => return Ok(None),
+            Err(e) => return Err(Error::Failed("cannot receive on the run's channel", e.into())),
+        };
         let mut raw = Vec::new();
         for c in msg.cmsgs().context("cannot receive on the run's channel")? {
             if let ControlMessageOwned::ScmRights(fds) = c {

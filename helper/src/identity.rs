@@ -7,7 +7,7 @@
 //! | who        | uids (real, effective, saved) | gids            | capabilities |
 //! |------------|-------------------------------|-----------------|--------------|
 //! | set-up     | caller, 0, 0                  | caller, 0, 0    | root's       |
-//! | init       | 0, 0, 0                       | 0, 0, 0         | CAP_KILL     |
+//! | init       | 0, 0, 0                       | 0, 0, 0         | root's, then CAP_KILL once the target is forked |
 //! | supervisor | caller (all three)            | caller          | CAP_KILL     |
 //! | target     | sandbox uid                   | policy's gid    | none         |
 //!
@@ -48,9 +48,15 @@ impl Identity {
         }
     }
 
-    /// Init: root in all its ids, so that neither the caller nor the target
-    /// may signal or ptrace it; CAP_KILL only, to end the run with kill(-1)
-    /// inside its pid namespace (invariants 6 and 7).
+    /// Init while it builds the run: root in all its ids, so that neither
+    /// the caller nor the target may signal or ptrace it; root's
+    /// capabilities, for the namespaces, mounts and the target's set-up.
+    pub fn init_setup() -> Identity {
+        Identity { uids: [ROOT_UID; 3], gids: [ROOT_GID; 3], caps: None }
+    }
+
+    /// Init once the target is forked: CAP_KILL only, to end the run with
+    /// kill(-1) inside its pid namespace (invariants 6 and 7).
     pub fn init() -> Identity {
         Identity { uids: [ROOT_UID; 3], gids: [ROOT_GID; 3], caps: Some(&[Capability::CAP_KILL]) }
     }

@@ -46,7 +46,7 @@ pub fn run(plan: Plan, channel: Channel) -> ! {
 }
 
 fn init_run(plan: &Plan, channel: &Channel, cgroup: &mut Option<RunCgroup>) -> Result<()> {
-    Identity::init().assume()?;
+    Identity::init_setup().assume()?;
     // If the supervisor dies, so does init, and with it the whole run.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).context("prctl(PR_SET_PDEATHSIG)")?;
     if channel_shut(channel, PollTimeout::ZERO) {
@@ -87,6 +87,7 @@ fn init_run(plan: &Plan, channel: &Channel, cgroup: &mut Option<RunCgroup>) -> R
         ForkResult::Parent { child } => child,
     };
     drop(start_tx);
+    Identity::init().assume()?;
     let mut clock = WallClock {
         start_rx,
         start_us: forked_us,
@@ -213,7 +214,8 @@ fn wait_for_target(
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(Error::Failed("poll", e.into())),
         }
-        if fds[1].any().unwrap_or(false) {
+        // nix does not know POLLRDHUP: revents holding it read as `None`.
+        if fds[1].any() != Some(false) {
             return Ok((Why::Stopped(Stop::ByCaller), None));
         }
         if fds[0].any().unwrap_or(false) {

@@ -19,6 +19,13 @@
 //! clone), nor mount anything. And keyrings outlive processes: the keyctl
 //! family fails too, so the target can neither read the caller's session
 //! keyring nor leave keys behind for the next run of its uid.
+//!
+//! Invariant 5, reach: the target may not act on a terminal it was handed
+//! beyond its own use (no typing into it, taking it over, or stopping it:
+//! `TERMINAL_REQUESTS`), and opens sockets of the internet and netlink
+//! families only (`SOCKET_FAMILIES`; AF_UNIX only as a socketpair): no
+//! filesystem socket of the host, no vsock or packet socket, which the
+//! network namespace does not cover.
 
 use crate::sys::SockFilter;
 
@@ -64,7 +71,36 @@ enum Rule {
     Deny,
     /// Refuse outright with ENOSYS (the caller falls back to an older call).
     NoSys,
+    /// Refuse with EPERM if argument `arg` is one of `values`.
+    Refuse { arg: u32, values: &'static [u32] },
+    /// Refuse with EAFNOSUPPORT unless argument `arg` is one of `values`.
+    Only { arg: u32, values: &'static [u32] },
 }
+
+/// Terminal requests that act on a terminal beyond the target's own use of
+/// it: typing into it (TIOCSTI), taking it as controlling terminal
+/// (TIOCSCTTY), changing its line discipline (TIOCSETD), the console's
+/// requests (TIOCLINUX, TIOCCONS), locking others out (TIOCEXCL) and
+/// stopping or starting its output (TCXONC).
+const TERMINAL_REQUESTS: &[u32] = &[
+    libc::TIOCSTI as u32,
+    libc::TIOCSCTTY as u32,
+    libc::TIOCSETD as u32,
+    libc::TIOCLINUX as u32,
+    libc::TIOCCONS as u32,
+    libc::TIOCEXCL as u32,
+    libc::TCXONC as u32,
+];
+
+/// Address families a program may open sockets of: the internet ones (in
+/// the run's own network namespace) and netlink (which the C library's
+/// address lookups use). Not AF_UNIX: a filesystem socket of the host would
+/// be reachable through a read-only mount; `socketpair` keeps AF_UNIX.
+/// Nothing else (vsock, packet, bluetooth, ...): the network namespace
+/// does not cover every family.
+const SOCKET_FAMILIES: &[u32] =
+    &[libc::AF_INET as u32, libc::AF_INET6 as u32, libc::AF_NETLINK as u32];
+const SOCKETPAIR_FAMILIES: &[u32] = &[libc::AF_UNIX as u32];
 
 const NEWUSER: u32 = libc::CLONE_NEWUSER as u32;
 
@@ -95,6 +131,9 @@ fn rules() -> Vec<(libc::c_long, Rule)> {
         (libc::SYS_add_key, Rule::Deny),
         (libc::SYS_keyctl, Rule::Deny),
         (libc::SYS_request_key, Rule::Deny),
+        (libc::SYS_ioctl, Rule::Refuse { arg: 1, values: TERMINAL_REQUESTS }),
+        (libc::SYS_socket, Rule::Only { arg: 0, values: SOCKET_FAMILIES }),
+        (libc::SYS_socketpair, Rule::Only { arg: 0, values: SOCKETPAIR_FAMILIES }),
     ];
     #[cfg(target_arch = "x86_64")]
     rules.extend([
@@ -125,6 +164,7 @@ enum Label {
     Allow,
     Deny,
     NoSys,
+    NoFamily,
     /// The check block of rule `i`; `Mode(i)`: its mode test.
     Rule(usize),
     Mode(usize),
@@ -164,6 +204,16 @@ fn program() -> Vec<Op> {
             }
             Rule::Deny => ops.push(Op::JumpIfAny(0, Label::Deny, Label::Deny)),
             Rule::NoSys => ops.push(Op::JumpIfAny(0, Label::NoSys, Label::NoSys)),
+            Rule::Refuse { arg: a, values } => {
+                ops.push(Op::Load(arg(a)));
+                ops.extend(values.iter().map(|&v| Op::JumpIfEq(v, Label::Deny)));
+                ops.push(Op::Ret(RET_ALLOW));
+            }
+            Rule::Only { arg: a, values } => {
+                ops.push(Op::Load(arg(a)));
+                ops.extend(values.iter().map(|&v| Op::JumpIfEq(v, Label::Allow)));
+                ops.push(Op::JumpIfAny(0, Label::NoFamily, Label::NoFamily));
+            }
         }
     }
     ops.extend([
@@ -173,6 +223,8 @@ fn program() -> Vec<Op> {
         Op::Ret(RET_ERRNO | libc::EPERM as u32),
         Op::Here(Label::NoSys),
         Op::Ret(RET_ERRNO | libc::ENOSYS as u32),
+        Op::Here(Label::NoFamily),
+        Op::Ret(RET_ERRNO | libc::EAFNOSUPPORT as u32),
         Op::Here(Label::Kill),
         Op::Ret(RET_KILL_PROCESS),
     ]);
@@ -299,6 +351,28 @@ mod tests {
         assert_eq!(decide(libc::SYS_io_uring_setup, [0; 6]), nosys);
         assert_eq!(run(&filter(), 0x4000_0003, 15, [0; 6]), RET_KILL_PROCESS);
         assert_eq!(run(&filter(), NATIVE_ARCH, X32_BIT | 90, [0; 6]), RET_KILL_PROCESS);
+    }
+
+    #[test]
+    fn terminal_injection_and_takeover_requests_are_refused() {
+        for req in TERMINAL_REQUESTS {
+            assert_eq!(decide(libc::SYS_ioctl, [0, *req, 0, 0, 0, 0]), EPERM, "ioctl {req:#x}");
+        }
+        assert_eq!(decide(libc::SYS_ioctl, [0, libc::TCGETS as u32, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(decide(libc::SYS_ioctl, [1, libc::TIOCGWINSZ as u32, 0, 0, 0, 0]), RET_ALLOW);
+    }
+
+    #[test]
+    fn only_internet_and_netlink_sockets_and_unix_socketpairs_are_allowed() {
+        let nofamily = RET_ERRNO | libc::EAFNOSUPPORT as u32;
+        for family in [libc::AF_INET, libc::AF_INET6, libc::AF_NETLINK] {
+            assert_eq!(decide(libc::SYS_socket, [family as u32, 1, 0, 0, 0, 0]), RET_ALLOW);
+        }
+        for family in [libc::AF_UNIX, libc::AF_VSOCK, libc::AF_PACKET, libc::AF_BLUETOOTH] {
+            assert_eq!(decide(libc::SYS_socket, [family as u32, 1, 0, 0, 0, 0]), nofamily);
+        }
+        assert_eq!(decide(libc::SYS_socketpair, [libc::AF_UNIX as u32, 1, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(decide(libc::SYS_socketpair, [libc::AF_INET as u32, 1, 0, 0, 0, 0]), nofamily);
     }
 
     #[test]
