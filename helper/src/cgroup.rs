@@ -24,10 +24,9 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 
 use nix::fcntl::{openat, OFlag};
-use nix::sys::signal::kill;
 use nix::sys::stat::{fstat, mkdirat, Mode};
 use nix::sys::statfs::{fstatfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC};
-use nix::unistd::{unlinkat, Pid, UnlinkatFlags};
+use nix::unistd::{unlinkat, UnlinkatFlags};
 use shared::{CgroupCounters, Limit, Limits};
 
 use crate::channel::CgroupLayout;
@@ -596,6 +595,19 @@ pub fn sweep_stale(uid_base: u32) {
     }
 }
 
+/// Whether `pid` is a live helper: not gone, not a zombie (a killed helper
+/// whose parent never reaped it: its run is over), and running this
+/// helper's program (not a pid reused by another one).
+fn helper_lives(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
+    // An upgrade replaces the file under a live helper: " (deleted)".
+    let exe =
+        |p: String| std::fs::read_link(p).map(|l| l.to_string_lossy().replace(" (deleted)", ""));
+    let ours = matches!((exe(format!("/proc/{pid}/exe")), exe("/proc/self/exe".into())), (Ok(a), Ok(b)) if a == b);
+    ours && !matches!(state, None | Some("Z" | "X"))
+}
+
 fn sweep(h: &Hierarchy, uid_base: u32) {
     let dir = format!("{}{}/safeexec", h.mount, h.path.trim_end_matches('/'));
     let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -609,7 +621,7 @@ fn sweep(h: &Hierarchy, uid_base: u32) {
             continue;
         };
         let is_dir = entry.metadata().is_ok_and(|m| m.is_dir() && m.uid() == 0);
-        if is_dir && pid > 0 && kill(Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH) {
+        if is_dir && pid > 0 && !helper_lives(pid) {
             // Its page cache first, as init would have done.
             if let Ok(dir) = open_dir(None, &entry.path().to_string_lossy()) {
                 release_memory(&dir, h.v2);

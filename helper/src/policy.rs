@@ -137,7 +137,11 @@ pub fn load() -> Result<Policy> {
         .open(POLICY_PATH)
     {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Policy::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut policy = Policy::default();
+            policy.cap_processes();
+            return Ok(policy);
+        }
         Err(e) => return Err(Error::Policy(format!("cannot open {POLICY_PATH}: {e}"))),
     };
     let meta = file.metadata().context("cannot stat the policy")?;
@@ -156,7 +160,9 @@ pub fn load() -> Result<Policy> {
     if text.len() as u64 > MAX_POLICY_BYTES {
         return Err(Error::Policy(format!("{POLICY_PATH} is too large")));
     }
-    parse(&text).map_err(|msg| Error::Policy(format!("{POLICY_PATH}: {msg}")))
+    let mut policy = parse(&text).map_err(|msg| Error::Policy(format!("{POLICY_PATH}: {msg}")))?;
+    policy.cap_processes();
+    Ok(policy)
 }
 
 fn boolean(value: &str) -> std::result::Result<bool, String> {
@@ -223,6 +229,17 @@ pub fn parse(text: &str) -> std::result::Result<Policy, String> {
 }
 
 impl Policy {
+    /// One run may hold at most a quarter of the machine's pids, whatever
+    /// the policy file says (its default, 65535, is twice a common
+    /// pid_max): the rest of the machine must still be able to fork.
+    fn cap_processes(&mut self) {
+        let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max");
+        let quarter =
+            pid_max.ok().and_then(|t| t.trim().parse::<u64>().ok()).map_or(8192, |n| n / 4);
+        let max = &mut self.max[Limit::Nproc as usize];
+        *max = Some(max.map_or(quarter, |m| m.min(quarter)));
+    }
+
     /// Sandbox ids must never reach the system's or the users' ranges, nor
     /// wrap around to uid 0 or the special (uid_t)-1.
     fn ids_are_sandbox_ids(&self) -> std::result::Result<(), String> {
