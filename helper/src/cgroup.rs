@@ -27,7 +27,7 @@ use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{fstat, mkdirat, Mode};
 use nix::sys::statfs::{fstatfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC};
 use nix::unistd::{unlinkat, UnlinkatFlags};
-use shared::{CgroupCounters, Limit, Limits};
+use shared::CgroupCounters;
 
 use crate::channel::CgroupLayout;
 use crate::error::{Error, Result};
@@ -199,7 +199,8 @@ impl RunCgroup {
         rule: CgroupRule,
         max_memory: u64,
         uid: u32,
-        limits: &Limits,
+        memory_kib: Option<u64>,
+        nproc: Option<u64>,
     ) -> Result<Option<RunCgroup>> {
         if rule == CgroupRule::Off {
             return Ok(None);
@@ -218,7 +219,7 @@ impl RunCgroup {
                 err("no memory and CPU controllers to use", "policy: cgroup = required")
             }));
         }
-        if let Err(e) = cg.set_limits(limits) {
+        if let Err(e) = cg.set_limits(memory_kib, nproc) {
             cg.remove();
             return Err(e);
         }
@@ -262,8 +263,8 @@ impl RunCgroup {
 
     /// The memory limit (with swap, so that swapping does not lift it) and
     /// the process limit, written while the cgroups are still empty.
-    fn set_limits(&self, limits: &Limits) -> Result<()> {
-        if let (Some(kib), Some(i)) = (limits.get(Limit::Rss), self.memory) {
+    fn set_limits(&self, memory_kib: Option<u64>, nproc: Option<u64>) -> Result<()> {
+        if let (Some(kib), Some(i)) = (memory_kib, self.memory) {
             let node = &self.nodes[i];
             // Past what the kernel counts in pages: no limit.
             let bytes = match kib.checked_mul(1024).filter(|&b| b < 1 << 62) {
@@ -289,7 +290,7 @@ impl RunCgroup {
         if let Some(i) = self.pids {
             // The target and `nproc` more, as RLIMIT_NPROC; more than the
             // kernel's largest pid count is no limit.
-            let max = match limits.get(Limit::Nproc).map_or(u64::MAX, |n| n.saturating_add(1)) {
+            let max = match nproc.map_or(u64::MAX, |n| n.saturating_add(1)) {
                 n if n > 1 << 22 => "max".to_string(),
                 n => n.to_string(),
             };
@@ -366,7 +367,7 @@ impl RunCgroup {
 
     /// Reads the counters. Called by init once every process of the run
     /// has been reaped, so they are final.
-    pub fn counters(&self, limits: &Limits) -> CgroupCounters {
+    pub fn counters(&self, memory_kib: Option<u64>) -> CgroupCounters {
         let version_of = |i: Option<usize>| i.map(|i| if self.nodes[i].v2 { 2 } else { 1 });
         let mut c = CgroupCounters {
             version: version_of(self.memory).or(version_of(self.cpu)).unwrap_or(1),
@@ -374,7 +375,7 @@ impl RunCgroup {
             cpu_us: None,
             pids_peak: None,
             oom_kills: 0,
-            memory_limited: limits.get(Limit::Rss).is_some() && self.memory.is_some(),
+            memory_limited: memory_kib.is_some() && self.memory.is_some(),
             memory_limit_hit: false,
         };
         if let Some(i) = self.memory {
@@ -395,7 +396,7 @@ impl RunCgroup {
                 // v1 has no count of this cgroup's own limit being reached
                 // (failcnt stays 0 on this kernel): the peak tells, within
                 // one charge (a huge page, 2 MiB) of the limit.
-                c.memory_limit_hit = match (c.memory_peak_kib, limits.get(Limit::Rss)) {
+                c.memory_limit_hit = match (c.memory_peak_kib, memory_kib) {
                     (Some(peak), Some(max)) => peak.saturating_add(2048) >= max,
                     _ => false,
                 };

@@ -98,7 +98,7 @@ fn init_run(plan: &Plan, channel: &Channel, cgroup: &mut Option<RunCgroup>) -> R
     let (why, ended) = wait_for_target(target, &sigfd, channel, &mut clock, &mut enforcer)?;
     let mut report = end_run(target, why, ended, &mut clock)?;
     report.peak_sampled_kib = enforcer.peak_sampled_kib;
-    report.cgroup = cgroup.as_ref().map(|c| c.counters(&plan.limits));
+    report.cgroup = cgroup.as_ref().map(|c| c.counters(plan.memory_kib));
     // Fails harmlessly if the supervisor is gone.
     let _ = channel.send(&FromRun::Finished(report), &[]);
     Ok(())

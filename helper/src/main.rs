@@ -64,7 +64,7 @@ use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::{getpid, ForkResult, Uid};
-use shared::{wire, Facts, Reply, CHROOT_FD};
+use shared::{wire, Facts, Limit, Reply, CHROOT_FD};
 
 use cgroup::{CgroupRule, RunCgroup};
 use channel::{Channel, ToRun};
@@ -147,7 +147,8 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
     Identity::setup(caller).assume()?;
     let stop_order = stop_order()?;
     let (supervisor_end, run_end) = channel::pair()?;
-    let (uid, gid, limits) = (plan.uid.as_raw(), plan.gid.as_raw(), plan.limits.clone());
+    let (uid, gid, limits, memory_kib) =
+        (plan.uid.as_raw(), plan.gid.as_raw(), plan.limits.clone(), plan.memory_kib);
     // Our next child is pid 1 of a new pid namespace.
     unshare(CloneFlags::CLONE_NEWPID).context("cannot create the run's pid namespace")?;
     let init = match sys::fork().context("cannot fork")? {
@@ -167,7 +168,7 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
             return Err(Error::Failed("pidfd_open", e));
         }
     };
-    let run = Run { init, init_pidfd, uid, gid, limits };
+    let run = Run { init, init_pidfd, uid, gid, limits, memory_kib };
     if let Err(e) = prepare(&policy, caller, &run, &supervisor_end) {
         supervise::abort_run(&run);
         return Err(e);
@@ -184,7 +185,14 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
 /// earlier runs' cgroups; then it becomes the caller (invariant 6). The
 /// target execs only after this.
 fn prepare(policy: &Policy, caller: &Caller, run: &Run, channel: &Channel) -> Result<()> {
-    let cgroup = RunCgroup::create(policy.cgroup, policy.max_memory_cgroups, run.uid, &run.limits)?;
+    let nproc = run.limits.get(Limit::Nproc);
+    let cgroup = RunCgroup::create(
+        policy.cgroup,
+        policy.max_memory_cgroups,
+        run.uid,
+        run.memory_kib,
+        nproc,
+    )?;
     let sent = match &cgroup {
         Some(cg) => {
             let (layout, fds) = cg.layout();

@@ -8,7 +8,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 
-use shared::Limit;
+use shared::{Limit, Limits};
 
 use nix::mount::MsFlags;
 
@@ -23,6 +23,14 @@ use crate::sys;
 /// the run. The first two stay the host's with `--host-tmp`.
 const SCRATCH_DIRS: &[(&CStr, bool)] =
     &[(c"/tmp", true), (c"/var/tmp", true), (c"/dev/shm", false), (c"/run", false)];
+
+/// Size of the run's scratch tmpfs: as large as one file may be, and no
+/// more than the memory limit (tmpfs pages are memory the rlimits do not
+/// see): at least a page, at most 1 GiB.
+pub fn scratch_kib(limits: &Limits) -> u64 {
+    let cap_kib = limits.get(Limit::Mem).unwrap_or(1 << 20).min(1 << 20);
+    limits.get(Limit::Fsize).unwrap_or(1 << 20).min(cap_kib).max(4)
+}
 
 /// mount(2) with a source always named (nix wants `Option`s of one type).
 fn mount(
@@ -47,11 +55,7 @@ pub fn private_mounts(plan: &Plan) -> Result<()> {
     let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     mount(c"proc", c"/proc", Some(c"proc"), hardened | MsFlags::MS_NOEXEC, None)
         .context("cannot mount the run's /proc")?;
-    // As large as one file may be, and no more than the memory limit (tmpfs
-    // pages are memory the run's limits do not see): at least a page, at
-    // most 1 GiB.
-    let cap_kib = plan.limits.get(Limit::Mem).unwrap_or(1 << 20).min(1 << 20);
-    let size_kib = plan.limits.get(Limit::Fsize).unwrap_or(1 << 20).min(cap_kib).max(4);
+    let size_kib = scratch_kib(&plan.limits);
     let options = CString::new(format!("size={size_kib}k,nr_inodes=1024,mode=1777"))
         .map_err(|_| Error::Internal("tmpfs options".into()))?;
     let mut scratch: Option<&CStr> = None;

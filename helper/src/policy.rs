@@ -61,6 +61,9 @@ pub struct Policy {
     pub cgroup: CgroupRule,
     /// Memory cgroups on the machine past which a run gets none.
     pub max_memory_cgroups: u64,
+    /// Cap of a run's memory cgroup limit when the caller sets none, KiB;
+    /// `None`: half the machine's memory.
+    pub max_run_memory: Option<u64>,
 }
 
 impl Default for Policy {
@@ -91,6 +94,7 @@ impl Default for Policy {
             min_niceness: 0,
             cgroup: CgroupRule::Auto,
             max_memory_cgroups: 32768,
+            max_run_memory: None,
         }
     }
 }
@@ -208,6 +212,10 @@ pub fn parse(text: &str) -> std::result::Result<Policy, String> {
             "allow_host_tmp" => p.allow_host_tmp = boolean(value).map_err(at)?,
             "cgroup" => p.cgroup = cgroup::parse_rule(value).map_err(at)?,
             "max_memory_cgroups" => p.max_memory_cgroups = u64::from(int(value)?),
+            "max_run_memory" if value == "auto" => p.max_run_memory = None,
+            "max_run_memory" => {
+                p.max_run_memory = parse_max(value, 1.0).map_err(at)?.or(Some(u64::MAX))
+            }
             "chroot_roots" => p.chroot_roots = parse_roots(value).map_err(at)?,
             k if k.starts_with("max_") && TABLE.iter().any(|r| r.policy_key == k) => {
                 for spec in TABLE.iter().filter(|r| r.policy_key == k) {
@@ -286,6 +294,8 @@ pub struct Plan {
     pub env: Vec<CString>,
     pub exec_dir: Option<CString>,
     pub limits: Limits,
+    /// The limit of the run's memory cgroup (`run_memory_kib`).
+    pub memory_kib: Option<u64>,
     pub niceness: i32,
     pub share_net: bool,
     pub host_tmp: bool,
@@ -350,6 +360,7 @@ impl Policy {
             argv: c_strings("an argument", &request.argv)?,
             env: c_strings("an environment entry", &request.env)?,
             exec_dir: request.exec_dir.as_deref().map(|d| c_string("exec_dir", d)).transpose()?,
+            memory_kib: self.run_memory_kib(&request.limits),
             limits: request.limits,
             niceness: request.niceness,
             share_net: request.share_net,
@@ -389,6 +400,28 @@ impl Policy {
             Some(entry) => refuse(format!("environment entry '{entry}' is not NAME=VALUE")),
             None => Ok(()),
         }
+    }
+
+    /// The limit of the run's memory cgroup, which also holds the kernel's
+    /// memory the run makes it use (socket buffers, pipes): the caller's
+    /// `--rss`, or else what its processes may map together (each up to
+    /// its address-space limit) plus its scratch tmpfs, at most the
+    /// policy's `max_run_memory` (half the machine's memory by default).
+    fn run_memory_kib(&self, limits: &Limits) -> Option<u64> {
+        if let Some(rss) = limits.get(Limit::Rss) {
+            return Some(rss);
+        }
+        let processes = limits.get(Limit::Nproc)?.saturating_add(1);
+        let derived = processes.saturating_mul(limits.get(Limit::Mem)?);
+        let derived = derived.saturating_add(crate::mounts::scratch_kib(limits));
+        let half = || {
+            let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+            let kib = text.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:")?.trim().strip_suffix("kB")?.trim().parse().ok()
+            });
+            kib.map_or(u64::MAX, |k: u64| k / 2)
+        };
+        Some(derived.min(self.max_run_memory.unwrap_or_else(half)))
     }
 
     /// The sandbox ids: uid = base + the helper's pid, unique among live

@@ -34,6 +34,8 @@ pub struct Run {
     pub uid: u32,
     pub gid: u32,
     pub limits: Limits,
+    /// The limit of the run's memory cgroup (`policy::Plan::memory_kib`).
+    pub memory_kib: Option<u64>,
 }
 
 /// How long past its wall-clock deadline init has to end the run before
