@@ -6,7 +6,7 @@
 use std::ffi::{CStr, CString, OsStr};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use shared::{Limit, Limits};
 
@@ -79,6 +79,7 @@ pub fn private_mounts(plan: &Plan) -> Result<()> {
                 .context("cannot bind the run's scratch tmpfs")?,
         }
     }
+    private_ptys()?;
     // The cgroup file systems: the run's own cgroups are root's, but a
     // cgroup elsewhere whose tasks file someone made writable would let the
     // target leave them (and their limits). An empty read-only tmpfs.
@@ -92,6 +93,37 @@ pub fn private_mounts(plan: &Plan) -> Result<()> {
             Some(c"size=4k,nr_inodes=1,mode=555"),
         )
         .context("cannot hide /sys/fs/cgroup")?;
+    }
+    Ok(())
+}
+
+/// Ptys the run may open: a devpts instance of its own with a small
+/// maximum on /dev/pts, and /dev/ptmx opening in it, so that a run cannot
+/// take the host's ptys (and block new logins); gone with the run.
+const MAX_PTYS: u32 = 16;
+
+fn private_ptys() -> Result<()> {
+    let is = |path: &str, dir: bool| {
+        std::fs::symlink_metadata(path).is_ok_and(|m| {
+            if dir {
+                m.is_dir()
+            } else {
+                m.file_type().is_char_device()
+            }
+        })
+    };
+    if !is("/dev/pts", true) {
+        return Ok(());
+    }
+    let options = CString::new(format!("newinstance,ptmxmode=0666,mode=0620,max={MAX_PTYS}"))
+        .map_err(|_| Error::Internal("devpts options".into()))?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    mount(c"devpts", c"/dev/pts", Some(c"devpts"), flags, Some(&options))
+        .context("cannot mount the run's /dev/pts")?;
+    // A symbolic link to pts/ptmx (as in containers) already leads there.
+    if is("/dev/ptmx", false) {
+        mount(c"/dev/pts/ptmx", c"/dev/ptmx", None, MsFlags::MS_BIND, None)
+            .context("cannot bind the run's /dev/ptmx")?;
     }
     Ok(())
 }
