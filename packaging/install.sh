@@ -88,6 +88,12 @@ else
     sysconfdir=$prefix/etc
 fi
 policy_path=$sysconfdir/safeexec/policy
+# The helper's state (the uid allocator), compiled in like the policy path.
+if [ "$prefix" = /usr ]; then
+    state_dir=/var/lib/safeexec
+else
+    state_dir=$prefix/var/lib/safeexec
+fi
 bindir=$prefix/bin
 helperdir=$prefix/libexec/safeexec
 
@@ -178,13 +184,13 @@ if [ -n "$build_user" ]; then
     (
         cd "$repo"
         runuser -u "$build_user" -- env "HOME=$sudo_home" "PATH=$sudo_home/.cargo/bin:/usr/local/bin:/usr/bin:/bin" \
-            "SAFEEXEC_POLICY_PATH=$policy_path" "CARGO_TARGET_DIR=$target_dir" "RUSTFLAGS=$static" \
+            "SAFEEXEC_POLICY_PATH=$policy_path" "SAFEEXEC_STATE_DIR=$state_dir" "CARGO_TARGET_DIR=$target_dir" "RUSTFLAGS=$static" \
             "$cargo" build --release --locked --target "$triple" -p safeexec -p safeexec-helper
     ) || die "cargo build (as $build_user) failed"
 else
     (
         cd "$repo"
-        SAFEEXEC_POLICY_PATH=$policy_path CARGO_TARGET_DIR=$target_dir RUSTFLAGS=$static \
+        SAFEEXEC_POLICY_PATH=$policy_path SAFEEXEC_STATE_DIR=$state_dir CARGO_TARGET_DIR=$target_dir RUSTFLAGS=$static \
             "$cargo" build --release --locked --target "$triple" -p safeexec -p safeexec-helper
     ) || die "cargo build failed"
 fi
@@ -200,6 +206,7 @@ fi
 make_dir "$bindir"
 make_dir "$helperdir"
 make_dir "$sysconfdir/safeexec"
+make_dir "$state_dir"
 
 install_file "$built/safeexec" "$bindir/safeexec" root:root 0755
 echo "installed $bindir/safeexec (0755 root:root)"

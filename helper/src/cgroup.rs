@@ -585,31 +585,19 @@ fn only_root_may_move(dir: &OwnedFd) -> bool {
     }
 }
 
-/// Removes cgroups of earlier runs whose helper is gone (their init was
-/// killed before it could), in every hierarchy. Their name is the run's
-/// uid, which is `uid_base` + the helper's pid; a live helper's (this
-/// one's too), and one whose pid was reused, are left alone. Run by the
-/// supervisor while it is still root, beside init's set-up.
-pub fn sweep_stale(uid_base: u32) {
+/// Removes cgroups of earlier runs that are over (their init was killed
+/// before it could), in every hierarchy. Their name is the run's uid; a run
+/// is over once nobody holds its uid's lock (`uids::is_live`), whatever
+/// became of its helper's pid (a zombie, or reused). This run's own is left
+/// alone. Run by the supervisor while it is still root, beside init's
+/// set-up.
+pub fn sweep_stale(uid_base: u32, own: u32) {
     for h in hierarchies() {
-        sweep(&h, uid_base);
+        sweep(&h, uid_base, own);
     }
 }
 
-/// Whether `pid` is a live helper: not gone, not a zombie (a killed helper
-/// whose parent never reaped it: its run is over), and running this
-/// helper's program (not a pid reused by another one).
-fn helper_lives(pid: i32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
-    // An upgrade replaces the file under a live helper: " (deleted)".
-    let exe =
-        |p: String| std::fs::read_link(p).map(|l| l.to_string_lossy().replace(" (deleted)", ""));
-    let ours = matches!((exe(format!("/proc/{pid}/exe")), exe("/proc/self/exe".into())), (Ok(a), Ok(b)) if a == b);
-    ours && !matches!(state, None | Some("Z" | "X"))
-}
-
-fn sweep(h: &Hierarchy, uid_base: u32) {
+fn sweep(h: &Hierarchy, uid_base: u32, own: u32) {
     let dir = format!("{}{}/safeexec", h.mount, h.path.trim_end_matches('/'));
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return;
@@ -618,11 +606,11 @@ fn sweep(h: &Hierarchy, uid_base: u32) {
         let Some(uid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
-        let Some(pid) = uid.checked_sub(uid_base).and_then(|p| i32::try_from(p).ok()) else {
+        let Some(index) = uid.checked_sub(uid_base).filter(|_| uid != own) else {
             continue;
         };
         let is_dir = entry.metadata().is_ok_and(|m| m.is_dir() && m.uid() == 0);
-        if is_dir && pid > 0 && !helper_lives(pid) {
+        if is_dir && !crate::uids::is_live(index) {
             // Its page cache first, as init would have done.
             if let Ok(dir) = open_dir(None, &entry.path().to_string_lossy()) {
                 release_memory(&dir, h.v2);

@@ -59,9 +59,17 @@ fn init_run(plan: &Plan, channel: &Channel, cgroup: &mut Option<RunCgroup>) -> R
         flags |= CloneFlags::CLONE_NEWNET;
     }
     unshare(flags).context("cannot create the run's namespaces")?;
+    mounts::read_only_host()?;
     mounts::private_mounts(plan)?;
     if jail.is_none() {
         mounts::working_directory_is_visible()?;
+    }
+    for grant in &plan.writable {
+        let copy = mounts::writable(grant)?;
+        if grant.path == "." {
+            // The target starts in the writable copy, not the one below.
+            nix::unistd::fchdir(&copy).context("cannot enter the working directory")?;
+        }
     }
     // SIGCHLD is read from a signalfd; the target unblocks it before exec.
     let mut chld = SigSet::empty();

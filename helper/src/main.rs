@@ -29,7 +29,7 @@
 //! Invariants (`docs/design.md`) and where each is kept:
 //! 1. hardening before the request is read ............ `harden`
 //! 2. one bounded frame, strictly decoded .............. `shared::wire`
-//! 3. ids from the policy, unique per live run ......... `policy` (`check`, `ensure_uid_unused`)
+//! 3. ids from the policy, unique per live run ......... `policy::Policy::check`, `uids`
 //! 4. no caller-named path opened with root's rights ... `policy` (chroot fd), `target`
 //! 5. target: no privileges, namespaces, fds 0-2 ....... `target`, `init`, `mounts`, `seccomp`
 //! 6. supervisor and init keep CAP_KILL only ........... `identity`
@@ -56,6 +56,7 @@ mod supervise;
 #[allow(unsafe_code)]
 mod sys;
 mod target;
+mod uids;
 
 use std::fs::File;
 use std::io::Write;
@@ -63,7 +64,7 @@ use std::io::Write;
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::unistd::{getpid, ForkResult, Uid};
+use nix::unistd::{ForkResult, Uid};
 use shared::{wire, Facts, Limit, Reply, CHROOT_FD};
 
 use cgroup::{CgroupRule, RunCgroup};
@@ -143,8 +144,9 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
     let policy = policy::load()?;
     let request = wire::read_request(request_rx)?;
     let chroot = chroot_fd(request.chroot)?;
-    let plan = policy.check(request, getpid(), caller.uid, chroot)?;
     Identity::setup(caller).assume()?;
+    let lease = uids::allocate(policy.uid_count)?;
+    let plan = policy.check(request, lease.index, caller.uid, chroot)?;
     let stop_order = stop_order()?;
     let (supervisor_end, run_end) = channel::pair()?;
     let (uid, gid, limits, memory_kib) =
@@ -205,9 +207,9 @@ fn prepare(policy: &Policy, caller: &Caller, run: &Run, channel: &Channel) -> Re
         // channel); nobody else will remove them.
         cg.remove();
     }
-    let checked = policy::ensure_uid_unused(Uid::from_raw(run.uid), run.init).and_then(|()| {
+    let checked = uids::ensure_uid_unused(Uid::from_raw(run.uid), run.init).and_then(|()| {
         if policy.cgroup != CgroupRule::Off {
-            cgroup::sweep_stale(policy.uid_base);
+            cgroup::sweep_stale(policy.uid_base, run.uid);
         }
         supervise::drop_privileges(caller)
     });

@@ -10,10 +10,12 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use shared::{Limit, Limits};
 
+use nix::fcntl::OFlag;
 use nix::mount::MsFlags;
+use nix::sys::stat::{fstat, Mode};
 
 use crate::error::{Context, Error, Result};
-use crate::policy::{Jail, Plan};
+use crate::policy::{Grant, Jail, Plan};
 use crate::sys;
 
 /// Directories of the host a run never sees: world-writable ones (what the
@@ -128,6 +130,43 @@ fn private_ptys() -> Result<()> {
     Ok(())
 }
 
+/// The host's file system, read-only for the run: every mount of the run's
+/// namespace, as it is a copy of the host's. Mounts made after this (its
+/// /proc, scratch tmpfs, ptys) are the run's own; what else it may write is
+/// granted with `writable`.
+pub fn read_only_host() -> Result<()> {
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let root = nix::fcntl::open("/", flags, Mode::empty()).context("cannot open /")?;
+    sys::mount_setattr(&root, true, sys::MOUNT_ATTR_RDONLY, 0)
+        .context("cannot make the host read-only for the run")
+}
+
+/// A granted directory (the policy's, or the caller's own) writable again
+/// in the run's view: a copy of it as a mount of its own, without the mounts
+/// below it, read-write, nosuid and nodev, put on top of it. Its files keep
+/// their permissions. Returns the copy.
+pub fn writable(grant: &Grant) -> Result<OwnedFd> {
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let dir = nix::fcntl::open(grant.path.as_str(), flags, Mode::empty());
+    let same = dir
+        .as_ref()
+        .ok()
+        .and_then(|d| fstat(d).ok())
+        .is_some_and(|st| (st.st_dev, st.st_ino) == grant.id);
+    let (Ok(dir), true) = (dir, same) else {
+        return Err(Error::Setup(format!(
+            "the writable directory {} moved or is gone",
+            grant.path
+        )));
+    };
+    let copy = sys::clone_mount_of(&dir).context("cannot copy a writable directory's mount")?;
+    let (set, clear) = (sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV, sys::MOUNT_ATTR_RDONLY);
+    sys::mount_setattr(&copy, false, set, clear)
+        .context("cannot make a granted directory writable")?;
+    sys::move_mount(&copy, &dir).context("cannot put a writable directory in place")?;
+    Ok(copy)
+}
+
 /// The chroot directory as a detached copy of its own mount: no mount below
 /// it comes along, nothing set-id or device works in it, and a jail that is
 /// not the caller's is read-only. The kernel refuses a directory of another
@@ -143,7 +182,8 @@ pub fn jail_mount(jail: &Jail) -> Result<OwnedFd> {
     if jail.read_only {
         attrs |= sys::MOUNT_ATTR_RDONLY;
     }
-    sys::mount_setattr(&copy, attrs).context("cannot restrict the chroot directory's mount")?;
+    sys::mount_setattr(&copy, false, attrs, 0)
+        .context("cannot restrict the chroot directory's mount")?;
     Ok(copy)
 }
 

@@ -5,14 +5,13 @@
 //! helper reads the same file.
 
 use std::ffi::CString;
-use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{fstat, stat, Mode, SFlag};
-use nix::unistd::{Gid, Pid, Uid};
+use nix::unistd::{Gid, Uid};
 use shared::limits::{LimitSpec, TABLE};
 use shared::{Limit, Limits, Request};
 
@@ -61,6 +60,9 @@ pub struct Policy {
     pub cgroup: CgroupRule,
     /// Memory cgroups on the machine past which a run gets none.
     pub max_memory_cgroups: u64,
+    /// Host directories every run may write (their files' permissions
+    /// still apply).
+    pub writable_dirs: Vec<String>,
     /// Cap of a run's memory cgroup limit when the caller sets none, KiB;
     /// `None`: half the machine's memory.
     pub max_run_memory: Option<u64>,
@@ -95,6 +97,7 @@ impl Default for Policy {
             cgroup: CgroupRule::Auto,
             max_memory_cgroups: 32768,
             max_run_memory: None,
+            writable_dirs: Vec::new(),
         }
     }
 }
@@ -217,6 +220,7 @@ pub fn parse(text: &str) -> std::result::Result<Policy, String> {
                 p.max_run_memory = parse_max(value, 1.0).map_err(at)?.or(Some(u64::MAX))
             }
             "chroot_roots" => p.chroot_roots = parse_roots(value).map_err(at)?,
+            "writable_dirs" => p.writable_dirs = absolute_paths(value).map_err(at)?,
             k if k.starts_with("max_") && TABLE.iter().any(|r| r.policy_key == k) => {
                 for spec in TABLE.iter().filter(|r| r.policy_key == k) {
                     p.max[spec.limit as usize] = parse_max(value, spec.policy_scale).map_err(at)?;
@@ -264,6 +268,14 @@ impl Policy {
     }
 }
 
+fn absolute_paths(value: &str) -> std::result::Result<Vec<String>, String> {
+    let paths: Vec<String> = value.split_whitespace().map(str::to_string).collect();
+    match paths.iter().find(|p| !p.starts_with('/')) {
+        Some(p) => Err(format!("'{p}' is not an absolute path")),
+        None => Ok(paths),
+    }
+}
+
 fn parse_roots(value: &str) -> std::result::Result<ChrootRoots, String> {
     match value {
         "any" => Ok(ChrootRoots::Any),
@@ -300,6 +312,18 @@ pub struct Plan {
     pub share_net: bool,
     pub host_tmp: bool,
     pub chroot: Option<Jail>,
+    /// Directories the run may write besides its scratch mounts.
+    pub writable: Vec<Grant>,
+}
+
+/// A directory of the host the run may write: found again by init in the
+/// run's mount namespace by its path, and used only if it is still the
+/// same directory (device and inode) that was checked.
+#[derive(Debug)]
+pub struct Grant {
+    /// "." for the working directory.
+    pub path: String,
+    pub id: (u64, u64),
 }
 
 /// A chroot directory that passed the policy.
@@ -335,11 +359,11 @@ fn within(spec: &LimitSpec, asked: Option<u64>, max: Option<u64>) -> Result<()> 
 
 impl Policy {
     /// Checks every field of the request against the policy and derives the
-    /// sandbox ids from the helper's pid (invariant 3).
+    /// sandbox ids from the run's uid index (invariant 3, `uids`).
     pub fn check(
         &self,
         request: Request,
-        pid: Pid,
+        index: u32,
         caller: Uid,
         chroot: Option<OwnedFd>,
     ) -> Result<Plan> {
@@ -352,7 +376,7 @@ impl Policy {
             }
             (true, Some(fd)) => Some(self.check_chroot(fd, caller)?),
         };
-        let (uid, gid) = self.ids_of(pid)?;
+        let (uid, gid) = self.ids_of(index)?;
         Ok(Plan {
             uid,
             gid,
@@ -365,6 +389,7 @@ impl Policy {
             niceness: request.niceness,
             share_net: request.share_net,
             host_tmp: request.host_tmp,
+            writable: self.grants(caller, chroot.is_none())?,
             chroot,
         })
     }
@@ -424,14 +449,29 @@ impl Policy {
         Some(derived.min(self.max_run_memory.unwrap_or_else(half)))
     }
 
-    /// The sandbox ids: uid = base + the helper's pid, unique among live
-    /// helpers (invariant 3); gid per the policy's rule.
-    fn ids_of(&self, pid: Pid) -> Result<(Uid, Gid)> {
-        let index = u32::try_from(pid.as_raw()).unwrap_or(u32::MAX);
+    /// What the run may write: the policy's writable directories that exist
+    /// (the policy is root's word), and the working directory when the
+    /// caller owns it (`cwd_if_owned_by`) and no chroot hides it.
+    fn grants(&self, caller: Uid, cwd: bool) -> Result<Vec<Grant>> {
+        let mut grants: Vec<Grant> = (self.writable_dirs.iter())
+            .filter_map(|d| {
+                stat(d.as_str())
+                    .ok()
+                    .map(|st| Grant { path: d.clone(), id: (st.st_dev, st.st_ino) })
+            })
+            .collect();
+        if cwd {
+            grants.extend(cwd_if_owned_by(caller)?);
+        }
+        Ok(grants)
+    }
+
+    /// The sandbox ids: uid = base + the run's index (`uids::allocate`,
+    /// below `uid_count`); gid per the policy's rule.
+    fn ids_of(&self, index: u32) -> Result<(Uid, Gid)> {
         if index >= self.uid_count {
-            return Err(Error::Refused(format!(
-                "pid {pid} does not fit the policy's uid range of {} uids",
-                self.uid_count
+            return Err(Error::Internal(format!(
+                "uid index {index} is outside the policy's range"
             )));
         }
         let uid = self.uid_base + index;
@@ -495,48 +535,15 @@ impl Policy {
     }
 }
 
-/// Refuses a sandbox uid that still owns a process (any of its real,
-/// effective, saved or file-system ids): two runs must never share a uid.
-/// Processes of the run itself (in the pid namespace of `init`) are not
-/// counted: the check runs while the run is being set up.
-pub fn ensure_uid_unused(uid: Uid, init: Pid) -> Result<()> {
-    let ours = std::fs::read_link(format!("/proc/{init}/ns/pid"))
-        .context("cannot read the run's pid namespace")?;
-    let dir = std::fs::read_dir("/proc").context("cannot read /proc")?;
-    let wanted = uid.as_raw().to_string();
-    let mut buf = String::new();
-    for entry in dir.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
-            continue;
-        };
-        // Kernel threads (always uid 0; most entries of /proc) and zombies
-        // have no executable: a cheap readlink skips them. Any other error
-        // still reads the status.
-        if std::fs::read_link(format!("/proc/{pid}/exe"))
-            .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
-        {
-            continue;
-        }
-        buf.clear();
-        let Ok(mut f) = File::open(format!("/proc/{pid}/status")) else {
-            continue; // ended meanwhile
-        };
-        if f.read_to_string(&mut buf).is_err() {
-            continue;
-        }
-        // Its gid too: with gid = per-run it is the same number.
-        let owns = buf
-            .lines()
-            .filter_map(|l| l.strip_prefix("Uid:").or_else(|| l.strip_prefix("Gid:")))
-            .any(|ids| ids.split_whitespace().any(|id| id == wanted));
-        if owns && std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok().as_ref() != Some(&ours) {
-            return Err(Error::Refused(format!(
-                "sandbox uid {uid} still owns process {pid}; refusing to start"
-            )));
-        }
-    }
-    Ok(())
+/// The helper's working directory (the caller's), if the caller owns it
+/// and it is not a shared place (sticky and writable by others, like
+/// /tmp): then the run may write there, as the original tool's callers
+/// expect (the directory's own permissions still apply).
+fn cwd_if_owned_by(caller: Uid) -> Result<Option<Grant>> {
+    let st = stat(".").context("cannot stat the working directory")?;
+    let shared = st.st_mode & 0o1002 == 0o1002;
+    let grant = Grant { path: ".".into(), id: (st.st_dev, st.st_ino) };
+    Ok((st.st_uid == caller.as_raw() && !shared).then_some(grant))
 }
 
 #[cfg(test)]

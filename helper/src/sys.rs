@@ -270,11 +270,13 @@ pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
 pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
 pub const MOUNT_ATTR_NODEV: u64 = 0x4;
 
-/// Sets attributes on the mount of `mnt` (a detached copy, here).
-pub fn mount_setattr(mnt: &OwnedFd, set: u64) -> io::Result<()> {
+/// Sets and clears attributes of the mount of `mnt` (and, `recursive`, of
+/// every mount below it).
+pub fn mount_setattr(mnt: &OwnedFd, recursive: bool, set: u64, clear: u64) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // struct mount_attr: attr_set, attr_clr, propagation, userns_fd.
-    let attr: [u64; 4] = [set, 0, 0, 0];
+    let attr: [u64; 4] = [set, clear, 0, 0];
+    let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
     // SAFETY: the descriptor is valid for the lifetime of `mnt`; the path
     // is empty (AT_EMPTY_PATH) and `attr` is a live buffer of the size
     // passed.
@@ -283,9 +285,31 @@ pub fn mount_setattr(mnt: &OwnedFd, set: u64) -> io::Result<()> {
             libc::SYS_mount_setattr,
             mnt.as_raw_fd(),
             c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
+            flags,
             attr.as_ptr(),
             std::mem::size_of_val(&attr),
+        )
+    };
+    cerr(ret).map(drop)
+}
+
+/// Attaches the detached mount `mnt` on top of the directory `onto`
+/// (move_mount(2), Linux 5.2).
+pub fn move_mount(mnt: &OwnedFd, onto: &OwnedFd) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    let flags = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH;
+    // SAFETY: both descriptors are valid for the lifetime of their owners;
+    // both paths are empty NUL-terminated strings, as the flags require.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mnt.as_raw_fd(),
+            c"".as_ptr(),
+            onto.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
         )
     };
     cerr(ret).map(drop)

@@ -1,0 +1,158 @@
+//! Invariant 3, the uid side: each run's uid is `uid_base + index`, the
+//! index handed out in turn through the policy's whole `uid_count` (so a
+//! uid comes back only after `uid_count` more runs, not when a pid does),
+//! and held by a lock for as long as any process of the run may live.
+//!
+//! One root-owned file in the state directory: its first 8 bytes are the
+//! next index; byte `8 + index` carries an open-file-description lock for
+//! each live run. The lock belongs to the description the supervisor opened
+//! and init shares through fork (the target's copy closes at exec), so it
+//! is released only once both are gone: once the supervisor has reaped
+//! init, every process of the run is dead; if the supervisor is killed,
+//! init (and with it the run) is killed too.
+
+use std::fs::{File, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+
+use nix::fcntl::{fcntl, FcntlArg};
+use nix::sys::uio::{pread, pwrite};
+use nix::unistd::{Pid, Uid};
+
+use crate::error::{Context, Error, Result};
+
+/// Where the helper keeps its state (compiled in, like the policy's path).
+pub const STATE_DIR: &str = match option_env!("SAFEEXEC_STATE_DIR") {
+    Some(dir) => dir,
+    None => "/var/lib/safeexec",
+};
+
+/// A run's index, held for the life of the run.
+pub struct Lease {
+    pub index: u32,
+    _file: File,
+}
+
+/// One byte of the state file, as a lock request.
+fn byte(byte: u64, kind: libc::c_int) -> libc::flock {
+    let short = |v: libc::c_int| v as libc::c_short;
+    libc::flock {
+        l_type: short(kind),
+        l_whence: short(libc::SEEK_SET),
+        l_start: byte as i64,
+        l_len: 1,
+        l_pid: 0,
+    }
+}
+
+fn lock(file: &File, at: u64, kind: libc::c_int, wait: bool) -> nix::Result<()> {
+    let fl = byte(at, kind);
+    let arg = if wait { FcntlArg::F_OFD_SETLKW(&fl) } else { FcntlArg::F_OFD_SETLK(&fl) };
+    fcntl(file, arg).map(drop)
+}
+
+/// Opens the state file, making the directory and the file if missing;
+/// both must be root's and writable by nobody else.
+fn open_state() -> Result<File> {
+    match std::fs::DirBuilder::new().mode(0o700).create(STATE_DIR) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::Failed("cannot make the state directory", e)),
+    }
+    let dir = std::fs::symlink_metadata(STATE_DIR).context("cannot stat the state directory")?;
+    if !dir.is_dir() || dir.uid() != 0 || dir.mode() & 0o022 != 0 {
+        return Err(Error::Policy(format!(
+            "{STATE_DIR} must be a directory of root's that only root may write"
+        )));
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(format!("{STATE_DIR}/uids"))
+        .context("cannot open the uid state file")?;
+    let meta = file.metadata().context("cannot stat the uid state file")?;
+    if !meta.is_file() || meta.uid() != 0 || meta.mode() & 0o077 != 0 {
+        return Err(Error::Policy(format!("{STATE_DIR}/uids must be root's file, mode 0600")));
+    }
+    Ok(file)
+}
+
+/// Hands out the next free index of `count`: under the lock on byte 0,
+/// the first index from the stored next one whose byte nobody holds.
+pub fn allocate(count: u32) -> Result<Lease> {
+    let file = open_state()?;
+    lock(&file, 0, libc::F_WRLCK, true).context("cannot lock the uid state file")?;
+    let mut stored = [0u8; 8];
+    let next = match pread(&file, &mut stored, 0) {
+        Ok(8) => u64::from_le_bytes(stored) % u64::from(count),
+        _ => 0,
+    };
+    let found = (0..u64::from(count).min(1 << 16))
+        .map(|i| ((next + i) % u64::from(count)) as u32)
+        .find(|&index| lock(&file, 8 + u64::from(index), libc::F_WRLCK, false).is_ok());
+    let result = match found {
+        Some(index) => pwrite(&file, &(u64::from(index) + 1).to_le_bytes(), 0)
+            .context("cannot write the uid state file")
+            .map(|_| index),
+        None => Err(Error::Refused("every sandbox uid of the policy is in use".into())),
+    };
+    let _ = lock(&file, 0, libc::F_UNLCK, false);
+    result.map(|index| Lease { index, _file: file })
+}
+
+/// Whether the run of `index` may still have a process: someone holds its
+/// byte. For the sweep of cgroups left by runs that ended without init
+/// removing them.
+pub fn is_live(index: u32) -> bool {
+    let Ok(file) = open_state() else {
+        return true; // unknown: leave it
+    };
+    let mut fl = byte(8 + u64::from(index), libc::F_WRLCK);
+    match fcntl(&file, FcntlArg::F_OFD_GETLK(&mut fl)) {
+        Ok(_) => fl.l_type != libc::F_UNLCK as libc::c_short,
+        Err(_) => true,
+    }
+}
+
+/// Refuses a sandbox uid that still owns a process (any of its real,
+/// effective, saved or file-system ids), beside the lock: two runs must
+/// never share a uid, even if a process of an earlier run escaped its end.
+/// Processes of the run itself (in the pid namespace of `init`) are not
+/// counted: the check runs while the run is being set up.
+pub fn ensure_uid_unused(uid: Uid, init: Pid) -> Result<()> {
+    let ours = std::fs::read_link(format!("/proc/{init}/ns/pid"))
+        .context("cannot read the run's pid namespace")?;
+    let dir = std::fs::read_dir("/proc").context("cannot read /proc")?;
+    let wanted = uid.as_raw().to_string();
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
+            continue;
+        };
+        // Kernel threads (always uid 0; most entries of /proc) and zombies
+        // have no executable: a cheap readlink skips them.
+        if std::fs::read_link(format!("/proc/{pid}/exe"))
+            .is_err_and(|e| e.kind() == ErrorKind::NotFound)
+        {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue; // ended meanwhile
+        };
+        // Its gid too: with gid = per-run it is the same number.
+        let owns = status
+            .lines()
+            .filter_map(|l| l.strip_prefix("Uid:").or_else(|| l.strip_prefix("Gid:")))
+            .any(|ids| ids.split_whitespace().any(|id| id == wanted));
+        if owns && std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok().as_ref() != Some(&ours) {
+            return Err(Error::Refused(format!(
+                "sandbox uid {uid} still owns process {pid}; refusing to start"
+            )));
+        }
+    }
+    Ok(())
+}
