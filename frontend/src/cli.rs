@@ -7,11 +7,7 @@ use std::path::PathBuf;
 use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
 
 /// Environment given by `--env_vars PY`, as in the original.
-pub const PY_ENV: &[&str] = &[
-    "PYTHONIOENCODING=utf-8",
-    "PYTHONHOME=/",
-    "PYTHONPATH=/static",
-];
+pub const PY_ENV: &[&str] = &["PYTHONIOENCODING=utf-8", "PYTHONHOME=/", "PYTHONPATH=/static"];
 
 /// Environment of the target when none is asked for: the caller's own
 /// environment may hold secrets, so it is never passed on.
@@ -118,11 +114,7 @@ pub struct Cli {
     pub env: Vec<String>,
 
     /// Write the report to this file (opened as the caller) instead of stderr.
-    #[arg(
-        long = "report_file",
-        visible_alias = "report-file",
-        value_name = "PATH"
-    )]
+    #[arg(long = "report_file", visible_alias = "report-file", value_name = "PATH")]
     pub report_file: Option<PathBuf>,
 
     /// Write the report to this inherited descriptor instead of stderr.
@@ -138,9 +130,16 @@ pub struct Cli {
     #[arg(long = "share_newnet", visible_alias = "share-net")]
     pub share_newnet: bool,
 
-    /// Let the program see and write the host's /tmp and /var/tmp (as the
-    /// original did), if the policy allows it. By default it gets empty,
-    /// private ones (one small tmpfs, gone after the run).
+    /// A directory of your own the program may write (repeatable, at most
+    /// 8; opened as the caller). The rest of the host is read-only to the
+    /// program, except its private /tmp and the working directory when it
+    /// is yours. The directory's own permissions still apply.
+    #[arg(long = "bind-rw", value_name = "DIR", action = ArgAction::Append)]
+    pub bind_rw: Vec<PathBuf>,
+
+    /// Let the program see the host's /tmp and /var/tmp (read-only, like the
+    /// rest of the host), if the policy allows it. By default it gets empty,
+    /// private ones it may write (one small tmpfs, gone after the run).
     #[arg(long = "host-tmp", conflicts_with = "private_tmp")]
     pub host_tmp: bool,
 
@@ -153,12 +152,7 @@ pub struct Cli {
     pub silent: bool,
 
     /// Report format.
-    #[arg(
-        long = "report-format",
-        value_enum,
-        default_value = "text",
-        value_name = "FORMAT"
-    )]
+    #[arg(long = "report-format", value_enum, default_value = "text", value_name = "FORMAT")]
     pub report_format: ReportFormat,
 
     /// Same as --report-format json.
@@ -194,10 +188,7 @@ fn parse_seconds(s: &str) -> Result<u64, String> {
 }
 
 fn parse_seconds_or_zero(s: &str) -> Result<u64, String> {
-    let secs: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    let secs: f64 = s.trim().parse().map_err(|_| format!("'{s}' is not a number of seconds"))?;
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("'{s}' is not a number of seconds"));
     }
@@ -245,16 +236,9 @@ mod tests {
 
     #[test]
     fn exec_takes_everything_after_it() {
-        let cli = Cli::try_parse_from([
-            "safeexec",
-            "--cpu",
-            "1",
-            "--exec",
-            "/bin/echo",
-            "--cpu",
-            "-n",
-        ])
-        .unwrap();
+        let cli =
+            Cli::try_parse_from(["safeexec", "--cpu", "1", "--exec", "/bin/echo", "--cpu", "-n"])
+                .unwrap();
         assert_eq!(cli.exec, vec!["/bin/echo", "--cpu", "-n"]);
         assert_eq!(cli.cpu, 1000);
     }

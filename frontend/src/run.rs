@@ -14,7 +14,9 @@ use command_fds::{CommandFdExt, FdMapping};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::socket::{send, MsgFlags};
-use shared::{wire, Limit, Limits, Reply, Request, CHROOT_FD, REPLY_FD, REQUEST_FD};
+use shared::{
+    wire, Limit, Limits, Reply, Request, BIND_RW_FD, CHROOT_FD, MAX_BIND_RW, REPLY_FD, REQUEST_FD,
+};
 
 use crate::cli::{parse_env_vars, Cli, DEFAULT_ENV};
 use crate::relay::Relay;
@@ -90,9 +92,7 @@ pub fn request_from(cli: &Cli) -> Result<Request, RunError> {
         &cli.command
     };
     let Some(program) = command.first() else {
-        return Err(RunError::Usage(
-            "no program given (--exec PROGRAM or -- PROGRAM)".into(),
-        ));
+        return Err(RunError::Usage("no program given (--exec PROGRAM or -- PROGRAM)".into()));
     };
     let mut env: Vec<String> = match &cli.env_vars {
         Some(vars) => parse_env_vars(vars),
@@ -101,9 +101,10 @@ pub fn request_from(cli: &Cli) -> Result<Request, RunError> {
     };
     env.extend(cli.env.iter().cloned());
     if let Some(bad) = env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
-        return Err(RunError::Usage(format!(
-            "environment entry '{bad}' is not NAME=VALUE"
-        )));
+        return Err(RunError::Usage(format!("environment entry '{bad}' is not NAME=VALUE")));
+    }
+    if cli.bind_rw.len() > MAX_BIND_RW as usize {
+        return Err(RunError::Usage(format!("at most {MAX_BIND_RW} --bind-rw directories")));
     }
     Ok(Request {
         program: program.clone(),
@@ -115,6 +116,7 @@ pub fn request_from(cli: &Cli) -> Result<Request, RunError> {
         niceness: cli.niceness,
         share_net: cli.share_newnet,
         host_tmp: cli.host_tmp,
+        bind_rw: u32::try_from(cli.bind_rw.len()).unwrap_or(u32::MAX),
     })
 }
 
@@ -132,10 +134,7 @@ pub fn limits_from(cli: &Cli) -> Limits {
         .with(Limit::Fsize, Some(cli.fsize))
         .with(Limit::Nproc, Some(cli.nproc))
         .with(Limit::Nfile, Some(cli.nfile))
-        .with(
-            Limit::Output,
-            cli.output.map(|kib| kib.saturating_mul(1024)),
-        )
+        .with(Limit::Output, cli.output.map(|kib| kib.saturating_mul(1024)))
 }
 
 /// Opens a file the caller names for writing, as the caller.
@@ -146,11 +145,7 @@ pub fn create_file(what: &'static str, path: &Path) -> Result<File, RunError> {
         .truncate(true)
         .mode(0o644)
         .open(path)
-        .map_err(|err| RunError::Open {
-            what,
-            path: path.to_path_buf(),
-            err,
-        })
+        .map_err(|err| RunError::Open { what, path: path.to_path_buf(), err })
 }
 
 /// The report's inherited descriptor (`--report_fd N`). This crate has no
@@ -184,9 +179,7 @@ pub fn open_report_fd(fd: i32) -> Result<ReportFd, RunError> {
     };
     if let Some(dup) = std_handle {
         // EBADF: it is closed.
-        return dup
-            .map(|fd| ReportFd::File(fd.into()))
-            .map_err(|_| not_open());
+        return dup.map(|fd| ReportFd::File(fd.into())).map_err(|_| not_open());
     }
 
     let link = PathBuf::from(format!("/proc/self/fd/{fd}"));
@@ -203,18 +196,15 @@ pub fn open_report_fd(fd: i32) -> Result<ReportFd, RunError> {
         }
         Err(e) => return Err(cannot(e)),
     };
-    let (pos, flags) = fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
-        .map_err(cannot)
-        .and_then(|text| {
+    let (pos, flags) =
+        fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).map_err(cannot).and_then(|text| {
             parse_fdinfo(&text).ok_or_else(|| {
                 RunError::Usage(format!("cannot read the flags of --report_fd {fd}"))
             })
         })?;
     let flags = OFlag::from_bits_truncate(flags);
     if flags & OFlag::O_ACCMODE == OFlag::O_RDONLY {
-        return Err(RunError::Usage(format!(
-            "--report_fd {fd} is open for reading only"
-        )));
+        return Err(RunError::Usage(format!("--report_fd {fd} is open for reading only")));
     }
     if meta.file_type().is_socket() {
         return Ok(ReportFd::Socket(fd));
@@ -233,9 +223,7 @@ pub fn open_report_fd(fd: i32) -> Result<ReportFd, RunError> {
             } else {
                 ""
             };
-            RunError::Usage(format!(
-                "cannot reopen --report_fd {fd} for writing: {err}{hint}"
-            ))
+            RunError::Usage(format!("cannot reopen --report_fd {fd} for writing: {err}{hint}"))
         })?;
     let own = fcntl(&file, FcntlArg::F_GETFL).map_err(|e| cannot(e.into()))?;
     let blocking = OFlag::from_bits_truncate(own) - OFlag::O_NONBLOCK;
@@ -248,11 +236,7 @@ pub fn open_report_fd(fd: i32) -> Result<ReportFd, RunError> {
 
 /// `pos:` and `flags:` (octal) of a `/proc/self/fdinfo/N`.
 fn parse_fdinfo(text: &str) -> Option<(u64, i32)> {
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name))
-            .map(str::trim)
-    };
+    let field = |name: &str| text.lines().find_map(|line| line.strip_prefix(name)).map(str::trim);
     let pos = field("pos:")?.parse().ok()?;
     let flags = i32::from_str_radix(field("flags:")?, 8).ok()?;
     Some((pos, flags))
@@ -276,17 +260,13 @@ impl Write for ReportFd {
 
 /// Opens the chroot directory as the caller: the helper only ever receives
 /// the descriptor, so a directory the caller cannot open cannot be used.
-fn open_chroot(dir: &Path) -> Result<OwnedFd, RunError> {
+fn open_dir(what: &'static str, dir: &Path) -> Result<OwnedFd, RunError> {
     OpenOptions::new()
         .read(true)
         .custom_flags(OFlag::O_DIRECTORY.bits())
         .open(dir)
         .map(OwnedFd::from)
-        .map_err(|err| RunError::Open {
-            what: "chroot directory",
-            path: dir.to_path_buf(),
-            err,
-        })
+        .map_err(|err| RunError::Open { what, path: dir.to_path_buf(), err })
 }
 
 /// Runs the request through the helper and judges what it reports.
@@ -296,29 +276,30 @@ fn open_chroot(dir: &Path) -> Result<OwnedFd, RunError> {
 /// order at the end is: the reply, then the relay (it ends with the run),
 /// then the wait for the helper, so that the relay's stop order can never
 /// reach a pid that was reaped and reused.
-pub fn run(request: &Request, chroot_dir: Option<&Path>) -> Result<Outcome, RunError> {
+pub fn run(
+    request: &Request,
+    chroot_dir: Option<&Path>,
+    bind_rw: &[PathBuf],
+) -> Result<Outcome, RunError> {
     let helper = helper_path();
-    let helper_error = |err| RunError::Helper {
-        path: helper.clone(),
-        err,
-    };
+    let helper_error = |err| RunError::Helper { path: helper.clone(), err };
     let (request_rx, mut request_tx) = io::pipe().map_err(helper_error)?;
     let (mut reply_rx, reply_tx) = io::pipe().map_err(helper_error)?;
 
     let mut mappings = vec![
-        FdMapping {
-            parent_fd: OwnedFd::from(request_rx),
-            child_fd: REQUEST_FD,
-        },
-        FdMapping {
-            parent_fd: OwnedFd::from(reply_tx),
-            child_fd: REPLY_FD,
-        },
+        FdMapping { parent_fd: OwnedFd::from(request_rx), child_fd: REQUEST_FD },
+        FdMapping { parent_fd: OwnedFd::from(reply_tx), child_fd: REPLY_FD },
     ];
     if let Some(dir) = chroot_dir {
+        mappings
+            .push(FdMapping { parent_fd: open_dir("chroot directory", dir)?, child_fd: CHROOT_FD });
+    }
+    // Opened as the caller, like the chroot directory: the helper checks
+    // they are the caller's own.
+    for (i, dir) in bind_rw.iter().enumerate() {
         mappings.push(FdMapping {
-            parent_fd: open_chroot(dir)?,
-            child_fd: CHROOT_FD,
+            parent_fd: open_dir("writable directory", dir)?,
+            child_fd: BIND_RW_FD + i as i32,
         });
     }
 

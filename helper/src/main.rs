@@ -60,12 +60,13 @@ mod uids;
 
 use std::fs::File;
 use std::io::Write;
+use std::os::fd::OwnedFd;
 
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::{ForkResult, Uid};
-use shared::{wire, Facts, Limit, Reply, CHROOT_FD};
+use shared::{wire, Facts, Limit, Reply, Request, BIND_RW_FD, CHROOT_FD, MAX_BIND_RW};
 
 use cgroup::{CgroupRule, RunCgroup};
 use channel::{Channel, ToRun};
@@ -114,19 +115,25 @@ fn fail(reply_tx: Option<&mut File>, err: &Error) -> ! {
     std::process::exit(EXIT_FAILED);
 }
 
-/// The chroot directory's descriptor, if the request asks for one; closed
-/// otherwise, so that it cannot reach the run.
-fn chroot_fd(asked: bool) -> Result<Option<std::os::fd::OwnedFd>> {
-    if asked {
-        let fd = sys::take_inherited_fd(CHROOT_FD).map_err(|_| {
-            Error::Refused(format!("chroot asked but descriptor {CHROOT_FD} is not open"))
-        })?;
-        return Ok(Some(fd));
+/// The directory descriptors the request names: the chroot directory (if
+/// asked) and `bind_rw` writable directories. Any other of those numbers is
+/// closed, so that it cannot reach the run.
+fn directory_fds(request: &Request) -> Result<(Option<OwnedFd>, Vec<OwnedFd>)> {
+    if request.bind_rw > MAX_BIND_RW {
+        return Err(Error::Refused(format!("at most {MAX_BIND_RW} writable directories")));
     }
-    if sys::fd_is_open(CHROOT_FD) {
-        sys::close_from(CHROOT_FD as u32, false).context("close")?;
+    let bind_rw = BIND_RW_FD..BIND_RW_FD + request.bind_rw as i32;
+    let mut taken = Vec::new();
+    for fd in CHROOT_FD..BIND_RW_FD + MAX_BIND_RW as i32 {
+        let inherited = sys::take_inherited_fd(fd);
+        if (fd == CHROOT_FD && request.chroot) || bind_rw.contains(&fd) {
+            taken.push(inherited.map_err(|_| {
+                Error::Refused(format!("the request names descriptor {fd}, which is not open"))
+            })?);
+        } // else: dropped, so closed
     }
-    Ok(None)
+    let chroot = if request.chroot { Some(taken.remove(0)) } else { None };
+    Ok((chroot, taken))
 }
 
 /// The caller's order to stop the run (the frontend's, when the output it
@@ -143,10 +150,10 @@ fn stop_order() -> Result<SignalFd> {
 fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
     let policy = policy::load()?;
     let request = wire::read_request(request_rx)?;
-    let chroot = chroot_fd(request.chroot)?;
+    let (chroot, bind_rw) = directory_fds(&request)?;
     Identity::setup(caller).assume()?;
     let lease = uids::allocate(policy.uid_count)?;
-    let plan = policy.check(request, lease.index, caller.uid, chroot)?;
+    let plan = policy.check(request, lease.index, caller.uid, chroot, bind_rw)?;
     let stop_order = stop_order()?;
     let (supervisor_end, run_end) = channel::pair()?;
     let (uid, gid, limits, memory_kib) =

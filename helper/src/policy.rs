@@ -6,7 +6,7 @@
 
 use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
 use nix::fcntl::{openat, OFlag};
@@ -366,6 +366,7 @@ impl Policy {
         index: u32,
         caller: Uid,
         chroot: Option<OwnedFd>,
+        bind_rw: Vec<OwnedFd>,
     ) -> Result<Plan> {
         self.check_limits(&request.limits)?;
         self.check_choices(&request)?;
@@ -389,7 +390,7 @@ impl Policy {
             niceness: request.niceness,
             share_net: request.share_net,
             host_tmp: request.host_tmp,
-            writable: self.grants(caller, chroot.is_none())?,
+            writable: self.grants(caller, chroot.is_none(), bind_rw)?,
             chroot,
         })
     }
@@ -450,9 +451,10 @@ impl Policy {
     }
 
     /// What the run may write: the policy's writable directories that exist
-    /// (the policy is root's word), and the working directory when the
-    /// caller owns it (`cwd_if_owned_by`) and no chroot hides it.
-    fn grants(&self, caller: Uid, cwd: bool) -> Result<Vec<Grant>> {
+    /// (the policy is root's word), the directories the caller grants
+    /// (`caller_grant`), and the working directory when the caller owns it
+    /// (`cwd_if_owned_by`) and no chroot hides it.
+    fn grants(&self, caller: Uid, cwd: bool, bind_rw: Vec<OwnedFd>) -> Result<Vec<Grant>> {
         let mut grants: Vec<Grant> = (self.writable_dirs.iter())
             .filter_map(|d| {
                 stat(d.as_str())
@@ -460,6 +462,9 @@ impl Policy {
                     .map(|st| Grant { path: d.clone(), id: (st.st_dev, st.st_ino) })
             })
             .collect();
+        for dir in bind_rw {
+            grants.push(caller_grant(&dir, caller)?);
+        }
         if cwd {
             grants.extend(cwd_if_owned_by(caller)?);
         }
@@ -533,6 +538,23 @@ impl Policy {
             here = up;
         }
     }
+}
+
+/// A directory the caller grants the run to write (`--bind-rw`), opened by
+/// the frontend as the caller: it must be a directory of the caller's own
+/// and not a shared place. Its path is only a way for init to find it
+/// again in the run's namespace; init checks it is the same directory.
+fn caller_grant(dir: &OwnedFd, caller: Uid) -> Result<Grant> {
+    let st = fstat(dir).context("fstat of a writable directory")?;
+    let is_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
+    if !is_dir || st.st_uid != caller.as_raw() || st.st_mode & 0o1002 == 0o1002 {
+        return Err(Error::Refused(
+            "a writable directory must be a directory of the caller's own".into(),
+        ));
+    }
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+        .context("cannot name a writable directory")?;
+    Ok(Grant { path: path.to_string_lossy().into_owned(), id: (st.st_dev, st.st_ino) })
 }
 
 /// The helper's working directory (the caller's), if the caller owns it

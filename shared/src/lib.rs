@@ -25,6 +25,11 @@ pub const REPLY_FD: i32 = 4;
 /// Descriptor of the chroot directory, opened by the frontend as the caller
 /// (present only when `Request::chroot` is true).
 pub const CHROOT_FD: i32 = 5;
+/// First of the descriptors of the directories the caller grants the run
+/// to write (`Request::bind_rw` of them, from this number on).
+pub const BIND_RW_FD: i32 = 6;
+/// Most directories a caller may grant.
+pub const MAX_BIND_RW: u32 = 8;
 
 /// One run, as the caller asks for it. Ids are deliberately absent: the uid,
 /// gid and groups of the target come from the policy, never from the caller.
@@ -49,6 +54,9 @@ pub struct Request {
     /// Keep the host's /tmp and /var/tmp instead of private, empty ones
     /// (only if the policy allows it).
     pub host_tmp: bool,
+    /// How many directories of the caller's own the run may write, passed
+    /// as descriptors from `BIND_RW_FD` on (at most `MAX_BIND_RW`).
+    pub bind_rw: u32,
 }
 
 /// What the helper answers: exactly one per request. Sent once per run, so

@@ -218,6 +218,7 @@ mod tests {
             niceness: 16,
             share_net: false,
             host_tmp: false,
+            bind_rw: 0,
         }
     }
 
