@@ -472,7 +472,7 @@ fn meta_file_has_the_cgroup_keys() {
 #[test]
 fn policy_can_turn_cgroups_off() {
     let t = require_root_exclusive!();
-    t.set_policy(&policy_with(&t, "cgroup", "off"));
+    t.set_policy(&t.policy_with(&[("cgroup", "off")]));
     let (out, j) = run_json(&t, &["--exec", "/bin/true"]);
     assert_json_verdict(&out, &j, "OK", 0);
     assert!(j["cgroup"].is_null(), "{j}");
@@ -548,21 +548,9 @@ fn the_caller_cannot_touch_a_live_runs_cgroups() {
         script += &format!("mv {d} {d}.x 2>/dev/null && echo RENAMED {d}\n");
     }
     script += "echo checked\n";
-    let name = safeexec_tests::User::Test.name();
-    let out = std::process::Command::new("setpriv")
-        .args([
-            &format!("--reuid={name}"),
-            &format!("--regid={name}"),
-            "--init-groups",
-            "--",
-            "/bin/sh",
-            "-c",
-            &script,
-        ])
-        .output()
-        .expect("run setpriv");
+    let out = t.run_program("/bin/sh", &["-c", &script]).output();
     let said = stdout(&out);
-    let report = run.wait(std::time::Duration::from_secs(20));
+    let report = run.wait();
     assert_eq!(
         said, "checked\n",
         "the caller changed a run's cgroup:\n{said}"
@@ -608,24 +596,13 @@ fn removed_memory_cgroups_do_not_pile_up() {
     );
 }
 
-/// The packaged policy with `key = value` in place of its own line.
-fn policy_with(t: &safeexec_tests::Ctx, key: &str, value: &str) -> String {
-    let packaged = std::fs::read_to_string(t.repo.join("packaging/policy")).expect("policy");
-    packaged
-        .lines()
-        .filter(|l| l.split('=').next().map(str::trim) != Some(key))
-        .map(|l| format!("{l}\n"))
-        .collect::<String>()
-        + &format!("{key} = {value}\n")
-}
-
 /// Past `max_memory_cgroups` memory cgroups on the machine a run gets none
 /// (a caller could otherwise pin them all, one per run); --rss then falls
 /// back to the supervisor's samples.
 #[test]
 fn past_max_memory_cgroups_a_run_gets_no_memory_cgroup() {
     let t = require_root_exclusive!();
-    t.set_policy(&policy_with(&t, "max_memory_cgroups", "1"));
+    t.set_policy(&t.policy_with(&[("max_memory_cgroups", "1")]));
     let j = memory_limit_by_samples(&t);
     assert!(j["cgroup"]["memory_peak_kib"].is_null(), "{j}");
     assert_eq!(j["cgroup"]["memory_limited"], false, "{j}");
@@ -703,7 +680,7 @@ fn cgroups_of_a_killed_run_are_swept_without_pinning_memory_cgroups() {
             .expect("the helper");
         // SAFETY: kill(2) of the helper we just found; no memory is passed.
         unsafe { libc::kill(helper, libc::SIGKILL) };
-        let out = run.wait(std::time::Duration::from_secs(20));
+        let out = run.wait();
         assert_eq!(out.status.code(), Some(2), "{}", dump(&out));
     }
     std::thread::sleep(std::time::Duration::from_millis(500));
