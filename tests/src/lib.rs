@@ -28,10 +28,13 @@
 //! - the fixtures of `tests/fixtures/` in `PREFIX/fixtures/` (C compiled with
 //!   gcc, Python scripts copied), readable by everybody.
 //!
-//! Every test that needs all that starts with [`require_root!`] (or
-//! [`require_root_exclusive!`] when it rewrites the policy). Not as root, such
-//! a test prints `SKIPPED (needs root): NAME` and passes, unless
-//! `SAFEEXEC_REQUIRE_ROOT_TESTS=1`, in which case it fails.
+//! Every test that needs all that is marked
+//! `#[ignore = "needs root: sudo bash tests/run.sh"]` (so that a plain
+//! `cargo test` reports it as ignored, not as passed) and starts with
+//! [`require_root!`] (or [`require_root_exclusive!`] when it rewrites the
+//! policy). `tests/run.sh` runs them with `--include-ignored`. Included but
+//! not run as root, such a test prints `SKIPPED (needs root): NAME` and
+//! passes, unless `SAFEEXEC_REQUIRE_ROOT_TESTS=1`, in which case it fails.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
@@ -73,6 +76,9 @@ pub const DEFAULT_PREFIX: &str = "/var/lib/safeexec-test";
 pub const PRIVATE_IN_SANDBOX: &[&str] = &["/tmp", "/var/tmp", "/dev/shm", "/run/lock"];
 /// Set to 1 to make tests that need root fail instead of skipping.
 pub const REQUIRE_ROOT_VAR: &str = "SAFEEXEC_REQUIRE_ROOT_TESTS";
+/// The reason every root-only test gives in its `#[ignore = "..."]`
+/// (checked by this crate's own tests).
+pub const NEEDS_ROOT: &str = "needs root: sudo bash tests/run.sh";
 
 /// First uid of the default policy's sandbox range (packaging/policy).
 pub const POLICY_UID_BASE: u32 = 1_879_048_192;
@@ -227,6 +233,8 @@ static INSTALLED: OnceLock<Result<Env, String>> = OnceLock::new();
 /// Starts a test that runs the installed helper: evaluates to a [`Ctx`], or
 /// returns from the test (after printing `SKIPPED (needs root): NAME`) when
 /// not root, or panics when not root and `SAFEEXEC_REQUIRE_ROOT_TESTS=1`.
+/// Such a test is also marked `#[ignore = "needs root: sudo bash
+/// tests/run.sh"]`.
 #[macro_export]
 macro_rules! require_root {
     () => {{
@@ -674,5 +682,57 @@ mod tests {
         assert!(!in_policy_range(POLICY_UID_BASE - 1));
         assert!(in_policy_range(POLICY_UID_BASE + POLICY_UID_COUNT - 1));
         assert!(!in_policy_range(POLICY_UID_BASE + POLICY_UID_COUNT));
+    }
+
+    /// Each `#[test]` of tests/tests/*.rs: its file, name, attributes and
+    /// body (up to the `}` that closes it in column 0, as rustfmt writes).
+    fn integration_tests() -> Vec<(String, String, String, String)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+        let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+            .expect("list tests/tests")
+            .filter_map(|e| Some(e.ok()?.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+            .collect();
+        files.sort();
+        let mut found = Vec::new();
+        for file in files {
+            let text = fs::read_to_string(&file).expect("read a test file");
+            let name = file.file_name().expect("a file name").to_string_lossy();
+            for chunk in text.split("#[test]\n").skip(1) {
+                let Some(fn_at) = chunk.find("fn ") else {
+                    continue;
+                };
+                let attrs = &chunk[..fn_at];
+                let rest = &chunk[fn_at + 3..];
+                let test = rest[..rest.find('(').unwrap_or(0)].to_string();
+                let body = &rest[..rest.find("\n}\n").unwrap_or(rest.len())];
+                found.push((name.to_string(), test, attrs.to_string(), body.to_string()));
+            }
+        }
+        found
+    }
+
+    /// A plain `cargo test` must report the tests that need root as ignored,
+    /// never as passed without having looked: every test that starts the
+    /// installation says so in its `#[ignore]`, and no other test is
+    /// ignored.
+    #[test]
+    fn root_only_tests_and_only_they_are_ignored_with_the_reason() {
+        let tests = integration_tests();
+        assert!(tests.len() > 200, "found only {} tests", tests.len());
+        let marker = format!("#[ignore = \"{NEEDS_ROOT}\"]");
+        let mut wrong = Vec::new();
+        for (file, test, attrs, body) in &tests {
+            let needs_root = body.contains("require_root");
+            let marked = attrs.contains(&marker);
+            if needs_root != marked || (!needs_root && attrs.contains("#[ignore")) {
+                wrong.push(format!("{file}: {test} (needs root: {needs_root})"));
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "tests whose #[ignore] does not match their need for root:\n{}",
+            wrong.join("\n")
+        );
     }
 }

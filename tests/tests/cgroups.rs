@@ -86,6 +86,7 @@ fn uid_of(j: &serde_json::Value) -> u64 {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn reports_come_from_the_runs_own_cgroup() {
     let t = require_root!();
     let (out, j) = run_json(&t, &["--exec", "/bin/true"]);
@@ -114,6 +115,7 @@ fn reports_come_from_the_runs_own_cgroup() {
 /// The peak of all processes alive at once, which no single process's
 /// rusage shows: three children hold 40 MiB each at the same time.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn peak_memory_is_the_whole_runs_at_once() {
     let t = require_root!();
     let script = "import os, time\n\
@@ -158,6 +160,7 @@ fn peak_memory_is_the_whole_runs_at_once() {
 /// --rss is the kernel's limit: the run never holds more than it (a /proc
 /// sample every 10 ms would see the program's 200 MiB before killing it).
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn rss_limit_is_enforced_by_the_kernel() {
     let t = require_root!();
     let (out, j) = run_json(
@@ -193,6 +196,7 @@ fn rss_limit_is_enforced_by_the_kernel() {
 
 /// Files in the private /tmp are memory: they count toward --rss.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn private_tmp_files_count_toward_the_memory_limit() {
     let t = require_root!();
     let (out, j) = run_json(
@@ -224,6 +228,7 @@ fn private_tmp_files_count_toward_the_memory_limit() {
 /// cgroups of its own; and its cgroups lie below the caller's, so the
 /// caller's own limits still hold over the run.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn the_target_sees_no_cgroup_file_system_and_its_cgroups_are_below_the_callers() {
     let t = require_root!();
     let script = r#"
@@ -263,6 +268,7 @@ for line in open('/proc/self/cgroup'):
 /// A cgroup elsewhere whose tasks files anyone may write does not let the
 /// target leave its own (and its memory limit): it cannot reach them.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn a_world_writable_cgroup_elsewhere_is_out_of_the_targets_reach() {
     let t = require_root!();
     let mut made = Vec::new();
@@ -317,6 +323,7 @@ fn a_world_writable_cgroup_elsewhere_is_out_of_the_targets_reach() {
 /// An OOM kill for a parent cgroup's limit is not the run's Memory Limit
 /// Exceeded: the run stayed under its own --rss.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn an_oom_kill_for_a_parents_limit_is_not_the_runs_memory_limit() {
     let t = require_root!();
     let path = own_cgroups()
@@ -370,6 +377,7 @@ fn an_oom_kill_for_a_parents_limit_is_not_the_runs_memory_limit() {
 
 /// Nothing of a run stays in the cgroup file systems, however it ended.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn run_cgroups_are_removed_after_every_kind_of_end() {
     let t = require_root!();
     let cases: [&[&str]; 4] = [
@@ -410,6 +418,7 @@ fn run_cgroups_are_removed_after_every_kind_of_end() {
 /// A cgroup left by a run whose helper died (its init killed before it
 /// could remove it) is removed by a later run.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn a_dead_runs_cgroup_is_swept() {
     let t = require_root!();
     let (out, j) = run_json(&t, &["--exec", "/bin/true"]);
@@ -440,6 +449,7 @@ fn a_dead_runs_cgroup_is_swept() {
 
 /// The isolate keys of its cgroup mode.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn meta_file_has_the_cgroup_keys() {
     let t = require_root!();
     let dir = t.scratch("cg-meta");
@@ -470,6 +480,7 @@ fn meta_file_has_the_cgroup_keys() {
 /// With `cgroup = off` the figures come from wait4 and /proc again, and
 /// --rss is the supervisor's sampled limit.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn policy_can_turn_cgroups_off() {
     let t = require_root_exclusive!();
     t.set_policy(&t.policy_with(&[("cgroup", "off")]));
@@ -498,6 +509,7 @@ fn memory_limit_by_samples(t: &safeexec_tests::Ctx) -> serde_json::Value {
 /// The caller owns nothing of the run's cgroups: while a run is alive, it
 /// can neither raise its limits, nor remove, rename or join its cgroups.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn the_caller_cannot_touch_a_live_runs_cgroups() {
     let t = require_root!();
     let before: Vec<PathBuf> = safeexec_dirs()
@@ -577,6 +589,7 @@ fn memory_cgroups() -> u64 {
 /// cgroups pinned in the kernel by that cache (about 65535 of them would
 /// stop every cgroup creation on the machine).
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn removed_memory_cgroups_do_not_pile_up() {
     let t = require_root_exclusive!();
     let dir = t.scratch("cg-cold");
@@ -600,6 +613,7 @@ fn removed_memory_cgroups_do_not_pile_up() {
 /// (a caller could otherwise pin them all, one per run); --rss then falls
 /// back to the supervisor's samples.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn past_max_memory_cgroups_a_run_gets_no_memory_cgroup() {
     let t = require_root_exclusive!();
     t.set_policy(&t.policy_with(&[("max_memory_cgroups", "1")]));
@@ -645,6 +659,7 @@ fn settled_memory_cgroups() -> u64 {
 /// run removes them, reclaiming their page cache first, so that they are
 /// not pinned in the kernel either.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn cgroups_of_a_killed_run_are_swept_without_pinning_memory_cgroups() {
     let t = require_root_exclusive!();
     let dir = t.scratch("cg-killed");
@@ -697,6 +712,7 @@ fn cgroups_of_a_killed_run_are_swept_without_pinning_memory_cgroups() {
 /// that) does not make a run at its --rss limit hang until the wall limit:
 /// the run's cgroup turns it back on.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn an_oom_killer_disabled_above_does_not_hang_the_run() {
     let t = require_root_exclusive!();
     let (out, j) = run_json(&t, &["--exec", "/bin/true"]);

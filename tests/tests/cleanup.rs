@@ -18,6 +18,7 @@ use safeexec_tests::{
 };
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn double_forked_setsid_sleeper_does_not_survive_the_run() {
     let t = require_root!();
     let out = t.safeexec(&["--nproc", "5", "--json", "--exec", &t.fixture("daemon")]);
@@ -44,6 +45,7 @@ fn double_forked_setsid_sleeper_does_not_survive_the_run() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn setsid_double_fork_sleeper_does_not_survive() {
     let t = require_root!();
     let (out, j) = t.attack(&["--nproc", "3"], &["daemon"]);
@@ -52,6 +54,7 @@ fn setsid_double_fork_sleeper_does_not_survive() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn nothing_of_a_time_limited_run_survives() {
     let t = require_root!();
     let out = t.safeexec(&[
@@ -135,6 +138,7 @@ fn fork_bomb_args() -> (Vec<&'static str>, Vec<&'static str>) {
 /// left: it must see a live run's processes as this test's own, and kill
 /// them (and nothing else) when asked to.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn the_harness_finds_and_kills_the_processes_of_its_own_run() {
     let t = require_root!();
     let _g = alone();
@@ -179,6 +183,7 @@ fn the_harness_finds_and_kills_the_processes_of_its_own_run() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn sigkill_to_the_frontend_during_a_fork_bomb_leaves_nothing() {
     let t = require_root!();
     let _g = alone();
@@ -190,6 +195,7 @@ fn sigkill_to_the_frontend_during_a_fork_bomb_leaves_nothing() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn sigkill_to_the_supervisor_during_a_fork_bomb_leaves_nothing_and_fails_in_one_line() {
     let t = require_root!();
     let _g = alone();
@@ -209,6 +215,7 @@ fn sigkill_to_the_supervisor_during_a_fork_bomb_leaves_nothing_and_fails_in_one_
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn sigkill_to_the_supervisor_with_a_setsid_daemon_leaves_nothing() {
     let t = require_root!();
     let _g = alone();
@@ -220,6 +227,7 @@ fn sigkill_to_the_supervisor_with_a_setsid_daemon_leaves_nothing() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn sigkill_to_the_frontend_with_a_setsid_daemon_leaves_nothing() {
     let t = require_root!();
     let _g = alone();
@@ -230,6 +238,7 @@ fn sigkill_to_the_frontend_with_a_setsid_daemon_leaves_nothing() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn sigstop_to_the_supervisor_does_not_stop_the_wall_limit() {
     let t = require_root!();
     let _g = alone();
@@ -257,6 +266,7 @@ fn sigstop_to_the_supervisor_does_not_stop_the_wall_limit() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn sigstop_then_sigkill_to_the_supervisor_leaves_nothing() {
     let t = require_root!();
     let _g = alone();
@@ -271,6 +281,7 @@ fn sigstop_then_sigkill_to_the_supervisor_leaves_nothing() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn sigstop_to_the_frontend_does_not_stop_the_wall_limit() {
     let t = require_root!();
     let _g = alone();
@@ -290,6 +301,7 @@ fn sigstop_to_the_frontend_does_not_stop_the_wall_limit() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn sigkill_to_the_supervisor_before_the_target_starts_leaves_nothing() {
     let t = require_root!();
     let _g = alone();
@@ -319,6 +331,7 @@ fn sigkill_to_the_supervisor_before_the_target_starts_leaves_nothing() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn uid_of_a_killed_run_is_free_again_and_a_new_run_works() {
     let t = require_root!();
     let _g = alone();
@@ -335,6 +348,7 @@ fn uid_of_a_killed_run_is_free_again_and_a_new_run_works() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn helper_run_directly_and_killed_mid_run_leaves_nothing() {
     let t = require_root!();
     let _g = alone();

@@ -11,6 +11,7 @@ use safeexec_tests::{dump, frame, kv, request, require_root, stderr, End};
 use shared::Request;
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn helper_without_a_request_descriptor_refuses_with_one_line() {
     let t = require_root!();
     let out = t.direct().spawn().wait();
@@ -20,6 +21,7 @@ fn helper_without_a_request_descriptor_refuses_with_one_line() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn setup_failure_inside_the_run_is_one_line_never_a_sigpipe() {
     let t = require_root!();
     // The target's set-up fails (a missing exec_dir) before the supervisor
@@ -54,6 +56,7 @@ fn setup_failure_inside_the_run_is_one_line_never_a_sigpipe() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn negative_niceness_and_negative_limits_are_refused() {
     let t = require_root!();
     for nice in [-20, -1, 20, i32::MIN, i32::MAX] {
@@ -77,6 +80,7 @@ fn negative_niceness_and_negative_limits_are_refused() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn interior_nul_bytes_are_refused() {
     let t = require_root!();
     let base = request(&["/bin/true"]);
@@ -105,6 +109,7 @@ fn interior_nul_bytes_are_refused() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn empty_request_argv_is_refused() {
     let t = require_root!();
     for r in [
@@ -123,6 +128,7 @@ fn empty_request_argv_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn malformed_environment_entries_are_refused() {
     let t = require_root!();
     for entry in ["NOEQUALS", "=value"] {
@@ -136,6 +142,7 @@ fn malformed_environment_entries_are_refused() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn argument_of_900_kib_fails_closed_with_e2big() {
     let t = require_root!();
     let mut r = t.probe_request(&["args"]);
@@ -152,6 +159,7 @@ fn argument_of_900_kib_fails_closed_with_e2big() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn hundred_thousand_argv_entries_run_correctly() {
     let t = require_root!();
     let mut r = t.probe_request(&["args"]);

@@ -53,6 +53,7 @@ fn under_rlimit(t: &Ctx, res: libc::__rlimit_resource_t, soft: u64, hard: u64) -
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn preset_rlimit_nofile_3_fails_closed() {
     let t = require_root!();
     let refused = under_rlimit(&t, libc::RLIMIT_NOFILE, 3, 3);
@@ -63,6 +64,7 @@ fn preset_rlimit_nofile_3_fails_closed() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn preset_rlimit_nproc_0_fails_closed() {
     let t = require_root!();
     let line = under_rlimit(&t, libc::RLIMIT_NPROC, 0, 0).expect("ran above a hard NPROC of 0");
@@ -70,6 +72,7 @@ fn preset_rlimit_nproc_0_fails_closed() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn preset_rlimit_fsize_0_runs_and_truncates_nothing() {
     let t = require_root!();
     // The request's file size limit is 0 too, so the run is within it.
@@ -77,6 +80,7 @@ fn preset_rlimit_fsize_0_runs_and_truncates_nothing() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn preset_rlimit_fsize_0_with_stderr_on_a_file_neither_truncates_nor_kills() {
     let t = require_root!();
     let scratch = t.scratch("fsize-stderr");
@@ -109,6 +113,7 @@ fn preset_rlimit_fsize_0_with_stderr_on_a_file_neither_truncates_nor_kills() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn preset_rlimit_as_1_mib_fails_closed() {
     let t = require_root!();
     let attempt = t
@@ -162,6 +167,7 @@ fn under_rlimit_as(t: &Ctx) -> bool {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn preset_rlimit_cpu_1_fails_closed_with_a_clear_message() {
     let t = require_root!();
     let line = under_rlimit(&t, libc::RLIMIT_CPU, 1, 1).expect("ran above a hard CPU limit of 1");
@@ -169,6 +175,7 @@ fn preset_rlimit_cpu_1_fails_closed_with_a_clear_message() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn preset_rlimit_core_unlimited_dumps_no_core() {
     let t = require_root!();
     let scratch = t.scratch("core");
@@ -199,6 +206,7 @@ fn preset_rlimit_core_unlimited_dumps_no_core() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn core_limit_below_the_callers_hard_limit_is_granted() {
     let t = require_root!();
     // The caller's hard RLIMIT_CORE is unlimited: a core limit of 100 KiB
@@ -222,6 +230,7 @@ fn core_limit_below_the_callers_hard_limit_is_granted() {
 // Signals and scheduling
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn blocked_signal_mask_and_ignored_sigchld_do_not_reach_the_run() {
     let t = require_root!();
     let got = t
@@ -268,6 +277,7 @@ fn blocked_signal_mask_and_ignored_sigchld_do_not_reach_the_run() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn callers_scheduling_class_does_not_reach_the_target() {
     let t = require_root!();
     // SCHED_IDLE needs no privilege; the caller runs safeexec under it.
@@ -300,6 +310,7 @@ fn callers_scheduling_class_does_not_reach_the_target() {
 // Descriptors and the terminal
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn helper_with_fds_0_to_2_closed_keeps_its_channels_apart() {
     let t = require_root!();
     // The probe's exit status is the number of its open descriptors; with
@@ -315,6 +326,7 @@ fn helper_with_fds_0_to_2_closed_keeps_its_channels_apart() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn request_descriptor_that_is_a_tty_socket_or_file_is_refused() {
     let t = require_root!();
     let scratch = t.scratch("reqfile");
@@ -346,6 +358,7 @@ fn request_descriptor_that_is_a_tty_socket_or_file_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn reply_descriptor_that_is_a_file_is_refused_and_the_file_is_not_touched() {
     let t = require_root!();
     let scratch = t.scratch("replyfile");
@@ -367,6 +380,7 @@ fn reply_descriptor_that_is_a_file_is_refused_and_the_file_is_not_touched() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn extra_descriptors_do_not_reach_the_target() {
     let t = require_root!();
     let scratch = t.scratch("extrafds");
@@ -393,6 +407,7 @@ fn extra_descriptors_do_not_reach_the_target() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn target_sees_only_descriptors_0_1_2() {
     let t = require_root!();
     let scratch = t.scratch("fds");
@@ -411,6 +426,7 @@ fn target_sees_only_descriptors_0_1_2() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn tiocsti_on_an_inherited_terminal_injects_nothing() {
     let t = require_root!();
     let (master, slave) = pty();
@@ -453,6 +469,7 @@ fn tiocsti_on_an_inherited_terminal_injects_nothing() {
 // Environment and argv
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn ld_preload_ld_audit_and_gconv_path_have_no_effect() {
     let t = require_root!();
     let scratch = t.scratch("preload");
@@ -516,6 +533,7 @@ fn ld_preload_ld_audit_and_gconv_path_have_no_effect() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn target_environment_is_exactly_what_was_asked() {
     let t = require_root!();
     let p = t.probe();
@@ -539,6 +557,7 @@ fn target_environment_is_exactly_what_was_asked() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn empty_helper_argv_changes_nothing() {
     let t = require_root!();
     for argv in [vec![], vec![&b"--policy=/tmp/evil"[..], b"-c"]] {

@@ -22,6 +22,7 @@ use safeexec_tests::{
 // The target's ids
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn target_uid_lies_in_the_policy_range() {
     let t = require_root!();
     let out = t.safeexec(&["--json", "--exec", &t.fixture("ids")]);
@@ -43,6 +44,7 @@ fn target_uid_lies_in_the_policy_range() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn target_gid_equals_its_uid_under_the_per_run_gid_policy() {
     let t = require_root!();
     let out = t.safeexec(&["--json", "--exec", &t.fixture("ids")]);
@@ -65,6 +67,7 @@ fn target_gid_equals_its_uid_under_the_per_run_gid_policy() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn target_has_no_groups_no_capabilities_and_no_new_privs() {
     let t = require_root!();
     let out = t.safeexec(&["--exec", "/bin/cat", "/proc/self/status"]);
@@ -92,6 +95,7 @@ fn target_has_no_groups_no_capabilities_and_no_new_privs() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn target_proc_self_status_shows_no_groups_no_capabilities_and_no_new_privs() {
     let t = require_root!();
     let (out, j) = t.attack(&[], &["status"]);
@@ -117,6 +121,7 @@ fn target_proc_self_status_shows_no_groups_no_capabilities_and_no_new_privs() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn run_ids_come_from_the_policy_and_differ_from_the_callers() {
     let t = require_root!();
     let got = t.direct().exchange(&frame(&t.probe_request(&["ids"])));
@@ -153,6 +158,7 @@ fn varint(v: u32) -> Vec<u8> {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn requests_naming_uid_0_the_callers_or_another_users_uid_or_a_privileged_gid_are_rejected() {
     let t = require_root!();
     // The protocol has no place for ids: a frame that carries them anyway
@@ -186,6 +192,7 @@ fn requests_naming_uid_0_the_callers_or_another_users_uid_or_a_privileged_gid_ar
 // One uid per live run
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn two_concurrent_runs_get_different_uids() {
     let t = require_root!();
     let env = t.env();
@@ -221,6 +228,7 @@ fn two_concurrent_runs_get_different_uids() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn two_helpers_racing_get_distinct_uids() {
     let t = require_root!();
     let mut r = request(&["/bin/sleep", "1"]);
@@ -248,6 +256,7 @@ fn two_helpers_racing_get_distinct_uids() {
 static NEXT_PID: Mutex<()> = Mutex::new(());
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn planted_process_owning_the_next_uid_is_refused() {
     let t = require_root!();
     let _g = NEXT_PID.lock().unwrap_or_else(|e| e.into_inner());
@@ -313,6 +322,7 @@ fn planted_process_owning_the_next_uid_is_refused() {
 // The supervisor
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn supervisor_keeps_cap_kill_only_and_the_caller_cannot_trace_it() {
     let t = require_root!();
     let p = t.probe();
@@ -385,6 +395,7 @@ fn supervisor_keeps_cap_kill_only_and_the_caller_cannot_trace_it() {
 // Who may run the helper
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn the_helper_is_installed_setuid_root_for_the_group_only() {
     use std::os::unix::fs::MetadataExt;
     let t = require_root!();
@@ -408,6 +419,7 @@ fn the_helper_is_installed_setuid_root_for_the_group_only() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn a_user_outside_the_group_cannot_run_the_frontend() {
     let t = require_root!();
     let out = t.safeexec_as(User::Outsider, &["--exec", "/bin/echo", "hi"]);
@@ -426,6 +438,7 @@ fn a_user_outside_the_group_cannot_run_the_frontend() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn a_user_outside_the_group_cannot_execute_the_helper() {
     let t = require_root!();
     let out = t
@@ -441,6 +454,7 @@ fn a_user_outside_the_group_cannot_execute_the_helper() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn outsider_cannot_execute_the_helper_directly() {
     let t = require_root!();
     let err = t

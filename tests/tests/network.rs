@@ -14,6 +14,7 @@ use safeexec_tests::{
 use shared::Request;
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn tcp_connect_to_a_listener_on_host_loopback_fails() {
     let t = require_root!();
     let listener = TcpListener::bind("127.0.0.1:0").expect("listen on 127.0.0.1");
@@ -40,6 +41,7 @@ fn tcp_connect_to_a_listener_on_host_loopback_fails() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn tcp_connect_to_host_loopback_works_outside_the_sandbox() {
     // The control for the test above: the fixture can connect when it is
     // not sandboxed, so its failure inside means no network.
@@ -67,6 +69,7 @@ fn listeners() -> Vec<(&'static str, TcpListener)> {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn tcp_to_host_loopback_v4_and_v6_fails() {
     let t = require_root!();
     for (kind, listener) in listeners() {
@@ -83,6 +86,7 @@ fn tcp_to_host_loopback_v4_and_v6_fails() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn udp_to_host_loopback_v4_and_v6_delivers_nothing() {
     let t = require_root!();
     for (kind, addr) in [("udp4", "127.0.0.1:0"), ("udp6", "[::1]:0")] {
@@ -98,6 +102,7 @@ fn udp_to_host_loopback_v4_and_v6_delivers_nothing() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn host_abstract_unix_socket_is_unreachable() {
     let t = require_root!();
     use std::os::linux::net::SocketAddrExt;
@@ -120,6 +125,7 @@ fn host_abstract_unix_socket_is_unreachable() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn unix_socket_listening_under_the_hosts_run_cannot_be_connected() {
     let t = require_root!();
     let sock = host_socket("/run");
@@ -136,6 +142,7 @@ fn unix_socket_listening_under_the_hosts_run_cannot_be_connected() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn share_net_is_refused_unless_the_policy_allows_it() {
     let t = require_root_exclusive!();
     t.set_policy(&t.policy_with(&[("allow_share_net", "false")]));

@@ -22,6 +22,7 @@ use shared::Request;
 // The chroot descriptor
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn chroot_asked_without_descriptor_5_is_refused() {
     let t = require_root!();
     let r = Request {
@@ -33,6 +34,7 @@ fn chroot_asked_without_descriptor_5_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn chroot_descriptor_that_is_not_a_directory_is_refused() {
     let t = require_root!();
     let scratch = t.scratch("chroot-file");
@@ -46,6 +48,7 @@ fn chroot_descriptor_that_is_not_a_directory_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn chroot_dir_the_caller_cannot_enter_is_refused_by_the_frontend() {
     let t = require_root!();
     let scratch = t.scratch("chroot-closed");
@@ -80,6 +83,7 @@ fn jail(t: &Env, scratch: &safeexec_tests::Scratch, rel: &str) -> std::path::Pat
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn chroot_dir_outside_the_policys_roots_is_refused() {
     let t = require_root_exclusive!();
     let scratch = t.scratch("roots");
@@ -111,6 +115,7 @@ fn chroot_dir_outside_the_policys_roots_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn chroot_roots_none_refuses_every_chroot() {
     let t = require_root_exclusive!();
     let scratch = t.scratch("noroots");
@@ -127,6 +132,7 @@ fn chroot_roots_none_refuses_every_chroot() {
 /// would be the run's. A jail must be the caller's own directory (or one the
 /// policy lists, then read-only): / is refused, and nothing runs.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn chroot_dir_slash_cannot_leave_a_file_in_the_hosts_tmp_or_reach_the_hosts_run() {
     let t = require_root!();
     let paths: Vec<HostPath> = ["/tmp", "/var/tmp"]
@@ -173,6 +179,7 @@ fn chroot_dir_slash_cannot_leave_a_file_in_the_hosts_tmp_or_reach_the_hosts_run(
 /// file system, as a careless admin might list it) is shown read-only and
 /// without the mounts below it: no host process in /proc, nothing written.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn jail_the_caller_does_not_own_is_read_only_and_shows_no_host_mount() {
     let t = require_root_exclusive!();
     let text = std::fs::read_to_string(&t.policy).expect("read the policy");
@@ -247,6 +254,7 @@ impl Drop for Mounted {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn mount_below_the_chroot_dir_is_not_visible_in_the_jail() {
     let t = require_root!();
     let scratch = t.scratch("submount");
@@ -297,6 +305,7 @@ fn user_namespaces_available(t: &Env) -> Result<(), String> {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn chroot_dir_of_another_mount_namespace_is_refused() {
     let t = require_root!();
     if let Err(why) = user_namespaces_available(&t) {
@@ -365,6 +374,7 @@ fn chroot_dir_of_another_mount_namespace_is_refused() {
 // The target's own rights
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn reading_etc_shadow_and_root_fails() {
     let t = require_root!();
     for path in ["/etc/shadow", "/root", "/root/.bashrc", "/etc/sudoers"] {
@@ -378,6 +388,7 @@ fn reading_etc_shadow_and_root_fails() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn writing_outside_the_allowed_places_fails_and_truncates_nothing() {
     let t = require_root!();
     let scratch = t.scratch("write-outside");

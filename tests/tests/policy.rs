@@ -22,6 +22,7 @@ use safeexec_tests::{
 // Limits over the policy
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn a_cpu_limit_over_the_policy_maximum_is_refused_naming_the_limit() {
     let t = require_root_exclusive!();
     t.set_policy(&t.policy_with(&[("max_cpu", "2")]));
@@ -50,6 +51,7 @@ fn a_cpu_limit_over_the_policy_maximum_is_refused_naming_the_limit() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn u64_max_limits_are_refused_naming_the_limit_and_the_maximum() {
     let t = require_root!();
     let base = request(&["/bin/true"]);
@@ -77,6 +79,7 @@ fn u64_max_limits_are_refused_naming_the_limit_and_the_maximum() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn limits_just_over_the_policy_are_refused_and_at_it_run() {
     let t = require_root!();
     let mut over = request(&["/bin/true"]);
@@ -95,6 +98,7 @@ fn limits_just_over_the_policy_are_refused_and_at_it_run() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn limits_over_a_tightened_policy_are_refused_naming_limit_and_maximum() {
     let t = require_root_exclusive!();
     t.set_policy(&t.policy_with(&[
@@ -130,6 +134,7 @@ fn limits_over_a_tightened_policy_are_refused_naming_limit_and_maximum() {
 // The policy file
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn the_packaged_policy_is_back_after_a_test_rewrote_it() {
     let t = require_root_exclusive!();
     t.set_policy(&t.policy_with(&[("max_cpu", "2")]));
@@ -151,6 +156,7 @@ fn assert_policy_refused(t: &Env, want: &str) {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn policy_writable_by_group_or_others_is_refused() {
     let t = require_root_exclusive!();
     for mode in [0o664, 0o646, 0o666] {
@@ -163,6 +169,7 @@ fn policy_writable_by_group_or_others_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn policy_owned_by_a_user_is_refused() {
     let t = require_root_exclusive!();
     t.set_policy(&(t.policy_with(&[]) + "# owned by a user\n"));
@@ -171,6 +178,7 @@ fn policy_owned_by_a_user_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn policy_that_is_a_symlink_is_refused() {
     let t = require_root_exclusive!();
     let scratch = t.scratch("policy-link");
@@ -193,6 +201,7 @@ impl Drop for ModeGuard {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn policy_in_a_directory_others_may_write_is_refused() {
     let t = require_root_exclusive!();
     let dir = t
@@ -213,6 +222,7 @@ fn policy_in_a_directory_others_may_write_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn policy_with_a_system_gid_or_a_uid_range_reaching_users_is_refused() {
     let t = require_root_exclusive!();
     for (k, v, want) in [
@@ -228,6 +238,7 @@ fn policy_with_a_system_gid_or_a_uid_range_reaching_users_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn hardlinked_copy_of_the_helper_ignores_a_fake_policy_beside_it() {
     let t = require_root_exclusive!();
     t.set_policy(&t.policy_with(&[("max_cpu", "2")]));

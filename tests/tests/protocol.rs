@@ -15,6 +15,7 @@ use shared::wire::MAX_REQUEST_BYTES;
 use shared::Request;
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn helper_called_directly_with_a_valid_request_runs_it() {
     let t = require_root!();
     let got = t.direct().exchange(&frame(&request(&["/bin/true"])));
@@ -30,6 +31,7 @@ fn helper_called_directly_with_a_valid_request_runs_it() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn truncated_frame_is_refused() {
     let t = require_root!();
     let f = frame(&request(&["/bin/true"]));
@@ -44,6 +46,7 @@ fn truncated_frame_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn garbage_frame_is_refused() {
     let t = require_root!();
     let garbage: Vec<u8> = (0..4096u32)
@@ -54,6 +57,7 @@ fn garbage_frame_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn helper_given_garbage_refuses_and_replies_failed_or_nothing() {
     let t = require_root!();
     let got = t.direct().exchange(b"this is not a request frame at all");
@@ -74,6 +78,7 @@ fn helper_given_garbage_refuses_and_replies_failed_or_nothing() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn frame_with_trailing_bytes_after_it_is_refused() {
     let t = require_root!();
     let mut f = frame(&request(&["/bin/true"]));
@@ -83,6 +88,7 @@ fn frame_with_trailing_bytes_after_it_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn frame_with_trailing_bytes_inside_its_payload_is_refused() {
     let t = require_root!();
     let f = frame_with_extra_payload(&request(&["/bin/true"]), &[0]);
@@ -91,6 +97,7 @@ fn frame_with_trailing_bytes_inside_its_payload_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn oversized_frame_is_refused_before_its_payload_is_read() {
     let t = require_root!();
     let len = MAX_REQUEST_BYTES as u32 + 1;
@@ -102,6 +109,7 @@ fn oversized_frame_is_refused_before_its_payload_is_read() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn frame_with_u32_max_length_is_refused() {
     let t = require_root!();
     let mut f = frame_header(u32::MAX);
@@ -120,6 +128,7 @@ fn frame_with_u32_max_length_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn ten_megabyte_string_is_refused_by_the_length_bound() {
     let t = require_root!();
     // A request whose argv[1] is 10 MB: the encoder refuses to build it,
@@ -140,6 +149,7 @@ fn ten_megabyte_string_is_refused_by_the_length_bound() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn frame_of_another_protocol_version_is_refused() {
     let t = require_root!();
     let mut f = frame(&request(&["/bin/true"]));
@@ -149,6 +159,7 @@ fn frame_of_another_protocol_version_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn request_with_bad_utf8_is_refused() {
     let t = require_root!();
     let mut f = frame(&request(&["/bin/true"]));

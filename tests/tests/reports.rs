@@ -47,6 +47,7 @@ fn three_decimals(v: &str) -> bool {
 // Each way a run can end
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn ok_run_reports_ok_and_exits_0() {
     let t = require_root!();
     let out = t.safeexec(&["--fsize", "100", "--exec", "/bin/echo", "hi"]);
@@ -57,6 +58,7 @@ fn ok_run_reports_ok_and_exits_0() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn ok_run_json_report_has_every_documented_key() {
     let t = require_root!();
     let (out, j) = json_of(&t, &["--exec", "/bin/echo", "hi"]);
@@ -75,6 +77,7 @@ fn ok_run_json_report_has_every_documented_key() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn silent_prints_no_report() {
     let t = require_root!();
     let out = t.safeexec(&["--silent", "--exec", "/bin/echo", "hi"]);
@@ -84,6 +87,7 @@ fn silent_prints_no_report() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn nonzero_exit_reports_the_status_and_exits_1() {
     let t = require_root!();
     let out = t.safeexec(&["--exec", &t.fixture("exit_with"), "3"]);
@@ -95,6 +99,7 @@ fn nonzero_exit_reports_the_status_and_exits_1() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn death_by_signal_reports_the_signal_and_exits_1() {
     let t = require_root!();
     let out = t.safeexec(&["--exec", &t.fixture("raise_signal"), "11"]);
@@ -107,6 +112,7 @@ fn death_by_signal_reports_the_signal_and_exits_1() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn cpu_limit_reports_time_limit_exceeded_and_exits_1() {
     let t = require_root!();
     let (out, j) = json_of(&t, &["--cpu", "0.5", "--exec", &t.fixture("loop")]);
@@ -122,6 +128,7 @@ fn cpu_limit_reports_time_limit_exceeded_and_exits_1() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn wall_limit_reports_time_limit_exceeded_and_exits_1() {
     let t = require_root!();
     let started = Instant::now();
@@ -147,6 +154,7 @@ fn wall_limit_reports_time_limit_exceeded_and_exits_1() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn resident_memory_limit_reports_memory_limit_exceeded_and_exits_1() {
     let t = require_root!();
     // 200 MiB touched against a 100 MiB resident limit; the address-space
@@ -175,6 +183,7 @@ fn resident_memory_limit_reports_memory_limit_exceeded_and_exits_1() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn peak_memory_is_reported() {
     let t = require_root!();
     // 64 MiB touched, under every limit: the report must show at least that.
@@ -197,6 +206,7 @@ fn peak_memory_is_reported() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn file_size_limit_reports_output_limit_exceeded_and_exits_1() {
     let t = require_root!();
     let s = t.scratch("fsize-report");
@@ -212,6 +222,7 @@ fn file_size_limit_reports_output_limit_exceeded_and_exits_1() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn no_arguments_print_usage_and_exit_1() {
     let t = require_root!();
     let out = t.safeexec::<&str>(&[]);
@@ -224,6 +235,7 @@ fn no_arguments_print_usage_and_exit_1() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn stdin_of_safeexec_is_the_targets() {
     let t = require_root!();
     let out = t.safeexec_with_stdin(&["--exec", "/bin/cat"], b"from the caller\n");
@@ -232,6 +244,7 @@ fn stdin_of_safeexec_is_the_targets() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn json_says_where_each_figure_came_from() {
     let t = require_root!();
     let out = t.safeexec(&["--json", "--exec", "/bin/true"]);
@@ -248,6 +261,7 @@ fn json_says_where_each_figure_came_from() {
 /// A caller that ignores SIGCHLD has its helper reaped by the kernel: the
 /// report still comes (it was read before the wait).
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn a_caller_ignoring_sigchld_still_gets_its_report() {
     let t = require_root!();
     let out = t
@@ -271,6 +285,7 @@ fn a_caller_ignoring_sigchld_still_gets_its_report() {
 // Where the report goes
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn report_file_receives_the_report_instead_of_stderr() {
     let t = require_root!();
     let s = t.scratch("report-file");
@@ -295,6 +310,7 @@ fn report_file_receives_the_report_instead_of_stderr() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn report_goes_to_an_inherited_descriptor() {
     let t = require_root!();
     let (mut rx, tx) = std::io::pipe().expect("pipe");
@@ -317,6 +333,7 @@ fn report_goes_to_an_inherited_descriptor() {
 // The meta file
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn meta_file_of_an_ok_run_has_isolate_keys_and_no_status() {
     let t = require_root!();
     let dir = t.scratch("meta-ok");
@@ -336,6 +353,7 @@ fn meta_file_of_an_ok_run_has_isolate_keys_and_no_status() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn meta_file_says_re_for_a_non_zero_exit() {
     let t = require_root!();
     let dir = t.scratch("meta-re");
@@ -350,6 +368,7 @@ fn meta_file_says_re_for_a_non_zero_exit() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn meta_file_says_to_and_killed_for_a_wall_time_limit() {
     let t = require_root!();
     let dir = t.scratch("meta-to");
@@ -373,6 +392,7 @@ fn meta_file_says_to_and_killed_for_a_wall_time_limit() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn meta_file_says_xx_when_safeexec_cannot_run_the_program() {
     let t = require_root!();
     let dir = t.scratch("meta-xx");

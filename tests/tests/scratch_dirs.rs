@@ -21,6 +21,7 @@ use shared::Request;
 // Private by default
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn world_readable_file_in_the_hosts_tmp_is_invisible_by_default_and_visible_with_host_tmp() {
     let t = require_root!();
     let secret = format!("host secret {}\n", std::process::id());
@@ -70,6 +71,7 @@ fn world_readable_file_in_the_hosts_tmp_is_invisible_by_default_and_visible_with
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn target_cannot_leave_a_file_in_the_hosts_tmp_var_tmp_dev_shm_or_run() {
     let t = require_root!();
     let paths: Vec<HostPath> = ["/tmp", "/var/tmp", "/dev/shm", "/run"]
@@ -100,6 +102,7 @@ fn target_cannot_leave_a_file_in_the_hosts_tmp_var_tmp_dev_shm_or_run() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn disk_fill_in_a_private_tmp_is_contained_and_vanishes_with_the_run() {
     let t = require_root!();
     let name = format!("/tmp/safeexec-attack-fill-{}", std::process::id());
@@ -114,6 +117,7 @@ fn disk_fill_in_a_private_tmp_is_contained_and_vanishes_with_the_run() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn many_small_files_in_a_private_tmp_are_contained_and_vanish_with_the_run() {
     let t = require_root!();
     for dir in ["/tmp", "/dev/shm", "/var/tmp"] {
@@ -135,6 +139,7 @@ fn many_small_files_in_a_private_tmp_are_contained_and_vanish_with_the_run() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn filling_tmp_or_dev_shm_hits_enospc_at_the_fsize_bound_and_leaves_nothing_on_the_host() {
     let t = require_root!();
     let prefix = format!("safeexec-test-fill-{}", std::process::id());
@@ -165,6 +170,7 @@ fn filling_tmp_or_dev_shm_hits_enospc_at_the_fsize_bound_and_leaves_nothing_on_t
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn scratch_tmpfs_is_sized_by_fsize_capped_by_mem_and_at_least_4_kib() {
     let t = require_root!();
     for (opts, want_kib) in [
@@ -201,6 +207,7 @@ fn scratch_tmpfs_is_sized_by_fsize_capped_by_mem_and_at_least_4_kib() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn host_tmp_is_refused_when_the_policy_disallows_it() {
     let t = require_root_exclusive!();
     t.set_policy(&t.policy_with(&[("allow_host_tmp", "false")]));
@@ -269,6 +276,7 @@ fn args_with<'a>(opts: &[&'a str]) -> Vec<&'a str> {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn working_directory_under_the_hosts_tmp_is_refused_unless_host_tmp() {
     let t = require_root!();
     for mode in [0o755, 0o777] {
@@ -305,6 +313,7 @@ fn working_directory_under_the_hosts_tmp_is_refused_unless_host_tmp() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn working_directory_under_the_hosts_tmp_is_refused_when_the_policy_disallows_host_tmp() {
     let t = require_root_exclusive!();
     let packaged = fs::read_to_string(t.repo.join("packaging/policy")).expect("read the policy");

@@ -19,6 +19,7 @@ use safeexec_tests::{
 };
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn kill_minus_1_from_the_target_reaches_nothing_outside_its_run() {
     let t = require_root!();
     let env = t.env();
@@ -92,6 +93,7 @@ fn assert_attacks_failed(out: &Output) {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn target_cannot_signal_trace_or_read_the_supervisor_init_or_frontend() {
     let t = require_root!();
     let (spawned, mut tx) = start_pid_attack(&t, "20");
@@ -118,6 +120,7 @@ fn target_cannot_signal_trace_or_read_the_supervisor_init_or_frontend() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn target_cannot_signal_trace_or_read_another_concurrent_run() {
     let t = require_root!();
     let env = t.env();
@@ -151,6 +154,7 @@ fn target_cannot_signal_trace_or_read_another_concurrent_run() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn target_proc_shows_no_host_process() {
     let t = require_root!();
     let out = t.safeexec(&["--json", "--exec", "/bin/ls", "/proc"]);
@@ -201,6 +205,7 @@ fn kill_as(user: Ids, pid: u32, sig: i32) -> Result<(), i32> {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn caller_cannot_sigstop_or_sigkill_init_to_outlive_the_wall_limit() {
     let t = require_root!();
     let started = Instant::now();

@@ -35,6 +35,7 @@ fn ids_outside(t: &Env, program: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn setuid_root_program_gains_nothing() {
     let t = require_root!();
     let scratch = t.scratch("suid");
@@ -60,6 +61,7 @@ fn setuid_root_program_gains_nothing() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn file_capability_program_gains_nothing() {
     let t = require_root!();
     let scratch = t.scratch("fcaps");
@@ -105,6 +107,7 @@ fn file_capability_program_gains_nothing() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn callers_inheritable_and_ambient_capabilities_do_not_reach_the_target() {
     let t = require_root!();
     let caps = [
@@ -150,6 +153,7 @@ fn callers_inheritable_and_ambient_capabilities_do_not_reach_the_target() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn raising_a_hard_rlimit_fails() {
     let t = require_root!();
     let (out, j) = t.attack(&[], &["rlimits"]);
@@ -168,6 +172,7 @@ fn raising_a_hard_rlimit_fails() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn crashing_target_dumps_no_core() {
     let t = require_root!();
     let scratch = t.scratch("crash");
@@ -233,6 +238,7 @@ fn setid_attack(t: &Ctx) -> (Output, Scratch) {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn chmod_fchmod_fchmodat_of_its_own_file_to_setuid_or_setgid_fail_with_eperm() {
     let t = require_root!();
     let (out, scratch) = setid_attack(&t);
@@ -257,6 +263,7 @@ fn chmod_fchmod_fchmodat_of_its_own_file_to_setuid_or_setgid_fail_with_eperm() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn creating_a_setuid_or_setgid_file_with_open_openat_creat_or_mknod_fails_with_eperm() {
     let t = require_root!();
     let (out, scratch) = setid_attack(&t);
@@ -294,6 +301,7 @@ fn creating_a_setuid_or_setgid_file_with_open_openat_creat_or_mknod_fails_with_e
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn mkdir_with_the_setgid_bit_fails_with_eperm_and_a_plain_mkdir_works() {
     let t = require_root!();
     let (out, scratch) = setid_attack(&t);
@@ -314,6 +322,7 @@ fn mkdir_with_the_setgid_bit_fails_with_eperm_and_a_plain_mkdir_works() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn openat2_creating_a_setuid_file_and_io_uring_setup_fail_with_enosys() {
     let t = require_root!();
     let scratch = open_scratch(&t, "nosys");
@@ -346,6 +355,7 @@ fn assert_killed_by_sigsys(t: &Env, attack: &str) {
 
 #[cfg(target_arch = "x86_64")]
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn int_0x80_system_call_is_killed_with_sigsys() {
     let t = require_root!();
     assert_killed_by_sigsys(&t, "int80");
@@ -353,6 +363,7 @@ fn int_0x80_system_call_is_killed_with_sigsys() {
 
 #[cfg(target_arch = "x86_64")]
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn x32_system_call_is_killed_with_sigsys() {
     let t = require_root!();
     assert_killed_by_sigsys(&t, "x32");
@@ -362,6 +373,7 @@ fn x32_system_call_is_killed_with_sigsys() {
 // User namespaces and mounts
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn user_namespaces_mounts_and_setns_fail_with_eperm_and_clone3_with_enosys() {
     let t = require_root!();
     let (out, j) = t.attack(&["--nproc", "2"], &["userns"]);
@@ -391,6 +403,7 @@ fn user_namespaces_mounts_and_setns_fail_with_eperm_and_clone3_with_enosys() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn threads_and_fork_still_work_with_nproc_2() {
     let t = require_root!();
     let (out, j) = t.attack(&["--nproc", "2"], &["forkthread"]);
@@ -402,6 +415,7 @@ fn threads_and_fork_still_work_with_nproc_2() {
 /// namespace over a tmpfs of mode 2777 would copy a set-gid directory up
 /// into a world-writable directory of the host. It must end at the unshare.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn overlayfs_copy_up_in_a_user_namespace_leaves_no_setgid_directory_on_the_host() {
     let t = require_root!();
     let root = Ids { uid: 0, gid: 0 };
@@ -448,6 +462,7 @@ fn caller_lines(out: &Output) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn target_cannot_find_read_or_add_to_the_callers_session_keyring_and_leaves_no_key() {
     let t = require_root!();
     let wrapper = t.fixture("keyring_caller");
