@@ -1,5 +1,19 @@
 //! The test harness of safeexec: runs the real, installed, setuid-root
-//! helper as an unprivileged user.
+//! helper as an unprivileged user. The test files of `tests/tests/` are named
+//! by what they prove (docs/threat-model.md maps each invariant to them); this
+//! crate is everything they share:
+//!
+//! - here: the set-up of the test installation, [`Env`], [`Ctx`] and the
+//!   macros [`require_root!`] and [`require_root_exclusive!`];
+//! - [`run`](mod@run): running the frontend (or any program) as the test
+//!   user through setpriv ([`Run`]), and the helper itself, executed exactly
+//!   as a hostile member of its group could ([`Direct`]);
+//! - [`protocol`]: the only place that knows the protocol types of `shared`
+//!   (a default request, its limits, the reply);
+//! - [`procs`]: /proc, and the processes a test's own runs left behind;
+//! - [`report`]: reading reports, meta files and the probes' `key=value`
+//!   lines;
+//! - [`scratch`]: directories and host paths that tests create and remove.
 //!
 //! When the tests run as root, the first test of each test process (guarded
 //! by a `OnceLock`, and across processes by an flock) sets up:
@@ -14,26 +28,39 @@
 //! - the fixtures of `tests/fixtures/` in `PREFIX/fixtures/` (C compiled with
 //!   gcc, Python scripts copied), readable by everybody.
 //!
-//! Every test that needs all that starts with [`require_root!`] (or
-//! [`require_root_exclusive!`] when it rewrites the policy). Not as root, such
-//! a test prints `SKIPPED (needs root): NAME` and passes, unless
-//! `SAFEEXEC_REQUIRE_ROOT_TESTS=1`, in which case it fails.
+//! Every test that needs all that is marked
+//! `#[ignore = "needs root: sudo bash tests/run.sh"]` (so that a plain
+//! `cargo test` reports it as ignored, not as passed) and starts with
+//! [`require_root!`] (or [`require_root_exclusive!`] when it rewrites the
+//! policy). `tests/run.sh` runs them with `--include-ignored`. Included but
+//! not run as root, such a test prints `SKIPPED (needs root): NAME` and
+//! passes, unless `SAFEEXEC_REQUIRE_ROOT_TESTS=1`, in which case it fails.
 
 use std::ffi::{OsStr, OsString};
-use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::ops::Deref;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{chown, OpenOptionsExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod procs;
+pub mod protocol;
+pub mod report;
+pub mod run;
+pub mod scratch;
+
+pub use procs::*;
+pub use protocol::{
+    decode_reply, frame, frame_header, frame_with_extra_payload, request, set_limit, End, Limit,
+    Outcome, Reply,
+};
+pub use report::*;
+pub use run::*;
+pub use scratch::*;
 pub use serde_json::Value as Json;
 
 /// The unprivileged user the tests run safeexec as (member of [`TEST_GROUP`]).
@@ -49,6 +76,9 @@ pub const DEFAULT_PREFIX: &str = "/var/lib/safeexec-test";
 pub const PRIVATE_IN_SANDBOX: &[&str] = &["/tmp", "/var/tmp", "/dev/shm", "/run/lock"];
 /// Set to 1 to make tests that need root fail instead of skipping.
 pub const REQUIRE_ROOT_VAR: &str = "SAFEEXEC_REQUIRE_ROOT_TESTS";
+/// The reason every root-only test gives in its `#[ignore = "..."]`
+/// (checked by this crate's own tests).
+pub const NEEDS_ROOT: &str = "needs root: sudo bash tests/run.sh";
 
 /// First uid of the default policy's sandbox range (packaging/policy).
 pub const POLICY_UID_BASE: u32 = 1_879_048_192;
@@ -64,12 +94,7 @@ pub const PYTHON: &str = "/usr/bin/python3";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// C fixtures that are also built statically, as `NAME-static`.
-const STATIC_FIXTURES: &[&str] = &["hello", "write_file", "review_probe"];
-
-/// Whether `uid` lies in the default policy's sandbox range.
-pub fn in_policy_range(uid: u32) -> bool {
-    (POLICY_UID_BASE..POLICY_UID_BASE + POLICY_UID_COUNT).contains(&uid)
-}
+const STATIC_FIXTURES: &[&str] = &["hello", "write_file", "probe"];
 
 /// A user and its primary group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,24 +123,6 @@ pub struct Env {
     pub outsider: Ids,
 }
 
-/// Who runs a command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum User {
-    /// [`TEST_USER`], a member of the helper's group.
-    Test,
-    /// [`OUTSIDER_USER`], not a member of the helper's group.
-    Outsider,
-}
-
-impl User {
-    pub fn name(self) -> &'static str {
-        match self {
-            User::Test => TEST_USER,
-            User::Outsider => OUTSIDER_USER,
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Skipping and set-up
 
@@ -127,10 +134,14 @@ pub enum Access {
     Exclusive,
 }
 
-/// Holds a test's lock on the policy for as long as the test runs.
+/// One test's hold on the installation: its lock on the policy, for as long
+/// as the test runs, and the moment it began (see [`Ctx::left_of_run`]).
 pub struct Ctx {
     env: &'static Env,
     access: Access,
+    /// When the test began, in clock ticks since boot (as /proc shows a
+    /// process's start): every run the test starts begins after it.
+    pub(crate) began: u64,
     _policy_lock: File,
 }
 
@@ -212,25 +223,18 @@ pub fn context(test: &str, access: Access) -> Option<Ctx> {
     Some(Ctx {
         env,
         access,
+        began: procs::boot_ticks(),
         _policy_lock: lock,
     })
 }
 
 static INSTALLED: OnceLock<Result<Env, String>> = OnceLock::new();
 
-/// The installation once [`require_root!`] has set it up (for the free
-/// functions such as [`safeexec`]).
-pub fn installed() -> &'static Env {
-    match INSTALLED.get() {
-        Some(Ok(env)) => env,
-        Some(Err(e)) => panic!("setting up the test installation failed: {e}"),
-        None => panic!("the test installation is not set up: start the test with require_root!()"),
-    }
-}
-
 /// Starts a test that runs the installed helper: evaluates to a [`Ctx`], or
 /// returns from the test (after printing `SKIPPED (needs root): NAME`) when
 /// not root, or panics when not root and `SAFEEXEC_REQUIRE_ROOT_TESTS=1`.
+/// Such a test is also marked `#[ignore = "needs root: sudo bash
+/// tests/run.sh"]`.
 #[macro_export]
 macro_rules! require_root {
     () => {{
@@ -591,11 +595,11 @@ fn compile(src: &Path, out: &Path, statically: bool) -> Result<(), String> {
 }
 
 // ---------------------------------------------------------------------------
-// Paths
+// Fixtures and the policy
 
 impl Env {
-    /// Path of a compiled fixture (`hello`, `hello-static`, ...) or a Python
-    /// script (`fork.py`), as a string for command lines.
+    /// Path of a compiled fixture (`hello`, `probe`, `probe-static`, ...) or
+    /// a Python script (`fork.py`), as a string for command lines.
     pub fn fixture(&self, name: &str) -> String {
         let path = self.fixtures.join(name);
         assert!(
@@ -606,738 +610,36 @@ impl Env {
         path.to_str().expect("fixture paths are UTF-8").to_string()
     }
 
-    /// A new scratch directory under PREFIX/work, owned by the test user,
-    /// mode 0755; removed when dropped.
-    pub fn scratch(&self, name: &str) -> Scratch {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = self.work.join(format!("{name}-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
-        let scratch = Scratch {
-            path,
-            owner: self.test_user,
-        };
-        scratch.own(&scratch.path, 0o755);
-        scratch
+    /// The hostile target (tests/fixtures/probe.c): `probe ATTACK ARGS...`
+    /// prints what the attack achieved as `key=value` facts.
+    pub fn probe(&self) -> String {
+        self.fixture("probe")
+    }
+
+    /// The packaged policy (packaging/policy) with each `key = value` of
+    /// `changes` in place of that key's own line, or added.
+    pub fn policy_with(&self, changes: &[(&str, &str)]) -> String {
+        let packaged =
+            fs::read_to_string(self.repo.join("packaging/policy")).expect("read packaging/policy");
+        policy_text_with(&packaged, changes)
     }
 }
 
-/// A directory owned by the test user; removed (as root) when dropped.
-#[derive(Debug)]
-pub struct Scratch {
-    pub path: PathBuf,
-    owner: Ids,
-}
-
-impl Scratch {
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// `path/rel` as a string, for command lines.
-    pub fn join(&self, rel: &str) -> String {
-        self.path
-            .join(rel)
-            .to_str()
-            .expect("scratch paths are UTF-8")
-            .to_string()
-    }
-
-    fn own(&self, path: &Path, mode: u32) {
-        chown(path, Some(self.owner.uid), Some(self.owner.gid))
-            .unwrap_or_else(|e| panic!("cannot chown {}: {e}", path.display()));
-        fs::set_permissions(path, fs::Permissions::from_mode(mode))
-            .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", path.display()));
-    }
-
-    /// Creates `rel` (parents must exist) owned by the test user, with mode.
-    pub fn file(&self, rel: &str, contents: &[u8], mode: u32) -> PathBuf {
-        let path = self.path.join(rel);
-        fs::write(&path, contents)
-            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
-        self.own(&path, mode);
-        path
-    }
-
-    /// Creates the directory `rel` (and its parents) owned by the test user.
-    pub fn dir(&self, rel: &str, mode: u32) -> PathBuf {
-        let path = self.path.join(rel);
-        fs::create_dir_all(&path)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
-        let mut p = path.as_path();
-        while p != self.path {
-            self.own(p, if p == path { mode } else { 0o755 });
-            p = p.parent().expect("inside the scratch directory");
-        }
-        path
-    }
-
-    /// Copies a file into the scratch directory (following symlinks),
-    /// creating parent directories, owned by the test user.
-    pub fn copy_in(&self, from: &Path, rel: &str, mode: u32) -> PathBuf {
-        let path = self.path.join(rel.trim_start_matches('/'));
-        if let Some(parent) = path.parent() {
-            if !parent.is_dir() {
-                let parent_rel = parent
-                    .strip_prefix(&self.path)
-                    .expect("inside the scratch directory");
-                self.dir(parent_rel.to_str().expect("UTF-8 path"), 0o755);
-            }
-        }
-        fs::copy(from, &path).unwrap_or_else(|e| {
-            panic!("cannot copy {} to {}: {e}", from.display(), path.display())
-        });
-        self.own(&path, mode);
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Running things
-
-/// What a command reads on its standard input.
-#[derive(Debug)]
-pub enum Input {
-    Null,
-    Bytes(Vec<u8>),
-    File(File),
-}
-
-/// Which binary a [`Run`] executes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Binary {
-    Frontend,
-    Helper,
-}
-
-type Hook = Box<dyn FnMut() -> io::Result<()> + Send + Sync>;
-
-/// A command run as an unprivileged user through `setpriv --reuid=USER
-/// --regid=USER --init-groups -- /usr/bin/env -- BINARY ARGS`: the frontend
-/// ([`Env::run`]) or the helper itself ([`Env::run_helper`]).
-pub struct Run<'a> {
-    env: &'a Env,
-    binary: Binary,
-    args: Vec<OsString>,
-    user: User,
-    stdin: Input,
-    cwd: PathBuf,
-    vars: Vec<(OsString, OsString)>,
-    timeout: Duration,
-    fds: Vec<(OwnedFd, RawFd)>,
-    close: Vec<RawFd>,
-    hooks: Vec<Hook>,
-}
-
-impl Env {
-    /// A run of the installed frontend as the test user, stdin from
-    /// /dev/null, in PREFIX/work.
-    pub fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Run<'_> {
-        Run {
-            env: self,
-            binary: Binary::Frontend,
-            args: args.iter().map(|a| a.as_ref().to_os_string()).collect(),
-            user: User::Test,
-            stdin: Input::Null,
-            cwd: self.work.clone(),
-            vars: vec![("PATH".into(), "/usr/bin:/bin".into())],
-            timeout: DEFAULT_TIMEOUT,
-            fds: Vec::new(),
-            close: Vec::new(),
-            hooks: Vec::new(),
-        }
-    }
-
-    /// A run of the installed helper itself, as the test user, with no
-    /// descriptors but 0-2 unless [`Run::fd`] adds some.
-    pub fn run_helper<S: AsRef<OsStr>>(&self, args: &[S]) -> Run<'_> {
-        Run {
-            binary: Binary::Helper,
-            ..self.run(args)
-        }
-    }
-
-    /// `safeexec ARGS` as the test user; stdin /dev/null.
-    pub fn safeexec<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
-        self.run(args).output()
-    }
-
-    /// `safeexec ARGS` as the test user with these bytes on stdin.
-    pub fn safeexec_with_stdin<S: AsRef<OsStr>>(&self, args: &[S], stdin: &[u8]) -> Output {
-        self.run(args).stdin_bytes(stdin).output()
-    }
-
-    /// `safeexec ARGS` as the given user.
-    pub fn safeexec_as<S: AsRef<OsStr>>(&self, user: User, args: &[S]) -> Output {
-        self.run(args).user(user).output()
-    }
-
-    /// `safeexec ARGS` as the test user, in directory `cwd`.
-    pub fn safeexec_in<S: AsRef<OsStr>>(&self, cwd: &Path, args: &[S]) -> Output {
-        self.run(args).cwd(cwd).output()
-    }
-}
-
-/// `safeexec ARGS` as the test user (the installation must have been set up
-/// by [`require_root!`] first).
-pub fn safeexec<S: AsRef<OsStr>>(args: &[S]) -> Output {
-    installed().safeexec(args)
-}
-
-impl<'a> Run<'a> {
-    pub fn user(mut self, user: User) -> Self {
-        self.user = user;
-        self
-    }
-
-    pub fn cwd(mut self, dir: &Path) -> Self {
-        self.cwd = dir.to_path_buf();
-        self
-    }
-
-    pub fn stdin(mut self, input: Input) -> Self {
-        self.stdin = input;
-        self
-    }
-
-    pub fn stdin_bytes(self, bytes: &[u8]) -> Self {
-        self.stdin(Input::Bytes(bytes.to_vec()))
-    }
-
-    /// Sets a variable in the command's environment (which otherwise holds
-    /// only PATH).
-    pub fn var(mut self, name: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
-        self.vars
-            .push((name.as_ref().into(), value.as_ref().into()));
-        self
-    }
-
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Passes `fd` to the command as descriptor `target` (0-2 included, which
-    /// replaces the standard stream).
-    pub fn fd(mut self, fd: impl Into<OwnedFd>, target: RawFd) -> Self {
-        self.fds.push((fd.into(), target));
-        self
-    }
-
-    /// Closes descriptor `target` in the command (after [`Run::fd`] mappings).
-    pub fn close_fd(mut self, target: RawFd) -> Self {
-        self.close.push(target);
-        self
-    }
-
-    /// Runs `hook` in the child just before `setpriv` is executed (to set
-    /// rlimits, a signal mask, ...). It must be async-signal-safe.
-    pub fn pre_exec(
-        mut self,
-        hook: impl FnMut() -> io::Result<()> + Send + Sync + 'static,
-    ) -> Self {
-        self.hooks.push(Box::new(hook));
-        self
-    }
-
-    /// The command line, for messages.
-    pub fn describe(&self) -> String {
-        let bin = match self.binary {
-            Binary::Frontend => &self.env.safeexec,
-            Binary::Helper => &self.env.helper,
-        };
-        let mut s = format!("[{}] {}", self.user.name(), bin.display());
-        for a in &self.args {
-            let _ = write!(s, " {}", a.to_string_lossy());
-        }
-        s
-    }
-
-    /// Runs the command to its end (killing it after the timeout, which
-    /// fails the test) and returns its status and output.
-    pub fn output(self) -> Output {
-        let described = self.describe();
-        let timeout = self.timeout;
-        let mut child = self.spawn();
-        match wait_with_timeout(&mut child, timeout) {
-            Ok(output) => output,
-            Err(partial) => panic!(
-                "{described}: still running after {timeout:?}, killed\n{}",
-                dump(&partial)
-            ),
-        }
-    }
-
-    /// Starts the command; its stdout and stderr are pipes.
-    pub fn spawn(mut self) -> Spawned {
-        let bin = match self.binary {
-            Binary::Frontend => self.env.safeexec.clone(),
-            Binary::Helper => self.env.helper.clone(),
-        };
-        let name = self.user.name();
-        let mut cmd = Command::new("setpriv");
-        cmd.arg(format!("--reuid={name}"))
-            .arg(format!("--regid={name}"))
-            .arg("--init-groups")
-            .arg("--")
-            // setpriv keeps its capabilities (PR_SET_KEEPCAPS) until its own
-            // execve, so an execve by setpriv itself would pass permission
-            // checks that the user would fail. env is executed without
-            // privilege and then executes the binary as the plain user.
-            .arg("/usr/bin/env")
-            .arg("--")
-            .arg(&bin)
-            .args(&self.args)
-            .current_dir(&self.cwd)
-            .env_clear()
-            .envs(self.vars.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut stdin_bytes = None;
-        match std::mem::replace(&mut self.stdin, Input::Null) {
-            Input::Null => {
-                cmd.stdin(Stdio::null());
-            }
-            Input::File(f) => {
-                cmd.stdin(Stdio::from(f));
-            }
-            Input::Bytes(b) => {
-                cmd.stdin(Stdio::piped());
-                stdin_bytes = Some(b);
-            }
-        }
-        // Each mapped descriptor is first duplicated to a high number, so
-        // that the dup2 calls in the child cannot clobber each other.
-        let mut high: Vec<(OwnedFd, RawFd)> = Vec::new();
-        for (fd, target) in &self.fds {
-            // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own returns a new one.
-            let dup = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 200) };
-            assert!(dup >= 0, "F_DUPFD_CLOEXEC: {}", io::Error::last_os_error());
-            // SAFETY: dup is a fresh descriptor that nothing else owns.
-            high.push((unsafe { OwnedFd::from_raw_fd(dup) }, *target));
-        }
-        let pairs: Vec<(RawFd, RawFd)> = high.iter().map(|(fd, t)| (fd.as_raw_fd(), *t)).collect();
-        let close = self.close.clone();
-        let mut hooks = std::mem::take(&mut self.hooks);
-        if !pairs.is_empty() || !close.is_empty() || !hooks.is_empty() {
-            // SAFETY: the closure only calls async-signal-safe functions
-            // (dup2, close, and the caller's hooks, which must be).
-            unsafe {
-                cmd.pre_exec(move || {
-                    for hook in hooks.iter_mut() {
-                        hook()?;
-                    }
-                    for &(from, to) in &pairs {
-                        if libc::dup2(from, to) < 0 {
-                            return Err(io::Error::last_os_error());
-                        }
-                    }
-                    for &fd in &close {
-                        libc::close(fd);
-                    }
-                    Ok(())
-                });
-            }
-        }
-        let described = self.describe();
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {described}: {e}"));
-        drop(high);
-        drop(self.fds);
-        let stdin_thread = match (stdin_bytes, child.stdin.take()) {
-            (Some(bytes), Some(mut pipe)) => Some(thread::spawn(move || {
-                let _ = pipe.write_all(&bytes);
-            })),
-            _ => None,
-        };
-        let stdout = child.stdout.take().map(reader);
-        let stderr = child.stderr.take().map(reader);
-        Spawned {
-            child,
-            stdout,
-            stderr,
-            stdin_thread,
-            described,
-        }
-    }
-}
-
-fn reader<R: Read + Send + 'static>(mut r: R) -> thread::JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = r.read_to_end(&mut buf);
-        buf
-    })
-}
-
-/// A started command.
-pub struct Spawned {
-    pub child: std::process::Child,
-    stdout: Option<thread::JoinHandle<Vec<u8>>>,
-    stderr: Option<thread::JoinHandle<Vec<u8>>>,
-    stdin_thread: Option<thread::JoinHandle<()>>,
-    described: String,
-}
-
-impl Spawned {
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Waits for the end (see [`Run::output`]).
-    pub fn wait(mut self, timeout: Duration) -> Output {
-        let described = std::mem::take(&mut self.described);
-        match wait_with_timeout(&mut self, timeout) {
-            Ok(output) => output,
-            Err(partial) => panic!(
-                "{described}: still running after {timeout:?}, killed\n{}",
-                dump(&partial)
-            ),
-        }
-    }
-}
-
-/// Waits for the child; kills it after `timeout` and returns Err with what
-/// it printed.
-fn wait_with_timeout(s: &mut Spawned, timeout: Duration) -> Result<Output, Output> {
-    let deadline = Instant::now() + timeout;
-    let mut timed_out = false;
-    let status: ExitStatus = loop {
-        match s.child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() >= deadline => {
-                timed_out = true;
-                let _ = s.child.kill();
-                break s.child.wait().expect("wait for a killed child");
-            }
-            Ok(None) => thread::sleep(Duration::from_millis(5)),
-            Err(e) => panic!("{}: wait failed: {e}", s.described),
-        }
-    };
-    if let Some(t) = s.stdin_thread.take() {
-        let _ = t.join();
-    }
-    // After a timeout, grandchildren may keep the pipes open: do not wait
-    // for them forever.
-    let collect = |h: Option<thread::JoinHandle<Vec<u8>>>| -> Vec<u8> {
-        let Some(h) = h else { return Vec::new() };
-        if timed_out {
-            let until = Instant::now() + Duration::from_secs(2);
-            while !h.is_finished() && Instant::now() < until {
-                thread::sleep(Duration::from_millis(10));
-            }
-            if !h.is_finished() {
-                return b"<output still open>".to_vec();
-            }
-        }
-        h.join().unwrap_or_default()
-    };
-    let output = Output {
-        status,
-        stdout: collect(s.stdout.take()),
-        stderr: collect(s.stderr.take()),
-    };
-    if timed_out {
-        Err(output)
-    } else {
-        Ok(output)
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Talking to the helper directly
-
-/// A request as the frontend builds it with its default options, for the
-/// command `argv` (argv[0] is also the program path).
-pub fn request(argv: &[&str]) -> shared::Request {
-    shared::Request {
-        program: argv.first().expect("a program").to_string(),
-        argv: argv.iter().map(|a| a.to_string()).collect(),
-        env: vec!["PATH=/usr/local/bin:/usr/bin:/bin".into()],
-        limits: shared::Limits {
-            cpu_ms: Some(10_000),
-            wall_ms: Some(60_000),
-            grace_ms: 0,
-            mem_kib: Some(32_768),
-            rss_kib: None,
-            stack_kib: Some(8_192),
-            core_kib: 0,
-            fsize_kib: Some(0),
-            nproc: 0,
-            nfile: 512,
-            output_bytes: None,
-        },
-        chroot: false,
-        exec_dir: None,
-        niceness: 16,
-        share_net: false,
-        host_tmp: false,
-    }
-}
-
-/// One request frame, as the frontend sends it.
-pub fn frame(request: &shared::Request) -> Vec<u8> {
-    shared::wire::encode_request(request).expect("encode the request")
-}
-
-/// What a direct run of the helper gave back.
-#[derive(Debug)]
-pub struct HelperOutput {
-    pub output: Output,
-    /// Every byte the helper wrote on its reply descriptor.
-    pub reply_bytes: Vec<u8>,
-}
-
-impl HelperOutput {
-    /// Decodes the reply frame.
-    pub fn reply(&self) -> Result<shared::Reply, shared::wire::WireError> {
-        shared::wire::read_reply(&mut &self.reply_bytes[..])
-    }
-
-    /// The outcome of a finished run; panics with everything otherwise.
-    pub fn outcome(&self) -> shared::Outcome {
-        match self.reply() {
-            Ok(shared::Reply::Finished(outcome)) => outcome,
-            other => panic!(
-                "no outcome from the helper: {other:?}\n{}",
-                dump(&self.output)
-            ),
-        }
-    }
-}
-
-impl<'a> Run<'a> {
-    /// Gives the helper `bytes` on its request descriptor (a pipe, closed
-    /// after the bytes) and a pipe as its reply descriptor, runs it to its
-    /// end and returns its output and reply bytes. Further descriptors,
-    /// rlimits and so on can be set on the `Run` before.
-    pub fn exchange(self, bytes: &[u8]) -> HelperOutput {
-        let (request_rx, mut request_tx) = io::pipe().expect("request pipe");
-        let (mut reply_rx, reply_tx) = io::pipe().expect("reply pipe");
-        let timeout = self.timeout;
-        let spawned = self
-            .fd(request_rx, shared::REQUEST_FD)
-            .fd(reply_tx, shared::REPLY_FD)
-            .spawn();
-        let bytes = bytes.to_vec();
-        // The helper may refuse before reading everything: a failed write
-        // is part of the test, not an error here.
-        let writer = thread::spawn(move || {
-            let _ = request_tx.write_all(&bytes);
-        });
-        let reader = thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = reply_rx.read_to_end(&mut buf);
-            buf
-        });
-        let output = spawned.wait(timeout);
-        let _ = writer.join();
-        let reply_bytes = reader.join().unwrap_or_default();
-        HelperOutput {
-            output,
-            reply_bytes,
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Reading results
-
-pub fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Status, stdout and stderr of a run, for assertion messages.
-pub fn dump(out: &Output) -> String {
-    format!(
-        "status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}\n---",
-        out.status,
-        lossy(&out.stdout),
-        lossy(&out.stderr)
-    )
-}
-
-/// The original's four-line text report.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Report {
-    /// The verdict line, e.g. `OK` or `Command exited with non-zero status (1)`.
-    pub verdict: String,
-    pub elapsed_seconds: u64,
-    pub memory_kbytes: u64,
-    pub cpu_seconds: f64,
-}
-
-/// Parses the text report at the end of `stderr` (the target's own stderr
-/// comes first); `None` if there is none.
-pub fn try_report(stderr: &[u8]) -> Option<Report> {
-    let text = lossy(stderr);
-    let lines: Vec<&str> = text.lines().collect();
-    let at = lines
-        .iter()
-        .rposition(|l| l.starts_with("elapsed time: "))?;
-    if at == 0 || lines.len() < at + 3 {
-        return None;
-    }
-    let field = |line: &str, prefix: &str, suffix: &str| -> Option<String> {
-        Some(line.strip_prefix(prefix)?.strip_suffix(suffix)?.to_string())
-    };
-    Some(Report {
-        verdict: lines[at - 1].to_string(),
-        elapsed_seconds: field(lines[at], "elapsed time: ", " seconds")?
-            .parse()
-            .ok()?,
-        memory_kbytes: field(lines[at + 1], "memory usage: ", " kbytes")?
-            .parse()
-            .ok()?,
-        cpu_seconds: {
-            let cpu = field(lines[at + 2], "cpu usage: ", " seconds")?;
-            let (whole, frac) = cpu.split_once('.')?;
-            if frac.len() != 3 || !whole.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            cpu.parse().ok()?
-        },
-    })
-}
-
-/// Like [`try_report`], panicking with the whole output when there is no
-/// report.
-pub fn report(out: &Output) -> Report {
-    try_report(&out.stderr).unwrap_or_else(|| panic!("no text report on stderr\n{}", dump(out)))
-}
-
-/// Parses the JSON report: the last non-empty line of stderr.
-pub fn try_json_report(stderr: &[u8]) -> Option<Json> {
-    let text = lossy(stderr);
-    let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
-    let value: Json = serde_json::from_str(line).ok()?;
-    value.is_object().then_some(value)
-}
-
-/// Like [`try_json_report`], panicking with the whole output when there is
-/// no JSON report.
-pub fn json_report(out: &Output) -> Json {
-    try_json_report(&out.stderr)
-        .unwrap_or_else(|| panic!("no JSON report on stderr\n{}", dump(out)))
-}
-
-/// Asserts the frontend's exit status and the report's verdict line.
-pub fn assert_verdict(out: &Output, verdict: &str, status: i32) -> Report {
-    let r = report(out);
-    assert_eq!(r.verdict, verdict, "wrong verdict\n{}", dump(out));
-    assert_eq!(
-        out.status.code(),
-        Some(status),
-        "wrong exit status of safeexec\n{}",
-        dump(out)
-    );
-    r
-}
-
-pub fn stdout(out: &Output) -> String {
-    lossy(&out.stdout)
-}
-
-pub fn stderr(out: &Output) -> String {
-    lossy(&out.stderr)
-}
-
-/// Parses the `ids` fixture's line `uid=U gid=G euid=U egid=G groups=N`.
-pub fn parse_ids(line: &str) -> Option<(u32, u32, u32, u32, i32)> {
-    let mut values = line
-        .split_whitespace()
-        .map(|kv| kv.split_once('=').map(|(_, v)| v));
-    let mut next = || values.next().flatten();
-    Some((
-        next()?.parse().ok()?,
-        next()?.parse().ok()?,
-        next()?.parse().ok()?,
-        next()?.parse().ok()?,
-        next()?.parse().ok()?,
-    ))
-}
-
-// ---------------------------------------------------------------------------
-// Processes
-
-/// A process seen in /proc.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Proc {
-    pub pid: u32,
-    /// Real uid.
-    pub uid: u32,
-    /// The State letter (R, S, D, Z, T, ...).
-    pub state: char,
-    pub name: String,
-}
-
-impl Proc {
-    /// Neither a zombie nor dead: it can still run.
-    pub fn alive(&self) -> bool {
-        !matches!(self.state, 'Z' | 'X' | 'x')
-    }
-}
-
-/// Reads one process's status; `None` if it is gone.
-pub fn process(pid: u32) -> Option<Proc> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let mut proc = Proc {
-        pid,
-        uid: u32::MAX,
-        state: '?',
-        name: String::new(),
-    };
-    for line in status.lines() {
-        if let Some(v) = line.strip_prefix("Name:") {
-            proc.name = v.trim().to_string();
-        } else if let Some(v) = line.strip_prefix("State:") {
-            proc.state = v.trim().chars().next().unwrap_or('?');
-        } else if let Some(v) = line.strip_prefix("Uid:") {
-            proc.uid = v.split_whitespace().next()?.parse().ok()?;
-        }
-    }
-    Some(proc)
-}
-
-/// Every process in /proc.
-pub fn processes() -> Vec<Proc> {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(process)
-        .collect()
-}
-
-/// Live (non-zombie) processes whose real uid is `uid`.
-pub fn live_processes_of(uid: u32) -> Vec<Proc> {
-    processes()
-        .into_iter()
-        .filter(|p| p.uid == uid && p.alive())
-        .collect()
-}
-
-/// Live processes whose real uid lies in the default policy's range.
-pub fn live_sandbox_processes() -> Vec<Proc> {
-    processes()
-        .into_iter()
-        .filter(|p| in_policy_range(p.uid) && p.alive())
-        .collect()
-}
-
-/// The `/proc/PID/status` fields of a process's status text as (key, value).
-pub fn status_field<'t>(status: &'t str, key: &str) -> Option<&'t str> {
-    status
+/// `policy` with each `key = value` of `changes` in place of that key's
+/// lines (which are dropped), at the end.
+fn policy_text_with(policy: &str, changes: &[(&str, &str)]) -> String {
+    let mut text: String = policy
         .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':').map(str::trim))
+        .filter(|l| {
+            let key = l.split('=').next().map(str::trim).unwrap_or("");
+            !changes.iter().any(|(k, _)| *k == key)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    for (k, v) in changes {
+        text.push_str(&format!("{k} = {v}\n"));
+    }
+    text
 }
 
 #[cfg(test)]
@@ -1345,59 +647,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn report_parser_reads_the_four_lines_after_the_targets_stderr() {
-        let stderr = b"target noise\nelapsed time: 9 seconds\nOK\nelapsed time: 3 seconds\nmemory usage: 1234 kbytes\ncpu usage: 0.250 seconds\n";
-        let r = try_report(stderr).expect("a report");
-        assert_eq!(
-            r,
-            Report {
-                verdict: "OK".into(),
-                elapsed_seconds: 3,
-                memory_kbytes: 1234,
-                cpu_seconds: 0.25
-            }
-        );
-    }
-
-    #[test]
-    fn report_parser_rejects_malformed_reports() {
-        assert!(try_report(b"").is_none());
-        assert!(try_report(
-            b"elapsed time: 1 seconds\nmemory usage: 1 kbytes\ncpu usage: 0.000 seconds\n"
-        )
-        .is_none());
-        assert!(try_report(
-            b"OK\nelapsed time: 1 seconds\nmemory usage: 1 kbytes\ncpu usage: 0.00 seconds\n"
-        )
-        .is_none());
-        assert!(try_report(
-            b"OK\nelapsed time: x seconds\nmemory usage: 1 kbytes\ncpu usage: 0.000 seconds\n"
-        )
-        .is_none());
-    }
-
-    #[test]
-    fn json_report_parser_takes_the_last_line() {
-        let v = try_json_report(b"noise\n{\"schema\":1,\"verdict\":\"ok\",\"uid\":5}\n\n")
-            .expect("json");
-        assert_eq!(v["verdict"], "ok");
-        assert_eq!(v["uid"], 5);
-        assert!(try_json_report(b"OK\n").is_none());
-    }
-
-    #[test]
-    fn ids_line_parses() {
-        assert_eq!(
-            parse_ids("uid=5 gid=6 euid=5 egid=6 groups=0"),
-            Some((5, 6, 5, 6, 0))
-        );
-        assert_eq!(parse_ids("uid=5"), None);
-    }
-
-    #[test]
     fn test_names_drop_crate_and_helper_fn() {
         assert_eq!(test_name_from("legacy::hello_world::here"), "hello_world");
         assert_eq!(test_name_from("legacy::m::t::{{closure}}::here"), "m::t");
+    }
+
+    #[test]
+    fn policy_edits_replace_or_add_whole_lines() {
+        let text = "# c\nmax_cpu = 3600\nmax_cpus_x = 1\ngid = per-run\n";
+        assert_eq!(
+            policy_text_with(text, &[("max_cpu", "2"), ("allow_share_net", "true")]),
+            "# c\nmax_cpus_x = 1\ngid = per-run\nmax_cpu = 2\nallow_share_net = true\n"
+        );
     }
 
     #[test]
@@ -1421,5 +682,57 @@ mod tests {
         assert!(!in_policy_range(POLICY_UID_BASE - 1));
         assert!(in_policy_range(POLICY_UID_BASE + POLICY_UID_COUNT - 1));
         assert!(!in_policy_range(POLICY_UID_BASE + POLICY_UID_COUNT));
+    }
+
+    /// Each `#[test]` of tests/tests/*.rs: its file, name, attributes and
+    /// body (up to the `}` that closes it in column 0, as rustfmt writes).
+    fn integration_tests() -> Vec<(String, String, String, String)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+        let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+            .expect("list tests/tests")
+            .filter_map(|e| Some(e.ok()?.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+            .collect();
+        files.sort();
+        let mut found = Vec::new();
+        for file in files {
+            let text = fs::read_to_string(&file).expect("read a test file");
+            let name = file.file_name().expect("a file name").to_string_lossy();
+            for chunk in text.split("#[test]\n").skip(1) {
+                let Some(fn_at) = chunk.find("fn ") else {
+                    continue;
+                };
+                let attrs = &chunk[..fn_at];
+                let rest = &chunk[fn_at + 3..];
+                let test = rest[..rest.find('(').unwrap_or(0)].to_string();
+                let body = &rest[..rest.find("\n}\n").unwrap_or(rest.len())];
+                found.push((name.to_string(), test, attrs.to_string(), body.to_string()));
+            }
+        }
+        found
+    }
+
+    /// A plain `cargo test` must report the tests that need root as ignored,
+    /// never as passed without having looked: every test that starts the
+    /// installation says so in its `#[ignore]`, and no other test is
+    /// ignored.
+    #[test]
+    fn root_only_tests_and_only_they_are_ignored_with_the_reason() {
+        let tests = integration_tests();
+        assert!(tests.len() > 200, "found only {} tests", tests.len());
+        let marker = format!("#[ignore = \"{NEEDS_ROOT}\"]");
+        let mut wrong = Vec::new();
+        for (file, test, attrs, body) in &tests {
+            let needs_root = body.contains("require_root");
+            let marked = attrs.contains(&marker);
+            if needs_root != marked || (!needs_root && attrs.contains("#[ignore")) {
+                wrong.push(format!("{file}: {test} (needs root: {needs_root})"));
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "tests whose #[ignore] does not match their need for root:\n{}",
+            wrong.join("\n")
+        );
     }
 }

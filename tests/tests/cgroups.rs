@@ -86,6 +86,7 @@ fn uid_of(j: &serde_json::Value) -> u64 {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn reports_come_from_the_runs_own_cgroup() {
     let t = require_root!();
     let (out, j) = run_json(&t, &["--exec", "/bin/true"]);
@@ -114,6 +115,7 @@ fn reports_come_from_the_runs_own_cgroup() {
 /// The peak of all processes alive at once, which no single process's
 /// rusage shows: three children hold 40 MiB each at the same time.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn peak_memory_is_the_whole_runs_at_once() {
     let t = require_root!();
     let script = "import os, time\n\
@@ -158,6 +160,7 @@ fn peak_memory_is_the_whole_runs_at_once() {
 /// --rss is the kernel's limit: the run never holds more than it (a /proc
 /// sample every 10 ms would see the program's 200 MiB before killing it).
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn rss_limit_is_enforced_by_the_kernel() {
     let t = require_root!();
     let (out, j) = run_json(
@@ -193,6 +196,7 @@ fn rss_limit_is_enforced_by_the_kernel() {
 
 /// Files in the private /tmp are memory: they count toward --rss.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn private_tmp_files_count_toward_the_memory_limit() {
     let t = require_root!();
     let (out, j) = run_json(
@@ -224,6 +228,7 @@ fn private_tmp_files_count_toward_the_memory_limit() {
 /// cgroups of its own; and its cgroups lie below the caller's, so the
 /// caller's own limits still hold over the run.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn the_target_sees_no_cgroup_file_system_and_its_cgroups_are_below_the_callers() {
     let t = require_root!();
     let script = r#"
@@ -263,6 +268,7 @@ for line in open('/proc/self/cgroup'):
 /// A cgroup elsewhere whose tasks files anyone may write does not let the
 /// target leave its own (and its memory limit): it cannot reach them.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn a_world_writable_cgroup_elsewhere_is_out_of_the_targets_reach() {
     let t = require_root!();
     let mut made = Vec::new();
@@ -317,6 +323,7 @@ fn a_world_writable_cgroup_elsewhere_is_out_of_the_targets_reach() {
 /// An OOM kill for a parent cgroup's limit is not the run's Memory Limit
 /// Exceeded: the run stayed under its own --rss.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn an_oom_kill_for_a_parents_limit_is_not_the_runs_memory_limit() {
     let t = require_root!();
     let path = own_cgroups()
@@ -370,6 +377,7 @@ fn an_oom_kill_for_a_parents_limit_is_not_the_runs_memory_limit() {
 
 /// Nothing of a run stays in the cgroup file systems, however it ended.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn run_cgroups_are_removed_after_every_kind_of_end() {
     let t = require_root!();
     let cases: [&[&str]; 4] = [
@@ -410,6 +418,7 @@ fn run_cgroups_are_removed_after_every_kind_of_end() {
 /// A cgroup left by a run whose helper died (its init killed before it
 /// could remove it) is removed by a later run.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn a_dead_runs_cgroup_is_swept() {
     let t = require_root!();
     let (out, j) = run_json(&t, &["--exec", "/bin/true"]);
@@ -440,6 +449,7 @@ fn a_dead_runs_cgroup_is_swept() {
 
 /// The isolate keys of its cgroup mode.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn meta_file_has_the_cgroup_keys() {
     let t = require_root!();
     let dir = t.scratch("cg-meta");
@@ -470,9 +480,10 @@ fn meta_file_has_the_cgroup_keys() {
 /// With `cgroup = off` the figures come from wait4 and /proc again, and
 /// --rss is the supervisor's sampled limit.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn policy_can_turn_cgroups_off() {
     let t = require_root_exclusive!();
-    t.set_policy(&policy_with(&t, "cgroup", "off"));
+    t.set_policy(&t.policy_with(&[("cgroup", "off")]));
     let (out, j) = run_json(&t, &["--exec", "/bin/true"]);
     assert_json_verdict(&out, &j, "OK", 0);
     assert!(j["cgroup"].is_null(), "{j}");
@@ -498,6 +509,7 @@ fn memory_limit_by_samples(t: &safeexec_tests::Ctx) -> serde_json::Value {
 /// The caller owns nothing of the run's cgroups: while a run is alive, it
 /// can neither raise its limits, nor remove, rename or join its cgroups.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn the_caller_cannot_touch_a_live_runs_cgroups() {
     let t = require_root!();
     let before: Vec<PathBuf> = safeexec_dirs()
@@ -548,21 +560,9 @@ fn the_caller_cannot_touch_a_live_runs_cgroups() {
         script += &format!("mv {d} {d}.x 2>/dev/null && echo RENAMED {d}\n");
     }
     script += "echo checked\n";
-    let name = safeexec_tests::User::Test.name();
-    let out = std::process::Command::new("setpriv")
-        .args([
-            &format!("--reuid={name}"),
-            &format!("--regid={name}"),
-            "--init-groups",
-            "--",
-            "/bin/sh",
-            "-c",
-            &script,
-        ])
-        .output()
-        .expect("run setpriv");
+    let out = t.run_program("/bin/sh", &["-c", &script]).output();
     let said = stdout(&out);
-    let report = run.wait(std::time::Duration::from_secs(20));
+    let report = run.wait();
     assert_eq!(
         said, "checked\n",
         "the caller changed a run's cgroup:\n{said}"
@@ -589,6 +589,7 @@ fn memory_cgroups() -> u64 {
 /// cgroups pinned in the kernel by that cache (about 65535 of them would
 /// stop every cgroup creation on the machine).
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn removed_memory_cgroups_do_not_pile_up() {
     let t = require_root_exclusive!();
     let dir = t.scratch("cg-cold");
@@ -608,24 +609,14 @@ fn removed_memory_cgroups_do_not_pile_up() {
     );
 }
 
-/// The packaged policy with `key = value` in place of its own line.
-fn policy_with(t: &safeexec_tests::Ctx, key: &str, value: &str) -> String {
-    let packaged = std::fs::read_to_string(t.repo.join("packaging/policy")).expect("policy");
-    packaged
-        .lines()
-        .filter(|l| l.split('=').next().map(str::trim) != Some(key))
-        .map(|l| format!("{l}\n"))
-        .collect::<String>()
-        + &format!("{key} = {value}\n")
-}
-
 /// Past `max_memory_cgroups` memory cgroups on the machine a run gets none
 /// (a caller could otherwise pin them all, one per run); --rss then falls
 /// back to the supervisor's samples.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn past_max_memory_cgroups_a_run_gets_no_memory_cgroup() {
     let t = require_root_exclusive!();
-    t.set_policy(&policy_with(&t, "max_memory_cgroups", "1"));
+    t.set_policy(&t.policy_with(&[("max_memory_cgroups", "1")]));
     let j = memory_limit_by_samples(&t);
     assert!(j["cgroup"]["memory_peak_kib"].is_null(), "{j}");
     assert_eq!(j["cgroup"]["memory_limited"], false, "{j}");
@@ -668,6 +659,7 @@ fn settled_memory_cgroups() -> u64 {
 /// run removes them, reclaiming their page cache first, so that they are
 /// not pinned in the kernel either.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn cgroups_of_a_killed_run_are_swept_without_pinning_memory_cgroups() {
     let t = require_root_exclusive!();
     let dir = t.scratch("cg-killed");
@@ -703,7 +695,7 @@ fn cgroups_of_a_killed_run_are_swept_without_pinning_memory_cgroups() {
             .expect("the helper");
         // SAFETY: kill(2) of the helper we just found; no memory is passed.
         unsafe { libc::kill(helper, libc::SIGKILL) };
-        let out = run.wait(std::time::Duration::from_secs(20));
+        let out = run.wait();
         assert_eq!(out.status.code(), Some(2), "{}", dump(&out));
     }
     std::thread::sleep(std::time::Duration::from_millis(500));
@@ -720,6 +712,7 @@ fn cgroups_of_a_killed_run_are_swept_without_pinning_memory_cgroups() {
 /// that) does not make a run at its --rss limit hang until the wall limit:
 /// the run's cgroup turns it back on.
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn an_oom_killer_disabled_above_does_not_hang_the_run() {
     let t = require_root_exclusive!();
     let (out, j) = run_json(&t, &["--exec", "/bin/true"]);

@@ -20,8 +20,9 @@ use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use safeexec_tests::{frame_header, request, set_limit, Limit};
 use shared::wire::{self, WireError, MAX_REQUEST_BYTES};
-use shared::{Limits, Request};
+use shared::Request;
 
 /// Records the largest single allocation made while `MEASURING` is set.
 struct Counting;
@@ -129,40 +130,28 @@ impl Rng {
             _ => Some(self.next() >> self.below(64)),
         }
     }
-
-    fn u64(&mut self) -> u64 {
-        self.opt_u64().unwrap_or(0)
-    }
 }
 
+/// A random request: every field and every limit (through the harness,
+/// which alone knows how a request holds its limits) drawn at random.
 fn random_request(rng: &mut Rng) -> Request {
-    Request {
-        program: rng.string(40),
-        argv: (0..rng.below(12)).map(|_| rng.string(60)).collect(),
-        env: (0..rng.below(12)).map(|_| rng.string(60)).collect(),
-        limits: Limits {
-            cpu_ms: rng.opt_u64(),
-            wall_ms: rng.opt_u64(),
-            grace_ms: rng.u64(),
-            mem_kib: rng.opt_u64(),
-            rss_kib: rng.opt_u64(),
-            stack_kib: rng.opt_u64(),
-            core_kib: rng.u64(),
-            fsize_kib: rng.opt_u64(),
-            nproc: rng.u64(),
-            nfile: rng.u64(),
-            output_bytes: rng.opt_u64(),
-        },
-        chroot: rng.chance(2),
-        exec_dir: if rng.chance(2) {
-            None
-        } else {
-            Some(rng.string(40))
-        },
-        niceness: rng.next() as i32 >> rng.below(32),
-        share_net: rng.chance(2),
-        host_tmp: rng.chance(2),
+    let mut r = request(&["/"]);
+    r.program = rng.string(40);
+    r.argv = (0..rng.below(12)).map(|_| rng.string(60)).collect();
+    r.env = (0..rng.below(12)).map(|_| rng.string(60)).collect();
+    for limit in Limit::ALL {
+        set_limit(&mut r, limit, rng.opt_u64());
     }
+    r.chroot = rng.chance(2);
+    r.exec_dir = if rng.chance(2) {
+        None
+    } else {
+        Some(rng.string(40))
+    };
+    r.niceness = rng.next() as i32 >> rng.below(32);
+    r.share_net = rng.chance(2);
+    r.host_tmp = rng.chance(2);
+    r
 }
 
 /// A reader that hands out the frame in random small pieces, as a pipe may.
@@ -216,13 +205,6 @@ fn check(frame: &[u8], rng: &mut Rng, seed: u64) -> Result<Request, WireError> {
     whole
 }
 
-fn header(len: u32) -> Vec<u8> {
-    let mut h = b"sxec".to_vec();
-    h.extend_from_slice(&shared::PROTOCOL_VERSION.to_le_bytes());
-    h.extend_from_slice(&len.to_le_bytes());
-    h
-}
-
 #[test]
 fn random_bytes_never_panic_nor_allocate_beyond_the_bound() {
     let seed = seed();
@@ -236,7 +218,7 @@ fn random_bytes_never_panic_nor_allocate_beyond_the_bound() {
             // Pure noise.
             0 => body,
             // A valid header claiming the real length.
-            1 => [header(len as u32), body].concat(),
+            1 => [frame_header(len as u32), body].concat(),
             // A valid header claiming any length at all.
             _ => {
                 let claimed = match rng.below(4) {
@@ -244,7 +226,7 @@ fn random_bytes_never_panic_nor_allocate_beyond_the_bound() {
                     1 => MAX_REQUEST_BYTES as u32 + rng.below(16) as u32,
                     _ => rng.next() as u32,
                 };
-                [header(claimed), body].concat()
+                [frame_header(claimed), body].concat()
             }
         };
         let _ = check(&frame, &mut rng, seed);
@@ -334,7 +316,7 @@ fn hostile_length_prefixes_inside_a_frame_allocate_nothing_large() {
             payload.push(253);
             payload.extend_from_slice(&claim.to_le_bytes());
             payload.extend_from_slice(&[b'a'; 32]);
-            let frame = [header(payload.len() as u32), payload].concat();
+            let frame = [frame_header(payload.len() as u32), payload].concat();
             assert!(
                 check(&frame, &mut rng, seed).is_err(),
                 "a claim of {claim} elements decoded"

@@ -1,15 +1,28 @@
-//! Who the target runs as: a throw-away uid from the policy range, unique per
-//! run, its own gid, no groups, no capabilities, no_new_privs; and who may
-//! run the helper at all.
+//! Who the run's processes are (DESIGN.md invariants 3 and 6): the target
+//! runs as a throw-away uid from the policy's range, the policy's base plus
+//! its helper's pid, unique while any process of it lives, never one the
+//! request names; with its own gid, no groups, no capabilities and
+//! no_new_privs. The supervisor keeps the caller's ids and CAP_KILL only;
+//! init is root with CAP_KILL only (signals_and_ptrace.rs). Only members of
+//! the helper's group may run it.
 
+use std::fs;
+use std::io::Write;
+use std::sync::Mutex;
 use std::thread;
+use std::time::Duration;
 
 use safeexec_tests::{
-    assert_verdict, dump, in_policy_range, json_report, parse_ids, require_root, status_field,
-    stderr, stdout, User,
+    assert_verdict, dump, frame, frame_with_extra_payload, in_policy_range, json_report, json_uid,
+    kv, lookup_group, lookup_user, parse_ids, process, request, require_root, run_pids, set_limit,
+    status_field, stderr, stdout, verdict, End, Limit, User, POLICY_UID_BASE,
 };
 
+// ---------------------------------------------------------------------------
+// The target's ids
+
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn target_uid_lies_in_the_policy_range() {
     let t = require_root!();
     let out = t.safeexec(&["--json", "--exec", &t.fixture("ids")]);
@@ -31,6 +44,155 @@ fn target_uid_lies_in_the_policy_range() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn target_gid_equals_its_uid_under_the_per_run_gid_policy() {
+    let t = require_root!();
+    let out = t.safeexec(&["--json", "--exec", &t.fixture("ids")]);
+    let (uid, gid, euid, egid, _) =
+        parse_ids(stdout(&out).trim()).unwrap_or_else(|| panic!("no ids line\n{}", dump(&out)));
+    assert_eq!(gid, uid, "gid is not the per-run gid\n{}", dump(&out));
+    assert_eq!(
+        (euid, egid),
+        (uid, gid),
+        "effective ids differ\n{}",
+        dump(&out)
+    );
+    let report = json_report(&out);
+    assert_eq!(
+        report["gid"],
+        gid,
+        "the report's gid is not the target's\n{}",
+        dump(&out)
+    );
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn target_has_no_groups_no_capabilities_and_no_new_privs() {
+    let t = require_root!();
+    let out = t.safeexec(&["--exec", "/bin/cat", "/proc/self/status"]);
+    assert_verdict(&out, "OK", 0);
+    let status = stdout(&out);
+    let field = |key: &str| {
+        status_field(&status, key)
+            .unwrap_or_else(|| panic!("no {key} in /proc/self/status\n{}", dump(&out)))
+    };
+    assert_eq!(field("Groups"), "", "supplementary groups\n{}", dump(&out));
+    assert_eq!(field("NoNewPrivs"), "1", "{}", dump(&out));
+    for cap in ["CapEff", "CapPrm", "CapInh", "CapAmb"] {
+        assert_eq!(field(cap), "0000000000000000", "{cap}\n{}", dump(&out));
+    }
+    let uid = field("Uid");
+    let uids: Vec<u32> = uid
+        .split_whitespace()
+        .map(|u| u.parse().expect("numeric uid"))
+        .collect();
+    assert!(
+        uids.iter().all(|&u| u == uids[0] && in_policy_range(u)),
+        "Uid: {uid}\n{}",
+        dump(&out)
+    );
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn target_proc_self_status_shows_no_groups_no_capabilities_and_no_new_privs() {
+    let t = require_root!();
+    let (out, j) = t.attack(&[], &["status"]);
+    verdict(&out, &j, "ok", 0);
+    let text = stdout(&out);
+    let uid = json_uid(&j).to_string();
+    let field = |k: &str| status_field(&text, k).unwrap_or_else(|| panic!("no {k}:\n{text}"));
+    assert_eq!(field("Groups"), "", "{text}");
+    for cap in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert_eq!(field(cap), "0000000000000000", "{cap}\n{text}");
+    }
+    assert_eq!(field("NoNewPrivs"), "1");
+    for ids in ["Uid", "Gid"] {
+        let v: Vec<&str> = field(ids).split_whitespace().collect();
+        assert_eq!(v, vec![uid.as_str(); 4], "{ids}\n{text}");
+    }
+    assert_eq!(
+        field("NSpid"),
+        "2",
+        "not pid 2 of its own namespace\n{text}"
+    );
+    assert_eq!(field("NSsid"), "2", "not a session of its own\n{text}");
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn run_ids_come_from_the_policy_and_differ_from_the_callers() {
+    let t = require_root!();
+    let got = t.direct().exchange(&frame(&t.probe_request(&["ids"])));
+    let o = got.outcome();
+    let out = got.stdout();
+    let want = o.uid.to_string();
+    for key in ["ruid", "euid", "suid", "egid"] {
+        assert_eq!(
+            kv(&out, key).as_deref(),
+            Some(want.as_str()),
+            "{key}\n{out}"
+        );
+    }
+    assert_eq!(kv(&out, "setuid0").as_deref(), Some("EPERM"), "{out}");
+    assert_eq!(kv(&out, "shadow").as_deref(), Some("EACCES"), "{out}");
+    assert_eq!(o.uid, POLICY_UID_BASE + got.pid, "uid is not base + pid");
+}
+
+/// bincode's varint encoding of a u32 (as a hostile frame would carry an id).
+fn varint(v: u32) -> Vec<u8> {
+    match v {
+        0..=250 => vec![v as u8],
+        251..=65535 => {
+            let mut b = vec![251];
+            b.extend_from_slice(&(v as u16).to_le_bytes());
+            b
+        }
+        _ => {
+            let mut b = vec![252];
+            b.extend_from_slice(&v.to_le_bytes());
+            b
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn requests_naming_uid_0_the_callers_or_another_users_uid_or_a_privileged_gid_are_rejected() {
+    let t = require_root!();
+    // The protocol has no place for ids: a frame that carries them anyway
+    // (appended where a hostile encoder would put them) is malformed.
+    let outsider = lookup_user("safeexec-outsider").expect("the outsider user");
+    let mut ids = vec![0, t.test_user.uid, outsider.uid, 65534, POLICY_UID_BASE];
+    for g in ["root", "shadow", "sudo", "adm", "disk"] {
+        if let Ok((gid, _)) = lookup_group(g) {
+            ids.push(gid);
+        }
+    }
+    let r = request(&["/bin/true"]);
+    for id in ids {
+        for extra in [varint(id), [varint(id), varint(id)].concat()] {
+            let got = t.direct().exchange(&frame_with_extra_payload(&r, &extra));
+            let line = got.refusal();
+            assert!(line.contains("unexpected bytes"), "id {id}: {line}");
+        }
+    }
+    // And a plain run never gets any of them.
+    let o = t
+        .direct()
+        .exchange(&frame(&t.probe_request(&["ids"])))
+        .outcome();
+    assert!(in_policy_range(o.uid) && o.gid == o.uid, "{o:?}");
+    assert_ne!(o.uid, t.test_user.uid);
+    assert_ne!(o.uid, outsider.uid);
+}
+
+// ---------------------------------------------------------------------------
+// One uid per live run
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn two_concurrent_runs_get_different_uids() {
     let t = require_root!();
     let env = t.env();
@@ -66,85 +228,174 @@ fn two_concurrent_runs_get_different_uids() {
 }
 
 #[test]
-fn target_gid_equals_its_uid_under_the_per_run_gid_policy() {
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn two_helpers_racing_get_distinct_uids() {
     let t = require_root!();
-    let out = t.safeexec(&["--json", "--exec", &t.fixture("ids")]);
-    let (uid, gid, euid, egid, _) =
-        parse_ids(stdout(&out).trim()).unwrap_or_else(|| panic!("no ids line\n{}", dump(&out)));
-    assert_eq!(gid, uid, "gid is not the per-run gid\n{}", dump(&out));
-    assert_eq!(
-        (euid, egid),
-        (uid, gid),
-        "effective ids differ\n{}",
-        dump(&out)
-    );
-    let report = json_report(&out);
-    assert_eq!(
-        report["gid"],
-        gid,
-        "the report's gid is not the target's\n{}",
-        dump(&out)
-    );
-}
-
-#[test]
-fn target_has_no_groups_no_capabilities_and_no_new_privs() {
-    let t = require_root!();
-    let out = t.safeexec(&["--exec", "/bin/cat", "/proc/self/status"]);
-    assert_verdict(&out, "OK", 0);
-    let status = stdout(&out);
-    let field = |key: &str| {
-        status_field(&status, key)
-            .unwrap_or_else(|| panic!("no {key} in /proc/self/status\n{}", dump(&out)))
-    };
-    assert_eq!(field("Groups"), "", "supplementary groups\n{}", dump(&out));
-    assert_eq!(field("NoNewPrivs"), "1", "{}", dump(&out));
-    for cap in ["CapEff", "CapPrm", "CapInh", "CapAmb"] {
-        assert_eq!(field(cap), "0000000000000000", "{cap}\n{}", dump(&out));
-    }
-    let uid = field("Uid");
-    let uids: Vec<u32> = uid
-        .split_whitespace()
-        .map(|u| u.parse().expect("numeric uid"))
+    let mut r = request(&["/bin/sleep", "1"]);
+    set_limit(&mut r, Limit::Wall, Some(20_000));
+    let f = frame(&r);
+    let runs: Vec<_> = (0..6).map(|_| t.direct().start_exchange(&f)).collect();
+    let outcomes: Vec<_> = runs
+        .into_iter()
+        .map(|e| {
+            let got = e.finish();
+            (got.outcome(), got.pid)
+        })
         .collect();
-    assert!(
-        uids.iter().all(|&u| u == uids[0] && in_policy_range(u)),
-        "Uid: {uid}\n{}",
-        dump(&out)
-    );
+    let mut uids: Vec<u32> = outcomes.iter().map(|(o, _)| o.uid).collect();
+    for (o, pid) in &outcomes {
+        assert_eq!(o.end, End::Exited(0), "{o:?}");
+        assert_eq!(o.uid, POLICY_UID_BASE + pid);
+    }
+    uids.sort_unstable();
+    uids.dedup();
+    assert_eq!(uids.len(), 6, "concurrent runs shared a uid: {outcomes:?}");
 }
 
+/// Serialises the tests of this file that steer the kernel's next pid.
+static NEXT_PID: Mutex<()> = Mutex::new(());
+
 #[test]
-fn a_user_outside_the_group_cannot_run_the_frontend() {
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn planted_process_owning_the_next_uid_is_refused() {
     let t = require_root!();
-    let out = t.safeexec_as(User::Outsider, &["--exec", "/bin/echo", "hi"]);
-    assert!(
-        !stdout(&out).contains("hi"),
-        "the outsider ran a program\n{}",
-        dump(&out)
-    );
-    assert!(stderr(&out).contains("Permission denied"), "{}", dump(&out));
+    let _g = NEXT_PID.lock().unwrap_or_else(|e| e.into_inner());
+    let pid_max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .expect("pid_max")
+        .trim()
+        .parse()
+        .expect("a number");
+    for attempt in 0..30 {
+        let last: u32 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+            .expect("ns_last_pid")
+            .trim()
+            .parse()
+            .expect("a number");
+        let mut x = last + 500 + attempt * 7;
+        if x + 100 >= pid_max {
+            x = 1000 + attempt * 7;
+        }
+        if process(x).is_some() {
+            continue;
+        }
+        let uid = POLICY_UID_BASE + x;
+        // The planted process: a sleeper that owns the sandbox uid of the
+        // helper that will get pid x.
+        let mut planted = std::process::Command::new("setpriv")
+            .arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={uid}"))
+            .args(["--clear-groups", "--", "/bin/sleep", "30"])
+            .spawn()
+            .expect("plant a sleeper");
+        let wait_until = std::time::Instant::now() + Duration::from_secs(5);
+        while process(planted.id()).is_none_or(|p| p.uid != uid)
+            && std::time::Instant::now() < wait_until
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::fs::write("/proc/sys/kernel/ns_last_pid", format!("{}", x - 1))
+            .expect("write ns_last_pid");
+        let run = t.direct().start_exchange(&frame(&request(&["/bin/true"])));
+        let got_pid = run.pid();
+        let got = run.finish();
+        let _ = planted.kill();
+        let _ = planted.wait();
+        if got_pid != x {
+            continue; // another process took pid x first; try again
+        }
+        let line = got.refusal();
+        assert!(
+            line.contains("still owns process") && line.contains(&uid.to_string()),
+            "{line}"
+        );
+        assert!(
+            line.contains(&planted.id().to_string()),
+            "the refusal does not name the planted process {}: {line}",
+            planted.id()
+        );
+        return;
+    }
+    panic!("could not give the helper the planted pid in 30 attempts");
+}
+
+// ---------------------------------------------------------------------------
+// The supervisor
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn supervisor_keeps_cap_kill_only_and_the_caller_cannot_trace_it() {
+    let t = require_root!();
+    let p = t.probe();
+    let run = t
+        .run(&["--clock", "2", "--json", "--exec", &p, "sleep"])
+        .spawn();
+    let (sup, init, _target) = run_pids(run.id());
+    let status = fs::read_to_string(format!("/proc/{sup}/status")).expect("the supervisor");
+    let field = |k: &str| status_field(&status, k).map(str::to_string);
+    let caller = t.test_user.uid.to_string();
+    let uids: Vec<String> = field("Uid")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(uids, vec![caller; 4], "{status}");
     assert_eq!(
-        out.status.code(),
-        Some(2),
-        "safeexec's own error must exit 2\n{}",
-        dump(&out)
+        field("CapEff").as_deref(),
+        Some("0000000000000020"),
+        "{status}"
     );
+    assert_eq!(
+        field("CapPrm").as_deref(),
+        Some("0000000000000020"),
+        "{status}"
+    );
+    for cap in ["CapInh", "CapBnd", "CapAmb"] {
+        assert_eq!(
+            field(cap).as_deref(),
+            Some("0000000000000000"),
+            "{cap}\n{status}"
+        );
+    }
+    assert_eq!(field("NoNewPrivs").as_deref(), Some("1"), "{status}");
+    // The caller itself (same uid) tries to trace and read the supervisor
+    // and init.
+    let mut attacker = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=safeexec-test",
+            "--regid=safeexec-test",
+            "--init-groups",
+        ])
+        .args(["--", "/usr/bin/env", "--", &p, "pids", "nokill"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the caller's attacker");
+    let mut stdin = attacker.stdin.take().expect("stdin");
+    // Not kill/stop: the caller may signal its own supervisor (that is
+    // cleanup.rs's business); trace and memory access it may not.
+    writeln!(stdin, "{sup}\n{init}").expect("send pids");
+    drop(stdin);
+    let attacked = attacker.wait_with_output().expect("the attacker");
+    let text = stdout(&attacked);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for line in lines {
+        for key in ["attach", "seize", "vm_readv", "mem"] {
+            let v = kv(line, key).unwrap_or_default();
+            assert!(v != "ok" && !v.is_empty(), "{key}: {line}");
+        }
+    }
+    let out = run.wait();
+    let j = json_report(&out);
+    verdict(&out, &j, "time_limit", 1);
+    t.assert_nothing_left(json_uid(&j), &dump(&out));
 }
 
-#[test]
-fn a_user_outside_the_group_cannot_execute_the_helper() {
-    let t = require_root!();
-    let out = t.run_helper::<&str>(&[]).user(User::Outsider).output();
-    assert!(
-        !out.status.success(),
-        "the outsider executed the helper\n{}",
-        dump(&out)
-    );
-    assert!(stderr(&out).contains("Permission denied"), "{}", dump(&out));
-}
+// ---------------------------------------------------------------------------
+// Who may run the helper
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn the_helper_is_installed_setuid_root_for_the_group_only() {
     use std::os::unix::fs::MetadataExt;
     let t = require_root!();
@@ -165,4 +416,52 @@ fn the_helper_is_installed_setuid_root_for_the_group_only() {
         (0, 0o644),
         "policy owner or mode"
     );
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_user_outside_the_group_cannot_run_the_frontend() {
+    let t = require_root!();
+    let out = t.safeexec_as(User::Outsider, &["--exec", "/bin/echo", "hi"]);
+    assert!(
+        !stdout(&out).contains("hi"),
+        "the outsider ran a program\n{}",
+        dump(&out)
+    );
+    assert!(stderr(&out).contains("Permission denied"), "{}", dump(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "safeexec's own error must exit 2\n{}",
+        dump(&out)
+    );
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_user_outside_the_group_cannot_execute_the_helper() {
+    let t = require_root!();
+    let out = t
+        .run_program(&t.helper, &[] as &[&str])
+        .user(User::Outsider)
+        .output();
+    assert!(
+        !out.status.success(),
+        "the outsider executed the helper\n{}",
+        dump(&out)
+    );
+    assert!(stderr(&out).contains("Permission denied"), "{}", dump(&out));
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn outsider_cannot_execute_the_helper_directly() {
+    let t = require_root!();
+    let err = t
+        .direct()
+        .user(t.outsider.uid, t.outsider.gid)
+        .try_spawn()
+        .err()
+        .expect("the outsider executed the helper");
+    assert_eq!(err.raw_os_error(), Some(libc::EACCES), "{err}");
 }

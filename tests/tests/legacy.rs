@@ -10,6 +10,7 @@ use safeexec_tests::{assert_verdict, dump, report, require_root, stderr, stdout,
 const TLE: &str = "Time Limit Exceeded";
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn hello_world_in_c_prints_hello_world_and_ok() {
     let t = require_root!();
     let out = t.safeexec(&["--exec", &t.fixture("hello")]);
@@ -18,6 +19,7 @@ fn hello_world_in_c_prints_hello_world_and_ok() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn hello_world_with_mem_1000_fails_to_load_with_status_127() {
     let t = require_root!();
     let out = t.safeexec(&["--mem", "1000", "--exec", &t.fixture("hello")]);
@@ -26,6 +28,7 @@ fn hello_world_with_mem_1000_fails_to_load_with_status_127() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn endless_loop_with_default_limits_exceeds_the_10_second_cpu_limit() {
     let t = require_root!();
     let started = Instant::now();
@@ -45,6 +48,7 @@ fn endless_loop_with_default_limits_exceeds_the_10_second_cpu_limit() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn endless_loop_with_cpu_1_exceeds_the_time_limit() {
     let t = require_root!();
     let started = Instant::now();
@@ -64,6 +68,7 @@ fn endless_loop_with_cpu_1_exceeds_the_time_limit() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn endless_loop_with_clock_1_exceeds_the_time_limit() {
     let t = require_root!();
     let started = Instant::now();
@@ -78,6 +83,7 @@ fn endless_loop_with_clock_1_exceeds_the_time_limit() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn sleeping_forever_with_cpu_1_clock_5_exceeds_the_wall_limit_after_about_5_seconds() {
     let t = require_root!();
     let started = Instant::now();
@@ -110,6 +116,7 @@ fn sleeping_forever_with_cpu_1_clock_5_exceeds_the_wall_limit_after_about_5_seco
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn python_fork_with_default_nproc_fails() {
     let t = require_root!();
     let out = t.safeexec(&["--exec", PYTHON, &t.fixture("fork.py")]);
@@ -127,6 +134,7 @@ fn python_fork_with_default_nproc_fails() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn python_fork_with_nproc_1_prints_twice() {
     let t = require_root!();
     let out = t.safeexec(&["--nproc", "1", "--exec", PYTHON, &t.fixture("fork.py")]);
@@ -135,6 +143,7 @@ fn python_fork_with_nproc_1_prints_twice() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn python_raising_its_hard_rlimit_fails() {
     let t = require_root!();
     let out = t.safeexec(&["--exec", PYTHON, &t.fixture("raise_rlimit.py")]);
@@ -152,6 +161,7 @@ fn python_raising_its_hard_rlimit_fails() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn python_network_access_fails() {
     let t = require_root!();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen on 127.0.0.1");
@@ -183,6 +193,7 @@ fn python_network_access_fails() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn python_allocating_a_lot_gets_memory_error() {
     let t = require_root!();
     let out = t.safeexec(&["--exec", PYTHON, &t.fixture("memory.py")]);
@@ -192,6 +203,7 @@ fn python_allocating_a_lot_gets_memory_error() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn listing_a_directory_the_sandbox_may_not_traverse_fails() {
     let t = require_root!();
     let s = t.scratch("private-dir");
@@ -208,6 +220,7 @@ fn listing_a_directory_the_sandbox_may_not_traverse_fails() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn exec_dir_runs_the_program_inside_that_directory() {
     let t = require_root!();
     let s = t.scratch("exec-dir");
@@ -224,6 +237,7 @@ fn exec_dir_runs_the_program_inside_that_directory() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn writing_a_file_not_writable_by_others_is_denied() {
     let t = require_root!();
     let s = t.scratch("not-writable");
@@ -242,6 +256,7 @@ fn writing_a_file_not_writable_by_others_is_denied() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn writing_a_world_writable_file_with_default_fsize_0_is_too_large() {
     let t = require_root!();
     let s = t.scratch("fsize-0-python");
@@ -268,6 +283,7 @@ fn writing_a_world_writable_file_with_default_fsize_0_is_too_large() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn writing_a_world_writable_file_with_default_fsize_0_from_c_is_output_limit_exceeded() {
     let t = require_root!();
     let s = t.scratch("fsize-0-c");
@@ -286,6 +302,7 @@ fn writing_a_world_writable_file_with_default_fsize_0_from_c_is_output_limit_exc
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn writing_a_file_with_nfile_0_fails_with_too_many_open_files() {
     let t = require_root!();
     let s = t.scratch("nfile-0");
@@ -308,6 +325,7 @@ fn writing_a_file_with_nfile_0_fails_with_too_many_open_files() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn env_vars_is_the_whole_environment_of_the_target() {
     let t = require_root!();
     let out = t
@@ -324,6 +342,7 @@ fn env_vars_is_the_whole_environment_of_the_target() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn env_vars_py_gives_pythons_environment() {
     let t = require_root!();
     let out = t.safeexec(&["--env_vars", "PY", "--exec", "/usr/bin/env"]);
@@ -343,6 +362,7 @@ fn env_vars_py_gives_pythons_environment() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn printing_uid_and_gid_shows_a_sandbox_uid_and_ignores_gid_and_uidplus() {
     let t = require_root!();
     let out = t.safeexec(&["--gid", "0", "--uidplus", "0", "--exec", &t.fixture("ids")]);
@@ -361,6 +381,7 @@ fn printing_uid_and_gid_shows_a_sandbox_uid_and_ignores_gid_and_uidplus() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn chroot_to_an_empty_jail_cannot_execute_a_dynamic_program() {
     let t = require_root!();
     let s = t.scratch("jail-empty");
@@ -385,6 +406,7 @@ fn chroot_to_an_empty_jail_cannot_execute_a_dynamic_program() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn chroot_to_a_jail_with_a_static_hello_prints_hello_world() {
     let t = require_root!();
     let s = t.scratch("jail-static");
@@ -400,6 +422,7 @@ fn chroot_to_a_jail_with_a_static_hello_prints_hello_world() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn chroot_to_a_jail_with_the_loader_and_libc_runs_a_dynamic_hello() {
     let t = require_root!();
     let s = t.scratch("jail-dynamic");

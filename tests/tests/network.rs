@@ -1,10 +1,20 @@
-//! The target has no network: not even the host's loopback.
+//! The target has no network (DESIGN.md invariant 5, the trust table's
+//! row on the network): a network namespace of its own, so not even the
+//! host's loopback (TCP and UDP, v4 and v6) nor its abstract unix sockets;
+//! and a private /run, where host daemons listen on unix sockets. Sharing
+//! the host's network is refused unless the policy allows it.
 
-use std::net::TcpListener;
+use std::net::{TcpListener, UdpSocket};
+use std::os::unix::net::UnixListener;
 
-use safeexec_tests::{assert_verdict, dump, require_root, stdout};
+use safeexec_tests::{
+    assert_verdict, dump, frame, host_socket, request, require_root, require_root_exclusive,
+    stdout, verdict, word,
+};
+use shared::Request;
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn tcp_connect_to_a_listener_on_host_loopback_fails() {
     let t = require_root!();
     let listener = TcpListener::bind("127.0.0.1:0").expect("listen on 127.0.0.1");
@@ -31,6 +41,7 @@ fn tcp_connect_to_a_listener_on_host_loopback_fails() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn tcp_connect_to_host_loopback_works_outside_the_sandbox() {
     // The control for the test above: the fixture can connect when it is
     // not sandboxed, so its failure inside means no network.
@@ -46,4 +57,99 @@ fn tcp_connect_to_host_loopback_works_outside_the_sandbox() {
         .output()
         .expect("run tcp_connect");
     assert_eq!(stdout(&out), "connected\n", "{}", dump(&out));
+}
+
+fn listeners() -> Vec<(&'static str, TcpListener)> {
+    let mut v = vec![(
+        "tcp4",
+        TcpListener::bind("127.0.0.1:0").expect("listen on 127.0.0.1"),
+    )];
+    v.push(("tcp6", TcpListener::bind("[::1]:0").expect("listen on ::1")));
+    v
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn tcp_to_host_loopback_v4_and_v6_fails() {
+    let t = require_root!();
+    for (kind, listener) in listeners() {
+        listener.set_nonblocking(true).expect("non-blocking");
+        let port = listener.local_addr().expect("address").port().to_string();
+        let (out, j) = t.attack(&[], &["net", kind, &port]);
+        verdict(&out, &j, "nonzero_exit", 1);
+        assert_ne!(word(&out, "connect"), "ok", "{kind}\n{}", dump(&out));
+        assert!(
+            listener.accept().is_err(),
+            "{kind}: the listener got a connection"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn udp_to_host_loopback_v4_and_v6_delivers_nothing() {
+    let t = require_root!();
+    for (kind, addr) in [("udp4", "127.0.0.1:0"), ("udp6", "[::1]:0")] {
+        let sock = UdpSocket::bind(addr).expect("bind a UDP socket");
+        sock.set_nonblocking(true).expect("non-blocking");
+        let port = sock.local_addr().expect("address").port().to_string();
+        let (out, j) = t.attack(&[], &["net", kind, &port]);
+        verdict(&out, &j, "nonzero_exit", 1);
+        assert_ne!(word(&out, "sendto"), "ok", "{kind}\n{}", dump(&out));
+        let mut buf = [0u8; 16];
+        assert!(sock.recv(&mut buf).is_err(), "{kind}: a datagram arrived");
+    }
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn host_abstract_unix_socket_is_unreachable() {
+    let t = require_root!();
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("safeexec-attack-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+        .expect("an abstract address");
+    let listener = UnixListener::bind_addr(&addr).expect("bind the abstract socket");
+    listener.set_nonblocking(true).expect("non-blocking");
+    // Control: the host can connect to it.
+    let control = std::os::unix::net::UnixStream::connect_addr(&addr);
+    assert!(control.is_ok(), "the control connection failed");
+    drop(listener.accept());
+    let (out, j) = t.attack(&[], &["unix", &name]);
+    verdict(&out, &j, "nonzero_exit", 1);
+    assert_eq!(word(&out, "connect"), "ECONNREFUSED", "{}", dump(&out));
+    assert!(
+        listener.accept().is_err(),
+        "the target reached the host's socket"
+    );
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn unix_socket_listening_under_the_hosts_run_cannot_be_connected() {
+    let t = require_root!();
+    let sock = host_socket("/run");
+    for opts in [&[][..], &["--host-tmp"][..]] {
+        let (out, j) = t.attack(opts, &["connect", sock.path.str()]);
+        verdict(&out, &j, "ok", 0);
+        assert_eq!(
+            word(&out, "connect"),
+            "ENOENT",
+            "{opts:?}: the host's /run reached\n{}",
+            dump(&out)
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn share_net_is_refused_unless_the_policy_allows_it() {
+    let t = require_root_exclusive!();
+    t.set_policy(&t.policy_with(&[("allow_share_net", "false")]));
+    let r = Request {
+        share_net: true,
+        ..request(&["/bin/true"])
+    };
+    let line = t.direct().exchange(&frame(&r)).refusal();
+    assert!(line.contains("sharing the network"), "{line}");
 }

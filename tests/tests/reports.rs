@@ -1,9 +1,14 @@
-//! The report (text and JSON) and the exit status of safeexec for every way a
-//! run can end.
+//! The report and safeexec's exit status for every way a run can end: the
+//! original's four-line text report, the JSON report (and where each of its
+//! figures came from), the isolate-style meta file, the report file and
+//! descriptor, and a caller that ignores SIGCHLD.
 
+use std::io::Read;
 use std::time::{Duration, Instant};
 
-use safeexec_tests::{assert_verdict, dump, json_report, report, require_root, stdout, Json};
+use safeexec_tests::{
+    assert_verdict, dump, json_report, meta, report, require_root, stderr, stdout, try_report, Json,
+};
 
 /// The keys the README documents for `--json`.
 const JSON_KEYS: &[&str] = &[
@@ -33,7 +38,16 @@ fn json_of(t: &safeexec_tests::Env, args: &[&str]) -> (std::process::Output, Jso
     (out, json)
 }
 
+fn three_decimals(v: &str) -> bool {
+    v.split_once('.')
+        .is_some_and(|(s, ms)| s.bytes().all(|b| b.is_ascii_digit()) && ms.len() == 3)
+}
+
+// ---------------------------------------------------------------------------
+// Each way a run can end
+
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn ok_run_reports_ok_and_exits_0() {
     let t = require_root!();
     let out = t.safeexec(&["--fsize", "100", "--exec", "/bin/echo", "hi"]);
@@ -44,6 +58,7 @@ fn ok_run_reports_ok_and_exits_0() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn ok_run_json_report_has_every_documented_key() {
     let t = require_root!();
     let (out, j) = json_of(&t, &["--exec", "/bin/echo", "hi"]);
@@ -62,6 +77,7 @@ fn ok_run_json_report_has_every_documented_key() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn silent_prints_no_report() {
     let t = require_root!();
     let out = t.safeexec(&["--silent", "--exec", "/bin/echo", "hi"]);
@@ -71,6 +87,7 @@ fn silent_prints_no_report() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn nonzero_exit_reports_the_status_and_exits_1() {
     let t = require_root!();
     let out = t.safeexec(&["--exec", &t.fixture("exit_with"), "3"]);
@@ -82,6 +99,7 @@ fn nonzero_exit_reports_the_status_and_exits_1() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn death_by_signal_reports_the_signal_and_exits_1() {
     let t = require_root!();
     let out = t.safeexec(&["--exec", &t.fixture("raise_signal"), "11"]);
@@ -94,6 +112,7 @@ fn death_by_signal_reports_the_signal_and_exits_1() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn cpu_limit_reports_time_limit_exceeded_and_exits_1() {
     let t = require_root!();
     let (out, j) = json_of(&t, &["--cpu", "0.5", "--exec", &t.fixture("loop")]);
@@ -109,6 +128,7 @@ fn cpu_limit_reports_time_limit_exceeded_and_exits_1() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn wall_limit_reports_time_limit_exceeded_and_exits_1() {
     let t = require_root!();
     let started = Instant::now();
@@ -134,6 +154,7 @@ fn wall_limit_reports_time_limit_exceeded_and_exits_1() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn resident_memory_limit_reports_memory_limit_exceeded_and_exits_1() {
     let t = require_root!();
     // 200 MiB touched against a 100 MiB resident limit; the address-space
@@ -162,6 +183,7 @@ fn resident_memory_limit_reports_memory_limit_exceeded_and_exits_1() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn peak_memory_is_reported() {
     let t = require_root!();
     // 64 MiB touched, under every limit: the report must show at least that.
@@ -184,6 +206,7 @@ fn peak_memory_is_reported() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn file_size_limit_reports_output_limit_exceeded_and_exits_1() {
     let t = require_root!();
     let s = t.scratch("fsize-report");
@@ -199,6 +222,70 @@ fn file_size_limit_reports_output_limit_exceeded_and_exits_1() {
 }
 
 #[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn no_arguments_print_usage_and_exit_1() {
+    let t = require_root!();
+    let out = t.safeexec::<&str>(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", dump(&out));
+    assert!(
+        stderr(&out).to_lowercase().contains("usage"),
+        "{}",
+        dump(&out)
+    );
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn stdin_of_safeexec_is_the_targets() {
+    let t = require_root!();
+    let out = t.safeexec_with_stdin(&["--exec", "/bin/cat"], b"from the caller\n");
+    assert_eq!(stdout(&out), "from the caller\n", "{}", dump(&out));
+    assert_eq!(report(&out).verdict, "OK", "{}", dump(&out));
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn json_says_where_each_figure_came_from() {
+    let t = require_root!();
+    let out = t.safeexec(&["--json", "--exec", "/bin/true"]);
+    let j = json_report(&out);
+    assert_eq!(j["cpu_source"], "rusage", "{j}");
+    let peak = j["peak_memory_kib"].as_u64();
+    assert!(peak.is_some_and(|k| k > 0), "{j}");
+    // Resident memory (the cgroup's figures are in `cgroup`, cgroups.rs).
+    assert_eq!(j["memory_source"], "rusage", "{j}");
+    assert_eq!(j["max_rss_kib"].as_u64(), peak, "{j}");
+    assert!(j["max_rss_kib"].as_u64().is_some_and(|k| k > 0), "{j}");
+}
+
+/// A caller that ignores SIGCHLD has its helper reaped by the kernel: the
+/// report still comes (it was read before the wait).
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_caller_ignoring_sigchld_still_gets_its_report() {
+    let t = require_root!();
+    let out = t
+        .run(&["--json", "--exec", "/bin/echo", "hi"])
+        .pre_exec(|| {
+            // SAFETY: signal(2) with SIG_IGN, async-signal-safe; the
+            // disposition survives the exec of setpriv and the frontend.
+            match unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) } {
+                libc::SIG_ERR => Err(std::io::Error::last_os_error()),
+                _ => Ok(()),
+            }
+        })
+        .output();
+    assert_eq!(stdout(&out), "hi\n", "{}", dump(&out));
+    let j = json_report(&out);
+    assert_eq!(j["verdict"], "ok", "{j}");
+    assert_eq!(out.status.code(), Some(0), "{}", dump(&out));
+}
+
+// ---------------------------------------------------------------------------
+// Where the report goes
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
 fn report_file_receives_the_report_instead_of_stderr() {
     let t = require_root!();
     let s = t.scratch("report-file");
@@ -216,30 +303,105 @@ fn report_file_receives_the_report_instead_of_stderr() {
         dump(&out)
     );
     let text = std::fs::read(s.path().join("report.txt")).expect("read the report file");
-    let r = safeexec_tests::try_report(&text)
+    let r = try_report(&text)
         .unwrap_or_else(|| panic!("bad report file: {}", String::from_utf8_lossy(&text)));
     assert_eq!(r.verdict, "OK");
     assert_eq!(out.status.code(), Some(0), "{}", dump(&out));
 }
 
 #[test]
-fn stdin_of_safeexec_is_the_targets() {
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn report_goes_to_an_inherited_descriptor() {
     let t = require_root!();
-    let out = t.safeexec_with_stdin(&["--exec", "/bin/cat"], b"from the caller\n");
-    assert_eq!(stdout(&out), "from the caller\n", "{}", dump(&out));
-    assert_eq!(report(&out).verdict, "OK", "{}", dump(&out));
+    let (mut rx, tx) = std::io::pipe().expect("pipe");
+    let out = t
+        .run(&["--report_fd", "7", "--exec", "/bin/echo", "hi"])
+        .fd(tx, 7)
+        .output();
+    assert_eq!(stdout(&out), "hi\n", "{}", dump(&out));
+    assert!(
+        out.stderr.is_empty(),
+        "report on stderr too: {}",
+        dump(&out)
+    );
+    let mut report = String::new();
+    rx.read_to_string(&mut report).expect("read the report");
+    assert!(report.starts_with("OK\nelapsed time: "), "{report}");
+}
+
+// ---------------------------------------------------------------------------
+// The meta file
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn meta_file_of_an_ok_run_has_isolate_keys_and_no_status() {
+    let t = require_root!();
+    let dir = t.scratch("meta-ok");
+    let path = dir.join("meta");
+    let out = t.safeexec(&["--meta", &path, "--exec", "/bin/echo", "hi"]);
+    assert_verdict(&out, "OK", 0);
+    let text = std::fs::read_to_string(&path).expect("meta file written");
+    let m = meta(&text);
+    assert!(three_decimals(&m["time"]), "{text}");
+    assert!(three_decimals(&m["time-wall"]), "{text}");
+    assert!(m["max-rss"].parse::<u64>().is_ok_and(|k| k > 0), "{text}");
+    assert_eq!(m["exitcode"], "0", "{text}");
+    assert!(
+        !m.contains_key("status") && !m.contains_key("killed"),
+        "{text}"
+    );
 }
 
 #[test]
-fn no_arguments_print_usage_and_exit_1() {
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn meta_file_says_re_for_a_non_zero_exit() {
     let t = require_root!();
-    let out = t.safeexec::<&str>(&[]);
-    assert_eq!(out.status.code(), Some(1), "{}", dump(&out));
-    assert!(
-        safeexec_tests::stderr(&out)
-            .to_lowercase()
-            .contains("usage"),
-        "{}",
-        dump(&out)
-    );
+    let dir = t.scratch("meta-re");
+    let path = dir.join("meta");
+    let out = t.safeexec(&["--meta", &path, "--exec", &t.fixture("exit_with"), "3"]);
+    assert_verdict(&out, "Command exited with non-zero status (3)", 1);
+    let text = std::fs::read_to_string(&path).expect("meta file written");
+    let m = meta(&text);
+    assert_eq!(m["status"], "RE", "{text}");
+    assert_eq!(m["exitcode"], "3", "{text}");
+    assert!(m["message"].contains('3'), "{text}");
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn meta_file_says_to_and_killed_for_a_wall_time_limit() {
+    let t = require_root!();
+    let dir = t.scratch("meta-to");
+    let path = dir.join("meta");
+    let out = t.safeexec(&[
+        "--meta",
+        &path,
+        "--clock",
+        "0.3",
+        "--exec",
+        "/bin/sleep",
+        "30",
+    ]);
+    assert_verdict(&out, "Time Limit Exceeded", 1);
+    let text = std::fs::read_to_string(&path).expect("meta file written");
+    let m = meta(&text);
+    assert_eq!(m["status"], "TO", "{text}");
+    assert_eq!(m["killed"], "1", "{text}");
+    assert_eq!(m["exitsig"], "9", "{text}");
+    assert!(m["message"].contains("wall"), "{text}");
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn meta_file_says_xx_when_safeexec_cannot_run_the_program() {
+    let t = require_root!();
+    let dir = t.scratch("meta-xx");
+    let path = dir.join("meta");
+    // Over the packaged policy's maximum of 3600 s.
+    let out = t.safeexec(&["--meta", &path, "--cpu", "99999", "--exec", "/bin/true"]);
+    assert_eq!(out.status.code(), Some(2), "{}", dump(&out));
+    let text = std::fs::read_to_string(&path).expect("meta file written");
+    let m = meta(&text);
+    assert_eq!(m["status"], "XX", "{text}");
+    assert!(m["message"].contains("cpu"), "{text}");
 }

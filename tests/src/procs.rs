@@ -1,0 +1,310 @@
+//! Processes, as /proc shows them, and what a test's own runs left behind.
+//!
+//! The suite shares its machine with other users' runs of safeexec (another
+//! checkout's tests, a judge), whose uids lie in the same policy range. So it
+//! never signals, nor waits for, a process because its uid is in that range
+//! or because of its name. It looks only at the processes of one run of its
+//! own (see [`Ctx::left_of_run`]), and kills nothing but those, and the
+//! processes it started itself.
+
+use std::fs;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::{Ctx, POLICY_UID_BASE, POLICY_UID_COUNT};
+
+/// How long processes of a finished run may take to disappear.
+pub const CLEANUP_WAIT: Duration = Duration::from_secs(5);
+
+/// Whether `uid` lies in the default policy's sandbox range.
+pub fn in_policy_range(uid: u32) -> bool {
+    (POLICY_UID_BASE..POLICY_UID_BASE + POLICY_UID_COUNT).contains(&uid)
+}
+
+/// A process seen in /proc.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proc {
+    pub pid: u32,
+    /// Real uid.
+    pub uid: u32,
+    /// The State letter (R, S, D, Z, T, ...).
+    pub state: char,
+    pub name: String,
+    pub ppid: u32,
+    /// Its pid in each pid namespace, from /proc's own down to its own
+    /// (`NSpid`): one entry for a process of /proc's namespace.
+    pub ns_pids: Vec<u32>,
+    /// When it started, in clock ticks since boot.
+    pub started: u64,
+}
+
+impl Proc {
+    /// Neither a zombie nor dead: it can still run.
+    pub fn alive(&self) -> bool {
+        !matches!(self.state, 'Z' | 'X' | 'x')
+    }
+
+    /// Whether it is the init (pid 1) of a pid namespace below /proc's.
+    fn is_namespace_init(&self) -> bool {
+        self.ns_pids.len() > 1 && self.ns_pids.last() == Some(&1)
+    }
+}
+
+/// Reads one process's status; `None` if it is gone.
+pub fn process(pid: u32) -> Option<Proc> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22, counted from the State letter after the name's ')'.
+    let started = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()?;
+    let mut proc = Proc {
+        pid,
+        uid: u32::MAX,
+        state: '?',
+        name: String::new(),
+        ppid: 0,
+        ns_pids: Vec::new(),
+        started,
+    };
+    for line in status.lines() {
+        if let Some(v) = line.strip_prefix("Name:") {
+            proc.name = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("State:") {
+            proc.state = v.trim().chars().next().unwrap_or('?');
+        } else if let Some(v) = line.strip_prefix("Uid:") {
+            proc.uid = v.split_whitespace().next()?.parse().ok()?;
+        } else if let Some(v) = line.strip_prefix("PPid:") {
+            proc.ppid = v.trim().parse().ok()?;
+        } else if let Some(v) = line.strip_prefix("NSpid:") {
+            proc.ns_pids = v
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect();
+        }
+    }
+    Some(proc)
+}
+
+/// Every process in /proc.
+pub fn processes() -> Vec<Proc> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(process)
+        .collect()
+}
+
+/// The `/proc/PID/status` field `key` of a status text.
+pub fn status_field<'t>(status: &'t str, key: &str) -> Option<&'t str> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':').map(str::trim))
+}
+
+/// Now, in the clock ticks since boot of a process's start in /proc.
+pub fn boot_ticks() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the local; CLOCK_BOOTTIME is the
+    // clock of /proc/PID/stat's start time.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    assert_eq!(r, 0, "clock_gettime: {}", std::io::Error::last_os_error());
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    ts.tv_sec as u64 * hz + ts.tv_nsec as u64 * hz / 1_000_000_000
+}
+
+/// Children of `pid` (all its threads').
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for task in tasks.flatten() {
+        if let Ok(text) = fs::read_to_string(task.path().join("children")) {
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    out
+}
+
+/// Waits until `pid` has a live child whose real uid satisfies `want`.
+pub fn wait_for_child(pid: u32, want: impl Fn(u32) -> bool, timeout: Duration) -> Option<u32> {
+    let until = Instant::now() + timeout;
+    loop {
+        for c in children_of(pid) {
+            if process(c).is_some_and(|p| want(p.uid) && p.alive()) {
+                return Some(c);
+            }
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The host pids (supervisor, init, target) of the run whose frontend the
+/// test started as `frontend`, once the target has executed its program.
+pub fn run_pids(frontend: u32) -> (u32, u32, u32) {
+    let wait = Duration::from_secs(10);
+    let sup = wait_for_child(frontend, |_| true, wait).expect("the helper started");
+    let init = wait_for_child(sup, |_| true, wait).expect("init started");
+    let target = wait_for_child(init, in_policy_range, wait).expect("the target started");
+    // Until the target has exec'd, the supervisor may still be dropping
+    // its privileges: wait for the program to replace the helper's image.
+    let deadline = Instant::now() + wait;
+    while fs::read_link(format!("/proc/{target}/exe"))
+        .is_ok_and(|exe| exe.to_string_lossy().contains("safeexec-helper"))
+    {
+        assert!(Instant::now() < deadline, "the target never exec'd");
+        thread::sleep(Duration::from_millis(2));
+    }
+    (sup, init, target)
+}
+
+/// Sends a signal to a process the test started itself (or one of its own
+/// runs', found through [`children_of`]).
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(pid as i32, sig) };
+}
+
+/// The init of the pid namespace `p` lives in, when that is a namespace
+/// below /proc's (as every run's is): its nearest ancestor, or itself, that
+/// is pid 1 there.
+fn namespace_init(p: &Proc) -> Option<Proc> {
+    let mut at = p.clone();
+    for _ in 0..64 {
+        if at.is_namespace_init() {
+            return Some(at);
+        }
+        if at.ns_pids.len() < 2 {
+            return None;
+        }
+        at = process(at.ppid)?;
+    }
+    None
+}
+
+/// SIGKILL to exactly the process `p` was: through a pidfd, after checking
+/// that the pid still names a process started when `p` did (so that a
+/// recycled pid is never hit).
+fn kill_exactly(p: &Proc) {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, p.pid as libc::c_int, 0) };
+    if fd < 0 {
+        return;
+    }
+    let fd = fd as libc::c_int;
+    if process(p.pid).is_some_and(|now| now.started == p.started && now.uid == p.uid) {
+        // SAFETY: a signal to the process our own descriptor refers to.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                fd,
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+    }
+    // SAFETY: closes the descriptor opened above.
+    unsafe { libc::close(fd) };
+}
+
+impl Ctx {
+    /// The live processes of real uid `uid` (the uid of one of this test's
+    /// runs) that the run left, looked at once.
+    ///
+    /// Why they are the test's own: a run's uid is the policy's base plus
+    /// its helper's pid, which no other live run can share, and the helper
+    /// refuses a uid that still owns a process; so another run of `uid`
+    /// begins only once everything of this one is gone, and only if the
+    /// kernel hands out its helper's pid again. A process of `uid` counts
+    /// when it started between the test's start and the look, or when the
+    /// init of its pid namespace (the run's init) did: what a run leaves
+    /// lives in its pid namespace, forks included.
+    pub fn left_of_run(&self, uid: u32) -> Vec<Proc> {
+        let now = boot_ticks();
+        self.of_run(uid, now).into_iter().map(|(p, _)| p).collect()
+    }
+
+    /// (process, whether its namespace's init started in the test's time)
+    /// for the live processes of `uid` of this test's runs, `now` being
+    /// when the look began.
+    fn of_run(&self, uid: u32, now: u64) -> Vec<(Proc, bool)> {
+        let in_time = |ticks: u64| (self.began..=now).contains(&ticks);
+        processes()
+            .into_iter()
+            .filter(|p| p.uid == uid && p.alive() && p.started >= self.began)
+            .map(|p| {
+                let tied = namespace_init(&p).is_some_and(|init| in_time(init.started));
+                (p, tied)
+            })
+            .filter(|(p, tied)| *tied || in_time(p.started))
+            .collect()
+    }
+
+    /// Polls until nothing of [`Ctx::left_of_run`] is left (at most
+    /// `wait`), and returns what was left then. It kills those of them in a
+    /// pid namespace whose init started in the test's time, so that no
+    /// other test meets them, and signals nothing else.
+    pub fn survivors(&self, uid: u32, wait: Duration) -> Vec<Proc> {
+        let until = Instant::now() + wait;
+        let since = boot_ticks();
+        loop {
+            let left = self.of_run(uid, since);
+            if left.is_empty() {
+                return Vec::new();
+            }
+            if Instant::now() >= until {
+                for (p, tied) in &left {
+                    if *tied {
+                        kill_exactly(p);
+                    }
+                }
+                return left.into_iter().map(|(p, _)| p).collect();
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Asserts that nothing of the run of `uid` (one of this test's) is left
+    /// after [`CLEANUP_WAIT`].
+    pub fn assert_nothing_left(&self, uid: u32, context: &str) {
+        let left = self.survivors(uid, CLEANUP_WAIT);
+        assert!(
+            left.is_empty(),
+            "processes of sandbox uid {uid} survived the run: {left:?}\n{context}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_read_with_its_start_and_parent() {
+        let me = process(std::process::id()).expect("this process");
+        // SAFETY: getuid and getppid have no preconditions.
+        let (uid, ppid) = unsafe { (libc::getuid(), libc::getppid()) };
+        assert_eq!((me.uid, me.ppid), (uid, ppid as u32));
+        assert!(me.alive());
+        assert!(!me.ns_pids.is_empty());
+        assert!(me.started <= boot_ticks());
+        assert!(namespace_init(&me).is_none_or(|init| init.is_namespace_init()));
+    }
+}

@@ -1,0 +1,572 @@
+//! What the caller arranges around the helper before it runs (DESIGN.md
+//! invariant 1): a member of the helper's group executes it directly with
+//! hostile rlimits, a blocked signal mask and ignored signals, descriptors
+//! 0-2 closed, other descriptors open (ttys, sockets, files), a loader
+//! environment (LD_PRELOAD, LD_AUDIT, GCONV_PATH) and an empty or forged
+//! argv, or runs the frontend with its own environment, descriptors,
+//! terminal and scheduling class. None of it may reach the run: each attack
+//! fails closed (one line, exit status 2, no core, no file touched, nothing
+//! left) or the run goes exactly as a well-formed request would.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
+
+use safeexec_tests::{
+    assert_verdict, decode_reply, dump, frame, in_policy_range, json_report, json_uid, kv,
+    path_str, pty, request, require_root, set_limit, status_field, stderr, stdout, verdict, word,
+    Ctx, End, Input, Limit, Preset, Reply, POLICY_UID_BASE,
+};
+use shared::Request;
+
+// ---------------------------------------------------------------------------
+// Rlimits the caller set
+
+/// Runs the probe's `fdlist` (a correct run exits 3) under preset rlimits;
+/// asserts either a correct run or a one-line refusal; never a core, never
+/// a survivor.
+fn under_rlimit(t: &Ctx, res: libc::__rlimit_resource_t, soft: u64, hard: u64) -> Option<String> {
+    let got = t
+        .direct()
+        .preset(Preset::Rlimit(res, soft, hard))
+        .exchange(&frame(&t.probe_request(&["fdlist"])));
+    assert!(
+        !got.output.status.core_dumped(),
+        "core dumped\n{}",
+        got.dump()
+    );
+    let result = match got.reply() {
+        Ok(Reply::Finished(o)) => {
+            assert_eq!(o.end, End::Exited(3), "{}", got.dump());
+            assert_eq!(got.output.status.code(), Some(0), "{}", got.dump());
+            t.assert_nothing_left(o.uid, &got.dump());
+            None
+        }
+        _ => Some(got.refusal()),
+    };
+    t.assert_nothing_left(POLICY_UID_BASE + got.pid, &got.dump());
+    result
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn preset_rlimit_nofile_3_fails_closed() {
+    let t = require_root!();
+    let refused = under_rlimit(&t, libc::RLIMIT_NOFILE, 3, 3);
+    // This machine cannot raise a hard limit (no CAP_SYS_RESOURCE in the
+    // bounding set): the run asks for 512 descriptors, so it must fail.
+    let line = refused.expect("ran with 512 files under a hard limit of 3");
+    assert!(!line.is_empty());
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn preset_rlimit_nproc_0_fails_closed() {
+    let t = require_root!();
+    let line = under_rlimit(&t, libc::RLIMIT_NPROC, 0, 0).expect("ran above a hard NPROC of 0");
+    assert!(line.to_lowercase().contains("nproc"), "{line}");
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn preset_rlimit_fsize_0_runs_and_truncates_nothing() {
+    let t = require_root!();
+    // The request's file size limit is 0 too, so the run is within it.
+    assert_eq!(under_rlimit(&t, libc::RLIMIT_FSIZE, 0, 0), None);
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn preset_rlimit_fsize_0_with_stderr_on_a_file_neither_truncates_nor_kills() {
+    let t = require_root!();
+    let scratch = t.scratch("fsize-stderr");
+    let content = b"the caller's log\n".repeat(64);
+    let path = scratch.file("log", &content, 0o644);
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("open the log");
+    // No request descriptor: the helper's only output is its error line,
+    // which cannot be written under FSIZE 0.
+    let got = t
+        .direct()
+        .preset(Preset::Rlimit(libc::RLIMIT_FSIZE, 0, 0))
+        .fd(log, 2)
+        .spawn()
+        .wait();
+    assert_eq!(
+        std::fs::read(&path).expect("read back"),
+        content,
+        "the log changed"
+    );
+    assert!(!got.status.core_dumped(), "{}", dump(&got));
+    assert_eq!(
+        got.status.code(),
+        Some(2),
+        "the helper did not fail closed with its exit status (killed by {:?})",
+        got.status.signal()
+    );
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn preset_rlimit_as_1_mib_fails_closed() {
+    let t = require_root!();
+    let attempt = t
+        .direct()
+        .preset(Preset::Rlimit(libc::RLIMIT_AS, 1 << 20, 1 << 20))
+        .try_spawn();
+    match attempt {
+        // The kernel refused to even load the helper: nothing ran.
+        Err(e) => eprintln!("execve under a 1 MiB address space: {e}"),
+        Ok(running) => {
+            let out = running.wait();
+            assert!(!out.status.core_dumped(), "{}", dump(&out));
+            assert!(!out.status.success(), "{}", dump(&out));
+        }
+    }
+    // With channels and a request: fails closed (it cannot work: the
+    // target's 32 MiB of address space are above the hard limit).
+    assert!(under_rlimit_as(&t));
+}
+
+fn under_rlimit_as(t: &Ctx) -> bool {
+    let (request_rx, mut request_tx) = std::io::pipe().expect("pipe");
+    let (mut reply_rx, reply_tx) = std::io::pipe().expect("pipe");
+    request_tx
+        .write_all(&frame(&t.probe_request(&["fdlist"])))
+        .expect("write");
+    drop(request_tx);
+    match t
+        .direct()
+        .preset(Preset::Rlimit(libc::RLIMIT_AS, 1 << 20, 1 << 20))
+        .fd(request_rx, 3)
+        .fd(reply_tx, 4)
+        .try_spawn()
+    {
+        Err(_) => true,
+        Ok(running) => {
+            let pid = running.id();
+            let out = running.wait();
+            let mut reply = Vec::new();
+            reply_rx.read_to_end(&mut reply).expect("read the reply");
+            assert!(!out.status.core_dumped(), "{}", dump(&out));
+            assert!(
+                !matches!(decode_reply(&reply), Ok(Reply::Finished(_))),
+                "ran under a 1 MiB hard AS limit"
+            );
+            assert!(!out.status.success());
+            t.assert_nothing_left(POLICY_UID_BASE + pid, "");
+            true
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn preset_rlimit_cpu_1_fails_closed_with_a_clear_message() {
+    let t = require_root!();
+    let line = under_rlimit(&t, libc::RLIMIT_CPU, 1, 1).expect("ran above a hard CPU limit of 1");
+    assert!(line.to_lowercase().contains("cpu"), "{line}");
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn preset_rlimit_core_unlimited_dumps_no_core() {
+    let t = require_root!();
+    let scratch = t.scratch("core");
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o1777))
+        .expect("chmod");
+    let r = Request {
+        exec_dir: Some(path_str(scratch.path()).to_string()),
+        ..t.probe_request(&["crash"])
+    };
+    let got = t
+        .direct()
+        .preset(Preset::Rlimit(
+            libc::RLIMIT_CORE,
+            libc::RLIM_INFINITY,
+            libc::RLIM_INFINITY,
+        ))
+        .cwd(scratch.path())
+        .exchange(&frame(&r));
+    let o = got.outcome();
+    assert_eq!(o.end, End::Signaled(libc::SIGABRT), "{}", got.dump());
+    assert_eq!(kv(&got.stdout(), "raise_core").as_deref(), Some("EPERM"));
+    let cores: Vec<_> = std::fs::read_dir(scratch.path())
+        .expect("list")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("core"))
+        .collect();
+    assert!(cores.is_empty(), "core files: {cores:?}");
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn core_limit_below_the_callers_hard_limit_is_granted() {
+    let t = require_root!();
+    // The caller's hard RLIMIT_CORE is unlimited: a core limit of 100 KiB
+    // is within what it could set itself, so the run must get it.
+    let mut r = t.probe_request(&["rlimits"]);
+    set_limit(&mut r, Limit::Core, Some(100));
+    let got = t
+        .direct()
+        .preset(Preset::Rlimit(libc::RLIMIT_CORE, 0, libc::RLIM_INFINITY))
+        .exchange(&frame(&r));
+    assert!(
+        matches!(got.reply(), Ok(Reply::Finished(_))),
+        "--core 100 refused although the caller may set it\n{}",
+        got.dump()
+    );
+    let o = got.outcome();
+    assert_eq!(o.end, End::Exited(0), "{}", got.dump());
+}
+
+// ---------------------------------------------------------------------------
+// Signals and scheduling
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn blocked_signal_mask_and_ignored_sigchld_do_not_reach_the_run() {
+    let t = require_root!();
+    let got = t
+        .direct()
+        .preset(Preset::BlockAll)
+        .preset(Preset::Ignore(libc::SIGCHLD))
+        .preset(Preset::Ignore(libc::SIGTERM))
+        .preset(Preset::Ignore(libc::SIGXCPU))
+        .preset(Preset::Ignore(libc::SIGPIPE))
+        // glibc's reserved signals, and real-time ones: what the helper
+        // does not reset, the target inherits.
+        .preset(Preset::Ignore(32))
+        .preset(Preset::Ignore(33))
+        .preset(Preset::Ignore(34))
+        .preset(Preset::Ignore(64))
+        .exchange(&frame(&t.probe_request(&["status"])));
+    let o = got.outcome();
+    assert_eq!(o.end, End::Exited(0), "{}", got.dump());
+    let out = got.stdout();
+    let field = |k: &str| status_field(&out, k).map(str::to_string);
+    assert_eq!(
+        field("SigBlk").as_deref(),
+        Some("0000000000000000"),
+        "{out}"
+    );
+    assert_eq!(
+        field("SigIgn").as_deref(),
+        Some("0000000000000000"),
+        "{out}"
+    );
+    // And a CPU limit still ends a spinning target in time.
+    let mut r = t.probe_request(&["spin", "2"]);
+    set_limit(&mut r, Limit::Cpu, Some(500));
+    set_limit(&mut r, Limit::Nproc, Some(1));
+    let got = t
+        .direct()
+        .preset(Preset::BlockAll)
+        .preset(Preset::Ignore(libc::SIGCHLD))
+        .exchange(&frame(&r));
+    let o = got.outcome();
+    assert_eq!(o.limit, Some("cpu"), "{}", got.dump());
+    assert!(got.elapsed < Duration::from_secs(5), "{}", got.dump());
+    t.assert_nothing_left(o.uid, &got.dump());
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn callers_scheduling_class_does_not_reach_the_target() {
+    let t = require_root!();
+    // SCHED_IDLE needs no privilege; the caller runs safeexec under it.
+    let out = t
+        .run(&[
+            "--nproc",
+            "2",
+            "--exec",
+            "/bin/sh",
+            "-c",
+            "/usr/bin/chrt -p $$",
+        ])
+        .pre_exec(|| {
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: a plain system call on this (child) process with a
+            // valid, initialised parameter.
+            match unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        })
+        .output();
+    assert_eq!(out.status.code(), Some(0), "{}", dump(&out));
+    let said = stdout(&out);
+    assert!(said.contains("SCHED_OTHER"), "{}", dump(&out));
+    assert!(!said.contains("SCHED_IDLE"), "{}", dump(&out));
+}
+
+// ---------------------------------------------------------------------------
+// Descriptors and the terminal
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn helper_with_fds_0_to_2_closed_keeps_its_channels_apart() {
+    let t = require_root!();
+    // The probe's exit status is the number of its open descriptors; with
+    // the helper's 0-2 closed, they must be /dev/null, never a channel.
+    let got = t
+        .direct()
+        .close(0)
+        .close(1)
+        .close(2)
+        .exchange(&frame(&t.probe_request(&["fdlist"])));
+    let o = got.outcome();
+    assert_eq!(o.end, End::Exited(3), "{}", got.dump());
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn request_descriptor_that_is_a_tty_socket_or_file_is_refused() {
+    let t = require_root!();
+    let scratch = t.scratch("reqfile");
+    let valid = frame(&request(&["/bin/true"]));
+    let file = scratch.file("request", &valid, 0o644);
+    let (_master, slave) = pty();
+    let (sock, _peer) = UnixStream::pair().expect("socketpair");
+    let candidates: Vec<(&str, OwnedFd)> = vec![
+        ("tty", slave),
+        ("socket", sock.into()),
+        (
+            "file",
+            std::fs::File::open(&file)
+                .expect("open the request file")
+                .into(),
+        ),
+    ];
+    for (what, fd) in candidates {
+        let (_keep, reply_tx) = std::io::pipe().expect("pipe");
+        let got = t.direct().fd(fd, 3).fd(reply_tx, 4).spawn().wait();
+        assert_eq!(got.status.code(), Some(2), "{what}\n{}", dump(&got));
+        let err = stderr(&got);
+        assert!(
+            err.contains("descriptor 3") && err.contains("not a pipe"),
+            "{what}: {err}"
+        );
+    }
+    assert_eq!(std::fs::read(&file).expect("read back"), valid);
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn reply_descriptor_that_is_a_file_is_refused_and_the_file_is_not_touched() {
+    let t = require_root!();
+    let scratch = t.scratch("replyfile");
+    let content = b"precious data that must survive\n".repeat(100);
+    let path = scratch.file("reply", &content, 0o644);
+    let (request_rx, mut request_tx) = std::io::pipe().expect("pipe");
+    request_tx
+        .write_all(&frame(&request(&["/bin/true"])))
+        .expect("write the request");
+    drop(request_tx);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open the reply file");
+    let got = t.direct().fd(request_rx, 3).fd(file, 4).spawn().wait();
+    assert_eq!(got.status.code(), Some(2), "{}", dump(&got));
+    assert!(stderr(&got).contains("descriptor 4"));
+    assert_eq!(std::fs::read(&path).expect("read back"), content);
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn extra_descriptors_do_not_reach_the_target() {
+    let t = require_root!();
+    let scratch = t.scratch("extrafds");
+    let f = scratch.file("secret", b"secret", 0o600);
+    let (_master, slave) = pty();
+    let (sock, _peer) = UnixStream::pair().expect("socketpair");
+    let (pipe_rx, _pipe_tx) = std::io::pipe().expect("pipe");
+    let got = t
+        .direct()
+        .fd(std::fs::File::open(&f).expect("open"), 5)
+        .fd(slave, 6)
+        .fd(OwnedFd::from(sock), 9)
+        .fd(pipe_rx, 100)
+        .fd(std::fs::File::open("/etc/passwd").expect("open"), 1000)
+        .exchange(&frame(&t.probe_request(&["fdlist"])));
+    let o = got.outcome();
+    assert_eq!(
+        kv(&got.stdout(), "fds").as_deref(),
+        Some("0,1,2"),
+        "{}",
+        got.dump()
+    );
+    assert_eq!(o.end, End::Exited(3));
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn target_sees_only_descriptors_0_1_2() {
+    let t = require_root!();
+    let scratch = t.scratch("fds");
+    let f = scratch.file("secret", b"secret", 0o600);
+    let (pipe_rx, _pipe_tx) = std::io::pipe().expect("pipe");
+    let p = t.probe();
+    let out = t
+        .run(&["--json", "--exec", &p, "fdlist"])
+        .fd(File::open(&f).expect("open"), 5)
+        .fd(File::open(&f).expect("open"), 7)
+        .fd(pipe_rx, 63)
+        .output();
+    let j = json_report(&out);
+    assert_eq!(word(&out, "fds"), "0,1,2", "{}", dump(&out));
+    assert_eq!(j["exit_code"], 3, "{}", dump(&out));
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn tiocsti_on_an_inherited_terminal_injects_nothing() {
+    let t = require_root!();
+    let (master, slave) = pty();
+    // Raw mode: any injected byte is readable at once, nothing is echoed.
+    // SAFETY: termios is plain data; the calls only read/write it.
+    unsafe {
+        let mut tio: libc::termios = std::mem::zeroed();
+        libc::tcgetattr(slave.as_raw_fd(), &mut tio);
+        libc::cfmakeraw(&mut tio);
+        libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &tio);
+        libc::fcntl(master.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC);
+    }
+    let reader_end = slave.try_clone().expect("dup the slave");
+    let p = t.probe();
+    let out = t
+        .run(&["--json", "--exec", &p, "tiocsti"])
+        .stdin(Input::File(File::from(slave)))
+        .output();
+    let j = json_report(&out);
+    verdict(&out, &j, "ok", 0);
+    assert_eq!(word(&out, "isatty"), "1", "{}", dump(&out));
+    assert_eq!(word(&out, "injected"), "0", "{}", dump(&out));
+    assert_eq!(word(&out, "error"), "EPERM", "{}", dump(&out));
+    // What the caller's shell would read next from its terminal: nothing.
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe { libc::fcntl(reader_end.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut buf = [0u8; 256];
+    let mut tty = File::from(reader_end);
+    match tty.read(&mut buf) {
+        Ok(n) => panic!(
+            "{n} bytes were injected into the caller's terminal: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}"),
+    }
+    t.assert_nothing_left(json_uid(&j), &dump(&out));
+}
+
+// ---------------------------------------------------------------------------
+// Environment and argv
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn ld_preload_ld_audit_and_gconv_path_have_no_effect() {
+    let t = require_root!();
+    let scratch = t.scratch("preload");
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o1777))
+        .expect("chmod");
+    let lib = scratch.path().join("attack_preload.so");
+    let src = t.repo.join("tests/fixtures/attack_preload.c");
+    let built = std::process::Command::new("gcc")
+        .args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .output()
+        .expect("run gcc");
+    assert!(built.status.success(), "{}", dump(&built));
+    std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(
+        scratch.path().join("gconv-modules"),
+        "module INTERNAL EVIL// attack_preload 1\nmodule EVIL// INTERNAL attack_preload 1\nalias UTF-8// EVIL//\n",
+    )
+    .expect("write gconv-modules");
+    let dir = path_str(scratch.path()).to_string();
+    let lib = path_str(&lib).to_string();
+    // Control: the library does drop a marker when it is loaded.
+    let control = std::process::Command::new("/bin/true")
+        .env("LD_PRELOAD", &lib)
+        .env("ATTACK_MARKER_DIR", &dir)
+        .status()
+        .expect("run /bin/true");
+    assert!(control.success());
+    let markers = || -> Vec<String> {
+        std::fs::read_dir(scratch.path())
+            .expect("list the scratch dir")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("marker-"))
+            .collect()
+    };
+    assert_eq!(markers().len(), 1, "the control wrote no marker");
+    for m in markers() {
+        std::fs::remove_file(scratch.path().join(m)).expect("remove the marker");
+    }
+
+    let got = t
+        .direct()
+        .env(&format!("LD_PRELOAD={lib}"))
+        .env(&format!("LD_AUDIT={lib}"))
+        .env(&format!("GCONV_PATH={dir}"))
+        .env(&format!("LD_LIBRARY_PATH={dir}"))
+        .env(&format!("ATTACK_MARKER_DIR={dir}"))
+        .env("MALLOC_CHECK_=3")
+        .env("LANG=EVIL")
+        .env("LC_ALL=EVIL")
+        .env("TZ=../../../../etc/shadow")
+        .exchange(&frame(&Request {
+            env: vec!["ONLY=this".into()],
+            ..t.probe_request(&["env"])
+        }));
+    let o = got.outcome();
+    assert_eq!(o.end, End::Exited(0), "{}", got.dump());
+    assert_eq!(got.stdout(), "ONLY=this\n", "the target's environment");
+    assert_eq!(markers(), Vec::<String>::new(), "the library ran");
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn target_environment_is_exactly_what_was_asked() {
+    let t = require_root!();
+    let p = t.probe();
+    let out = t
+        .run(&["--env_vars", "A=1\\nB=two words", "--exec", &p, "env"])
+        .var("SECRET_TOKEN", "hunter2")
+        .var("LD_PRELOAD", "")
+        .output();
+    assert_eq!(stdout(&out), "A=1\nB=two words\n", "{}", dump(&out));
+    assert_verdict(&out, "OK", 0);
+    let out = t
+        .run(&["--exec", &p, "env"])
+        .var("SECRET_TOKEN", "hunter2")
+        .output();
+    assert_eq!(
+        stdout(&out),
+        "PATH=/usr/local/bin:/usr/bin:/bin\n",
+        "{}",
+        dump(&out)
+    );
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn empty_helper_argv_changes_nothing() {
+    let t = require_root!();
+    for argv in [vec![], vec![&b"--policy=/tmp/evil"[..], b"-c"]] {
+        let got = t
+            .direct()
+            .argv(&argv)
+            .exchange(&frame(&t.probe_request(&["ids"])));
+        let o = got.outcome();
+        assert_eq!(o.end, End::Exited(0), "{}", got.dump());
+        assert!(in_policy_range(o.uid));
+    }
+}

@@ -1,0 +1,503 @@
+//! The limits (DESIGN.md trust table, the target's row on CPU, memory,
+//! processes, file size and output): a target that forks, spawns threads,
+//! allocates, fills a disk, floods its output, spins, sleeps or opens
+//! descriptors without end is contained at its limit, with the right
+//! verdict; extreme limit values (0, u64::MAX, CPU limits whose
+//! microseconds or nanoseconds overflow) neither end a run early nor crash
+//! the helper. The reports of each kind of end are in reports.rs, the
+//! cgroups' kernel limits in cgroups.rs.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant};
+
+use safeexec_tests::{
+    assert_verdict, dump, frame, json_report, num, path_str, request, require_root,
+    require_root_exclusive, set_limit, stdout, verdict, word, End, Limit, Reply,
+};
+
+// ---------------------------------------------------------------------------
+// Exhaustion
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn fork_bomb_is_contained() {
+    let t = require_root!();
+    let (out, j) = t.attack(&["--nproc", "5", "--clock", "10"], &["forkbomb", "1"]);
+    verdict(&out, &j, "ok", 0);
+    let forks = num(&out, "forks");
+    assert!(
+        (1..=5).contains(&forks),
+        "{forks} forks under --nproc 5\n{}",
+        dump(&out)
+    );
+    assert!(
+        num(&out, "failed") > 0,
+        "the bomb never hit the limit\n{}",
+        dump(&out)
+    );
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn fork_bomb_with_no_process_allowed_cannot_fork_once() {
+    let t = require_root!();
+    let (out, j) = t.attack(&[], &["forkbomb", "0.3"]);
+    verdict(&out, &j, "ok", 0);
+    assert_eq!(num(&out, "forks"), 0, "{}", dump(&out));
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn thread_bomb_is_contained() {
+    let t = require_root!();
+    let (out, j) = t.attack(&["--nproc", "3", "--mem", "262144"], &["threadbomb"]);
+    verdict(&out, &j, "ok", 0);
+    let threads = num(&out, "threads");
+    assert!(
+        threads <= 3,
+        "{threads} threads under --nproc 3\n{}",
+        dump(&out)
+    );
+    assert_eq!(word(&out, "error"), "EAGAIN", "{}", dump(&out));
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn memory_bomb_is_contained_by_the_address_space_limit() {
+    let t = require_root!();
+    let (out, j) = t.attack(&["--mem", "65536"], &["memorybomb"]);
+    verdict(&out, &j, "ok", 0);
+    let mib = num(&out, "allocated_mib");
+    assert!(
+        (1..64).contains(&mib),
+        "allocated {mib} MiB under 64 MiB\n{}",
+        dump(&out)
+    );
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn memory_bomb_is_killed_at_the_resident_memory_limit() {
+    let t = require_root!();
+    let (out, j) = t.attack(
+        &["--mem", "2000000", "--rss", "50000", "--clock", "20"],
+        &["memorybomb"],
+    );
+    verdict(&out, &j, "memory_limit", 1);
+    assert!(!stdout(&out).contains("allocated_mib"), "{}", dump(&out));
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn disk_fill_is_contained_to_the_file_size_limit() {
+    let t = require_root!();
+    let scratch = t.scratch("fill");
+    fs::set_permissions(scratch.path(), fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let path = scratch.path().join("fill");
+    let (out, j) = t.attack(&["--fsize", "1024"], &["fill", path_str(&path)]);
+    verdict(&out, &j, "ok", 0);
+    assert_eq!(word(&out, "error"), "EFBIG", "{}", dump(&out));
+    assert_eq!(num(&out, "wrote"), 1024 * 1024, "{}", dump(&out));
+    let len = fs::metadata(&path).expect("the filled file").len();
+    assert_eq!(len, 1024 * 1024, "the file outgrew the limit");
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn opening_descriptors_until_emfile_is_contained() {
+    let t = require_root!();
+    let (out, j) = t.attack(&["--nfile", "16"], &["fds"]);
+    verdict(&out, &j, "ok", 0);
+    assert!(num(&out, "opened") <= 13, "{}", dump(&out));
+    assert_eq!(word(&out, "error"), "EMFILE", "{}", dump(&out));
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn busy_loop_in_several_processes_is_cut_at_the_cpu_limit() {
+    let t = require_root!();
+    let started = Instant::now();
+    let (out, j) = t.attack(&["--cpu", "0.5", "--nproc", "3"], &["spin", "3"]);
+    verdict(&out, &j, "time_limit", 1);
+    assert_eq!(j["limit"], "cpu", "{}", dump(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn endless_sleep_is_cut_at_the_wall_limit() {
+    let t = require_root!();
+    let started = Instant::now();
+    let (out, j) = t.attack(&["--clock", "0.5"], &["sleep"]);
+    verdict(&out, &j, "time_limit", 1);
+    assert_eq!(j["limit"], "wall", "{}", dump(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn grace_lets_the_run_go_on_but_the_verdict_is_still_time_limit() {
+    let t = require_root!();
+    let spin = t.fixture("loop");
+    let out = t.safeexec(&["--json", "--cpu", "0.2", "--grace", "0.3", "--exec", &spin]);
+    let j = json_report(&out);
+    assert_eq!(j["verdict"], "time_limit", "{j}");
+    assert_eq!(j["limit"], "cpu", "{j}");
+    // Killed at limit + grace, not at the limit.
+    let cpu = j["cpu_ms"].as_f64().expect("cpu_ms");
+    assert!(cpu >= 450.0, "killed before the grace period ended: {j}");
+    assert_eq!(j["limits"]["grace_ms"], 300, "{j}");
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn endless_stdout_is_cut_at_the_output_limit() {
+    let t = require_root!();
+    let started = Instant::now();
+    let (out, j) = t.attack(&["--output", "100"], &["flood"]);
+    verdict(&out, &j, "output_limit", 1);
+    assert!(
+        out.stdout.len() <= 100 * 1024,
+        "{} bytes passed",
+        out.stdout.len()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn output_limit_cuts_endless_output_and_reports_it() {
+    let t = require_root!();
+    let out = t.safeexec(&[
+        "--json", "--output", "64", "--nproc", "2", "--exec", "/bin/sh", "-c", "yes",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", dump(&out));
+    // Exactly the limit reaches the caller, not a byte more.
+    assert_eq!(out.stdout.len(), 64 * 1024, "{}", dump(&out));
+    let j = json_report(&out);
+    assert_eq!(j["verdict"], "output_limit", "{j}");
+    assert_eq!(j["limit"], "output", "{j}");
+    assert!(
+        j["output_bytes"].as_u64().is_some_and(|b| b > 64 * 1024),
+        "{j}"
+    );
+    let text = t.safeexec(&[
+        "--output", "1", "--nproc", "2", "--exec", "/bin/sh", "-c", "yes",
+    ]);
+    assert_verdict(&text, "Output Limit Exceeded", 1);
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn output_under_the_limit_passes_whole() {
+    let t = require_root!();
+    let out = t.safeexec(&["--json", "--output", "64", "--exec", "/bin/echo", "small"]);
+    assert_eq!(stdout(&out), "small\n", "{}", dump(&out));
+    let j = json_report(&out);
+    assert_eq!(j["verdict"], "ok", "{j}");
+    assert_eq!(j["output_bytes"], 6, "{j}");
+}
+
+// ---------------------------------------------------------------------------
+// Extreme values
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn zero_limits_fail_closed_or_run_correctly() {
+    let t = require_root!();
+    let base = request(&["/bin/true"]);
+    let with = |limits: &[(Limit, u64)]| {
+        let mut r = base.clone();
+        for &(limit, value) in limits {
+            set_limit(&mut r, limit, Some(value));
+        }
+        r
+    };
+    // No time at all is refused.
+    for r in [with(&[(Limit::Cpu, 0)]), with(&[(Limit::Wall, 0)])] {
+        let line = t.direct().exchange(&frame(&r)).refusal();
+        assert!(line.contains("more than 0"), "{line}");
+    }
+    // No address space or no descriptors: the program cannot even start,
+    // and that is reported, never an OK.
+    for r in [
+        with(&[(Limit::Mem, 0)]),
+        with(&[(Limit::Nfile, 0)]),
+        with(&[(Limit::Stack, 0)]),
+    ] {
+        let got = t.direct().exchange(&frame(&r));
+        match got.reply() {
+            Ok(Reply::Finished(o)) => assert!(
+                o.end != End::Exited(0) || o.exec_error.is_some(),
+                "{r:?} ran fine\n{}",
+                got.dump()
+            ),
+            _ => {
+                got.refusal();
+            }
+        }
+        assert!(!got.output.status.core_dumped(), "{}", got.dump());
+    }
+    // No extra process, no file size, no core: a program that needs none
+    // of them runs.
+    let o = t
+        .direct()
+        .exchange(&frame(&with(&[
+            (Limit::Nproc, 0),
+            (Limit::Fsize, 0),
+            (Limit::Core, 0),
+            (Limit::Grace, 0),
+            (Limit::Output, 0),
+        ])))
+        .outcome();
+    assert_eq!(o.end, End::Exited(0), "{o:?}");
+}
+
+/// A limit and its value (None: no limit of that kind).
+type LimitValue = (Limit, Option<u64>);
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn u64_max_limits_under_an_unlimited_policy_run_correctly() {
+    let t = require_root_exclusive!();
+    t.set_policy(&t.policy_with(&[
+        ("max_cpu", "unlimited"),
+        ("max_wall", "unlimited"),
+        ("max_mem", "unlimited"),
+        ("max_stack", "unlimited"),
+        ("max_core", "unlimited"),
+        ("max_fsize", "unlimited"),
+        ("max_nproc", "unlimited"),
+    ]));
+    let base = request(&["/bin/true"]);
+    let max = Some(u64::MAX);
+    let cases: [(&str, &[LimitValue]); 9] = [
+        ("cpu", &[(Limit::Cpu, max)]),
+        ("wall", &[(Limit::Wall, max)]),
+        ("grace", &[(Limit::Grace, max)]),
+        ("cpu+grace", &[(Limit::Cpu, max), (Limit::Grace, max)]),
+        ("mem", &[(Limit::Mem, max)]),
+        ("stack", &[(Limit::Stack, max)]),
+        ("core", &[(Limit::Core, max)]),
+        ("fsize", &[(Limit::Fsize, max)]),
+        (
+            "none",
+            &[
+                (Limit::Cpu, None),
+                (Limit::Wall, None),
+                (Limit::Mem, None),
+                (Limit::Stack, None),
+                (Limit::Fsize, None),
+            ],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, limits) in cases {
+        let mut r = base.clone();
+        for &(limit, value) in limits {
+            set_limit(&mut r, limit, value);
+        }
+        let got = t
+            .direct()
+            .timeout(Duration::from_secs(20))
+            .exchange(&frame(&r));
+        let ok = matches!(
+            got.reply(),
+            Ok(Reply::Finished(ref o)) if o.end == End::Exited(0) && o.limit.is_none()
+        ) && got.output.status.code() == Some(0);
+        if !ok {
+            failures.push(format!("{name}: {}", got.dump()));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "/bin/true did not run correctly under extreme limits:\n{}",
+        failures.join("\n")
+    );
+    // No process limit means RLIMIT_NPROC = infinity, above the caller's
+    // own hard limit, which this helper cannot raise (no CAP_SYS_RESOURCE
+    // in the bounding set): that must fail closed, naming the limit.
+    let caller_hard = {
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the local.
+        unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut r) };
+        r.rlim_max
+    };
+    let mut r = base.clone();
+    set_limit(&mut r, Limit::Nproc, Some(u64::MAX));
+    let got = t.direct().exchange(&frame(&r));
+    if caller_hard == libc::RLIM_INFINITY {
+        assert_eq!(got.outcome().end, End::Exited(0), "{}", got.dump());
+    } else {
+        let line = got.refusal();
+        assert!(line.contains("RLIMIT_NPROC"), "{line}");
+    }
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn cpu_limit_that_overflows_microseconds_is_not_enforced_as_a_tiny_one() {
+    let t = require_root_exclusive!();
+    t.set_policy(&t.policy_with(&[("max_cpu", "unlimited")]));
+    let p = t.probe();
+    // 18446744073709552 ms * 1000 wraps around 2^64 to 384 µs.
+    let mut r = request(&[p.as_str(), "spin", "1"]);
+    set_limit(&mut r, Limit::Cpu, Some(18_446_744_073_709_552));
+    set_limit(&mut r, Limit::Wall, Some(1000));
+    let got = t.direct().exchange(&frame(&r));
+    let o = got.outcome();
+    assert_eq!(
+        o.limit,
+        Some("wall"),
+        "a CPU limit of 584 million years ended the run\n{}",
+        got.dump()
+    );
+    t.assert_nothing_left(o.uid, &got.dump());
+}
+
+/// (case, cpu_ms, grace_ms, wall_ms, the limit the verdict must name)
+type HugeCase = (
+    &'static str,
+    Option<u64>,
+    u64,
+    Option<u64>,
+    Option<&'static str>,
+);
+
+/// CPU limits near u64::MAX / 1000 ms (whose microseconds, or the kernel's
+/// nanoseconds of the rlimit, overflow 64 bits) and a grace of u64::MAX ms:
+/// a target that burns 1.2 s of CPU and exits must run to its end, neither
+/// killed by a wrapped tiny limit nor crashing the helper.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn cpu_limit_near_u64_max_ms_with_u64_max_grace_neither_ends_the_run_early_nor_crashes() {
+    let t = require_root_exclusive!();
+    t.set_policy(&t.policy_with(&[("max_cpu", "unlimited"), ("max_wall", "unlimited")]));
+    let p = t.probe();
+    const CENTURY_MS: u64 = 100 * 365 * 86_400 * 1000;
+    const MAX_S: u64 = u64::MAX / 1000;
+    let cases: Vec<HugeCase> = vec![
+        (
+            "cpu u64::MAX/1000 - 1, grace u64::MAX",
+            Some(MAX_S - 1),
+            u64::MAX,
+            None,
+            None,
+        ),
+        (
+            "cpu u64::MAX/1000, grace u64::MAX",
+            Some(MAX_S),
+            u64::MAX,
+            None,
+            None,
+        ),
+        (
+            "cpu u64::MAX/1000 + 1, grace u64::MAX",
+            Some(MAX_S + 1),
+            u64::MAX,
+            None,
+            None,
+        ),
+        ("cpu u64::MAX/1000, grace 0", Some(MAX_S), 0, None, None),
+        // Whole seconds whose nanoseconds just wrap 64 bits.
+        (
+            "cpu u64::MAX/10^6 + 1",
+            Some(u64::MAX / 1_000_000 + 1),
+            0,
+            None,
+            None,
+        ),
+        (
+            "cpu a century - 1 s",
+            Some(CENTURY_MS - 1000),
+            0,
+            None,
+            None,
+        ),
+        (
+            "cpu a century + 1 s",
+            Some(CENTURY_MS + 1000),
+            0,
+            None,
+            None,
+        ),
+        (
+            "cpu u64::MAX/1000, grace u64::MAX, wall 60 s",
+            Some(MAX_S),
+            u64::MAX,
+            Some(60_000),
+            None,
+        ),
+        (
+            "cpu u64::MAX/1000, grace 1 s, wall u64::MAX",
+            Some(MAX_S),
+            1000,
+            Some(u64::MAX),
+            None,
+        ),
+        // Over its 1 s limit, within its endless grace: it runs to its end
+        // and reports its real time as over the CPU limit.
+        (
+            "cpu 1 s, grace u64::MAX",
+            Some(1000),
+            u64::MAX,
+            None,
+            Some("cpu"),
+        ),
+    ];
+    let t = &t;
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let runs: Vec<_> = cases
+            .iter()
+            .map(|&(name, cpu, grace, wall, want)| {
+                let p = p.as_str();
+                scope.spawn(move || {
+                    let mut r = request(&[p, "burn", "1200"]);
+                    set_limit(&mut r, Limit::Cpu, cpu);
+                    set_limit(&mut r, Limit::Grace, Some(grace));
+                    set_limit(&mut r, Limit::Wall, wall);
+                    let got = t
+                        .direct()
+                        .timeout(Duration::from_secs(30))
+                        .exchange(&frame(&r));
+                    let ok = matches!(
+                        got.reply(),
+                        Ok(Reply::Finished(ref o))
+                            if o.end == End::Exited(0) && o.limit == want
+                                && o.cpu_us >= 1_200_000
+                    ) && got.output.status.code() == Some(0)
+                        && got.stdout().contains("burned_ms=1200");
+                    if let Ok(Reply::Finished(o)) = got.reply() {
+                        t.assert_nothing_left(o.uid, &got.dump());
+                    }
+                    (!ok).then(|| format!("{name}: {}", got.dump()))
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .filter_map(|h| h.join().expect("a run thread"))
+            .collect()
+    });
+    assert!(
+        failures.is_empty(),
+        "a run that burns 1.2 s of CPU did not run to its end:\n{}",
+        failures.join("\n")
+    );
+}

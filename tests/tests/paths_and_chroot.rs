@@ -1,0 +1,425 @@
+//! No path the caller names is opened with root's rights (DESIGN.md
+//! invariant 4, and the trust table's "files it could not open itself"):
+//! the frontend opens the chroot directory as the caller and passes it as
+//! descriptor 5; the helper checks it against the policy's roots, takes the
+//! jail as a detached copy of the directory's own mount (no /proc, no mount
+//! below it, nothing of another mount namespace) and mounts a jail the
+//! caller does not own read-only; and the target, as its own uid, can
+//! neither read nor write what is not its to read or write.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use safeexec_tests::{
+    dump, frame, host_socket, num, path_str, request, require_root, require_root_exclusive,
+    result_for, stderr, stdout, verdict, word, Env, HostPath,
+};
+use shared::Request;
+
+// ---------------------------------------------------------------------------
+// The chroot descriptor
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn chroot_asked_without_descriptor_5_is_refused() {
+    let t = require_root!();
+    let r = Request {
+        chroot: true,
+        ..request(&["/bin/true"])
+    };
+    let line = t.direct().exchange(&frame(&r)).refusal();
+    assert!(line.contains("descriptor 5"), "{line}");
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn chroot_descriptor_that_is_not_a_directory_is_refused() {
+    let t = require_root!();
+    let scratch = t.scratch("chroot-file");
+    let file = std::fs::File::open(scratch.file("f", b"x", 0o644)).expect("open a file");
+    let r = Request {
+        chroot: true,
+        ..request(&["/bin/true"])
+    };
+    let line = t.direct().fd(file, 5).exchange(&frame(&r)).refusal();
+    assert!(line.contains("not a directory"), "{line}");
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn chroot_dir_the_caller_cannot_enter_is_refused_by_the_frontend() {
+    let t = require_root!();
+    let scratch = t.scratch("chroot-closed");
+    let closed = scratch.path().join("closed");
+    std::fs::create_dir(&closed).expect("mkdir");
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    for dir in ["/root", path_str(&closed)] {
+        let out = t.safeexec(&["--chroot_dir", dir, "--exec", "/bin/true"]);
+        assert_eq!(out.status.code(), Some(2), "{}", dump(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("cannot open chroot directory") && err.contains("Permission denied"),
+            "{}",
+            dump(&out)
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Jails the policy allows
+
+/// A jail under `root` with a static hello in it, owned by the test user.
+fn jail(t: &Env, scratch: &safeexec_tests::Scratch, rel: &str) -> std::path::PathBuf {
+    let dir = scratch.dir(rel, 0o755);
+    scratch.copy_in(
+        &t.fixtures.join("hello-static"),
+        &format!("{rel}/hello"),
+        0o755,
+    );
+    dir
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn chroot_dir_outside_the_policys_roots_is_refused() {
+    let t = require_root_exclusive!();
+    let scratch = t.scratch("roots");
+    let allowed = scratch.dir("jails", 0o755);
+    let inside = jail(&t, &scratch, "jails/a");
+    let outside = jail(&t, &scratch, "elsewhere");
+    // A symlink inside the allowed root that leads out of it.
+    let link = allowed.join("link");
+    std::os::unix::fs::symlink(&outside, &link).expect("symlink");
+    std::os::unix::fs::lchown(&link, Some(t.test_user.uid), Some(t.test_user.gid)).expect("lchown");
+    t.set_policy(&t.policy_with(&[("chroot_roots", path_str(&allowed))]));
+
+    // Control: a jail under the root runs.
+    let out = t.safeexec(&["--chroot_dir", path_str(&inside), "--exec", "/hello"]);
+    assert_eq!(stdout(&out), "Hello World\n", "{}", dump(&out));
+
+    let dotdot = format!("{}/../elsewhere", path_str(&allowed));
+    for dir in [path_str(&outside), path_str(&link), dotdot.as_str(), "/"] {
+        let out = t.safeexec(&["--chroot_dir", dir, "--exec", "/hello"]);
+        assert_eq!(out.status.code(), Some(2), "{dir}\n{}", dump(&out));
+        assert!(
+            stderr(&out).contains("not under a root the policy allows"),
+            "{dir}\n{}",
+            dump(&out)
+        );
+        assert_eq!(stdout(&out), "", "{dir} ran\n{}", dump(&out));
+        assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", dump(&out));
+    }
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn chroot_roots_none_refuses_every_chroot() {
+    let t = require_root_exclusive!();
+    let scratch = t.scratch("noroots");
+    let inside = jail(&t, &scratch, "j");
+    t.set_policy(&t.policy_with(&[("chroot_roots", "none")]));
+    let out = t.safeexec(&["--chroot_dir", path_str(&inside), "--exec", "/hello"]);
+    assert_eq!(out.status.code(), Some(2), "{}", dump(&out));
+    assert!(stderr(&out).contains("allows no chroot"), "{}", dump(&out));
+}
+
+/// `--chroot_dir /` would be a jail of the root file system: what the host
+/// keeps in world-writable directories of that file system (here /tmp and
+/// /var/tmp, when they are no mounts of their own, and /run's sockets)
+/// would be the run's. A jail must be the caller's own directory (or one the
+/// policy lists, then read-only): / is refused, and nothing runs.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn chroot_dir_slash_cannot_leave_a_file_in_the_hosts_tmp_or_reach_the_hosts_run() {
+    let t = require_root!();
+    let paths: Vec<HostPath> = ["/tmp", "/var/tmp"]
+        .into_iter()
+        .map(|d| HostPath::new(d, "chroot-left"))
+        .collect();
+    let sock = host_socket("/run");
+    let p = t.probe();
+    let mut args = vec!["leave"];
+    args.extend(paths.iter().map(HostPath::str));
+    let leave: Vec<&str> = ["--fsize", "1", "--chroot_dir", "/", "--exec", &p]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    let out = t.safeexec(&leave);
+    let connect = t.safeexec(&[
+        "--chroot_dir",
+        "/",
+        "--exec",
+        &p,
+        "connect",
+        sock.path.str(),
+    ]);
+    for out in [&out, &connect] {
+        assert_eq!(out.status.code(), Some(2), "{}", dump(out));
+        let err = stderr(out);
+        assert_eq!(err.trim().lines().count(), 1, "{}", dump(out));
+        assert!(err.contains("must belong to the caller"), "{}", dump(out));
+        assert!(
+            !stdout(out).contains("connect"),
+            "the probe ran\n{}",
+            dump(out)
+        );
+    }
+    let landed: Vec<&str> = paths
+        .iter()
+        .filter(|p| p.exists())
+        .map(HostPath::str)
+        .collect();
+    assert!(landed.is_empty(), "left on the host: {landed:?}");
+}
+
+/// A jail the policy lists but the caller does not own (here the whole root
+/// file system, as a careless admin might list it) is shown read-only and
+/// without the mounts below it: no host process in /proc, nothing written.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn jail_the_caller_does_not_own_is_read_only_and_shows_no_host_mount() {
+    let t = require_root_exclusive!();
+    let text = std::fs::read_to_string(&t.policy).expect("read the policy");
+    t.set_policy(&format!("{text}\nchroot_roots = /\n"));
+    let paths: Vec<HostPath> = ["/tmp", "/var/tmp"]
+        .into_iter()
+        .map(|d| HostPath::new(d, "ro-jail-left"))
+        .collect();
+    let p = t.probe();
+    let mut args = vec!["leave"];
+    args.extend(paths.iter().map(HostPath::str));
+    let (out, j) = t.attack_with(&p, &["--fsize", "1", "--chroot_dir", "/"], &args);
+    verdict(&out, &j, "ok", 0);
+    for p in &paths {
+        assert_ne!(
+            result_for(&out, "leave", p.str()),
+            "ok",
+            "wrote {} in a jail that is not the caller's\n{}",
+            p.str(),
+            dump(&out)
+        );
+        assert!(!p.exists(), "left on the host: {}", p.str());
+    }
+    let (out, j) = t.attack_with(&p, &["--chroot_dir", "/"], &["list", "/proc"]);
+    verdict(&out, &j, "ok", 0);
+    assert_eq!(
+        num(&out, "entries"),
+        0,
+        "/proc of the jail is not empty\n{}",
+        dump(&out)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The jail: a detached copy of its directory's own mount
+
+/// A tmpfs mounted (in the host's mount namespace) on a directory of a
+/// jail; unmounted when dropped.
+struct Mounted(PathBuf);
+
+impl Mounted {
+    fn tmpfs(dir: &Path) -> Self {
+        let target = std::ffi::CString::new(path_str(dir)).expect("path");
+        // SAFETY: mount with NUL-terminated strings that outlive the call.
+        let r = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                c"size=64k,mode=755".as_ptr().cast(),
+            )
+        };
+        assert_eq!(
+            r,
+            0,
+            "mount a tmpfs on {}: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        );
+        Mounted(dir.to_path_buf())
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Ok(target) = std::ffi::CString::new(path_str(&self.0)) {
+            // SAFETY: umount2 with a NUL-terminated path.
+            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn mount_below_the_chroot_dir_is_not_visible_in_the_jail() {
+    let t = require_root!();
+    let scratch = t.scratch("submount");
+    let jail = scratch.dir("jail", 0o755);
+    scratch.copy_in(&t.fixtures.join("probe-static"), "jail/probe", 0o755);
+    let sub = scratch.dir("jail/sub", 0o755);
+    scratch.file("jail/sub/under", b"the jail's own file\n", 0o644);
+    let mounted = Mounted::tmpfs(&sub);
+    fs::write(sub.join("marker"), b"a host mount\n").expect("write in the tmpfs");
+    assert!(
+        !sub.join("under").exists(),
+        "the tmpfs does not hide 'under'"
+    );
+    let (out, j) = t.attack_with(
+        "/probe",
+        &["--chroot_dir", path_str(&jail)],
+        &["exists", "/sub/marker", "/sub/under"],
+    );
+    drop(mounted);
+    verdict(&out, &j, "ok", 0);
+    assert_eq!(
+        result_for(&out, "exists", "/sub/marker"),
+        "ENOENT",
+        "the mount below the jail is visible\n{}",
+        dump(&out)
+    );
+    assert_eq!(
+        result_for(&out, "exists", "/sub/under"),
+        "yes",
+        "the jail's own directory is hidden\n{}",
+        dump(&out)
+    );
+}
+
+/// Whether the test user may create a user and mount namespace.
+fn user_namespaces_available(t: &Env) -> Result<(), String> {
+    let out = t
+        .run_program("unshare", &["--user", "--map-root-user", "--mount", "true"])
+        .output();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "unshare --user --map-root-user --mount: {}",
+            dump(&out)
+        ))
+    }
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn chroot_dir_of_another_mount_namespace_is_refused() {
+    let t = require_root!();
+    if let Err(why) = user_namespaces_available(&t) {
+        // Not a failure of the helper: the attack needs an unprivileged
+        // user namespace, which this machine does not give.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED (unprivileged user namespaces are unavailable): \
+             chroot_dir_of_another_mount_namespace_is_refused: {why}"
+        );
+        return;
+    }
+    let scratch = t.scratch("otherns");
+    let dir = scratch.dir("mnt", 0o755);
+    let probe_static = t.fixture("probe-static");
+    // In a user and mount namespace of the test user's own: a tmpfs on the
+    // scratch directory, a jail in it, then wait.
+    let script = format!(
+        "mount -t tmpfs none {d} && mkdir {d}/jail && cp {p} {d}/jail/probe && exec sleep 60",
+        d = path_str(&dir),
+        p = probe_static
+    );
+    let mut holder = t
+        .run_program(
+            "unshare",
+            &["--user", "--map-root-user", "--mount", "sh", "-c", &script],
+        )
+        .spawn();
+    // The holder's pid is the shell's in the new namespaces (setpriv, env
+    // and unshare each execute the next): its root shows its mounts.
+    let through_proc = format!("/proc/{}/root{}/jail", holder.id(), path_str(&dir));
+    let until = Instant::now() + Duration::from_secs(10);
+    let ready = loop {
+        if Path::new(&through_proc).join("probe").exists() {
+            break true;
+        }
+        if holder.ended().is_some() || Instant::now() >= until {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let out = ready.then(|| {
+        t.safeexec(&[
+            "--chroot_dir",
+            &through_proc,
+            "--exec",
+            "/probe",
+            "list",
+            "/",
+        ])
+    });
+    let _ = holder.child.kill();
+    let held = holder.wait();
+    let Some(out) = out else {
+        panic!("the namespace holder did not get ready: {}", dump(&held));
+    };
+    assert_eq!(out.status.code(), Some(2), "{}", dump(&out));
+    assert_eq!(stdout(&out), "", "the target ran\n{}", dump(&out));
+    let err = stderr(&out);
+    assert!(err.contains("another mount namespace"), "{}", dump(&out));
+    assert_eq!(err.trim().lines().count(), 1, "{}", dump(&out));
+}
+
+// ---------------------------------------------------------------------------
+// The target's own rights
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn reading_etc_shadow_and_root_fails() {
+    let t = require_root!();
+    for path in ["/etc/shadow", "/root", "/root/.bashrc", "/etc/sudoers"] {
+        if !std::path::Path::new(path).exists() {
+            continue;
+        }
+        let (out, j) = t.attack(&[], &["read", path]);
+        verdict(&out, &j, "nonzero_exit", 1);
+        assert_eq!(word(&out, "open"), "EACCES", "{path}\n{}", dump(&out));
+    }
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn writing_outside_the_allowed_places_fails_and_truncates_nothing() {
+    let t = require_root!();
+    let scratch = t.scratch("write-outside");
+    let content = b"the caller's data\n".repeat(10);
+    let own_file = scratch.file("mine", &content, 0o644);
+    let own_dir = scratch.dir("dir", 0o755);
+    let fixture = t.fixtures.join("probe");
+    let probe_before = fs::read(&fixture).expect("read the probe");
+    let passwd_before = fs::read("/etc/passwd").expect("read /etc/passwd");
+    let new_file = own_dir.join("new");
+    let targets = [
+        path_str(&own_file).to_string(),
+        path_str(&new_file).to_string(),
+        path_str(&fixture).to_string(),
+        path_str(&t.helper).to_string(),
+        path_str(&t.policy).to_string(),
+        "/etc/passwd".to_string(),
+        "/usr/bin/new".to_string(),
+    ];
+    for target in &targets {
+        let (out, j) = t.attack(&["--fsize", "64"], &["write", target]);
+        verdict(&out, &j, "nonzero_exit", 1);
+        let e = word(&out, "open");
+        assert!(
+            e == "EACCES" || e == "ETXTBSY" || e.starts_with("errno"),
+            "{target}: {e}"
+        );
+    }
+    assert_eq!(fs::read(&own_file).expect("read"), content);
+    assert!(!new_file.exists());
+    assert_eq!(fs::read(&fixture).expect("read"), probe_before);
+    assert_eq!(fs::read("/etc/passwd").expect("read"), passwd_before);
+    assert!(!std::path::Path::new("/usr/bin/new").exists());
+}
