@@ -113,6 +113,17 @@ pub const TABLE: [LimitSpec; Limit::COUNT] = [
 impl Limit {
     pub const COUNT: usize = 11;
 
+    /// Every limit, in the table's order.
+    pub const ALL: [Limit; Limit::COUNT] = {
+        let mut all = [Limit::Cpu; Limit::COUNT];
+        let mut i = 0;
+        while i < Limit::COUNT {
+            all[i] = TABLE[i].limit;
+            i += 1;
+        }
+        all
+    };
+
     pub fn spec(self) -> &'static LimitSpec {
         &TABLE[self as usize]
     }

@@ -87,22 +87,14 @@ fn main() {
     b.spike();
     b.overshoot();
 
-    let missed: Vec<&str> = b
-        .marks
-        .iter()
-        .filter(|(_, ok)| !ok)
-        .map(|(what, _)| what.as_str())
-        .collect();
+    let missed: Vec<&str> =
+        b.marks.iter().filter(|(_, ok)| !ok).map(|(what, _)| what.as_str()).collect();
     println!();
     println!(
         "targets: {} PASS, {} MISS{}",
         b.marks.len() - missed.len(),
         missed.len(),
-        if missed.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", missed.join(", "))
-        }
+        if missed.is_empty() { String::new() } else { format!(" ({})", missed.join(", ")) }
     );
     drop(ctx);
 }
@@ -119,10 +111,7 @@ fn place_fixtures(env: &Env) -> Result<PathBuf, String> {
     let out = env.safeexec(&["--json", "--exec", &burn, "0"]);
     match try_json_report(&out.stderr) {
         Some(j) if j["verdict"] == "ok" => Ok(dir),
-        _ => Err(format!(
-            "a run cannot execute the fixture {burn}:\n{}",
-            dump(&out)
-        )),
+        _ => Err(format!("a run cannot execute the fixture {burn}:\n{}", dump(&out))),
     }
 }
 
@@ -153,11 +142,7 @@ fn build_fixtures(src: &Path, out: &Path) -> Result<(), String> {
             .output()
             .map_err(|e| format!("cannot run gcc: {e}"))?;
         if !result.status.success() {
-            return Err(format!(
-                "gcc {} failed:\n{}",
-                source.display(),
-                dump(&result)
-            ));
+            return Err(format!("gcc {} failed:\n{}", source.display(), dump(&result)));
         }
         own(&tmp)?;
         fs::rename(&tmp, &dest).map_err(|e| format!("cannot install {}: {e}", dest.display()))?;
@@ -186,9 +171,7 @@ fn become_user(name: &str, ids: Ids) -> io::Result<()> {
 }
 
 fn path_str(p: &Path) -> String {
-    p.to_str()
-        .expect("installation paths are UTF-8")
-        .to_string()
+    p.to_str().expect("installation paths are UTF-8").to_string()
 }
 
 fn print_header(env: &Env) {
@@ -196,8 +179,7 @@ fn print_header(env: &Env) {
     let cpu = read("/proc/cpuinfo")
         .lines()
         .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
+            l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let cpus = thread::available_parallelism().map_or(0, |n| n.get());
@@ -210,11 +192,7 @@ fn print_header(env: &Env) {
         read("/proc/sys/kernel/osrelease").trim(),
         load.split_whitespace().next().unwrap_or("?")
     );
-    println!(
-        "  {} (helper {})",
-        env.safeexec.display(),
-        env.helper.display()
-    );
+    println!("  {} (helper {})", env.safeexec.display(), env.helper.display());
     println!("  figures in ms unless said; a mark judges the median for the overhead, every run otherwise");
 }
 
@@ -280,10 +258,7 @@ impl Bench {
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.safeexec.display()));
         let ok = try_json_report(&out.stderr).is_some_and(|j| j["verdict"] == "ok");
         if !out.status.success() || !ok {
-            eprintln!(
-                "bench: safeexec --json --exec /bin/true did not report ok:\n{}",
-                dump(&out)
-            );
+            eprintln!("bench: safeexec --json --exec /bin/true did not report ok:\n{}", dump(&out));
             process::exit(1);
         }
     }
@@ -301,15 +276,11 @@ impl Bench {
             }
         };
         match try_json_report(&out.stderr) {
-            Some(json) => Some(Run {
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                json,
-            }),
+            Some(json) => {
+                Some(Run { stdout: String::from_utf8_lossy(&out.stdout).into_owned(), json })
+            }
             None => {
-                eprintln!(
-                    "bench: no JSON report from safeexec {all:?}:\n{}",
-                    dump(&out)
-                );
+                eprintln!("bench: no JSON report from safeexec {all:?}:\n{}", dump(&out));
                 None
             }
         }
@@ -356,11 +327,7 @@ impl Bench {
         println!(
             "1. start-up: /bin/true, {} interleaved pairs (after {WARMUP_RUNS} warm-up){}",
             bare.len(),
-            if failed > 0 {
-                format!(", {failed} failed runs left out")
-            } else {
-                String::new()
-            }
+            if failed > 0 { format!(", {failed} failed runs left out") } else { String::new() }
         );
         println!("   {:<44} {:>8} {:>8} {:>8}", "", "p10", "median", "p90");
         println!(
@@ -403,10 +370,7 @@ impl Bench {
         let mut times = Vec::with_capacity(PEER_RUNS);
         for _ in 0..PEER_RUNS {
             let mut cmd = Command::new(bwrap);
-            cmd.args(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
+            cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
             let (t, ok) = timed(&mut cmd);
             if !ok {
                 println!("   (bubblewrap failed here: unprivileged user namespaces disabled?)");
@@ -430,10 +394,7 @@ impl Bench {
 
     fn throughput(&mut self) {
         println!();
-        println!(
-            "2. throughput: each caller loops for {} s",
-            THROUGHPUT_FOR.as_secs()
-        );
+        println!("2. throughput: each caller loops for {} s", THROUGHPUT_FOR.as_secs());
         for callers in [1, 2] {
             let (rate, failed) = rate(callers, || self.safeexec(&["--exec", TRUE]));
             println!(
@@ -492,11 +453,8 @@ impl Bench {
                 sources.push(run.text("cpu_source"));
             }
             let worst = errors.iter().copied().fold(0.0_f64, |m, e| m.max(e.abs()));
-            let worst_rel = errors
-                .iter()
-                .zip(&inside)
-                .map(|(e, t)| (e / t).abs())
-                .fold(0.0_f64, f64::max);
+            let worst_rel =
+                errors.iter().zip(&inside).map(|(e, t)| (e / t).abs()).fold(0.0_f64, f64::max);
             let ok = bad == 0
                 && errors
                     .iter()
@@ -534,17 +492,11 @@ impl Bench {
                 bad += 1;
                 continue;
             };
-            let fields: Vec<f64> = run
-                .stdout
-                .split_whitespace()
-                .filter_map(|f| f.parse().ok())
-                .collect();
+            let fields: Vec<f64> =
+                run.stdout.split_whitespace().filter_map(|f| f.parse().ok()).collect();
             let peak = run.num("peak_memory_kib");
             if run.text("verdict") != "ok" || fields.len() != 2 || !peak.is_finite() {
-                eprintln!(
-                    "bench: spike: unexpected run: {} / stdout {:?}",
-                    run.json, run.stdout
-                );
+                eprintln!("bench: spike: unexpected run: {} / stdout {:?}", run.json, run.stdout);
                 bad += 1;
                 continue;
             }
@@ -556,10 +508,8 @@ impl Bench {
             held.push(fields[1]);
             sources.push(run.text("memory_source"));
         }
-        let worst = reported
-            .iter()
-            .map(|r| ((r - SPIKE_KIB) / SPIKE_KIB).abs())
-            .fold(0.0_f64, f64::max);
+        let worst =
+            reported.iter().map(|r| ((r - SPIKE_KIB) / SPIKE_KIB).abs()).fold(0.0_f64, f64::max);
         let mark = self.mark("memory spike", bad == 0 && worst <= MAX_SPIKE_ERROR);
         println!();
         println!(
@@ -699,10 +649,7 @@ fn rate(callers: usize, make: impl Fn() -> Command + Sync) -> (f64, usize) {
                 })
             })
             .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("a caller thread panicked"))
-            .collect()
+        workers.into_iter().map(|w| w.join().expect("a caller thread panicked")).collect()
     });
     let elapsed = start.elapsed().as_secs_f64();
     let done: usize = counts.iter().map(|c| c.0).sum();
@@ -753,11 +700,7 @@ fn summary(values: &[String]) -> String {
     match counts.as_slice() {
         [] => "-".into(),
         [(only, _)] => (*only).to_string(),
-        many => many
-            .iter()
-            .map(|(s, n)| format!("{s} {n}"))
-            .collect::<Vec<_>>()
-            .join(", "),
+        many => many.iter().map(|(s, n)| format!("{s} {n}")).collect::<Vec<_>>().join(", "),
     }
 }
 

@@ -220,12 +220,7 @@ pub fn context(test: &str, access: Access) -> Option<Ctx> {
     };
     let lock = lock_file(&env.prefix.join(".policy.lock"), access)
         .unwrap_or_else(|e| panic!("{test}: cannot lock the policy: {e}"));
-    Some(Ctx {
-        env,
-        access,
-        began: procs::boot_ticks(),
-        _policy_lock: lock,
-    })
+    Some(Ctx { env, access, began: procs::boot_ticks(), _policy_lock: lock })
 }
 
 static INSTALLED: OnceLock<Result<Env, String>> = OnceLock::new();
@@ -294,10 +289,7 @@ fn set_up() -> Result<Env, String> {
         std::env::var_os("SAFEEXEC_TEST_PREFIX").unwrap_or_else(|| OsString::from(DEFAULT_PREFIX)),
     );
     if !prefix.is_absolute() {
-        return Err(format!(
-            "SAFEEXEC_TEST_PREFIX must be absolute, not {}",
-            prefix.display()
-        ));
+        return Err(format!("SAFEEXEC_TEST_PREFIX must be absolute, not {}", prefix.display()));
     }
     if let Some(dir) = PRIVATE_IN_SANDBOX.iter().find(|d| prefix.starts_with(d)) {
         return Err(format!(
@@ -315,15 +307,8 @@ fn set_up() -> Result<Env, String> {
     let test_user = lookup_user(TEST_USER)?;
     let outsider = lookup_user(OUTSIDER_USER)?;
     let group_gid = lookup_group(TEST_GROUP)?.0;
-    if lookup_group(TEST_GROUP)?
-        .1
-        .iter()
-        .any(|m| m == OUTSIDER_USER)
-        || outsider.gid == group_gid
-    {
-        return Err(format!(
-            "{OUTSIDER_USER} must not be a member of {TEST_GROUP}"
-        ));
+    if lookup_group(TEST_GROUP)?.1.iter().any(|m| m == OUTSIDER_USER) || outsider.gid == group_gid {
+        return Err(format!("{OUTSIDER_USER} must not be a member of {TEST_GROUP}"));
     }
 
     install(&repo, &prefix)?;
@@ -369,10 +354,7 @@ fn ensure_root_dir(dir: &Path) -> Result<(), String> {
 /// Runs a set-up command, turning a failure into its output.
 fn run_setup(cmd: &mut Command) -> Result<String, String> {
     let shown = format!("{cmd:?}");
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    let out = cmd.stdin(Stdio::null()).output().map_err(|e| format!("cannot run {shown}: {e}"))?;
     let text = format!("{}{}", lossy(&out.stdout), lossy(&out.stderr));
     if out.status.success() {
         Ok(text)
@@ -421,12 +403,7 @@ pub fn lookup_user(name: &str) -> Result<Ids, String> {
         .lines()
         .map(|line| line.split(':').collect::<Vec<_>>())
         .find(|f| f.len() >= 4 && f[0] == name)
-        .and_then(|f| {
-            Some(Ids {
-                uid: f[2].parse().ok()?,
-                gid: f[3].parse().ok()?,
-            })
-        })
+        .and_then(|f| Some(Ids { uid: f[2].parse().ok()?, gid: f[3].parse().ok()? }))
         .ok_or_else(|| format!("no user {name} in /etc/passwd"))
 }
 
@@ -439,11 +416,7 @@ pub fn lookup_group(name: &str) -> Result<(u32, Vec<String>), String> {
         .map(|line| line.split(':').collect::<Vec<_>>())
         .find(|f| f.len() >= 4 && f[0] == name)
         .and_then(|f| {
-            let members = f[3]
-                .split(',')
-                .filter(|m| !m.is_empty())
-                .map(str::to_string)
-                .collect();
+            let members = f[3].split(',').filter(|m| !m.is_empty()).map(str::to_string).collect();
             Some((f[2].parse().ok()?, members))
         })
         .ok_or_else(|| format!("no group {name} in /etc/group"))
@@ -460,24 +433,16 @@ fn install(repo: &Path, prefix: &Path) -> Result<(), String> {
         .current_dir(repo)
         .env_clear();
     let mut path = OsString::new();
-    if let Some(cargo_dir) = std::env::var_os("CARGO")
-        .as_deref()
-        .map(Path::new)
-        .and_then(Path::parent)
+    if let Some(cargo_dir) =
+        std::env::var_os("CARGO").as_deref().map(Path::new).and_then(Path::parent)
     {
         path.push(cargo_dir);
         path.push(":");
     }
     path.push(std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()));
     cmd.env("PATH", path);
-    for var in [
-        "HOME",
-        "CARGO_HOME",
-        "RUSTUP_HOME",
-        "RUSTUP_TOOLCHAIN",
-        "TERM",
-        "CARGO_BUILD_JOBS",
-    ] {
+    for var in ["HOME", "CARGO_HOME", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN", "TERM", "CARGO_BUILD_JOBS"]
+    {
         if let Some(value) = std::env::var_os(var) {
             cmd.env(var, value);
         }
@@ -500,19 +465,13 @@ fn restore_policy(env: &Env) -> io::Result<()> {
 
 /// Writes a root-owned file atomically (temporary file, then rename).
 pub fn write_root_file(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::other("no file name"))?;
+    let name = path.file_name().ok_or_else(|| io::Error::other("no file name"))?;
     let mut tmp_name = OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(format!(".tmp{}", std::process::id()));
     let tmp = path.with_file_name(tmp_name);
     let _ = fs::remove_file(&tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
     f.write_all(contents)?;
     f.sync_all()?;
     drop(f);
@@ -602,11 +561,7 @@ impl Env {
     /// a Python script (`fork.py`), as a string for command lines.
     pub fn fixture(&self, name: &str) -> String {
         let path = self.fixtures.join(name);
-        assert!(
-            path.exists(),
-            "no fixture {} (is tests/fixtures/ complete?)",
-            path.display()
-        );
+        assert!(path.exists(), "no fixture {} (is tests/fixtures/ complete?)", path.display());
         path.to_str().expect("fixture paths are UTF-8").to_string()
     }
 
@@ -667,14 +622,7 @@ mod tests {
         let value = |key: &str| -> u32 {
             policy
                 .lines()
-                .find_map(|l| {
-                    l.strip_prefix(key)?
-                        .trim()
-                        .strip_prefix('=')?
-                        .trim()
-                        .parse()
-                        .ok()
-                })
+                .find_map(|l| l.strip_prefix(key)?.trim().strip_prefix('=')?.trim().parse().ok())
                 .unwrap_or_else(|| panic!("packaging/policy has no numeric {key}"))
         };
         assert_eq!(value("uid_base"), POLICY_UID_BASE);

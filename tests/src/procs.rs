@@ -55,13 +55,7 @@ pub fn process(pid: u32) -> Option<Proc> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Field 22, counted from the State letter after the name's ')'.
-    let started = stat
-        .rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()?;
+    let started = stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()?;
     let mut proc = Proc {
         pid,
         uid: u32::MAX,
@@ -81,10 +75,7 @@ pub fn process(pid: u32) -> Option<Proc> {
         } else if let Some(v) = line.strip_prefix("PPid:") {
             proc.ppid = v.trim().parse().ok()?;
         } else if let Some(v) = line.strip_prefix("NSpid:") {
-            proc.ns_pids = v
-                .split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect();
+            proc.ns_pids = v.split_whitespace().filter_map(|p| p.parse().ok()).collect();
         }
     }
     Some(proc)
@@ -102,17 +93,12 @@ pub fn processes() -> Vec<Proc> {
 
 /// The `/proc/PID/status` field `key` of a status text.
 pub fn status_field<'t>(status: &'t str, key: &str) -> Option<&'t str> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':').map(str::trim))
+    status.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':').map(str::trim))
 }
 
 /// Now, in the clock ticks since boot of a process's start in /proc.
 pub fn boot_ticks() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes into the local; CLOCK_BOOTTIME is the
     // clock of /proc/PID/stat's start time.
     let r = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
@@ -130,10 +116,7 @@ pub fn children_of(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for task in tasks.flatten() {
         if let Ok(text) = fs::read_to_string(task.path().join("children")) {
-            out.extend(
-                text.split_whitespace()
-                    .filter_map(|p| p.parse::<u32>().ok()),
-            );
+            out.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
         }
     }
     out
@@ -228,11 +211,11 @@ impl Ctx {
     /// The live processes of real uid `uid` (the uid of one of this test's
     /// runs) that the run left, looked at once.
     ///
-    /// Why they are the test's own: a run's uid is the policy's base plus
-    /// its helper's pid, which no other live run can share, and the helper
-    /// refuses a uid that still owns a process; so another run of `uid`
-    /// begins only once everything of this one is gone, and only if the
-    /// kernel hands out its helper's pid again. A process of `uid` counts
+    /// Why they are the test's own: a run's uid is held by a lock for as
+    /// long as the run may have a process, and the helper hands uids out in
+    /// turn through the whole range and refuses one that still owns a
+    /// process; so another run of `uid` begins only once everything of this
+    /// one is gone, and only after the whole range came round. A process of `uid` counts
     /// when it started between the test's start and the look, or when the
     /// init of its pid namespace (the run's init) did: what a run leaves
     /// lives in its pid namespace, forks included.
@@ -290,6 +273,82 @@ impl Ctx {
             "processes of sandbox uid {uid} survived the run: {left:?}\n{context}"
         );
     }
+}
+
+/// The helper's uid allocator as a test sees it (root may read and lock
+/// it): `PREFIX/var/lib/safeexec/uids`, whose first 8 bytes are the next
+/// index and whose byte `8 + index` is locked for each live run.
+impl crate::Env {
+    fn uid_state(&self) -> fs::File {
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.prefix.join("var/lib/safeexec/uids"))
+            .expect("open the helper's uid state file")
+    }
+
+    /// The uid the next run will most likely get: the stored next index,
+    /// past those held by live runs. Only a guess when other runs start
+    /// meanwhile: a test that relies on it runs alone in its binary.
+    pub fn next_run_uid(&self) -> u32 {
+        use std::os::unix::fs::FileExt;
+        let file = self.uid_state();
+        let mut next = [0u8; 8];
+        let stored = file.read_exact_at(&mut next, 0).map_or(0, |()| u64::from_le_bytes(next));
+        let count = u64::from(POLICY_UID_COUNT);
+        let index = (0..64)
+            .map(|i| (stored + i) % count)
+            .find(|&i| !byte_locked(&file, 8 + i))
+            .unwrap_or(stored % count);
+        POLICY_UID_BASE + index as u32
+    }
+
+    /// Makes `uid` the next one handed out (as a test that plants a process
+    /// of that uid needs), under the allocator's own lock.
+    pub fn set_next_run_uid(&self, uid: u32) {
+        use std::os::unix::fs::FileExt;
+        let file = self.uid_state();
+        lock_byte(&file, 0, libc::F_WRLCK);
+        let index = u64::from(uid - POLICY_UID_BASE);
+        file.write_all_at(&index.to_le_bytes(), 0).expect("write the uid state file");
+        lock_byte(&file, 0, libc::F_UNLCK);
+    }
+}
+
+fn flock(start: u64, kind: i32) -> libc::flock {
+    libc::flock {
+        l_type: kind as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: start as libc::off_t,
+        l_len: 1,
+        l_pid: 0,
+    }
+}
+
+/// Whether an open-file-description lock is held on byte `at` of `file`.
+fn byte_locked(file: &fs::File, at: u64) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut fl = flock(at, libc::F_WRLCK);
+    // SAFETY: F_OFD_GETLK writes into the live, initialised `fl`.
+    let ret = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
+    ret == 0 && fl.l_type != libc::F_UNLCK as libc::c_short
+}
+
+/// Takes (waiting) or releases the open-file-description lock on byte `at`.
+fn lock_byte(file: &fs::File, at: u64, kind: i32) {
+    use std::os::fd::AsRawFd;
+    let fl = flock(at, kind);
+    // SAFETY: F_OFD_SETLKW reads the live, initialised `fl`.
+    let ret = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLKW, &fl) };
+    assert_eq!(ret, 0, "lock the uid state file: {}", std::io::Error::last_os_error());
+}
+
+/// The uid of the run whose helper (supervisor) is `sup`, once its target
+/// has switched to it; `None` if that did not happen within `wait`.
+pub fn run_uid(sup: u32, wait: Duration) -> Option<u32> {
+    let init = wait_for_child(sup, |_| true, wait)?;
+    let target = wait_for_child(init, in_policy_range, wait)?;
+    process(target).map(|p| p.uid).filter(|&uid| in_policy_range(uid))
 }
 
 #[cfg(test)]

@@ -15,24 +15,22 @@ pub fn request(argv: &[&str]) -> shared::Request {
         program: argv.first().expect("a program").to_string(),
         argv: argv.iter().map(|a| a.to_string()).collect(),
         env: vec!["PATH=/usr/local/bin:/usr/bin:/bin".into()],
-        limits: shared::Limits {
-            cpu_ms: Some(10_000),
-            wall_ms: Some(60_000),
-            grace_ms: 0,
-            mem_kib: Some(32_768),
-            rss_kib: None,
-            stack_kib: Some(8_192),
-            core_kib: 0,
-            fsize_kib: Some(0),
-            nproc: 0,
-            nfile: 512,
-            output_bytes: None,
-        },
+        limits: shared::Limits::default()
+            .with(Limit::Cpu, Some(10_000))
+            .with(Limit::Wall, Some(60_000))
+            .with(Limit::Grace, Some(0))
+            .with(Limit::Mem, Some(32_768))
+            .with(Limit::Stack, Some(8_192))
+            .with(Limit::Core, Some(0))
+            .with(Limit::Fsize, Some(0))
+            .with(Limit::Nproc, Some(0))
+            .with(Limit::Nfile, Some(512)),
         chroot: false,
         exec_dir: None,
         niceness: 16,
         share_net: false,
         host_tmp: false,
+        bind_rw: 0,
     }
 }
 
@@ -46,68 +44,17 @@ impl crate::Env {
     }
 }
 
-/// A limit of a request, in the request's units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
-    /// CPU time of the whole run, ms.
-    Cpu,
-    /// Wall clock, ms.
-    Wall,
-    /// Time granted past the CPU and wall limits, ms.
-    Grace,
-    /// Address space of each process, KiB.
-    Mem,
-    /// Resident memory of the whole run, KiB.
-    Rss,
-    /// Stack, KiB.
-    Stack,
-    /// Core file size, KiB.
-    Core,
-    /// Largest file, KiB.
-    Fsize,
-    /// Processes besides the target itself.
-    Nproc,
-    /// Open files per process.
-    Nfile,
-    /// Bytes of stdout and stderr together.
-    Output,
-}
-
-impl Limit {
-    pub const ALL: [Limit; 11] = [
-        Limit::Cpu,
-        Limit::Wall,
-        Limit::Grace,
-        Limit::Mem,
-        Limit::Rss,
-        Limit::Stack,
-        Limit::Core,
-        Limit::Fsize,
-        Limit::Nproc,
-        Limit::Nfile,
-        Limit::Output,
-    ];
-}
+/// A limit of a request, in the request's units (`shared::limits`).
+pub use shared::Limit;
 
 /// Sets one limit of a request: `Some(n)`, or `None` for no limit of that
 /// kind (where the request has no way to say "none", the largest value:
 /// u64::MAX).
 pub fn set_limit(r: &mut shared::Request, limit: Limit, value: Option<u64>) {
-    let l = &mut r.limits;
-    let or_max = value.unwrap_or(u64::MAX);
-    match limit {
-        Limit::Cpu => l.cpu_ms = value,
-        Limit::Wall => l.wall_ms = value,
-        Limit::Grace => l.grace_ms = or_max,
-        Limit::Mem => l.mem_kib = value,
-        Limit::Rss => l.rss_kib = value,
-        Limit::Stack => l.stack_kib = value,
-        Limit::Core => l.core_kib = or_max,
-        Limit::Fsize => l.fsize_kib = value,
-        Limit::Nproc => l.nproc = or_max,
-        Limit::Nfile => l.nfile = or_max,
-        Limit::Output => l.output_bytes = value,
-    }
+    // The frontend always sends these four; "none" is their largest value.
+    let always = matches!(limit, Limit::Grace | Limit::Core | Limit::Nproc | Limit::Nfile);
+    let value = if always { Some(value.unwrap_or(u64::MAX)) } else { value };
+    r.limits.set(limit, value);
 }
 
 /// One request frame, as the frontend sends it.
@@ -170,17 +117,21 @@ pub enum End {
 pub fn decode_reply(bytes: &[u8]) -> Result<Reply, String> {
     match shared::wire::read_reply(&mut &bytes[..]).map_err(|e| e.to_string())? {
         shared::Reply::Failed(line) => Ok(Reply::Failed(line)),
-        shared::Reply::Finished(o) => Ok(Reply::Finished(Outcome {
-            end: match o.end {
-                shared::End::Exited(code) => End::Exited(code),
-                shared::End::Signaled(sig) => End::Signaled(sig),
-            },
-            limit: o.limit.map(shared::LimitKind::name),
-            exec_error: o.exec_error,
-            cpu_us: o.user_us.saturating_add(o.sys_us),
-            uid: o.uid,
-            gid: o.gid,
-        })),
+        shared::Reply::Finished(facts) => {
+            // Judged as the frontend judges it.
+            let o = safeexec::verdict::judge(facts, None);
+            Ok(Reply::Finished(Outcome {
+                end: match o.end {
+                    shared::End::Exited(code) => End::Exited(code),
+                    shared::End::Signaled(sig) => End::Signaled(sig),
+                },
+                limit: o.limit.map(|l| l.name()),
+                exec_error: o.exec_error,
+                cpu_us: o.user_us.saturating_add(o.sys_us),
+                uid: o.uid,
+                gid: o.gid,
+            }))
+        }
     }
 }
 
@@ -195,23 +146,9 @@ mod tests {
         for (i, limit) in Limit::ALL.into_iter().enumerate() {
             set_limit(&mut r, limit, Some(1000 + i as u64));
         }
-        let l = &r.limits;
-        assert_eq!(
-            [
-                l.cpu_ms,
-                l.wall_ms,
-                Some(l.grace_ms),
-                l.mem_kib,
-                l.rss_kib,
-                l.stack_kib,
-                Some(l.core_kib),
-                l.fsize_kib,
-                Some(l.nproc),
-                Some(l.nfile),
-                l.output_bytes,
-            ],
-            std::array::from_fn(|i| Some(1000 + i as u64))
-        );
+        for (i, limit) in Limit::ALL.into_iter().enumerate() {
+            assert_eq!(r.limits.get(limit), Some(1000 + i as u64), "{limit:?}");
+        }
         assert_eq!(r.argv, before.argv);
     }
 

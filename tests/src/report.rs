@@ -36,9 +36,7 @@ pub struct Report {
 pub fn try_report(stderr: &[u8]) -> Option<Report> {
     let text = lossy(stderr);
     let lines: Vec<&str> = text.lines().collect();
-    let at = lines
-        .iter()
-        .rposition(|l| l.starts_with("elapsed time: "))?;
+    let at = lines.iter().rposition(|l| l.starts_with("elapsed time: "))?;
     if at == 0 || lines.len() < at + 3 {
         return None;
     }
@@ -47,12 +45,8 @@ pub fn try_report(stderr: &[u8]) -> Option<Report> {
     };
     Some(Report {
         verdict: lines[at - 1].to_string(),
-        elapsed_seconds: field(lines[at], "elapsed time: ", " seconds")?
-            .parse()
-            .ok()?,
-        memory_kbytes: field(lines[at + 1], "memory usage: ", " kbytes")?
-            .parse()
-            .ok()?,
+        elapsed_seconds: field(lines[at], "elapsed time: ", " seconds")?.parse().ok()?,
+        memory_kbytes: field(lines[at + 1], "memory usage: ", " kbytes")?.parse().ok()?,
         cpu_seconds: {
             let cpu = field(lines[at + 2], "cpu usage: ", " seconds")?;
             let (whole, frac) = cpu.split_once('.')?;
@@ -89,12 +83,7 @@ pub fn json_report(out: &Output) -> Json {
 pub fn assert_verdict(out: &Output, verdict: &str, status: i32) -> Report {
     let r = report(out);
     assert_eq!(r.verdict, verdict, "wrong verdict\n{}", dump(out));
-    assert_eq!(
-        out.status.code(),
-        Some(status),
-        "wrong exit status of safeexec\n{}",
-        dump(out)
-    );
+    assert_eq!(out.status.code(), Some(status), "wrong exit status of safeexec\n{}", dump(out));
     r
 }
 
@@ -108,9 +97,7 @@ pub fn stderr(out: &Output) -> String {
 
 /// Parses the `ids` fixture's line `uid=U gid=G euid=U egid=G groups=N`.
 pub fn parse_ids(line: &str) -> Option<(u32, u32, u32, u32, i32)> {
-    let mut values = line
-        .split_whitespace()
-        .map(|kv| kv.split_once('=').map(|(_, v)| v));
+    let mut values = line.split_whitespace().map(|kv| kv.split_once('=').map(|(_, v)| v));
     let mut next = || values.next().flatten();
     Some((
         next()?.parse().ok()?,
@@ -246,10 +233,7 @@ mod tests {
 
     #[test]
     fn ids_line_parses() {
-        assert_eq!(
-            parse_ids("uid=5 gid=6 euid=5 egid=6 groups=0"),
-            Some((5, 6, 5, 6, 0))
-        );
+        assert_eq!(parse_ids("uid=5 gid=6 euid=5 egid=6 groups=0"), Some((5, 6, 5, 6, 0)));
         assert_eq!(parse_ids("uid=5"), None);
     }
 }

@@ -137,8 +137,7 @@ impl Run {
 
     /// More options for setpriv (before its `--`), e.g. `--inh-caps=...`.
     pub fn setpriv_options<S: AsRef<OsStr>>(mut self, options: &[S]) -> Self {
-        self.setpriv
-            .extend(options.iter().map(|o| o.as_ref().to_os_string()));
+        self.setpriv.extend(options.iter().map(|o| o.as_ref().to_os_string()));
         self
     }
 
@@ -159,8 +158,7 @@ impl Run {
     /// Sets a variable in the command's environment (which otherwise holds
     /// only PATH).
     pub fn var(mut self, name: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
-        self.vars
-            .push((name.as_ref().into(), value.as_ref().into()));
+        self.vars.push((name.as_ref().into(), value.as_ref().into()));
         self
     }
 
@@ -261,9 +259,7 @@ impl Run {
         }
         let described = self.describe();
         let started = Instant::now();
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {described}: {e}"));
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {described}: {e}"));
         drop(high);
         drop(self.fds);
         let stdin_thread = match (stdin_bytes, child.stdin.take()) {
@@ -443,13 +439,7 @@ impl Direct {
         argv_ptrs.push(std::ptr::null());
         let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
         envp_ptrs.push(std::ptr::null());
-        let exec = ExecArgs {
-            program,
-            _argv: argv,
-            _envp: envp,
-            argv_ptrs,
-            envp_ptrs,
-        };
+        let exec = ExecArgs { program, _argv: argv, _envp: envp, argv_ptrs, envp_ptrs };
         let high = high_copies(&self.fds);
         let pairs: Vec<(RawFd, RawFd)> = high.iter().map(|(f, t)| (f.as_raw_fd(), *t)).collect();
         let close = self.close.clone();
@@ -503,8 +493,7 @@ impl Direct {
     /// Starts the helper; panics if it cannot be executed at all.
     pub fn spawn(self) -> Spawned {
         let shown = self.program.display().to_string();
-        self.try_spawn()
-            .unwrap_or_else(|e| panic!("cannot execute {shown}: {e}"))
+        self.try_spawn().unwrap_or_else(|e| panic!("cannot execute {shown}: {e}"))
     }
 
     /// Gives the helper `bytes` on a request pipe (fd 3) and a reply pipe
@@ -517,21 +506,15 @@ impl Direct {
     pub fn start_exchange(self, bytes: &[u8]) -> Exchange {
         let (request_rx, mut request_tx) = io::pipe().expect("request pipe");
         let (reply_rx, reply_tx) = io::pipe().expect("reply pipe");
-        let running = self
-            .fd(request_rx, shared::REQUEST_FD)
-            .fd(reply_tx, shared::REPLY_FD)
-            .spawn();
+        let running =
+            self.fd(request_rx, shared::REQUEST_FD).fd(reply_tx, shared::REPLY_FD).spawn();
         let bytes = bytes.to_vec();
         // The helper may refuse before it read everything; a failed write
         // belongs to the test, it is no error here.
         let writer = thread::spawn(move || {
             let _ = request_tx.write_all(&bytes);
         });
-        Exchange {
-            running,
-            writer,
-            reply: reader(reply_rx),
-        }
+        Exchange { running, writer, reply: reader(reply_rx) }
     }
 }
 
@@ -542,10 +525,7 @@ fn apply_preset(p: Preset) -> io::Result<()> {
     unsafe {
         match p {
             Preset::Rlimit(res, soft, hard) => {
-                let r = libc::rlimit {
-                    rlim_cur: soft,
-                    rlim_max: hard,
-                };
+                let r = libc::rlimit { rlim_cur: soft, rlim_max: hard };
                 if libc::setrlimit(res, &r) != 0 {
                     return Err(io::Error::last_os_error());
                 }
@@ -592,12 +572,7 @@ impl Exchange {
         let elapsed = started.elapsed();
         let _ = self.writer.join();
         let reply_bytes = join_bounded(Some(self.reply), DRAIN_WAIT);
-        DirectOutput {
-            output,
-            reply_bytes,
-            elapsed,
-            pid,
-        }
+        DirectOutput { output, reply_bytes, elapsed, pid }
     }
 }
 
@@ -652,11 +627,7 @@ impl DirectOutput {
     /// line (in a Failed reply, or on stderr when the reply channel was
     /// unusable), no core dump; returns the line.
     pub fn refusal(&self) -> String {
-        assert!(
-            !self.output.status.core_dumped(),
-            "the helper dumped core\n{}",
-            self.dump()
-        );
+        assert!(!self.output.status.core_dumped(), "the helper dumped core\n{}", self.dump());
         assert_eq!(
             self.output.status.code(),
             Some(2),
@@ -670,12 +641,7 @@ impl DirectOutput {
         };
         let line = line.trim_end_matches('\n').to_string();
         assert!(!line.trim().is_empty(), "no error message\n{}", self.dump());
-        assert_eq!(
-            line.lines().count(),
-            1,
-            "the error is not one line: {line:?}\n{}",
-            self.dump()
-        );
+        assert_eq!(line.lines().count(), 1, "the error is not one line: {line:?}\n{}", self.dump());
         line
     }
 }
@@ -705,15 +671,7 @@ impl Spawned {
     ) -> Self {
         let stdout = child.stdout.take().map(reader);
         let stderr = child.stderr.take().map(reader);
-        Spawned {
-            child,
-            stdout,
-            stderr,
-            stdin_thread,
-            described,
-            started,
-            timeout,
-        }
+        Spawned { child, stdout, stderr, stdin_thread, described, started, timeout }
     }
 
     /// Its pid (setpriv's, which becomes the program's through its execs).

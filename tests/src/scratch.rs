@@ -20,10 +20,7 @@ impl Env {
         let path = self.work.join(format!("{name}-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&path);
         fs::create_dir(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
-        let scratch = Scratch {
-            path,
-            owner: self.test_user,
-        };
+        let scratch = Scratch { path, owner: self.test_user };
         scratch.own(&scratch.path, 0o755);
         scratch
     }
@@ -48,11 +45,7 @@ impl Scratch {
 
     /// `path/rel` as a string, for command lines.
     pub fn join(&self, rel: &str) -> String {
-        self.path
-            .join(rel)
-            .to_str()
-            .expect("scratch paths are UTF-8")
-            .to_string()
+        self.path.join(rel).to_str().expect("scratch paths are UTF-8").to_string()
     }
 
     fn own(&self, path: &Path, mode: u32) {
@@ -90,9 +83,8 @@ impl Scratch {
         let path = self.path.join(rel.trim_start_matches('/'));
         if let Some(parent) = path.parent() {
             if !parent.is_dir() {
-                let parent_rel = parent
-                    .strip_prefix(&self.path)
-                    .expect("inside the scratch directory");
+                let parent_rel =
+                    parent.strip_prefix(&self.path).expect("inside the scratch directory");
                 self.dir(parent_rel.to_str().expect("UTF-8 path"), 0o755);
             }
         }
@@ -188,10 +180,7 @@ pub fn host_socket(dir: &str) -> HostSocket {
     let path = HostPath::new(dir, "sock");
     let listener = UnixListener::bind(path.path()).expect("bind the host's socket");
     fs::set_permissions(path.path(), fs::Permissions::from_mode(0o777)).expect("chmod the socket");
-    HostSocket {
-        _listener: listener,
-        path,
-    }
+    HostSocket { _listener: listener, path }
 }
 
 /// Removes a file, or a directory with everything in it; nothing there is

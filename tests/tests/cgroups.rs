@@ -43,10 +43,7 @@ fn safeexec_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     for (names, path) in own_cgroups() {
         let mounts = if names.is_empty() {
-            vec![
-                "/sys/fs/cgroup".to_string(),
-                "/sys/fs/cgroup/unified".to_string(),
-            ]
+            vec!["/sys/fs/cgroup".to_string(), "/sys/fs/cgroup/unified".to_string()]
         } else {
             vec![format!("/sys/fs/cgroup/{names}")]
         };
@@ -151,10 +148,7 @@ fn peak_memory_is_the_whole_runs_at_once() {
     let largest_one = j["max_rss_kib"].as_u64().unwrap_or(0);
     assert!(peak >= 3 * 40 * 1024, "peak {peak} KiB < 120 MiB: {j}");
     assert!(largest_one < 2 * 40 * 1024, "{j}");
-    assert!(
-        j["cgroup"]["pids_peak"].as_u64().is_some_and(|n| n >= 4),
-        "{j}"
-    );
+    assert!(j["cgroup"]["pids_peak"].as_u64().is_some_and(|n| n >= 4), "{j}");
 }
 
 /// --rss is the kernel's limit: the run never holds more than it (a /proc
@@ -165,16 +159,7 @@ fn rss_limit_is_enforced_by_the_kernel() {
     let t = require_root!();
     let (out, j) = run_json(
         &t,
-        &[
-            "--mem",
-            "1000000",
-            "--rss",
-            "50000",
-            "--exec",
-            &t.fixture("touch_mem"),
-            "200",
-            "0",
-        ],
+        &["--mem", "1000000", "--rss", "50000", "--exec", &t.fixture("touch_mem"), "200", "0"],
     );
     assert_json_verdict(&out, &j, "Memory Limit Exceeded", 1);
     let cg = &j["cgroup"];
@@ -184,10 +169,7 @@ fn rss_limit_is_enforced_by_the_kernel() {
     // The cgroup never held more than the limit; the largest process's
     // resident set adds at most the shared pages the cgroup does not count.
     let cg_peak = cg["memory_peak_kib"].as_u64().unwrap_or(u64::MAX);
-    assert!(
-        cg_peak <= 50_000,
-        "cgroup peak {cg_peak} KiB over the 50000 KiB limit: {j}"
-    );
+    assert!(cg_peak <= 50_000, "cgroup peak {cg_peak} KiB over the 50000 KiB limit: {j}");
     let max_rss = j["max_rss_kib"].as_u64().unwrap_or(u64::MAX);
     assert!(max_rss <= 50_000 + 4096, "max rss {max_rss} KiB: {j}");
     assert_eq!(cg["memory_limit_hit"], true, "{j}");
@@ -217,10 +199,7 @@ fn private_tmp_files_count_toward_the_memory_limit() {
         ],
     );
     assert_json_verdict(&out, &j, "Memory Limit Exceeded", 1);
-    assert!(
-        j["cgroup"]["oom_kills"].as_u64().is_some_and(|n| n >= 1),
-        "{j}"
-    );
+    assert!(j["cgroup"]["oom_kills"].as_u64().is_some_and(|n| n >= 1), "{j}");
 }
 
 /// The target sees no cgroup file system (an empty read-only directory), so
@@ -253,16 +232,12 @@ for line in open('/proc/self/cgroup'):
     for (names, path) in own_v1_cgroups() {
         let want = format!("{path}/safeexec/{uid}");
         assert!(
-            text.lines()
-                .any(|l| l.starts_with("in ") && l.ends_with(&format!(":{names}:{want}"))),
+            text.lines().any(|l| l.starts_with("in ") && l.ends_with(&format!(":{names}:{want}"))),
             "not in {names}:{want}:\n{text}"
         );
         checked += 1;
     }
-    assert!(
-        checked > 0,
-        "the test runner is in no v1 memory, pids or cpuacct cgroup"
-    );
+    assert!(checked > 0, "the test runner is in no v1 memory, pids or cpuacct cgroup");
 }
 
 /// A cgroup elsewhere whose tasks files anyone may write does not let the
@@ -279,10 +254,7 @@ fn a_world_writable_cgroup_elsewhere_is_out_of_the_targets_reach() {
         ));
         std::fs::create_dir(&dir).expect("make an open cgroup");
         for f in ["tasks", "cgroup.procs"] {
-            let _ = std::process::Command::new("chmod")
-                .arg("666")
-                .arg(dir.join(f))
-                .status();
+            let _ = std::process::Command::new("chmod").arg("666").arg(dir.join(f)).status();
         }
         made.push(dir);
     }
@@ -297,26 +269,13 @@ fn a_world_writable_cgroup_elsewhere_is_out_of_the_targets_reach() {
     script += "b = b'x' * (200 << 20)\nprint('ALLOCATED')\n";
     let (out, j) = run_json(
         &t,
-        &[
-            "--mem",
-            "1000000",
-            "--rss",
-            "50000",
-            "--exec",
-            "/usr/bin/python3",
-            "-c",
-            &script,
-        ],
+        &["--mem", "1000000", "--rss", "50000", "--exec", "/usr/bin/python3", "-c", &script],
     );
     for d in &made {
         let _ = std::fs::remove_dir(d);
     }
     let text = stdout(&out);
-    assert!(
-        !text.contains("MOVED") && !text.contains("ALLOCATED"),
-        "{}",
-        dump(&out)
-    );
+    assert!(!text.contains("MOVED") && !text.contains("ALLOCATED"), "{}", dump(&out));
     assert_json_verdict(&out, &j, "Memory Limit Exceeded", 1);
 }
 
@@ -384,26 +343,13 @@ fn run_cgroups_are_removed_after_every_kind_of_end() {
         &["--exec", "/bin/true"],
         &["--clock", "0.3", "--exec", &t.fixture("sleep_forever")],
         &["--cpu", "0.2", "--exec", &t.fixture("loop")],
-        &[
-            "--mem",
-            "1000000",
-            "--rss",
-            "20000",
-            "--exec",
-            &t.fixture("touch_mem"),
-            "100",
-            "0",
-        ],
+        &["--mem", "1000000", "--rss", "20000", "--exec", &t.fixture("touch_mem"), "100", "0"],
     ];
     for args in cases {
         let (out, j) = run_json(&t, args);
         let uid = uid_of(&j).to_string();
         let dirs = safeexec_dirs();
-        assert!(
-            !dirs.is_empty(),
-            "no safeexec cgroup directory: {}",
-            dump(&out)
-        );
+        assert!(!dirs.is_empty(), "no safeexec cgroup directory: {}", dump(&out));
         for d in dirs {
             assert!(
                 !d.join(&uid).exists(),
@@ -424,9 +370,7 @@ fn a_dead_runs_cgroup_is_swept() {
     let (out, j) = run_json(&t, &["--exec", "/bin/true"]);
     assert_json_verdict(&out, &j, "OK", 0);
     // A pid that is no process now.
-    let mut child = std::process::Command::new("/bin/true")
-        .spawn()
-        .expect("spawn");
+    let mut child = std::process::Command::new("/bin/true").spawn().expect("spawn");
     let dead = child.id();
     child.wait().expect("wait");
     let stale = (POLICY_UID_BASE + dead).to_string();
@@ -496,12 +440,8 @@ fn policy_can_turn_cgroups_off() {
 /// the supervisor's samples end it.
 fn memory_limit_by_samples(t: &safeexec_tests::Ctx) -> serde_json::Value {
     let touch = t.fixture("touch_mem");
-    let (out, j) = run_json(
-        t,
-        &[
-            "--mem", "1000000", "--rss", "20000", "--exec", &touch, "100", "1",
-        ],
-    );
+    let (out, j) =
+        run_json(t, &["--mem", "1000000", "--rss", "20000", "--exec", &touch, "100", "1"]);
     assert_json_verdict(&out, &j, "Memory Limit Exceeded", 1);
     j
 }
@@ -517,9 +457,7 @@ fn the_caller_cannot_touch_a_live_runs_cgroups() {
         .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
         .map(|e| e.path())
         .collect();
-    let run = t
-        .run(&["--clock", "2", "--exec", &t.fixture("sleep_forever")])
-        .spawn();
+    let run = t.run(&["--clock", "2", "--exec", &t.fixture("sleep_forever")]).spawn();
     // The run's directories: the new entries named by a number.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     let mine: Vec<PathBuf> = loop {
@@ -563,10 +501,7 @@ fn the_caller_cannot_touch_a_live_runs_cgroups() {
     let out = t.run_program("/bin/sh", &["-c", &script]).output();
     let said = stdout(&out);
     let report = run.wait();
-    assert_eq!(
-        said, "checked\n",
-        "the caller changed a run's cgroup:\n{said}"
-    );
+    assert_eq!(said, "checked\n", "the caller changed a run's cgroup:\n{said}");
     assert!(
         String::from_utf8_lossy(&report.stderr).contains("Time Limit Exceeded"),
         "{}",
@@ -593,20 +528,14 @@ fn memory_cgroups() -> u64 {
 fn removed_memory_cgroups_do_not_pile_up() {
     let t = require_root_exclusive!();
     let dir = t.scratch("cg-cold");
-    let files: Vec<String> = (0..20)
-        .map(|i| cold_file(&dir, &format!("cold{i}")))
-        .collect();
+    let files: Vec<String> = (0..20).map(|i| cold_file(&dir, &format!("cold{i}"))).collect();
     let before = settled_memory_cgroups();
     for f in &files {
         let out = t.safeexec(&["--exec", "/bin/cat", f]);
         assert_eq!(out.status.code(), Some(0), "{}", dump(&out));
     }
     let after = settled_memory_cgroups();
-    assert!(
-        after <= before + 3,
-        "{} memory cgroups before 20 runs, {after} after",
-        before
-    );
+    assert!(after <= before + 3, "{} memory cgroups before 20 runs, {after} after", before);
 }
 
 /// Past `max_memory_cgroups` memory cgroups on the machine a run gets none
@@ -630,12 +559,7 @@ fn cold_file(dir: &safeexec_tests::Scratch, name: &str) -> String {
     f.sync_all().expect("fsync");
     // SAFETY: posix_fadvise on a descriptor we own; no memory is passed.
     unsafe {
-        libc::posix_fadvise(
-            std::os::fd::AsRawFd::as_raw_fd(&f),
-            0,
-            0,
-            libc::POSIX_FADV_DONTNEED,
-        )
+        libc::posix_fadvise(std::os::fd::AsRawFd::as_raw_fd(&f), 0, 0, libc::POSIX_FADV_DONTNEED)
     };
     path.display().to_string()
 }
@@ -666,11 +590,7 @@ fn cgroups_of_a_killed_run_are_swept_without_pinning_memory_cgroups() {
     let file = cold_file(&dir, "cold");
     let before = settled_memory_cgroups();
     for round in 0..5 {
-        let file = if round == 0 {
-            file.clone()
-        } else {
-            cold_file(&dir, &format!("cold{round}"))
-        };
+        let file = if round == 0 { file.clone() } else { cold_file(&dir, &format!("cold{round}")) };
         let run = t
             .run(&[
                 "--clock",
@@ -688,11 +608,8 @@ fn cgroups_of_a_killed_run_are_swept_without_pinning_memory_cgroups() {
         let children =
             std::fs::read_to_string(format!("/proc/{frontend}/task/{frontend}/children"))
                 .expect("the frontend's children");
-        let helper: i32 = children
-            .split_whitespace()
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("the helper");
+        let helper: i32 =
+            children.split_whitespace().next().and_then(|p| p.parse().ok()).expect("the helper");
         // SAFETY: kill(2) of the helper we just found; no memory is passed.
         unsafe { libc::kill(helper, libc::SIGKILL) };
         let out = run.wait();
@@ -702,10 +619,7 @@ fn cgroups_of_a_killed_run_are_swept_without_pinning_memory_cgroups() {
     let (out, j) = run_json(&t, &["--exec", "/bin/true"]);
     assert_json_verdict(&out, &j, "OK", 0);
     let after = settled_memory_cgroups();
-    assert!(
-        after <= before + 2,
-        "{before} memory cgroups before, {after} after"
-    );
+    assert!(after <= before + 2, "{before} memory cgroups before, {after} after");
 }
 
 /// A caller's cgroup that disabled the OOM killer (a new cgroup inherits
@@ -726,9 +640,7 @@ fn an_oom_killer_disabled_above_does_not_hang_the_run() {
     let touch = t.fixture("touch_mem");
     let (out, j) = run_json(
         &t,
-        &[
-            "--clock", "5", "--mem", "1000000", "--rss", "20000", "--exec", &touch, "100", "0",
-        ],
+        &["--clock", "5", "--mem", "1000000", "--rss", "20000", "--exec", &touch, "100", "0"],
     );
     let _ = std::fs::write(&control, "0");
     assert_json_verdict(&out, &j, "Memory Limit Exceeded", 1);

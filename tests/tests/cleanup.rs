@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use safeexec_tests::{
     children_of, dump, frame, in_policy_range, json_report, json_uid, process, request,
-    require_root, set_limit, signal, stderr, stdout, verdict, wait_for_child, word, Ctx, Limit,
-    Spawned, CLEANUP_WAIT, POLICY_UID_BASE, POLICY_UID_COUNT,
+    require_root, run_uid, set_limit, signal, stderr, stdout, verdict, wait_for_child, word, Ctx,
+    Limit, Spawned, CLEANUP_WAIT, POLICY_UID_BASE, POLICY_UID_COUNT,
 };
 
 #[test]
@@ -26,10 +26,8 @@ fn double_forked_setsid_sleeper_does_not_survive_the_run() {
     let j = json_report(&out);
     let uid = json_uid(&j);
     let survivors = t.left_of_run(uid);
-    let daemon_pid: Option<u32> = stdout(&out)
-        .trim()
-        .strip_prefix("daemon ")
-        .and_then(|p| p.parse().ok());
+    let daemon_pid: Option<u32> =
+        stdout(&out).trim().strip_prefix("daemon ").and_then(|p| p.parse().ok());
     let daemon_pid =
         daemon_pid.unwrap_or_else(|| panic!("the fixture printed no daemon pid\n{}", dump(&out)));
     let daemon_now = process(daemon_pid).filter(|p| p.uid == uid && p.alive());
@@ -57,13 +55,7 @@ fn setsid_double_fork_sleeper_does_not_survive() {
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn nothing_of_a_time_limited_run_survives() {
     let t = require_root!();
-    let out = t.safeexec(&[
-        "--clock",
-        "0.5",
-        "--json",
-        "--exec",
-        &t.fixture("sleep_forever"),
-    ]);
+    let out = t.safeexec(&["--clock", "0.5", "--json", "--exec", &t.fixture("sleep_forever")]);
     let j = json_report(&out);
     let uid = json_uid(&j);
     let survivors = t.left_of_run(uid);
@@ -105,7 +97,7 @@ fn start(t: &Ctx, opts: &[&str], attack: &[&str], procs: usize) -> Started {
     let frontend = t.run(&args).spawn();
     let sup = wait_for_child(frontend.id(), |_| true, Duration::from_secs(10))
         .expect("the helper started");
-    let uid = POLICY_UID_BASE + sup;
+    let uid = run_uid(sup, Duration::from_secs(10)).expect("the run's target started");
     let until = Instant::now() + Duration::from_secs(10);
     while t.left_of_run(uid).len() < procs {
         assert!(
@@ -128,10 +120,7 @@ fn assert_nothing_of_the_run(t: &Ctx, uid: u32, what: &str) {
 }
 
 fn fork_bomb_args() -> (Vec<&'static str>, Vec<&'static str>) {
-    (
-        vec!["--nproc", "20", "--clock", "30"],
-        vec!["forkbomb", "30"],
-    )
+    (vec!["--nproc", "20", "--clock", "30"], vec!["forkbomb", "30"])
 }
 
 /// The checks above are only as good as the harness's look for what a run
@@ -142,17 +131,9 @@ fn fork_bomb_args() -> (Vec<&'static str>, Vec<&'static str>) {
 fn the_harness_finds_and_kills_the_processes_of_its_own_run() {
     let t = require_root!();
     let _g = alone();
-    let run = start(
-        &t,
-        &["--clock", "30", "--nproc", "3"],
-        &["daemon", "stay"],
-        2,
-    );
+    let run = start(&t, &["--clock", "30", "--nproc", "3"], &["daemon", "stay"], 2);
     let seen = t.left_of_run(run.uid);
-    assert!(
-        seen.len() >= 2 && seen.iter().all(|p| p.uid == run.uid && p.alive()),
-        "{seen:?}"
-    );
+    assert!(seen.len() >= 2 && seen.iter().all(|p| p.uid == run.uid && p.alive()), "{seen:?}");
     // A process of a sandbox uid outside any run's pid namespace (this
     // test's own sleeper) is seen, but not killed: the harness kills only
     // what a run of its test left.
@@ -206,12 +187,7 @@ fn sigkill_to_the_supervisor_during_a_fork_bomb_leaves_nothing_and_fails_in_one_
     assert_nothing_of_the_run(&t, run.uid, "supervisor killed during a fork bomb");
     assert_eq!(out.status.code(), Some(2), "{}", dump(&out));
     let err = stderr(&out);
-    assert_eq!(
-        err.trim().lines().count(),
-        1,
-        "not one line\n{}",
-        dump(&out)
-    );
+    assert_eq!(err.trim().lines().count(), 1, "not one line\n{}", dump(&out));
 }
 
 #[test]
@@ -243,12 +219,7 @@ fn sigstop_to_the_supervisor_does_not_stop_the_wall_limit() {
     let t = require_root!();
     let _g = alone();
     let started = Instant::now();
-    let run = start(
-        &t,
-        &["--clock", "1", "--nproc", "3"],
-        &["daemon", "stay"],
-        2,
-    );
+    let run = start(&t, &["--clock", "1", "--nproc", "3"], &["daemon", "stay"], 2);
     signal(run.sup, libc::SIGSTOP);
     // Init ends the run at its deadline on its own.
     let left = t.survivors(run.uid, Duration::from_secs(6));
@@ -285,12 +256,7 @@ fn sigstop_then_sigkill_to_the_supervisor_leaves_nothing() {
 fn sigstop_to_the_frontend_does_not_stop_the_wall_limit() {
     let t = require_root!();
     let _g = alone();
-    let run = start(
-        &t,
-        &["--clock", "1", "--nproc", "3"],
-        &["daemon", "stay"],
-        2,
-    );
+    let run = start(&t, &["--clock", "1", "--nproc", "3"], &["daemon", "stay"], 2);
     signal(run.frontend.id(), libc::SIGSTOP);
     let left = t.survivors(run.uid, Duration::from_secs(6));
     signal(run.frontend.id(), libc::SIGCONT);
@@ -310,9 +276,9 @@ fn sigkill_to_the_supervisor_before_the_target_starts_leaves_nothing() {
     // or after the privilege drop).
     for delay_us in [0u64, 200, 500, 1000, 2000, 5000] {
         let p = t.probe();
-        let spawned = t
-            .run(&["--nproc", "3", "--exec", &p, "daemon", "stay"])
-            .spawn();
+        // This test runs alone in its binary: the next uid is this run's.
+        let uid = t.next_run_uid();
+        let spawned = t.run(&["--nproc", "3", "--exec", &p, "daemon", "stay"]).spawn();
         let until = Instant::now() + Duration::from_secs(10);
         let sup = loop {
             if let Some(c) = children_of(spawned.id()).first() {
@@ -325,7 +291,7 @@ fn sigkill_to_the_supervisor_before_the_target_starts_leaves_nothing() {
         signal(sup, libc::SIGKILL);
         let out = spawned.wait();
         let what = format!("supervisor killed after {delay_us} µs");
-        assert_nothing_of_the_run(&t, POLICY_UID_BASE + sup, &what);
+        assert_nothing_of_the_run(&t, uid, &what);
         assert_ne!(out.status.code(), Some(0), "{}", dump(&out));
     }
 }
@@ -356,7 +322,7 @@ fn helper_run_directly_and_killed_mid_run_leaves_nothing() {
     let mut r = request(&[p.as_str(), "forkbomb", "30"]);
     set_limit(&mut r, Limit::Nproc, Some(20));
     let run = t.direct().start_exchange(&frame(&r));
-    let uid = POLICY_UID_BASE + run.pid();
+    let uid = run_uid(run.pid(), Duration::from_secs(10)).expect("the run's target started");
     let until = Instant::now() + Duration::from_secs(10);
     while t.left_of_run(uid).len() < 10 {
         assert!(Instant::now() < until, "the bomb never went off");

@@ -90,11 +90,7 @@ fn spans_in(text: &str, first_line: usize, context: usize, out: &mut Vec<Span>) 
             Some(end) => {
                 let line = first_line + text[..i].matches('\n').count();
                 let inner = text[start..end].replace('\n', " ");
-                out.push(Span {
-                    line,
-                    context,
-                    text: inner.trim().to_string(),
-                });
+                out.push(Span { line, context, text: inner.trim().to_string() });
                 i = end + open;
             }
             None => i = start,
@@ -169,9 +165,7 @@ fn code_spans(doc: &str) -> Vec<Span> {
 
 fn is_ident(s: &str) -> bool {
     let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -241,11 +235,7 @@ fn citations(doc: &str) -> (Vec<Citation>, Vec<(usize, String)>) {
         if !segments[0].starts_with(|c: char| c.is_ascii_uppercase()) {
             last = Some((span.context, segments.clone()));
         }
-        found.push(Citation {
-            line: span.line,
-            written: span.text,
-            segments,
-        });
+        found.push(Citation { line: span.line, written: span.text, segments });
     }
     (found, problems)
 }
@@ -546,10 +536,8 @@ fn modules_in(dir: &Path) -> Vec<(String, PathBuf)> {
 /// Names of the crates the workspace uses: Cargo.lock's packages and the
 /// dependency keys of the manifests (renamed dependencies).
 fn external_crates(root: &Path) -> BTreeSet<String> {
-    let mut out: BTreeSet<String> = ["std", "core", "alloc", "proc_macro", "test"]
-        .into_iter()
-        .map(String::from)
-        .collect();
+    let mut out: BTreeSet<String> =
+        ["std", "core", "alloc", "proc_macro", "test"].into_iter().map(String::from).collect();
     let lock = fs::read_to_string(root.join("Cargo.lock")).unwrap_or_default();
     for line in lock.lines() {
         if let Some(name) = line.strip_prefix("name = ") {
@@ -566,9 +554,8 @@ fn external_crates(root: &Path) -> BTreeSet<String> {
         for line in text.lines().map(str::trim) {
             if line.starts_with('[') {
                 in_deps = line.contains("dependencies");
-                if let Some(dep) = line
-                    .trim_matches(|c| c == '[' || c == ']')
-                    .split_once("dependencies.")
+                if let Some(dep) =
+                    line.trim_matches(|c| c == '[' || c == ']').split_once("dependencies.")
                 {
                     out.insert(dep.1.replace('-', "_"));
                 }
@@ -599,14 +586,8 @@ impl Tree {
             ("shared", &["shared/src/lib.rs"][..]),
             ("safeexec_shared", &["shared/src/lib.rs"][..]),
             ("helper", &["helper/src/main.rs"][..]),
-            (
-                "frontend",
-                &["frontend/src/lib.rs", "frontend/src/main.rs"][..],
-            ),
-            (
-                "safeexec",
-                &["frontend/src/lib.rs", "frontend/src/main.rs"][..],
-            ),
+            ("frontend", &["frontend/src/lib.rs", "frontend/src/main.rs"][..]),
+            ("safeexec", &["frontend/src/lib.rs", "frontend/src/main.rs"][..]),
         ];
         for (name, paths) in roots {
             for path in paths {
@@ -624,10 +605,7 @@ impl Tree {
             let src = fs::read_to_string(&path).unwrap_or_default();
             items.insert(path, items_of(&src));
         }
-        let tests = test_files
-            .iter()
-            .flat_map(|p| items[p].tests.iter().cloned())
-            .collect();
+        let tests = test_files.iter().flat_map(|p| items[p].tests.iter().cloned()).collect();
         Tree {
             root: root.to_path_buf(),
             modules,
@@ -639,10 +617,7 @@ impl Tree {
     }
 
     fn show(&self, path: &Path) -> String {
-        path.strip_prefix(&self.root)
-            .unwrap_or(path)
-            .display()
-            .to_string()
+        path.strip_prefix(&self.root).unwrap_or(path).display().to_string()
     }
 
     fn items(&self, path: &Path) -> &Items {
@@ -655,12 +630,9 @@ impl Tree {
             Some("lib.rs" | "main.rs" | "mod.rs") => file.parent()?.to_path_buf(),
             _ => file.with_extension(""),
         };
-        [
-            dir.join(format!("{name}.rs")),
-            dir.join(name).join("mod.rs"),
-        ]
-        .into_iter()
-        .find(|p| self.items.contains_key(p))
+        [dir.join(format!("{name}.rs")), dir.join(name).join("mod.rs")]
+            .into_iter()
+            .find(|p| self.items.contains_key(p))
     }
 
     /// Follows `rest` (the segments after the first) from `file`. On
@@ -751,21 +723,12 @@ impl Tree {
             }
         }
         let furthest = failures.iter().map(|f| f.0).max().unwrap_or(0);
-        let mut why: Vec<String> = failures
-            .into_iter()
-            .filter(|f| f.0 == furthest)
-            .map(|f| f.1)
-            .collect();
-        let in_a_crate = |file: &PathBuf| {
-            CRATE_DIRS
-                .iter()
-                .any(|d| file.starts_with(self.root.join(d)))
-        };
+        let mut why: Vec<String> =
+            failures.into_iter().filter(|f| f.0 == furthest).map(|f| f.1).collect();
+        let in_a_crate =
+            |file: &PathBuf| CRATE_DIRS.iter().any(|d| file.starts_with(self.root.join(d)));
         if !candidates.iter().any(in_a_crate) {
-            why.insert(
-                0,
-                format!("no module `{first}` in {}", CRATE_DIRS.join(", ")),
-            );
+            why.insert(0, format!("no module `{first}` in {}", CRATE_DIRS.join(", ")));
         }
         if segments.len() == 2 {
             why.push(format!("no test `{}` under tests/", segments[1]));
@@ -804,10 +767,7 @@ fn problems_of(tree: &Tree, doc_name: &str, doc: &str) -> (Vec<String>, usize) {
         }
     }
     out.sort();
-    let lines = out
-        .into_iter()
-        .map(|(line, msg)| format!("{doc_name}:{line}: {msg}"))
-        .collect();
+    let lines = out.into_iter().map(|(line, msg)| format!("{doc_name}:{line}: {msg}")).collect();
     (lines, checked)
 }
 
@@ -818,10 +778,7 @@ fn check_doc(doc_name: &str) {
     let tree = Tree::load(&root);
     let (problems, checked) = problems_of(&tree, doc_name, &doc);
     // A parser that finds nothing would pass anything.
-    assert!(
-        checked >= 10,
-        "{doc_name}: only {checked} citations found; is the parser broken?"
-    );
+    assert!(checked >= 10, "{doc_name}: only {checked} citations found; is the parser broken?");
     assert!(
         problems.is_empty(),
         "{doc_name} cites {} name(s) that do not exist:\n{}\n",
@@ -853,10 +810,7 @@ fn only_paths_of_identifiers_are_citations() {
     let doc = "Not: `CLONE_NEWNET`, `open_tree(OPEN_TREE_CLONE)`, `PR_SET_PDEATHSIG`,\n\
                `/proc/self/ns/pid`, `cgroup = auto`, `a :: b`, `x::y z`, `::`.\n\
                Yes: `policy::load`, `policy::Policy::check()`, `attack_cleanup::*`.\n";
-    assert_eq!(
-        texts(doc),
-        ["policy::load", "policy::Policy::check", "attack_cleanup::*"]
-    );
+    assert_eq!(texts(doc), ["policy::load", "policy::Policy::check", "attack_cleanup::*"]);
 }
 
 #[test]
@@ -869,10 +823,7 @@ fn shorthand_takes_the_prefix_of_the_citation_before_it_in_its_cell() {
                \n\
                - `::h` has nothing before it\n";
     let (found, problems) = citations(doc);
-    let got: Vec<_> = found
-        .iter()
-        .map(|c| (c.line, c.segments.join("::")))
-        .collect();
+    let got: Vec<_> = found.iter().map(|c| (c.line, c.segments.join("::"))).collect();
     let want = [
         (1, "a::b::c"),
         (1, "a::b::d"),
@@ -883,11 +834,7 @@ fn shorthand_takes_the_prefix_of_the_citation_before_it_in_its_cell() {
         (4, "m::f"),
         (5, "m::g"),
     ];
-    assert_eq!(
-        got,
-        want.map(|(l, s)| (l, s.to_string())).to_vec(),
-        "{problems:?}"
-    );
+    assert_eq!(got, want.map(|(l, s)| (l, s.to_string())).to_vec(), "{problems:?}");
     assert_eq!(problems.len(), 2, "{problems:?}"); // `::e` and `::h`
 }
 
@@ -922,12 +869,7 @@ fn definitions_are_found_and_words_in_strings_and_comments_are_not() {
     for name in ["konst", "COUNTER", "ToRun", "method", "a_test", "mac", "S"] {
         assert!(items.names.contains(name), "{name}: {items:?}");
     }
-    for name in [
-        "in_a_comment",
-        "in_a_block",
-        "in_a_string",
-        "in_a_raw_string",
-    ] {
+    for name in ["in_a_comment", "in_a_block", "in_a_string", "in_a_raw_string"] {
         assert!(!items.names.contains(name), "{name}: {items:?}");
     }
     let variants: Vec<_> = items.enums["ToRun"].iter().cloned().collect();
@@ -956,9 +898,7 @@ fn a_name_that_does_not_exist_is_reported_with_its_line() {
     assert_eq!(problems.len(), expect.len(), "{problems:#?}");
     for (at, name) in expect {
         assert!(
-            problems
-                .iter()
-                .any(|p| p.starts_with(&format!("{at}: ")) && p.contains(name)),
+            problems.iter().any(|p| p.starts_with(&format!("{at}: ")) && p.contains(name)),
             "{at} {name} not reported: {problems:#?}"
         );
     }

@@ -26,10 +26,7 @@ fn setup_failure_inside_the_run_is_one_line_never_a_sigpipe() {
     let t = require_root!();
     // The target's set-up fails (a missing exec_dir) before the supervisor
     // sends its go byte: the caller must get the reason, every time.
-    let r = Request {
-        exec_dir: Some("/nonexistent/dir".into()),
-        ..request(&["/bin/true"])
-    };
+    let r = Request { exec_dir: Some("/nonexistent/dir".into()), ..request(&["/bin/true"]) };
     for i in 0..20 {
         let got = t.direct().exchange(&frame(&r));
         assert_ne!(
@@ -39,10 +36,7 @@ fn setup_failure_inside_the_run_is_one_line_never_a_sigpipe() {
             got.dump()
         );
         let line = got.refusal();
-        assert!(
-            line.contains("cannot enter exec_dir"),
-            "attempt {i}: {line}"
-        );
+        assert!(line.contains("cannot enter exec_dir"), "attempt {i}: {line}");
     }
     for i in 0..10 {
         let out = t.safeexec(&["--exec_dir", "/nonexistent/dir", "--exec", "/bin/true"]);
@@ -60,20 +54,12 @@ fn setup_failure_inside_the_run_is_one_line_never_a_sigpipe() {
 fn negative_niceness_and_negative_limits_are_refused() {
     let t = require_root!();
     for nice in [-20, -1, 20, i32::MIN, i32::MAX] {
-        let r = Request {
-            niceness: nice,
-            ..request(&["/bin/true"])
-        };
+        let r = Request { niceness: nice, ..request(&["/bin/true"]) };
         let line = t.direct().exchange(&frame(&r)).refusal();
         assert!(line.contains("niceness"), "{nice}: {line}");
     }
     // The frontend has no way to say a negative limit.
-    for (opt, v) in [
-        ("--cpu", "-1"),
-        ("--mem", "-5"),
-        ("--nproc", "-1"),
-        ("--clock", "-3"),
-    ] {
+    for (opt, v) in [("--cpu", "-1"), ("--mem", "-5"), ("--nproc", "-1"), ("--clock", "-3")] {
         let out = t.safeexec(&[opt, v, "--exec", "/bin/true"]);
         assert_eq!(out.status.code(), Some(2), "{opt} {v}\n{}", dump(&out));
     }
@@ -85,22 +71,10 @@ fn interior_nul_bytes_are_refused() {
     let t = require_root!();
     let base = request(&["/bin/true"]);
     let cases = [
-        Request {
-            program: "/bin/true\0/../evil".into(),
-            ..base.clone()
-        },
-        Request {
-            argv: vec!["/bin/true".into(), "a\0b".into()],
-            ..base.clone()
-        },
-        Request {
-            env: vec!["A=1\0LD_PRELOAD=/x.so".into()],
-            ..base.clone()
-        },
-        Request {
-            exec_dir: Some("/tmp\0/root".into()),
-            ..base.clone()
-        },
+        Request { program: "/bin/true\0/../evil".into(), ..base.clone() },
+        Request { argv: vec!["/bin/true".into(), "a\0b".into()], ..base.clone() },
+        Request { env: vec!["A=1\0LD_PRELOAD=/x.so".into()], ..base.clone() },
+        Request { exec_dir: Some("/tmp\0/root".into()), ..base.clone() },
     ];
     for r in cases {
         let line = t.direct().exchange(&frame(&r)).refusal();
@@ -113,14 +87,8 @@ fn interior_nul_bytes_are_refused() {
 fn empty_request_argv_is_refused() {
     let t = require_root!();
     for r in [
-        Request {
-            argv: vec![],
-            ..request(&["/bin/true"])
-        },
-        Request {
-            program: String::new(),
-            ..request(&["/bin/true"])
-        },
+        Request { argv: vec![], ..request(&["/bin/true"]) },
+        Request { program: String::new(), ..request(&["/bin/true"]) },
     ] {
         let line = t.direct().exchange(&frame(&r)).refusal();
         assert!(line.contains("empty argv"), "{line}");
@@ -132,10 +100,7 @@ fn empty_request_argv_is_refused() {
 fn malformed_environment_entries_are_refused() {
     let t = require_root!();
     for entry in ["NOEQUALS", "=value"] {
-        let r = Request {
-            env: vec![entry.into()],
-            ..request(&["/bin/true"])
-        };
+        let r = Request { env: vec![entry.into()], ..request(&["/bin/true"]) };
         let line = t.direct().exchange(&frame(&r)).refusal();
         assert!(line.contains("NAME=VALUE"), "{line}");
     }
@@ -149,12 +114,7 @@ fn argument_of_900_kib_fails_closed_with_e2big() {
     r.argv.push("z".repeat(900 * 1024));
     let got = t.direct().exchange(&frame(&r));
     let o = got.outcome();
-    assert_eq!(
-        o.exec_error.as_deref(),
-        Some("Argument list too long"),
-        "{}",
-        got.dump()
-    );
+    assert_eq!(o.exec_error.as_deref(), Some("Argument list too long"), "{}", got.dump());
     assert_ne!(o.end, End::Exited(0));
 }
 
@@ -167,10 +127,5 @@ fn hundred_thousand_argv_entries_run_correctly() {
     let got = t.direct().exchange(&frame(&r));
     let o = got.outcome();
     assert_eq!(o.end, End::Exited(0), "{}", got.dump());
-    assert_eq!(
-        kv(&got.stdout(), "argc").as_deref(),
-        Some("100002"),
-        "{}",
-        got.dump()
-    );
+    assert_eq!(kv(&got.stdout(), "argc").as_deref(), Some("100002"), "{}", got.dump());
 }

@@ -72,15 +72,12 @@ fn budget() -> Duration {
 }
 
 fn seed() -> u64 {
-    std::env::var("SAFEEXEC_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-                | 1
-        })
+    std::env::var("SAFEEXEC_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            | 1
+    })
 }
 
 /// xorshift64*: small, fast, reproducible.
@@ -143,11 +140,7 @@ fn random_request(rng: &mut Rng) -> Request {
         set_limit(&mut r, limit, rng.opt_u64());
     }
     r.chroot = rng.chance(2);
-    r.exec_dir = if rng.chance(2) {
-        None
-    } else {
-        Some(rng.string(40))
-    };
+    r.exec_dir = if rng.chance(2) { None } else { Some(rng.string(40)) };
     r.niceness = rng.next() as i32 >> rng.below(32);
     r.share_net = rng.chance(2);
     r.host_tmp = rng.chance(2);
@@ -162,9 +155,7 @@ struct Chunked<'a> {
 
 impl Read for Chunked<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = (1 + self.rng.below(64) as usize)
-            .min(buf.len())
-            .min(self.data.len());
+        let n = (1 + self.rng.below(64) as usize).min(buf.len()).min(self.data.len());
         buf[..n].copy_from_slice(&self.data[..n]);
         self.data = &self.data[n..];
         Ok(n)
@@ -176,10 +167,7 @@ fn check(frame: &[u8], rng: &mut Rng, seed: u64) -> Result<Request, WireError> {
     LARGEST.store(0, Ordering::Relaxed);
     MEASURING.store(true, Ordering::Relaxed);
     let whole = wire::decode_request(frame);
-    let streamed = wire::read_request(&mut Chunked {
-        data: frame,
-        rng: Rng(rng.next() | 1),
-    });
+    let streamed = wire::read_request(&mut Chunked { data: frame, rng: Rng(rng.next() | 1) });
     MEASURING.store(false, Ordering::Relaxed);
     let largest = LARGEST.load(Ordering::Relaxed);
     assert!(
@@ -267,9 +255,8 @@ fn valid_requests_round_trip_and_their_mutations_never_panic() {
                     // A hostile length prefix: bincode's u64 varint marker
                     // followed by a huge count.
                     5 => {
-                        let huge = [253u8]
-                            .into_iter()
-                            .chain((u64::MAX >> rng.below(40)).to_le_bytes());
+                        let huge =
+                            [253u8].into_iter().chain((u64::MAX >> rng.below(40)).to_le_bytes());
                         m.splice(at..at, huge);
                     }
                     6 if at < m.len() => m[at] = [251, 252, 253, 254, 255][rng.below(5) as usize],
@@ -317,10 +304,7 @@ fn hostile_length_prefixes_inside_a_frame_allocate_nothing_large() {
             payload.extend_from_slice(&claim.to_le_bytes());
             payload.extend_from_slice(&[b'a'; 32]);
             let frame = [frame_header(payload.len() as u32), payload].concat();
-            assert!(
-                check(&frame, &mut rng, seed).is_err(),
-                "a claim of {claim} elements decoded"
-            );
+            assert!(check(&frame, &mut rng, seed).is_err(), "a claim of {claim} elements decoded");
         }
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use safeexec_tests::{
     assert_verdict, dump, frame, frame_with_extra_payload, in_policy_range, json_report, json_uid,
     kv, lookup_group, lookup_user, parse_ids, process, request, require_root, run_pids, set_limit,
-    status_field, stderr, stdout, verdict, End, Limit, User, POLICY_UID_BASE,
+    status_field, stderr, stdout, verdict, End, Limit, Reply, User, POLICY_UID_BASE,
 };
 
 // ---------------------------------------------------------------------------
@@ -34,12 +34,7 @@ fn target_uid_lies_in_the_policy_range() {
         dump(&out)
     );
     let report = json_report(&out);
-    assert_eq!(
-        report["uid"],
-        uid,
-        "the report's uid is not the target's\n{}",
-        dump(&out)
-    );
+    assert_eq!(report["uid"], uid, "the report's uid is not the target's\n{}", dump(&out));
     assert_eq!(out.status.code(), Some(0), "{}", dump(&out));
 }
 
@@ -51,19 +46,9 @@ fn target_gid_equals_its_uid_under_the_per_run_gid_policy() {
     let (uid, gid, euid, egid, _) =
         parse_ids(stdout(&out).trim()).unwrap_or_else(|| panic!("no ids line\n{}", dump(&out)));
     assert_eq!(gid, uid, "gid is not the per-run gid\n{}", dump(&out));
-    assert_eq!(
-        (euid, egid),
-        (uid, gid),
-        "effective ids differ\n{}",
-        dump(&out)
-    );
+    assert_eq!((euid, egid), (uid, gid), "effective ids differ\n{}", dump(&out));
     let report = json_report(&out);
-    assert_eq!(
-        report["gid"],
-        gid,
-        "the report's gid is not the target's\n{}",
-        dump(&out)
-    );
+    assert_eq!(report["gid"], gid, "the report's gid is not the target's\n{}", dump(&out));
 }
 
 #[test]
@@ -83,15 +68,8 @@ fn target_has_no_groups_no_capabilities_and_no_new_privs() {
         assert_eq!(field(cap), "0000000000000000", "{cap}\n{}", dump(&out));
     }
     let uid = field("Uid");
-    let uids: Vec<u32> = uid
-        .split_whitespace()
-        .map(|u| u.parse().expect("numeric uid"))
-        .collect();
-    assert!(
-        uids.iter().all(|&u| u == uids[0] && in_policy_range(u)),
-        "Uid: {uid}\n{}",
-        dump(&out)
-    );
+    let uids: Vec<u32> = uid.split_whitespace().map(|u| u.parse().expect("numeric uid")).collect();
+    assert!(uids.iter().all(|&u| u == uids[0] && in_policy_range(u)), "Uid: {uid}\n{}", dump(&out));
 }
 
 #[test]
@@ -112,11 +90,7 @@ fn target_proc_self_status_shows_no_groups_no_capabilities_and_no_new_privs() {
         let v: Vec<&str> = field(ids).split_whitespace().collect();
         assert_eq!(v, vec![uid.as_str(); 4], "{ids}\n{text}");
     }
-    assert_eq!(
-        field("NSpid"),
-        "2",
-        "not pid 2 of its own namespace\n{text}"
-    );
+    assert_eq!(field("NSpid"), "2", "not pid 2 of its own namespace\n{text}");
     assert_eq!(field("NSsid"), "2", "not a session of its own\n{text}");
 }
 
@@ -129,15 +103,11 @@ fn run_ids_come_from_the_policy_and_differ_from_the_callers() {
     let out = got.stdout();
     let want = o.uid.to_string();
     for key in ["ruid", "euid", "suid", "egid"] {
-        assert_eq!(
-            kv(&out, key).as_deref(),
-            Some(want.as_str()),
-            "{key}\n{out}"
-        );
+        assert_eq!(kv(&out, key).as_deref(), Some(want.as_str()), "{key}\n{out}");
     }
     assert_eq!(kv(&out, "setuid0").as_deref(), Some("EPERM"), "{out}");
     assert_eq!(kv(&out, "shadow").as_deref(), Some("EACCES"), "{out}");
-    assert_eq!(o.uid, POLICY_UID_BASE + got.pid, "uid is not base + pid");
+    assert!(in_policy_range(o.uid), "uid {} is outside the policy's range", o.uid);
 }
 
 /// bincode's varint encoding of a u32 (as a hostile frame would carry an id).
@@ -179,10 +149,7 @@ fn requests_naming_uid_0_the_callers_or_another_users_uid_or_a_privileged_gid_ar
         }
     }
     // And a plain run never gets any of them.
-    let o = t
-        .direct()
-        .exchange(&frame(&t.probe_request(&["ids"])))
-        .outcome();
+    let o = t.direct().exchange(&frame(&t.probe_request(&["ids"]))).outcome();
     assert!(in_policy_range(o.uid) && o.gid == o.uid, "{o:?}");
     assert_ne!(o.uid, t.test_user.uid);
     assert_ne!(o.uid, outsider.uid);
@@ -203,28 +170,16 @@ fn two_concurrent_runs_get_different_uids() {
         })
     };
     let runs: Vec<_> = (0..2).map(hold).collect();
-    let outs: Vec<_> = runs
-        .into_iter()
-        .map(|h| h.join().expect("a run thread"))
-        .collect();
+    let outs: Vec<_> = runs.into_iter().map(|h| h.join().expect("a run thread")).collect();
     let uids: Vec<u32> = outs
         .iter()
         .map(|out| {
             assert_eq!(out.status.code(), Some(0), "{}", dump(out));
-            parse_ids(stdout(out).trim())
-                .unwrap_or_else(|| panic!("no ids line\n{}", dump(out)))
-                .0
+            parse_ids(stdout(out).trim()).unwrap_or_else(|| panic!("no ids line\n{}", dump(out))).0
         })
         .collect();
-    assert!(
-        uids.iter().all(|&u| in_policy_range(u)),
-        "uids {uids:?} outside the policy range"
-    );
-    assert_ne!(
-        uids[0], uids[1],
-        "two concurrent runs shared uid {}",
-        uids[0]
-    );
+    assert!(uids.iter().all(|&u| in_policy_range(u)), "uids {uids:?} outside the policy range");
+    assert_ne!(uids[0], uids[1], "two concurrent runs shared uid {}", uids[0]);
 }
 
 #[test]
@@ -243,44 +198,28 @@ fn two_helpers_racing_get_distinct_uids() {
         })
         .collect();
     let mut uids: Vec<u32> = outcomes.iter().map(|(o, _)| o.uid).collect();
-    for (o, pid) in &outcomes {
+    for (o, _) in &outcomes {
         assert_eq!(o.end, End::Exited(0), "{o:?}");
-        assert_eq!(o.uid, POLICY_UID_BASE + pid);
+        assert!(in_policy_range(o.uid), "{o:?}");
     }
     uids.sort_unstable();
     uids.dedup();
     assert_eq!(uids.len(), 6, "concurrent runs shared a uid: {outcomes:?}");
 }
 
-/// Serialises the tests of this file that steer the kernel's next pid.
-static NEXT_PID: Mutex<()> = Mutex::new(());
+/// Serialises the tests of this file that steer the helper's next uid.
+static NEXT_UID: Mutex<()> = Mutex::new(());
 
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn planted_process_owning_the_next_uid_is_refused() {
     let t = require_root!();
-    let _g = NEXT_PID.lock().unwrap_or_else(|e| e.into_inner());
-    let pid_max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
-        .expect("pid_max")
-        .trim()
-        .parse()
-        .expect("a number");
+    let _g = NEXT_UID.lock().unwrap_or_else(|e| e.into_inner());
     for attempt in 0..30 {
-        let last: u32 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
-            .expect("ns_last_pid")
-            .trim()
-            .parse()
-            .expect("a number");
-        let mut x = last + 500 + attempt * 7;
-        if x + 100 >= pid_max {
-            x = 1000 + attempt * 7;
-        }
-        if process(x).is_some() {
-            continue;
-        }
-        let uid = POLICY_UID_BASE + x;
-        // The planted process: a sleeper that owns the sandbox uid of the
-        // helper that will get pid x.
+        // A uid far from the ones runs get now, which no run holds.
+        let uid = t.next_run_uid() + 100_000 + attempt * 7;
+        // The planted process: a sleeper that owns the sandbox uid the
+        // next run is to get.
         let mut planted = std::process::Command::new("setpriv")
             .arg(format!("--reuid={uid}"))
             .arg(format!("--regid={uid}"))
@@ -293,21 +232,14 @@ fn planted_process_owning_the_next_uid_is_refused() {
         {
             std::thread::sleep(Duration::from_millis(5));
         }
-        std::fs::write("/proc/sys/kernel/ns_last_pid", format!("{}", x - 1))
-            .expect("write ns_last_pid");
-        let run = t.direct().start_exchange(&frame(&request(&["/bin/true"])));
-        let got_pid = run.pid();
-        let got = run.finish();
+        t.set_next_run_uid(uid);
+        let got = t.direct().exchange(&frame(&request(&["/bin/true"])));
         let _ = planted.kill();
         let _ = planted.wait();
-        if got_pid != x {
-            continue; // another process took pid x first; try again
-        }
-        let line = got.refusal();
-        assert!(
-            line.contains("still owns process") && line.contains(&uid.to_string()),
-            "{line}"
-        );
+        let Ok(Reply::Failed(line)) = got.reply() else {
+            continue; // another run took that uid first; try again
+        };
+        assert!(line.contains("still owns process") && line.contains(&uid.to_string()), "{line}");
         assert!(
             line.contains(&planted.id().to_string()),
             "the refusal does not name the planted process {}: {line}",
@@ -315,7 +247,7 @@ fn planted_process_owning_the_next_uid_is_refused() {
         );
         return;
     }
-    panic!("could not give the helper the planted pid in 30 attempts");
+    panic!("could not give the helper the planted uid in 30 attempts");
 }
 
 // ---------------------------------------------------------------------------
@@ -326,45 +258,24 @@ fn planted_process_owning_the_next_uid_is_refused() {
 fn supervisor_keeps_cap_kill_only_and_the_caller_cannot_trace_it() {
     let t = require_root!();
     let p = t.probe();
-    let run = t
-        .run(&["--clock", "2", "--json", "--exec", &p, "sleep"])
-        .spawn();
+    let run = t.run(&["--clock", "2", "--json", "--exec", &p, "sleep"]).spawn();
     let (sup, init, _target) = run_pids(run.id());
     let status = fs::read_to_string(format!("/proc/{sup}/status")).expect("the supervisor");
     let field = |k: &str| status_field(&status, k).map(str::to_string);
     let caller = t.test_user.uid.to_string();
-    let uids: Vec<String> = field("Uid")
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
+    let uids: Vec<String> =
+        field("Uid").unwrap_or_default().split_whitespace().map(str::to_string).collect();
     assert_eq!(uids, vec![caller; 4], "{status}");
-    assert_eq!(
-        field("CapEff").as_deref(),
-        Some("0000000000000020"),
-        "{status}"
-    );
-    assert_eq!(
-        field("CapPrm").as_deref(),
-        Some("0000000000000020"),
-        "{status}"
-    );
+    assert_eq!(field("CapEff").as_deref(), Some("0000000000000020"), "{status}");
+    assert_eq!(field("CapPrm").as_deref(), Some("0000000000000020"), "{status}");
     for cap in ["CapInh", "CapBnd", "CapAmb"] {
-        assert_eq!(
-            field(cap).as_deref(),
-            Some("0000000000000000"),
-            "{cap}\n{status}"
-        );
+        assert_eq!(field(cap).as_deref(), Some("0000000000000000"), "{cap}\n{status}");
     }
     assert_eq!(field("NoNewPrivs").as_deref(), Some("1"), "{status}");
     // The caller itself (same uid) tries to trace and read the supervisor
     // and init.
     let mut attacker = std::process::Command::new("setpriv")
-        .args([
-            "--reuid=safeexec-test",
-            "--regid=safeexec-test",
-            "--init-groups",
-        ])
+        .args(["--reuid=safeexec-test", "--regid=safeexec-test", "--init-groups"])
         .args(["--", "/usr/bin/env", "--", &p, "pids", "nokill"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -401,21 +312,12 @@ fn the_helper_is_installed_setuid_root_for_the_group_only() {
     let t = require_root!();
     let meta = std::fs::metadata(&t.helper).expect("stat the helper");
     assert_eq!(meta.uid(), 0, "helper not owned by root");
-    assert_eq!(
-        meta.mode() & 0o7777,
-        0o4754,
-        "helper mode {:o}",
-        meta.mode() & 0o7777
-    );
+    assert_eq!(meta.mode() & 0o7777, 0o4754, "helper mode {:o}", meta.mode() & 0o7777);
     let (gid, _) =
         safeexec_tests::lookup_group(safeexec_tests::TEST_GROUP).expect("the test group");
     assert_eq!(meta.gid(), gid, "helper not in the test group");
     let policy = std::fs::metadata(&t.policy).expect("stat the policy");
-    assert_eq!(
-        (policy.uid(), policy.mode() & 0o7777),
-        (0, 0o644),
-        "policy owner or mode"
-    );
+    assert_eq!((policy.uid(), policy.mode() & 0o7777), (0, 0o644), "policy owner or mode");
 }
 
 #[test]
@@ -423,33 +325,17 @@ fn the_helper_is_installed_setuid_root_for_the_group_only() {
 fn a_user_outside_the_group_cannot_run_the_frontend() {
     let t = require_root!();
     let out = t.safeexec_as(User::Outsider, &["--exec", "/bin/echo", "hi"]);
-    assert!(
-        !stdout(&out).contains("hi"),
-        "the outsider ran a program\n{}",
-        dump(&out)
-    );
+    assert!(!stdout(&out).contains("hi"), "the outsider ran a program\n{}", dump(&out));
     assert!(stderr(&out).contains("Permission denied"), "{}", dump(&out));
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "safeexec's own error must exit 2\n{}",
-        dump(&out)
-    );
+    assert_eq!(out.status.code(), Some(2), "safeexec's own error must exit 2\n{}", dump(&out));
 }
 
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn a_user_outside_the_group_cannot_execute_the_helper() {
     let t = require_root!();
-    let out = t
-        .run_program(&t.helper, &[] as &[&str])
-        .user(User::Outsider)
-        .output();
-    assert!(
-        !out.status.success(),
-        "the outsider executed the helper\n{}",
-        dump(&out)
-    );
+    let out = t.run_program(&t.helper, &[] as &[&str]).user(User::Outsider).output();
+    assert!(!out.status.success(), "the outsider executed the helper\n{}", dump(&out));
     assert!(stderr(&out).contains("Permission denied"), "{}", dump(&out));
 }
 

@@ -40,11 +40,7 @@ fn endless_loop_with_default_limits_exceeds_the_10_second_cpu_limit() {
         r.cpu_seconds,
         dump(&out)
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(70),
-        "{}",
-        dump(&out)
-    );
+    assert!(started.elapsed() < Duration::from_secs(70), "{}", dump(&out));
 }
 
 #[test]
@@ -54,17 +50,8 @@ fn endless_loop_with_cpu_1_exceeds_the_time_limit() {
     let started = Instant::now();
     let out = t.safeexec(&["--cpu", "1", "--exec", &t.fixture("loop")]);
     let r = assert_verdict(&out, TLE, 1);
-    assert!(
-        r.cpu_seconds >= 0.9,
-        "stopped after {} s of CPU\n{}",
-        r.cpu_seconds,
-        dump(&out)
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "{}",
-        dump(&out)
-    );
+    assert!(r.cpu_seconds >= 0.9, "stopped after {} s of CPU\n{}", r.cpu_seconds, dump(&out));
+    assert!(started.elapsed() < Duration::from_secs(30), "{}", dump(&out));
 }
 
 #[test]
@@ -87,14 +74,7 @@ fn endless_loop_with_clock_1_exceeds_the_time_limit() {
 fn sleeping_forever_with_cpu_1_clock_5_exceeds_the_wall_limit_after_about_5_seconds() {
     let t = require_root!();
     let started = Instant::now();
-    let out = t.safeexec(&[
-        "--cpu",
-        "1",
-        "--clock",
-        "5",
-        "--exec",
-        &t.fixture("sleep_forever"),
-    ]);
+    let out = t.safeexec(&["--cpu", "1", "--clock", "5", "--exec", &t.fixture("sleep_forever")]);
     let took = started.elapsed();
     let r = assert_verdict(&out, TLE, 1);
     assert!(
@@ -102,11 +82,7 @@ fn sleeping_forever_with_cpu_1_clock_5_exceeds_the_wall_limit_after_about_5_seco
         "ended after {took:?}, before the 5 s wall limit\n{}",
         dump(&out)
     );
-    assert!(
-        took < Duration::from_secs(20),
-        "a 5 s wall limit took {took:?}\n{}",
-        dump(&out)
-    );
+    assert!(took < Duration::from_secs(20), "a 5 s wall limit took {took:?}\n{}", dump(&out));
     assert!(
         (4..=19).contains(&r.elapsed_seconds),
         "elapsed time {} s\n{}",
@@ -120,16 +96,8 @@ fn sleeping_forever_with_cpu_1_clock_5_exceeds_the_wall_limit_after_about_5_seco
 fn python_fork_with_default_nproc_fails() {
     let t = require_root!();
     let out = t.safeexec(&["--exec", PYTHON, &t.fixture("fork.py")]);
-    assert!(
-        !stdout(&out).contains("forked"),
-        "fork succeeded\n{}",
-        dump(&out)
-    );
-    assert!(
-        stderr(&out).contains("Resource temporarily unavailable"),
-        "{}",
-        dump(&out)
-    );
+    assert!(!stdout(&out).contains("forked"), "fork succeeded\n{}", dump(&out));
+    assert!(stderr(&out).contains("Resource temporarily unavailable"), "{}", dump(&out));
     assert_verdict(&out, "Command exited with non-zero status (1)", 1);
 }
 
@@ -147,16 +115,8 @@ fn python_fork_with_nproc_1_prints_twice() {
 fn python_raising_its_hard_rlimit_fails() {
     let t = require_root!();
     let out = t.safeexec(&["--exec", PYTHON, &t.fixture("raise_rlimit.py")]);
-    assert!(
-        !stdout(&out).contains("raised"),
-        "raised a hard limit\n{}",
-        dump(&out)
-    );
-    assert!(
-        stderr(&out).contains("not allowed to raise maximum limit"),
-        "{}",
-        dump(&out)
-    );
+    assert!(!stdout(&out).contains("raised"), "raised a hard limit\n{}", dump(&out));
+    assert!(stderr(&out).contains("not allowed to raise maximum limit"), "{}", dump(&out));
     assert_verdict(&out, "Command exited with non-zero status (1)", 1);
 }
 
@@ -165,30 +125,12 @@ fn python_raising_its_hard_rlimit_fails() {
 fn python_network_access_fails() {
     let t = require_root!();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen on 127.0.0.1");
-    listener
-        .set_nonblocking(true)
-        .expect("non-blocking listener");
-    let port = listener
-        .local_addr()
-        .expect("listener address")
-        .port()
-        .to_string();
+    listener.set_nonblocking(true).expect("non-blocking listener");
+    let port = listener.local_addr().expect("listener address").port().to_string();
     let out = t.safeexec(&["--exec", PYTHON, &t.fixture("network.py"), &port]);
-    assert!(
-        !stdout(&out).contains("connected"),
-        "reached the host's 127.0.0.1\n{}",
-        dump(&out)
-    );
-    assert!(
-        !stdout(&out).contains("resolved"),
-        "resolved a host name\n{}",
-        dump(&out)
-    );
-    assert!(
-        listener.accept().is_err(),
-        "the listener got a connection\n{}",
-        dump(&out)
-    );
+    assert!(!stdout(&out).contains("connected"), "reached the host's 127.0.0.1\n{}", dump(&out));
+    assert!(!stdout(&out).contains("resolved"), "resolved a host name\n{}", dump(&out));
+    assert!(listener.accept().is_err(), "the listener got a connection\n{}", dump(&out));
     assert_verdict(&out, "Command exited with non-zero status (1)", 1);
 }
 
@@ -210,11 +152,7 @@ fn listing_a_directory_the_sandbox_may_not_traverse_fails() {
     s.dir("private", 0o700);
     s.file("private/secret.txt", b"secret\n", 0o600);
     let out = t.safeexec(&["--exec", "/bin/ls", &s.join("private")]);
-    assert!(
-        !stdout(&out).contains("secret.txt"),
-        "listed a private directory\n{}",
-        dump(&out)
-    );
+    assert!(!stdout(&out).contains("secret.txt"), "listed a private directory\n{}", dump(&out));
     assert!(stderr(&out).contains("Permission denied"), "{}", dump(&out));
     assert_verdict(&out, "Command exited with non-zero status (2)", 1);
 }
@@ -227,12 +165,7 @@ fn exec_dir_runs_the_program_inside_that_directory() {
     s.dir("tests", 0o755);
     let out = t.safeexec_in(s.path(), &["--exec_dir", "tests", "--exec", "/bin/pwd"]);
     let expected = std::fs::canonicalize(s.path().join("tests")).expect("canonical path");
-    assert_eq!(
-        stdout(&out).trim_end(),
-        expected.to_str().expect("UTF-8 path"),
-        "{}",
-        dump(&out)
-    );
+    assert_eq!(stdout(&out).trim_end(), expected.to_str().expect("UTF-8 path"), "{}", dump(&out));
     assert_verdict(&out, "OK", 0);
 }
 
@@ -242,13 +175,8 @@ fn writing_a_file_not_writable_by_others_is_denied() {
     let t = require_root!();
     let s = t.scratch("not-writable");
     let file = s.file("mine.txt", b"the test user's\n", 0o644);
-    let out = t.safeexec(&[
-        "--fsize",
-        "100",
-        "--exec",
-        &t.fixture("write_file"),
-        &s.join("mine.txt"),
-    ]);
+    let out =
+        t.safeexec(&["--fsize", "100", "--exec", &t.fixture("write_file"), &s.join("mine.txt")]);
     assert!(stderr(&out).contains("Permission denied"), "{}", dump(&out));
     assert_verdict(&out, "Command exited with non-zero status (1)", 1);
     let after = std::fs::read(&file).expect("read the file back");
@@ -262,21 +190,14 @@ fn writing_a_world_writable_file_with_default_fsize_0_is_too_large() {
     let s = t.scratch("fsize-0-python");
     s.file("open.txt", b"", 0o666);
     // Python ignores SIGXFSZ, so the limit shows as the error EFBIG.
-    let out = t.safeexec(&[
-        "--exec",
-        PYTHON,
-        &t.fixture("write_file.py"),
-        &s.join("open.txt"),
-    ]);
+    let out = t.safeexec(&["--exec", PYTHON, &t.fixture("write_file.py"), &s.join("open.txt")]);
     assert!(stderr(&out).contains("File too large"), "{}", dump(&out));
     assert!(!stdout(&out).contains("wrote"), "{}", dump(&out));
     let r = report(&out);
     assert_ne!(r.verdict, "OK", "{}", dump(&out));
     assert_eq!(out.status.code(), Some(1), "{}", dump(&out));
     assert_eq!(
-        std::fs::metadata(s.path().join("open.txt"))
-            .expect("stat")
-            .len(),
+        std::fs::metadata(s.path().join("open.txt")).expect("stat").len(),
         0,
         "bytes were written"
     );
@@ -293,9 +214,7 @@ fn writing_a_world_writable_file_with_default_fsize_0_from_c_is_output_limit_exc
     assert!(!stdout(&out).contains("wrote"), "{}", dump(&out));
     assert_verdict(&out, "Output Limit Exceeded", 1);
     assert_eq!(
-        std::fs::metadata(s.path().join("open.txt"))
-            .expect("stat")
-            .len(),
+        std::fs::metadata(s.path().join("open.txt")).expect("stat").len(),
         0,
         "bytes were written"
     );
@@ -316,11 +235,7 @@ fn writing_a_file_with_nfile_0_fails_with_too_many_open_files() {
         &t.fixture("write_file-static"),
         &s.join("open.txt"),
     ]);
-    assert!(
-        stderr(&out).contains("Too many open files"),
-        "{}",
-        dump(&out)
-    );
+    assert!(stderr(&out).contains("Too many open files"), "{}", dump(&out));
     assert_verdict(&out, "Command exited with non-zero status (1)", 1);
 }
 
@@ -329,12 +244,7 @@ fn writing_a_file_with_nfile_0_fails_with_too_many_open_files() {
 fn env_vars_is_the_whole_environment_of_the_target() {
     let t = require_root!();
     let out = t
-        .run(&[
-            "--env_vars",
-            "PYTHONIOENCODING=UTF-8",
-            "--exec",
-            "/usr/bin/env",
-        ])
+        .run(&["--env_vars", "PYTHONIOENCODING=UTF-8", "--exec", "/usr/bin/env"])
         .var("SECRET_OF_THE_CALLER", "leaked")
         .output();
     assert_eq!(stdout(&out), "PYTHONIOENCODING=UTF-8\n", "{}", dump(&out));
@@ -350,11 +260,7 @@ fn env_vars_py_gives_pythons_environment() {
     lines.sort();
     assert_eq!(
         lines,
-        [
-            "PYTHONHOME=/",
-            "PYTHONIOENCODING=utf-8",
-            "PYTHONPATH=/static"
-        ],
+        ["PYTHONHOME=/", "PYTHONIOENCODING=utf-8", "PYTHONPATH=/static"],
         "{}",
         dump(&out)
     );
@@ -386,17 +292,9 @@ fn chroot_to_an_empty_jail_cannot_execute_a_dynamic_program() {
     let t = require_root!();
     let s = t.scratch("jail-empty");
     s.dir("jail", 0o755);
-    s.copy_in(
-        std::path::Path::new(&t.fixture("hello")),
-        "jail/hello",
-        0o755,
-    );
+    s.copy_in(std::path::Path::new(&t.fixture("hello")), "jail/hello", 0o755);
     let out = t.safeexec(&["--chroot_dir", &s.join("jail"), "--exec", "/hello"]);
-    assert!(
-        !stdout(&out).contains("Hello World"),
-        "ran without its libraries\n{}",
-        dump(&out)
-    );
+    assert!(!stdout(&out).contains("Hello World"), "ran without its libraries\n{}", dump(&out));
     assert_ne!(out.status.code(), Some(0), "{}", dump(&out));
     assert!(
         stderr(&out).contains("cannot execute /hello"),
@@ -411,11 +309,7 @@ fn chroot_to_a_jail_with_a_static_hello_prints_hello_world() {
     let t = require_root!();
     let s = t.scratch("jail-static");
     s.dir("jail", 0o755);
-    s.copy_in(
-        std::path::Path::new(&t.fixture("hello-static")),
-        "jail/hello",
-        0o755,
-    );
+    s.copy_in(std::path::Path::new(&t.fixture("hello-static")), "jail/hello", 0o755);
     let out = t.safeexec(&["--chroot_dir", &s.join("jail"), "--exec", "/hello"]);
     assert_eq!(stdout(&out), "Hello World\n", "{}", dump(&out));
     assert_verdict(&out, "OK", 0);
@@ -430,11 +324,7 @@ fn chroot_to_a_jail_with_the_loader_and_libc_runs_a_dynamic_hello() {
     let hello = t.fixture("hello");
     s.copy_in(std::path::Path::new(&hello), "jail/hello", 0o755);
     let ldd = Command::new("ldd").arg(&hello).output().expect("run ldd");
-    assert!(
-        ldd.status.success(),
-        "ldd failed: {}",
-        String::from_utf8_lossy(&ldd.stderr)
-    );
+    assert!(ldd.status.success(), "ldd failed: {}", String::from_utf8_lossy(&ldd.stderr));
     let mut copied = 0;
     for line in String::from_utf8_lossy(&ldd.stdout).lines() {
         // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or
@@ -448,11 +338,7 @@ fn chroot_to_a_jail_with_the_loader_and_libc_runs_a_dynamic_hello() {
             copied += 1;
         }
     }
-    assert!(
-        copied >= 2,
-        "ldd named no loader and libc:\n{}",
-        String::from_utf8_lossy(&ldd.stdout)
-    );
+    assert!(copied >= 2, "ldd named no loader and libc:\n{}", String::from_utf8_lossy(&ldd.stdout));
     let out = t.safeexec(&["--chroot_dir", &s.join("jail"), "--exec", "/hello"]);
     assert_eq!(stdout(&out), "Hello World\n", "{}", dump(&out));
     assert_verdict(&out, "OK", 0);

@@ -27,16 +27,8 @@ fn fork_bomb_is_contained() {
     let (out, j) = t.attack(&["--nproc", "5", "--clock", "10"], &["forkbomb", "1"]);
     verdict(&out, &j, "ok", 0);
     let forks = num(&out, "forks");
-    assert!(
-        (1..=5).contains(&forks),
-        "{forks} forks under --nproc 5\n{}",
-        dump(&out)
-    );
-    assert!(
-        num(&out, "failed") > 0,
-        "the bomb never hit the limit\n{}",
-        dump(&out)
-    );
+    assert!((1..=5).contains(&forks), "{forks} forks under --nproc 5\n{}", dump(&out));
+    assert!(num(&out, "failed") > 0, "the bomb never hit the limit\n{}", dump(&out));
 }
 
 #[test]
@@ -55,11 +47,7 @@ fn thread_bomb_is_contained() {
     let (out, j) = t.attack(&["--nproc", "3", "--mem", "262144"], &["threadbomb"]);
     verdict(&out, &j, "ok", 0);
     let threads = num(&out, "threads");
-    assert!(
-        threads <= 3,
-        "{threads} threads under --nproc 3\n{}",
-        dump(&out)
-    );
+    assert!(threads <= 3, "{threads} threads under --nproc 3\n{}", dump(&out));
     assert_eq!(word(&out, "error"), "EAGAIN", "{}", dump(&out));
 }
 
@@ -70,21 +58,15 @@ fn memory_bomb_is_contained_by_the_address_space_limit() {
     let (out, j) = t.attack(&["--mem", "65536"], &["memorybomb"]);
     verdict(&out, &j, "ok", 0);
     let mib = num(&out, "allocated_mib");
-    assert!(
-        (1..64).contains(&mib),
-        "allocated {mib} MiB under 64 MiB\n{}",
-        dump(&out)
-    );
+    assert!((1..64).contains(&mib), "allocated {mib} MiB under 64 MiB\n{}", dump(&out));
 }
 
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn memory_bomb_is_killed_at_the_resident_memory_limit() {
     let t = require_root!();
-    let (out, j) = t.attack(
-        &["--mem", "2000000", "--rss", "50000", "--clock", "20"],
-        &["memorybomb"],
-    );
+    let (out, j) =
+        t.attack(&["--mem", "2000000", "--rss", "50000", "--clock", "20"], &["memorybomb"]);
     verdict(&out, &j, "memory_limit", 1);
     assert!(!stdout(&out).contains("allocated_mib"), "{}", dump(&out));
 }
@@ -122,11 +104,7 @@ fn busy_loop_in_several_processes_is_cut_at_the_cpu_limit() {
     let (out, j) = t.attack(&["--cpu", "0.5", "--nproc", "3"], &["spin", "3"]);
     verdict(&out, &j, "time_limit", 1);
     assert_eq!(j["limit"], "cpu", "{}", dump(&out));
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }
 
 #[test]
@@ -137,11 +115,7 @@ fn endless_sleep_is_cut_at_the_wall_limit() {
     let (out, j) = t.attack(&["--clock", "0.5"], &["sleep"]);
     verdict(&out, &j, "time_limit", 1);
     assert_eq!(j["limit"], "wall", "{}", dump(&out));
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }
 
 #[test]
@@ -166,38 +140,24 @@ fn endless_stdout_is_cut_at_the_output_limit() {
     let started = Instant::now();
     let (out, j) = t.attack(&["--output", "100"], &["flood"]);
     verdict(&out, &j, "output_limit", 1);
-    assert!(
-        out.stdout.len() <= 100 * 1024,
-        "{} bytes passed",
-        out.stdout.len()
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(out.stdout.len() <= 100 * 1024, "{} bytes passed", out.stdout.len());
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
 }
 
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn output_limit_cuts_endless_output_and_reports_it() {
     let t = require_root!();
-    let out = t.safeexec(&[
-        "--json", "--output", "64", "--nproc", "2", "--exec", "/bin/sh", "-c", "yes",
-    ]);
+    let out =
+        t.safeexec(&["--json", "--output", "64", "--nproc", "2", "--exec", "/bin/sh", "-c", "yes"]);
     assert_eq!(out.status.code(), Some(1), "{}", dump(&out));
     // Exactly the limit reaches the caller, not a byte more.
     assert_eq!(out.stdout.len(), 64 * 1024, "{}", dump(&out));
     let j = json_report(&out);
     assert_eq!(j["verdict"], "output_limit", "{j}");
     assert_eq!(j["limit"], "output", "{j}");
-    assert!(
-        j["output_bytes"].as_u64().is_some_and(|b| b > 64 * 1024),
-        "{j}"
-    );
-    let text = t.safeexec(&[
-        "--output", "1", "--nproc", "2", "--exec", "/bin/sh", "-c", "yes",
-    ]);
+    assert!(j["output_bytes"].as_u64().is_some_and(|b| b > 64 * 1024), "{j}");
+    let text = t.safeexec(&["--output", "1", "--nproc", "2", "--exec", "/bin/sh", "-c", "yes"]);
     assert_verdict(&text, "Output Limit Exceeded", 1);
 }
 
@@ -234,11 +194,7 @@ fn zero_limits_fail_closed_or_run_correctly() {
     }
     // No address space or no descriptors: the program cannot even start,
     // and that is reported, never an OK.
-    for r in [
-        with(&[(Limit::Mem, 0)]),
-        with(&[(Limit::Nfile, 0)]),
-        with(&[(Limit::Stack, 0)]),
-    ] {
+    for r in [with(&[(Limit::Mem, 0)]), with(&[(Limit::Nfile, 0)]), with(&[(Limit::Stack, 0)])] {
         let got = t.direct().exchange(&frame(&r));
         match got.reply() {
             Ok(Reply::Finished(o)) => assert!(
@@ -311,10 +267,7 @@ fn u64_max_limits_under_an_unlimited_policy_run_correctly() {
         for &(limit, value) in limits {
             set_limit(&mut r, limit, value);
         }
-        let got = t
-            .direct()
-            .timeout(Duration::from_secs(20))
-            .exchange(&frame(&r));
+        let got = t.direct().timeout(Duration::from_secs(20)).exchange(&frame(&r));
         let ok = matches!(
             got.reply(),
             Ok(Reply::Finished(ref o)) if o.end == End::Exited(0) && o.limit.is_none()
@@ -332,10 +285,7 @@ fn u64_max_limits_under_an_unlimited_policy_run_correctly() {
     // own hard limit, which this helper cannot raise (no CAP_SYS_RESOURCE
     // in the bounding set): that must fail closed, naming the limit.
     let caller_hard = {
-        let mut r = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
+        let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: getrlimit writes into the local.
         unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut r) };
         r.rlim_max
@@ -373,13 +323,7 @@ fn cpu_limit_that_overflows_microseconds_is_not_enforced_as_a_tiny_one() {
 }
 
 /// (case, cpu_ms, grace_ms, wall_ms, the limit the verdict must name)
-type HugeCase = (
-    &'static str,
-    Option<u64>,
-    u64,
-    Option<u64>,
-    Option<&'static str>,
-);
+type HugeCase = (&'static str, Option<u64>, u64, Option<u64>, Option<&'static str>);
 
 /// CPU limits near u64::MAX / 1000 ms (whose microseconds, or the kernel's
 /// nanoseconds of the rlimit, overflow 64 bits) and a grace of u64::MAX ms:
@@ -394,73 +338,19 @@ fn cpu_limit_near_u64_max_ms_with_u64_max_grace_neither_ends_the_run_early_nor_c
     const CENTURY_MS: u64 = 100 * 365 * 86_400 * 1000;
     const MAX_S: u64 = u64::MAX / 1000;
     let cases: Vec<HugeCase> = vec![
-        (
-            "cpu u64::MAX/1000 - 1, grace u64::MAX",
-            Some(MAX_S - 1),
-            u64::MAX,
-            None,
-            None,
-        ),
-        (
-            "cpu u64::MAX/1000, grace u64::MAX",
-            Some(MAX_S),
-            u64::MAX,
-            None,
-            None,
-        ),
-        (
-            "cpu u64::MAX/1000 + 1, grace u64::MAX",
-            Some(MAX_S + 1),
-            u64::MAX,
-            None,
-            None,
-        ),
+        ("cpu u64::MAX/1000 - 1, grace u64::MAX", Some(MAX_S - 1), u64::MAX, None, None),
+        ("cpu u64::MAX/1000, grace u64::MAX", Some(MAX_S), u64::MAX, None, None),
+        ("cpu u64::MAX/1000 + 1, grace u64::MAX", Some(MAX_S + 1), u64::MAX, None, None),
         ("cpu u64::MAX/1000, grace 0", Some(MAX_S), 0, None, None),
         // Whole seconds whose nanoseconds just wrap 64 bits.
-        (
-            "cpu u64::MAX/10^6 + 1",
-            Some(u64::MAX / 1_000_000 + 1),
-            0,
-            None,
-            None,
-        ),
-        (
-            "cpu a century - 1 s",
-            Some(CENTURY_MS - 1000),
-            0,
-            None,
-            None,
-        ),
-        (
-            "cpu a century + 1 s",
-            Some(CENTURY_MS + 1000),
-            0,
-            None,
-            None,
-        ),
-        (
-            "cpu u64::MAX/1000, grace u64::MAX, wall 60 s",
-            Some(MAX_S),
-            u64::MAX,
-            Some(60_000),
-            None,
-        ),
-        (
-            "cpu u64::MAX/1000, grace 1 s, wall u64::MAX",
-            Some(MAX_S),
-            1000,
-            Some(u64::MAX),
-            None,
-        ),
+        ("cpu u64::MAX/10^6 + 1", Some(u64::MAX / 1_000_000 + 1), 0, None, None),
+        ("cpu a century - 1 s", Some(CENTURY_MS - 1000), 0, None, None),
+        ("cpu a century + 1 s", Some(CENTURY_MS + 1000), 0, None, None),
+        ("cpu u64::MAX/1000, grace u64::MAX, wall 60 s", Some(MAX_S), u64::MAX, Some(60_000), None),
+        ("cpu u64::MAX/1000, grace 1 s, wall u64::MAX", Some(MAX_S), 1000, Some(u64::MAX), None),
         // Over its 1 s limit, within its endless grace: it runs to its end
         // and reports its real time as over the CPU limit.
-        (
-            "cpu 1 s, grace u64::MAX",
-            Some(1000),
-            u64::MAX,
-            None,
-            Some("cpu"),
-        ),
+        ("cpu 1 s, grace u64::MAX", Some(1000), u64::MAX, None, Some("cpu")),
     ];
     let t = &t;
     let failures: Vec<String> = std::thread::scope(|scope| {
@@ -473,10 +363,7 @@ fn cpu_limit_near_u64_max_ms_with_u64_max_grace_neither_ends_the_run_early_nor_c
                     set_limit(&mut r, Limit::Cpu, cpu);
                     set_limit(&mut r, Limit::Grace, Some(grace));
                     set_limit(&mut r, Limit::Wall, wall);
-                    let got = t
-                        .direct()
-                        .timeout(Duration::from_secs(30))
-                        .exchange(&frame(&r));
+                    let got = t.direct().timeout(Duration::from_secs(30)).exchange(&frame(&r));
                     let ok = matches!(
                         got.reply(),
                         Ok(Reply::Finished(ref o))
@@ -491,9 +378,7 @@ fn cpu_limit_near_u64_max_ms_with_u64_max_grace_neither_ends_the_run_early_nor_c
                 })
             })
             .collect();
-        runs.into_iter()
-            .filter_map(|h| h.join().expect("a run thread"))
-            .collect()
+        runs.into_iter().filter_map(|h| h.join().expect("a run thread")).collect()
     });
     assert!(
         failures.is_empty(),

@@ -18,25 +18,15 @@ use shared::Request;
 fn tcp_connect_to_a_listener_on_host_loopback_fails() {
     let t = require_root!();
     let listener = TcpListener::bind("127.0.0.1:0").expect("listen on 127.0.0.1");
-    listener
-        .set_nonblocking(true)
-        .expect("non-blocking listener");
-    let port = listener
-        .local_addr()
-        .expect("listener address")
-        .port()
-        .to_string();
+    listener.set_nonblocking(true).expect("non-blocking listener");
+    let port = listener.local_addr().expect("listener address").port().to_string();
     let out = t.safeexec(&["--exec", &t.fixture("tcp_connect"), &port]);
     assert!(
         !stdout(&out).contains("connected"),
         "the target reached 127.0.0.1:{port}\n{}",
         dump(&out)
     );
-    assert!(
-        listener.accept().is_err(),
-        "the listener got a connection\n{}",
-        dump(&out)
-    );
+    assert!(listener.accept().is_err(), "the listener got a connection\n{}", dump(&out));
     assert_verdict(&out, "Command exited with non-zero status (1)", 1);
 }
 
@@ -47,11 +37,7 @@ fn tcp_connect_to_host_loopback_works_outside_the_sandbox() {
     // not sandboxed, so its failure inside means no network.
     let t = require_root!();
     let listener = TcpListener::bind("127.0.0.1:0").expect("listen on 127.0.0.1");
-    let port = listener
-        .local_addr()
-        .expect("listener address")
-        .port()
-        .to_string();
+    let port = listener.local_addr().expect("listener address").port().to_string();
     let out = std::process::Command::new(t.fixture("tcp_connect"))
         .arg(&port)
         .output()
@@ -60,10 +46,7 @@ fn tcp_connect_to_host_loopback_works_outside_the_sandbox() {
 }
 
 fn listeners() -> Vec<(&'static str, TcpListener)> {
-    let mut v = vec![(
-        "tcp4",
-        TcpListener::bind("127.0.0.1:0").expect("listen on 127.0.0.1"),
-    )];
+    let mut v = vec![("tcp4", TcpListener::bind("127.0.0.1:0").expect("listen on 127.0.0.1"))];
     v.push(("tcp6", TcpListener::bind("[::1]:0").expect("listen on ::1")));
     v
 }
@@ -78,10 +61,7 @@ fn tcp_to_host_loopback_v4_and_v6_fails() {
         let (out, j) = t.attack(&[], &["net", kind, &port]);
         verdict(&out, &j, "nonzero_exit", 1);
         assert_ne!(word(&out, "connect"), "ok", "{kind}\n{}", dump(&out));
-        assert!(
-            listener.accept().is_err(),
-            "{kind}: the listener got a connection"
-        );
+        assert!(listener.accept().is_err(), "{kind}: the listener got a connection");
     }
 }
 
@@ -118,10 +98,7 @@ fn host_abstract_unix_socket_is_unreachable() {
     let (out, j) = t.attack(&[], &["unix", &name]);
     verdict(&out, &j, "nonzero_exit", 1);
     assert_eq!(word(&out, "connect"), "ECONNREFUSED", "{}", dump(&out));
-    assert!(
-        listener.accept().is_err(),
-        "the target reached the host's socket"
-    );
+    assert!(listener.accept().is_err(), "the target reached the host's socket");
 }
 
 #[test]
@@ -146,10 +123,7 @@ fn unix_socket_listening_under_the_hosts_run_cannot_be_connected() {
 fn share_net_is_refused_unless_the_policy_allows_it() {
     let t = require_root_exclusive!();
     t.set_policy(&t.policy_with(&[("allow_share_net", "false")]));
-    let r = Request {
-        share_net: true,
-        ..request(&["/bin/true"])
-    };
+    let r = Request { share_net: true, ..request(&["/bin/true"]) };
     let line = t.direct().exchange(&frame(&r)).refusal();
     assert!(line.contains("sharing the network"), "{line}");
 }

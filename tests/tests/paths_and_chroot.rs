@@ -25,10 +25,7 @@ use shared::Request;
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn chroot_asked_without_descriptor_5_is_refused() {
     let t = require_root!();
-    let r = Request {
-        chroot: true,
-        ..request(&["/bin/true"])
-    };
+    let r = Request { chroot: true, ..request(&["/bin/true"]) };
     let line = t.direct().exchange(&frame(&r)).refusal();
     assert!(line.contains("descriptor 5"), "{line}");
 }
@@ -39,10 +36,7 @@ fn chroot_descriptor_that_is_not_a_directory_is_refused() {
     let t = require_root!();
     let scratch = t.scratch("chroot-file");
     let file = std::fs::File::open(scratch.file("f", b"x", 0o644)).expect("open a file");
-    let r = Request {
-        chroot: true,
-        ..request(&["/bin/true"])
-    };
+    let r = Request { chroot: true, ..request(&["/bin/true"]) };
     let line = t.direct().fd(file, 5).exchange(&frame(&r)).refusal();
     assert!(line.contains("not a directory"), "{line}");
 }
@@ -74,11 +68,7 @@ fn chroot_dir_the_caller_cannot_enter_is_refused_by_the_frontend() {
 /// A jail under `root` with a static hello in it, owned by the test user.
 fn jail(t: &Env, scratch: &safeexec_tests::Scratch, rel: &str) -> std::path::PathBuf {
     let dir = scratch.dir(rel, 0o755);
-    scratch.copy_in(
-        &t.fixtures.join("hello-static"),
-        &format!("{rel}/hello"),
-        0o755,
-    );
+    scratch.copy_in(&t.fixtures.join("hello-static"), &format!("{rel}/hello"), 0o755);
     dir
 }
 
@@ -135,10 +125,8 @@ fn chroot_roots_none_refuses_every_chroot() {
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn chroot_dir_slash_cannot_leave_a_file_in_the_hosts_tmp_or_reach_the_hosts_run() {
     let t = require_root!();
-    let paths: Vec<HostPath> = ["/tmp", "/var/tmp"]
-        .into_iter()
-        .map(|d| HostPath::new(d, "chroot-left"))
-        .collect();
+    let paths: Vec<HostPath> =
+        ["/tmp", "/var/tmp"].into_iter().map(|d| HostPath::new(d, "chroot-left")).collect();
     let sock = host_socket("/run");
     let p = t.probe();
     let mut args = vec!["leave"];
@@ -148,30 +136,15 @@ fn chroot_dir_slash_cannot_leave_a_file_in_the_hosts_tmp_or_reach_the_hosts_run(
         .chain(args.iter().copied())
         .collect();
     let out = t.safeexec(&leave);
-    let connect = t.safeexec(&[
-        "--chroot_dir",
-        "/",
-        "--exec",
-        &p,
-        "connect",
-        sock.path.str(),
-    ]);
+    let connect = t.safeexec(&["--chroot_dir", "/", "--exec", &p, "connect", sock.path.str()]);
     for out in [&out, &connect] {
         assert_eq!(out.status.code(), Some(2), "{}", dump(out));
         let err = stderr(out);
         assert_eq!(err.trim().lines().count(), 1, "{}", dump(out));
         assert!(err.contains("must belong to the caller"), "{}", dump(out));
-        assert!(
-            !stdout(out).contains("connect"),
-            "the probe ran\n{}",
-            dump(out)
-        );
+        assert!(!stdout(out).contains("connect"), "the probe ran\n{}", dump(out));
     }
-    let landed: Vec<&str> = paths
-        .iter()
-        .filter(|p| p.exists())
-        .map(HostPath::str)
-        .collect();
+    let landed: Vec<&str> = paths.iter().filter(|p| p.exists()).map(HostPath::str).collect();
     assert!(landed.is_empty(), "left on the host: {landed:?}");
 }
 
@@ -184,10 +157,8 @@ fn jail_the_caller_does_not_own_is_read_only_and_shows_no_host_mount() {
     let t = require_root_exclusive!();
     let text = std::fs::read_to_string(&t.policy).expect("read the policy");
     t.set_policy(&format!("{text}\nchroot_roots = /\n"));
-    let paths: Vec<HostPath> = ["/tmp", "/var/tmp"]
-        .into_iter()
-        .map(|d| HostPath::new(d, "ro-jail-left"))
-        .collect();
+    let paths: Vec<HostPath> =
+        ["/tmp", "/var/tmp"].into_iter().map(|d| HostPath::new(d, "ro-jail-left")).collect();
     let p = t.probe();
     let mut args = vec!["leave"];
     args.extend(paths.iter().map(HostPath::str));
@@ -205,12 +176,7 @@ fn jail_the_caller_does_not_own_is_read_only_and_shows_no_host_mount() {
     }
     let (out, j) = t.attack_with(&p, &["--chroot_dir", "/"], &["list", "/proc"]);
     verdict(&out, &j, "ok", 0);
-    assert_eq!(
-        num(&out, "entries"),
-        0,
-        "/proc of the jail is not empty\n{}",
-        dump(&out)
-    );
+    assert_eq!(num(&out, "entries"), 0, "/proc of the jail is not empty\n{}", dump(&out));
 }
 
 // ---------------------------------------------------------------------------
@@ -233,13 +199,7 @@ impl Mounted {
                 c"size=64k,mode=755".as_ptr().cast(),
             )
         };
-        assert_eq!(
-            r,
-            0,
-            "mount a tmpfs on {}: {}",
-            dir.display(),
-            std::io::Error::last_os_error()
-        );
+        assert_eq!(r, 0, "mount a tmpfs on {}: {}", dir.display(), std::io::Error::last_os_error());
         Mounted(dir.to_path_buf())
     }
 }
@@ -264,10 +224,7 @@ fn mount_below_the_chroot_dir_is_not_visible_in_the_jail() {
     scratch.file("jail/sub/under", b"the jail's own file\n", 0o644);
     let mounted = Mounted::tmpfs(&sub);
     fs::write(sub.join("marker"), b"a host mount\n").expect("write in the tmpfs");
-    assert!(
-        !sub.join("under").exists(),
-        "the tmpfs does not hide 'under'"
-    );
+    assert!(!sub.join("under").exists(), "the tmpfs does not hide 'under'");
     let (out, j) = t.attack_with(
         "/probe",
         &["--chroot_dir", path_str(&jail)],
@@ -291,16 +248,11 @@ fn mount_below_the_chroot_dir_is_not_visible_in_the_jail() {
 
 /// Whether the test user may create a user and mount namespace.
 fn user_namespaces_available(t: &Env) -> Result<(), String> {
-    let out = t
-        .run_program("unshare", &["--user", "--map-root-user", "--mount", "true"])
-        .output();
+    let out = t.run_program("unshare", &["--user", "--map-root-user", "--mount", "true"]).output();
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "unshare --user --map-root-user --mount: {}",
-            dump(&out)
-        ))
+        Err(format!("unshare --user --map-root-user --mount: {}", dump(&out)))
     }
 }
 
@@ -330,10 +282,7 @@ fn chroot_dir_of_another_mount_namespace_is_refused() {
         p = probe_static
     );
     let mut holder = t
-        .run_program(
-            "unshare",
-            &["--user", "--map-root-user", "--mount", "sh", "-c", &script],
-        )
+        .run_program("unshare", &["--user", "--map-root-user", "--mount", "sh", "-c", &script])
         .spawn();
     // The holder's pid is the shell's in the new namespaces (setpriv, env
     // and unshare each execute the next): its root shows its mounts.
@@ -348,16 +297,8 @@ fn chroot_dir_of_another_mount_namespace_is_refused() {
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    let out = ready.then(|| {
-        t.safeexec(&[
-            "--chroot_dir",
-            &through_proc,
-            "--exec",
-            "/probe",
-            "list",
-            "/",
-        ])
-    });
+    let out = ready
+        .then(|| t.safeexec(&["--chroot_dir", &through_proc, "--exec", "/probe", "list", "/"]));
     let _ = holder.child.kill();
     let held = holder.wait();
     let Some(out) = out else {
@@ -412,10 +353,7 @@ fn writing_outside_the_allowed_places_fails_and_truncates_nothing() {
         let (out, j) = t.attack(&["--fsize", "64"], &["write", target]);
         verdict(&out, &j, "nonzero_exit", 1);
         let e = word(&out, "open");
-        assert!(
-            e == "EACCES" || e == "ETXTBSY" || e.starts_with("errno"),
-            "{target}: {e}"
-        );
+        assert!(e == "EACCES" || e == "ETXTBSY" || e.starts_with("errno"), "{target}: {e}");
     }
     assert_eq!(fs::read(&own_file).expect("read"), content);
     assert!(!new_file.exists());

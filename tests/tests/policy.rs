@@ -27,17 +27,8 @@ fn a_cpu_limit_over_the_policy_maximum_is_refused_naming_the_limit() {
     let t = require_root_exclusive!();
     t.set_policy(&t.policy_with(&[("max_cpu", "2")]));
     let out = t.safeexec(&["--cpu", "5", "--exec", "/bin/echo", "hi"]);
-    assert!(
-        !stdout(&out).contains("hi"),
-        "ran over the policy\n{}",
-        dump(&out)
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "a refusal is safeexec's own error\n{}",
-        dump(&out)
-    );
+    assert!(!stdout(&out).contains("hi"), "ran over the policy\n{}", dump(&out));
+    assert_eq!(out.status.code(), Some(2), "a refusal is safeexec's own error\n{}", dump(&out));
     let err = stderr(&out).to_lowercase();
     assert!(
         err.contains("cpu") && err.contains('2'),
@@ -91,10 +82,7 @@ fn limits_just_over_the_policy_are_refused_and_at_it_run() {
     );
     let mut at = request(&["/bin/true"]);
     set_limit(&mut at, Limit::Nfile, Some(1024));
-    assert_eq!(
-        t.direct().exchange(&frame(&at)).outcome().end,
-        End::Exited(0)
-    );
+    assert_eq!(t.direct().exchange(&frame(&at)).outcome().end, End::Exited(0));
 }
 
 #[test]
@@ -107,19 +95,13 @@ fn limits_over_a_tightened_policy_are_refused_naming_limit_and_maximum() {
         ("max_output", "10"),
     ]));
     for (args, want) in [
-        (
-            vec!["--nproc", "3"],
-            "process limit of 3 is over the policy's maximum of 2",
-        ),
+        (vec!["--nproc", "3"], "process limit of 3 is over the policy's maximum of 2"),
         (
             vec!["--mem", "100001"],
             "memory limit of 100001 KiB is over the policy's maximum of 100000 KiB",
         ),
         (vec!["--output", "11"], "maximum of 10 KiB"),
-        (
-            vec![],
-            "no output limit is over the policy's maximum of 10 KiB",
-        ),
+        (vec![], "no output limit is over the policy's maximum of 10 KiB"),
     ] {
         let mut a = args.clone();
         a.extend(["--exec", "/bin/echo", "ran"]);
@@ -142,10 +124,7 @@ fn the_packaged_policy_is_back_after_a_test_rewrote_it() {
     let t = require_root_exclusive!();
     let installed = std::fs::read(&t.policy).expect("read the installed policy");
     let packaged = std::fs::read(t.repo.join("packaging/policy")).expect("read packaging/policy");
-    assert!(
-        installed == packaged,
-        "the rewritten policy stayed in place"
-    );
+    assert!(installed == packaged, "the rewritten policy stayed in place");
 }
 
 fn assert_policy_refused(t: &Env, want: &str) {
@@ -204,11 +183,7 @@ impl Drop for ModeGuard {
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn policy_in_a_directory_others_may_write_is_refused() {
     let t = require_root_exclusive!();
-    let dir = t
-        .policy
-        .parent()
-        .expect("the policy has a directory")
-        .to_path_buf();
+    let dir = t.policy.parent().expect("the policy has a directory").to_path_buf();
     let mode = std::fs::metadata(&dir).expect("stat").permissions().mode() & 0o7777;
     let _restore = ModeGuard(dir.clone(), mode);
     // Anyone could now replace the (root-owned, read-only) policy file.
@@ -258,11 +233,7 @@ fn hardlinked_copy_of_the_helper_ignores_a_fake_policy_beside_it() {
     }
     let mut r = request(&["/bin/true"]);
     set_limit(&mut r, Limit::Cpu, Some(5000));
-    let got = t
-        .direct()
-        .program(&link)
-        .cwd(scratch.path())
-        .exchange(&frame(&r));
+    let got = t.direct().program(&link).cwd(scratch.path()).exchange(&frame(&r));
     let line = got.refusal();
     assert!(
         line.contains("cpu limit of 5000 ms is over the policy's maximum of 2000 ms"),

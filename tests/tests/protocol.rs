@@ -20,12 +20,7 @@ fn helper_called_directly_with_a_valid_request_runs_it() {
     let t = require_root!();
     let got = t.direct().exchange(&frame(&request(&["/bin/true"])));
     let outcome = got.outcome();
-    assert_eq!(
-        outcome.end,
-        End::Exited(0),
-        "{outcome:?}\n{}",
-        dump(&got.output)
-    );
+    assert_eq!(outcome.end, End::Exited(0), "{outcome:?}\n{}", dump(&got.output));
     assert!(in_policy_range(outcome.uid), "{outcome:?}");
     assert!(got.output.status.success(), "{}", dump(&got.output));
 }
@@ -38,10 +33,7 @@ fn truncated_frame_is_refused() {
     for cut in [3, 12, f.len() / 2, f.len() - 1] {
         let got = t.direct().exchange(&f[..cut]);
         let line = got.refusal();
-        assert!(
-            line.contains("closed before a whole message"),
-            "cut at {cut}: {line}"
-        );
+        assert!(line.contains("closed before a whole message"), "cut at {cut}: {line}");
     }
 }
 
@@ -49,9 +41,8 @@ fn truncated_frame_is_refused() {
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn garbage_frame_is_refused() {
     let t = require_root!();
-    let garbage: Vec<u8> = (0..4096u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let garbage: Vec<u8> =
+        (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     let line = t.direct().exchange(&garbage).refusal();
     assert!(line.contains("bad magic"), "{line}");
 }
@@ -69,11 +60,7 @@ fn helper_given_garbage_refuses_and_replies_failed_or_nothing() {
         Err(_) => stderr(&got.output),
         Ok(Reply::Finished(o)) => panic!("garbage ran something: {o:?}"),
     };
-    assert!(
-        !message.trim().is_empty(),
-        "no error message\n{}",
-        dump(&got.output)
-    );
+    assert!(!message.trim().is_empty(), "no error message\n{}", dump(&got.output));
     assert_eq!(message.trim().lines().count(), 1, "not one line: {message}");
 }
 
@@ -116,15 +103,8 @@ fn frame_with_u32_max_length_is_refused() {
     f.extend_from_slice(&[0; 64]);
     let got = t.direct().exchange(&f);
     let line = got.refusal();
-    assert!(
-        line.contains("4294967295") && line.contains("larger than the limit"),
-        "{line}"
-    );
-    assert!(
-        got.elapsed < Duration::from_secs(5),
-        "refusing took {:?}",
-        got.elapsed
-    );
+    assert!(line.contains("4294967295") && line.contains("larger than the limit"), "{line}");
+    assert!(got.elapsed < Duration::from_secs(5), "refusing took {:?}", got.elapsed);
 }
 
 #[test]
@@ -163,10 +143,7 @@ fn frame_of_another_protocol_version_is_refused() {
 fn request_with_bad_utf8_is_refused() {
     let t = require_root!();
     let mut f = frame(&request(&["/bin/true"]));
-    let at = f
-        .windows(4)
-        .position(|w| w == b"/bin")
-        .expect("the program path is in the frame");
+    let at = f.windows(4).position(|w| w == b"/bin").expect("the program path is in the frame");
     f[at + 1] = 0xc3;
     f[at + 2] = 0x28;
     let line = t.direct().exchange(&f).refusal();

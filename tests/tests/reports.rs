@@ -39,8 +39,7 @@ fn json_of(t: &safeexec_tests::Env, args: &[&str]) -> (std::process::Output, Jso
 }
 
 fn three_decimals(v: &str) -> bool {
-    v.split_once('.')
-        .is_some_and(|(s, ms)| s.bytes().all(|b| b.is_ascii_digit()) && ms.len() == 3)
+    v.split_once('.').is_some_and(|(s, ms)| s.bytes().all(|b| b.is_ascii_digit()) && ms.len() == 3)
 }
 
 // ---------------------------------------------------------------------------
@@ -121,10 +120,7 @@ fn cpu_limit_reports_time_limit_exceeded_and_exits_1() {
     assert_eq!(j["verdict_text"], "Time Limit Exceeded", "{j}");
     assert_eq!(j["limit"], "cpu", "{j}");
     let cpu_ms = j["cpu_ms"].as_f64().expect("cpu_ms is a number");
-    assert!(
-        cpu_ms >= 450.0,
-        "stopped after {cpu_ms} ms of CPU, before the 500 ms limit: {j}"
-    );
+    assert!(cpu_ms >= 450.0, "stopped after {cpu_ms} ms of CPU, before the 500 ms limit: {j}");
 }
 
 #[test]
@@ -139,18 +135,12 @@ fn wall_limit_reports_time_limit_exceeded_and_exits_1() {
         "a 1 s wall limit took {:?}",
         started.elapsed()
     );
-    let (out, j) = json_of(
-        &t,
-        &["--clock", "0.5", "--exec", &t.fixture("sleep_forever")],
-    );
+    let (out, j) = json_of(&t, &["--clock", "0.5", "--exec", &t.fixture("sleep_forever")]);
     assert_eq!(out.status.code(), Some(1), "{}", dump(&out));
     assert_eq!(j["verdict"], "time_limit", "{j}");
     assert_eq!(j["limit"], "wall", "{j}");
     let wall_ms = j["wall_ms"].as_f64().expect("wall_ms is a number");
-    assert!(
-        (450.0..10_000.0).contains(&wall_ms),
-        "wall_ms {wall_ms}: {j}"
-    );
+    assert!((450.0..10_000.0).contains(&wall_ms), "wall_ms {wall_ms}: {j}");
 }
 
 #[test]
@@ -187,14 +177,7 @@ fn resident_memory_limit_reports_memory_limit_exceeded_and_exits_1() {
 fn peak_memory_is_reported() {
     let t = require_root!();
     // 64 MiB touched, under every limit: the report must show at least that.
-    let args = [
-        "--mem",
-        "1000000",
-        "--exec",
-        &t.fixture("touch_mem"),
-        "64",
-        "0",
-    ];
+    let args = ["--mem", "1000000", "--exec", &t.fixture("touch_mem"), "64", "0"];
     let out = t.safeexec(&args);
     let r = assert_verdict(&out, "OK", 0);
     assert!(
@@ -213,10 +196,7 @@ fn file_size_limit_reports_output_limit_exceeded_and_exits_1() {
     s.file("open.txt", b"", 0o666);
     let out = t.safeexec(&["--exec", &t.fixture("write_file"), &s.join("open.txt")]);
     assert_verdict(&out, "Output Limit Exceeded", 1);
-    let (out, j) = json_of(
-        &t,
-        &["--exec", &t.fixture("write_file"), &s.join("open.txt")],
-    );
+    let (out, j) = json_of(&t, &["--exec", &t.fixture("write_file"), &s.join("open.txt")]);
     assert_eq!(out.status.code(), Some(1), "{}", dump(&out));
     assert_eq!(j["verdict"], "output_limit", "{j}");
 }
@@ -227,11 +207,7 @@ fn no_arguments_print_usage_and_exit_1() {
     let t = require_root!();
     let out = t.safeexec::<&str>(&[]);
     assert_eq!(out.status.code(), Some(1), "{}", dump(&out));
-    assert!(
-        stderr(&out).to_lowercase().contains("usage"),
-        "{}",
-        dump(&out)
-    );
+    assert!(stderr(&out).to_lowercase().contains("usage"), "{}", dump(&out));
 }
 
 #[test]
@@ -289,19 +265,9 @@ fn a_caller_ignoring_sigchld_still_gets_its_report() {
 fn report_file_receives_the_report_instead_of_stderr() {
     let t = require_root!();
     let s = t.scratch("report-file");
-    let out = t.safeexec(&[
-        "--report_file",
-        &s.join("report.txt"),
-        "--exec",
-        "/bin/echo",
-        "hi",
-    ]);
+    let out = t.safeexec(&["--report_file", &s.join("report.txt"), "--exec", "/bin/echo", "hi"]);
     assert_eq!(stdout(&out), "hi\n", "{}", dump(&out));
-    assert!(
-        out.stderr.is_empty(),
-        "report also on stderr\n{}",
-        dump(&out)
-    );
+    assert!(out.stderr.is_empty(), "report also on stderr\n{}", dump(&out));
     let text = std::fs::read(s.path().join("report.txt")).expect("read the report file");
     let r = try_report(&text)
         .unwrap_or_else(|| panic!("bad report file: {}", String::from_utf8_lossy(&text)));
@@ -314,16 +280,9 @@ fn report_file_receives_the_report_instead_of_stderr() {
 fn report_goes_to_an_inherited_descriptor() {
     let t = require_root!();
     let (mut rx, tx) = std::io::pipe().expect("pipe");
-    let out = t
-        .run(&["--report_fd", "7", "--exec", "/bin/echo", "hi"])
-        .fd(tx, 7)
-        .output();
+    let out = t.run(&["--report_fd", "7", "--exec", "/bin/echo", "hi"]).fd(tx, 7).output();
     assert_eq!(stdout(&out), "hi\n", "{}", dump(&out));
-    assert!(
-        out.stderr.is_empty(),
-        "report on stderr too: {}",
-        dump(&out)
-    );
+    assert!(out.stderr.is_empty(), "report on stderr too: {}", dump(&out));
     let mut report = String::new();
     rx.read_to_string(&mut report).expect("read the report");
     assert!(report.starts_with("OK\nelapsed time: "), "{report}");
@@ -346,10 +305,7 @@ fn meta_file_of_an_ok_run_has_isolate_keys_and_no_status() {
     assert!(three_decimals(&m["time-wall"]), "{text}");
     assert!(m["max-rss"].parse::<u64>().is_ok_and(|k| k > 0), "{text}");
     assert_eq!(m["exitcode"], "0", "{text}");
-    assert!(
-        !m.contains_key("status") && !m.contains_key("killed"),
-        "{text}"
-    );
+    assert!(!m.contains_key("status") && !m.contains_key("killed"), "{text}");
 }
 
 #[test]
@@ -373,15 +329,7 @@ fn meta_file_says_to_and_killed_for_a_wall_time_limit() {
     let t = require_root!();
     let dir = t.scratch("meta-to");
     let path = dir.join("meta");
-    let out = t.safeexec(&[
-        "--meta",
-        &path,
-        "--clock",
-        "0.3",
-        "--exec",
-        "/bin/sleep",
-        "30",
-    ]);
+    let out = t.safeexec(&["--meta", &path, "--clock", "0.3", "--exec", "/bin/sleep", "30"]);
     assert_verdict(&out, "Time Limit Exceeded", 1);
     let text = std::fs::read_to_string(&path).expect("meta file written");
     let m = meta(&text);

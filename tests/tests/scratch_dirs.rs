@@ -54,10 +54,7 @@ fn world_readable_file_in_the_hosts_tmp_is_invisible_by_default_and_visible_with
             .collect()
     };
     let default = seen(false);
-    assert!(
-        default.iter().all(|(_, w)| w == "not found"),
-        "without --host-tmp: {default:?}"
-    );
+    assert!(default.iter().all(|(_, w)| w == "not found"), "without --host-tmp: {default:?}");
     let host = seen(true);
     let want: Vec<(String, String)> = files
         .iter()
@@ -93,11 +90,7 @@ fn target_cannot_leave_a_file_in_the_hosts_tmp_var_tmp_dev_shm_or_run() {
             dump(&out)
         );
     }
-    let landed: Vec<&str> = paths
-        .iter()
-        .filter(|p| p.exists())
-        .map(HostPath::str)
-        .collect();
+    let landed: Vec<&str> = paths.iter().filter(|p| p.exists()).map(HostPath::str).collect();
     assert!(landed.is_empty(), "left on the host: {landed:?}");
 }
 
@@ -122,19 +115,14 @@ fn many_small_files_in_a_private_tmp_are_contained_and_vanish_with_the_run() {
     let t = require_root!();
     for dir in ["/tmp", "/dev/shm", "/var/tmp"] {
         let before = fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
-        let (out, j) = t.attack(
-            &["--private-tmp", "--fsize", "64", "--cpu", "5"],
-            &["manyfiles", dir],
-        );
+        let (out, j) =
+            t.attack(&["--private-tmp", "--fsize", "64", "--cpu", "5"], &["manyfiles", dir]);
         verdict(&out, &j, "ok", 0);
         let files = num(&out, "files");
         assert!(files <= 1024, "{files} files in {dir}\n{}", dump(&out));
         assert_eq!(word(&out, "error"), "ENOSPC", "{dir}\n{}", dump(&out));
         let after = fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
-        assert!(
-            after <= before + 5,
-            "{dir} of the host grew from {before} to {after}"
-        );
+        assert!(after <= before + 5, "{dir} of the host grew from {before} to {after}");
     }
 }
 
@@ -155,10 +143,7 @@ fn filling_tmp_or_dev_shm_hits_enospc_at_the_fsize_bound_and_leaves_nothing_on_t
             let _ = fs::remove_file(p);
         }
         verdict(&out, &j, "ok", 0);
-        assert!(
-            landed.is_empty(),
-            "the fill landed in the host's {dir}: {landed:?}"
-        );
+        assert!(landed.is_empty(), "the fill landed in the host's {dir}: {landed:?}");
         assert_eq!(word(&out, "error"), "ENOSPC", "{dir}\n{}", dump(&out));
         let wrote = num(&out, "wrote");
         assert!(
@@ -182,12 +167,7 @@ fn scratch_tmpfs_is_sized_by_fsize_capped_by_mem_and_at_least_4_kib() {
         for dir in ["/tmp", "/var/tmp", "/dev/shm", "/run"] {
             let (out, j) = t.attack(opts, &["statfs", dir]);
             verdict(&out, &j, "ok", 0);
-            assert_eq!(
-                num(&out, "size_kib"),
-                want_kib,
-                "{opts:?} {dir}\n{}",
-                dump(&out)
-            );
+            assert_eq!(num(&out, "size_kib"), want_kib, "{opts:?} {dir}\n{}", dump(&out));
         }
     }
     // And the memory cap holds against writes too.
@@ -221,10 +201,7 @@ fn host_tmp_is_refused_when_the_policy_disallows_it() {
     assert_eq!(err.trim().lines().count(), 1, "{}", dump(&out));
     assert!(err.contains("host's /tmp"), "{}", dump(&out));
     // The same request straight to the helper.
-    let r = Request {
-        host_tmp: true,
-        ..request(&["/bin/echo", "ran"])
-    };
+    let r = Request { host_tmp: true, ..request(&["/bin/echo", "ran"]) };
     let line = t.direct().exchange(&frame(&r)).refusal();
     assert!(line.contains("host's /tmp"), "{line}");
 }
@@ -233,16 +210,8 @@ fn host_tmp_is_refused_when_the_policy_disallows_it() {
 // The working directory
 
 /// The command that writes ./LEFT in its working directory.
-const WRITE_LEFT: &[&str] = &[
-    "--nproc",
-    "2",
-    "--fsize",
-    "10",
-    "--",
-    "/bin/sh",
-    "-c",
-    "echo x > ./LEFT",
-];
+const WRITE_LEFT: &[&str] =
+    &["--nproc", "2", "--fsize", "10", "--", "/bin/sh", "-c", "echo x > ./LEFT"];
 
 /// A caller's own directory under the host's /tmp, with a subdirectory
 /// `sub` (for `--exec_dir sub`), both the test user's and of `mode`.
@@ -329,10 +298,7 @@ fn working_directory_under_the_hosts_tmp_is_refused_when_the_policy_disallows_ho
         (&[][..], &["working directory", "--host-tmp"][..]),
         (&["--host-tmp"][..], &["host's /tmp"][..]),
         (&["--exec_dir", "sub"][..], &["working directory"][..]),
-        (
-            &["--host-tmp", "--exec_dir", "sub"][..],
-            &["host's /tmp"][..],
-        ),
+        (&["--host-tmp", "--exec_dir", "sub"][..], &["host's /tmp"][..]),
     ] {
         let out = t.safeexec_in(cwd.path(), &args_with(opts));
         assert_refused(&out, words);

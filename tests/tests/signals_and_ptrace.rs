@@ -26,11 +26,7 @@ fn kill_minus_1_from_the_target_reaches_nothing_outside_its_run() {
     // A process of the caller and a concurrent run, both of which must
     // live through the attack.
     let mut callers_own = std::process::Command::new("setpriv")
-        .args([
-            "--reuid=safeexec-test",
-            "--regid=safeexec-test",
-            "--init-groups",
-        ])
+        .args(["--reuid=safeexec-test", "--regid=safeexec-test", "--init-groups"])
         .args(["--", "/bin/sleep", "20"])
         .spawn()
         .expect("start the caller's sleeper");
@@ -45,12 +41,7 @@ fn kill_minus_1_from_the_target_reaches_nothing_outside_its_run() {
     assert_eq!(word(&out, "alive"), "yes");
     let other = other.join().expect("the other run");
     let oj = json_report(&other);
-    assert_eq!(
-        oj["verdict"],
-        "time_limit",
-        "the other run was hit\n{}",
-        dump(&other)
-    );
+    assert_eq!(oj["verdict"], "time_limit", "the other run was hit\n{}", dump(&other));
     assert_eq!(oj["limit"], "wall", "{}", dump(&other));
     assert!(
         callers_own.try_wait().expect("try_wait").is_none(),
@@ -75,19 +66,11 @@ fn start_pid_attack(t: &Env, clock: &str) -> (safeexec_tests::Spawned, File) {
 fn assert_attacks_failed(out: &Output) {
     let text = stdout(out);
     let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("pid=")).collect();
-    assert!(
-        !lines.is_empty(),
-        "the probe attacked nothing\n{}",
-        dump(out)
-    );
+    assert!(!lines.is_empty(), "the probe attacked nothing\n{}", dump(out));
     for line in lines {
         for key in ["kill", "stop", "attach", "seize", "vm_readv", "mem"] {
             let v = kv(line, key).unwrap_or_default();
-            assert!(
-                v != "ok" && !v.is_empty(),
-                "{key} succeeded: {line}\n{}",
-                dump(out)
-            );
+            assert!(v != "ok" && !v.is_empty(), "{key} succeeded: {line}\n{}", dump(out));
         }
     }
 }
@@ -111,11 +94,7 @@ fn target_cannot_signal_trace_or_read_the_supervisor_init_or_frontend() {
         .find(|l| l.starts_with("pid=1 "))
         .map(str::to_string)
         .expect("the probe attacked pid 1");
-    assert_eq!(
-        kv(&init_line, "kill").as_deref(),
-        Some("EPERM"),
-        "{init_line}"
-    );
+    assert_eq!(kv(&init_line, "kill").as_deref(), Some("EPERM"), "{init_line}");
     t.assert_nothing_left(json_uid(&j), &dump(&out));
 }
 
@@ -127,9 +106,7 @@ fn target_cannot_signal_trace_or_read_another_concurrent_run() {
     let p = t.probe();
     // Run A: sleeps until its wall limit; it must end by that limit, not
     // by anything run B does.
-    let a = t
-        .run(&["--clock", "3", "--json", "--exec", &p, "sleep"])
-        .spawn();
+    let a = t.run(&["--clock", "3", "--json", "--exec", &p, "sleep"]).spawn();
     let (a_sup, a_init, a_target) = run_pids(a.id());
     let (b, mut tx) = start_pid_attack(env, "20");
     run_pids(b.id());
@@ -141,12 +118,7 @@ fn target_cannot_signal_trace_or_read_another_concurrent_run() {
     assert_attacks_failed(&out_b);
     let out_a = a.wait();
     let ja = json_report(&out_a);
-    assert_eq!(
-        ja["verdict"],
-        "time_limit",
-        "run A was hit\n{}",
-        dump(&out_a)
-    );
+    assert_eq!(ja["verdict"], "time_limit", "run A was hit\n{}", dump(&out_a));
     assert_eq!(ja["limit"], "wall", "{}", dump(&out_a));
     assert_ne!(ja["uid"], jb["uid"]);
     t.assert_nothing_left(json_uid(&ja), "run A");
@@ -160,10 +132,7 @@ fn target_proc_shows_no_host_process() {
     let out = t.safeexec(&["--json", "--exec", "/bin/ls", "/proc"]);
     let j = json_report(&out);
     verdict(&out, &j, "ok", 0);
-    let pids: Vec<u32> = stdout(&out)
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect();
+    let pids: Vec<u32> = stdout(&out).split_whitespace().filter_map(|w| w.parse().ok()).collect();
     assert_eq!(pids, vec![1, 2], "{}", dump(&out));
 }
 
@@ -240,23 +209,9 @@ fn caller_cannot_sigstop_or_sigkill_init_to_outlive_the_wall_limit() {
     let elapsed = started.elapsed();
     assert_eq!(ids("Uid"), ["0", "0", "0"], "init's uids\n{status}");
     assert_eq!(ids("Gid"), ["0", "0", "0"], "init's gids\n{status}");
-    assert_eq!(
-        status_field(&status, "Groups"),
-        Some(""),
-        "init's groups\n{status}"
-    );
-    assert_eq!(
-        stop,
-        Err(libc::EPERM),
-        "the caller stopped init\n{}",
-        dump(&out)
-    );
-    assert_eq!(
-        kill,
-        Err(libc::EPERM),
-        "the caller killed init\n{}",
-        dump(&out)
-    );
+    assert_eq!(status_field(&status, "Groups"), Some(""), "init's groups\n{status}");
+    assert_eq!(stop, Err(libc::EPERM), "the caller stopped init\n{}", dump(&out));
+    assert_eq!(kill, Err(libc::EPERM), "the caller killed init\n{}", dump(&out));
     assert_verdict(&out, "Time Limit Exceeded", 1);
     assert!(
         elapsed >= Duration::from_millis(1900) && elapsed < Duration::from_secs(5),

@@ -43,11 +43,7 @@ fn setuid_root_program_gains_nothing() {
     fs::set_permissions(&prog, fs::Permissions::from_mode(0o4755)).expect("chmod 4755");
     // Control: outside the sandbox the copy does make its caller root.
     let control = ids_outside(&t, &prog);
-    assert_eq!(
-        kv(&control, "euid").as_deref(),
-        Some("0"),
-        "control: {control}"
-    );
+    assert_eq!(kv(&control, "euid").as_deref(), Some("0"), "control: {control}");
     let out = t.safeexec(&["--json", "--exec", &prog, "ids"]);
     let j = json_report(&out);
     verdict(&out, &j, "ok", 0);
@@ -73,21 +69,15 @@ fn file_capability_program_gains_nothing() {
     ] {
         let prog = copy_probe(&t, scratch.path(), name);
         fs::set_permissions(&prog, fs::Permissions::from_mode(0o755)).expect("chmod");
-        let setcap = std::process::Command::new("setcap")
-            .args([caps, &prog])
-            .output()
-            .unwrap_or_else(|e| {
+        let setcap =
+            std::process::Command::new("setcap").args([caps, &prog]).output().unwrap_or_else(|e| {
                 panic!("setcap is needed for this test (Debian package libcap2-bin): {e}")
             });
         assert!(setcap.status.success(), "setcap: {}", dump(&setcap));
         if caps.ends_with("+ep") {
             // Control: outside the sandbox the copy reads /etc/shadow.
             let control = ids_outside(&t, &prog);
-            assert_eq!(
-                kv(&control, "shadow").as_deref(),
-                Some("ok"),
-                "control: {control}"
-            );
+            assert_eq!(kv(&control, "shadow").as_deref(), Some("ok"), "control: {control}");
         }
         let out = t.safeexec(&["--json", "--exec", &prog, "ids"]);
         let j = json_report(&out);
@@ -110,15 +100,9 @@ fn file_capability_program_gains_nothing() {
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn callers_inheritable_and_ambient_capabilities_do_not_reach_the_target() {
     let t = require_root!();
-    let caps = [
-        "--inh-caps=+net_raw,+sys_admin",
-        "--ambient-caps=+net_raw,+sys_admin",
-    ];
+    let caps = ["--inh-caps=+net_raw,+sys_admin", "--ambient-caps=+net_raw,+sys_admin"];
     // Control: the caller itself has them.
-    let control = t
-        .run_program("/bin/cat", &["/proc/self/status"])
-        .setpriv_options(&caps)
-        .output();
+    let control = t.run_program("/bin/cat", &["/proc/self/status"]).setpriv_options(&caps).output();
     let text = stdout(&control);
     assert_eq!(
         status_field(&text, "CapInh"),
@@ -158,15 +142,9 @@ fn raising_a_hard_rlimit_fails() {
     let t = require_root!();
     let (out, j) = t.attack(&[], &["rlimits"]);
     verdict(&out, &j, "ok", 0);
-    for key in [
-        "nofile", "nproc", "cpu", "as", "fsize", "core", "stack", "memlock",
-    ] {
+    for key in ["nofile", "nproc", "cpu", "as", "fsize", "core", "stack", "memlock"] {
         let v = word(&out, key);
-        assert!(
-            v == "EPERM" || v == "unlimited",
-            "{key}={v}\n{}",
-            dump(&out)
-        );
+        assert!(v == "EPERM" || v == "unlimited", "{key}={v}\n{}", dump(&out));
     }
     assert_eq!(word(&out, "core"), "EPERM");
 }
@@ -206,10 +184,7 @@ fn setid_entries(dir: &Path) -> Vec<(PathBuf, u32)> {
     let mut found = Vec::new();
     let mut queue = vec![dir.to_path_buf()];
     while let Some(d) = queue.pop() {
-        for e in fs::read_dir(&d)
-            .expect("list the scratch directory")
-            .flatten()
-        {
+        for e in fs::read_dir(&d).expect("list the scratch directory").flatten() {
             let m = fs::symlink_metadata(e.path()).expect("lstat");
             if m.mode() & 0o6000 != 0 {
                 found.push((e.path(), m.mode() & 0o7777));
@@ -229,11 +204,7 @@ fn setid_attack(t: &Ctx) -> (Output, Scratch) {
     verdict(&out, &j, "ok", 0);
     assert_eq!(word(&out, "create_own"), "ok", "{}", dump(&out));
     let left = setid_entries(scratch.path());
-    assert!(
-        left.is_empty(),
-        "the target left set-id files on the host: {left:?}\n{}",
-        dump(&out)
-    );
+    assert!(left.is_empty(), "the target left set-id files on the host: {left:?}\n{}", dump(&out));
     (out, scratch)
 }
 
@@ -242,13 +213,8 @@ fn setid_attack(t: &Ctx) -> (Output, Scratch) {
 fn chmod_fchmod_fchmodat_of_its_own_file_to_setuid_or_setgid_fail_with_eperm() {
     let t = require_root!();
     let (out, scratch) = setid_attack(&t);
-    let mut keys = vec![
-        "fchmod_suid",
-        "fchmod_sgid",
-        "fchmodat_suid",
-        "fchmodat_sgid",
-        "fchmodat2_setid",
-    ];
+    let mut keys =
+        vec!["fchmod_suid", "fchmod_sgid", "fchmodat_suid", "fchmodat_sgid", "fchmodat2_setid"];
     if cfg!(target_arch = "x86_64") {
         keys.extend(["chmod_suid", "chmod_sgid"]);
     }
@@ -256,9 +222,7 @@ fn chmod_fchmod_fchmodat_of_its_own_file_to_setuid_or_setgid_fail_with_eperm() {
     // An ordinary chmod still works: 0644 became 0755, and no more.
     assert_eq!(word(&out, "chmod_plain"), "ok", "{}", dump(&out));
     assert_eq!(word(&out, "mode_own"), "755", "{}", dump(&out));
-    let mode = fs::metadata(scratch.path().join("own"))
-        .expect("the probe's file")
-        .mode();
+    let mode = fs::metadata(scratch.path().join("own")).expect("the probe's file").mode();
     assert_eq!(mode & 0o7777, 0o755, "mode on the host: {mode:o}");
 }
 
@@ -267,33 +231,19 @@ fn chmod_fchmod_fchmodat_of_its_own_file_to_setuid_or_setgid_fail_with_eperm() {
 fn creating_a_setuid_or_setgid_file_with_open_openat_creat_or_mknod_fails_with_eperm() {
     let t = require_root!();
     let (out, scratch) = setid_attack(&t);
-    let mut keys = vec![
-        "openat_suid",
-        "openat_sgid",
-        "otmpfile_suid",
-        "mknodat_suid",
-    ];
+    let mut keys = vec!["openat_suid", "openat_sgid", "otmpfile_suid", "mknodat_suid"];
     if cfg!(target_arch = "x86_64") {
         keys.extend(["open_suid", "creat_setid"]);
     }
     assert_each(&out, &keys, "EPERM");
-    for name in [
-        "open_suid",
-        "openat_suid",
-        "openat_sgid",
-        "creat_setid",
-        "mknodat_suid",
-    ] {
+    for name in ["open_suid", "openat_suid", "openat_sgid", "creat_setid", "mknodat_suid"] {
         assert_eq!(
             word(&out, &format!("mode_{name}")),
             "missing",
             "{name} was created\n{}",
             dump(&out)
         );
-        assert!(
-            !scratch.path().join(name).exists(),
-            "{name} exists on the host"
-        );
+        assert!(!scratch.path().join(name).exists(), "{name} exists on the host");
     }
     // Creating an ordinary executable file still works.
     assert_eq!(word(&out, "create_plain"), "ok", "{}", dump(&out));
@@ -311,11 +261,7 @@ fn mkdir_with_the_setgid_bit_fails_with_eperm_and_a_plain_mkdir_works() {
     }
     assert_each(&out, &keys, "EPERM");
     for name in ["mkdir_sgid", "mkdirat_sgid"] {
-        assert!(
-            !scratch.path().join(name).exists(),
-            "{name} exists on the host\n{}",
-            dump(&out)
-        );
+        assert!(!scratch.path().join(name).exists(), "{name} exists on the host\n{}", dump(&out));
     }
     assert_eq!(word(&out, "mkdir_plain"), "ok", "{}", dump(&out));
     assert_eq!(word(&out, "mode_dir_plain"), "775", "{}", dump(&out));
@@ -378,11 +324,7 @@ fn user_namespaces_mounts_and_setns_fail_with_eperm_and_clone3_with_enosys() {
     let t = require_root!();
     let (out, j) = t.attack(&["--nproc", "2"], &["userns"]);
     verdict(&out, &j, "ok", 0);
-    assert_each(
-        &out,
-        &["unshare_user", "unshare_user_mount", "clone_user"],
-        "EPERM",
-    );
+    assert_each(&out, &["unshare_user", "unshare_user_mount", "clone_user"], "EPERM");
     assert_each(&out, &["clone3_user", "clone3_plain"], "ENOSYS");
     // mount_badtype, open_tree and setns_not_ns would fail otherwise (EFAULT,
     // success, EINVAL) without the filter: EPERM is its answer.
@@ -455,10 +397,7 @@ fn overlayfs_copy_up_in_a_user_namespace_leaves_no_setgid_directory_on_the_host(
 
 /// The `caller: ` lines of the keyring wrapper, without that prefix.
 fn caller_lines(out: &Output) -> Vec<String> {
-    stdout(out)
-        .lines()
-        .filter_map(|l| l.strip_prefix("caller: ").map(str::to_string))
-        .collect()
+    stdout(out).lines().filter_map(|l| l.strip_prefix("caller: ").map(str::to_string)).collect()
 }
 
 #[test]
@@ -468,23 +407,14 @@ fn target_cannot_find_read_or_add_to_the_callers_session_keyring_and_leaves_no_k
     let wrapper = t.fixture("keyring_caller");
     let p = t.probe();
     let safeexec = path_str(&t.safeexec).to_string();
-    let out = t
-        .run_program(
-            &wrapper,
-            &[&safeexec, "--json", "--exec", &p, "keys", "@SECRET@"],
-        )
-        .output();
+    let out =
+        t.run_program(&wrapper, &[&safeexec, "--json", "--exec", &p, "keys", "@SECRET@"]).output();
     let text = stdout(&out);
     let j = json_report(&out);
     t.assert_nothing_left(json_uid(&j), &dump(&out));
     let lines = caller_lines(&out);
     let secret = kv(&text, "secret").unwrap_or_else(|| panic!("no secret key\n{}", dump(&out)));
-    assert_eq!(
-        kv(&text, "safeexec_status").as_deref(),
-        Some("0"),
-        "{}",
-        dump(&out)
-    );
+    assert_eq!(kv(&text, "safeexec_status").as_deref(), Some("0"), "{}", dump(&out));
     verdict(&out, &j, "ok", 0);
     // Inside: every keyring system call fails, and /proc/keys shows no key
     // of the caller.
@@ -523,10 +453,7 @@ fn target_cannot_find_read_or_add_to_the_callers_session_keyring_and_leaves_no_k
     );
     // After the run the caller's session keyring holds its secret, and
     // nothing the target added.
-    let after: Vec<&String> = lines
-        .iter()
-        .filter(|l| l.starts_with("after_key="))
-        .collect();
+    let after: Vec<&String> = lines.iter().filter(|l| l.starts_with("after_key=")).collect();
     assert_eq!(
         kv(&text, "after_count").as_deref(),
         Some("1"),

@@ -63,11 +63,9 @@ fn generate(dir: &Path) -> Result<Vec<PathBuf>, String> {
     write(&man_path, &man)?;
     written.push(man_path);
 
-    for (shell, name) in [
-        (Shell::Bash, "safeexec.bash"),
-        (Shell::Zsh, "_safeexec"),
-        (Shell::Fish, "safeexec.fish"),
-    ] {
+    for (shell, name) in
+        [(Shell::Bash, "safeexec.bash"), (Shell::Zsh, "_safeexec"), (Shell::Fish, "safeexec.fish")]
+    {
         let path = dir.join(name);
         write(&path, &completion(shell))?;
         written.push(path);
@@ -112,9 +110,7 @@ fn man_page(date: Option<String>) -> io::Result<Vec<u8>> {
         )])
         .control("TP", [])
         .text([italic("/etc/safeexec/policy")])
-        .text([roman(
-            "The root-owned policy that bounds every limit a caller may ask for.",
-        )])
+        .text([roman("The root-owned policy that bounds every limit a caller may ask for.")])
         .control("SH", ["SEE ALSO"])
         .text([bold("safeexec-helper"), roman("(8)")]);
     extra.to_writer(&mut out)?;
@@ -138,10 +134,8 @@ fn source_date() -> Result<Option<String>, String> {
         Err(env::VarError::NotUnicode(_)) => Err("SOURCE_DATE_EPOCH is not a number".into()),
         Ok(s) if s.is_empty() => Ok(None),
         Ok(s) => {
-            let secs: i64 = s
-                .trim()
-                .parse()
-                .map_err(|_| format!("SOURCE_DATE_EPOCH '{s}' is not a number"))?;
+            let secs: i64 =
+                s.trim().parse().map_err(|_| format!("SOURCE_DATE_EPOCH '{s}' is not a number"))?;
             let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
             Ok(Some(format!("{y:04}-{m:02}-{d:02}")))
         }
