@@ -19,8 +19,8 @@ use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{
-    recvmsg, sendmsg, shutdown, socketpair, AddressFamily, ControlMessage, ControlMessageOwned,
-    MsgFlags, Shutdown, SockFlag, SockType,
+    getsockopt, recvmsg, sendmsg, shutdown, socketpair, sockopt, AddressFamily, ControlMessage,
+    ControlMessageOwned, MsgFlags, Shutdown, SockFlag, SockType,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -126,18 +126,13 @@ impl Channel {
         let mut buf = vec![0u8; MAX_MESSAGE];
         let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
         let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = match recvmsg::<()>(
-            self.0.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Ok(msg) => msg,
-            // The other end closed with a message of ours unread (a target
-            // that never took its go): the end, all the same.
-            Err(nix::errno::Errno::ECONNRESET) => return Ok(None),
-            Err(e) => return Err(Error::Failed("cannot receive on the run's channel", e.into())),
-        };
+        // The other end closed with a message of ours unread (a target that
+        // never took its go) leaves a reset pending, which the kernel would
+        // report before the messages still queued here: take it first.
+        let _ = getsockopt(&self.0, sockopt::SocketError);
+        let flags = MsgFlags::MSG_CMSG_CLOEXEC;
+        let msg = recvmsg::<()>(self.0.as_raw_fd(), &mut iov, Some(&mut space), flags)
+            .context("cannot receive on the run's channel")?;
         let mut raw = Vec::new();
         for c in msg.cmsgs().context("cannot receive on the run's channel")? {
             if let ControlMessageOwned::ScmRights(fds) = c {

@@ -860,8 +860,7 @@ fn definitions_are_found_and_words_in_strings_and_comments_are_not() {
         impl Thing { pub fn method(&self) {} }
         #[cfg(test)]
         fn not_a_test() {}
-        #[test]
-        #[ignore = "slow"]
+        #[test] #[ignore = "slow"]
         fn a_test() {}
         macro_rules! mac { () => {} }
     "##;
@@ -882,10 +881,10 @@ fn a_name_that_does_not_exist_is_reported_with_its_line() {
     let tree = Tree::load(&repo_root());
     let doc = "| a | `policy::load`, `::no_such_function` |\n\
                \n\
-               `attack_caller::truncated_frame_is_refused`, `::no_such_test`,\n\
+               `protocol::truncated_frame_is_refused`, `::no_such_test`,\n\
                `shared::wire::no_such_fn`, `policy::Policy::no_such_method`,\n\
                `no_such_module::thing`, `std::process::exit`, `nix::unistd::setsid`,\n\
-               `shared::LimitKind::Cpu`, `shared::LimitKind::Nope`, `attack_cleanup::*`.\n";
+               `shared::limits::Limit::Cpu`, `shared::limits::Limit::Nope`, `cleanup::*`.\n";
     let (problems, _) = problems_of(&tree, "doc.md", doc);
     let expect = [
         ("doc.md:1", "no_such_function"),
@@ -893,7 +892,7 @@ fn a_name_that_does_not_exist_is_reported_with_its_line() {
         ("doc.md:4", "shared::wire::no_such_fn"),
         ("doc.md:4", "policy::Policy::no_such_method"),
         ("doc.md:5", "no_such_module::thing"),
-        ("doc.md:6", "shared::LimitKind::Nope"),
+        ("doc.md:6", "shared::limits::Limit::Nope"),
     ];
     assert_eq!(problems.len(), expect.len(), "{problems:#?}");
     for (at, name) in expect {
