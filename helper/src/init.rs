@@ -19,7 +19,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::resource::{getrusage, UsageWho};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
-use nix::sys::signalfd::SignalFd;
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::{ForkResult, Pid};
 use shared::Stop;
 
@@ -52,7 +52,30 @@ fn init_run(plan: &Plan, channel: &Channel, cgroup: &mut Option<RunCgroup>) -> R
     if channel_shut(channel, PollTimeout::ZERO) {
         return Ok(()); // the supervisor died before the line above
     }
-    // The jail is taken while init is still in the helper's mount namespace.
+    let jail = enter_namespaces(plan)?;
+    // SIGCHLD is read from a signalfd (closed in the target at its exec);
+    // the target unblocks it before exec.
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), None).context("sigprocmask")?;
+    let sigfd = SignalFd::with_flags(&chld, SfdFlags::SFD_CLOEXEC).context("signalfd")?;
+    *cgroup = receive_cgroups(channel, plan)?;
+    let (target, mut clock) = fork_target(plan, jail.as_ref(), channel, cgroup.as_ref())?;
+    Identity::init().assume()?;
+    let mut enforcer = Enforcer::new(&plan.limits, cgroup.as_ref());
+    let (why, ended) = wait_for_target(target, &sigfd, channel, &mut clock, &mut enforcer)?;
+    let mut report = end_run(target, why, ended, &mut clock)?;
+    report.peak_sampled_kib = enforcer.peak_sampled_kib;
+    report.cgroup = cgroup.as_ref().map(|c| c.counters(plan.memory_kib));
+    // Fails harmlessly if the supervisor is gone.
+    let _ = channel.send(&FromRun::Finished(report), &[]);
+    Ok(())
+}
+
+/// The run's namespaces and its view of the file system (`mounts`). The
+/// jail is taken first, while init is still in the helper's mount
+/// namespace; the granted directories after, found again in the new one.
+fn enter_namespaces(plan: &Plan) -> Result<Option<OwnedFd>> {
     let jail = plan.chroot.as_ref().map(mounts::jail_mount).transpose()?;
     let mut flags = CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWNS;
     if !plan.share_net {
@@ -71,45 +94,32 @@ fn init_run(plan: &Plan, channel: &Channel, cgroup: &mut Option<RunCgroup>) -> R
             nix::unistd::fchdir(&copy).context("cannot enter the working directory")?;
         }
     }
-    // SIGCHLD is read from a signalfd; the target unblocks it before exec.
-    let mut chld = SigSet::empty();
-    chld.add(Signal::SIGCHLD);
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), None).context("sigprocmask")?;
-    let sigfd = SignalFd::new(&chld).context("signalfd")?;
-    *cgroup = receive_cgroups(channel, plan)?;
+    Ok(jail)
+}
 
+/// Forks the target (`target::enter`), which tells the supervisor itself
+/// why it could not exec. Returns it with the run's wall clock.
+fn fork_target(
+    plan: &Plan,
+    jail: Option<&OwnedFd>,
+    channel: &Channel,
+    cgroup: Option<&RunCgroup>,
+) -> Result<(Pid, WallClock)> {
     let (start_rx, start_tx) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).context("pipe")?;
     let forked_us = sys::monotonic_us();
-    let target = match sys::fork().context("cannot fork the target")? {
+    match sys::fork().context("cannot fork the target")? {
         ForkResult::Child => {
-            drop((sigfd, start_rx));
-            let Err(e) = target::enter(plan, jail.as_ref(), channel, &start_tx, cgroup.as_ref());
-            let message = match e {
-                Error::Failed("execve", e) => FromRun::ExecFailed(e.raw_os_error().unwrap_or(0)),
-                e => FromRun::SetupFailed(e.to_string()),
-            };
-            let _ = channel.send(&message, &[]);
+            drop(start_rx);
+            let why = target::enter(plan, jail, channel, &start_tx, cgroup);
+            let _ = channel.send(&why, &[]);
             sys::exit_now(127);
         }
-        ForkResult::Parent { child } => child,
-    };
-    drop(start_tx);
-    Identity::init().assume()?;
-    let mut clock = WallClock {
-        start_rx,
-        start_us: forked_us,
-        confirmed: false,
-        limit_us: plan.limits.deadline_us(shared::Limit::Wall),
-    };
-    let mut enforcer = Enforcer::new(&plan.limits, cgroup.as_ref());
-    let (why, ended) = wait_for_target(target, &sigfd, channel, &mut clock, &mut enforcer)?;
-    let mut report = end_run(target, why, ended, &mut clock)?;
-    report.peak_sampled_kib = enforcer.peak_sampled_kib;
-    report.cgroup = cgroup.as_ref().map(|c| c.counters(plan.memory_kib));
-    // Fails harmlessly if the supervisor is gone.
-    let _ = channel.send(&FromRun::Finished(report), &[]);
-    Ok(())
+        ForkResult::Parent { child } => {
+            let limit_us = plan.limits.deadline_us(shared::Limit::Wall);
+            Ok((child, WallClock { start_rx, start_us: forked_us, confirmed: false, limit_us }))
+        }
+    }
 }
 
 /// The supervisor's first message: the run's cgroups (made by it while

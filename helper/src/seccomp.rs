@@ -186,35 +186,7 @@ fn program() -> Vec<Op> {
     ops.push(Op::Ret(RET_ALLOW));
     for (i, (_, rule)) in rules.iter().enumerate() {
         ops.push(Op::Here(Label::Rule(i)));
-        match *rule {
-            Rule::Mode { mode } => {
-                ops.push(Op::Load(arg(mode)));
-                ops.push(Op::JumpIfAny(SETID_BITS, Label::Deny, Label::Allow));
-            }
-            Rule::Create { flags, mode } => {
-                ops.push(Op::Load(arg(flags)));
-                ops.push(Op::JumpIfAny(CREATE_FLAGS, Label::Mode(i), Label::Allow));
-                ops.push(Op::Here(Label::Mode(i)));
-                ops.push(Op::Load(arg(mode)));
-                ops.push(Op::JumpIfAny(SETID_BITS, Label::Deny, Label::Allow));
-            }
-            Rule::Flags { arg: a, bits } => {
-                ops.push(Op::Load(arg(a)));
-                ops.push(Op::JumpIfAny(bits, Label::Deny, Label::Allow));
-            }
-            Rule::Deny => ops.push(Op::JumpIfAny(0, Label::Deny, Label::Deny)),
-            Rule::NoSys => ops.push(Op::JumpIfAny(0, Label::NoSys, Label::NoSys)),
-            Rule::Refuse { arg: a, values } => {
-                ops.push(Op::Load(arg(a)));
-                ops.extend(values.iter().map(|&v| Op::JumpIfEq(v, Label::Deny)));
-                ops.push(Op::Ret(RET_ALLOW));
-            }
-            Rule::Only { arg: a, values } => {
-                ops.push(Op::Load(arg(a)));
-                ops.extend(values.iter().map(|&v| Op::JumpIfEq(v, Label::Allow)));
-                ops.push(Op::JumpIfAny(0, Label::NoFamily, Label::NoFamily));
-            }
-        }
+        ops.extend(check(i, *rule));
     }
     ops.extend([
         Op::Here(Label::Allow),
@@ -229,6 +201,36 @@ fn program() -> Vec<Op> {
         Op::Ret(RET_KILL_PROCESS),
     ]);
     ops
+}
+
+/// The check block of rule `i`: it ends in a jump or a return.
+fn check(i: usize, rule: Rule) -> Vec<Op> {
+    match rule {
+        Rule::Mode { mode } => {
+            vec![Op::Load(arg(mode)), Op::JumpIfAny(SETID_BITS, Label::Deny, Label::Allow)]
+        }
+        Rule::Create { flags, mode } => vec![
+            Op::Load(arg(flags)),
+            Op::JumpIfAny(CREATE_FLAGS, Label::Mode(i), Label::Allow),
+            Op::Here(Label::Mode(i)),
+            Op::Load(arg(mode)),
+            Op::JumpIfAny(SETID_BITS, Label::Deny, Label::Allow),
+        ],
+        Rule::Flags { arg: a, bits } => {
+            vec![Op::Load(arg(a)), Op::JumpIfAny(bits, Label::Deny, Label::Allow)]
+        }
+        Rule::Deny => vec![Op::JumpIfAny(0, Label::Deny, Label::Deny)],
+        Rule::NoSys => vec![Op::JumpIfAny(0, Label::NoSys, Label::NoSys)],
+        Rule::Refuse { arg: a, values } => {
+            let refused = values.iter().map(|&v| Op::JumpIfEq(v, Label::Deny));
+            [Op::Load(arg(a))].into_iter().chain(refused).chain([Op::Ret(RET_ALLOW)]).collect()
+        }
+        Rule::Only { arg: a, values } => {
+            let allowed = values.iter().map(|&v| Op::JumpIfEq(v, Label::Allow));
+            let refuse = Op::JumpIfAny(0, Label::NoFamily, Label::NoFamily);
+            [Op::Load(arg(a))].into_iter().chain(allowed).chain([refuse]).collect()
+        }
+    }
 }
 
 /// Resolves labels into the relative forward jumps of classic BPF.

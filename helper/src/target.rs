@@ -18,15 +18,29 @@ use shared::limits::{Resource, Rlimit, TABLE};
 use shared::{Limit, Limits};
 
 use crate::cgroup::RunCgroup;
-use crate::channel::{Channel, ToRun};
+use crate::channel::{Channel, FromRun, ToRun};
 use crate::error::{Context, Error, Result};
 use crate::identity::Identity;
 use crate::policy::Plan;
 use crate::{seccomp, sys};
 
-/// Turns this process into the target and execs it: limits and chroot
-/// while still root, then the identity, then what the request names.
+/// Turns this process into the target and execs it. Returns only if it
+/// cannot: why, as the message for the supervisor (an exec failure by its
+/// errno, any other by its line).
 pub fn enter(
+    plan: &Plan,
+    jail: Option<&OwnedFd>,
+    channel: &Channel,
+    start: &OwnedFd,
+    cgroup: Option<&RunCgroup>,
+) -> FromRun {
+    let Err(e) = prepare(plan, jail, channel, start, cgroup);
+    FromRun::SetupFailed(e.to_string())
+}
+
+/// Limits and chroot while still root, then the identity, then what the
+/// request names, then exec; an exec failure comes back as its message.
+fn prepare(
     plan: &Plan,
     jail: Option<&OwnedFd>,
     channel: &Channel,
@@ -71,8 +85,10 @@ pub fn enter(
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).context("sigprocmask")?;
     sys::default_write_signals().context("cannot reset SIGPIPE and SIGXFSZ")?;
     sys::install_seccomp(&seccomp::filter()).context("cannot install the seccomp filter")?;
-    let err = execve(&plan.program, &plan.argv, &plan.env).unwrap_err();
-    Err(Error::Failed("execve", err.into()))
+    let errno = execve(&plan.program, &plan.argv, &plan.env)
+        .map_or_else(|e| e as i32, |never| match never {});
+    let _ = channel.send(&FromRun::ExecFailed(errno), &[]);
+    sys::exit_now(127)
 }
 
 /// Resource limits no run may have more than, whatever it asks.
