@@ -7,11 +7,7 @@ use std::path::PathBuf;
 use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
 
 /// Environment given by `--env_vars PY`, as in the original.
-pub const PY_ENV: &[&str] = &[
-    "PYTHONIOENCODING=utf-8",
-    "PYTHONHOME=/",
-    "PYTHONPATH=/static",
-];
+pub const PY_ENV: &[&str] = &["PYTHONIOENCODING=utf-8", "PYTHONHOME=/", "PYTHONPATH=/static"];
 
 /// Environment of the target when none is asked for: the caller's own
 /// environment may hold secrets, so it is never passed on.
@@ -118,11 +114,7 @@ pub struct Cli {
     pub env: Vec<String>,
 
     /// Write the report to this file (opened as the caller) instead of stderr.
-    #[arg(
-        long = "report_file",
-        visible_alias = "report-file",
-        value_name = "PATH"
-    )]
+    #[arg(long = "report_file", visible_alias = "report-file", value_name = "PATH")]
     pub report_file: Option<PathBuf>,
 
     /// Write the report to this inherited descriptor instead of stderr.
@@ -153,12 +145,7 @@ pub struct Cli {
     pub silent: bool,
 
     /// Report format.
-    #[arg(
-        long = "report-format",
-        value_enum,
-        default_value = "text",
-        value_name = "FORMAT"
-    )]
+    #[arg(long = "report-format", value_enum, default_value = "text", value_name = "FORMAT")]
     pub report_format: ReportFormat,
 
     /// Same as --report-format json.
@@ -194,10 +181,7 @@ fn parse_seconds(s: &str) -> Result<u64, String> {
 }
 
 fn parse_seconds_or_zero(s: &str) -> Result<u64, String> {
-    let secs: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    let secs: f64 = s.trim().parse().map_err(|_| format!("'{s}' is not a number of seconds"))?;
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("'{s}' is not a number of seconds"));
     }
@@ -245,16 +229,9 @@ mod tests {
 
     #[test]
     fn exec_takes_everything_after_it() {
-        let cli = Cli::try_parse_from([
-            "safeexec",
-            "--cpu",
-            "1",
-            "--exec",
-            "/bin/echo",
-            "--cpu",
-            "-n",
-        ])
-        .unwrap();
+        let cli =
+            Cli::try_parse_from(["safeexec", "--cpu", "1", "--exec", "/bin/echo", "--cpu", "-n"])
+                .unwrap();
         assert_eq!(cli.exec, vec!["/bin/echo", "--cpu", "-n"]);
         assert_eq!(cli.cpu, 1000);
     }

@@ -76,9 +76,5 @@ fn run_cli(cli: &Cli) -> Result<u8, RunError> {
     if let Some(meta) = meta_out.as_mut() {
         run::write_report(meta, &report::meta(&outcome));
     }
-    Ok(if Verdict::of(&outcome) == Verdict::Ok {
-        0
-    } else {
-        EXIT_FAILED
-    })
+    Ok(if Verdict::of(&outcome) == Verdict::Ok { 0 } else { EXIT_FAILED })
 }

@@ -56,16 +56,8 @@ impl Relay {
         // writes unbuffered. Without one, what the target writes there is
         // counted and dropped, as the helper's inherited stdio would.
         let sinks = [
-            io::stdout()
-                .as_fd()
-                .try_clone_to_owned()
-                .ok()
-                .map(File::from),
-            io::stderr()
-                .as_fd()
-                .try_clone_to_owned()
-                .ok()
-                .map(File::from),
+            io::stdout().as_fd().try_clone_to_owned().ok().map(File::from),
+            io::stderr().as_fd().try_clone_to_owned().ok().map(File::from),
         ];
         let (out_rx, out_tx) = io::pipe()?;
         let (err_rx, err_tx) = io::pipe()?;
@@ -74,10 +66,7 @@ impl Relay {
         let thread = std::thread::Builder::new()
             .name("output relay".into())
             .spawn(move || copy([out_rx, err_rx], sinks, limit, || thread_order.want()))?;
-        let ends = HelperEnds {
-            stdout: out_tx,
-            stderr: err_tx,
-        };
+        let ends = HelperEnds { stdout: out_tx, stderr: err_tx };
         Ok((Relay { thread, order }, ends))
     }
 
@@ -95,9 +84,7 @@ impl Relay {
     pub fn finish(self) -> u64 {
         self.order.close();
         // `copy` does not panic; should it, the bug shows here.
-        self.thread
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        self.thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 }
 
@@ -204,11 +191,8 @@ fn wait_readable<R: AsFd>(sources: &[Option<R>; 2]) -> Option<[bool; 2]> {
     if open.is_empty() {
         return None;
     }
-    let mut fds: Vec<PollFd<'_>> = sources
-        .iter()
-        .flatten()
-        .map(|s| PollFd::new(s.as_fd(), PollFlags::POLLIN))
-        .collect();
+    let mut fds: Vec<PollFd<'_>> =
+        sources.iter().flatten().map(|s| PollFd::new(s.as_fd(), PollFlags::POLLIN)).collect();
     let mut ready = [false; 2];
     match poll(&mut fds, PollTimeout::NONE) {
         // POLLHUP or POLLERR make a read return at once too.

@@ -221,26 +221,10 @@ mod tests {
     #[test]
     fn verdict_lines_match_the_original() {
         let cases = [
-            (
-                End::Exited(3),
-                None,
-                "Command exited with non-zero status (3)",
-            ),
-            (
-                End::Signaled(11),
-                None,
-                "Command terminated by signal (11: SIGSEGV)",
-            ),
-            (
-                End::Signaled(9),
-                Some(LimitKind::Memory),
-                "Memory Limit Exceeded",
-            ),
-            (
-                End::Signaled(9),
-                Some(LimitKind::Wall),
-                "Time Limit Exceeded",
-            ),
+            (End::Exited(3), None, "Command exited with non-zero status (3)"),
+            (End::Signaled(11), None, "Command terminated by signal (11: SIGSEGV)"),
+            (End::Signaled(9), Some(LimitKind::Memory), "Memory Limit Exceeded"),
+            (End::Signaled(9), Some(LimitKind::Wall), "Time Limit Exceeded"),
             (End::Signaled(24), None, "Time Limit Exceeded"),
             (End::Signaled(25), None, "Output Limit Exceeded"),
             (End::Signaled(1), None, "Invalid Function"),
@@ -319,10 +303,7 @@ mod tests {
         assert!(m.contains("killed:1\n"));
         assert!(m.contains("status:TO\n"));
         let ok = meta(&outcome(End::Exited(0), None));
-        assert_eq!(
-            ok,
-            "time:0.003\ntime-wall:1.500\nmax-rss:1234\nexitcode:0\n"
-        );
+        assert_eq!(ok, "time:0.003\ntime-wall:1.500\nmax-rss:1234\nexitcode:0\n");
         assert_eq!(
             meta(&full()),
             "time:3.000\ntime-wall:12.345\nmax-rss:2048\ncg-mem:9000\ncg-oom-killed:1\n\

@@ -90,9 +90,7 @@ pub fn request_from(cli: &Cli) -> Result<Request, RunError> {
         &cli.command
     };
     let Some(program) = command.first() else {
-        return Err(RunError::Usage(
-            "no program given (--exec PROGRAM or -- PROGRAM)".into(),
-        ));
+        return Err(RunError::Usage("no program given (--exec PROGRAM or -- PROGRAM)".into()));
     };
     let mut env: Vec<String> = match &cli.env_vars {
         Some(vars) => parse_env_vars(vars),
@@ -101,9 +99,7 @@ pub fn request_from(cli: &Cli) -> Result<Request, RunError> {
     };
     env.extend(cli.env.iter().cloned());
     if let Some(bad) = env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
-        return Err(RunError::Usage(format!(
-            "environment entry '{bad}' is not NAME=VALUE"
-        )));
+        return Err(RunError::Usage(format!("environment entry '{bad}' is not NAME=VALUE")));
     }
     Ok(Request {
         program: program.clone(),
@@ -132,10 +128,7 @@ pub fn limits_from(cli: &Cli) -> Limits {
         .with(Limit::Fsize, Some(cli.fsize))
         .with(Limit::Nproc, Some(cli.nproc))
         .with(Limit::Nfile, Some(cli.nfile))
-        .with(
-            Limit::Output,
-            cli.output.map(|kib| kib.saturating_mul(1024)),
-        )
+        .with(Limit::Output, cli.output.map(|kib| kib.saturating_mul(1024)))
 }
 
 /// Opens a file the caller names for writing, as the caller.
@@ -146,11 +139,7 @@ pub fn create_file(what: &'static str, path: &Path) -> Result<File, RunError> {
         .truncate(true)
         .mode(0o644)
         .open(path)
-        .map_err(|err| RunError::Open {
-            what,
-            path: path.to_path_buf(),
-            err,
-        })
+        .map_err(|err| RunError::Open { what, path: path.to_path_buf(), err })
 }
 
 /// The report's inherited descriptor (`--report_fd N`). This crate has no
@@ -184,9 +173,7 @@ pub fn open_report_fd(fd: i32) -> Result<ReportFd, RunError> {
     };
     if let Some(dup) = std_handle {
         // EBADF: it is closed.
-        return dup
-            .map(|fd| ReportFd::File(fd.into()))
-            .map_err(|_| not_open());
+        return dup.map(|fd| ReportFd::File(fd.into())).map_err(|_| not_open());
     }
 
     let link = PathBuf::from(format!("/proc/self/fd/{fd}"));
@@ -203,18 +190,15 @@ pub fn open_report_fd(fd: i32) -> Result<ReportFd, RunError> {
         }
         Err(e) => return Err(cannot(e)),
     };
-    let (pos, flags) = fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
-        .map_err(cannot)
-        .and_then(|text| {
+    let (pos, flags) =
+        fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).map_err(cannot).and_then(|text| {
             parse_fdinfo(&text).ok_or_else(|| {
                 RunError::Usage(format!("cannot read the flags of --report_fd {fd}"))
             })
         })?;
     let flags = OFlag::from_bits_truncate(flags);
     if flags & OFlag::O_ACCMODE == OFlag::O_RDONLY {
-        return Err(RunError::Usage(format!(
-            "--report_fd {fd} is open for reading only"
-        )));
+        return Err(RunError::Usage(format!("--report_fd {fd} is open for reading only")));
     }
     if meta.file_type().is_socket() {
         return Ok(ReportFd::Socket(fd));
@@ -233,9 +217,7 @@ pub fn open_report_fd(fd: i32) -> Result<ReportFd, RunError> {
             } else {
                 ""
             };
-            RunError::Usage(format!(
-                "cannot reopen --report_fd {fd} for writing: {err}{hint}"
-            ))
+            RunError::Usage(format!("cannot reopen --report_fd {fd} for writing: {err}{hint}"))
         })?;
     let own = fcntl(&file, FcntlArg::F_GETFL).map_err(|e| cannot(e.into()))?;
     let blocking = OFlag::from_bits_truncate(own) - OFlag::O_NONBLOCK;
@@ -248,11 +230,7 @@ pub fn open_report_fd(fd: i32) -> Result<ReportFd, RunError> {
 
 /// `pos:` and `flags:` (octal) of a `/proc/self/fdinfo/N`.
 fn parse_fdinfo(text: &str) -> Option<(u64, i32)> {
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name))
-            .map(str::trim)
-    };
+    let field = |name: &str| text.lines().find_map(|line| line.strip_prefix(name)).map(str::trim);
     let pos = field("pos:")?.parse().ok()?;
     let flags = i32::from_str_radix(field("flags:")?, 8).ok()?;
     Some((pos, flags))
@@ -282,11 +260,7 @@ fn open_chroot(dir: &Path) -> Result<OwnedFd, RunError> {
         .custom_flags(OFlag::O_DIRECTORY.bits())
         .open(dir)
         .map(OwnedFd::from)
-        .map_err(|err| RunError::Open {
-            what: "chroot directory",
-            path: dir.to_path_buf(),
-            err,
-        })
+        .map_err(|err| RunError::Open { what: "chroot directory", path: dir.to_path_buf(), err })
 }
 
 /// Runs the request through the helper and judges what it reports.
@@ -298,28 +272,16 @@ fn open_chroot(dir: &Path) -> Result<OwnedFd, RunError> {
 /// reach a pid that was reaped and reused.
 pub fn run(request: &Request, chroot_dir: Option<&Path>) -> Result<Outcome, RunError> {
     let helper = helper_path();
-    let helper_error = |err| RunError::Helper {
-        path: helper.clone(),
-        err,
-    };
+    let helper_error = |err| RunError::Helper { path: helper.clone(), err };
     let (request_rx, mut request_tx) = io::pipe().map_err(helper_error)?;
     let (mut reply_rx, reply_tx) = io::pipe().map_err(helper_error)?;
 
     let mut mappings = vec![
-        FdMapping {
-            parent_fd: OwnedFd::from(request_rx),
-            child_fd: REQUEST_FD,
-        },
-        FdMapping {
-            parent_fd: OwnedFd::from(reply_tx),
-            child_fd: REPLY_FD,
-        },
+        FdMapping { parent_fd: OwnedFd::from(request_rx), child_fd: REQUEST_FD },
+        FdMapping { parent_fd: OwnedFd::from(reply_tx), child_fd: REPLY_FD },
     ];
     if let Some(dir) = chroot_dir {
-        mappings.push(FdMapping {
-            parent_fd: open_chroot(dir)?,
-            child_fd: CHROOT_FD,
-        });
+        mappings.push(FdMapping { parent_fd: open_chroot(dir)?, child_fd: CHROOT_FD });
     }
 
     let mut cmd = Command::new(&helper);

@@ -94,11 +94,7 @@ impl Source {
 pub fn judge(facts: Facts, relayed: Option<u64>) -> Outcome {
     let end = facts.end.unwrap_or(End::Signaled(SIGKILL));
     let limit = limit_hit(&facts, end, relayed);
-    let cpu_source = if facts.cpu_sampled {
-        Source::Proc
-    } else {
-        Source::Rusage
-    };
+    let cpu_source = if facts.cpu_sampled { Source::Proc } else { Source::Rusage };
     // Resident memory, as the original reported it. The cgroup's peak (all
     // processes at once, but also the page cache the run read in, such as
     // its input files) is a figure of its own, in `cgroup`.
@@ -131,8 +127,7 @@ fn limit_hit(facts: &Facts, end: End, relayed: Option<u64>) -> Option<LimitKind>
     let l = &facts.limits;
     // Used more than the limit itself (the grace only delays the stop).
     let over = |limit: Limit, used_us: u64| {
-        l.get(limit)
-            .is_some_and(|ms| used_us > ms.saturating_mul(1000))
+        l.get(limit).is_some_and(|ms| used_us > ms.saturating_mul(1000))
     };
     if let Some(stop) = facts.stopped {
         return Some(match stop {
@@ -143,11 +138,7 @@ fn limit_hit(facts: &Facts, end: End, relayed: Option<u64>) -> Option<LimitKind>
     }
     // An OOM kill is the run's own only when the run reached its own memory
     // limit (not a parent cgroup's or the machine's).
-    if facts
-        .cgroup
-        .as_ref()
-        .is_some_and(|c| c.oom_kills > 0 && c.memory_limit_hit)
-    {
+    if facts.cgroup.as_ref().is_some_and(|c| c.oom_kills > 0 && c.memory_limit_hit) {
         return Some(LimitKind::Memory);
     }
     if facts.deadline_passed {
@@ -275,10 +266,7 @@ pub fn signal_name(sig: i32) -> &'static str {
         "SIGPWR",
         "SIGSYS",
     ];
-    usize::try_from(sig)
-        .ok()
-        .and_then(|i| NAMES.get(i).copied())
-        .unwrap_or("SIGRT")
+    usize::try_from(sig).ok().and_then(|i| NAMES.get(i).copied()).unwrap_or("SIGRT")
 }
 
 #[cfg(test)]
@@ -337,13 +325,7 @@ mod tests {
 
     #[test]
     fn init_killed_before_it_could_say_is_sigkill() {
-        let o = judge(
-            Facts {
-                end: None,
-                ..facts()
-            },
-            None,
-        );
+        let o = judge(Facts { end: None, ..facts() }, None);
         assert_eq!(o.end, End::Signaled(9));
     }
 
@@ -376,45 +358,27 @@ mod tests {
         };
         assert_eq!(limit_of(own, None), Some(LimitKind::Memory));
         // Killed for a parent cgroup's or the machine's memory: the signal.
-        let other = Facts {
-            cgroup: Some(cgroup(1, false)),
-            end: Some(End::Signaled(9)),
-            ..facts()
-        };
+        let other =
+            Facts { cgroup: Some(cgroup(1, false)), end: Some(End::Signaled(9)), ..facts() };
         let o = judge(other, None);
         assert_eq!(o.limit, None);
         assert_eq!(Verdict::of(&o), Verdict::Signal(9));
         // Reached the limit, but nothing was killed.
-        let no_kill = Facts {
-            cgroup: Some(cgroup(0, true)),
-            ..facts()
-        };
+        let no_kill = Facts { cgroup: Some(cgroup(0, true)), ..facts() };
         assert_eq!(limit_of(no_kill, None), None);
     }
 
     #[test]
     fn a_passed_deadline_is_wall_before_the_signals() {
-        let f = Facts {
-            deadline_passed: true,
-            end: Some(End::Signaled(SIGXCPU)),
-            ..facts()
-        };
+        let f = Facts { deadline_passed: true, end: Some(End::Signaled(SIGXCPU)), ..facts() };
         assert_eq!(limit_of(f, None), Some(LimitKind::Wall));
     }
 
     #[test]
     fn sigxcpu_is_cpu_and_sigxfsz_is_file_size() {
-        let xcpu = Facts {
-            end: Some(End::Signaled(SIGXCPU)),
-            wall_us: 9_000_000,
-            ..facts()
-        };
+        let xcpu = Facts { end: Some(End::Signaled(SIGXCPU)), wall_us: 9_000_000, ..facts() };
         assert_eq!(limit_of(xcpu, None), Some(LimitKind::Cpu));
-        let xfsz = Facts {
-            end: Some(End::Signaled(SIGXFSZ)),
-            user_us: 9_000_000,
-            ..facts()
-        };
+        let xfsz = Facts { end: Some(End::Signaled(SIGXFSZ)), user_us: 9_000_000, ..facts() };
         let o = judge(xfsz, None);
         assert_eq!(o.limit, Some(LimitKind::FileSize));
         assert_eq!(Verdict::of(&o), Verdict::OutputLimit);
@@ -423,19 +387,10 @@ mod tests {
     #[test]
     fn cpu_past_the_limit_is_cpu_even_within_the_grace() {
         // 600 + 401 ms of a 1000 ms limit, ended by itself within the grace.
-        let f = Facts {
-            user_us: 600_000,
-            sys_us: 401_000,
-            wall_us: 9_000_000,
-            ..facts()
-        };
+        let f = Facts { user_us: 600_000, sys_us: 401_000, wall_us: 9_000_000, ..facts() };
         assert_eq!(limit_of(f, None), Some(LimitKind::Cpu));
         // Exactly at the limit is within it.
-        let at = Facts {
-            user_us: 600_000,
-            sys_us: 400_000,
-            ..facts()
-        };
+        let at = Facts { user_us: 600_000, sys_us: 400_000, ..facts() };
         assert_eq!(limit_of(at, None), None);
     }
 
@@ -452,16 +407,10 @@ mod tests {
 
     #[test]
     fn wall_past_the_limit_is_wall() {
-        let f = Facts {
-            wall_us: 2_000_001,
-            ..facts()
-        };
+        let f = Facts { wall_us: 2_000_001, ..facts() };
         assert_eq!(limit_of(f, None), Some(LimitKind::Wall));
-        let none = Facts {
-            wall_us: u64::MAX,
-            limits: facts().limits.with(Limit::Wall, None),
-            ..facts()
-        };
+        let none =
+            Facts { wall_us: u64::MAX, limits: facts().limits.with(Limit::Wall, None), ..facts() };
         assert_eq!(limit_of(none, None), None);
     }
 
@@ -471,69 +420,39 @@ mod tests {
         assert_eq!(limit_of(facts(), Some(100)), None);
         // Nothing counted (no relay): nothing to judge.
         assert_eq!(limit_of(facts(), None), None);
-        let unlimited = Facts {
-            limits: facts().limits.with(Limit::Output, None),
-            ..facts()
-        };
+        let unlimited = Facts { limits: facts().limits.with(Limit::Output, None), ..facts() };
         assert_eq!(limit_of(unlimited, Some(u64::MAX)), None);
         // Every earlier rule comes first.
-        let wall = Facts {
-            wall_us: 3_000_000,
-            ..facts()
-        };
+        let wall = Facts { wall_us: 3_000_000, ..facts() };
         assert_eq!(limit_of(wall, Some(101)), Some(LimitKind::Wall));
     }
 
     #[test]
     fn output_bytes_are_reported_only_with_an_output_limit() {
         assert_eq!(judge(facts(), Some(42)).output_bytes, Some(42));
-        let unlimited = Facts {
-            limits: facts().limits.with(Limit::Output, None),
-            ..facts()
-        };
+        let unlimited = Facts { limits: facts().limits.with(Limit::Output, None), ..facts() };
         assert_eq!(judge(unlimited, Some(42)).output_bytes, None);
     }
 
     #[test]
     fn cpu_source_says_whether_it_was_sampled() {
         assert_eq!(judge(facts(), None).cpu_source, Source::Rusage);
-        let sampled = Facts {
-            cpu_sampled: true,
-            ..facts()
-        };
+        let sampled = Facts { cpu_sampled: true, ..facts() };
         assert_eq!(judge(sampled, None).cpu_source, Source::Proc);
     }
 
     #[test]
     fn peak_memory_is_rusage_unless_the_samples_saw_more() {
-        let o = judge(
-            Facts {
-                sampled_peak_kib: 1000,
-                ..facts()
-            },
-            None,
-        );
+        let o = judge(Facts { sampled_peak_kib: 1000, ..facts() }, None);
         assert_eq!((o.peak_kib, o.memory_source), (1000, Source::Rusage));
-        let o = judge(
-            Facts {
-                sampled_peak_kib: 1001,
-                ..facts()
-            },
-            None,
-        );
+        let o = judge(Facts { sampled_peak_kib: 1001, ..facts() }, None);
         assert_eq!((o.peak_kib, o.memory_source), (1001, Source::Proc));
         assert_eq!(o.maxrss_kib, 1000);
     }
 
     #[test]
     fn exec_error_is_the_c_librarys_words() {
-        let o = judge(
-            Facts {
-                exec_errno: Some(2),
-                ..facts()
-            },
-            None,
-        );
+        let o = judge(Facts { exec_errno: Some(2), ..facts() }, None);
         assert_eq!(o.exec_error.as_deref(), Some("No such file or directory"));
         assert_eq!(judge(facts(), None).exec_error, None);
     }
