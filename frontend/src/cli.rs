@@ -114,6 +114,8 @@ pub struct Cli {
     pub env: Vec<String>,
 
     /// Write the report to this file (opened as the caller) instead of stderr.
+    /// It is created if absent; it must be a regular file, and a symbolic
+    /// link at PATH is refused, not followed (as for --meta).
     #[arg(long = "report_file", visible_alias = "report-file", value_name = "PATH")]
     pub report_file: Option<PathBuf>,
 
@@ -152,7 +154,8 @@ pub struct Cli {
     #[arg(long)]
     pub json: bool,
 
-    /// Also write an isolate-style key:value meta file (opened as the caller).
+    /// Also write an isolate-style key:value meta file (opened as the caller,
+    /// as for --report_file: a regular file, a link at PATH refused).
     #[arg(long, value_name = "PATH")]
     pub meta: Option<PathBuf>,
 

@@ -29,6 +29,12 @@ pub enum RunError {
         path: PathBuf,
         err: io::Error,
     },
+    /// A file the caller named for writing is not a regular file.
+    NotRegular {
+        what: &'static str,
+        path: PathBuf,
+        kind: FileKind,
+    },
     Helper {
         path: PathBuf,
         err: io::Error,
@@ -51,6 +57,16 @@ impl fmt::Display for RunError {
             RunError::Open { what, path, err } => {
                 write!(f, "cannot open {what} {}: {err}", path.display())
             }
+            RunError::NotRegular { what, path, kind: FileKind::Link } => write!(
+                f,
+                "{what} {} is a symbolic link; safeexec does not follow links for report files",
+                path.display()
+            ),
+            RunError::NotRegular { what, path, kind } => write!(
+                f,
+                "{what} {} is {kind}; safeexec writes reports to regular files only",
+                path.display()
+            ),
             RunError::Helper { path, err } => {
                 write!(f, "cannot start the helper {}: {err}", path.display())
             }
@@ -131,15 +147,89 @@ pub fn limits_from(cli: &Cli) -> Limits {
         .with(Limit::Output, cli.output.map(|kib| kib.saturating_mul(1024)))
 }
 
-/// Opens a file the caller names for writing, as the caller.
+/// Opens a file the caller names for writing (`--report_file`, `--meta`),
+/// as the caller, creating it (mode 0644, less the umask) if absent. It
+/// must be a regular file, reached without following a link at its last
+/// component: in a sticky directory such as /tmp, another user's link
+/// there would have us overwrite a file of the caller's, and a FIFO there
+/// would hang us. So: O_NOFOLLOW, O_NONBLOCK (a FIFO does not block the
+/// open) and no O_TRUNC; then fstat, and only for a regular file the
+/// truncation and blocking writes.
 pub fn create_file(what: &'static str, path: &Path) -> Result<File, RunError> {
-    OpenOptions::new()
+    let not_regular =
+        |kind: FileKind| RunError::NotRegular { what, path: path.to_path_buf(), kind };
+    // Told before opening, so that a device is not even opened (and after,
+    // from the descriptor, for a path changed meanwhile).
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        if let Some(kind) = not_a_regular_file(meta.file_type()) {
+            return Err(not_regular(kind));
+        }
+    }
+    let flags = OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+    let file = OpenOptions::new()
         .write(true)
         .create(true)
-        .truncate(true)
         .mode(0o644)
+        .custom_flags(flags.bits())
         .open(path)
-        .map_err(|err| RunError::Open { what, path: path.to_path_buf(), err })
+        .map_err(|err| {
+            // ELOOP for a link (dangling or not), ENXIO for a FIFO without
+            // a reader or a socket, EISDIR: the path changed since it was
+            // looked at; say what it is now if it is one of those.
+            match fs::symlink_metadata(path).ok().and_then(|m| not_a_regular_file(m.file_type())) {
+                Some(kind) => not_regular(kind),
+                None => RunError::Open { what, path: path.to_path_buf(), err },
+            }
+        })?;
+    let open_error = |err: io::Error| RunError::Open { what, path: path.to_path_buf(), err };
+    let meta = file.metadata().map_err(open_error)?;
+    if let Some(kind) = not_a_regular_file(meta.file_type()) {
+        return Err(not_regular(kind));
+    }
+    file.set_len(0).map_err(open_error)?;
+    let own = fcntl(&file, FcntlArg::F_GETFL).map_err(|e| open_error(e.into()))?;
+    let blocking = OFlag::from_bits_truncate(own) - OFlag::O_NONBLOCK;
+    fcntl(&file, FcntlArg::F_SETFL(blocking)).map_err(|e| open_error(e.into()))?;
+    Ok(file)
+}
+
+/// What a file that is not a regular file is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    Link,
+    Directory,
+    Fifo,
+    Socket,
+    Device,
+}
+
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FileKind::Link => "a symbolic link",
+            FileKind::Directory => "a directory",
+            FileKind::Fifo => "a FIFO",
+            FileKind::Socket => "a socket",
+            FileKind::Device => "a device",
+        })
+    }
+}
+
+/// What a file is, unless it is a regular file.
+fn not_a_regular_file(kind: fs::FileType) -> Option<FileKind> {
+    if kind.is_file() {
+        None
+    } else if kind.is_symlink() {
+        Some(FileKind::Link)
+    } else if kind.is_dir() {
+        Some(FileKind::Directory)
+    } else if kind.is_fifo() {
+        Some(FileKind::Fifo)
+    } else if kind.is_socket() {
+        Some(FileKind::Socket)
+    } else {
+        Some(FileKind::Device)
+    }
 }
 
 /// The report's inherited descriptor (`--report_fd N`). This crate has no
@@ -417,6 +507,89 @@ mod tests {
         assert_eq!(l.get(Limit::Grace), Some(0));
         assert_eq!(l.get(Limit::Output), None);
         assert_eq!(request_from(&defaults).unwrap().limits, l);
+    }
+
+    fn refused(path: &Path) -> String {
+        create_file("report file", path).expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn report_file_is_created_or_truncated() {
+        let path = scratch("report-new");
+        let _ = fs::remove_file(&path);
+        create_file("report file", &path).unwrap().write_all(b"long old report\n").unwrap();
+        assert!(fs::metadata(&path).unwrap().is_file());
+        let mut file = create_file("report file", &path).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"", "not truncated");
+        // Writes block again: O_NONBLOCK was for the open only.
+        let flags = OFlag::from_bits_truncate(fcntl(&file, FcntlArg::F_GETFL).unwrap());
+        assert!(!flags.contains(OFlag::O_NONBLOCK));
+        file.write_all(b"new\n").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new\n");
+        fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn report_file_that_is_a_link_is_refused_and_its_target_left_alone() {
+        let victim = scratch("victim");
+        fs::write(&victim, "the caller's own file\n").unwrap();
+        let link = scratch("link");
+        let dangling = scratch("dangling");
+        let nowhere = scratch("nowhere");
+        let _ = (fs::remove_file(&link), fs::remove_file(&dangling), fs::remove_file(&nowhere));
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        std::os::unix::fs::symlink(&nowhere, &dangling).unwrap();
+        for path in [&link, &dangling] {
+            assert_eq!(
+                refused(path),
+                format!(
+                    "report file {} is a symbolic link; safeexec does not follow links for report files",
+                    path.display()
+                )
+            );
+        }
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "the caller's own file\n");
+        assert!(fs::symlink_metadata(&nowhere).is_err(), "the link's target was created");
+        for path in [link, dangling, victim] {
+            fs::remove_file(path).unwrap();
+        }
+    }
+
+    #[test]
+    fn report_file_that_is_a_fifo_is_refused_without_hanging() {
+        let fifo = scratch("fifo");
+        let _ = fs::remove_file(&fifo);
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let expected = format!(
+            "report file {} is a FIFO; safeexec writes reports to regular files only",
+            fifo.display()
+        );
+        // Without a reader, and with one.
+        assert_eq!(refused(&fifo), expected);
+        let _reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(OFlag::O_NONBLOCK.bits())
+            .open(&fifo)
+            .unwrap();
+        assert_eq!(refused(&fifo), expected);
+        fs::remove_file(fifo).unwrap();
+    }
+
+    #[test]
+    fn report_file_that_is_a_directory_device_or_socket_is_refused() {
+        let dir = std::env::temp_dir();
+        assert!(refused(&dir)
+            .ends_with(" is a directory; safeexec writes reports to regular files only"));
+        assert_eq!(
+            refused(Path::new("/dev/null")),
+            "report file /dev/null is a device; safeexec writes reports to regular files only"
+        );
+        let socket = scratch("socket");
+        let _ = fs::remove_file(&socket);
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        assert!(refused(&socket)
+            .ends_with(" is a socket; safeexec writes reports to regular files only"));
+        fs::remove_file(socket).unwrap();
     }
 
     #[test]
