@@ -104,14 +104,34 @@ pub struct Cli {
     #[arg(long = "exec_dir", visible_alias = "exec-dir", value_name = "DIR")]
     pub exec_dir: Option<String>,
 
-    /// The program's whole environment: "X=Y\nA=B" (newlines or the two
-    /// characters \n separate entries), or PY for Python's. Default: only PATH.
+    /// The program's environment: "X=Y\nA=B" (newlines or the two
+    /// characters \n separate entries), or PY for Python's; --env-file,
+    /// --env and --pass-env add to it, in that order, a later variable
+    /// replacing an earlier one of the same name. Default, when none of
+    /// these is given: only PATH.
     #[arg(long = "env_vars", visible_alias = "env-vars", value_name = "VARS")]
     pub env_vars: Option<String>,
 
-    /// Add one variable to the program's environment (repeatable).
+    /// Add one variable to the program's environment (repeatable). The
+    /// value is on safeexec's command line, which every user can read while
+    /// the run lasts: pass secrets with --env-file or --pass-env.
     #[arg(long = "env", value_name = "NAME=VALUE", action = ArgAction::Append)]
     pub env: Vec<String>,
+
+    /// Add the variables of FILE to the program's environment (repeatable):
+    /// the way to pass secrets, which then appear on no command line. One
+    /// NAME=VALUE a line, the value being the rest of the line as it is (no
+    /// quotes); blank lines and lines starting with # are skipped. Read as
+    /// the caller; a pipe will do (--env-file <(command)).
+    #[arg(long = "env-file", value_name = "FILE", action = ArgAction::Append)]
+    pub env_file: Vec<PathBuf>,
+
+    /// Pass the variable NAME, with the value it has in safeexec's own
+    /// environment, to the program (repeatable): the way to pass a secret
+    /// held in a variable (TOKEN=... safeexec --pass-env TOKEN ...). It is
+    /// an error if it is not set.
+    #[arg(long = "pass-env", value_name = "NAME", action = ArgAction::Append)]
+    pub pass_env: Vec<String>,
 
     /// Write the report to this file (opened as the caller) instead of stderr.
     /// It is created if absent; it must be a regular file, and a symbolic

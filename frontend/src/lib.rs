@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod env;
 pub mod relay;
 pub mod report;
 pub mod run;

@@ -16,7 +16,8 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::socket::{send, MsgFlags};
 use shared::{wire, Limit, Limits, Reply, Request, CHROOT_FD, REPLY_FD, REQUEST_FD};
 
-use crate::cli::{parse_env_vars, Cli, DEFAULT_ENV};
+use crate::cli::Cli;
+use crate::env;
 use crate::relay::Relay;
 use crate::verdict::{self, Outcome};
 
@@ -108,15 +109,7 @@ pub fn request_from(cli: &Cli) -> Result<Request, RunError> {
     let Some(program) = command.first() else {
         return Err(RunError::Usage("no program given (--exec PROGRAM or -- PROGRAM)".into()));
     };
-    let mut env: Vec<String> = match &cli.env_vars {
-        Some(vars) => parse_env_vars(vars),
-        None if cli.env.is_empty() => DEFAULT_ENV.iter().map(|s| s.to_string()).collect(),
-        None => Vec::new(),
-    };
-    env.extend(cli.env.iter().cloned());
-    if let Some(bad) = env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
-        return Err(RunError::Usage(format!("environment entry '{bad}' is not NAME=VALUE")));
-    }
+    let env = env::environment(cli)?;
     Ok(Request {
         program: program.clone(),
         argv: command.clone(),
