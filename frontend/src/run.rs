@@ -1,14 +1,16 @@
 //! Building the request, opening caller-named paths as the caller, and
-//! talking to the helper over two inherited pipes (plus, with an output
+//! talking to the helper over two inherited pipes (plus the run's own pty
+//! in place of the caller's terminal, `terminal`, and, with an output
 //! limit, the two pipes of the output relay, `relay`).
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
-use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
+use std::sync::Arc;
 
 use command_fds::{CommandFdExt, FdMapping};
 use nix::errno::Errno;
@@ -18,7 +20,8 @@ use shared::{wire, Limit, Limits, Reply, Request, CHROOT_FD, REPLY_FD, REQUEST_F
 
 use crate::cli::Cli;
 use crate::env;
-use crate::relay::Relay;
+use crate::relay::{Relay, ToHelper};
+use crate::terminal::{Caller, Cooked, Keys, Pty, RawMode, Signals};
 use crate::verdict::{self, Outcome};
 
 /// Why safeexec could not run the program at all.
@@ -43,6 +46,8 @@ pub enum RunError {
     Channel(wire::WireError),
     /// The output relay could not be set up.
     Relay(io::Error),
+    /// The run's pty, or the caller's terminal, could not be set up.
+    Terminal(io::Error),
     /// The helper refused the run or failed to set it up.
     Refused(String),
     /// The helper ended without a reply.
@@ -73,6 +78,7 @@ impl fmt::Display for RunError {
             }
             RunError::Channel(e) => write!(f, "talking to the helper: {e}"),
             RunError::Relay(e) => write!(f, "cannot relay the output: {e}"),
+            RunError::Terminal(e) => write!(f, "cannot give the run a terminal of its own: {e}"),
             RunError::Refused(msg) => write!(f, "{msg}"),
             RunError::NoReply(Some(status)) => {
                 write!(f, "the helper ended ({status}) without a reply")
@@ -348,10 +354,16 @@ fn open_chroot(dir: &Path) -> Result<OwnedFd, RunError> {
 
 /// Runs the request through the helper and judges what it reports.
 ///
-/// Without an output limit the helper inherits our stdin, stdout and
-/// stderr. With one, its stdout and stderr are the relay's pipes, and the
-/// order at the end is: the reply, then the relay (it ends with the run),
-/// then the wait for the helper, so that the relay's stop order can never
+/// The helper's descriptors 0, 1 and 2 are ours, except that a terminal of
+/// ours is replaced by the run's own pty and, with an output limit, stdout
+/// and stderr by the relay's pipes (`relay`, `terminal`). With a pty whose
+/// keys are ours, the caller's terminal is raw from before the helper
+/// starts until the relay has written the run's last byte; every return
+/// from here restores it.
+///
+/// The order at the end: the reply, then the relay (it ends with the run),
+/// then the caller's terminal settings, then the wait for the helper, so
+/// that neither the relay's stop order nor a forwarded signal can ever
 /// reach a pid that was reaped and reused.
 pub fn run(request: &Request, chroot_dir: Option<&Path>) -> Result<Outcome, RunError> {
     let helper = helper_path();
@@ -367,26 +379,25 @@ pub fn run(request: &Request, chroot_dir: Option<&Path>) -> Result<Outcome, RunE
         mappings.push(FdMapping { parent_fd: open_chroot(dir)?, child_fd: CHROOT_FD });
     }
 
+    let caller = Caller::now();
+    let to_helper = Arc::new(ToHelper::default());
+    let (pty, cooked) = match caller.needs_pty() {
+        true => own_terminal(&caller, &to_helper).map(|(pty, cooked)| (Some(pty), cooked))?,
+        false => (None, Cooked(None)),
+    };
+    let limit = request.limits.get(Limit::Output);
+    let (relay, stdio) =
+        Relay::start(&caller, limit, pty, Arc::clone(&to_helper)).map_err(RunError::Relay)?;
+
     let mut cmd = Command::new(&helper);
-    cmd.env_clear().stdin(Stdio::inherit());
+    cmd.env_clear().stdin(stdio.stdin).stdout(stdio.stdout).stderr(stdio.stderr);
     cmd.fd_mappings(mappings)
         .map_err(|_| RunError::Usage("descriptor mapping collision".into()))?;
-    let relay = match request.limits.get(Limit::Output) {
-        Some(limit) => {
-            let (relay, ends) = Relay::start(limit).map_err(RunError::Relay)?;
-            cmd.stdout(ends.stdout).stderr(ends.stderr);
-            Some(relay)
-        }
-        None => {
-            cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit());
-            None
-        }
-    };
     let spawned = cmd.spawn();
     // Our copies of the child's ends (the request's read end, the reply's
-    // and the relay's write ends) must close, or a dead helper would leave
-    // us waiting for a reply, and the relay for the end of its pipes,
-    // forever.
+    // and the relay's write ends, the pty's slave) must close, or a dead
+    // helper would leave us waiting for a reply, and the relay for the end
+    // of its pipes and pty, forever.
     drop(cmd);
     let mut child = match spawned {
         Ok(child) => child,
@@ -397,15 +408,14 @@ pub fn run(request: &Request, chroot_dir: Option<&Path>) -> Result<Outcome, RunE
             return Err(helper_error(err));
         }
     };
-    if let Some(relay) = &relay {
-        relay.helper_started(child.id());
-    }
+    to_helper.helper_started(child.id());
 
     let sent = wire::write_request(&mut request_tx, request);
     drop(request_tx);
 
     let reply = wire::read_reply(&mut reply_rx);
     let relayed = relay.map(Relay::finish);
+    drop(cooked);
     // ECHILD: the caller ignores SIGCHLD, so the kernel reaped the helper;
     // its reply, already read, still stands.
     let status = match child.wait() {
@@ -413,6 +423,8 @@ pub fn run(request: &Request, chroot_dir: Option<&Path>) -> Result<Outcome, RunE
         Err(err) if err.raw_os_error() == Some(Errno::ECHILD as i32) => None,
         Err(err) => return Err(helper_error(err)),
     };
+    // Counted bytes matter only against a limit.
+    let relayed = relayed.filter(|_| request.limits.get(Limit::Output).is_some());
     match reply {
         Ok(Reply::Finished(facts)) => Ok(verdict::judge(facts, relayed)),
         Ok(Reply::Failed(msg)) => Err(RunError::Refused(msg)),
@@ -423,6 +435,35 @@ pub fn run(request: &Request, chroot_dir: Option<&Path>) -> Result<Outcome, RunE
             Err(RunError::Channel(e))
         }
     }
+}
+
+/// The run's own pty, with the caller's terminal raw if its keys go raw,
+/// and the thread that handles our signals meanwhile (`terminal`).
+fn own_terminal(caller: &Caller, to_helper: &Arc<ToHelper>) -> Result<(Pty, Cooked), RunError> {
+    let model = caller.model().map_err(RunError::Terminal)?;
+    let pty = Pty::open(model.as_ref().map(File::as_fd)).map_err(RunError::Terminal)?;
+    let raw_keys = caller.keyboard == Some(Keys::Raw);
+    if caller.keyboard == Some(Keys::Cooked) {
+        pty.echo_off().map_err(RunError::Terminal)?;
+    }
+    // Before any thread starts: they all inherit the blocked signals.
+    let signals = Signals::block(raw_keys).map_err(RunError::Terminal)?;
+    let window = match model {
+        Some(tty) => Some((tty, pty.master.try_clone().map_err(RunError::Terminal)?)),
+        None => None,
+    };
+    let raw = match raw_keys {
+        true => Some(RawMode::enter(dup(io::stdin().as_fd())?).map_err(RunError::Terminal)?),
+        false => None,
+    };
+    let cooked = Cooked(raw.clone());
+    signals.watch(raw, window, Arc::clone(to_helper)).map_err(RunError::Terminal)?;
+    Ok((pty, cooked))
+}
+
+/// A descriptor of ours, as a File of its own.
+fn dup(fd: BorrowedFd<'_>) -> Result<File, RunError> {
+    fd.try_clone_to_owned().map(File::from).map_err(RunError::Terminal)
 }
 
 /// Writes a report, ignoring a reader that went away.
