@@ -35,16 +35,18 @@ pub enum ReportFormat {
                   happened.\n\n\
                   The program never gets the caller's terminal. Where safeexec's standard input, \
                   output or error is a terminal, the program gets a new pseudo-terminal of its \
-                  own in its place, and safeexec copies between the two: the keys (with the \
-                  caller's terminal in raw mode for the run, so that the program's terminal \
-                  handles them; only when safeexec is in the terminal's foreground) and the \
-                  output (counted with the rest against --output). The caller's terminal \
-                  settings are put back when the run ends, and before safeexec ends on SIGINT, \
-                  SIGTERM, SIGHUP or SIGQUIT (which it passes on, ending the run) or stops on \
-                  SIGTSTP. While no process of the run has the new terminal as its controlling \
-                  terminal, the interrupt, quit and suspend keys act on safeexec, as they would \
-                  on the caller's terminal. A run started in the background gets /dev/null as \
-                  its standard input.",
+                  own in its place, and safeexec copies between the two: the output (counted \
+                  with the rest against --output) and, when safeexec is in the terminal's \
+                  foreground, the keys. If its standard output is a terminal too, the caller's \
+                  terminal is in raw mode for the run, so that the program's terminal handles \
+                  every key; its settings are put back when the run ends, and before safeexec \
+                  ends on SIGINT, SIGTERM, SIGHUP or SIGQUIT (which it passes on to the helper, \
+                  ending the run) or stops on SIGTSTP. While no process of the run has the new \
+                  terminal as its controlling terminal, the interrupt, quit and suspend keys act \
+                  on safeexec, as they would on the caller's terminal. Otherwise (a pipeline, \
+                  say) the caller's terminal is left as it is and its lines are passed on, an \
+                  end of file (^D) as the program's. A run started in the background gets \
+                  /dev/null as its standard input.",
     after_help = "Exit status: 0 when the verdict is OK, 1 when the program failed or hit a limit, \
                   2 when safeexec itself could not run it."
 )]

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //!   caller's terminal                frontend                       the run
-//!   fd 0 (raw) ─── keys ──▶ relay thread ──▶ pty master ═ slave ──▶ fd 0
+//!   fd 0 (raw) ─── keys ──▶ keys thread ───▶ pty master ═ slave ──▶ fd 0
 //!   fd 1 (or 2) ◀──────── relay thread ◀── pty master ═ slave ◀── fd 1, 2
 //!                          (counted, with --output)
 //!   signal thread: SIGWINCH: the window size to the pty; SIGINT, SIGTERM,
@@ -24,12 +24,15 @@
 //!   in raw mode for the run, and every key reaches the pty's own line
 //!   discipline, which handles echo, editing, ^D and the rest for the run;
 //! - cooked, when our stdout is not a terminal (a pipe, as in
-//!   `safeexec ... | less`, or a file): as sudo does in a pipeline, the
-//!   caller's terminal is left as it is, since another program of the
-//!   pipeline may be setting it too, and restoring it after each other
-//!   could leave it raw. Its own line discipline then edits and echoes the
-//!   lines (the pty does not echo them again) and sends ^C to safeexec and
-//!   the helper as before; an end of file (^D) is passed on as the pty's.
+//!   `safeexec ... | less`, or a file): the caller's terminal is left as it
+//!   is, since another program of a pipeline may be setting it too, and two
+//!   programs restoring it after each other could leave it raw. Its own
+//!   line discipline then edits and echoes the lines (the pty does not echo
+//!   them again) and sends ^C to safeexec and the helper as before; an end
+//!   of file (^D) is passed on as the pty's. Such a program (less) and
+//!   safeexec then both read the keys while the run lasts, as the program
+//!   and the run did before when the run read its stdin: a run that needs
+//!   no keys is best given `</dev/null`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
