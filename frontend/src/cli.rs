@@ -30,6 +30,23 @@ pub enum ReportFormat {
     version,
     about,
     override_usage = "safeexec [OPTIONS] --exec PROGRAM [ARGS...]\n       safeexec [OPTIONS] -- PROGRAM [ARGS...]",
+    long_about = "Run an untrusted program as a throw-away user, without network, with limits on \
+                  CPU, wall clock, memory, processes, file size and output, and report what \
+                  happened.\n\n\
+                  The program never gets the caller's terminal. Where safeexec's standard input, \
+                  output or error is a terminal, the program gets a new pseudo-terminal of its \
+                  own in its place, and safeexec copies between the two: the output (counted \
+                  with the rest against --output) and, when safeexec is in the terminal's \
+                  foreground, the keys. If its standard output is a terminal too, the caller's \
+                  terminal is in raw mode for the run, so that the program's terminal handles \
+                  every key; its settings are put back when the run ends, and before safeexec \
+                  ends on SIGINT, SIGTERM, SIGHUP or SIGQUIT (which it passes on to the helper, \
+                  ending the run) or stops on SIGTSTP. While no process of the run has the new \
+                  terminal as its controlling terminal, the interrupt, quit and suspend keys act \
+                  on safeexec, as they would on the caller's terminal. Otherwise (a pipeline, \
+                  say) the caller's terminal is left as it is and its lines are passed on, an \
+                  end of file (^D) as the program's. A run started in the background gets \
+                  /dev/null as its standard input.",
     after_help = "Exit status: 0 when the verdict is OK, 1 when the program failed or hit a limit, \
                   2 when safeexec itself could not run it."
 )]
@@ -104,16 +121,38 @@ pub struct Cli {
     #[arg(long = "exec_dir", visible_alias = "exec-dir", value_name = "DIR")]
     pub exec_dir: Option<String>,
 
-    /// The program's whole environment: "X=Y\nA=B" (newlines or the two
-    /// characters \n separate entries), or PY for Python's. Default: only PATH.
+    /// The program's environment: "X=Y\nA=B" (newlines or the two
+    /// characters \n separate entries), or PY for Python's; --env-file,
+    /// --env and --pass-env add to it, in that order, a later variable
+    /// replacing an earlier one of the same name. Default, when none of
+    /// these is given: only PATH.
     #[arg(long = "env_vars", visible_alias = "env-vars", value_name = "VARS")]
     pub env_vars: Option<String>,
 
-    /// Add one variable to the program's environment (repeatable).
+    /// Add one variable to the program's environment (repeatable). The
+    /// value is on safeexec's command line, which every user can read while
+    /// the run lasts: pass secrets with --env-file or --pass-env.
     #[arg(long = "env", value_name = "NAME=VALUE", action = ArgAction::Append)]
     pub env: Vec<String>,
 
+    /// Add the variables of FILE to the program's environment (repeatable):
+    /// the way to pass secrets, which then appear on no command line. One
+    /// NAME=VALUE a line, the value being the rest of the line as it is (no
+    /// quotes); blank lines and lines starting with # are skipped. Read as
+    /// the caller; a pipe will do (--env-file <(command)).
+    #[arg(long = "env-file", value_name = "FILE", action = ArgAction::Append)]
+    pub env_file: Vec<PathBuf>,
+
+    /// Pass the variable NAME, with the value it has in safeexec's own
+    /// environment, to the program (repeatable): the way to pass a secret
+    /// held in a variable (TOKEN=... safeexec --pass-env TOKEN ...). It is
+    /// an error if it is not set.
+    #[arg(long = "pass-env", value_name = "NAME", action = ArgAction::Append)]
+    pub pass_env: Vec<String>,
+
     /// Write the report to this file (opened as the caller) instead of stderr.
+    /// It is created if absent; it must be a regular file, and a symbolic
+    /// link at PATH is refused, not followed (as for --meta).
     #[arg(long = "report_file", visible_alias = "report-file", value_name = "PATH")]
     pub report_file: Option<PathBuf>,
 
@@ -159,7 +198,8 @@ pub struct Cli {
     #[arg(long)]
     pub json: bool,
 
-    /// Also write an isolate-style key:value meta file (opened as the caller).
+    /// Also write an isolate-style key:value meta file (opened as the caller,
+    /// as for --report_file: a regular file, a link at PATH refused).
     #[arg(long, value_name = "PATH")]
     pub meta: Option<PathBuf>,
 

@@ -1,14 +1,16 @@
 //! Building the request, opening caller-named paths as the caller, and
-//! talking to the helper over two inherited pipes (plus, with an output
+//! talking to the helper over two inherited pipes (plus the run's own pty
+//! in place of the caller's terminal, `terminal`, and, with an output
 //! limit, the two pipes of the output relay, `relay`).
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
-use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
+use std::sync::Arc;
 
 use command_fds::{CommandFdExt, FdMapping};
 use nix::errno::Errno;
@@ -18,8 +20,10 @@ use shared::{
     wire, Limit, Limits, Reply, Request, BIND_RW_FD, CHROOT_FD, MAX_BIND_RW, REPLY_FD, REQUEST_FD,
 };
 
-use crate::cli::{parse_env_vars, Cli, DEFAULT_ENV};
-use crate::relay::Relay;
+use crate::cli::Cli;
+use crate::env;
+use crate::relay::{Relay, ToHelper};
+use crate::terminal::{Caller, Cooked, Keys, Pty, RawMode, Signals};
 use crate::verdict::{self, Outcome};
 
 /// Why safeexec could not run the program at all.
@@ -31,6 +35,12 @@ pub enum RunError {
         path: PathBuf,
         err: io::Error,
     },
+    /// A file the caller named for writing is not a regular file.
+    NotRegular {
+        what: &'static str,
+        path: PathBuf,
+        kind: FileKind,
+    },
     Helper {
         path: PathBuf,
         err: io::Error,
@@ -38,6 +48,8 @@ pub enum RunError {
     Channel(wire::WireError),
     /// The output relay could not be set up.
     Relay(io::Error),
+    /// The run's pty, or the caller's terminal, could not be set up.
+    Terminal(io::Error),
     /// The helper refused the run or failed to set it up.
     Refused(String),
     /// The helper ended without a reply.
@@ -53,11 +65,22 @@ impl fmt::Display for RunError {
             RunError::Open { what, path, err } => {
                 write!(f, "cannot open {what} {}: {err}", path.display())
             }
+            RunError::NotRegular { what, path, kind: FileKind::Link } => write!(
+                f,
+                "{what} {} is a symbolic link; safeexec does not follow links for report files",
+                path.display()
+            ),
+            RunError::NotRegular { what, path, kind } => write!(
+                f,
+                "{what} {} is {kind}; safeexec writes reports to regular files only",
+                path.display()
+            ),
             RunError::Helper { path, err } => {
                 write!(f, "cannot start the helper {}: {err}", path.display())
             }
             RunError::Channel(e) => write!(f, "talking to the helper: {e}"),
             RunError::Relay(e) => write!(f, "cannot relay the output: {e}"),
+            RunError::Terminal(e) => write!(f, "cannot give the run a terminal of its own: {e}"),
             RunError::Refused(msg) => write!(f, "{msg}"),
             RunError::NoReply(Some(status)) => {
                 write!(f, "the helper ended ({status}) without a reply")
@@ -94,15 +117,7 @@ pub fn request_from(cli: &Cli) -> Result<Request, RunError> {
     let Some(program) = command.first() else {
         return Err(RunError::Usage("no program given (--exec PROGRAM or -- PROGRAM)".into()));
     };
-    let mut env: Vec<String> = match &cli.env_vars {
-        Some(vars) => parse_env_vars(vars),
-        None if cli.env.is_empty() => DEFAULT_ENV.iter().map(|s| s.to_string()).collect(),
-        None => Vec::new(),
-    };
-    env.extend(cli.env.iter().cloned());
-    if let Some(bad) = env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
-        return Err(RunError::Usage(format!("environment entry '{bad}' is not NAME=VALUE")));
-    }
+    let env = env::environment(cli)?;
     if cli.bind_rw.len() > MAX_BIND_RW as usize {
         return Err(RunError::Usage(format!("at most {MAX_BIND_RW} --bind-rw directories")));
     }
@@ -137,15 +152,89 @@ pub fn limits_from(cli: &Cli) -> Limits {
         .with(Limit::Output, cli.output.map(|kib| kib.saturating_mul(1024)))
 }
 
-/// Opens a file the caller names for writing, as the caller.
+/// Opens a file the caller names for writing (`--report_file`, `--meta`),
+/// as the caller, creating it (mode 0644, less the umask) if absent. It
+/// must be a regular file, reached without following a link at its last
+/// component: in a sticky directory such as /tmp, another user's link
+/// there would have us overwrite a file of the caller's, and a FIFO there
+/// would hang us. So: O_NOFOLLOW, O_NONBLOCK (a FIFO does not block the
+/// open) and no O_TRUNC; then fstat, and only for a regular file the
+/// truncation and blocking writes.
 pub fn create_file(what: &'static str, path: &Path) -> Result<File, RunError> {
-    OpenOptions::new()
+    let not_regular =
+        |kind: FileKind| RunError::NotRegular { what, path: path.to_path_buf(), kind };
+    // Told before opening, so that a device is not even opened (and after,
+    // from the descriptor, for a path changed meanwhile).
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        if let Some(kind) = not_a_regular_file(meta.file_type()) {
+            return Err(not_regular(kind));
+        }
+    }
+    let flags = OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+    let file = OpenOptions::new()
         .write(true)
         .create(true)
-        .truncate(true)
         .mode(0o644)
+        .custom_flags(flags.bits())
         .open(path)
-        .map_err(|err| RunError::Open { what, path: path.to_path_buf(), err })
+        .map_err(|err| {
+            // ELOOP for a link (dangling or not), ENXIO for a FIFO without
+            // a reader or a socket, EISDIR: the path changed since it was
+            // looked at; say what it is now if it is one of those.
+            match fs::symlink_metadata(path).ok().and_then(|m| not_a_regular_file(m.file_type())) {
+                Some(kind) => not_regular(kind),
+                None => RunError::Open { what, path: path.to_path_buf(), err },
+            }
+        })?;
+    let open_error = |err: io::Error| RunError::Open { what, path: path.to_path_buf(), err };
+    let meta = file.metadata().map_err(open_error)?;
+    if let Some(kind) = not_a_regular_file(meta.file_type()) {
+        return Err(not_regular(kind));
+    }
+    file.set_len(0).map_err(open_error)?;
+    let own = fcntl(&file, FcntlArg::F_GETFL).map_err(|e| open_error(e.into()))?;
+    let blocking = OFlag::from_bits_truncate(own) - OFlag::O_NONBLOCK;
+    fcntl(&file, FcntlArg::F_SETFL(blocking)).map_err(|e| open_error(e.into()))?;
+    Ok(file)
+}
+
+/// What a file that is not a regular file is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    Link,
+    Directory,
+    Fifo,
+    Socket,
+    Device,
+}
+
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FileKind::Link => "a symbolic link",
+            FileKind::Directory => "a directory",
+            FileKind::Fifo => "a FIFO",
+            FileKind::Socket => "a socket",
+            FileKind::Device => "a device",
+        })
+    }
+}
+
+/// What a file is, unless it is a regular file.
+fn not_a_regular_file(kind: fs::FileType) -> Option<FileKind> {
+    if kind.is_file() {
+        None
+    } else if kind.is_symlink() {
+        Some(FileKind::Link)
+    } else if kind.is_dir() {
+        Some(FileKind::Directory)
+    } else if kind.is_fifo() {
+        Some(FileKind::Fifo)
+    } else if kind.is_socket() {
+        Some(FileKind::Socket)
+    } else {
+        Some(FileKind::Device)
+    }
 }
 
 /// The report's inherited descriptor (`--report_fd N`). This crate has no
@@ -271,10 +360,16 @@ fn open_dir(what: &'static str, dir: &Path) -> Result<OwnedFd, RunError> {
 
 /// Runs the request through the helper and judges what it reports.
 ///
-/// Without an output limit the helper inherits our stdin, stdout and
-/// stderr. With one, its stdout and stderr are the relay's pipes, and the
-/// order at the end is: the reply, then the relay (it ends with the run),
-/// then the wait for the helper, so that the relay's stop order can never
+/// The helper's descriptors 0, 1 and 2 are ours, except that a terminal of
+/// ours is replaced by the run's own pty and, with an output limit, stdout
+/// and stderr by the relay's pipes (`relay`, `terminal`). With a pty whose
+/// keys are ours, the caller's terminal is raw from before the helper
+/// starts until the relay has written the run's last byte; every return
+/// from here restores it.
+///
+/// The order at the end: the reply, then the relay (it ends with the run),
+/// then the caller's terminal settings, then the wait for the helper, so
+/// that neither the relay's stop order nor a forwarded signal can ever
 /// reach a pid that was reaped and reused.
 pub fn run(
     request: &Request,
@@ -303,26 +398,25 @@ pub fn run(
         });
     }
 
+    let caller = Caller::now();
+    let to_helper = Arc::new(ToHelper::default());
+    let (pty, cooked) = match caller.needs_pty() {
+        true => own_terminal(&caller, &to_helper).map(|(pty, cooked)| (Some(pty), cooked))?,
+        false => (None, Cooked(None)),
+    };
+    let limit = request.limits.get(Limit::Output);
+    let (relay, stdio) =
+        Relay::start(&caller, limit, pty, Arc::clone(&to_helper)).map_err(RunError::Relay)?;
+
     let mut cmd = Command::new(&helper);
-    cmd.env_clear().stdin(Stdio::inherit());
+    cmd.env_clear().stdin(stdio.stdin).stdout(stdio.stdout).stderr(stdio.stderr);
     cmd.fd_mappings(mappings)
         .map_err(|_| RunError::Usage("descriptor mapping collision".into()))?;
-    let relay = match request.limits.get(Limit::Output) {
-        Some(limit) => {
-            let (relay, ends) = Relay::start(limit).map_err(RunError::Relay)?;
-            cmd.stdout(ends.stdout).stderr(ends.stderr);
-            Some(relay)
-        }
-        None => {
-            cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit());
-            None
-        }
-    };
     let spawned = cmd.spawn();
     // Our copies of the child's ends (the request's read end, the reply's
-    // and the relay's write ends) must close, or a dead helper would leave
-    // us waiting for a reply, and the relay for the end of its pipes,
-    // forever.
+    // and the relay's write ends, the pty's slave) must close, or a dead
+    // helper would leave us waiting for a reply, and the relay for the end
+    // of its pipes and pty, forever.
     drop(cmd);
     let mut child = match spawned {
         Ok(child) => child,
@@ -333,15 +427,14 @@ pub fn run(
             return Err(helper_error(err));
         }
     };
-    if let Some(relay) = &relay {
-        relay.helper_started(child.id());
-    }
+    to_helper.helper_started(child.id());
 
     let sent = wire::write_request(&mut request_tx, request);
     drop(request_tx);
 
     let reply = wire::read_reply(&mut reply_rx);
     let relayed = relay.map(Relay::finish);
+    drop(cooked);
     // ECHILD: the caller ignores SIGCHLD, so the kernel reaped the helper;
     // its reply, already read, still stands.
     let status = match child.wait() {
@@ -349,6 +442,8 @@ pub fn run(
         Err(err) if err.raw_os_error() == Some(Errno::ECHILD as i32) => None,
         Err(err) => return Err(helper_error(err)),
     };
+    // Counted bytes matter only against a limit.
+    let relayed = relayed.filter(|_| request.limits.get(Limit::Output).is_some());
     match reply {
         Ok(Reply::Finished(facts)) => Ok(verdict::judge(facts, relayed)),
         Ok(Reply::Failed(msg)) => Err(RunError::Refused(msg)),
@@ -359,6 +454,35 @@ pub fn run(
             Err(RunError::Channel(e))
         }
     }
+}
+
+/// The run's own pty, with the caller's terminal raw if its keys go raw,
+/// and the thread that handles our signals meanwhile (`terminal`).
+fn own_terminal(caller: &Caller, to_helper: &Arc<ToHelper>) -> Result<(Pty, Cooked), RunError> {
+    let model = caller.model().map_err(RunError::Terminal)?;
+    let pty = Pty::open(model.as_ref().map(File::as_fd)).map_err(RunError::Terminal)?;
+    let raw_keys = caller.keyboard == Some(Keys::Raw);
+    if caller.keyboard == Some(Keys::Cooked) {
+        pty.echo_off().map_err(RunError::Terminal)?;
+    }
+    // Before any thread starts: they all inherit the blocked signals.
+    let signals = Signals::block(raw_keys).map_err(RunError::Terminal)?;
+    let window = match model {
+        Some(tty) => Some((tty, pty.master.try_clone().map_err(RunError::Terminal)?)),
+        None => None,
+    };
+    let raw = match raw_keys {
+        true => Some(RawMode::enter(dup(io::stdin().as_fd())?).map_err(RunError::Terminal)?),
+        false => None,
+    };
+    let cooked = Cooked(raw.clone());
+    signals.watch(raw, window, Arc::clone(to_helper)).map_err(RunError::Terminal)?;
+    Ok((pty, cooked))
+}
+
+/// A descriptor of ours, as a File of its own.
+fn dup(fd: BorrowedFd<'_>) -> Result<File, RunError> {
+    fd.try_clone_to_owned().map(File::from).map_err(RunError::Terminal)
 }
 
 /// Writes a report, ignoring a reader that went away.
@@ -436,6 +560,89 @@ mod tests {
         assert_eq!(l.get(Limit::Grace), Some(0));
         assert_eq!(l.get(Limit::Output), None);
         assert_eq!(request_from(&defaults).unwrap().limits, l);
+    }
+
+    fn refused(path: &Path) -> String {
+        create_file("report file", path).expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn report_file_is_created_or_truncated() {
+        let path = scratch("report-new");
+        let _ = fs::remove_file(&path);
+        create_file("report file", &path).unwrap().write_all(b"long old report\n").unwrap();
+        assert!(fs::metadata(&path).unwrap().is_file());
+        let mut file = create_file("report file", &path).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"", "not truncated");
+        // Writes block again: O_NONBLOCK was for the open only.
+        let flags = OFlag::from_bits_truncate(fcntl(&file, FcntlArg::F_GETFL).unwrap());
+        assert!(!flags.contains(OFlag::O_NONBLOCK));
+        file.write_all(b"new\n").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new\n");
+        fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn report_file_that_is_a_link_is_refused_and_its_target_left_alone() {
+        let victim = scratch("victim");
+        fs::write(&victim, "the caller's own file\n").unwrap();
+        let link = scratch("link");
+        let dangling = scratch("dangling");
+        let nowhere = scratch("nowhere");
+        let _ = (fs::remove_file(&link), fs::remove_file(&dangling), fs::remove_file(&nowhere));
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        std::os::unix::fs::symlink(&nowhere, &dangling).unwrap();
+        for path in [&link, &dangling] {
+            assert_eq!(
+                refused(path),
+                format!(
+                    "report file {} is a symbolic link; safeexec does not follow links for report files",
+                    path.display()
+                )
+            );
+        }
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "the caller's own file\n");
+        assert!(fs::symlink_metadata(&nowhere).is_err(), "the link's target was created");
+        for path in [link, dangling, victim] {
+            fs::remove_file(path).unwrap();
+        }
+    }
+
+    #[test]
+    fn report_file_that_is_a_fifo_is_refused_without_hanging() {
+        let fifo = scratch("fifo");
+        let _ = fs::remove_file(&fifo);
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let expected = format!(
+            "report file {} is a FIFO; safeexec writes reports to regular files only",
+            fifo.display()
+        );
+        // Without a reader, and with one.
+        assert_eq!(refused(&fifo), expected);
+        let _reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(OFlag::O_NONBLOCK.bits())
+            .open(&fifo)
+            .unwrap();
+        assert_eq!(refused(&fifo), expected);
+        fs::remove_file(fifo).unwrap();
+    }
+
+    #[test]
+    fn report_file_that_is_a_directory_device_or_socket_is_refused() {
+        let dir = std::env::temp_dir();
+        assert!(refused(&dir)
+            .ends_with(" is a directory; safeexec writes reports to regular files only"));
+        assert_eq!(
+            refused(Path::new("/dev/null")),
+            "report file /dev/null is a device; safeexec writes reports to regular files only"
+        );
+        let socket = scratch("socket");
+        let _ = fs::remove_file(&socket);
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        assert!(refused(&socket)
+            .ends_with(" is a socket; safeexec writes reports to regular files only"));
+        fs::remove_file(socket).unwrap();
     }
 
     #[test]

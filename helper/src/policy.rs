@@ -422,8 +422,9 @@ impl Policy {
         if request.argv.is_empty() || request.program.is_empty() {
             return refuse("no program to run (empty argv)".into());
         }
-        match request.env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
-            Some(entry) => refuse(format!("environment entry '{entry}' is not NAME=VALUE")),
+        // The entry itself is not repeated: it may hold a secret.
+        match request.env.iter().position(|e| !e.contains('=') || e.starts_with('=')) {
+            Some(n) => refuse(format!("environment entry {} is not NAME=VALUE", n + 1)),
             None => Ok(()),
         }
     }
