@@ -95,9 +95,14 @@ pub fn allocate(count: u32) -> Result<Lease> {
         .map(|i| ((next + i) % u64::from(count)) as u32)
         .find(|&index| lock(&file, 8 + u64::from(index), libc::F_WRLCK, false).is_ok());
     let result = match found {
-        Some(index) => pwrite(&file, &(u64::from(index) + 1).to_le_bytes(), 0)
-            .context("cannot write the uid state file")
-            .map(|_| index),
+        Some(index) => match pwrite(&file, &(u64::from(index) + 1).to_le_bytes(), 0) {
+            // A caller whose hard file-size limit is 0 (which the helper
+            // cannot raise without CAP_SYS_RESOURCE) cannot move the
+            // counter on: its run keeps the index it got, and the next run
+            // of anyone moves past it. Such a run can write no file.
+            Ok(_) | Err(nix::errno::Errno::EFBIG) => Ok(index),
+            Err(e) => Err(Error::Failed("cannot write the uid state file", e.into())),
+        },
         None => Err(Error::Refused("every sandbox uid of the policy is in use".into())),
     };
     let _ = lock(&file, 0, libc::F_UNLCK, false);
