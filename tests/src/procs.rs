@@ -21,6 +21,14 @@ pub fn in_policy_range(uid: u32) -> bool {
     (POLICY_UID_BASE..POLICY_UID_BASE + POLICY_UID_COUNT).contains(&uid)
 }
 
+/// The most processes one run may have whatever the policy says: a quarter
+/// of this machine's `/proc/sys/kernel/pid_max` (the helper caps the
+/// policy's `max_nproc` there, `unlimited` included).
+pub fn process_cap() -> u64 {
+    let text = fs::read_to_string("/proc/sys/kernel/pid_max").expect("read pid_max");
+    text.trim().parse::<u64>().expect("pid_max is a number") / 4
+}
+
 /// A process seen in /proc.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proc {
@@ -301,6 +309,11 @@ impl crate::Env {
             .find(|&i| !byte_locked(&file, 8 + i))
             .unwrap_or(stored % count);
         POLICY_UID_BASE + index as u32
+    }
+
+    /// Whether a live run holds `uid` (its lock in the state file).
+    pub fn uid_is_held(&self, uid: u32) -> bool {
+        byte_locked(&self.uid_state(), 8 + u64::from(uid - POLICY_UID_BASE))
     }
 
     /// Makes `uid` the next one handed out (as a test that plants a process

@@ -583,7 +583,8 @@ pub struct DirectOutput {
     /// Every byte the helper wrote on its reply descriptor.
     pub reply_bytes: Vec<u8>,
     pub elapsed: Duration,
-    /// The helper's pid (the run's uid is the policy's base plus it).
+    /// The helper's pid (the supervisor's; it says nothing of the run's
+    /// uid, which the allocator hands out in turn).
     pub pid: u32,
 }
 

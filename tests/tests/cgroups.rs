@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use safeexec_tests::{
     assert_verdict, dump, json_report, require_root, require_root_exclusive, stdout,
-    POLICY_UID_BASE,
+    POLICY_UID_BASE, POLICY_UID_COUNT,
 };
 
 /// The test runner's own cgroups (the caller's, for the runs it starts):
@@ -105,7 +105,9 @@ fn reports_come_from_the_runs_own_cgroup() {
     assert!(cg["cpu_ms"].as_f64().is_some(), "{j}");
     assert_eq!(cg["pids_peak"].as_u64(), Some(1), "{j}");
     assert_eq!(cg["oom_kills"].as_u64(), Some(0), "{j}");
-    assert_eq!(cg["memory_limited"], false, "{j}");
+    // Every run with a memory cgroup gets a memory limit, --rss or not
+    // (its processes' address spaces and its scratch tmpfs, capped).
+    assert_eq!(cg["memory_limited"], true, "{j}");
     assert!(j["max_rss_kib"].as_u64().is_some_and(|k| k > 0), "{j}");
 }
 
@@ -369,11 +371,12 @@ fn a_dead_runs_cgroup_is_swept() {
     let t = require_root!();
     let (out, j) = run_json(&t, &["--exec", "/bin/true"]);
     assert_json_verdict(&out, &j, "OK", 0);
-    // A pid that is no process now.
-    let mut child = std::process::Command::new("/bin/true").spawn().expect("spawn");
-    let dead = child.id();
-    child.wait().expect("wait");
-    let stale = (POLICY_UID_BASE + dead).to_string();
+    // A uid of the range that no live run holds: half the range away from
+    // the next one handed out, so that no run of this test gets it either.
+    let next = t.next_run_uid() - POLICY_UID_BASE;
+    let dead = POLICY_UID_BASE + (next + POLICY_UID_COUNT / 2) % POLICY_UID_COUNT;
+    assert!(!t.uid_is_held(dead), "uid {dead} is held by a live run");
+    let stale = dead.to_string();
     let dirs = safeexec_dirs();
     assert!(!dirs.is_empty());
     for d in &dirs {

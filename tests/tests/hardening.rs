@@ -19,7 +19,7 @@ use std::time::Duration;
 use safeexec_tests::{
     assert_verdict, decode_reply, dump, frame, in_policy_range, json_report, json_uid, kv,
     path_str, pty, request, require_root, set_limit, status_field, stderr, stdout, verdict, word,
-    Ctx, End, Input, Limit, Preset, Reply, POLICY_UID_BASE,
+    Ctx, End, Input, Limit, Preset, Reply,
 };
 use shared::Request;
 
@@ -125,6 +125,9 @@ fn under_rlimit_as(t: &Ctx) -> bool {
     let (mut reply_rx, reply_tx) = std::io::pipe().expect("pipe");
     request_tx.write_all(&frame(&t.probe_request(&["fdlist"]))).expect("write");
     drop(request_tx);
+    // The uid the run would have had (a guess when other tests start runs
+    // meanwhile).
+    let guess = t.next_run_uid();
     match t
         .direct()
         .preset(Preset::Rlimit(libc::RLIMIT_AS, 1 << 20, 1 << 20))
@@ -134,7 +137,6 @@ fn under_rlimit_as(t: &Ctx) -> bool {
     {
         Err(_) => true,
         Ok(running) => {
-            let pid = running.id();
             let out = running.wait();
             let mut reply = Vec::new();
             reply_rx.read_to_end(&mut reply).expect("read the reply");
@@ -144,7 +146,7 @@ fn under_rlimit_as(t: &Ctx) -> bool {
                 "ran under a 1 MiB hard AS limit"
             );
             assert!(!out.status.success());
-            t.assert_nothing_left(POLICY_UID_BASE + pid, "");
+            t.assert_nothing_left(guess, "");
             true
         }
     }
@@ -163,7 +165,9 @@ fn preset_rlimit_cpu_1_fails_closed_with_a_clear_message() {
 fn preset_rlimit_core_unlimited_dumps_no_core() {
     let t = require_root!();
     let scratch = t.scratch("core");
-    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o1777))
+    // Writable by the run's uid, and the run's to write as the caller's own
+    // working directory (not sticky): a core dump would land there.
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o777))
         .expect("chmod");
     let r = Request {
         exec_dir: Some(path_str(scratch.path()).to_string()),
@@ -413,7 +417,10 @@ fn tiocsti_on_an_inherited_terminal_injects_nothing() {
 fn ld_preload_ld_audit_and_gconv_path_have_no_effect() {
     let t = require_root!();
     let scratch = t.scratch("preload");
-    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o1777))
+    // Writable by anyone, and the run's to write as the caller's own
+    // working directory (not sticky): a library loaded in the run could
+    // drop its marker there too.
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o777))
         .expect("chmod");
     let lib = scratch.path().join("attack_preload.so");
     let src = t.repo.join("tests/fixtures/attack_preload.c");
@@ -453,6 +460,7 @@ fn ld_preload_ld_audit_and_gconv_path_have_no_effect() {
 
     let got = t
         .direct()
+        .cwd(scratch.path())
         .env(&format!("LD_PRELOAD={lib}"))
         .env(&format!("LD_AUDIT={lib}"))
         .env(&format!("GCONV_PATH={dir}"))

@@ -1,7 +1,7 @@
 //! Who the run's processes are (DESIGN.md invariants 3 and 6): the target
-//! runs as a throw-away uid from the policy's range, the policy's base plus
-//! its helper's pid, unique while any process of it lives, never one the
-//! request names; with its own gid, no groups, no capabilities and
+//! runs as a throw-away uid from the policy's range, handed out in turn
+//! through the whole range, unique while any process of it lives, never one
+//! the request names; with its own gid, no groups, no capabilities and
 //! no_new_privs. The supervisor keeps the caller's ids and CAP_KILL only;
 //! init is root with CAP_KILL only (signals_and_ptrace.rs). Only members of
 //! the helper's group may run it.

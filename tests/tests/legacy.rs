@@ -175,8 +175,12 @@ fn writing_a_file_not_writable_by_others_is_denied() {
     let t = require_root!();
     let s = t.scratch("not-writable");
     let file = s.file("mine.txt", b"the test user's\n", 0o644);
-    let out =
-        t.safeexec(&["--fsize", "100", "--exec", &t.fixture("write_file"), &s.join("mine.txt")]);
+    // In the caller's own working directory, which the run may write: only
+    // the file's permissions stand in the way.
+    let out = t.safeexec_in(
+        s.path(),
+        &["--fsize", "100", "--exec", &t.fixture("write_file"), &s.join("mine.txt")],
+    );
     assert!(stderr(&out).contains("Permission denied"), "{}", dump(&out));
     assert_verdict(&out, "Command exited with non-zero status (1)", 1);
     let after = std::fs::read(&file).expect("read the file back");
@@ -189,8 +193,12 @@ fn writing_a_world_writable_file_with_default_fsize_0_is_too_large() {
     let t = require_root!();
     let s = t.scratch("fsize-0-python");
     s.file("open.txt", b"", 0o666);
-    // Python ignores SIGXFSZ, so the limit shows as the error EFBIG.
-    let out = t.safeexec(&["--exec", PYTHON, &t.fixture("write_file.py"), &s.join("open.txt")]);
+    // Python ignores SIGXFSZ, so the limit shows as the error EFBIG. In the
+    // caller's own working directory, which the run may write.
+    let out = t.safeexec_in(
+        s.path(),
+        &["--exec", PYTHON, &t.fixture("write_file.py"), &s.join("open.txt")],
+    );
     assert!(stderr(&out).contains("File too large"), "{}", dump(&out));
     assert!(!stdout(&out).contains("wrote"), "{}", dump(&out));
     let r = report(&out);
@@ -209,8 +217,9 @@ fn writing_a_world_writable_file_with_default_fsize_0_from_c_is_output_limit_exc
     let t = require_root!();
     let s = t.scratch("fsize-0-c");
     s.file("open.txt", b"", 0o666);
-    // A C program does not ignore SIGXFSZ: it dies of it.
-    let out = t.safeexec(&["--exec", &t.fixture("write_file"), &s.join("open.txt")]);
+    // A C program does not ignore SIGXFSZ: it dies of it. In the caller's
+    // own working directory, which the run may write.
+    let out = t.safeexec_in(s.path(), &["--exec", &t.fixture("write_file"), &s.join("open.txt")]);
     assert!(!stdout(&out).contains("wrote"), "{}", dump(&out));
     assert_verdict(&out, "Output Limit Exceeded", 1);
     assert_eq!(

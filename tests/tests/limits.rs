@@ -13,7 +13,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 use safeexec_tests::{
-    assert_verdict, dump, frame, json_report, num, path_str, request, require_root,
+    assert_verdict, dump, frame, json_report, num, path_str, process_cap, request, require_root,
     require_root_exclusive, set_limit, stdout, verdict, word, End, Limit, Reply,
 };
 
@@ -76,9 +76,12 @@ fn memory_bomb_is_killed_at_the_resident_memory_limit() {
 fn disk_fill_is_contained_to_the_file_size_limit() {
     let t = require_root!();
     let scratch = t.scratch("fill");
-    fs::set_permissions(scratch.path(), fs::Permissions::from_mode(0o1777)).expect("chmod");
+    // Writable by the run's uid, and granted to the run (the host's file
+    // system is read-only otherwise); not sticky, which --bind-rw refuses.
+    fs::set_permissions(scratch.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
     let path = scratch.path().join("fill");
-    let (out, j) = t.attack(&["--fsize", "1024"], &["fill", path_str(&path)]);
+    let dir = path_str(scratch.path());
+    let (out, j) = t.attack(&["--fsize", "1024", "--bind-rw", dir], &["fill", path_str(&path)]);
     verdict(&out, &j, "ok", 0);
     assert_eq!(word(&out, "error"), "EFBIG", "{}", dump(&out));
     assert_eq!(num(&out, "wrote"), 1024 * 1024, "{}", dump(&out));
@@ -281,9 +284,23 @@ fn u64_max_limits_under_an_unlimited_policy_run_correctly() {
         "/bin/true did not run correctly under extreme limits:\n{}",
         failures.join("\n")
     );
-    // No process limit means RLIMIT_NPROC = infinity, above the caller's
-    // own hard limit, which this helper cannot raise (no CAP_SYS_RESOURCE
-    // in the bounding set): that must fail closed, naming the limit.
+    // Even under max_nproc = unlimited, one run may hold at most a quarter
+    // of the machine's pids: no process limit is refused, naming that cap.
+    let cap = process_cap();
+    let mut r = base.clone();
+    set_limit(&mut r, Limit::Nproc, Some(u64::MAX));
+    let line = t.direct().exchange(&frame(&r)).refusal();
+    assert!(
+        line.contains(&format!(
+            "process limit of {} is over the policy's maximum of {cap}",
+            u64::MAX
+        )),
+        "{line}"
+    );
+    // At the cap, RLIMIT_NPROC is the cap plus one (the target itself):
+    // above the caller's own hard limit, which this helper cannot raise (no
+    // CAP_SYS_RESOURCE in the bounding set), that must fail closed, naming
+    // the limit; within it, the run goes.
     let caller_hard = {
         let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: getrlimit writes into the local.
@@ -291,9 +308,9 @@ fn u64_max_limits_under_an_unlimited_policy_run_correctly() {
         r.rlim_max
     };
     let mut r = base.clone();
-    set_limit(&mut r, Limit::Nproc, Some(u64::MAX));
+    set_limit(&mut r, Limit::Nproc, Some(cap));
     let got = t.direct().exchange(&frame(&r));
-    if caller_hard == libc::RLIM_INFINITY {
+    if caller_hard > cap {
         assert_eq!(got.outcome().end, End::Exited(0), "{}", got.dump());
     } else {
         let line = got.refusal();

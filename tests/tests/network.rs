@@ -1,15 +1,17 @@
 //! The target has no network (DESIGN.md invariant 5, the trust table's
 //! row on the network): a network namespace of its own, so not even the
 //! host's loopback (TCP and UDP, v4 and v6) nor its abstract unix sockets;
-//! and a private /run, where host daemons listen on unix sockets. Sharing
-//! the host's network is refused unless the policy allows it.
+//! no unix socket at all (the seccomp filter allows socket() only for
+//! AF_INET, AF_INET6 and AF_NETLINK: EAFNOSUPPORT); and a private /run,
+//! where host daemons listen on unix sockets. Sharing the host's network is
+//! refused unless the policy allows it.
 
 use std::net::{TcpListener, UdpSocket};
 use std::os::unix::net::UnixListener;
 
 use safeexec_tests::{
-    assert_verdict, dump, frame, host_socket, request, require_root, require_root_exclusive,
-    stdout, verdict, word,
+    assert_verdict, dump, frame, host_socket, kv, request, require_root, require_root_exclusive,
+    result_for, stdout, verdict, word,
 };
 use shared::Request;
 
@@ -97,7 +99,10 @@ fn host_abstract_unix_socket_is_unreachable() {
     drop(listener.accept());
     let (out, j) = t.attack(&[], &["unix", &name]);
     verdict(&out, &j, "nonzero_exit", 1);
-    assert_eq!(word(&out, "connect"), "ECONNREFUSED", "{}", dump(&out));
+    // The filter allows no unix socket at all (socketpair aside): the first
+    // step of the attack fails, so no connect is even tried.
+    assert_eq!(word(&out, "socket"), "EAFNOSUPPORT", "{}", dump(&out));
+    assert_eq!(kv(&stdout(&out), "connect"), None, "{}", dump(&out));
     assert!(listener.accept().is_err(), "the target reached the host's socket");
 }
 
@@ -107,10 +112,16 @@ fn unix_socket_listening_under_the_hosts_run_cannot_be_connected() {
     let t = require_root!();
     let sock = host_socket("/run");
     for opts in [&[][..], &["--host-tmp"][..]] {
+        // No unix socket can be made (the filter allows none)...
         let (out, j) = t.attack(opts, &["connect", sock.path.str()]);
+        verdict(&out, &j, "nonzero_exit", 1);
+        assert_eq!(word(&out, "socket"), "EAFNOSUPPORT", "{opts:?}\n{}", dump(&out));
+        assert_eq!(kv(&stdout(&out), "connect"), None, "{opts:?}\n{}", dump(&out));
+        // ...and the socket's path is not even there: /run is private.
+        let (out, j) = t.attack(opts, &["exists", sock.path.str()]);
         verdict(&out, &j, "ok", 0);
         assert_eq!(
-            word(&out, "connect"),
+            result_for(&out, "exists", sock.path.str()),
             "ENOENT",
             "{opts:?}: the host's /run reached\n{}",
             dump(&out)

@@ -14,8 +14,8 @@
 use std::os::unix::fs::PermissionsExt;
 
 use safeexec_tests::{
-    assert_verdict, dump, frame, request, require_root, require_root_exclusive, set_limit, stderr,
-    stdout, End, Env, Limit,
+    assert_verdict, dump, frame, process_cap, request, require_root, require_root_exclusive,
+    set_limit, stderr, stdout, End, Env, Limit,
 };
 
 // ---------------------------------------------------------------------------
@@ -46,6 +46,8 @@ fn a_cpu_limit_over_the_policy_maximum_is_refused_naming_the_limit() {
 fn u64_max_limits_are_refused_naming_the_limit_and_the_maximum() {
     let t = require_root!();
     let base = request(&["/bin/true"]);
+    // The packaged max_nproc (65535), or a quarter of pid_max if lower.
+    let nproc_max = process_cap().min(65_535).to_string();
     let cases: [(&str, &str, Limit, Option<u64>); 10] = [
         ("cpu", "3600000 ms", Limit::Cpu, Some(u64::MAX)),
         ("wall-clock", "86400000 ms", Limit::Wall, Some(u64::MAX)),
@@ -53,7 +55,7 @@ fn u64_max_limits_are_refused_naming_the_limit_and_the_maximum() {
         ("stack", "4194303 KiB", Limit::Stack, Some(u64::MAX)),
         ("core", "4194303 KiB", Limit::Core, Some(u64::MAX)),
         ("file size", "4194303 KiB", Limit::Fsize, Some(u64::MAX)),
-        ("process", "65535", Limit::Nproc, Some(u64::MAX)),
+        ("process", &nproc_max, Limit::Nproc, Some(u64::MAX)),
         ("open file", "1024", Limit::Nfile, Some(u64::MAX)),
         ("grace", "86400000 ms", Limit::Grace, Some(u64::MAX)),
         ("cpu", "3600000 ms", Limit::Cpu, None),
@@ -100,8 +102,12 @@ fn limits_over_a_tightened_policy_are_refused_naming_limit_and_maximum() {
             vec!["--mem", "100001"],
             "memory limit of 100001 KiB is over the policy's maximum of 100000 KiB",
         ),
-        (vec!["--output", "11"], "maximum of 10 KiB"),
-        (vec![], "no output limit is over the policy's maximum of 10 KiB"),
+        // The output maximum is checked in bytes (policy KiB × 1024).
+        (
+            vec!["--output", "11"],
+            "output limit of 11264 bytes is over the policy's maximum of 10240 bytes",
+        ),
+        (vec![], "no output limit is over the policy's maximum of 10240 bytes"),
     ] {
         let mut a = args.clone();
         a.extend(["--exec", "/bin/echo", "ran"]);

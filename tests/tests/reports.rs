@@ -7,7 +7,8 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use safeexec_tests::{
-    assert_verdict, dump, json_report, meta, report, require_root, stderr, stdout, try_report, Json,
+    assert_verdict, dump, json_report, meta, path_str, report, require_root, stderr, stdout,
+    try_report, Json,
 };
 
 /// The keys the README documents for `--json`.
@@ -194,9 +195,12 @@ fn file_size_limit_reports_output_limit_exceeded_and_exits_1() {
     let t = require_root!();
     let s = t.scratch("fsize-report");
     s.file("open.txt", b"", 0o666);
-    let out = t.safeexec(&["--exec", &t.fixture("write_file"), &s.join("open.txt")]);
+    // The run may write in the caller's directory it is given.
+    let dir = path_str(s.path());
+    let file = s.join("open.txt");
+    let out = t.safeexec(&["--bind-rw", dir, "--exec", &t.fixture("write_file"), &file]);
     assert_verdict(&out, "Output Limit Exceeded", 1);
-    let (out, j) = json_of(&t, &["--exec", &t.fixture("write_file"), &s.join("open.txt")]);
+    let (out, j) = json_of(&t, &["--bind-rw", dir, "--exec", &t.fixture("write_file"), &file]);
     assert_eq!(out.status.code(), Some(1), "{}", dump(&out));
     assert_eq!(j["verdict"], "output_limit", "{j}");
 }
@@ -279,13 +283,35 @@ fn report_file_receives_the_report_instead_of_stderr() {
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn report_goes_to_an_inherited_descriptor() {
     let t = require_root!();
-    let (mut rx, tx) = std::io::pipe().expect("pipe");
-    let out = t.run(&["--report_fd", "7", "--exec", "/bin/echo", "hi"]).fd(tx, 7).output();
+    // Descriptor 7 is a pipe the caller's own shell made (the frontend
+    // reopens it through /proc/self/fd/7, which needs the caller to be
+    // allowed to open it); cat copies what comes through it into a file.
+    let s = t.scratch("report-fd");
+    let copy = s.path().join("report.txt");
+    let script = "set -o pipefail; exec 3>&1; \
+                  \"$0\" --report_fd 7 --exec /bin/echo hi 7>&1 1>&3 3>&- | cat >\"$1\" 3>&-";
+    let safeexec = path_str(&t.safeexec);
+    let out = t.run_program("/bin/bash", &["-c", script, safeexec, path_str(&copy)]).output();
     assert_eq!(stdout(&out), "hi\n", "{}", dump(&out));
     assert!(out.stderr.is_empty(), "report on stderr too: {}", dump(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", dump(&out));
+    let text = std::fs::read(&copy).expect("read what came through the pipe");
+    let r = try_report(&text)
+        .unwrap_or_else(|| panic!("bad report: {:?}", String::from_utf8_lossy(&text)));
+    assert_eq!(r.verdict, "OK");
+    assert!(text.starts_with(b"OK\nelapsed time: "), "{}", String::from_utf8_lossy(&text));
+    // A pipe the caller could not open itself (root's, handed down) is
+    // refused in one line before the run, not written past.
+    let (mut rx, tx) = std::io::pipe().expect("pipe");
+    let out = t.run(&["--report_fd", "7", "--exec", "/bin/echo", "hi"]).fd(tx, 7).output();
+    assert_eq!(out.status.code(), Some(2), "{}", dump(&out));
+    assert_eq!(stdout(&out), "", "the run went on\n{}", dump(&out));
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{}", dump(&out));
+    assert!(err.contains("--report_fd 7") && err.contains("Permission denied"), "{}", dump(&out));
     let mut report = String::new();
-    rx.read_to_string(&mut report).expect("read the report");
-    assert!(report.starts_with("OK\nelapsed time: "), "{report}");
+    rx.read_to_string(&mut report).expect("read the pipe");
+    assert_eq!(report, "", "something came through the refused descriptor");
 }
 
 // ---------------------------------------------------------------------------

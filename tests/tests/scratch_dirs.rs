@@ -3,7 +3,7 @@
 //! `--fsize` (capped by `--mem`, at least 4 KiB), empty at the start and
 //! gone with the run, so the target finds nothing of the host there and
 //! leaves nothing behind; the host's /tmp and /var/tmp only with
-//! `--host-tmp`, if the policy allows it. A working directory (or a
+//! `--host-tmp`, if the policy allows it, and then read-only. A working directory (or a
 //! relative exec_dir) that the private directories would hide is refused.
 
 use std::fs;
@@ -92,6 +92,18 @@ fn target_cannot_leave_a_file_in_the_hosts_tmp_var_tmp_dev_shm_or_run() {
     }
     let landed: Vec<&str> = paths.iter().filter(|p| p.exists()).map(HostPath::str).collect();
     assert!(landed.is_empty(), "left on the host: {landed:?}");
+    // With --host-tmp, the host's /tmp and /var/tmp are there, read-only.
+    let paths: Vec<HostPath> =
+        ["/tmp", "/var/tmp"].into_iter().map(|d| HostPath::new(d, "left-host")).collect();
+    let mut args = vec!["leave"];
+    args.extend(paths.iter().map(HostPath::str));
+    let (out, j) = t.attack(&["--host-tmp"], &args);
+    verdict(&out, &j, "ok", 0);
+    for p in &paths {
+        assert_eq!(result_for(&out, "leave", p.str()), "EROFS", "{}", dump(&out));
+    }
+    let landed: Vec<&str> = paths.iter().filter(|p| p.exists()).map(HostPath::str).collect();
+    assert!(landed.is_empty(), "left on the host with --host-tmp: {landed:?}");
 }
 
 #[test]

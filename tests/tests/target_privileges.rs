@@ -16,7 +16,7 @@ use std::process::Output;
 
 use safeexec_tests::{
     assert_each, assert_verdict, dump, in_policy_range, json_report, json_uid, kv, path_str,
-    require_root, status_field, stdout, verdict, word, Ctx, Env, HostPath, Ids, Scratch,
+    require_root, status_field, stdout, verdict, word, Ctx, Env, HostPath, Scratch,
 };
 
 // ---------------------------------------------------------------------------
@@ -153,9 +153,11 @@ fn raising_a_hard_rlimit_fails() {
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn crashing_target_dumps_no_core() {
     let t = require_root!();
-    let scratch = t.scratch("crash");
-    fs::set_permissions(scratch.path(), fs::Permissions::from_mode(0o1777)).expect("chmod");
-    let (out, j) = t.attack(&["--exec_dir", path_str(scratch.path())], &["crash"]);
+    // The run's working directory, writable by its uid and granted to it:
+    // a core dump would land there.
+    let scratch = open_scratch(&t, "crash");
+    let dir = path_str(scratch.path());
+    let (out, j) = t.attack(&["--bind-rw", dir, "--exec_dir", dir], &["crash"]);
     verdict(&out, &j, "signal", 1);
     assert_eq!(j["signal"], libc::SIGABRT, "{}", dump(&out));
     let cores: Vec<_> = fs::read_dir(scratch.path())
@@ -176,6 +178,12 @@ fn open_scratch(t: &Env, name: &str) -> Scratch {
     let scratch = t.scratch(name);
     fs::set_permissions(scratch.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
     scratch
+}
+
+/// `--bind-rw DIR`: the run may write in the caller's directory `dir`
+/// (the rest of the host's file system is read-only).
+fn bind_rw(dir: &Path) -> [&str; 2] {
+    ["--bind-rw", path_str(dir)]
 }
 
 /// Every file or directory below `dir` (recursively) that has S_ISUID or
@@ -200,7 +208,7 @@ fn setid_entries(dir: &Path) -> Vec<(PathBuf, u32)> {
 /// Runs the probe's `setid` attack in a fresh o+w scratch directory.
 fn setid_attack(t: &Ctx) -> (Output, Scratch) {
     let scratch = open_scratch(t, "setid");
-    let (out, j) = t.attack(&[], &["setid", path_str(scratch.path())]);
+    let (out, j) = t.attack(&bind_rw(scratch.path()), &["setid", path_str(scratch.path())]);
     verdict(&out, &j, "ok", 0);
     assert_eq!(word(&out, "create_own"), "ok", "{}", dump(&out));
     let left = setid_entries(scratch.path());
@@ -272,7 +280,7 @@ fn mkdir_with_the_setgid_bit_fails_with_eperm_and_a_plain_mkdir_works() {
 fn openat2_creating_a_setuid_file_and_io_uring_setup_fail_with_enosys() {
     let t = require_root!();
     let scratch = open_scratch(&t, "nosys");
-    let (out, j) = t.attack(&[], &["nosys", path_str(scratch.path())]);
+    let (out, j) = t.attack(&bind_rw(scratch.path()), &["nosys", path_str(scratch.path())]);
     verdict(&out, &j, "ok", 0);
     assert_each(&out, &["openat2", "io_uring_setup"], "ENOSYS");
     assert_eq!(word(&out, "openat2_file"), "missing", "{}", dump(&out));
@@ -356,13 +364,17 @@ fn threads_and_fork_still_work_with_nproc_2() {
 /// The attack: with the host's /tmp, an overlayfs in a user
 /// namespace over a tmpfs of mode 2777 would copy a set-gid directory up
 /// into a world-writable directory of the host. It must end at the unshare.
+/// (The host's /tmp is read-only in a run: the world-writable directory
+/// there is one the caller grants with --bind-rw.)
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn overlayfs_copy_up_in_a_user_namespace_leaves_no_setgid_directory_on_the_host() {
     let t = require_root!();
-    let root = Ids { uid: 0, gid: 0 };
-    let scratch = HostPath::dir("/tmp", "overlay", root, 0o777);
-    let (out, j) = t.attack(&["--host-tmp"], &["overlay", path_str(scratch.path())]);
+    let scratch = HostPath::dir("/tmp", "overlay", t.test_user, 0o777);
+    let (out, j) = t.attack(
+        &["--host-tmp", "--bind-rw", scratch.str()],
+        &["overlay", path_str(scratch.path())],
+    );
     let uid = json_uid(&j);
     verdict(&out, &j, "ok", 0);
     assert_eq!(word(&out, "unshare"), "EPERM", "{}", dump(&out));
