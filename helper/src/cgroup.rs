@@ -555,6 +555,45 @@ fn hand_down(parent: &OwnedFd, too_many: bool) -> Result<Vec<String>> {
     Ok(controllers)
 }
 
+/// Takes init (just forked, before it forks the target) out of a v2 cgroup
+/// the caller may freeze, or move processes out of: where a cgroup above
+/// the helper's is delegated (a systemd user session, a service with
+/// Delegate=yes), init goes to `safeexec/shelter` at the hierarchy's root,
+/// root's, which no write of the caller's reaches; the target, forked
+/// after, is born there. Elsewhere it changes nothing. Whatever the
+/// policy's `cgroup` says: it keeps init, and so the run's limits, out of
+/// the caller's hands.
+pub fn shelter(init: u32) -> Result<()> {
+    for h in hierarchies().into_iter().filter(|h| h.v2) {
+        let mount = open_dir(None, &h.mount).map_err(|e| err(&h.mount, e))?;
+        let own = h.path.trim_start_matches('/');
+        let own_dir = if own.is_empty() { None } else { open_dir(Some(&mount), own).ok() };
+        if own_dir.as_ref().is_none_or(only_root_may_move) || !fs_is_cgroup(&mount, true) {
+            continue;
+        }
+        let parent = root_owned_dir(&mount, "safeexec")?;
+        let shelter = root_owned_dir(&parent, "shelter")?;
+        write_file(&shelter, "cgroup.procs", &init.to_string())
+            .map_err(|e| err("cannot move init out of the caller's delegated cgroup", e))?;
+    }
+    Ok(())
+}
+
+/// `name` in `at`, made if missing; it must be root's and writable by
+/// nobody else.
+fn root_owned_dir(at: &OwnedFd, name: &str) -> Result<OwnedFd> {
+    match mkdirat(at, name, Mode::from_bits_truncate(0o755)) {
+        Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+        Err(e) => return Err(err(name, e)),
+    }
+    let dir = open_dir(Some(at), name).map_err(|e| err(name, e))?;
+    let st = fstat(&dir).map_err(|e| err(name, e))?;
+    if st.st_uid != 0 || st.st_mode & 0o022 != 0 {
+        return Err(err(name, "the directory must be root's and writable by nobody else"));
+    }
+    Ok(dir)
+}
+
 /// Whether `cgroup.procs` of `dir` and of every cgroup above it is root's
 /// and writable by nobody else (walking up through "..", which stops at
 /// the hierarchy's root).

@@ -53,6 +53,7 @@ pub fn before_reading() -> Result<Caller> {
     for &(resource, soft, hard) in RESET {
         reset_limit(resource, soft, hard)?;
     }
+    reset_timing()?;
     sys::reset_signal_dispositions().context("cannot reset signal dispositions")?;
     sys::ignore_write_signals().context("cannot ignore SIGPIPE and SIGXFSZ")?;
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
@@ -73,6 +74,27 @@ pub fn before_reading() -> Result<Caller> {
         ));
     }
     Ok(Caller { uid: uids.real, gid: gids.real, parent: getppid() })
+}
+
+/// The kernel's default timer slack: the caller's would stretch every
+/// timeout of the helper, init's deadline and CPU looks included.
+const TIMER_SLACK_NS: libc::c_ulong = 50_000;
+
+/// How the helper is scheduled, whatever the caller set: the default
+/// timer slack, the normal class at niceness 0, and every CPU the machine
+/// lets it use (a caller that pins it to one CPU would make init count
+/// too few CPUs and look at the CPU limit too late).
+fn reset_timing() -> Result<()> {
+    nix::sys::prctl::set_timerslack(TIMER_SLACK_NS).context("cannot reset the timer slack")?;
+    sys::reset_scheduling().context("cannot reset the scheduling policy")?;
+    sys::set_niceness(0).context("cannot reset the niceness")?;
+    let mut all = nix::sched::CpuSet::new();
+    for cpu in 0..nix::sched::CpuSet::count() {
+        let _ = all.set(cpu);
+    }
+    // The kernel keeps only the CPUs the helper's cpuset allows.
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &all)
+        .context("cannot reset the CPU affinity")
 }
 
 /// Sets one limit of the helper. Raising a hard limit needs

@@ -188,12 +188,14 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
     supervise::watch(&run, &supervisor_end, &stop_order).inspect_err(|_| supervise::abort_run(&run))
 }
 
-/// The root-only steps of the supervisor, beside init's set-up: the run's
+/// The root-only steps of the supervisor, beside init's set-up: init out
+/// of a cgroup the caller could freeze (`cgroup::shelter`), the run's
 /// cgroups (handed to init, which the target inherits them from and which
 /// removes them at the end), the uid check (invariant 3) and the sweep of
 /// earlier runs' cgroups; then it becomes the caller (invariant 6). The
 /// target execs only after this.
 fn prepare(policy: &Policy, caller: &Caller, run: &Run, channel: &Channel) -> Result<()> {
+    cgroup::shelter(run.init.as_raw().unsigned_abs())?;
     let nproc = run.limits.get(Limit::Nproc);
     let cgroup = RunCgroup::create(
         policy.cgroup,

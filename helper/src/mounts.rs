@@ -51,9 +51,6 @@ fn mount(
 /// any chroot: they matter inside a chroot only if the chroot directory
 /// holds them (`--chroot_dir /`); the caller's own tree is never mounted on.
 pub fn private_mounts(plan: &Plan) -> Result<()> {
-    // Mounts made here must not propagate back to the host.
-    mount(c"none", c"/", None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)
-        .context("cannot make the run's mounts private")?;
     let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     mount(c"proc", c"/proc", Some(c"proc"), hardened | MsFlags::MS_NOEXEC, None)
         .context("cannot mount the run's /proc")?;
@@ -135,6 +132,10 @@ fn private_ptys() -> Result<()> {
 /// /proc, scratch tmpfs, ptys) are the run's own; what else it may write is
 /// granted with `writable`.
 pub fn read_only_host() -> Result<()> {
+    // First, no propagation either way: nothing made here reaches the
+    // host, and no host mount made meanwhile arrives here writable.
+    mount(c"none", c"/", None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)
+        .context("cannot make the run's mounts private")?;
     let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     let root = nix::fcntl::open("/", flags, Mode::empty()).context("cannot open /")?;
     sys::mount_setattr(&root, true, sys::MOUNT_ATTR_RDONLY, 0)

@@ -11,6 +11,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{fstat, stat, Mode, SFlag};
+use nix::sys::statvfs::{fstatvfs, statvfs, FsFlags, Statvfs};
 use nix::unistd::{Gid, Uid};
 use shared::limits::{LimitSpec, TABLE};
 use shared::{Limit, Limits, Request};
@@ -430,17 +431,17 @@ impl Policy {
     }
 
     /// The limit of the run's memory cgroup, which also holds the kernel's
-    /// memory the run makes it use (socket buffers, pipes): the caller's
-    /// `--rss`, or else what its processes may map together (each up to
-    /// its address-space limit) plus its scratch tmpfs, at most the
-    /// policy's `max_run_memory` (half the machine's memory by default).
+    /// memory the run makes it use (socket buffers, pipes, memfds): the
+    /// caller's `--rss`, or else what its processes may map together (each
+    /// up to its address-space limit) plus its scratch tmpfs; either at
+    /// most the policy's `max_run_memory` (half the machine's memory by
+    /// default).
     fn run_memory_kib(&self, limits: &Limits) -> Option<u64> {
-        if let Some(rss) = limits.get(Limit::Rss) {
-            return Some(rss);
-        }
-        let processes = limits.get(Limit::Nproc)?.saturating_add(1);
-        let derived = processes.saturating_mul(limits.get(Limit::Mem)?);
-        let derived = derived.saturating_add(crate::mounts::scratch_kib(limits));
+        let asked = limits.get(Limit::Rss).or_else(|| {
+            let processes = limits.get(Limit::Nproc)?.saturating_add(1);
+            let derived = processes.saturating_mul(limits.get(Limit::Mem)?);
+            Some(derived.saturating_add(crate::mounts::scratch_kib(limits)))
+        })?;
         let half = || {
             let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
             let kib = text.lines().find_map(|l| {
@@ -448,7 +449,7 @@ impl Policy {
             });
             kib.map_or(u64::MAX, |k: u64| k / 2)
         };
-        Some(derived.min(self.max_run_memory.unwrap_or_else(half)))
+        Some(asked.min(self.max_run_memory.unwrap_or_else(half)))
     }
 
     /// What the run may write: the policy's writable directories that exist
@@ -457,6 +458,7 @@ impl Policy {
     /// (`cwd_if_owned_by`) and no chroot hides it.
     fn grants(&self, caller: Uid, cwd: bool, bind_rw: Vec<OwnedFd>) -> Result<Vec<Grant>> {
         let mut grants: Vec<Grant> = (self.writable_dirs.iter())
+            .filter(|d| !read_only(&statvfs(d.as_str())))
             .filter_map(|d| {
                 stat(d.as_str())
                     .ok()
@@ -553,6 +555,9 @@ fn caller_grant(dir: &OwnedFd, caller: Uid) -> Result<Grant> {
             "a writable directory must be a directory of the caller's own".into(),
         ));
     }
+    if read_only(&fstatvfs(dir)) {
+        return Err(Error::Refused("a writable directory is on a read-only mount".into()));
+    }
     let path = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))
         .context("cannot name a writable directory")?;
     Ok(Grant { path: path.to_string_lossy().into_owned(), id: (st.st_dev, st.st_ino) })
@@ -566,7 +571,13 @@ fn cwd_if_owned_by(caller: Uid) -> Result<Option<Grant>> {
     let st = stat(".").context("cannot stat the working directory")?;
     let shared = st.st_mode & 0o1002 == 0o1002;
     let grant = Grant { path: ".".into(), id: (st.st_dev, st.st_ino) };
-    Ok((st.st_uid == caller.as_raw() && !shared).then_some(grant))
+    Ok((st.st_uid == caller.as_raw() && !shared && !read_only(&statvfs("."))).then_some(grant))
+}
+
+/// Whether a directory's mount is read-only for everyone (then the run
+/// may not write it either: its copy stays read-only). Unknown: read-only.
+fn read_only(st: &nix::Result<Statvfs>) -> bool {
+    st.as_ref().map_or(true, |st| st.flags().contains(FsFlags::ST_RDONLY))
 }
 
 #[cfg(test)]

@@ -23,7 +23,8 @@
 //! Invariant 5, reach: the target may not act on a terminal it was handed
 //! beyond its own use (no typing into it, taking it over, or stopping it:
 //! `TERMINAL_REQUESTS`), and opens sockets of the internet and netlink
-//! families only (`SOCKET_FAMILIES`; AF_UNIX only as a socketpair): no
+//! families only (`SOCKET_FAMILIES`; AF_UNIX only as a connected
+//! socketpair, `SOCKETPAIR_TYPES`): no
 //! filesystem socket of the host, no vsock or packet socket, which the
 //! network namespace does not cover.
 
@@ -75,14 +76,21 @@ enum Rule {
     Refuse { arg: u32, values: &'static [u32] },
     /// Refuse with EAFNOSUPPORT unless argument `arg` is one of `values`.
     Only { arg: u32, values: &'static [u32] },
+    /// socketpair: refuse with EAFNOSUPPORT unless AF_UNIX and of a
+    /// connected type (`SOCKETPAIR_TYPES`).
+    UnixPair,
 }
 
 /// Terminal requests that act on a terminal beyond the target's own use of
 /// it: typing into it (TIOCSTI), taking it as controlling terminal
 /// (TIOCSCTTY), changing its line discipline (TIOCSETD), the console's
-/// requests (TIOCLINUX, TIOCCONS), locking others out (TIOCEXCL) and
-/// stopping or starting its output (TCXONC).
+/// requests (TIOCLINUX, TIOCCONS), locking others out (TIOCEXCL),
+/// stopping or starting its output (TCXONC), discarding what others typed
+/// (TCFLSH), and resizing it, which signals its foreground process group
+/// (TIOCSWINSZ).
 const TERMINAL_REQUESTS: &[u32] = &[
+    libc::TCFLSH as u32,
+    libc::TIOCSWINSZ as u32,
     libc::TIOCSTI as u32,
     libc::TIOCSCTTY as u32,
     libc::TIOCSETD as u32,
@@ -100,7 +108,25 @@ const TERMINAL_REQUESTS: &[u32] = &[
 /// does not cover every family.
 const SOCKET_FAMILIES: &[u32] =
     &[libc::AF_INET as u32, libc::AF_INET6 as u32, libc::AF_NETLINK as u32];
-const SOCKETPAIR_FAMILIES: &[u32] = &[libc::AF_UNIX as u32];
+/// Connected types only: a datagram socketpair could send to, or connect
+/// to, any unix socket path of the host it can see. With or without the
+/// two flags a socket type may carry.
+const SOCKETPAIR_TYPES: &[u32] = &{
+    const FLAGS: [u32; 4] = [
+        0,
+        libc::SOCK_CLOEXEC as u32,
+        libc::SOCK_NONBLOCK as u32,
+        (libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK) as u32,
+    ];
+    let mut types = [0u32; 8];
+    let mut i = 0;
+    while i < 4 {
+        types[i] = libc::SOCK_STREAM as u32 | FLAGS[i];
+        types[i + 4] = libc::SOCK_SEQPACKET as u32 | FLAGS[i];
+        i += 1;
+    }
+    types
+};
 
 const NEWUSER: u32 = libc::CLONE_NEWUSER as u32;
 
@@ -133,7 +159,7 @@ fn rules() -> Vec<(libc::c_long, Rule)> {
         (libc::SYS_request_key, Rule::Deny),
         (libc::SYS_ioctl, Rule::Refuse { arg: 1, values: TERMINAL_REQUESTS }),
         (libc::SYS_socket, Rule::Only { arg: 0, values: SOCKET_FAMILIES }),
-        (libc::SYS_socketpair, Rule::Only { arg: 0, values: SOCKETPAIR_FAMILIES }),
+        (libc::SYS_socketpair, Rule::UnixPair),
     ];
     #[cfg(target_arch = "x86_64")]
     rules.extend([
@@ -224,6 +250,21 @@ fn check(i: usize, rule: Rule) -> Vec<Op> {
         Rule::Refuse { arg: a, values } => {
             let refused = values.iter().map(|&v| Op::JumpIfEq(v, Label::Deny));
             [Op::Load(arg(a))].into_iter().chain(refused).chain([Op::Ret(RET_ALLOW)]).collect()
+        }
+        Rule::UnixPair => {
+            let types = SOCKETPAIR_TYPES.iter().map(|&v| Op::JumpIfEq(v, Label::Allow));
+            let refuse = Op::JumpIfAny(0, Label::NoFamily, Label::NoFamily);
+            [
+                Op::Load(arg(0)),
+                Op::JumpIfEq(libc::AF_UNIX as u32, Label::Mode(i)),
+                refuse,
+                Op::Here(Label::Mode(i)),
+            ]
+            .into_iter()
+            .chain([Op::Load(arg(1))])
+            .chain(types)
+            .chain([Op::JumpIfAny(0, Label::NoFamily, Label::NoFamily)])
+            .collect()
         }
         Rule::Only { arg: a, values } => {
             let allowed = values.iter().map(|&v| Op::JumpIfEq(v, Label::Allow));
@@ -373,7 +414,16 @@ mod tests {
         for family in [libc::AF_UNIX, libc::AF_VSOCK, libc::AF_PACKET, libc::AF_BLUETOOTH] {
             assert_eq!(decide(libc::SYS_socket, [family as u32, 1, 0, 0, 0, 0]), nofamily);
         }
-        assert_eq!(decide(libc::SYS_socketpair, [libc::AF_UNIX as u32, 1, 0, 0, 0, 0]), RET_ALLOW);
+        let unix = libc::AF_UNIX as u32;
+        for ty in
+            [libc::SOCK_STREAM, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK]
+        {
+            assert_eq!(decide(libc::SYS_socketpair, [unix, ty as u32, 0, 0, 0, 0]), RET_ALLOW);
+        }
+        // A datagram pair could send to any unix socket path it sees.
+        for ty in [libc::SOCK_DGRAM, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC] {
+            assert_eq!(decide(libc::SYS_socketpair, [unix, ty as u32, 0, 0, 0, 0]), nofamily);
+        }
         assert_eq!(decide(libc::SYS_socketpair, [libc::AF_INET as u32, 1, 0, 0, 0, 0]), nofamily);
     }
 

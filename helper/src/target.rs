@@ -54,8 +54,7 @@ fn prepare(
     }
     setsid().context("setsid")?;
     set_limits(&plan.limits)?;
-    // The caller's scheduling class (a real-time one, say) is not the run's.
-    sys::reset_scheduling().context("cannot reset the scheduling policy")?;
+    // The scheduling class was reset by `harden`.
     sys::set_niceness(plan.niceness).context("cannot set the niceness")?;
     if let Some(dir) = jail {
         fchdir(dir).context("cannot enter the chroot directory")?;

@@ -81,11 +81,24 @@ fn open_state() -> Result<File> {
     Ok(file)
 }
 
-/// Hands out the next free index of `count`: under the lock on byte 0,
-/// the first index from the stored next one whose byte nobody holds.
+/// How long a helper waits for another to move the counter on: a caller
+/// may stop its own helper while it holds byte 0, and must not make every
+/// other caller wait for it.
+const ORDER_TRIES: u32 = 50;
+
+/// Hands out the next free index of `count`: the first index from the
+/// stored next one whose byte nobody holds (that lock alone makes it this
+/// run's). The lock on byte 0 only keeps the counter in order; it is never
+/// waited for more than a few milliseconds.
 pub fn allocate(count: u32) -> Result<Lease> {
     let file = open_state()?;
-    lock(&file, 0, libc::F_WRLCK, true).context("cannot lock the uid state file")?;
+    let ordered = (0..ORDER_TRIES).any(|_| {
+        let got = lock(&file, 0, libc::F_WRLCK, false).is_ok();
+        if !got {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        got
+    });
     let mut stored = [0u8; 8];
     let next = match pread(&file, &mut stored, 0) {
         Ok(8) => u64::from_le_bytes(stored) % u64::from(count),
@@ -95,6 +108,7 @@ pub fn allocate(count: u32) -> Result<Lease> {
         .map(|i| ((next + i) % u64::from(count)) as u32)
         .find(|&index| lock(&file, 8 + u64::from(index), libc::F_WRLCK, false).is_ok());
     let result = match found {
+        Some(index) if !ordered => Ok(index),
         Some(index) => match pwrite(&file, &(u64::from(index) + 1).to_le_bytes(), 0) {
             // A caller whose hard file-size limit is 0 (which the helper
             // cannot raise without CAP_SYS_RESOURCE) cannot move the
@@ -105,7 +119,9 @@ pub fn allocate(count: u32) -> Result<Lease> {
         },
         None => Err(Error::Refused("every sandbox uid of the policy is in use".into())),
     };
-    let _ = lock(&file, 0, libc::F_UNLCK, false);
+    if ordered {
+        let _ = lock(&file, 0, libc::F_UNLCK, false);
+    }
     result.map(|index| Lease { index, _file: file })
 }
 
