@@ -16,6 +16,7 @@ use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 
 use nix::fcntl::{fcntl, FcntlArg};
+use nix::sys::resource::{getrlimit, Resource};
 use nix::sys::uio::{pread, pwrite};
 use nix::unistd::{Pid, Uid};
 
@@ -107,14 +108,17 @@ pub fn allocate(count: u32) -> Result<Lease> {
     let found = (0..u64::from(count).min(1 << 16))
         .map(|i| ((next + i) % u64::from(count)) as u32)
         .find(|&index| lock(&file, 8 + u64::from(index), libc::F_WRLCK, false).is_ok());
+    // A caller whose hard file-size limit is below 8 bytes (which the
+    // helper cannot raise without CAP_SYS_RESOURCE) would have the write cut
+    // short, winding the counter back: it does not move the counter on. Its
+    // run keeps the index it got, and the next run of anyone moves past it;
+    // such a run can write no file anyway.
+    let fits = getrlimit(Resource::RLIMIT_FSIZE).is_ok_and(|(soft, _)| soft >= 8);
     let result = match found {
-        Some(index) if !ordered => Ok(index),
+        Some(index) if !ordered || !fits => Ok(index),
         Some(index) => match pwrite(&file, &(u64::from(index) + 1).to_le_bytes(), 0) {
-            // A caller whose hard file-size limit is 0 (which the helper
-            // cannot raise without CAP_SYS_RESOURCE) cannot move the
-            // counter on: its run keeps the index it got, and the next run
-            // of anyone moves past it. Such a run can write no file.
-            Ok(_) | Err(nix::errno::Errno::EFBIG) => Ok(index),
+            Ok(8) => Ok(index),
+            Ok(_) => Err(Error::Internal("a short write of the uid state file".into())),
             Err(e) => Err(Error::Failed("cannot write the uid state file", e.into())),
         },
         None => Err(Error::Refused("every sandbox uid of the policy is in use".into())),
