@@ -649,3 +649,52 @@ fn an_oom_killer_disabled_above_does_not_hang_the_run() {
     assert_json_verdict(&out, &j, "Memory Limit Exceeded", 1);
     assert!(j["wall_ms"].as_f64().is_some_and(|ms| ms < 4000.0), "{j}");
 }
+
+/// A caller that runs the helper directly, SIGKILLs it mid-run and never
+/// reaps it (so that its pid stays taken, by a zombie) does not leave the
+/// run's cgroups behind for good: once the run is gone, the next run
+/// sweeps them, whatever became of the helper's pid.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn cgroups_of_killed_helpers_left_unreaped_are_swept() {
+    use safeexec_tests::{frame, process, request, run_uid, set_limit, signal, Limit};
+    use std::time::Duration;
+    let t = require_root!();
+    let p = t.probe();
+    let mut r = request(&[p.as_str(), "sleep"]);
+    set_limit(&mut r, Limit::Wall, Some(30_000));
+    let f = frame(&r);
+    let mut killed = Vec::new();
+    for _ in 0..6 {
+        let run = t.direct().start_exchange(&f);
+        let uid = run_uid(run.pid(), Duration::from_secs(10));
+        signal(run.pid(), libc::SIGKILL);
+        killed.push((run, uid.expect("the run's target started")));
+    }
+    for (_, uid) in &killed {
+        t.assert_nothing_left(*uid, "a run whose helper was killed");
+    }
+    let zombies =
+        killed.iter().filter(|(run, _)| process(run.pid()).is_some_and(|p| p.state == 'Z')).count();
+    let dirs = safeexec_dirs();
+    let left_before: Vec<PathBuf> = (dirs.iter())
+        .flat_map(|d| killed.iter().map(move |(_, uid)| d.join(uid.to_string())))
+        .filter(|d| d.exists())
+        .collect();
+    let (out, j) = run_json(&t, &["--exec", "/bin/true"]);
+    let left: Vec<PathBuf> = left_before.iter().filter(|d| d.exists()).cloned().collect();
+    for (run, _) in killed {
+        let _ = run.finish();
+    }
+    assert_eq!(zombies, 6, "the killed helpers were not all left as zombies");
+    assert_json_verdict(&out, &j, "OK", 0);
+    assert!(!dirs.is_empty(), "no safeexec cgroup directory: {}", dump(&out));
+    for d in &left {
+        let _ = std::fs::remove_dir(d);
+    }
+    assert!(
+        left.is_empty(),
+        "cgroups of killed runs not swept (of {} left by the kills): {left:?}",
+        left_before.len()
+    );
+}

@@ -504,3 +504,57 @@ fn empty_helper_argv_changes_nothing() {
         assert!(in_policy_range(o.uid));
     }
 }
+
+// ---------------------------------------------------------------------------
+// A terminal the caller hands over
+
+/// What is waiting on a descriptor of a pty, read without blocking.
+fn pending(fd: &OwnedFd) -> Vec<u8> {
+    let mut end = File::from(fd.try_clone().expect("dup a pty descriptor"));
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe { libc::fcntl(end.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while let Ok(n @ 1..) = end.read(&mut buf) {
+        got.extend_from_slice(&buf[..n]);
+    }
+    got
+}
+
+/// The helper is given a pty as its stdin (straight, as a hostile caller
+/// may, so that no relay of the frontend stands between): the terminal
+/// requests that act on a terminal beyond the target's own use of it
+/// (TIOCSCTTY first, which would make TIOCSTI work on it, then TIOCSTI,
+/// TIOCSETD, TIOCLINUX, TIOCCONS, TIOCEXCL, TCXONC) all fail with EPERM,
+/// nothing is typed into it (no input waits on the slave side, no echo on
+/// the master side), and the requests a program needs (TCGETS, TIOCGWINSZ)
+/// still work.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn terminal_requests_on_an_inherited_pty_fail_with_eperm_and_type_nothing() {
+    let t = require_root!();
+    let (master, slave) = pty();
+    let slave_end = slave.try_clone().expect("dup the slave");
+    let got = t.direct().stdin(slave).exchange(&frame(&t.probe_request(&["terminal"])));
+    let o = got.outcome();
+    assert_eq!(o.end, End::Exited(0), "{}", got.dump());
+    let out = &got.output;
+    assert_eq!(word(out, "isatty"), "1", "{}", got.dump());
+    let typed = pending(&slave_end);
+    let echoed = pending(&master);
+    assert!(
+        typed.is_empty() && echoed.is_empty(),
+        "the run typed into the caller's terminal: input {:?}, echo {:?}\n{}",
+        String::from_utf8_lossy(&typed),
+        String::from_utf8_lossy(&echoed),
+        got.dump()
+    );
+    assert_eq!(word(out, "injected"), "0", "{}", got.dump());
+    safeexec_tests::assert_each(
+        out,
+        &["tiocsctty", "tiocsti", "tiocsetd", "tioclinux", "tioccons", "tiocexcl", "tcxonc"],
+        "EPERM",
+    );
+    safeexec_tests::assert_each(out, &["tcgets", "tiocgwinsz"], "ok");
+    t.assert_nothing_left(o.uid, &got.dump());
+}

@@ -351,3 +351,80 @@ fn outsider_cannot_execute_the_helper_directly() {
         .expect("the outsider executed the helper");
     assert_eq!(err.raw_os_error(), Some(libc::EACCES), "{err}");
 }
+
+// ---------------------------------------------------------------------------
+// A uid per run, whatever the helper's pid
+
+/// Reads a number from a file of /proc/sys.
+fn sysctl_number(path: &str) -> u32 {
+    fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {path}: {e}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{path} is no number: {e}"))
+}
+
+/// Uids are handed out in turn, not derived from the helper's pid: two
+/// helpers started one after the other with the same pid (steered through
+/// ns_last_pid; retried when another process took it first) get different
+/// uids, and the file of mode 0600 the first run leaves in a directory both
+/// runs may write is not the second's to read.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn runs_whose_helpers_get_the_same_pid_get_different_uids_and_cannot_read_each_others_files() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let t = require_root!();
+    let dir = t.scratch("same-pid");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
+    let pid_max = sysctl_number("/proc/sys/kernel/pid_max");
+    // A run of `probe args` with `dir` as its --bind-rw directory, whose
+    // helper is given pid `pid` if no other process forks first.
+    let run_at = |pid: u32, args: &[&str]| {
+        let granted = fs::File::open(dir.path()).expect("open the shared directory");
+        let mut r = shared::Request { bind_rw: 1, ..t.probe_request(args) };
+        set_limit(&mut r, Limit::Fsize, Some(16));
+        fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string())
+            .expect("write ns_last_pid");
+        t.direct().fd(granted, shared::BIND_RW_FD).exchange(&frame(&r))
+    };
+    for attempt in 0..30 {
+        let last = sysctl_number("/proc/sys/kernel/ns_last_pid");
+        let mut pid = last + 300 + attempt * 7;
+        if pid + 100 >= pid_max {
+            pid = 1000 + attempt * 7;
+        }
+        if process(pid).is_some() {
+            continue;
+        }
+        let file = dir.join(&format!("private-{attempt}"));
+        let first = run_at(pid, &["private", &file]);
+        if first.pid != pid {
+            continue; // another process took the pid first
+        }
+        let second = run_at(pid, &["read", &file]);
+        if second.pid != pid {
+            continue;
+        }
+        let (a, b) = (first.outcome(), second.outcome());
+        assert_eq!(kv(&first.stdout(), &file).as_deref(), Some("ok"), "{}", first.dump());
+        let meta = fs::metadata(&file).expect("the first run's file");
+        assert_eq!((meta.uid(), meta.mode() & 0o777), (a.uid, 0o600), "{}", first.dump());
+        assert_ne!(
+            a.uid,
+            b.uid,
+            "two runs of helper pid {pid} shared uid {}\n{}\n{}",
+            a.uid,
+            first.dump(),
+            second.dump()
+        );
+        assert!(in_policy_range(a.uid) && in_policy_range(b.uid), "{a:?} {b:?}");
+        assert_eq!(
+            kv(&second.stdout(), "open").as_deref(),
+            Some("EACCES"),
+            "the second run read the first one's private file\n{}",
+            second.dump()
+        );
+        return;
+    }
+    panic!("could not give two helpers the same pid in 30 attempts");
+}

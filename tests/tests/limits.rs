@@ -403,3 +403,86 @@ fn cpu_limit_near_u64_max_ms_with_u64_max_grace_neither_ends_the_run_early_nor_c
         failures.join("\n")
     );
 }
+
+// ---------------------------------------------------------------------------
+// Limits the caller cannot lift
+
+/// The run's CPU limit is enforced by its init (root, out of the caller's
+/// reach), not by the supervisor, which runs as the caller: a caller that
+/// stops the supervisor right after the target started does not lift it.
+/// The target keeps four busy workers alive, replacing each one that ends
+/// (so that a per-process CPU limit alone would not stop it): on two CPUs,
+/// unchecked, it would burn about 10 s of CPU while the supervisor stays
+/// stopped for 5 s.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn cpu_limit_holds_while_the_caller_stops_the_supervisor() {
+    use safeexec_tests::{json_uid, process, run_pids, signal};
+    let t = require_root!();
+    let p = t.probe();
+    let run = t
+        .run(&[
+            "--json", "--cpu", "1", "--clock", "8", "--nproc", "10", "--exec", &p, "workers", "4",
+        ])
+        .spawn();
+    let (sup, init, _target) = run_pids(run.id());
+    signal(sup, libc::SIGSTOP);
+    let stopped = Instant::now();
+    // Init ends the run on its own, then stays a zombie until the
+    // supervisor reaps it.
+    while stopped.elapsed() < Duration::from_secs(5) && process(init).is_some_and(|p| p.alive()) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let init_ended_after = stopped.elapsed();
+    signal(sup, libc::SIGCONT);
+    let out = run.wait();
+    let j = json_report(&out);
+    let context = format!("init ended {init_ended_after:?} after the stop\n{}", dump(&out));
+    verdict(&out, &j, "time_limit", 1);
+    assert_eq!(j["limit"], "cpu", "{context}");
+    let cpu_ms = j["cpu_ms"].as_f64().unwrap_or(f64::MAX);
+    assert!(cpu_ms <= 1500.0, "{cpu_ms} ms of CPU under --cpu 1: {context}");
+    if let Some(cg_ms) = j["cgroup"]["cpu_ms"].as_f64() {
+        assert!(cg_ms <= 1500.0, "the cgroup counted {cg_ms} ms of CPU: {context}");
+    }
+    t.assert_nothing_left(json_uid(&j), &context);
+}
+
+/// Every run with a memory cgroup has a memory limit, (nproc + 1) x --mem
+/// plus its scratch tmpfs without --rss, which also holds the kernel
+/// memory the run makes the kernel use: one process that queues all it can
+/// in 500 unix socketpairs (about 200 KiB of socket buffers each, none of
+/// it in its address space) stays within 32 MiB, not the 100 MiB and more
+/// that the buffers would take. Killed at its limit or refused more
+/// buffers: either way contained.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn kernel_memory_of_socket_buffers_is_held_by_the_runs_memory_limit() {
+    let t = require_root!();
+    let (out, j) = t.attack(
+        &["--mem", "32768", "--fsize", "0", "--nfile", "1024", "--clock", "30"],
+        &["sockbuf", "500"],
+    );
+    let Some(peak) = j["cgroup"]["memory_peak_kib"].as_u64() else {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED (this machine gives the run no memory cgroup): \
+             kernel_memory_of_socket_buffers_is_held_by_the_runs_memory_limit\n{j}"
+        );
+        return;
+    };
+    // 32768 KiB for the one process, 4 KiB of scratch tmpfs, a page of
+    // rounding.
+    let bound = 32768 + 4 + 4;
+    assert!(peak <= bound, "the run held {peak} KiB under a bound of {bound} KiB\n{}", dump(&out));
+    assert_eq!(j["cgroup"]["memory_limited"], true, "{}", dump(&out));
+    match j["verdict"].as_str() {
+        Some("memory_limit") => {}
+        Some("ok") => {
+            let queued = num(&out, "queued_kib");
+            assert!(queued < 32768, "queued {queued} KiB\n{}", dump(&out));
+        }
+        _ => panic!("neither killed at its memory limit nor refused buffers\n{}", dump(&out)),
+    }
+}

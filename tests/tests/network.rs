@@ -138,3 +138,55 @@ fn share_net_is_refused_unless_the_policy_allows_it() {
     let line = t.direct().exchange(&frame(&r)).refusal();
     assert!(line.contains("sharing the network"), "{line}");
 }
+
+// ---------------------------------------------------------------------------
+// Socket families
+
+/// A unix socket that root made listening, mode 0777, in a host directory
+/// outside /run (here under the test prefix), which the test user reaches
+/// outside the sandbox: the run sees that directory (read-only, which does
+/// not stop a connect), but it cannot even make a unix socket
+/// (EAFNOSUPPORT), so the listener gets nothing. A unix socketpair, which
+/// reaches nothing outside the run, still works.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn unix_socket_listening_in_a_host_directory_cannot_be_connected_but_socketpairs_work() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = require_root!();
+    let path = safeexec_tests::HostPath::new(safeexec_tests::path_str(&t.work), "listening");
+    let listener = UnixListener::bind(path.path()).expect("bind the host's socket");
+    std::fs::set_permissions(path.path(), std::fs::Permissions::from_mode(0o777))
+        .expect("chmod the socket");
+    listener.set_nonblocking(true).expect("non-blocking");
+    // Control: outside the sandbox the test user connects.
+    let control = t.run_program(t.probe(), &["connect", path.str()]).output();
+    assert_eq!(word(&control, "connect"), "ok", "{}", dump(&control));
+    assert!(listener.accept().is_ok(), "the control connection did not arrive");
+    let (out, j) = t.attack(&[], &["connect", path.str()]);
+    assert_eq!(word(&out, "socket"), "EAFNOSUPPORT", "{}", dump(&out));
+    verdict(&out, &j, "nonzero_exit", 1);
+    assert!(listener.accept().is_err(), "the target reached the host's socket");
+    let (out, j) = t.attack(&[], &["sockets"]);
+    verdict(&out, &j, "ok", 0);
+    assert_eq!(word(&out, "socket_unix"), "EAFNOSUPPORT", "{}", dump(&out));
+    assert_eq!(word(&out, "socketpair_unix"), "ok", "{}", dump(&out));
+    assert_eq!(word(&out, "socketpair_carries"), "yes", "{}", dump(&out));
+}
+
+/// The network namespace does not cover every address family: sockets of
+/// vsock (the hypervisor's host), packet and bluetooth fail with
+/// EAFNOSUPPORT; the internet ones (in the run's own namespace) and netlink
+/// (which address lookups use) still open.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn sockets_of_families_beyond_internet_and_netlink_fail_with_eafnosupport() {
+    let t = require_root!();
+    let (out, j) = t.attack(&[], &["sockets"]);
+    verdict(&out, &j, "ok", 0);
+    safeexec_tests::assert_each(
+        &out,
+        &["socket_vsock", "socket_packet", "socket_bluetooth"],
+        "EAFNOSUPPORT",
+    );
+    safeexec_tests::assert_each(&out, &["socket_inet", "socket_inet6", "socket_netlink"], "ok");
+}

@@ -366,3 +366,90 @@ fn writing_outside_the_allowed_places_fails_and_truncates_nothing() {
     assert_eq!(fs::read("/etc/passwd").expect("read"), passwd_before);
     assert!(!std::path::Path::new("/usr/bin/new").exists());
 }
+
+// ---------------------------------------------------------------------------
+// The host is read-only to the run
+
+/// Directories of the host that root made world-writable (0777, and 1777
+/// like a /tmp; here under the test prefix, outside the run's scratch
+/// mounts) take a file from anybody outside the sandbox, but none from the
+/// run: the host's file system is read-only to it (EROFS), and nothing
+/// lands there.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn world_writable_host_directories_are_read_only_to_the_run() {
+    let t = require_root!();
+    let root = safeexec_tests::Ids { uid: 0, gid: 0 };
+    let work = path_str(&t.work);
+    let dirs =
+        [HostPath::dir(work, "open", root, 0o777), HostPath::dir(work, "sticky", root, 0o1777)];
+    let files: Vec<String> = dirs.iter().map(|d| format!("{}/left", d.str())).collect();
+    // Control: outside the sandbox the test user may create files there.
+    let control = t.run_program(t.probe(), &["leave", files[0].as_str()]).output();
+    assert_eq!(result_for(&control, "leave", &files[0]), "ok", "{}", dump(&control));
+    fs::remove_file(&files[0]).expect("remove the control's file");
+    let mut attack = vec!["leave"];
+    attack.extend(files.iter().map(String::as_str));
+    let (out, j) = t.attack(&["--fsize", "1"], &attack);
+    verdict(&out, &j, "ok", 0);
+    for f in &files {
+        assert_eq!(result_for(&out, "leave", f), "EROFS", "{f}\n{}", dump(&out));
+    }
+    for d in &dirs {
+        assert_eq!(d.entries(), Vec::<PathBuf>::new(), "the run left files on the host");
+    }
+}
+
+/// `--bind-rw DIR` grants the run a directory of the caller's own: one the
+/// caller does not own (a world-writable directory of root's, the host's
+/// /tmp) is refused in one line saying so, and the target never runs.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn bind_rw_of_a_directory_the_caller_does_not_own_is_refused() {
+    let t = require_root!();
+    let root = safeexec_tests::Ids { uid: 0, gid: 0 };
+    let open = HostPath::dir(path_str(&t.work), "bind-open", root, 0o777);
+    let in_tmp = HostPath::new("/tmp", "bind-left");
+    let p = t.probe();
+    for (dir, file) in [(open.str(), format!("{}/left", open.str())), ("/tmp", in_tmp.str().into())]
+    {
+        let out = t.safeexec(&["--bind-rw", dir, "--exec", &p, "leave", &file]);
+        assert_eq!(out.status.code(), Some(2), "{dir}\n{}", dump(&out));
+        assert_eq!(stdout(&out), "", "{dir}: the target ran\n{}", dump(&out));
+        let err = stderr(&out);
+        assert_eq!(err.trim().lines().count(), 1, "{dir}\n{}", dump(&out));
+        assert!(err.contains("caller's own"), "{dir}: no reason given\n{}", dump(&out));
+        assert!(!Path::new(&file).exists(), "{file} was written");
+    }
+}
+
+/// What the run may write besides its scratch mounts: a `--bind-rw`
+/// directory of the caller's, and its working directory when the caller
+/// owns it (both of mode 0777 here: the run's uid is not the caller's, and
+/// their own permissions still apply). Another directory of the caller's,
+/// as open but neither granted nor the working directory, stays read-only.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn the_run_writes_in_a_bind_rw_directory_and_in_the_callers_own_working_directory() {
+    let t = require_root!();
+    let [bind, cwd, other] = ["bind-rw", "own-cwd", "not-granted"].map(|name| {
+        let s = t.scratch(name);
+        fs::set_permissions(s.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
+        s
+    });
+    let files = [bind.join("from-run"), cwd.join("from-run"), other.join("from-run")];
+    let p = t.probe();
+    let mut args =
+        vec!["--json", "--fsize", "1", "--bind-rw", path_str(bind.path()), "--exec", &p, "leave"];
+    args.extend(files.iter().map(String::as_str));
+    let out = t.safeexec_in(cwd.path(), &args);
+    let j = safeexec_tests::json_report(&out);
+    verdict(&out, &j, "ok", 0);
+    for f in &files[..2] {
+        assert_eq!(result_for(&out, "leave", f), "ok", "{f}\n{}", dump(&out));
+        assert_eq!(fs::read_to_string(f).ok().as_deref(), Some("left\n"), "{f}");
+    }
+    assert_eq!(result_for(&out, "leave", &files[2]), "EROFS", "{}", dump(&out));
+    assert!(!Path::new(&files[2]).exists(), "written where nothing was granted");
+    t.assert_nothing_left(safeexec_tests::json_uid(&j), &dump(&out));
+}

@@ -247,3 +247,39 @@ fn hardlinked_copy_of_the_helper_ignores_a_fake_policy_beside_it() {
     );
     std::fs::remove_file(&link).expect("remove the link");
 }
+
+// ---------------------------------------------------------------------------
+// Limits no policy can lift
+
+/// One run may not hold more than a quarter of the machine's pids, even
+/// when the policy allows any number of processes: a larger process limit,
+/// or none, is refused in a line naming that maximum; within it, the run
+/// goes ahead.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_process_limit_over_a_quarter_of_pid_max_is_refused_even_when_the_policy_allows_any() {
+    let t = require_root_exclusive!();
+    t.set_policy(&t.policy_with(&[("max_nproc", "unlimited")]));
+    let pid_max: u64 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .expect("read pid_max")
+        .trim()
+        .parse()
+        .expect("pid_max is a number");
+    let quarter = pid_max / 4;
+    let over = (quarter + 1).to_string();
+    let out = t.safeexec(&["--nproc", &over, "--exec", "/bin/echo", "ran"]);
+    assert_eq!(out.status.code(), Some(2), "{}", dump(&out));
+    assert_eq!(stdout(&out), "", "the run went ahead\n{}", dump(&out));
+    let want = format!("process limit of {over} is over the policy's maximum of {quarter}");
+    assert!(stderr(&out).contains(&want), "no '{want}'\n{}", dump(&out));
+    assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", dump(&out));
+    // No process limit at all, straight to the helper.
+    let mut r = request(&["/bin/true"]);
+    set_limit(&mut r, Limit::Nproc, None);
+    let line = t.direct().exchange(&frame(&r)).refusal();
+    assert!(line.contains(&format!("maximum of {quarter}")), "{line}");
+    // Within it, the same policy runs it.
+    let out = t.safeexec(&["--nproc", "2", "--exec", "/bin/echo", "ran"]);
+    assert_eq!(stdout(&out), "ran\n", "{}", dump(&out));
+    assert_verdict(&out, "OK", 0);
+}

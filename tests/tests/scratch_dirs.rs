@@ -322,3 +322,26 @@ fn working_directory_under_the_hosts_tmp_is_refused_when_the_policy_disallows_ho
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// The host's /tmp, read-only
+
+/// With `--host-tmp` the run sees the host's /tmp and /var/tmp, read-only
+/// like the rest of the host: creating a file there fails with EROFS and
+/// nothing lands on the host.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn host_tmp_is_shown_read_only() {
+    let t = require_root!();
+    let paths: Vec<HostPath> =
+        ["/tmp", "/var/tmp"].into_iter().map(|d| HostPath::new(d, "host-tmp-left")).collect();
+    let mut args = vec!["leave"];
+    args.extend(paths.iter().map(HostPath::str));
+    let (out, j) = t.attack(&["--host-tmp", "--fsize", "1"], &args);
+    verdict(&out, &j, "ok", 0);
+    for p in &paths {
+        assert_eq!(result_for(&out, "leave", p.str()), "EROFS", "{}\n{}", p.str(), dump(&out));
+    }
+    let landed: Vec<&str> = paths.iter().filter(|p| p.exists()).map(HostPath::str).collect();
+    assert!(landed.is_empty(), "left on the host: {landed:?}");
+}
