@@ -698,3 +698,223 @@ fn cgroups_of_killed_helpers_left_unreaped_are_swept() {
         left_before.len()
     );
 }
+
+/// --rss asks for the run's memory limit, but no more than the policy's
+/// `max_run_memory`: a huge --rss does not let a run hold more (here in
+/// memfds, written and never mapped, so that no address-space limit
+/// counts them).
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_huge_rss_is_capped_by_the_policys_max_run_memory() {
+    let t = require_root_exclusive!();
+    t.set_policy(&t.policy_with(&[("max_run_memory", "65536")]));
+    let (out, j) = run_json(
+        &t,
+        &[
+            "--rss",
+            "4398046511104",
+            "--fsize",
+            "102400",
+            "--nfile",
+            "64",
+            "--clock",
+            "20",
+            "--exec",
+            &t.fixture("review3"),
+            "memfd",
+            "300",
+        ],
+    );
+    let cg = &j["cgroup"];
+    assert_eq!(cg["memory_limited"], true, "{}", dump(&out));
+    let peak = cg["memory_peak_kib"].as_u64().unwrap_or(u64::MAX);
+    assert!(
+        peak <= 65536 + 1024,
+        "the run held {peak} KiB over a 65536 KiB maximum\n{}",
+        dump(&out)
+    );
+    let held = safeexec_tests::kv(&stdout(&out), "held_mib").and_then(|h| h.parse::<u64>().ok());
+    assert!(
+        j["verdict"] == "memory_limit" || held.is_some_and(|mib| mib < 64),
+        "neither ended at the memory limit nor stopped short of it\n{}",
+        dump(&out)
+    );
+}
+
+/// The v2 hierarchy's mount point, from /proc/self/mountinfo (type
+/// cgroup2): /sys/fs/cgroup on a machine with v2 alone, /sys/fs/cgroup/unified
+/// beside v1 hierarchies.
+fn v2_mount() -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    text.lines().find_map(|line| {
+        let (fields, rest) = line.split_once(" - ")?;
+        let mount = fields.split_whitespace().nth(4)?;
+        (rest.split_whitespace().next()? == "cgroup2").then(|| PathBuf::from(mount))
+    })
+}
+
+/// A v2 cgroup delegated to the test user, as a systemd user session or a
+/// service with Delegate=yes is: the directory and its `cgroup.procs`,
+/// `cgroup.threads` and `cgroup.subtree_control` are the user's. When
+/// dropped (also when the test fails) it continues the supervisor it was
+/// told of, thaws and empties every cgroup below it (their processes go
+/// back to `origin`, the test runner's own cgroup) and removes them.
+struct Delegated {
+    dir: PathBuf,
+    origin: PathBuf,
+    stopped: Option<u32>,
+}
+
+impl Delegated {
+    fn new(mount: &std::path::Path, origin: PathBuf, owner: safeexec_tests::Ids) -> Self {
+        let dir = mount.join(format!("safeexec-test-delegated-{}", std::process::id()));
+        std::fs::create_dir(&dir)
+            .unwrap_or_else(|e| panic!("cannot make the cgroup {}: {e}", dir.display()));
+        let delegated = Delegated { dir, origin, stopped: None };
+        for file in ["", "cgroup.procs", "cgroup.threads", "cgroup.subtree_control"] {
+            let path = delegated.dir.join(file);
+            std::os::unix::fs::chown(&path, Some(owner.uid), Some(owner.gid))
+                .unwrap_or_else(|e| panic!("cannot chown {}: {e}", path.display()));
+        }
+        delegated
+    }
+
+    /// This cgroup and every one below it, the deepest first.
+    fn tree(&self) -> Vec<PathBuf> {
+        fn walk(dir: &std::path::Path, into: &mut Vec<PathBuf>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    walk(&e.path(), into);
+                }
+            }
+            into.push(dir.to_path_buf());
+        }
+        let mut all = Vec::new();
+        walk(&self.dir, &mut all);
+        all
+    }
+}
+
+impl Drop for Delegated {
+    fn drop(&mut self) {
+        if let Some(sup) = self.stopped {
+            safeexec_tests::signal(sup, libc::SIGCONT);
+        }
+        for _ in 0..100 {
+            let tree = self.tree();
+            for d in &tree {
+                let _ = std::fs::write(d.join("cgroup.freeze"), "0");
+                let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+                for pid in procs.split_whitespace() {
+                    let _ = std::fs::write(self.origin.join("cgroup.procs"), pid);
+                }
+            }
+            for d in &tree {
+                let _ = std::fs::remove_dir(d);
+            }
+            if !self.dir.exists() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        eprintln!("warning: cannot remove the cgroup {}", self.dir.display());
+    }
+}
+
+/// A caller in a delegated v2 cgroup may move any process between the
+/// cgroups below it, whoever owns the process: it could move the run's
+/// init into a child cgroup it froze, then stop its own supervisor, and
+/// nothing would end the run. Init is taken out of the caller's cgroups
+/// (to one of root's at the hierarchy's root) before the caller can: the
+/// move is refused, and init alone ends the run at its wall limit.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn init_cannot_be_frozen_through_the_callers_delegated_cgroup() {
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, Instant};
+    let t = require_root!();
+    let mount = v2_mount().expect("no cgroup2 file system is mounted");
+    let own = own_cgroups()
+        .into_iter()
+        .find_map(|(names, path)| names.is_empty().then_some(path))
+        .expect("the test runner is in no v2 cgroup");
+    let origin = mount.join(own.trim_start_matches('/'));
+    let mut delegated = Delegated::new(&mount, origin, t.test_user);
+    // The caller starts the frontend from its delegated cgroup: the child
+    // joins it (as root, before it becomes the test user); opened here, as
+    // between fork and exec the hook may only write.
+    let procs = std::fs::OpenOptions::new()
+        .write(true)
+        .open(delegated.dir.join("cgroup.procs"))
+        .expect("open cgroup.procs");
+    let fd = procs.as_raw_fd();
+    let started = Instant::now();
+    let run = t
+        .run(&["--json", "--clock", "3", "--exec", &t.probe(), "sleep"])
+        .pre_exec(move || {
+            // SAFETY: write(2) on a descriptor that stays open until the
+            // child has exec'd; async-signal-safe.
+            match unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } {
+                1 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        })
+        .spawn();
+    drop(procs);
+    let (sup, init, target) = safeexec_tests::run_pids(run.id());
+    let target_started = safeexec_tests::process(target).map(|p| p.started);
+    delegated.stopped = Some(sup);
+    // The caller: a child cgroup of its own, frozen; init into it; its
+    // supervisor stopped.
+    let script = "import errno, os, sys\n\
+                  d, init, sup = sys.argv[1:]\n\
+                  os.mkdir(d + '/frozen')\n\
+                  with open(d + '/frozen/cgroup.freeze', 'w') as f:\n\
+                  \x20   f.write('1')\n\
+                  print('frozen=ok')\n\
+                  try:\n\
+                  \x20   with open(d + '/frozen/cgroup.procs', 'w') as f:\n\
+                  \x20       f.write(init)\n\
+                  \x20   print('move=ok')\n\
+                  except OSError as e:\n\
+                  \x20   print('move=' + errno.errorcode[e.errno])\n\
+                  os.kill(int(sup), 19)\n\
+                  print('stopped=ok')\n";
+    let dir = delegated.dir.to_str().expect("a UTF-8 path").to_string();
+    let attack = t
+        .run_program(
+            safeexec_tests::PYTHON,
+            &["-c", script, &dir, &init.to_string(), &sup.to_string()],
+        )
+        .output();
+    let said = stdout(&attack);
+    let fact = |k: &str| safeexec_tests::kv(&said, k).unwrap_or_default();
+    assert_eq!(
+        fact("frozen"),
+        "ok",
+        "the caller could not freeze its own cgroup\n{}",
+        dump(&attack)
+    );
+    let moved = fact("move");
+    assert!(
+        moved == "EACCES" || moved == "EPERM",
+        "the caller moved init into its frozen cgroup: move={moved}\n{}",
+        dump(&attack)
+    );
+    assert_eq!(fact("stopped"), "ok", "{}", dump(&attack));
+    // The supervisor is stopped: init alone ends the run, on time.
+    let until = started + Duration::from_secs(3 + 5);
+    while safeexec_tests::process(target)
+        .is_some_and(|p| p.alive() && Some(p.started) == target_started)
+    {
+        assert!(Instant::now() < until, "the target outlived its 3 s wall limit by 5 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    safeexec_tests::signal(sup, libc::SIGCONT);
+    delegated.stopped = None;
+    let out = run.wait();
+    let j = json_report(&out);
+    assert_json_verdict(&out, &j, "Time Limit Exceeded", 1);
+    assert_eq!(j["limit"], "wall", "{}", dump(&out));
+    t.assert_nothing_left(uid_of(&j) as u32, &dump(&out));
+}

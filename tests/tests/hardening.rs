@@ -19,7 +19,7 @@ use std::time::Duration;
 use safeexec_tests::{
     assert_verdict, decode_reply, dump, frame, in_policy_range, json_report, json_uid, kv,
     path_str, pty, request, require_root, set_limit, status_field, stderr, stdout, verdict, word,
-    Ctx, End, Input, Limit, Preset, Reply,
+    Ctx, End, Limit, Preset, Reply,
 };
 use shared::Request;
 
@@ -386,14 +386,16 @@ fn tiocsti_on_an_inherited_terminal_injects_nothing() {
         libc::fcntl(master.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC);
     }
     let reader_end = slave.try_clone().expect("dup the slave");
-    let p = t.probe();
-    let out =
-        t.run(&["--json", "--exec", &p, "tiocsti"]).stdin(Input::File(File::from(slave))).output();
-    let j = json_report(&out);
-    verdict(&out, &j, "ok", 0);
-    assert_eq!(word(&out, "isatty"), "1", "{}", dump(&out));
-    assert_eq!(word(&out, "injected"), "0", "{}", dump(&out));
-    assert_eq!(word(&out, "error"), "EPERM", "{}", dump(&out));
+    // The helper executed directly with the terminal as its descriptor 0,
+    // which the target inherits as it is (the frontend would give a run
+    // started without a controlling terminal /dev/null instead).
+    let got = t.direct().stdin(slave).exchange(&frame(&t.probe_request(&["tiocsti"])));
+    let o = got.outcome();
+    assert_eq!(o.end, End::Exited(0), "{}", got.dump());
+    let out = got.stdout();
+    assert_eq!(kv(&out, "isatty").as_deref(), Some("1"), "{}", got.dump());
+    assert_eq!(kv(&out, "injected").as_deref(), Some("0"), "{}", got.dump());
+    assert_eq!(kv(&out, "error").as_deref(), Some("EPERM"), "{}", got.dump());
     // What the caller's shell would read next from its terminal: nothing.
     // SAFETY: fcntl on a descriptor we own.
     unsafe { libc::fcntl(reader_end.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
@@ -406,7 +408,7 @@ fn tiocsti_on_an_inherited_terminal_injects_nothing() {
         ),
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}"),
     }
-    t.assert_nothing_left(json_uid(&j), &dump(&out));
+    t.assert_nothing_left(o.uid, &got.dump());
 }
 
 // ---------------------------------------------------------------------------
@@ -556,5 +558,137 @@ fn terminal_requests_on_an_inherited_pty_fail_with_eperm_and_type_nothing() {
         "EPERM",
     );
     safeexec_tests::assert_each(out, &["tcgets", "tiocgwinsz"], "ok");
+}
+
+// ---------------------------------------------------------------------------
+// The caller's timing, and its terminal once more
+
+/// A timer slack the caller set (inherited through every execve, the
+/// setuid one included) would stretch each timeout of init: its wall-clock
+/// deadline would come up to 30 s late. The helper resets it.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn callers_timer_slack_does_not_stretch_the_wall_limit() {
+    let t = require_root!();
+    const SLACK_NS: libc::c_ulong = 30_000_000_000;
+    let started = std::time::Instant::now();
+    let run = t
+        .run(&["--json", "--clock", "1", "--exec", "/bin/sleep", "30"])
+        .pre_exec(|| {
+            // SAFETY: prctl on this (child) process with plain integers.
+            match unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, SLACK_NS, 0, 0, 0) } {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        })
+        .timeout(Duration::from_secs(60))
+        .spawn();
+    // Control: the caller (setpriv, then env, then the frontend: one pid)
+    // does run with that slack.
+    let slack = std::fs::read_to_string(format!("/proc/{}/timerslack_ns", run.id()));
+    let out = run.wait();
+    let elapsed = started.elapsed();
+    let j = json_report(&out);
+    assert_eq!(
+        slack.ok().map(|s| s.trim().to_string()),
+        Some(SLACK_NS.to_string()),
+        "the caller's slack was not set\n{}",
+        dump(&out)
+    );
+    verdict(&out, &j, "time_limit", 1);
+    assert_eq!(j["limit"], "wall", "{}", dump(&out));
+    assert!(elapsed < Duration::from_secs(10), "a 1 s wall limit took {elapsed:?}\n{}", dump(&out));
+    t.assert_nothing_left(json_uid(&j), &dump(&out));
+}
+
+/// A caller pinned to one CPU would make init count one CPU and look at
+/// the CPU limit as if the run could burn no faster than one CPU; a target
+/// that widens its affinity again then burns on every CPU between two
+/// looks. The helper gives the run every CPU, so init counts them all.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn callers_cpu_affinity_does_not_delay_the_cpu_limit() {
+    let t = require_root!();
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    assert!(cpus >= 2, "the attack needs two CPUs or more, this machine has {cpus}");
+    let out = t
+        .run(&[
+            "--json",
+            "--cpu",
+            "2",
+            "--nproc",
+            "3",
+            "--clock",
+            "30",
+            "--exec",
+            &t.fixture("review3"),
+            "widespin",
+            "3",
+        ])
+        .pre_exec(|| {
+            // SAFETY: cpu_set_t is plain data; sched_setaffinity on this
+            // (child) process reads it.
+            unsafe {
+                let mut one: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(0, &mut one);
+                match libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            }
+        })
+        .output();
+    let j = json_report(&out);
+    verdict(&out, &j, "time_limit", 1);
+    assert_eq!(j["limit"], "cpu", "{}", dump(&out));
+    assert_eq!(word(&out, "affinity"), "ok", "the burner could not widen its affinity");
+    // Limit 2 s; a look due only after (what is left) / 1 CPU lets every
+    // other CPU burn as much again.
+    let cpu_ms = j["cpu_ms"].as_f64().unwrap_or(f64::MAX);
+    assert!(cpu_ms <= 2500.0, "{cpu_ms} ms of CPU under a 2 s limit\n{}", dump(&out));
+    t.assert_nothing_left(json_uid(&j), &dump(&out));
+}
+
+/// Resizing the terminal (TIOCSWINSZ, which signals its foreground
+/// process group with SIGWINCH) and discarding what was typed into it
+/// (TCFLSH) are refused on a terminal the target inherits: the helper
+/// executed directly with a terminal as descriptor 0, which the target
+/// gets as it is.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn terminal_resize_and_flush_on_an_inherited_terminal_are_refused() {
+    let t = require_root!();
+    let (master, slave) = pty();
+    let size = libc::winsize { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: termios and winsize are plain data; the calls only read or
+    // write them, on descriptors we own.
+    unsafe {
+        let mut tio: libc::termios = std::mem::zeroed();
+        libc::tcgetattr(slave.as_raw_fd(), &mut tio);
+        libc::cfmakeraw(&mut tio);
+        libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &tio);
+        assert_eq!(libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size), 0);
+    }
+    // What the caller typed and has not read yet.
+    let typed = b"the caller's next command\n";
+    File::from(master.try_clone().expect("dup the master")).write_all(typed).expect("type");
+    let reader_end = slave.try_clone().expect("dup the slave");
+    let fixture = t.fixture("review3");
+    let got = t.direct().stdin(slave).exchange(&frame(&request(&[fixture.as_str(), "tty"])));
+    let o = got.outcome();
+    assert_eq!(o.end, End::Exited(0), "{}", got.dump());
+    let out = got.stdout();
+    assert_eq!(kv(&out, "isatty").as_deref(), Some("1"), "{}", got.dump());
+    assert_eq!(kv(&out, "winsz").as_deref(), Some("EPERM"), "{}", got.dump());
+    assert_eq!(kv(&out, "flush").as_deref(), Some("EPERM"), "{}", got.dump());
+    let mut now = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes into the live, initialised `now`.
+    unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGWINSZ, &mut now) };
+    assert_eq!((now.ws_row, now.ws_col), (24, 80), "the terminal was resized\n{}", got.dump());
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe { libc::fcntl(reader_end.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut buf = [0u8; 256];
+    let n = File::from(reader_end).read(&mut buf).unwrap_or(0);
+    assert_eq!(&buf[..n], typed, "what the caller typed was discarded\n{}", got.dump());
     t.assert_nothing_left(o.uid, &got.dump());
 }

@@ -190,3 +190,41 @@ fn sockets_of_families_beyond_internet_and_netlink_fail_with_eafnosupport() {
     );
     safeexec_tests::assert_each(&out, &["socket_inet", "socket_inet6", "socket_netlink"], "ok");
 }
+
+/// A datagram socketpair is a unix socket that may name any address in
+/// sendto: it would reach a host daemon's datagram socket (as /dev/log)
+/// that the run can see. Only connected types (stream, seqpacket) may be
+/// made as a pair; the filter answers EAFNOSUPPORT to the others.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn datagram_socketpair_is_refused_and_reaches_no_host_socket() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::UnixDatagram;
+    let t = require_root!();
+    // A host daemon's datagram socket, in a directory the run can see (the
+    // host's own file system, read-only in the run; a socket there can
+    // still be sent to).
+    let scratch = t.scratch("dgram");
+    let path = scratch.path().join("log");
+    let daemon = UnixDatagram::bind(&path).expect("bind the daemon's socket");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    daemon.set_nonblocking(true).expect("non-blocking");
+    // Control: the socket receives what is sent to it.
+    UnixDatagram::unbound().expect("socket").send_to(b"control", &path).expect("send");
+    let mut buf = [0u8; 64];
+    assert_eq!(daemon.recv(&mut buf).ok(), Some(7), "the control datagram did not arrive");
+    let at = path.to_str().expect("a UTF-8 path");
+    let (out, j) = t.attack_with(&t.fixture("review3"), &[], &["dgram", at]);
+    verdict(&out, &j, "ok", 0);
+    assert_eq!(word(&out, "dgram"), "EAFNOSUPPORT", "{}", dump(&out));
+    assert_eq!(word(&out, "dgram_cloexec"), "EAFNOSUPPORT", "{}", dump(&out));
+    assert_eq!(word(&out, "stream"), "ok", "a stream socketpair must keep working\n{}", dump(&out));
+    match daemon.recv(&mut buf) {
+        Ok(n) => panic!(
+            "the host's socket received {:?}\n{}",
+            String::from_utf8_lossy(&buf[..n]),
+            dump(&out)
+        ),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}"),
+    }
+}

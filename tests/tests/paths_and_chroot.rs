@@ -453,3 +453,95 @@ fn the_run_writes_in_a_bind_rw_directory_and_in_the_callers_own_working_director
     assert!(!Path::new(&files[2]).exists(), "written where nothing was granted");
     t.assert_nothing_left(safeexec_tests::json_uid(&j), &dump(&out));
 }
+
+// ---------------------------------------------------------------------------
+// A directory of the caller's on a read-only mount
+
+/// A read-only bind mount of a directory (in the host's mount namespace);
+/// unmounted when dropped, also when the test fails.
+struct ReadOnlyBind(PathBuf);
+
+impl ReadOnlyBind {
+    fn new(dir: &Path, on: &Path) -> Self {
+        let source = std::ffi::CString::new(path_str(dir)).expect("path");
+        let target = std::ffi::CString::new(path_str(on)).expect("path");
+        // SAFETY: mount with NUL-terminated strings that outlive the call.
+        let r = unsafe {
+            libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(r, 0, "bind {} on {}: {}", dir.display(), on.display(), errno());
+        let bind = ReadOnlyBind(on.to_path_buf());
+        // SAFETY: as above.
+        let r = unsafe {
+            libc::mount(
+                std::ptr::null(),
+                target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(r, 0, "make {} read-only: {}", on.display(), errno());
+        bind
+    }
+}
+
+impl Drop for ReadOnlyBind {
+    fn drop(&mut self) {
+        if let Ok(target) = std::ffi::CString::new(path_str(&self.0)) {
+            // SAFETY: umount2 with a NUL-terminated path.
+            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+fn errno() -> std::io::Error {
+    std::io::Error::last_os_error()
+}
+
+/// A directory of the caller's (and writable by everybody) seen through a
+/// mount that is read-only for everyone, root included, stays read-only in
+/// the run: `--bind-rw` of it is refused, and as the working directory it
+/// is not granted.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_directory_on_a_read_only_mount_is_granted_to_no_run() {
+    let t = require_root!();
+    let scratch = t.scratch("ro-mount");
+    let dir = scratch.dir("dir", 0o777);
+    let ro = scratch.dir("ro", 0o755);
+    let bind = ReadOnlyBind::new(&dir, &ro);
+    // Control: the mount is read-only for root too.
+    let e = fs::write(ro.join("control"), b"x").expect_err("root wrote on the read-only mount");
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
+    let p = t.probe();
+    let granted = ro.join("granted");
+    let out = t.safeexec(&[
+        "--json",
+        "--fsize",
+        "64",
+        "--bind-rw",
+        path_str(&ro),
+        "--exec",
+        &p,
+        "write",
+        path_str(&granted),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "--bind-rw of a read-only mount\n{}", dump(&out));
+    assert!(stderr(&out).contains("read-only"), "{}", dump(&out));
+    assert!(!stdout(&out).contains("wrote="), "the probe ran\n{}", dump(&out));
+    let out = t.safeexec_in(&ro, &["--json", "--fsize", "64", "--exec", &p, "write", "cwd"]);
+    let j = safeexec_tests::json_report(&out);
+    verdict(&out, &j, "nonzero_exit", 1);
+    assert_eq!(word(&out, "open"), "EROFS", "{}", dump(&out));
+    t.assert_nothing_left(safeexec_tests::json_uid(&j), &dump(&out));
+    drop(bind);
+    let written: Vec<_> = fs::read_dir(&dir).expect("list").flatten().map(|e| e.path()).collect();
+    assert!(written.is_empty(), "written through the read-only mount: {written:?}");
+}
