@@ -62,6 +62,19 @@ pub enum FromRun {
     Finished(InitReport),
 }
 
+impl FromRun {
+    /// A set-up failure's line, cut to fit a message (a long path in it).
+    pub fn setup_failed(e: &Error) -> FromRun {
+        let mut line = e.to_string();
+        let mut end = line.len().min(2000);
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+        FromRun::SetupFailed(line)
+    }
+}
+
 /// What init tells the supervisor once the run is over: how the target
 /// ended, and what every process of the run used (init's own set-up
 /// excluded).
@@ -90,8 +103,10 @@ pub struct InitReport {
 /// Largest number of descriptors one message carries.
 const MAX_FDS: usize = 8;
 
-/// Bytes a message may take: a frame header and a reply's bound.
-const MAX_MESSAGE: usize = 12 + wire::MAX_REPLY_BYTES;
+/// Bytes a message may take (a frame header included): the run's messages
+/// are small, and a larger one fails to send rather than being cut. On the
+/// stack: no allocation on the target's way to exec.
+const MAX_MESSAGE: usize = 4096;
 
 /// One end of the channel.
 pub struct Channel(OwnedFd);
@@ -107,6 +122,9 @@ impl Channel {
     /// Sends one message, with descriptors beside it.
     pub fn send<T: Serialize>(&self, message: &T, fds: &[RawFd]) -> Result<()> {
         let frame = wire::encode_message(message)?;
+        if frame.len() > MAX_MESSAGE {
+            return Err(Error::Internal("a message of the run's channel is too large".into()));
+        }
         let rights = [ControlMessage::ScmRights(fds)];
         let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
         sendmsg::<()>(
@@ -123,7 +141,7 @@ impl Channel {
     /// Receives one message and the descriptors beside it; `None` at end
     /// of file (every copy of the other end is closed, or it shut down).
     pub fn recv<T: DeserializeOwned>(&self) -> Result<Option<(T, Vec<OwnedFd>)>> {
-        let mut buf = vec![0u8; MAX_MESSAGE];
+        let mut buf = [0u8; MAX_MESSAGE];
         let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
         let mut iov = [IoSliceMut::new(&mut buf)];
         // The other end closed with a message of ours unread (a target that

@@ -35,7 +35,7 @@ use crate::{mounts, sys, target};
 pub fn run(plan: Plan, channel: Channel) -> ! {
     let mut cgroup = None;
     if let Err(e) = init_run(&plan, &channel, &mut cgroup) {
-        let _ = channel.send(&FromRun::SetupFailed(e.to_string()), &[]);
+        let _ = channel.send(&FromRun::setup_failed(&e), &[]);
     }
     // Empty by now: init ends the run (kill(-1), reaping) before it returns,
     // and nothing of the run was started if it failed earlier.

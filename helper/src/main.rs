@@ -29,7 +29,7 @@
 //! Invariants (`docs/design.md`) and where each is kept:
 //! 1. hardening before the request is read ............ `harden`
 //! 2. one bounded frame, strictly decoded .............. `shared::wire`
-//! 3. ids from the policy, unique per live run ......... `policy::Policy::check`, `uids`
+//! 3. ids from the policy, unique per live run ......... `policy::Policy::check`, `uids::allocate`
 //! 4. no caller-named path opened with root's rights ... `policy` (chroot fd), `target`
 //! 5. target: no privileges, namespaces, fds 0-2 ....... `target`, `init`, `mounts`, `seccomp`
 //! 6. supervisor and init keep CAP_KILL only ........... `identity`
@@ -65,7 +65,7 @@ use std::os::fd::OwnedFd;
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::unistd::{ForkResult, Uid};
+use nix::unistd::ForkResult;
 use shared::{wire, Facts, Limit, Reply, Request, BIND_RW_FD, CHROOT_FD, MAX_BIND_RW};
 
 use cgroup::{CgroupRule, RunCgroup};
@@ -167,6 +167,7 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
         }
         ForkResult::Parent { child } => child,
     };
+    let cpus = step_aside();
     drop((run_end, plan));
     let init_pidfd = match sys::pidfd_open(init) {
         Ok(fd) => fd,
@@ -178,7 +179,11 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
         }
     };
     let run = Run { init, init_pidfd, uid, gid, limits, memory_kib };
-    if let Err(e) = prepare(&policy, caller, &run, &supervisor_end) {
+    let prepared = prepare(&policy, caller, &run, &supervisor_end);
+    if let Some(cpus) = cpus {
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus);
+    }
+    if let Err(e) = prepared {
         supervise::abort_run(&run);
         return Err(e);
     }
@@ -188,12 +193,26 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
     supervise::watch(&run, &supervisor_end, &stop_order).inspect_err(|_| supervise::abort_run(&run))
 }
 
+/// A new child waits on its parent's CPU while the parent runs, even with
+/// another CPU idle (as seen on virtual machines): init's set-up would come
+/// after the supervisor's instead of beside it. So the supervisor moves
+/// itself (its own affinity only) to the caller's other CPUs for its
+/// set-up; it returns to all of them after (`run`).
+fn step_aside() -> Option<nix::sched::CpuSet> {
+    let me = nix::unistd::Pid::from_raw(0);
+    let all = nix::sched::sched_getaffinity(me).ok()?;
+    let here = nix::sched::sched_getcpu().ok()?;
+    let mut others = all;
+    others.unset(here).ok()?;
+    let any = (0..nix::sched::CpuSet::count()).any(|c| others.is_set(c).unwrap_or(false));
+    (any && nix::sched::sched_setaffinity(me, &others).is_ok()).then_some(all)
+}
+
 /// The root-only steps of the supervisor, beside init's set-up: init out
 /// of a cgroup the caller could freeze (`cgroup::shelter`), the run's
 /// cgroups (handed to init, which the target inherits them from and which
-/// removes them at the end), the uid check (invariant 3) and the sweep of
-/// earlier runs' cgroups; then it becomes the caller (invariant 6). The
-/// target execs only after this.
+/// removes them at the end) and the sweep of earlier runs' cgroups; then it
+/// becomes the caller (invariant 6). The target execs only after this.
 fn prepare(policy: &Policy, caller: &Caller, run: &Run, channel: &Channel) -> Result<()> {
     cgroup::shelter(run.init.as_raw().unsigned_abs())?;
     let nproc = run.limits.get(Limit::Nproc);
@@ -216,12 +235,10 @@ fn prepare(policy: &Policy, caller: &Caller, run: &Run, channel: &Channel) -> Re
         // channel); nobody else will remove them.
         cg.remove();
     }
-    let checked = uids::ensure_uid_unused(Uid::from_raw(run.uid), run.init).and_then(|()| {
-        if policy.cgroup != CgroupRule::Off {
-            cgroup::sweep_stale(policy.uid_base, run.uid);
-        }
-        supervise::drop_privileges(caller)
-    });
+    if policy.cgroup != CgroupRule::Off {
+        cgroup::sweep_stale(policy.uid_base, run.uid);
+    }
+    let checked = supervise::drop_privileges(caller);
     if let (Err(_), Some(cg)) = (&checked, &cgroup) {
         // Init will be killed before it removes them.
         cg.remove();

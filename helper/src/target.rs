@@ -35,7 +35,7 @@ pub fn enter(
     cgroup: Option<&RunCgroup>,
 ) -> FromRun {
     let Err(e) = prepare(plan, jail, channel, start, cgroup);
-    FromRun::SetupFailed(e.to_string())
+    FromRun::setup_failed(&e)
 }
 
 /// Limits and chroot while still root, then the identity, then what the

@@ -1,7 +1,9 @@
 //! Invariant 3, the uid side: each run's uid is `uid_base + index`, the
 //! index handed out in turn through the policy's whole `uid_count` (so a
 //! uid comes back only after `uid_count` more runs, not when a pid does),
-//! and held by a lock for as long as any process of the run may live.
+//! and held by a lock for as long as any process of the run may live: no
+//! two live runs share a uid, without a look at /proc (whose cost grew
+//! with every process of the host).
 //!
 //! One root-owned file in the state directory: its first 8 bytes are the
 //! next index; byte `8 + index` carries an open-file-description lock for
@@ -18,7 +20,6 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use nix::fcntl::{fcntl, FcntlArg};
 use nix::sys::resource::{getrlimit, Resource};
 use nix::sys::uio::{pread, pwrite};
-use nix::unistd::{Pid, Uid};
 
 use crate::error::{Context, Error, Result};
 
@@ -141,43 +142,4 @@ pub fn is_live(index: u32) -> bool {
         Ok(_) => fl.l_type != libc::F_UNLCK as libc::c_short,
         Err(_) => true,
     }
-}
-
-/// Refuses a sandbox uid that still owns a process (any of its real,
-/// effective, saved or file-system ids), beside the lock: two runs must
-/// never share a uid, even if a process of an earlier run escaped its end.
-/// Processes of the run itself (in the pid namespace of `init`) are not
-/// counted: the check runs while the run is being set up.
-pub fn ensure_uid_unused(uid: Uid, init: Pid) -> Result<()> {
-    let ours = std::fs::read_link(format!("/proc/{init}/ns/pid"))
-        .context("cannot read the run's pid namespace")?;
-    let dir = std::fs::read_dir("/proc").context("cannot read /proc")?;
-    let wanted = uid.as_raw().to_string();
-    for entry in dir.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
-            continue;
-        };
-        // Kernel threads (always uid 0; most entries of /proc) and zombies
-        // have no executable: a cheap readlink skips them.
-        if std::fs::read_link(format!("/proc/{pid}/exe"))
-            .is_err_and(|e| e.kind() == ErrorKind::NotFound)
-        {
-            continue;
-        }
-        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-            continue; // ended meanwhile
-        };
-        // Its gid too: with gid = per-run it is the same number.
-        let owns = status
-            .lines()
-            .filter_map(|l| l.strip_prefix("Uid:").or_else(|| l.strip_prefix("Gid:")))
-            .any(|ids| ids.split_whitespace().any(|id| id == wanted));
-        if owns && std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok().as_ref() != Some(&ours) {
-            return Err(Error::Refused(format!(
-                "sandbox uid {uid} still owns process {pid}; refusing to start"
-            )));
-        }
-    }
-    Ok(())
 }

@@ -316,6 +316,14 @@ impl crate::Env {
         byte_locked(&self.uid_state(), 8 + u64::from(uid - POLICY_UID_BASE))
     }
 
+    /// Holds `uid` as a live run's helper does (the lock on its byte),
+    /// until the returned file is dropped.
+    pub fn hold_uid(&self, uid: u32) -> fs::File {
+        let file = self.uid_state();
+        lock_byte(&file, 8 + u64::from(uid - POLICY_UID_BASE), libc::F_WRLCK);
+        file
+    }
+
     /// Makes `uid` the next one handed out (as a test that plants a process
     /// of that uid needs), under the allocator's own lock.
     pub fn set_next_run_uid(&self, uid: u32) {
