@@ -35,8 +35,8 @@ pub enum ToRun {
     /// The run's cgroups, their descriptors beside the message (two per
     /// hierarchy), or none.
     Cgroups(Option<CgroupLayout>),
-    /// The run's uid owns no other process and the supervisor is the
-    /// caller now: the target may exec (invariants 3 and 6).
+    /// The supervisor's root-only steps are done and it is the caller
+    /// now: the target may exec (invariant 6).
     Go,
 }
 

@@ -50,6 +50,15 @@ const RESET: &[(Resource, u64, u64)] = &[
 pub fn before_reading() -> Result<Caller> {
     // Never dumpable: no core file and no ptrace by the caller, from now on.
     nix::sys::prctl::set_dumpable(false).context("cannot make the helper undumpable")?;
+    // Before the resets, which only root may do: a helper that is not
+    // setuid root says so, rather than which reset it could not do.
+    let uids = getresuid().context("getresuid")?;
+    let gids = getresgid().context("getresgid")?;
+    if !uids.effective.is_root() {
+        return Err(Error::Refused(
+            "safeexec-helper must be installed setuid root (mode 4754, owner root)".into(),
+        ));
+    }
     for &(resource, soft, hard) in RESET {
         reset_limit(resource, soft, hard)?;
     }
@@ -65,14 +74,6 @@ pub fn before_reading() -> Result<Caller> {
     // closed.
     let first_unused = BIND_RW_FD as u32 + MAX_BIND_RW;
     sys::close_from(first_unused, false).context("cannot close inherited descriptors")?;
-
-    let uids = getresuid().context("getresuid")?;
-    let gids = getresgid().context("getresgid")?;
-    if !uids.effective.is_root() {
-        return Err(Error::Refused(
-            "safeexec-helper must be installed setuid root (mode 4754, owner root)".into(),
-        ));
-    }
     Ok(Caller { uid: uids.real, gid: gids.real, parent: getppid() })
 }
 

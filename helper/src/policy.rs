@@ -378,6 +378,12 @@ impl Policy {
             }
             (true, Some(fd)) => Some(self.check_chroot(fd, caller)?),
         };
+        if chroot.is_some() && !bind_rw.is_empty() {
+            // The jail shows its own tree only: a grant would do nothing.
+            return Err(Error::Refused(
+                "--bind-rw does not apply inside a chroot directory".into(),
+            ));
+        }
         let (uid, gid) = self.ids_of(index)?;
         Ok(Plan {
             uid,

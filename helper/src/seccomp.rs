@@ -1,6 +1,6 @@
 //! Invariant 7, files: a target must not leave behind anything that acts as
-//! its uid after the run. Its uid comes back (the next helper with the same
-//! pid), so a setuid or setgid file it made would let anyone who runs that
+//! its uid after the run. Its uid comes back (after `uid_count` runs), so
+//! a setuid or setgid file it made would let anyone who runs that
 //! file later signal or read a future run. no_new_privs only protects runs,
 //! not the host; so the target may not set those bits at all.
 //!
