@@ -6,7 +6,7 @@
 //!
 //! | who        | uids (real, effective, saved) | gids            | capabilities |
 //! |------------|-------------------------------|-----------------|--------------|
-//! | set-up     | caller, 0, 0                  | caller, 0, 0    | root's       |
+//! | set-up     | 0, 0, 0                       | 0, 0, 0         | root's       |
 //! | init       | 0, 0, 0                       | 0, 0, 0         | root's, then CAP_KILL once the target is forked |
 //! | supervisor | caller (all three)            | caller          | CAP_KILL     |
 //! | target     | sandbox uid                   | policy's gid    | none         |
@@ -36,16 +36,14 @@ const ROOT_UID: Uid = Uid::from_raw(0);
 const ROOT_GID: Gid = Gid::from_raw(0);
 
 impl Identity {
-    /// The helper while it sets up a run: root's effective ids, so that
-    /// what it creates (the run's cgroups) is root's, owner and group; the
-    /// caller's real ids, so that the caller may still stop its own
-    /// request.
-    pub fn setup(caller: &Caller) -> Identity {
-        Identity {
-            uids: [caller.uid, ROOT_UID, ROOT_UID],
-            gids: [caller.gid, ROOT_GID, ROOT_GID],
-            caps: None,
-        }
+    /// The helper from right after `harden` until the supervisor drops to
+    /// the caller: root in all its ids, so that what it creates (the run's
+    /// cgroups, the uid state) is root's, owner and group, and so that the
+    /// caller can neither signal it (a helper stopped while it holds the
+    /// uid counter would hold up every caller) nor change its scheduling
+    /// after `harden` reset it. (The caller's ids are kept in `Caller`.)
+    pub fn setup() -> Identity {
+        Identity { uids: [ROOT_UID; 3], gids: [ROOT_GID; 3], caps: None }
     }
 
     /// Init while it builds the run: root in all its ids, so that neither

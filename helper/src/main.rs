@@ -86,6 +86,10 @@ fn main() {
         Ok(caller) => caller,
         Err(e) => fail(None, &e),
     };
+    // At once: from here the caller can neither signal nor reschedule us.
+    if let Err(e) = Identity::setup().assume() {
+        fail(None, &e);
+    }
     let (mut request_rx, mut reply_tx) = match harden::channel_fds() {
         Ok(fds) => fds,
         Err(e) => fail(None, &e),
@@ -151,7 +155,6 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
     let policy = policy::load()?;
     let request = wire::read_request(request_rx)?;
     let (chroot, bind_rw) = directory_fds(&request)?;
-    Identity::setup(caller).assume()?;
     let lease = uids::allocate(policy.uid_count)?;
     let plan = policy.check(request, lease.index, caller.uid, chroot, bind_rw)?;
     let stop_order = stop_order()?;

@@ -83,15 +83,16 @@ fn open_state() -> Result<File> {
     Ok(file)
 }
 
-/// How long a helper waits for another to move the counter on: a caller
-/// may stop its own helper while it holds byte 0, and must not make every
-/// other caller wait for it.
-const ORDER_TRIES: u32 = 50;
+/// How long a helper waits for another to move the counter on. No caller
+/// can stop a helper while it holds byte 0 (`identity::Identity::setup`);
+/// past this, the run fails rather than take an index without moving the
+/// counter on (which would hand the same uid to the next run).
+const ORDER_TRIES: u32 = 250;
 
-/// Hands out the next free index of `count`: the first index from the
-/// stored next one whose byte nobody holds (that lock alone makes it this
-/// run's). The lock on byte 0 only keeps the counter in order; it is never
-/// waited for more than a few milliseconds.
+/// Hands out the next free index of `count`: under the lock on byte 0, the
+/// first index from the stored next one whose byte nobody holds (that lock
+/// makes it this run's), and moves the counter past it. Byte 0 is never
+/// waited for more than about 50 ms.
 pub fn allocate(count: u32) -> Result<Lease> {
     let file = open_state()?;
     let ordered = (0..ORDER_TRIES).any(|_| {
@@ -116,7 +117,11 @@ pub fn allocate(count: u32) -> Result<Lease> {
     // such a run can write no file anyway.
     let fits = getrlimit(Resource::RLIMIT_FSIZE).is_ok_and(|(soft, _)| soft >= 8);
     let result = match found {
-        Some(index) if !ordered || !fits => Ok(index),
+        _ if !ordered => Err(Error::Failed(
+            "the uid allocator is busy; try again",
+            std::io::Error::from(std::io::ErrorKind::WouldBlock),
+        )),
+        Some(index) if !fits => Ok(index),
         Some(index) => match pwrite(&file, &(u64::from(index) + 1).to_le_bytes(), 0) {
             Ok(8) => Ok(index),
             Ok(_) => Err(Error::Internal("a short write of the uid state file".into())),
