@@ -8,9 +8,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::sync::Mutex;
 use std::thread;
-use std::time::Duration;
 
 use safeexec_tests::{
     assert_verdict, dump, frame, frame_with_extra_payload, in_policy_range, json_report, json_uid,
@@ -207,29 +205,6 @@ fn two_helpers_racing_get_distinct_uids() {
     assert_eq!(uids.len(), 6, "concurrent runs shared a uid: {outcomes:?}");
 }
 
-/// Serialises the tests of this file that steer the helper's next uid.
-static NEXT_UID: Mutex<()> = Mutex::new(());
-
-/// A uid whose lock a live run holds is never handed out, even when the
-/// counter points at it: the next free one is (invariant 3; the lock, not a
-/// look at /proc, keeps two live runs from sharing a uid).
-#[test]
-#[ignore = "needs root: sudo bash tests/run.sh"]
-fn a_uid_held_by_a_live_run_is_never_handed_out() {
-    let t = require_root!();
-    let _g = NEXT_UID.lock().unwrap_or_else(|e| e.into_inner());
-    // A uid far from the ones runs get now, which no run holds.
-    let held = t.next_run_uid() + 100_000;
-    let hold = t.hold_uid(held);
-    t.set_next_run_uid(held);
-    let got = t.direct().exchange(&frame(&request(&["/bin/true"])));
-    drop(hold);
-    let o = got.outcome();
-    assert_eq!(o.end, End::Exited(0), "{}", got.dump());
-    assert_ne!(o.uid, held, "the run got a uid a live run holds");
-    assert!(in_policy_range(o.uid), "{o:?}");
-}
-
 // ---------------------------------------------------------------------------
 // The supervisor
 
@@ -407,74 +382,4 @@ fn runs_whose_helpers_get_the_same_pid_get_different_uids_and_cannot_read_each_o
         return;
     }
     panic!("could not give two helpers the same pid in 30 attempts");
-}
-
-// ---------------------------------------------------------------------------
-// The uid allocator's counter lock
-
-/// The allocator's counter lock (byte 0 of `PREFIX/var/lib/safeexec/uids`,
-/// an open-file-description lock), held by this test as a helper stopped
-/// while holding it would hold it; released when dropped, also when the
-/// test fails.
-struct CounterLock(fs::File);
-
-impl CounterLock {
-    fn take(path: &std::path::Path) -> CounterLock {
-        use std::os::fd::AsRawFd;
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-        let fl = libc::flock {
-            l_type: libc::F_WRLCK as libc::c_short,
-            l_whence: libc::SEEK_SET as libc::c_short,
-            l_start: 0,
-            l_len: 1,
-            l_pid: 0,
-        };
-        // SAFETY: F_OFD_SETLKW reads the live, initialised `fl`.
-        let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLKW, &fl) };
-        assert_eq!(r, 0, "lock the uid counter: {}", std::io::Error::last_os_error());
-        CounterLock(file)
-    }
-}
-
-impl Drop for CounterLock {
-    fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        let fl = libc::flock {
-            l_type: libc::F_UNLCK as libc::c_short,
-            l_whence: libc::SEEK_SET as libc::c_short,
-            l_start: 0,
-            l_len: 1,
-            l_pid: 0,
-        };
-        // SAFETY: F_OFD_SETLK reads the live, initialised `fl`.
-        unsafe { libc::fcntl(self.0.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
-    }
-}
-
-#[test]
-#[ignore = "needs root: sudo bash tests/run.sh"]
-fn a_held_uid_counter_lock_does_not_hold_up_other_runs() {
-    let t = require_root!();
-    // A run first, so that the allocator's state file exists.
-    let out = t.safeexec(&["--exec", "/bin/true"]);
-    assert_eq!(out.status.code(), Some(0), "{}", dump(&out));
-    let held = CounterLock::take(&t.prefix.join("var/lib/safeexec/uids"));
-    let started = std::time::Instant::now();
-    let out =
-        t.run(&["--json", "--exec", &t.fixture("ids")]).timeout(Duration::from_secs(20)).output();
-    let elapsed = started.elapsed();
-    drop(held);
-    let j = json_report(&out);
-    verdict(&out, &j, "ok", 0);
-    assert!(in_policy_range(json_uid(&j)), "{}", dump(&out));
-    assert!(
-        elapsed < Duration::from_secs(5),
-        "the run waited {elapsed:?} for the counter lock\n{}",
-        dump(&out)
-    );
-    t.assert_nothing_left(json_uid(&j), &dump(&out));
 }

@@ -1,0 +1,106 @@
+//! The uid allocator (invariant 3): a run's uid is the policy's base plus
+//! an index handed out in turn through the whole range from the root-owned
+//! state file `PREFIX/var/lib/safeexec/uids`, each held by a lock for as
+//! long as its run may live. The tests here hold its locks themselves, so
+//! they run one at a time, in a test binary of their own.
+
+use std::fs;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use safeexec_tests::{dump, frame, in_policy_range, request, require_root, stderr, End};
+
+/// One test at a time: each holds one of the allocator's locks.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A uid whose lock a live run holds is never handed out, even when the
+/// counter points at it: the next free one is (invariant 3; the lock, not a
+/// look at /proc, keeps two live runs from sharing a uid).
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_uid_held_by_a_live_run_is_never_handed_out() {
+    let t = require_root!();
+    let _g = alone();
+    // A uid far from the ones runs get now, which no run holds.
+    let held = t.next_run_uid() + 100_000;
+    let hold = t.hold_uid(held);
+    t.set_next_run_uid(held);
+    let got = t.direct().exchange(&frame(&request(&["/bin/true"])));
+    drop(hold);
+    let o = got.outcome();
+    assert_eq!(o.end, End::Exited(0), "{}", got.dump());
+    assert_ne!(o.uid, held, "the run got a uid a live run holds");
+    assert!(in_policy_range(o.uid), "{o:?}");
+}
+
+/// The allocator's counter lock (byte 0 of `PREFIX/var/lib/safeexec/uids`,
+/// an open-file-description lock), held by this test as a stuck holder
+/// would hold it; released when dropped, also when the test fails.
+struct CounterLock(fs::File);
+
+impl CounterLock {
+    fn take(path: &std::path::Path) -> CounterLock {
+        use std::os::fd::AsRawFd;
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        let fl = libc::flock {
+            l_type: libc::F_WRLCK as libc::c_short,
+            l_whence: libc::SEEK_SET as libc::c_short,
+            l_start: 0,
+            l_len: 1,
+            l_pid: 0,
+        };
+        // SAFETY: F_OFD_SETLKW reads the live, initialised `fl`.
+        let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLKW, &fl) };
+        assert_eq!(r, 0, "lock the uid counter: {}", std::io::Error::last_os_error());
+        CounterLock(file)
+    }
+}
+
+impl Drop for CounterLock {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        let fl = libc::flock {
+            l_type: libc::F_UNLCK as libc::c_short,
+            l_whence: libc::SEEK_SET as libc::c_short,
+            l_start: 0,
+            l_len: 1,
+            l_pid: 0,
+        };
+        // SAFETY: F_OFD_SETLK reads the live, initialised `fl`.
+        unsafe { libc::fcntl(self.0.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+    }
+}
+
+/// A counter lock nobody releases (no caller can stop a helper that holds
+/// it: the helper is root in all its ids then) holds up no run: the run
+/// fails at once, in one line, rather than wait, and rather than take a uid
+/// without moving the counter on (which would give the next run the same).
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_held_uid_counter_lock_fails_a_run_at_once_and_holds_up_none() {
+    let t = require_root!();
+    let _g = alone();
+    // A run first, so that the allocator's state file exists.
+    let out = t.safeexec(&["--exec", "/bin/true"]);
+    assert_eq!(out.status.code(), Some(0), "{}", dump(&out));
+    let held = CounterLock::take(&t.prefix.join("var/lib/safeexec/uids"));
+    let started = std::time::Instant::now();
+    let out = t.run(&["--exec", "/bin/true"]).timeout(Duration::from_secs(20)).output();
+    let elapsed = started.elapsed();
+    drop(held);
+    assert_eq!(out.status.code(), Some(2), "{}", dump(&out));
+    assert!(stderr(&out).contains("the uid allocator is busy"), "{}", dump(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", dump(&out));
+    assert!(elapsed < Duration::from_secs(5), "the run waited {elapsed:?}\n{}", dump(&out));
+    // Released, the next run goes.
+    let out = t.safeexec(&["--exec", "/bin/true"]);
+    assert_eq!(out.status.code(), Some(0), "{}", dump(&out));
+}
