@@ -443,11 +443,13 @@ impl Policy {
     /// most the policy's `max_run_memory` (half the machine's memory by
     /// default).
     fn run_memory_kib(&self, limits: &Limits) -> Option<u64> {
+        // No process or address-space limit derives none: the cap alone.
         let asked = limits.get(Limit::Rss).or_else(|| {
             let processes = limits.get(Limit::Nproc)?.saturating_add(1);
             let derived = processes.saturating_mul(limits.get(Limit::Mem)?);
             Some(derived.saturating_add(crate::mounts::scratch_kib(limits)))
-        })?;
+        });
+        let asked = asked.unwrap_or(u64::MAX);
         let half = || {
             let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
             let kib = text.lines().find_map(|l| {
@@ -618,6 +620,19 @@ mod tests {
         // foreign range (starts 0x7FFE0000).
         assert!(p.uid_base > 0x6FFF_FFFF);
         assert!(u64::from(p.uid_base) + u64::from(p.uid_count) <= 0x7FFE_0000);
+    }
+
+    #[test]
+    fn every_run_gets_a_memory_limit_at_most_max_run_memory() {
+        let p = parse("max_run_memory = 65536").unwrap();
+        let base = Limits::default()
+            .with(Limit::Nproc, Some(1))
+            .with(Limit::Mem, Some(1000))
+            .with(Limit::Fsize, Some(0));
+        // (1 + 1) x 1000 + the 4 KiB scratch.
+        assert_eq!(p.run_memory_kib(&base), Some(2004));
+        assert_eq!(p.run_memory_kib(&base.clone().with(Limit::Rss, Some(1 << 40))), Some(65536));
+        assert_eq!(p.run_memory_kib(&base.with(Limit::Mem, None)), Some(65536));
     }
 
     #[test]
