@@ -117,12 +117,17 @@ fn set_limits(limits: &Limits) -> Result<()> {
     FIXED.iter().try_for_each(|&(r, v)| set_limit(r, v, v))
 }
 
-/// RLIMIT_CPU: limit + grace in whole seconds, rounded up. The kernel counts
-/// it in nanoseconds: a number of seconds whose nanoseconds overflow 64 bits
-/// would wrap to a tiny limit, so anything past a century is no limit.
+/// RLIMIT_CPU: a second past limit + grace, rounded up. It only backs
+/// init's look at the whole run's CPU time, which ends the run at the limit
+/// to the millisecond: at the limit itself, its SIGXCPU (the kernel checks
+/// it on its tick, and rounds) could end a run before it used its limit.
+/// The kernel counts it in nanoseconds: a number of seconds whose
+/// nanoseconds overflow 64 bits would wrap to a tiny limit, so anything
+/// past a century is no limit.
 fn cpu_seconds(limits: &Limits) -> Option<u64> {
     const CENTURY_S: u64 = 100 * 365 * 86_400;
-    limits.deadline_us(Limit::Cpu).map(|us| us.div_ceil(1_000_000)).filter(|&s| s < CENTURY_S)
+    let seconds = limits.deadline_us(Limit::Cpu).map(|us| us.div_ceil(1_000_000).saturating_add(1));
+    seconds.filter(|&s| s < CENTURY_S)
 }
 
 fn resource(r: Resource) -> Res {

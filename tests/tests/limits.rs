@@ -110,6 +110,25 @@ fn busy_loop_in_several_processes_is_cut_at_the_cpu_limit() {
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }
 
+/// A run stopped for its CPU limit has used at least that limit, also for
+/// a whole number of seconds: the per-process RLIMIT_CPU, which the kernel
+/// checks on its tick, backs the limit a second later, so its SIGXCPU does
+/// not end a run at 0.85 to 0.97 s of `--cpu 1` as it did.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_run_stopped_at_a_whole_second_cpu_limit_used_all_of_it() {
+    let t = require_root!();
+    let spin = t.fixture("loop");
+    for _ in 0..3 {
+        let out = t.safeexec(&["--json", "--cpu", "1", "--exec", &spin]);
+        let j = json_report(&out);
+        verdict(&out, &j, "time_limit", 1);
+        assert_eq!(j["limit"], "cpu", "{}", dump(&out));
+        let cpu_ms = j["cpu_ms"].as_f64().unwrap_or(0.0);
+        assert!(cpu_ms >= 1000.0, "stopped after {cpu_ms} ms of a 1000 ms limit\n{}", dump(&out));
+    }
+}
+
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn endless_sleep_is_cut_at_the_wall_limit() {
