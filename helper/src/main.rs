@@ -155,6 +155,8 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
     let policy = policy::load()?;
     let request = wire::read_request(request_rx)?;
     let (chroot, bind_rw) = directory_fds(&request)?;
+    // Held until this function returns, and through the fork by init too:
+    // the uid is the run's while either may have a process of it.
     let lease = uids::allocate(policy.uid_count)?;
     let plan = policy.check(request, lease.index, caller.uid, chroot, bind_rw)?;
     let stop_order = stop_order()?;
