@@ -31,6 +31,7 @@ use shared::CgroupCounters;
 
 use crate::channel::CgroupLayout;
 use crate::error::{Error, Result};
+use crate::uids::Lease;
 
 const TOO_MANY: &str =
     "too many memory cgroups on this machine (removed ones still held by their page cache)";
@@ -626,17 +627,17 @@ fn only_root_may_move(dir: &OwnedFd) -> bool {
 
 /// Removes cgroups of earlier runs that are over (their init was killed
 /// before it could), in every hierarchy. Their name is the run's uid; a run
-/// is over once nobody holds its uid's lock (`uids::is_live`), whatever
-/// became of its helper's pid (a zombie, or reused). This run's own is left
-/// alone. Run by the supervisor while it is still root, beside init's
-/// set-up.
-pub fn sweep_stale(uid_base: u32, own: u32) {
+/// is over once nobody holds its uid's lock (`uids::Lease::held_by_another`),
+/// whatever became of its helper's pid (a zombie, or reused). This run's own
+/// is left alone. Run by the supervisor while it is still root, beside
+/// init's set-up.
+pub fn sweep_stale(uid_base: u32, lease: &Lease) {
     for h in hierarchies() {
-        sweep(&h, uid_base, own);
+        sweep(&h, uid_base, lease);
     }
 }
 
-fn sweep(h: &Hierarchy, uid_base: u32, own: u32) {
+fn sweep(h: &Hierarchy, uid_base: u32, lease: &Lease) {
     let dir = format!("{}{}/safeexec", h.mount, h.path.trim_end_matches('/'));
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return;
@@ -645,11 +646,11 @@ fn sweep(h: &Hierarchy, uid_base: u32, own: u32) {
         let Some(uid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
-        let Some(index) = uid.checked_sub(uid_base).filter(|_| uid != own) else {
+        let Some(index) = uid.checked_sub(uid_base) else {
             continue;
         };
         let is_dir = entry.metadata().is_ok_and(|m| m.is_dir() && m.uid() == 0);
-        if is_dir && !crate::uids::is_live(index) {
+        if is_dir && !lease.held_by_another(index) {
             // Its page cache first, as init would have done.
             if let Ok(dir) = open_dir(None, &entry.path().to_string_lossy()) {
                 release_memory(&dir, h.v2);

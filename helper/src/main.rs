@@ -75,6 +75,7 @@ use harden::Caller;
 use identity::Identity;
 use policy::Policy;
 use supervise::Run;
+use uids::Lease;
 
 /// Exit status when the run was refused or could not be set up.
 const EXIT_FAILED: i32 = 2;
@@ -184,7 +185,7 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
         }
     };
     let run = Run { init, init_pidfd, uid, gid, limits, memory_kib };
-    let prepared = prepare(&policy, caller, &run, &supervisor_end);
+    let prepared = prepare(&policy, caller, &run, &supervisor_end, &lease);
     if let Some(cpus) = cpus {
         let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus);
     }
@@ -218,7 +219,13 @@ fn step_aside() -> Option<nix::sched::CpuSet> {
 /// cgroups (handed to init, which the target inherits them from and which
 /// removes them at the end) and the sweep of earlier runs' cgroups; then it
 /// becomes the caller (invariant 6). The target execs only after this.
-fn prepare(policy: &Policy, caller: &Caller, run: &Run, channel: &Channel) -> Result<()> {
+fn prepare(
+    policy: &Policy,
+    caller: &Caller,
+    run: &Run,
+    channel: &Channel,
+    lease: &Lease,
+) -> Result<()> {
     cgroup::shelter(run.init.as_raw().unsigned_abs())?;
     let nproc = run.limits.get(Limit::Nproc);
     let cgroup = RunCgroup::create(
@@ -241,7 +248,7 @@ fn prepare(policy: &Policy, caller: &Caller, run: &Run, channel: &Channel) -> Re
         cg.remove();
     }
     if policy.cgroup != CgroupRule::Off {
-        cgroup::sweep_stale(policy.uid_base, run.uid);
+        cgroup::sweep_stale(policy.uid_base, lease);
     }
     let checked = supervise::drop_privileges(caller);
     if let (Err(_), Some(cg)) = (&checked, &cgroup) {

@@ -32,7 +32,7 @@ pub const STATE_DIR: &str = match option_env!("SAFEEXEC_STATE_DIR") {
 /// A run's index, held for the life of the run.
 pub struct Lease {
     pub index: u32,
-    _file: File,
+    file: File,
 }
 
 /// One byte of the state file, as a lock request.
@@ -47,10 +47,9 @@ fn byte(byte: u64, kind: libc::c_int) -> libc::flock {
     }
 }
 
-fn lock(file: &File, at: u64, kind: libc::c_int, wait: bool) -> nix::Result<()> {
-    let fl = byte(at, kind);
-    let arg = if wait { FcntlArg::F_OFD_SETLKW(&fl) } else { FcntlArg::F_OFD_SETLK(&fl) };
-    fcntl(file, arg).map(drop)
+/// Takes or releases one byte's lock, never waiting for it.
+fn lock(file: &File, at: u64, kind: libc::c_int) -> nix::Result<()> {
+    fcntl(file, FcntlArg::F_OFD_SETLK(&byte(at, kind))).map(drop)
 }
 
 /// Opens the state file, making the directory and the file if missing;
@@ -96,7 +95,7 @@ const ORDER_TRIES: u32 = 250;
 pub fn allocate(count: u32) -> Result<Lease> {
     let file = open_state()?;
     let ordered = (0..ORDER_TRIES).any(|_| {
-        let got = lock(&file, 0, libc::F_WRLCK, false).is_ok();
+        let got = lock(&file, 0, libc::F_WRLCK).is_ok();
         if !got {
             std::thread::sleep(std::time::Duration::from_micros(200));
         }
@@ -109,7 +108,7 @@ pub fn allocate(count: u32) -> Result<Lease> {
     };
     let found = (0..u64::from(count).min(1 << 16))
         .map(|i| ((next + i) % u64::from(count)) as u32)
-        .find(|&index| lock(&file, 8 + u64::from(index), libc::F_WRLCK, false).is_ok());
+        .find(|&index| lock(&file, 8 + u64::from(index), libc::F_WRLCK).is_ok());
     // A caller whose hard file-size limit is below 8 bytes (which the
     // helper cannot raise without CAP_SYS_RESOURCE) would have the write cut
     // short, winding the counter back: it does not move the counter on. Its
@@ -130,21 +129,22 @@ pub fn allocate(count: u32) -> Result<Lease> {
         None => Err(Error::Refused("every sandbox uid of the policy is in use".into())),
     };
     if ordered {
-        let _ = lock(&file, 0, libc::F_UNLCK, false);
+        let _ = lock(&file, 0, libc::F_UNLCK);
     }
-    result.map(|index| Lease { index, _file: file })
+    result.map(|index| Lease { index, file })
 }
 
-/// Whether the run of `index` may still have a process: someone holds its
-/// byte. For the sweep of cgroups left by runs that ended without init
-/// removing them.
-pub fn is_live(index: u32) -> bool {
-    let Ok(file) = open_state() else {
-        return true; // unknown: leave it
-    };
-    let mut fl = byte(8 + u64::from(index), libc::F_WRLCK);
-    match fcntl(&file, FcntlArg::F_OFD_GETLK(&mut fl)) {
-        Ok(_) => fl.l_type != libc::F_UNLCK as libc::c_short,
-        Err(_) => true,
+impl Lease {
+    /// Whether the run of `index` may still have a process: someone holds
+    /// its byte (this run's own index counts as held: the kernel does not
+    /// report a lock of the very file it is asked through). For the sweep
+    /// of cgroups left by runs that ended without init removing them; one
+    /// open file for the whole sweep.
+    pub fn held_by_another(&self, index: u32) -> bool {
+        let mut fl = byte(8 + u64::from(index), libc::F_WRLCK);
+        match fcntl(&self.file, FcntlArg::F_OFD_GETLK(&mut fl)) {
+            Ok(_) => index == self.index || fl.l_type != libc::F_UNLCK as libc::c_short,
+            Err(_) => true, // unknown: leave it
+        }
     }
 }

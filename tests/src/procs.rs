@@ -316,6 +316,14 @@ impl crate::Env {
         byte_locked(&self.uid_state(), 8 + u64::from(uid - POLICY_UID_BASE))
     }
 
+    /// Holds the allocator's counter lock (byte 0) as a stuck holder would,
+    /// until the returned file is dropped (closing it releases the lock).
+    pub fn hold_uid_counter(&self) -> fs::File {
+        let file = self.uid_state();
+        lock_byte(&file, 0, libc::F_WRLCK);
+        file
+    }
+
     /// Holds `uid` as a live run's helper does (the lock on its byte),
     /// until the returned file is dropped.
     pub fn hold_uid(&self, uid: u32) -> fs::File {

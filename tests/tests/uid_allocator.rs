@@ -4,7 +4,6 @@
 //! long as its run may live. The tests here hold its locks themselves, so
 //! they run one at a time, in a test binary of their own.
 
-use std::fs;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -37,48 +36,6 @@ fn a_uid_held_by_a_live_run_is_never_handed_out() {
     assert!(in_policy_range(o.uid), "{o:?}");
 }
 
-/// The allocator's counter lock (byte 0 of `PREFIX/var/lib/safeexec/uids`,
-/// an open-file-description lock), held by this test as a stuck holder
-/// would hold it; released when dropped, also when the test fails.
-struct CounterLock(fs::File);
-
-impl CounterLock {
-    fn take(path: &std::path::Path) -> CounterLock {
-        use std::os::fd::AsRawFd;
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-        let fl = libc::flock {
-            l_type: libc::F_WRLCK as libc::c_short,
-            l_whence: libc::SEEK_SET as libc::c_short,
-            l_start: 0,
-            l_len: 1,
-            l_pid: 0,
-        };
-        // SAFETY: F_OFD_SETLKW reads the live, initialised `fl`.
-        let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLKW, &fl) };
-        assert_eq!(r, 0, "lock the uid counter: {}", std::io::Error::last_os_error());
-        CounterLock(file)
-    }
-}
-
-impl Drop for CounterLock {
-    fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        let fl = libc::flock {
-            l_type: libc::F_UNLCK as libc::c_short,
-            l_whence: libc::SEEK_SET as libc::c_short,
-            l_start: 0,
-            l_len: 1,
-            l_pid: 0,
-        };
-        // SAFETY: F_OFD_SETLK reads the live, initialised `fl`.
-        unsafe { libc::fcntl(self.0.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
-    }
-}
-
 /// A counter lock nobody releases (no caller can stop a helper that holds
 /// it: the helper is root in all its ids then) holds up no run: the run
 /// fails at once, in one line, rather than wait, and rather than take a uid
@@ -91,7 +48,7 @@ fn a_held_uid_counter_lock_fails_a_run_at_once_and_holds_up_none() {
     // A run first, so that the allocator's state file exists.
     let out = t.safeexec(&["--exec", "/bin/true"]);
     assert_eq!(out.status.code(), Some(0), "{}", dump(&out));
-    let held = CounterLock::take(&t.prefix.join("var/lib/safeexec/uids"));
+    let held = t.hold_uid_counter();
     let started = std::time::Instant::now();
     let out = t.run(&["--exec", "/bin/true"]).timeout(Duration::from_secs(20)).output();
     let elapsed = started.elapsed();
