@@ -329,6 +329,7 @@ fn set_up() -> Result<Env, String> {
             .map_err(|e| format!("cannot lock the policy: {e}"))?;
         restore_policy(&env).map_err(|e| format!("cannot restore the packaged policy: {e}"))?;
     }
+    seed_uid_counter(&env.prefix)?;
     ensure_root_dir(&env.fixtures)?;
     ensure_root_dir(&env.work)?;
     build_fixtures(&env)?;
@@ -338,6 +339,27 @@ fn set_up() -> Result<Env, String> {
         started.elapsed().as_secs_f64()
     );
     Ok(env)
+}
+
+/// Starts a new installation's uid counter at a place drawn from its prefix,
+/// so that test installations in other prefixes (all share the packaged uid
+/// range) running at the same time hand out other uids.
+fn seed_uid_counter(prefix: &Path) -> Result<(), String> {
+    use std::hash::{Hash, Hasher};
+    let path = prefix.join("var/lib/safeexec/uids");
+    if path.exists() || prefix == Path::new(DEFAULT_PREFIX) {
+        return Ok(());
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    prefix.hash(&mut hasher);
+    let start = hasher.finish() % u64::from(POLICY_UID_COUNT / 2);
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(&start.to_le_bytes()))
+        .map_err(|e| format!("cannot seed {}: {e}", path.display()))
 }
 
 /// Creates a directory (0755 root:root) if it is missing.
