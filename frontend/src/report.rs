@@ -74,6 +74,7 @@ pub fn json(o: &Outcome) -> String {
         "uid": o.uid,
         "gid": o.gid,
         "limits": limits_json(&o.limits),
+        "network": o.network.name(),
     });
     format!("{value}\n")
 }
@@ -123,6 +124,8 @@ pub fn meta(o: &Outcome) -> String {
         let _ = writeln!(m, "status:{status}");
         let _ = writeln!(m, "message:{message}");
     }
+    // Not isolate's: whether the run had the host's network.
+    let _ = writeln!(m, "network:{}", o.network.name());
     m
 }
 
@@ -135,7 +138,7 @@ pub fn meta_failure(message: &str) -> String {
 mod tests {
     use super::*;
     use crate::verdict::Source;
-    use shared::{CgroupCounters, Limit};
+    use shared::{CgroupCounters, Limit, Network};
 
     fn outcome(end: End, limit: Option<LimitKind>) -> Outcome {
         Outcome {
@@ -163,6 +166,7 @@ mod tests {
                 .with(Limit::Nproc, Some(0))
                 .with(Limit::Nfile, Some(512)),
             cgroup: None,
+            network: Network::Loopback,
         }
     }
 
@@ -203,6 +207,7 @@ mod tests {
                 memory_limited: true,
                 memory_limit_hit: true,
             }),
+            network: Network::Host,
         }
     }
 
@@ -257,7 +262,8 @@ mod tests {
                 r#""exit_code":0,"gid":8,"limit":null,"limits":{"core_kib":0,"cpu_ms":1000,"#,
                 r#""fsize_kib":0,"grace_ms":0,"mem_kib":32768,"nfile":512,"nproc":0,"#,
                 r#""output_bytes":null,"rss_kib":null,"stack_kib":8192,"wall_ms":2000},"#,
-                r#""max_rss_kib":1234,"memory_source":"rusage","output_bytes":null,"#,
+                r#""max_rss_kib":1234,"memory_source":"rusage","network":"loopback","#,
+                r#""output_bytes":null,"#,
                 r#""peak_memory_kib":1234,"schema":1,"signal":null,"signal_name":null,"#,
                 r#""sys_ms":2.345,"uid":7,"user_ms":1.0,"verdict":"ok","verdict_text":"OK","#,
                 r#""wall_ms":1500.0}"#,
@@ -273,7 +279,7 @@ mod tests {
                 r#""exit_code":null,"gid":5678,"limit":"memory","limits":{"core_kib":0,"#,
                 r#""cpu_ms":3000,"fsize_kib":16,"grace_ms":250,"mem_kib":65536,"nfile":64,"#,
                 r#""nproc":3,"output_bytes":4096,"rss_kib":8192,"stack_kib":8192,"#,
-                r#""wall_ms":60000},"max_rss_kib":2048,"memory_source":"proc","#,
+                r#""wall_ms":60000},"max_rss_kib":2048,"memory_source":"proc","network":"host","#,
                 r#""output_bytes":4097,"peak_memory_kib":4096,"schema":1,"signal":9,"#,
                 r#""signal_name":"SIGKILL","sys_ms":999.999,"uid":1234,"user_ms":2000.5,"#,
                 r#""verdict":"memory_limit","verdict_text":"Memory Limit Exceeded","#,
@@ -303,11 +309,11 @@ mod tests {
         assert!(m.contains("killed:1\n"));
         assert!(m.contains("status:TO\n"));
         let ok = meta(&outcome(End::Exited(0), None));
-        assert_eq!(ok, "time:0.003\ntime-wall:1.500\nmax-rss:1234\nexitcode:0\n");
+        assert_eq!(ok, "time:0.003\ntime-wall:1.500\nmax-rss:1234\nexitcode:0\nnetwork:loopback\n");
         assert_eq!(
             meta(&full()),
             "time:3.000\ntime-wall:12.345\nmax-rss:2048\ncg-mem:9000\ncg-oom-killed:1\n\
-             exitsig:9\nkilled:1\nstatus:SG\nmessage:Memory limit exceeded\n"
+             exitsig:9\nkilled:1\nstatus:SG\nmessage:Memory limit exceeded\nnetwork:host\n"
         );
     }
 }

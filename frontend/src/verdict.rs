@@ -7,7 +7,7 @@
 use std::io;
 
 use nix::sys::signal::Signal;
-use shared::{CgroupCounters, End, Facts, Limit, Limits, Stop};
+use shared::{CgroupCounters, End, Facts, Limit, Limits, Network, Stop};
 
 pub(crate) const SIGHUP: i32 = Signal::SIGHUP as i32;
 pub(crate) const SIGKILL: i32 = Signal::SIGKILL as i32;
@@ -42,6 +42,7 @@ pub struct Outcome {
     /// The limits in force during the run.
     pub limits: Limits,
     pub cgroup: Option<CgroupCounters>,
+    pub network: Network,
 }
 
 /// Which limit ended a run.
@@ -119,6 +120,7 @@ pub fn judge(facts: Facts, relayed: Option<u64>) -> Outcome {
         gid: facts.gid,
         limits: facts.limits,
         cgroup: facts.cgroup,
+        network: facts.network,
     }
 }
 
@@ -294,6 +296,7 @@ mod tests {
                 .with(Limit::Wall, Some(2000))
                 .with(Limit::Output, Some(100)),
             cgroup: None,
+            network: Network::Loopback,
         }
     }
 

@@ -72,7 +72,8 @@ fn init_run(plan: &Plan, channel: &Channel, cgroup: &mut Option<RunCgroup>) -> R
     Ok(())
 }
 
-/// The run's namespaces and its view of the file system (`mounts`). The
+/// The run's namespaces (a network of its own has its loopback up) and
+/// its view of the file system (`mounts`). The
 /// jail is taken first, while init is still in the helper's mount
 /// namespace; the granted directories after, found again in the new one.
 fn enter_namespaces(plan: &Plan) -> Result<Option<OwnedFd>> {
@@ -82,6 +83,11 @@ fn enter_namespaces(plan: &Plan) -> Result<Option<OwnedFd>> {
         flags |= CloneFlags::CLONE_NEWNET;
     }
     unshare(flags).context("cannot create the run's namespaces")?;
+    if !plan.share_net {
+        // Its own loopback only, as in bubblewrap: programs that talk to
+        // themselves over 127.0.0.1 work, and no host address is there.
+        sys::loopback_up().context("cannot bring up the run's loopback")?;
+    }
     mounts::read_only_host()?;
     mounts::private_mounts(plan)?;
     if jail.is_none() {

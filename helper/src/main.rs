@@ -66,7 +66,7 @@ use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::ForkResult;
-use shared::{wire, Facts, Limit, Reply, Request, BIND_RW_FD, CHROOT_FD, MAX_BIND_RW};
+use shared::{wire, Facts, Limit, Network, Reply, Request, BIND_RW_FD, CHROOT_FD, MAX_BIND_RW};
 
 use cgroup::{CgroupRule, RunCgroup};
 use channel::{Channel, ToRun};
@@ -164,6 +164,7 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
     let (supervisor_end, run_end) = channel::pair()?;
     let (uid, gid, limits, memory_kib) =
         (plan.uid.as_raw(), plan.gid.as_raw(), plan.limits.clone(), plan.memory_kib);
+    let network = if plan.share_net { Network::Host } else { Network::Loopback };
     // Our next child is pid 1 of a new pid namespace.
     unshare(CloneFlags::CLONE_NEWPID).context("cannot create the run's pid namespace")?;
     let init = match sys::fork().context("cannot fork")? {
@@ -184,7 +185,7 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
             return Err(Error::Failed("pidfd_open", e));
         }
     };
-    let run = Run { init, init_pidfd, uid, gid, limits, memory_kib };
+    let run = Run { init, init_pidfd, uid, gid, limits, memory_kib, network };
     let prepared = prepare(&policy, caller, &run, &supervisor_end, &lease);
     if let Some(cpus) = cpus {
         let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus);

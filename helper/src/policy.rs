@@ -55,6 +55,9 @@ pub struct Policy {
     /// Whether a caller may keep the host's /tmp and /var/tmp.
     pub allow_host_tmp: bool,
     pub chroot_roots: ChrootRoots,
+    /// Directories (dev, ino) at or under which a chroot root is allowed
+    /// whoever owns it, and shown writable (still nosuid and nodev).
+    pub writable_chroot_roots: Vec<(u64, u64)>,
     pub max: Maxima,
     pub min_niceness: i32,
     /// Whether runs get cgroups of their own.
@@ -81,6 +84,7 @@ impl Default for Policy {
             allow_share_net: false,
             allow_host_tmp: true,
             chroot_roots: ChrootRoots::Any,
+            writable_chroot_roots: Vec::new(),
             max: [
                 Some(3_600_000),  // cpu, ms
                 Some(86_400_000), // wall, ms
@@ -221,6 +225,9 @@ pub fn parse(text: &str) -> std::result::Result<Policy, String> {
                 p.max_run_memory = parse_max(value, 1.0).map_err(at)?.or(Some(u64::MAX))
             }
             "chroot_roots" => p.chroot_roots = parse_roots(value).map_err(at)?,
+            "writable_chroot_roots" => {
+                p.writable_chroot_roots = parse_writable_roots(value).map_err(at)?
+            }
             "writable_dirs" => p.writable_dirs = absolute_paths(value).map_err(at)?,
             k if k.starts_with("max_") && TABLE.iter().any(|r| r.policy_key == k) => {
                 for spec in TABLE.iter().filter(|r| r.policy_key == k) {
@@ -281,20 +288,31 @@ fn parse_roots(value: &str) -> std::result::Result<ChrootRoots, String> {
     match value {
         "any" => Ok(ChrootRoots::Any),
         "none" | "" => Ok(ChrootRoots::None),
-        list => {
-            let mut roots = Vec::new();
-            for path in list.split_whitespace() {
-                if !path.starts_with('/') {
-                    return Err(format!("'{path}' is not an absolute path"));
-                }
-                // A root that does not exist allows nothing; it is not an error.
-                if let Ok(st) = stat(path) {
-                    roots.push((st.st_dev, st.st_ino));
-                }
-            }
-            Ok(ChrootRoots::Under(roots))
-        }
+        list => directory_ids(list).map(ChrootRoots::Under),
     }
+}
+
+/// The (device, inode) of each directory of a space-separated list of
+/// absolute paths. A directory that does not exist allows nothing; it is
+/// not an error.
+fn directory_ids(list: &str) -> std::result::Result<Vec<(u64, u64)>, String> {
+    let paths = absolute_paths(list)?;
+    Ok(paths
+        .iter()
+        .filter_map(|p| stat(p.as_str()).ok())
+        .map(|st| (st.st_dev, st.st_ino))
+        .collect())
+}
+
+/// Writable jails: as `chroot_roots`' list, but never / (the whole host's
+/// file system, writable).
+fn parse_writable_roots(value: &str) -> std::result::Result<Vec<(u64, u64)>, String> {
+    let roots = directory_ids(value)?;
+    let slash = stat("/").map_err(|e| format!("cannot stat /: {e}"))?;
+    if roots.contains(&(slash.st_dev, slash.st_ino)) {
+        return Err("/ cannot be a writable jail".into());
+    }
+    Ok(roots)
 }
 
 /// A request that passed the policy, with everything execve needs.
@@ -310,6 +328,7 @@ pub struct Plan {
     /// The limit of the run's memory cgroup (`run_memory_kib`).
     pub memory_kib: Option<u64>,
     pub niceness: i32,
+    /// The host's network: asked and allowed.
     pub share_net: bool,
     pub host_tmp: bool,
     pub chroot: Option<Jail>,
@@ -331,7 +350,8 @@ pub struct Grant {
 #[derive(Debug)]
 pub struct Jail {
     pub dir: OwnedFd,
-    /// Shown read-only to the run (it is not the caller's).
+    /// Shown read-only to the run (it is not the caller's, nor under a
+    /// writable root of the policy).
     pub read_only: bool,
 }
 
@@ -395,7 +415,9 @@ impl Policy {
             memory_kib: self.run_memory_kib(&request.limits),
             limits: request.limits,
             niceness: request.niceness,
-            share_net: request.share_net,
+            // Not granted: the run's own network, as every run has (the
+            // original tool's callers ask for it only to talk over loopback).
+            share_net: request.share_net && self.allow_share_net,
             host_tmp: request.host_tmp,
             writable: self.grants(caller, chroot.is_none(), bind_rw)?,
             chroot,
@@ -413,15 +435,12 @@ impl Policy {
         Ok(())
     }
 
-    /// The request's other choices: niceness, network, /tmp, argv, env.
+    /// The request's other choices: niceness, /tmp, argv, env.
     fn check_choices(&self, request: &Request) -> Result<()> {
         let refuse = |msg: String| Err(Error::Refused(msg));
         if !(self.min_niceness..=19).contains(&request.niceness) {
             let (n, min) = (request.niceness, self.min_niceness);
             return refuse(format!("niceness {n} is outside {min}..19"));
-        }
-        if request.share_net && !self.allow_share_net {
-            return refuse("the policy does not allow sharing the network".into());
         }
         if request.host_tmp && !self.allow_host_tmp {
             return refuse("the policy does not allow the host's /tmp".into());
@@ -499,55 +518,64 @@ impl Policy {
     }
 
     /// The chroot directory was opened by the frontend as the caller; here it
-    /// must be a directory and either the caller's own (`any`: then all it
-    /// holds is the caller's to grant, and the host's directories such as
-    /// / or /var, with their /tmp and /run, are refused) or under a root the
-    /// policy lists. The walk up uses "..", never a path the caller named.
+    /// must be a directory and either under a root the policy lists as
+    /// writable (`writable_chroot_roots`: a jail the admin built for its
+    /// runs to write in), the caller's own (`any`: then all it holds is the
+    /// caller's to grant, and the host's directories such as / or /var,
+    /// with their /tmp and /run, are refused), or under a root the policy
+    /// lists (`chroot_roots`).
     fn check_chroot(&self, dir: OwnedFd, caller: Uid) -> Result<Jail> {
         let st = fstat(&dir).context("fstat of the chroot directory")?;
         if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFDIR {
             return Err(Error::Refused("the chroot descriptor is not a directory".into()));
         }
+        if under_one_of(&dir, &self.writable_chroot_roots)? {
+            return Ok(Jail { dir, read_only: false });
+        }
         // A jail that is not the caller's is shown read-only, so that no run
         // leaves anything in it for the next.
         let jail = Jail { read_only: st.st_uid != caller.as_raw(), dir };
-        let dir = &jail.dir;
-        let roots = match &self.chroot_roots {
-            ChrootRoots::Any if !jail.read_only => return Ok(jail),
-            ChrootRoots::Any => {
-                return Err(Error::Refused(
-                    "the chroot directory must belong to the caller \
-                     (or lie under a root the policy lists)"
-                        .into(),
-                ))
-            }
+        match &self.chroot_roots {
+            ChrootRoots::Any if !jail.read_only => Ok(jail),
+            ChrootRoots::Any => Err(Error::Refused(
+                "the chroot directory must belong to the caller \
+                 (or lie under a root the policy lists: chroot_roots, or \
+                 writable_chroot_roots for a jail its runs may write)"
+                    .into(),
+            )),
             ChrootRoots::None => {
-                return Err(Error::Refused("the policy allows no chroot directory".into()))
+                Err(Error::Refused("the policy allows no chroot directory".into()))
             }
-            ChrootRoots::Under(roots) => roots,
-        };
-        let mut here: OwnedFd = dir.try_clone().context("dup")?;
-        let mut id = (st.st_dev, st.st_ino);
-        loop {
-            if roots.contains(&id) {
-                return Ok(jail);
-            }
-            let up = openat(
-                here.as_fd(),
-                "..",
-                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .context("walking up from the chroot directory")?;
-            let up_st = fstat(&up).context("fstat")?;
-            if (up_st.st_dev, up_st.st_ino) == id {
-                return Err(Error::Refused(
-                    "the chroot directory is not under a root the policy allows".into(),
-                ));
-            }
-            id = (up_st.st_dev, up_st.st_ino);
-            here = up;
+            ChrootRoots::Under(roots) if under_one_of(&jail.dir, roots)? => Ok(jail),
+            ChrootRoots::Under(_) => Err(Error::Refused(
+                "the chroot directory is not under a root the policy allows".into(),
+            )),
         }
+    }
+}
+
+/// Whether directory `dir` is one of `roots` (device, inode) or below one.
+/// The walk up uses "..", never a path the caller named.
+fn under_one_of(dir: &OwnedFd, roots: &[(u64, u64)]) -> Result<bool> {
+    if roots.is_empty() {
+        return Ok(false);
+    }
+    let st = fstat(dir).context("fstat")?;
+    let mut here: OwnedFd = dir.try_clone().context("dup")?;
+    let mut id = (st.st_dev, st.st_ino);
+    loop {
+        if roots.contains(&id) {
+            return Ok(true);
+        }
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let up = openat(here.as_fd(), "..", flags, Mode::empty())
+            .context("walking up from the chroot directory")?;
+        let up_st = fstat(&up).context("fstat")?;
+        if (up_st.st_dev, up_st.st_ino) == id {
+            return Ok(false); // the root of the file system
+        }
+        id = (up_st.st_dev, up_st.st_ino);
+        here = up;
     }
 }
 
@@ -633,6 +661,15 @@ mod tests {
         assert_eq!(p.run_memory_kib(&base), Some(2004));
         assert_eq!(p.run_memory_kib(&base.clone().with(Limit::Rss, Some(1 << 40))), Some(65536));
         assert_eq!(p.run_memory_kib(&base.with(Limit::Mem, None)), Some(65536));
+    }
+
+    #[test]
+    fn writable_chroot_roots_never_include_slash() {
+        assert!(parse("writable_chroot_roots = /").unwrap_err().contains("/ cannot be"));
+        assert!(parse("writable_chroot_roots = /usr //.").is_err());
+        assert!(parse("writable_chroot_roots = jail").unwrap_err().contains("not an absolute"));
+        let p = parse("writable_chroot_roots = /usr /does-not-exist").unwrap();
+        assert_eq!(p.writable_chroot_roots.len(), 1);
     }
 
     #[test]

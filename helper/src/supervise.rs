@@ -19,7 +19,7 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use nix::sys::time::TimeSpec;
 use nix::unistd::Pid;
-use shared::{End, Facts, Limit, Limits};
+use shared::{End, Facts, Limit, Limits, Network};
 
 use crate::channel::{Channel, FromRun, InitReport};
 use crate::error::{Context, Error, Result};
@@ -36,6 +36,7 @@ pub struct Run {
     pub limits: Limits,
     /// The limit of the run's memory cgroup (`policy::Plan::memory_kib`).
     pub memory_kib: Option<u64>,
+    pub network: Network,
 }
 
 /// How long past its wall-clock deadline init has to end the run before
@@ -136,6 +137,7 @@ fn collect(run: &Run, channel: &Channel, started: Instant) -> Result<Facts> {
         gid: run.gid,
         limits: run.limits.clone(),
         cgroup: report.and_then(|r| r.cgroup),
+        network: run.network,
     })
 }
 

@@ -334,3 +334,25 @@ pub fn leave_inherited_keyring() -> io::Result<()> {
         other => other.map(drop),
     }
 }
+
+/// Brings up the loopback interface `lo` of this process's network
+/// namespace (SIOCGIFFLAGS, then SIOCSIFFLAGS with IFF_UP), through a
+/// socket made in it; a new namespace has its loopback down.
+pub fn loopback_up() -> io::Result<()> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    use std::os::fd::AsRawFd;
+    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+    // SAFETY: ifreq is plain old data; all zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (to, from) in req.ifr_name.iter_mut().zip(c"lo".to_bytes()) {
+        *to = *from as libc::c_char;
+    }
+    // SAFETY: `req` is a live ifreq whose name is NUL-terminated (zeroed
+    // past "lo"); the kernel fills in its flags.
+    cerr(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) }.into())?;
+    // SAFETY: the kernel just wrote the flags member of the union.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
+    // SAFETY: as above; the kernel only reads `req`.
+    cerr(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) }.into()).map(drop)
+}

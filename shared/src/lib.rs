@@ -16,7 +16,7 @@ pub use limits::{Limit, LimitSpec, Limits};
 /// Bumped whenever `Request` or `Reply` change shape, so that a frontend and a
 /// helper from different builds fail with a clear message instead of decoding
 /// garbage.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Descriptor on which the helper reads the request frame.
 pub const REQUEST_FD: i32 = 3;
@@ -49,7 +49,9 @@ pub struct Request {
     /// as the sandbox uid.
     pub exec_dir: Option<String>,
     pub niceness: i32,
-    /// Keep the host network namespace (only if the policy allows it).
+    /// Keep the host network namespace. Granted only if the policy allows
+    /// it; otherwise the run gets a network of its own with loopback only,
+    /// as every run does (`Facts::network` says which it had).
     pub share_net: bool,
     /// Keep the host's /tmp and /var/tmp instead of private, empty ones
     /// (only if the policy allows it).
@@ -103,6 +105,29 @@ pub struct Facts {
     pub limits: Limits,
     /// The run's cgroup counters, where it had cgroups.
     pub cgroup: Option<CgroupCounters>,
+    /// The network the run had.
+    pub network: Network,
+}
+
+/// The network a run had.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// A network namespace of its own whose only interface is its loopback
+    /// (up): no address of the host can be reached.
+    Loopback,
+    /// The host's network: the caller asked (`share_net`) and the policy
+    /// allows it.
+    Host,
+}
+
+impl Network {
+    /// Its name in the JSON report and the meta file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Network::Loopback => "loopback",
+            Network::Host => "host",
+        }
+    }
 }
 
 /// Why the supervisor stopped a run.

@@ -197,7 +197,7 @@ pub fn decode_message<T: DeserializeOwned>(mut frame: &[u8]) -> Result<T, WireEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{CgroupCounters, End, Facts, Limit, Limits, Stop};
+    use crate::{CgroupCounters, End, Facts, Limit, Limits, Network, Stop};
 
     fn limits() -> Limits {
         Limits::default()
@@ -253,6 +253,7 @@ mod tests {
                 memory_limited: true,
                 memory_limit_hit: false,
             }),
+            network: Network::Loopback,
         });
         let mut buf = Vec::new();
         write_reply(&mut buf, &reply).unwrap();
