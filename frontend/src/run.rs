@@ -16,6 +16,7 @@ use command_fds::{CommandFdExt, FdMapping};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::socket::{send, MsgFlags};
+use nix::sys::stat::Mode;
 use shared::{
     wire, Limit, Limits, Reply, Request, BIND_RW_FD, CHROOT_FD, MAX_BIND_RW, REPLY_FD, REQUEST_FD,
 };
@@ -347,8 +348,8 @@ impl Write for ReportFd {
     }
 }
 
-/// Opens the chroot directory as the caller: the helper only ever receives
-/// the descriptor, so a directory the caller cannot open cannot be used.
+/// Opens a directory as the caller: the helper only ever receives the
+/// descriptor, so a directory the caller cannot open cannot be used.
 fn open_dir(what: &'static str, dir: &Path) -> Result<OwnedFd, RunError> {
     OpenOptions::new()
         .read(true)
@@ -356,6 +357,27 @@ fn open_dir(what: &'static str, dir: &Path) -> Result<OwnedFd, RunError> {
         .open(dir)
         .map(OwnedFd::from)
         .map_err(|err| RunError::Open { what, path: dir.to_path_buf(), err })
+}
+
+/// Opens the chroot directory as the caller, who must be able to enter it
+/// (search permission), as with the original tool's chdir, not read it:
+/// the caller of a jail built by a service account may only enter its top
+/// directory (mode 0751 in CS Circles' python3jail). The helper receives
+/// the descriptor, so a directory the caller cannot enter cannot be used.
+fn open_jail(dir: &Path) -> Result<OwnedFd, RunError> {
+    let what = "chroot directory";
+    let open_error = |err: Errno| RunError::Open { what, path: dir.to_path_buf(), err: err.into() };
+    let fd =
+        nix::fcntl::open(dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(open_error)?;
+    // Looking "." up in it needs search permission, as entering it does.
+    nix::fcntl::openat(
+        &fd,
+        ".",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(open_error)
 }
 
 /// Runs the request through the helper and judges what it reports.
@@ -386,8 +408,7 @@ pub fn run(
         FdMapping { parent_fd: OwnedFd::from(reply_tx), child_fd: REPLY_FD },
     ];
     if let Some(dir) = chroot_dir {
-        mappings
-            .push(FdMapping { parent_fd: open_dir("chroot directory", dir)?, child_fd: CHROOT_FD });
+        mappings.push(FdMapping { parent_fd: open_jail(dir)?, child_fd: CHROOT_FD });
     }
     // Opened as the caller, like the chroot directory: the helper checks
     // they are the caller's own.

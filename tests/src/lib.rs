@@ -94,7 +94,7 @@ pub const PYTHON: &str = "/usr/bin/python3";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// C fixtures that are also built statically, as `NAME-static`.
-const STATIC_FIXTURES: &[&str] = &["hello", "write_file", "probe"];
+const STATIC_FIXTURES: &[&str] = &["hello", "write_file", "probe", "java_standin"];
 
 /// A user and its primary group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

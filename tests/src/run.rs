@@ -162,6 +162,13 @@ impl Run {
         self
     }
 
+    /// Starts the command with an empty environment, not even PATH (as a
+    /// web server's `proc_open` with an empty array does).
+    pub fn empty_env(mut self) -> Self {
+        self.vars.clear();
+        self
+    }
+
     /// How long the command may run, from its start, before it is killed and
     /// the test fails.
     pub fn timeout(mut self, timeout: Duration) -> Self {

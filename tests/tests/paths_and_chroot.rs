@@ -179,6 +179,83 @@ fn jail_the_caller_does_not_own_is_read_only_and_shows_no_host_mount() {
     assert_eq!(num(&out, "entries"), 0, "/proc of the jail is not empty\n{}", dump(&out));
 }
 
+/// Makes a device node (as root: a jail's owner needs root for mknod too),
+/// owned by `owner`.
+fn mknod(path: &Path, major: u32, minor: u32, mode: u32, owner: safeexec_tests::Ids) {
+    let c = std::ffi::CString::new(path_str(path)).expect("path");
+    // SAFETY: mknod with a NUL-terminated path that outlives the call.
+    let r = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | mode, libc::makedev(major, minor)) };
+    assert_eq!(r, 0, "mknod {}: {}", path.display(), std::io::Error::last_os_error());
+    std::os::unix::fs::chown(path, Some(owner.uid), Some(owner.gid)).expect("chown the node");
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod the node");
+}
+
+/// A jail of another user (a service account, here the outsider), which
+/// the packaged policy refuses, listed in `writable_chroot_roots`: the run
+/// writes where the jail's permissions let it (a 0777 directory) and
+/// nowhere else (a 0755 one), its mount is nosuid and nodev, a device node
+/// its owner made (as /dev/null, with mknod) does not open, and a setuid
+/// root program in it gives nothing. A directory beside the listed root,
+/// named directly or through a symlink in the jail, is still refused.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn writable_listed_jail_honours_no_set_id_file_nor_device_node_and_lists_nothing_else() {
+    let t = require_root_exclusive!();
+    let scratch = t.scratch("wjail");
+    let owner = t.outsider;
+    let own = |p: &Path, mode: u32| {
+        std::os::unix::fs::chown(p, Some(owner.uid), Some(owner.gid)).expect("chown");
+        fs::set_permissions(p, fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    let jail = scratch.dir("jail", 0o755);
+    let beside = scratch.dir("beside", 0o755);
+    for (dir, mode) in [(&jail, 0o755), (&beside, 0o755)] {
+        own(dir, mode);
+    }
+    for (name, mode) in [("out", 0o777), ("ro", 0o755)] {
+        fs::create_dir(jail.join(name)).expect("mkdir");
+        own(&jail.join(name), mode);
+    }
+    let probe = jail.join("probe");
+    fs::copy(t.fixtures.join("probe-static"), &probe).expect("copy the probe");
+    fs::set_permissions(&probe, fs::Permissions::from_mode(0o4755)).expect("setuid root");
+    fs::copy(t.fixtures.join("hello-static"), beside.join("hello")).expect("copy hello");
+    std::os::unix::fs::symlink(&beside, jail.join("link")).expect("symlink");
+    mknod(&jail.join("null"), 1, 3, 0o666, owner);
+    // Control: on the host the node opens (reads 0 bytes).
+    let control = t
+        .run_program(path_str(&t.fixtures.join("probe")), &["read", path_str(&jail.join("null"))])
+        .output();
+    assert_eq!(word(&control, "read"), "0", "control\n{}", dump(&control));
+    let j = path_str(&jail);
+    let refused = t.safeexec(&["--chroot_dir", j, "--exec", "/probe", "ids"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", dump(&refused));
+    assert!(stderr(&refused).contains("writable_chroot_roots"), "{}", dump(&refused));
+
+    t.set_policy(&t.policy_with(&[("writable_chroot_roots", j)]));
+    let run = |args: &[&str]| t.attack_with("/probe", &["--fsize", "4", "--chroot_dir", j], args);
+    let (out, rep) = run(&["write", "/out/f"]);
+    verdict(&out, &rep, "ok", 0);
+    assert_eq!(word(&out, "wrote"), "6", "{}", dump(&out));
+    assert_eq!(fs::read(jail.join("out/f")).expect("the run's file"), b"pwned\n");
+    let (out, _) = run(&["write", "/ro/f"]);
+    assert_eq!(word(&out, "open"), "EACCES", "{}", dump(&out));
+    let (out, _) = run(&["read", "/null"]);
+    assert_eq!(word(&out, "open"), "EACCES", "the owner's device node opened\n{}", dump(&out));
+    let (out, rep) = run(&["ids"]);
+    assert_eq!(word(&out, "euid"), safeexec_tests::json_uid(&rep).to_string(), "{}", dump(&out));
+    assert_eq!(word(&out, "capeff"), "0000000000000000", "{}", dump(&out));
+    let (out, _) = run(&["statfs", "/"]);
+    for (key, want) in [("nosuid", "1"), ("nodev", "1"), ("rdonly", "0")] {
+        assert_eq!(word(&out, key), want, "{key}\n{}", dump(&out));
+    }
+    for dir in [path_str(&beside).to_string(), format!("{j}/link")] {
+        let out = t.safeexec(&["--chroot_dir", &dir, "--exec", "/hello"]);
+        assert_eq!(out.status.code(), Some(2), "{dir}\n{}", dump(&out));
+        assert_eq!(stdout(&out), "", "{dir} ran\n{}", dump(&out));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The jail: a detached copy of its directory's own mount
 
