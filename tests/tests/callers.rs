@@ -268,7 +268,7 @@ fn cs_circles_grader_runs_unchanged_in_a_python3jail_with_one_policy_line() {
     let jail = python3jail(&t, &scratch);
     let refused = submit(&t, &jail, "print(1)", &[], "");
     assert!(!refused.ok, "{}", refused.dump());
-    assert!(stderr(&refused.output).contains("writable_chroot_roots"), "{}", refused.dump());
+    assert!(refused.stderr.contains("writable_chroot_roots"), "{}", refused.dump());
 
     t.set_policy(&t.policy_with(&[("writable_chroot_roots", path_str(&jail))]));
     let ok = submit(&t, &jail, "s = input()\nprint(s * 2)\n", &[], "ab\n");
