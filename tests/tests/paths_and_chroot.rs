@@ -244,7 +244,7 @@ fn writable_listed_jail_honours_no_set_id_file_nor_device_node_and_lists_nothing
     assert_eq!(word(&out, "open"), "EACCES", "the owner's device node opened\n{}", dump(&out));
     let (out, rep) = run(&["ids"]);
     assert_eq!(word(&out, "euid"), safeexec_tests::json_uid(&rep).to_string(), "{}", dump(&out));
-    assert_eq!(word(&out, "capeff"), "0000000000000000", "{}", dump(&out));
+    assert_eq!(word(&out, "setuid0"), "EPERM", "{}", dump(&out));
     let (out, _) = run(&["statfs", "/"]);
     for (key, want) in [("nosuid", "1"), ("nodev", "1"), ("rdonly", "0")] {
         assert_eq!(word(&out, key), want, "{key}\n{}", dump(&out));
