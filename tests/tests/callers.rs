@@ -106,9 +106,12 @@ fn link_tree(from: &Path, to: &Path, owner: Ids) {
 /// 0751 (the web server may only enter it), and /scratch, where the web
 /// server makes a directory per submission, of the web server's group.
 ///
-/// One difference from `maintenance`: /scratch is 0771, not 0770. The run
-/// enters its `--exec_dir` as its own uid, not as root as the original
-/// tool did, so it must be able to pass through /scratch.
+/// One difference from `maintenance`: /scratch is 0771, not 0770. Python
+/// 3.9 and later open their script by its absolute path
+/// (/scratch/ID/usercode.py), which the run's uid, in no group of the
+/// host, must be able to pass: with 0770 every submission fails with
+/// "Permission denied", with the original tool as well (its run's uid was
+/// in no such group either).
 fn python3jail(t: &Ctx, scratch: &Scratch) -> PathBuf {
     let owner = t.outsider;
     let jail = make_dir(scratch.path(), "python3jail", owner, 0o755);
