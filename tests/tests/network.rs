@@ -75,9 +75,10 @@ fn udp_to_host_loopback_v4_and_v6_delivers_nothing() {
         let sock = UdpSocket::bind(addr).expect("bind a UDP socket");
         sock.set_nonblocking(true).expect("non-blocking");
         let port = sock.local_addr().expect("address").port().to_string();
-        let (out, j) = t.attack(&[], &["net", kind, &port]);
-        verdict(&out, &j, "nonzero_exit", 1);
-        assert_ne!(word(&out, "sendto"), "ok", "{kind}\n{}", dump(&out));
+        // The datagram may leave (to the run's own loopback, where nothing
+        // listens on that port): it must not arrive at the host's socket.
+        let (out, _) = t.attack(&[], &["net", kind, &port]);
+        assert!(stdout(&out).contains("sendto="), "{kind}: the probe did not run\n{}", dump(&out));
         let mut buf = [0u8; 16];
         assert!(sock.recv(&mut buf).is_err(), "{kind}: a datagram arrived");
     }
