@@ -165,7 +165,8 @@ pub struct Cli {
     )]
     pub report_fd: Option<i32>,
 
-    /// Share the host's network (only if the policy allows it).
+    /// Keep the host's network, if the policy allows it (otherwise the run
+    /// has its own, loopback only, as without this option).
     #[arg(long = "share_newnet", visible_alias = "share-net")]
     pub share_newnet: bool,
 
