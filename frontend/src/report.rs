@@ -70,6 +70,7 @@ pub fn json(o: &Outcome) -> String {
             "memory_limited": c.memory_limited,
             "memory_limit_hit": c.memory_limit_hit,
         })),
+        "cgroup_absent": o.cgroup_absent,
         "output_bytes": o.output_bytes,
         "uid": o.uid,
         "gid": o.gid,
@@ -167,6 +168,7 @@ mod tests {
                 .with(Limit::Nfile, Some(512)),
             cgroup: None,
             network: Network::Loopback,
+            cgroup_absent: None,
         }
     }
 
@@ -208,6 +210,7 @@ mod tests {
                 memory_limit_hit: true,
             }),
             network: Network::Host,
+            cgroup_absent: None,
         }
     }
 
@@ -258,7 +261,7 @@ mod tests {
         assert_eq!(
             json(&outcome(End::Exited(0), None)),
             concat!(
-                r#"{"cgroup":null,"cpu_ms":3.345,"cpu_source":"rusage","exec_error":null,"#,
+                r#"{"cgroup":null,"cgroup_absent":null,"cpu_ms":3.345,"cpu_source":"rusage","exec_error":null,"#,
                 r#""exit_code":0,"gid":8,"limit":null,"limits":{"core_kib":0,"cpu_ms":1000,"#,
                 r#""fsize_kib":0,"grace_ms":0,"mem_kib":32768,"nfile":512,"nproc":0,"#,
                 r#""output_bytes":null,"rss_kib":null,"stack_kib":8192,"wall_ms":2000},"#,
@@ -275,6 +278,7 @@ mod tests {
             concat!(
                 r#"{"cgroup":{"cpu_ms":3000.123,"memory_limit_hit":true,"memory_limited":true,"#,
                 r#""memory_peak_kib":9000,"oom_kills":1,"pids_peak":null,"version":2},"#,
+                r#""cgroup_absent":null,"#,
                 r#""cpu_ms":3000.499,"cpu_source":"proc","exec_error":"Permission denied","#,
                 r#""exit_code":null,"gid":5678,"limit":"memory","limits":{"core_kib":0,"#,
                 r#""cpu_ms":3000,"fsize_kib":16,"grace_ms":250,"mem_kib":65536,"nfile":64,"#,

@@ -466,7 +466,13 @@ pub fn run(
     // Counted bytes matter only against a limit.
     let relayed = relayed.filter(|_| request.limits.get(Limit::Output).is_some());
     match reply {
-        Ok(Reply::Finished(facts)) => Ok(verdict::judge(facts, relayed)),
+        Ok(Reply::Finished(facts)) => {
+            let mut outcome = verdict::judge(facts, relayed);
+            if outcome.cgroup.is_none() {
+                outcome.cgroup_absent = Some(why_no_cgroup(&read_mountinfo()));
+            }
+            Ok(outcome)
+        }
         Ok(Reply::Failed(msg)) => Err(RunError::Refused(msg)),
         Err(wire::WireError::Truncated) => Err(RunError::NoReply(status)),
         Err(e) => {
@@ -474,6 +480,33 @@ pub fn run(
             sent.map_err(RunError::Channel)?;
             Err(RunError::Channel(e))
         }
+    }
+}
+
+/// This process's mounts; empty if /proc is not there.
+fn read_mountinfo() -> String {
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()
+}
+
+/// Why the helper gave a run no cgroup, as far as the caller can see it:
+/// the helper runs in our mount namespace, so it saw these same mounts. A
+/// container's cgroup file systems are read-only unless it is privileged.
+pub fn why_no_cgroup(mountinfo: &str) -> &'static str {
+    // `ID PARENT DEV ROOT POINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER`
+    let cgroup_mounts: Vec<&str> = mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (mount, fs) = line.split_once(" - ")?;
+            let fstype = fs.split(' ').next()?;
+            (fstype == "cgroup" || fstype == "cgroup2").then(|| mount.split(' ').nth(5))?
+        })
+        .collect();
+    if cgroup_mounts.is_empty() {
+        "no cgroup file system is mounted"
+    } else if cgroup_mounts.iter().all(|opts| opts.split(',').any(|o| o == "ro")) {
+        "the cgroup file systems are mounted read-only (as in a container that is not privileged)"
+    } else {
+        "the helper made none: the policy's cgroup or max_memory_cgroups, or no cgroup below the caller's to use (safeexec-helper(8))"
     }
 }
 
@@ -581,6 +614,18 @@ mod tests {
         assert_eq!(l.get(Limit::Grace), Some(0));
         assert_eq!(l.get(Limit::Output), None);
         assert_eq!(request_from(&defaults).unwrap().limits, l);
+    }
+
+    #[test]
+    fn a_missing_cgroup_is_explained_from_the_mounts() {
+        let container = "\
+            30 29 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n\
+            31 30 0:27 / /sys/fs/cgroup/memory ro,nosuid,nodev,noexec master:9 - cgroup cgroup rw,memory\n\
+            32 30 0:28 / /sys/fs/cgroup/unified ro,relatime - cgroup2 cgroup2 rw\n";
+        assert!(why_no_cgroup(container).contains("read-only"), "{}", why_no_cgroup(container));
+        let host = container.replace("memory ro,", "memory rw,");
+        assert!(why_no_cgroup(&host).contains("the helper made none"));
+        assert_eq!(why_no_cgroup(""), "no cgroup file system is mounted");
     }
 
     fn refused(path: &Path) -> String {

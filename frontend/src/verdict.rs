@@ -43,6 +43,9 @@ pub struct Outcome {
     pub limits: Limits,
     pub cgroup: Option<CgroupCounters>,
     pub network: Network,
+    /// Why the run has no cgroup counters, when it has none
+    /// (`run::why_no_cgroup`).
+    pub cgroup_absent: Option<&'static str>,
 }
 
 /// Which limit ended a run.
@@ -121,6 +124,7 @@ pub fn judge(facts: Facts, relayed: Option<u64>) -> Outcome {
         limits: facts.limits,
         cgroup: facts.cgroup,
         network: facts.network,
+        cgroup_absent: None,
     }
 }
 

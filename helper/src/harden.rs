@@ -11,7 +11,7 @@ use nix::sys::stat::{fstat, SFlag};
 use nix::unistd::{getppid, getresgid, getresuid, Gid, Pid, Uid};
 
 use crate::error::{Context, Error, Result};
-use crate::sys;
+use crate::{identity, sys};
 use shared::{BIND_RW_FD, MAX_BIND_RW, REPLY_FD, REQUEST_FD};
 
 /// The user who ran the helper (its real ids), captured before anything.
@@ -55,10 +55,11 @@ pub fn before_reading() -> Result<Caller> {
     let uids = getresuid().context("getresuid")?;
     let gids = getresgid().context("getresgid")?;
     if !uids.effective.is_root() {
-        return Err(Error::Refused(
-            "safeexec-helper must be installed setuid root (mode 4754, owner root)".into(),
-        ));
+        return Err(Error::Refused(why_not_root()));
     }
+    // Before anything that needs one of them: a container that withholds
+    // one is named, not a later step that fails for it.
+    identity::check_capabilities(false)?;
     for &(resource, soft, hard) in RESET {
         reset_limit(resource, soft, hard)?;
     }
@@ -75,6 +76,23 @@ pub fn before_reading() -> Result<Caller> {
     let first_unused = BIND_RW_FD as u32 + MAX_BIND_RW;
     sys::close_from(first_unused, false).context("cannot close inherited descriptors")?;
     Ok(Caller { uid: uids.real, gid: gids.real, parent: getppid() })
+}
+
+/// Why the setuid bit gave us no root. The two causes a container (or an
+/// admin) sets without touching the file are named first: the kernel
+/// ignores set-id bits under no_new_privs and on a nosuid mount.
+fn why_not_root() -> String {
+    let on_nosuid = nix::sys::statvfs::statvfs("/proc/self/exe")
+        .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_NOSUID));
+    if nix::sys::prctl::get_no_new_privs().unwrap_or(false) {
+        "no_new_privs is set (a container's no-new-privileges option, or setpriv \
+         --no-new-privs): the kernel ignores the helper's setuid bit"
+            .into()
+    } else if on_nosuid {
+        "the helper's file system is mounted nosuid: the kernel ignores its setuid bit".into()
+    } else {
+        "safeexec-helper must be installed setuid root (mode 4754, owner root)".into()
+    }
 }
 
 /// The kernel's default timer slack: the caller's would stretch every

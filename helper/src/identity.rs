@@ -138,6 +138,91 @@ impl Identity {
     }
 }
 
+/// The capabilities the helper cannot run without, each with its use. A
+/// container gives a setuid-root program only its own bounding set: these
+/// five are the smallest set a run needs (`docs/design.md`, "Containers").
+const NEEDED: &[(Capability, &str)] = &[
+    (Capability::CAP_SETUID, "to take the sandbox uid"),
+    (Capability::CAP_SETGID, "to take the sandbox gid"),
+    (Capability::CAP_SETPCAP, "to empty the bounding set"),
+    (Capability::CAP_KILL, "to end the run"),
+    (Capability::CAP_SYS_ADMIN, "for the run's namespaces and mounts"),
+];
+
+/// Fails, naming every capability of `NEEDED` (and CAP_SYS_CHROOT when a
+/// chroot is asked) that the helper did not get from its setuid bit: a
+/// container's capabilities bound what a setuid program gets.
+pub fn check_capabilities(chroot: bool) -> Result<()> {
+    let have = caps::read(None, CapSet::Effective).map_err(cap_error)?;
+    let chroot_need = (Capability::CAP_SYS_CHROOT, "for --chroot_dir");
+    let missing: Vec<String> = NEEDED
+        .iter()
+        .chain(chroot.then_some(&chroot_need))
+        .filter(|(cap, _)| !have.contains(cap))
+        .map(|(cap, why)| format!("{cap} ({why})"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Refused(format!(
+        "the helper lacks {}: give them to the container (--cap-add), see safeexec-helper(8)",
+        missing.join(", ")
+    )))
+}
+
+/// Fails unless every id a run may get is mapped in the helper's user
+/// namespace: the kernel refuses an unmapped id only when the target takes
+/// it, with a bare EINVAL. `gid`: the fixed gid, or `None` when each run's
+/// gid is its uid.
+pub fn check_mapped(uid_base: u32, uid_count: u32, gid: Option<u32>) -> Result<()> {
+    let last = uid_base.saturating_add(uid_count - 1);
+    let uid_map = std::fs::read_to_string("/proc/self/uid_map").context("/proc/self/uid_map")?;
+    let gid_map = std::fs::read_to_string("/proc/self/gid_map").context("/proc/self/gid_map")?;
+    let (gids, gid_last) = gid.map_or((uid_base, last), |g| (g, g));
+    for (kind, map, first, last) in
+        [("uid", &uid_map, uid_base, last), ("gid", &gid_map, gids, gid_last)]
+    {
+        if !covers(map, first, last) {
+            let shown: Vec<String> = map_ranges(map)
+                .map(|(start, count)| format!("{start}-{}", start + (count - 1)))
+                .collect();
+            return Err(Error::Refused(format!(
+                "the sandbox {kind}s {first}-{last} (the policy's uid_base, uid_count and gid) are \
+                 not all mapped in this user namespace, which maps {}: map {} ids from {first} \
+                 (a subordinate {kind} range that large), or move uid_base and uid_count into the map",
+                shown.join(", "),
+                u64::from(last - first) + 1
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The ranges of a uid_map or gid_map, as (first id inside, count).
+fn map_ranges(map: &str) -> impl Iterator<Item = (u64, u64)> + '_ {
+    map.lines().filter_map(|line| {
+        let mut f = line.split_whitespace().map(|n| n.parse::<u64>().ok());
+        let (Some(Some(inside)), Some(Some(_)), Some(Some(count))) = (f.next(), f.next(), f.next())
+        else {
+            return None;
+        };
+        (count > 0).then_some((inside, count))
+    })
+}
+
+/// Whether every id of `first..=last` lies in one of the map's ranges.
+fn covers(map: &str, first: u32, last: u32) -> bool {
+    let mut ranges: Vec<(u64, u64)> = map_ranges(map).collect();
+    ranges.sort_unstable();
+    let mut next = u64::from(first);
+    for (start, count) in ranges {
+        if start <= next && next < start + count {
+            next = start + count;
+        }
+    }
+    next > u64::from(last)
+}
+
 fn cap_error(e: caps::errors::CapsError) -> Error {
     Error::Failed("capabilities", std::io::Error::other(e.to_string()))
 }
@@ -158,4 +243,23 @@ fn clear_bounding_set() -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::covers;
+
+    #[test]
+    fn id_maps_cover_only_what_they_map() {
+        let whole = "         0          0 4294967295\n";
+        assert!(covers(whole, 1_879_048_192, 1_883_242_495));
+        let podman = "0 100000 65536\n";
+        assert!(covers(podman, 1000, 65535));
+        assert!(!covers(podman, 1000, 65536));
+        assert!(!covers(podman, 1_879_048_192, 1_883_242_495));
+        let two = "0 1000 1\n1 100000 65536\n65537 200000 100\n";
+        assert!(covers(two, 0, 65636));
+        assert!(!covers(two, 0, 65637));
+        assert!(!covers("", 0, 0));
+    }
 }

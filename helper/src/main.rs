@@ -85,7 +85,7 @@ fn main() {
     // to report an error.
     let caller = match harden::before_reading() {
         Ok(caller) => caller,
-        Err(e) => fail(None, &e),
+        Err(e) => fail_early(&e),
     };
     // At once: from here the caller can neither signal nor reschedule us.
     if let Err(e) = Identity::setup().assume() {
@@ -118,6 +118,16 @@ fn fail(reply_tx: Option<&mut File>, err: &Error) -> ! {
         let _ = writeln!(std::io::stderr(), "safeexec-helper: {msg}");
     }
     std::process::exit(EXIT_FAILED);
+}
+
+/// `fail` before the helper is hardened (it may not even be root): the
+/// line still goes on the reply channel if there is one, so that the
+/// frontend shows it rather than a helper that ended without a reply.
+fn fail_early(err: &Error) -> ! {
+    // A reply pipe closed by a direct caller: an error, not a SIGPIPE death.
+    let _ = sys::ignore_write_signals();
+    let mut reply_tx = harden::channel_fds().ok().map(|(_, reply_tx)| reply_tx);
+    fail(reply_tx.as_mut(), err)
 }
 
 /// The directory descriptors the request names: the chroot directory (if
@@ -154,7 +164,15 @@ fn stop_order() -> Result<SignalFd> {
 
 fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
     let policy = policy::load()?;
+    let fixed_gid = match policy.gid {
+        policy::GidRule::PerRun => None,
+        policy::GidRule::Fixed(gid) => Some(gid),
+    };
+    identity::check_mapped(policy.uid_base, policy.uid_count, fixed_gid)?;
     let request = wire::read_request(request_rx)?;
+    if request.chroot {
+        identity::check_capabilities(true)?;
+    }
     let (chroot, bind_rw) = directory_fds(&request)?;
     // Held until this function returns, and through the fork by init too:
     // the uid is the run's while either may have a process of it.
