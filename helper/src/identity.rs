@@ -155,18 +155,22 @@ const NEEDED: &[(Capability, &str)] = &[
 pub fn check_capabilities(chroot: bool) -> Result<()> {
     let have = caps::read(None, CapSet::Effective).map_err(cap_error)?;
     let chroot_need = (Capability::CAP_SYS_CHROOT, "for --chroot_dir");
-    let missing: Vec<String> = NEEDED
+    let missing: Vec<&(Capability, &str)> = NEEDED
         .iter()
         .chain(chroot.then_some(&chroot_need))
         .filter(|(cap, _)| !have.contains(cap))
-        .map(|(cap, why)| format!("{cap} ({why})"))
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
+    let named: Vec<String> = missing.iter().map(|(cap, why)| format!("{cap} ({why})")).collect();
+    let flags: Vec<String> =
+        missing.iter().map(|(cap, _)| cap.to_string().replace("CAP_", "")).collect();
     Err(Error::Refused(format!(
-        "the helper lacks {}: give them to the container (--cap-add), see safeexec-helper(8)",
-        missing.join(", ")
+        "the helper lacks {}: add {} to the container (--cap-add {})",
+        named.join(", "),
+        if missing.len() == 1 { "it" } else { "them" },
+        flags.join(",")
     )))
 }
 
