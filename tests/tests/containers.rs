@@ -9,8 +9,10 @@
 //! - each condition a container can take away is named in one line, which
 //!   the frontend shows as it is (never "the helper ended without a reply").
 
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use safeexec_tests::{
     dump, json_report, json_uid, path_str, require_root, stderr, verdict, TEST_USER,
@@ -90,35 +92,63 @@ fn no_new_privs_is_named() {
     assert_named(&out, "no_new_privs is set");
 }
 
-/// Runs `script` as root in a mount namespace of its own, with `$SAFEEXEC`
-/// and `$HELPER_DIR` set and `$AS_USER` the command that becomes the test
-/// user.
-fn in_own_mount_namespace(t: &safeexec_tests::Ctx, script: &str, unshare: &[&str]) -> Output {
+/// Runs `script` as root through `unshare` with `unshare_args`, with
+/// `$SAFEEXEC` and `$HELPER_DIR` set and `$AS_USER` the command that
+/// becomes the test user. With `id_map`, the script waits until that map
+/// is written as its uid and gid map (a new user namespace's, by root).
+fn unshared(
+    t: &safeexec_tests::Ctx,
+    script: &str,
+    unshare_args: &[&str],
+    id_map: Option<&str>,
+) -> Output {
     let env = t.env();
     let helper_dir = env.helper.parent().unwrap_or(Path::new("/"));
     let as_user =
         format!("setpriv --reuid={TEST_USER} --regid={TEST_USER} --init-groups -- /usr/bin/env --");
-    Command::new("unshare")
-        .args(unshare)
-        .args(["--", "/bin/sh", "-c", script])
+    let script = format!("echo ready; read go; {script}");
+    let mut child = Command::new("unshare")
+        .args(unshare_args)
+        .args(["--", "/bin/sh", "-c", &script])
         .env("SAFEEXEC", &env.safeexec)
         .env("HELPER_DIR", helper_dir)
         .env("AS_USER", as_user)
         .current_dir("/")
-        .output()
-        .expect("unshare runs")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("unshare runs");
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+    let mut ready = String::new();
+    stdout.read_line(&mut ready).expect("the script starts");
+    assert_eq!(ready, "ready\n");
+    if let Some(map) = id_map {
+        // unshare execs the shell: the child is the namespace's first process.
+        let pid = child.id();
+        for file in ["uid_map", "gid_map"] {
+            fs::write(format!("/proc/{pid}/{file}"), map).expect("the id map is written");
+        }
+    }
+    child.stdin.take().expect("piped").write_all(b"go\n").expect("the script reads");
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).expect("stdout");
+    let mut out = child.wait_with_output().expect("unshare ends");
+    out.stdout = rest;
+    out
 }
 
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn helper_on_a_nosuid_mount_is_named() {
     let t = require_root!();
-    let out = in_own_mount_namespace(
+    let out = unshared(
         &t,
         r#"mount --bind "$HELPER_DIR" "$HELPER_DIR" &&
            mount -o remount,bind,nosuid "$HELPER_DIR" &&
            exec $AS_USER "$SAFEEXEC" --exec /bin/true"#,
         &["--mount", "--propagation", "private"],
+        None,
     );
     assert_named(&out, "mounted nosuid");
 }
@@ -129,10 +159,11 @@ fn sandbox_ids_unmapped_in_a_user_namespace_are_named_with_the_range_needed() {
     let t = require_root!();
     // A user namespace with 65536 ids, as a container's: root and the test
     // user are in it, the policy's sandbox uids are not.
-    let out = in_own_mount_namespace(
+    let out = unshared(
         &t,
         r#"exec $AS_USER "$SAFEEXEC" --exec /bin/true"#,
-        &["--user", "--map-users=0:0:65536", "--map-groups=0:0:65536"],
+        &["--user"],
+        Some("0 0 65536\n"),
     );
     assert_named(
         &out,
