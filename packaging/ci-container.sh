@@ -169,6 +169,20 @@ expect "nothing is left behind" 0 '^left: 0$' \
             [ "$u" -ge 1879048192 ] && n=$((n + 1))
         done
         echo "left: $n"'
+# Two workers sharing the node's uid state (as worker.yaml's hostPath):
+# their runs get different uids, though each container starts afresh.
+mkdir -m 0755 "$work/state"
+uids=()
+for worker in 1 2; do
+    report=$(with_caps "$all_caps" -v "$work/state:/var/lib/safeexec" "$image" \
+        safeexec --json --exec /bin/true 2>&1) || true
+    uids+=("$(sed -n 's/.*"uid":\([0-9]*\).*/\1/p' <<<"$report")")
+done
+if [ -n "${uids[0]}" ] && [ -n "${uids[1]}" ] && [ "${uids[0]}" != "${uids[1]}" ]; then
+    ok "two workers sharing /var/lib/safeexec hand out different uids (${uids[*]})"
+else
+    fail "two workers sharing /var/lib/safeexec: uids '${uids[*]}'"
+fi
 expect "--chroot_dir needs SYS_CHROOT, and says so" 2 'lacks CAP_SYS_CHROOT \(for --chroot_dir\)' \
     with_caps "$all_caps" "$image" safeexec --chroot_dir /home/worker --exec /bin/true
 expect "--chroot_dir works with SYS_CHROOT" 1 'Command exited with non-zero status \(127\)' \
@@ -177,7 +191,9 @@ expect "--chroot_dir works with SYS_CHROOT" 1 'Command exited with non-zero stat
 # --- the Pod -------------------------------------------------------------------------------------
 
 step "the Deployment of packaging/container/worker.yaml, through podman kube play"
+mkdir -m 0755 "$work/pod-state"
 sed -e "s|localhost/safeexec-worker:latest|$image|" -e "s|name: safeexec-worker$|name: $tag|" \
+    -e "s|path: /var/lib/safeexec$|path: $work/pod-state|" \
     packaging/container/worker.yaml >"$work/worker.yaml"
 # kube play takes no --ulimit: the limits go in podman's configuration
 # (soft equal to hard: podman 4.3's kube play swaps the two).
@@ -200,6 +216,11 @@ if [ "$pod_ok" = 1 ] && grep -q '^safeexec worker ready$' <<<"$logs"; then
     ok "the Pod's worker ran a sandboxed program: OK"
 else
     fail "the Pod's worker did not report OK"
+fi
+if [ -f "$work/pod-state/uids" ]; then
+    ok "the Pod's runs took their uids from the node's state (hostPath)"
+else
+    fail "the Pod's worker did not use the hostPath /var/lib/safeexec"
 fi
 bounding=$(podman exec "$tag-pod-0-worker" grep CapBnd /proc/self/status 2>&1 || true)
 if [ "$bounding" = "CapBnd:	$FIVE_CAPS_MASK" ]; then
