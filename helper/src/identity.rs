@@ -179,7 +179,7 @@ pub fn check_capabilities(chroot: bool) -> Result<()> {
 /// it, with a bare EINVAL. `gid`: the fixed gid, or `None` when each run's
 /// gid is its uid.
 pub fn check_mapped(uid_base: u32, uid_count: u32, gid: Option<u32>) -> Result<()> {
-    let last = uid_base.saturating_add(uid_count - 1);
+    let last = uid_base.saturating_add(uid_count.saturating_sub(1));
     let uid_map = std::fs::read_to_string("/proc/self/uid_map").context("/proc/self/uid_map")?;
     let gid_map = std::fs::read_to_string("/proc/self/gid_map").context("/proc/self/gid_map")?;
     let (gids, gid_last) = gid.map_or((uid_base, last), |g| (g, g));
