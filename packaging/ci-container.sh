@@ -9,7 +9,8 @@
 #   2. in a container with exactly the documented capabilities, as the
 #      worker (a member of group safeexec): a run is OK, a CPU limit and a
 #      memory limit end their runs, a double-forked sleeper is not left
-#      behind, and the JSON report says why it has no cgroup figures;
+#      behind, and the JSON report says why it has no cgroup figures (a
+#      privileged container with a cgroup namespace of its own has them);
 #   3. runs packaging/container/worker.yaml with `podman kube play`;
 #   4. takes each condition away in turn (no_new_privs, a nosuid mount,
 #      each of the five capabilities, the sandbox ids unmapped in a user
@@ -157,6 +158,11 @@ expect "a memory limit ends a memory hog" 1 '^Memory Limit Exceeded$' \
 expect "the JSON report says why it has no cgroup figures" 0 \
     '"cgroup":null.*"cgroup_absent":"[^"]*read-only' \
     with_caps "$all_caps" "$image" safeexec --json --exec /bin/true
+# Writable cgroups need a privileged container; in a cgroup namespace of
+# its own, the run gets its cgroups there.
+expect "a privileged container with its own cgroup namespace gives cgroup figures" 0 \
+    '"cgroup":\{"cpu_ms":[0-9.]+,.*"cgroup_absent":null' \
+    "${RUN[@]}" --privileged --cgroupns=private "$image" safeexec --json --exec /bin/true
 # A daemon that double-forks out of its session, then the sandbox uids'
 # processes listed through /proc, in the same container.
 # shellcheck disable=SC2016 # for the container's shell
