@@ -13,7 +13,7 @@
 #      privileged container with a cgroup namespace of its own has them);
 #   3. runs packaging/container/worker.yaml with `podman kube play`;
 #   4. takes each condition away in turn (no_new_privs, a nosuid mount,
-#      each of the five capabilities, the sandbox ids unmapped in a user
+#      each of the six capabilities, the sandbox ids unmapped in a user
 #      namespace) and checks the one line that names it.
 #
 # Host quirks it handles (users meet them too): crun refuses a host with
@@ -59,7 +59,7 @@ cleanup() {
 trap cleanup EXIT
 
 # The capabilities the helper needs (helper/src/identity.rs, NEEDED).
-CAPS=(SETUID SETGID SETPCAP KILL SYS_ADMIN)
+CAPS=(SETUID SETGID SETPCAP KILL SYS_ADMIN NET_ADMIN)
 caps_but() { # the list without $1, comma-separated
     local out=() c
     for c in "${CAPS[@]}"; do [ "$c" = "$1" ] || out+=("$c"); done
@@ -138,9 +138,9 @@ expect() { # NAME EXPECTED-STATUS PATTERN COMMAND...: the output matches PATTERN
 }
 
 step "runs as the worker, capabilities $all_caps only"
-# KILL 5, SETGID 6, SETUID 7, SETPCAP 8, SYS_ADMIN 21.
-FIVE_CAPS_MASK=00000000002001e0
-expect "the container's bounding set is the five" 0 "^CapBnd:	$FIVE_CAPS_MASK\$" \
+# KILL 5, SETGID 6, SETUID 7, SETPCAP 8, NET_ADMIN 12, SYS_ADMIN 21.
+CAPS_MASK=00000000002011e0
+expect "the container's bounding set is the six" 0 "^CapBnd:	$CAPS_MASK\$" \
     with_caps "$all_caps" "$image" grep CapBnd /proc/self/status
 expect "the worker is a member of group safeexec" 0 '\bsafeexec\b' \
     with_caps "$all_caps" "$image" id
@@ -229,10 +229,10 @@ else
     fail "the Pod's worker did not use the hostPath /var/lib/safeexec"
 fi
 bounding=$(podman exec "$tag-pod-0-worker" grep CapBnd /proc/self/status 2>&1 || true)
-if [ "$bounding" = "CapBnd:	$FIVE_CAPS_MASK" ]; then
-    ok "the Pod's worker has exactly the five capabilities ($bounding)"
+if [ "$bounding" = "CapBnd:	$CAPS_MASK" ]; then
+    ok "the Pod's worker has exactly the six capabilities ($bounding)"
 else
-    fail "the Pod's worker: '$bounding', expected CapBnd $FIVE_CAPS_MASK"
+    fail "the Pod's worker: '$bounding', expected CapBnd $CAPS_MASK"
 fi
 podman --runtime runc kube down "$work/worker.yaml" >/dev/null
 

@@ -140,13 +140,14 @@ impl Identity {
 
 /// The capabilities the helper cannot run without, each with its use. A
 /// container gives a setuid-root program only its own bounding set: these
-/// five are the smallest set a run needs (`docs/design.md`, "Containers").
+/// six are the smallest set a run needs (`docs/design.md`, "Containers").
 const NEEDED: &[(Capability, &str)] = &[
     (Capability::CAP_SETUID, "to take the sandbox uid"),
     (Capability::CAP_SETGID, "to take the sandbox gid"),
     (Capability::CAP_SETPCAP, "to empty the bounding set"),
     (Capability::CAP_KILL, "to end the run"),
     (Capability::CAP_SYS_ADMIN, "for the run's namespaces and mounts"),
+    (Capability::CAP_NET_ADMIN, "to bring up the run's loopback"),
 ];
 
 /// Fails, naming every capability of `NEEDED` (and CAP_SYS_CHROOT when a

@@ -4,7 +4,7 @@
 //! no container engine is needed here. packaging/ci-container.sh runs the
 //! same checks in real podman containers.
 //!
-//! - the five capabilities of the documented set are enough: no
+//! - the six capabilities of the documented set are enough: no
 //!   CAP_SYS_PTRACE, no CAP_DAC_OVERRIDE, nothing else;
 //! - each condition a container can take away is named in one line, which
 //!   the frontend shows as it is (never "the helper ended without a reply").
@@ -19,7 +19,7 @@ use safeexec_tests::{
 };
 
 /// The documented set, as setpriv names them.
-const CAPS: [&str; 5] = ["setuid", "setgid", "setpcap", "kill", "sys_admin"];
+const CAPS: [&str; 6] = ["setuid", "setgid", "setpcap", "kill", "sys_admin", "net_admin"];
 
 fn bounding_set(caps: &[&str]) -> String {
     let plus: Vec<String> = caps.iter().map(|c| format!("+{c}")).collect();
@@ -37,7 +37,7 @@ fn assert_named(out: &Output, words: &str) {
 
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
-fn the_five_documented_capabilities_alone_run_a_contained_program() {
+fn the_six_documented_capabilities_alone_run_a_contained_program() {
     let t = require_root!();
     // The target forks a sleeper that leaves its session, then the run is
     // cut at its CPU limit: init still ends everything, with no
