@@ -13,6 +13,19 @@ pub const PY_ENV: &[&str] = &["PYTHONIOENCODING=utf-8", "PYTHONHOME=/", "PYTHONP
 /// environment may hold secrets, so it is never passed on.
 pub const DEFAULT_ENV: &[&str] = &["PATH=/usr/local/bin:/usr/bin:/bin"];
 
+/// The file system the program sees (outside a chroot directory).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RootChoice {
+    /// A new root of read-only system directories (/usr, /bin, /lib...,
+    /// part of /etc), a private /tmp, a minimal /dev, its own /proc, and
+    /// the working directory, the program's directory and the --bind and
+    /// --bind-rw directories at their own paths; nothing else of the host.
+    Minimal,
+    /// The host's whole file system, read-only, with private /tmp, /var/tmp,
+    /// /dev/shm and /run.
+    Host,
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ReportFormat {
     /// The original four-line report.
@@ -170,12 +183,25 @@ pub struct Cli {
     #[arg(long = "share_newnet", visible_alias = "share-net")]
     pub share_newnet: bool,
 
-    /// A directory of your own the program may write (repeatable, at most
-    /// 8; opened as the caller). The rest of the host is read-only to the
-    /// program, except its private /tmp and the working directory when it
-    /// is yours. The directory's own permissions still apply.
+    /// The program's file system: minimal or host. Default: the policy's
+    /// (host in the packaged policy).
+    #[arg(long, value_enum, value_name = "ROOT", conflicts_with = "chroot_dir")]
+    pub root: Option<RootChoice>,
+
+    /// A directory of your own the program may write, at its own path
+    /// (repeatable, at most 8; opened as the caller). The rest of the file
+    /// system is read-only to the program, except its private /tmp and the
+    /// working directory when it is yours. The directory's own permissions
+    /// still apply.
     #[arg(long = "bind-rw", value_name = "DIR", action = ArgAction::Append)]
     pub bind_rw: Vec<PathBuf>,
+
+    /// A directory you can read that the program may read, at its own path
+    /// (repeatable, at most 8; opened as the caller): with --root minimal,
+    /// what it needs besides the system directories. The working directory
+    /// and the program's directory are shown without it.
+    #[arg(long = "bind", value_name = "DIR", action = ArgAction::Append, conflicts_with = "chroot_dir")]
+    pub bind: Vec<PathBuf>,
 
     /// Let the program see the host's /tmp and /var/tmp (read-only, like the
     /// rest of the host), if the policy allows it. By default it gets empty,

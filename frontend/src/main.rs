@@ -36,7 +36,8 @@ fn main() -> ExitCode {
 }
 
 fn run_cli(cli: &Cli) -> Result<u8, RunError> {
-    let request = run::request_from(cli)?;
+    let mut request = run::request_from(cli)?;
+    let dirs = run::open_dirs(cli, &mut request)?;
     // Report destinations are opened before the run, as the caller, so a bad
     // path fails early and nothing of the caller's reaches the helper.
     let mut report_out: Option<Box<dyn Write>> = if cli.silent {
@@ -53,7 +54,7 @@ fn run_cli(cli: &Cli) -> Result<u8, RunError> {
         None => None,
     };
 
-    let outcome = match run::run(&request, cli.chroot_dir.as_deref(), &cli.bind_rw) {
+    let outcome = match run::run(&request, dirs) {
         Ok(outcome) => outcome,
         Err(e) => {
             if let Some(meta) = meta_out.as_mut() {

@@ -18,10 +18,11 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::socket::{send, MsgFlags};
 use nix::sys::stat::Mode;
 use shared::{
-    wire, Limit, Limits, Reply, Request, BIND_RW_FD, CHROOT_FD, MAX_BIND_RW, REPLY_FD, REQUEST_FD,
+    wire, Limit, Limits, Reply, Request, Root, BIND_FD, BIND_RW_FD, CHROOT_FD, CWD_FD, MAX_BIND,
+    MAX_BIND_RW, REPLY_FD, REQUEST_FD,
 };
 
-use crate::cli::Cli;
+use crate::cli::{Cli, RootChoice};
 use crate::env;
 use crate::relay::{Relay, ToHelper};
 use crate::terminal::{Caller, Cooked, Keys, Pty, RawMode, Signals};
@@ -119,8 +120,10 @@ pub fn request_from(cli: &Cli) -> Result<Request, RunError> {
         return Err(RunError::Usage("no program given (--exec PROGRAM or -- PROGRAM)".into()));
     };
     let env = env::environment(cli)?;
-    if cli.bind_rw.len() > MAX_BIND_RW as usize {
-        return Err(RunError::Usage(format!("at most {MAX_BIND_RW} --bind-rw directories")));
+    if cli.bind_rw.len() > MAX_BIND_RW as usize || cli.bind.len() > MAX_CALLER_BIND {
+        return Err(RunError::Usage(format!(
+            "at most {MAX_BIND_RW} --bind-rw and {MAX_CALLER_BIND} --bind directories"
+        )));
     }
     Ok(Request {
         program: program.clone(),
@@ -132,8 +135,91 @@ pub fn request_from(cli: &Cli) -> Result<Request, RunError> {
         niceness: cli.niceness,
         share_net: cli.share_newnet,
         host_tmp: cli.host_tmp,
-        bind_rw: u32::try_from(cli.bind_rw.len()).unwrap_or(u32::MAX),
+        // Set by `open_dirs`, from the directories it could open.
+        bind_rw: 0,
+        bind: 0,
+        cwd: false,
+        root: cli.root.map(|r| match r {
+            RootChoice::Minimal => Root::Minimal,
+            RootChoice::Host => Root::Host,
+        }),
     })
+}
+
+/// Most `--bind` directories: the rest of `MAX_BIND` is for the program's
+/// directory and exec_dir.
+const MAX_CALLER_BIND: usize = MAX_BIND as usize - 2;
+
+/// The places where a run has a private scratch tmpfs of its own instead
+/// of the host's: a program straight in one of them is shown alone (its
+/// directory would cover the run's own).
+const SCRATCH_PLACES: &[&str] = &["/tmp", "/var/tmp", "/dev/shm", "/run"];
+
+/// The directories of a run, opened as the caller (`open_dirs`).
+#[derive(Default)]
+pub struct Dirs {
+    chroot: Option<OwnedFd>,
+    bind_rw: Vec<OwnedFd>,
+    bind: Vec<OwnedFd>,
+    cwd: Option<OwnedFd>,
+}
+
+/// Opens, as the caller, every directory the run is given: the chroot
+/// directory, the `--bind-rw` and `--bind` ones (an error if one cannot
+/// be opened), and, outside a chroot, those the run is shown at their own
+/// path where the caller can read them: the working directory, exec_dir
+/// and the program's directory (the program alone when its directory is a
+/// scratch place such as /tmp). Counts them in the request.
+pub fn open_dirs(cli: &Cli, request: &mut Request) -> Result<Dirs, RunError> {
+    let open_all = |what, dirs: &[PathBuf]| -> Result<Vec<OwnedFd>, RunError> {
+        dirs.iter().map(|d| open_dir(what, d)).collect()
+    };
+    let mut dirs = Dirs {
+        chroot: cli.chroot_dir.as_deref().map(open_jail).transpose()?,
+        bind_rw: open_all("writable directory", &cli.bind_rw)?,
+        bind: open_all("directory to show", &cli.bind)?,
+        cwd: None,
+    };
+    if dirs.chroot.is_none() {
+        dirs.cwd = open_dir("working directory", Path::new(".")).ok();
+        for path in implied_paths(&request.program, request.exec_dir.as_deref()) {
+            if let Ok(file) = File::open(&path) {
+                dirs.bind.push(OwnedFd::from(file));
+            }
+        }
+    }
+    request.bind_rw = dirs.bind_rw.len() as u32;
+    request.bind = dirs.bind.len() as u32;
+    request.cwd = dirs.cwd.is_some();
+    Ok(dirs)
+}
+
+/// The paths the run needs to see besides the working directory: exec_dir
+/// and the program's directory (or, straight in a scratch place, the
+/// program), as the caller's working directory resolves them. Not /, /proc
+/// or /dev, which the run has of its own.
+fn implied_paths(program: &str, exec_dir: Option<&str>) -> Vec<PathBuf> {
+    let Ok(cwd) = std::env::current_dir() else {
+        return Vec::new();
+    };
+    let start = exec_dir.map_or(cwd.clone(), |d| cwd.join(d));
+    let mut paths = Vec::new();
+    if exec_dir.is_some() {
+        paths.extend(fs::canonicalize(&start).ok());
+    }
+    if program.contains('/') {
+        let program = start.join(program);
+        let dir = program.parent().and_then(|d| fs::canonicalize(d).ok());
+        if let (Some(dir), Some(name)) = (dir, program.file_name()) {
+            let alone = SCRATCH_PLACES.iter().any(|p| dir == Path::new(p));
+            paths.push(if alone { dir.join(name) } else { dir });
+        }
+    }
+    let own = |p: &Path| p == Path::new("/") || p.starts_with("/proc") || p.starts_with("/dev");
+    let cwd = fs::canonicalize(&cwd).unwrap_or(cwd);
+    paths.retain(|p| !own(p) && *p != cwd);
+    paths.dedup();
+    paths
 }
 
 /// The limits the command line asks for, every one of them set (only
@@ -348,8 +434,9 @@ impl Write for ReportFd {
     }
 }
 
-/// Opens a directory as the caller: the helper only ever receives the
-/// descriptor, so a directory the caller cannot open cannot be used.
+/// Opens a directory as the caller, for reading: the helper only ever
+/// receives the descriptor, so a directory the caller cannot read cannot
+/// be used.
 fn open_dir(what: &'static str, dir: &Path) -> Result<OwnedFd, RunError> {
     OpenOptions::new()
         .read(true)
@@ -393,11 +480,7 @@ fn open_jail(dir: &Path) -> Result<OwnedFd, RunError> {
 /// then the caller's terminal settings, then the wait for the helper, so
 /// that neither the relay's stop order nor a forwarded signal can ever
 /// reach a pid that was reaped and reused.
-pub fn run(
-    request: &Request,
-    chroot_dir: Option<&Path>,
-    bind_rw: &[PathBuf],
-) -> Result<Outcome, RunError> {
+pub fn run(request: &Request, dirs: Dirs) -> Result<Outcome, RunError> {
     let helper = helper_path();
     let helper_error = |err| RunError::Helper { path: helper.clone(), err };
     let (request_rx, mut request_tx) = io::pipe().map_err(helper_error)?;
@@ -407,16 +490,18 @@ pub fn run(
         FdMapping { parent_fd: OwnedFd::from(request_rx), child_fd: REQUEST_FD },
         FdMapping { parent_fd: OwnedFd::from(reply_tx), child_fd: REPLY_FD },
     ];
-    if let Some(dir) = chroot_dir {
-        mappings.push(FdMapping { parent_fd: open_jail(dir)?, child_fd: CHROOT_FD });
+    // Opened as the caller: the helper checks them again.
+    if let Some(dir) = dirs.chroot {
+        mappings.push(FdMapping { parent_fd: dir, child_fd: CHROOT_FD });
     }
-    // Opened as the caller, like the chroot directory: the helper checks
-    // they are the caller's own.
-    for (i, dir) in bind_rw.iter().enumerate() {
-        mappings.push(FdMapping {
-            parent_fd: open_dir("writable directory", dir)?,
-            child_fd: BIND_RW_FD + i as i32,
-        });
+    if let Some(dir) = dirs.cwd {
+        mappings.push(FdMapping { parent_fd: dir, child_fd: CWD_FD });
+    }
+    for (i, dir) in dirs.bind_rw.into_iter().enumerate() {
+        mappings.push(FdMapping { parent_fd: dir, child_fd: BIND_RW_FD + i as i32 });
+    }
+    for (i, dir) in dirs.bind.into_iter().enumerate() {
+        mappings.push(FdMapping { parent_fd: dir, child_fd: BIND_FD + i as i32 });
     }
 
     let caller = Caller::now();
@@ -560,6 +645,19 @@ mod tests {
 
     fn scratch(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!("safeexec-run-{}-{name}", std::process::id()))
+    }
+
+    #[test]
+    fn the_program_is_shown_by_its_directory_or_alone_straight_in_tmp() {
+        assert_eq!(implied_paths("/usr/bin/true", None), vec![PathBuf::from("/usr/bin")]);
+        assert_eq!(implied_paths("/tmp/a.out", None), vec![PathBuf::from("/tmp/a.out")]);
+        assert_eq!(implied_paths("/proc/self/exe", None), Vec::<PathBuf>::new());
+        assert_eq!(implied_paths("true", None), Vec::<PathBuf>::new());
+        assert_eq!(
+            implied_paths("./true", Some("/usr/bin")),
+            vec![PathBuf::from("/usr/bin")],
+            "exec_dir and the program's directory, once"
+        );
     }
 
     #[test]

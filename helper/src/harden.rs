@@ -12,7 +12,7 @@ use nix::unistd::{getppid, getresgid, getresuid, Gid, Pid, Uid};
 
 use crate::error::{Context, Error, Result};
 use crate::{identity, sys};
-use shared::{BIND_RW_FD, MAX_BIND_RW, REPLY_FD, REQUEST_FD};
+use shared::{FIRST_UNUSED_FD, REPLY_FD, REQUEST_FD};
 
 /// The user who ran the helper (its real ids), captured before anything.
 #[derive(Clone, Copy, Debug)]
@@ -70,11 +70,10 @@ pub fn before_reading() -> Result<Caller> {
         .context("cannot reset the signal mask")?;
     sys::clear_environment().context("cannot clear the environment")?;
     ensure_stdio_open()?;
-    // Nothing but the channel descriptors (and the chroot and writable
-    // directories) may stay open; the rest of what the caller left open is
-    // closed.
-    let first_unused = BIND_RW_FD as u32 + MAX_BIND_RW;
-    sys::close_from(first_unused, false).context("cannot close inherited descriptors")?;
+    // Nothing but the channel descriptors (and the directories: chroot,
+    // writable, readable, working) may stay open; the rest of what the
+    // caller left open is closed.
+    sys::close_from(FIRST_UNUSED_FD as u32, false).context("cannot close inherited descriptors")?;
     Ok(Caller { uid: uids.real, gid: gids.real, parent: getppid() })
 }
 

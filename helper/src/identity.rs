@@ -155,7 +155,7 @@ const NEEDED: &[(Capability, &str)] = &[
 /// container's capabilities bound what a setuid program gets.
 pub fn check_capabilities(chroot: bool) -> Result<()> {
     let have = caps::read(None, CapSet::Effective).map_err(cap_error)?;
-    let chroot_need = (Capability::CAP_SYS_CHROOT, "for --chroot_dir");
+    let chroot_need = (Capability::CAP_SYS_CHROOT, "for --chroot_dir and --root minimal");
     let missing: Vec<&(Capability, &str)> = NEEDED
         .iter()
         .chain(chroot.then_some(&chroot_need))

@@ -21,7 +21,7 @@ use nix::sys::resource::{getrusage, UsageWho};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::{ForkResult, Pid};
-use shared::Stop;
+use shared::{Root, Stop};
 
 use crate::cgroup::RunCgroup;
 use crate::channel::{Channel, FromRun, InitReport, ToRun};
@@ -73,11 +73,12 @@ fn init_run(plan: &Plan, channel: &Channel, cgroup: &mut Option<RunCgroup>) -> R
 }
 
 /// The run's namespaces (a network of its own has its loopback up) and
-/// its view of the file system (`mounts`). The
-/// jail is taken first, while init is still in the helper's mount
-/// namespace; the granted directories after, found again in the new one.
+/// its view of the file system (`mounts`). The jail and the directories to
+/// show are copied first, while init is still in the helper's mount
+/// namespace (the kernel copies no mount of another).
 fn enter_namespaces(plan: &Plan) -> Result<Option<OwnedFd>> {
     let jail = plan.chroot.as_ref().map(mounts::jail_mount).transpose()?;
+    let copies = mounts::copy_binds(plan)?;
     let mut flags = CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWNS;
     if !plan.share_net {
         flags |= CloneFlags::CLONE_NEWNET;
@@ -88,16 +89,19 @@ fn enter_namespaces(plan: &Plan) -> Result<Option<OwnedFd>> {
         // themselves over 127.0.0.1 work, and no host address is there.
         sys::loopback_up().context("cannot bring up the run's loopback")?;
     }
-    mounts::read_only_host()?;
-    mounts::private_mounts(plan)?;
-    if jail.is_none() {
-        mounts::working_directory_is_visible()?;
+    if plan.root == Root::Minimal && jail.is_none() {
+        mounts::minimal_root(plan, &copies)?;
+        return Ok(None);
     }
-    for grant in &plan.writable {
-        let copy = mounts::writable(grant)?;
-        if grant.path == "." {
-            // The target starts in the writable copy, not the one below.
-            nix::unistd::fchdir(&copy).context("cannot enter the working directory")?;
+    mounts::read_only_host()?;
+    let scratch = mounts::private_mounts(plan)?;
+    match &jail {
+        Some(jail) => mounts::jail_dev(jail, scratch)?,
+        None => {
+            if !plan.binds.iter().any(|b| b.cwd) {
+                mounts::working_directory_is_visible()?;
+            }
+            mounts::show_on_host(plan, &copies)?;
         }
     }
     Ok(jail)

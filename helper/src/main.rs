@@ -60,20 +60,22 @@ mod uids;
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::OwnedFd;
 
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::ForkResult;
-use shared::{wire, Facts, Limit, Network, Reply, Request, BIND_RW_FD, CHROOT_FD, MAX_BIND_RW};
+use shared::{
+    wire, Facts, Limit, Network, Reply, Request, BIND_FD, BIND_RW_FD, CHROOT_FD, CWD_FD,
+    FIRST_UNUSED_FD, MAX_BIND, MAX_BIND_RW,
+};
 
 use cgroup::{CgroupRule, RunCgroup};
 use channel::{Channel, ToRun};
 use error::{Context, Error, Result};
 use harden::Caller;
 use identity::Identity;
-use policy::Policy;
+use policy::{DirFds, Policy};
 use supervise::Run;
 use uids::Lease;
 
@@ -131,24 +133,35 @@ fn fail_early(err: &Error) -> ! {
 }
 
 /// The directory descriptors the request names: the chroot directory (if
-/// asked) and `bind_rw` writable directories. Any other of those numbers is
-/// closed, so that it cannot reach the run.
-fn directory_fds(request: &Request) -> Result<(Option<OwnedFd>, Vec<OwnedFd>)> {
-    if request.bind_rw > MAX_BIND_RW {
-        return Err(Error::Refused(format!("at most {MAX_BIND_RW} writable directories")));
+/// asked), the `bind_rw` writable and `bind` readable directories and the
+/// working directory. Any other of those numbers is closed, so that it
+/// cannot reach the run.
+fn directory_fds(request: &Request) -> Result<DirFds> {
+    if request.bind_rw > MAX_BIND_RW || request.bind > MAX_BIND {
+        return Err(Error::Refused(format!(
+            "at most {MAX_BIND_RW} writable and {MAX_BIND} readable directories"
+        )));
     }
     let bind_rw = BIND_RW_FD..BIND_RW_FD + request.bind_rw as i32;
-    let mut taken = Vec::new();
-    for fd in CHROOT_FD..BIND_RW_FD + MAX_BIND_RW as i32 {
+    let bind = BIND_FD..BIND_FD + request.bind as i32;
+    let mut fds = DirFds::default();
+    for fd in CHROOT_FD..FIRST_UNUSED_FD {
         let inherited = sys::take_inherited_fd(fd);
-        if (fd == CHROOT_FD && request.chroot) || bind_rw.contains(&fd) {
-            taken.push(inherited.map_err(|_| {
-                Error::Refused(format!("the request names descriptor {fd}, which is not open"))
-            })?);
-        } // else: dropped, so closed
+        let named = (fd == CHROOT_FD && request.chroot) || (fd == CWD_FD && request.cwd);
+        if !(named || bind_rw.contains(&fd) || bind.contains(&fd)) {
+            continue; // dropped, so closed
+        }
+        let dir = inherited.map_err(|_| {
+            Error::Refused(format!("the request names descriptor {fd}, which is not open"))
+        })?;
+        match fd {
+            CHROOT_FD => fds.chroot = Some(dir),
+            CWD_FD => fds.cwd = Some(dir),
+            fd if bind_rw.contains(&fd) => fds.bind_rw.push(dir),
+            _ => fds.bind.push(dir),
+        }
     }
-    let chroot = if request.chroot { Some(taken.remove(0)) } else { None };
-    Ok((chroot, taken))
+    Ok(fds)
 }
 
 /// The caller's order to stop the run (the frontend's, when the output it
@@ -170,14 +183,13 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
     };
     identity::check_mapped(policy.uid_base, policy.uid_count, fixed_gid)?;
     let request = wire::read_request(request_rx)?;
-    if request.chroot {
-        identity::check_capabilities(true)?;
-    }
-    let (chroot, bind_rw) = directory_fds(&request)?;
+    let dirs = directory_fds(&request)?;
     // Held until this function returns, and through the fork by init too:
     // the uid is the run's while either may have a process of it.
     let lease = uids::allocate(policy.uid_count)?;
-    let plan = policy.check(request, lease.index, caller.uid, chroot, bind_rw)?;
+    let plan = policy.check(request, lease.index, caller.uid, dirs)?;
+    // A jail and the minimal root are both entered with chroot(2).
+    identity::check_capabilities(plan.chroot.is_some() || plan.root == shared::Root::Minimal)?;
     let stop_order = stop_order()?;
     let (supervisor_end, run_end) = channel::pair()?;
     let (uid, gid, limits, memory_kib) =

@@ -1,22 +1,31 @@
 //! The run's view of the file system, built by init in the run's new mount
-//! namespace before the target is forked: a /proc of its own pid namespace,
-//! one private scratch tmpfs on the host's shared writable places, no cgroup
-//! file system, and the chroot jail as a detached mount (invariants 4, 5, 7).
+//! namespace before the target is forked (invariants 4, 5, 7). Either the
+//! host's, read-only (`read_only_host`), with a /proc of its own pid
+//! namespace, one private scratch tmpfs on the host's shared writable
+//! places and no cgroup file system (`private_mounts`); or a minimal root
+//! of read-only binds of the system directories and nothing else
+//! (`minimal_root`). Either way the directories the request shows
+//! (`policy::Bind`) are copies of the mounts of the descriptors the caller
+//! passed, attached at their own paths (`copy_binds`); a chroot jail is a
+//! copy of its own mount (`jail_mount`) with a minimal /dev (`minimal_dev`).
 
 use std::ffi::{CStr, CString, OsStr};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use shared::{Limit, Limits};
 
-use nix::fcntl::OFlag;
+use nix::errno::Errno;
+use nix::fcntl::{openat, OFlag};
 use nix::mount::MsFlags;
-use nix::sys::stat::{fstat, Mode};
+use nix::sys::stat::{fstat, mkdirat, Mode};
+use nix::unistd::{fchdir, symlinkat};
 
 use crate::error::{Context, Error, Result};
-use crate::policy::{Grant, Jail, Plan};
+use crate::policy::{Bind, Jail, Plan};
 use crate::sys;
+use shared::Root;
 
 /// Directories of the host a run never sees: world-writable ones (what the
 /// target would leave there, a disk fill or a note for the next run, would
@@ -32,6 +41,26 @@ const SCRATCH_DIRS: &[(&CStr, bool)] =
 pub fn scratch_kib(limits: &Limits) -> u64 {
     let cap_kib = limits.get(Limit::Mem).unwrap_or(1 << 20).min(1 << 20);
     limits.get(Limit::Fsize).unwrap_or(1 << 20).min(cap_kib).max(4)
+}
+
+fn scratch_options(limits: &Limits) -> Result<CString> {
+    let size_kib = scratch_kib(limits);
+    CString::new(format!("size={size_kib}k,nr_inodes=1024,mode=1777"))
+        .map_err(|_| Error::Internal("tmpfs options".into()))
+}
+
+/// The host's places a run sees its private scratch tmpfs in: the
+/// `SCRATCH_DIRS` that are real directories (a symlink here would move the
+/// mount), but /tmp and /var/tmp with `--host-tmp`.
+fn scratch_places(host_tmp: bool) -> impl Iterator<Item = &'static CStr> {
+    SCRATCH_DIRS
+        .iter()
+        .filter(move |(_, may_keep)| !(*may_keep && host_tmp))
+        .map(|(d, _)| *d)
+        .filter(|dir| {
+            std::fs::symlink_metadata(OsStr::from_bytes(dir.to_bytes()))
+                .is_ok_and(|m| m.file_type().is_dir())
+        })
 }
 
 /// mount(2) with a source always named (nix wants `Option`s of one type).
@@ -50,24 +79,13 @@ fn mount(
 /// private scratch tmpfs. Only fixed paths of the host are touched, before
 /// any chroot: they matter inside a chroot only if the chroot directory
 /// holds them (`--chroot_dir /`); the caller's own tree is never mounted on.
-pub fn private_mounts(plan: &Plan) -> Result<()> {
+pub fn private_mounts(plan: &Plan) -> Result<Option<&'static CStr>> {
     let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     mount(c"proc", c"/proc", Some(c"proc"), hardened | MsFlags::MS_NOEXEC, None)
         .context("cannot mount the run's /proc")?;
-    let size_kib = scratch_kib(&plan.limits);
-    let options = CString::new(format!("size={size_kib}k,nr_inodes=1024,mode=1777"))
-        .map_err(|_| Error::Internal("tmpfs options".into()))?;
+    let options = scratch_options(&plan.limits)?;
     let mut scratch: Option<&CStr> = None;
-    for &(dir, host_may_keep) in SCRATCH_DIRS {
-        if host_may_keep && plan.host_tmp {
-            continue;
-        }
-        // Only real directories: a symlink here would move the mount.
-        let is_dir = std::fs::symlink_metadata(OsStr::from_bytes(dir.to_bytes()))
-            .is_ok_and(|m| m.file_type().is_dir());
-        if !is_dir {
-            continue;
-        }
+    for dir in scratch_places(plan.host_tmp) {
         match scratch {
             None => {
                 mount(c"tmpfs", dir, Some(c"tmpfs"), hardened, Some(&options))
@@ -93,13 +111,22 @@ pub fn private_mounts(plan: &Plan) -> Result<()> {
         )
         .context("cannot hide /sys/fs/cgroup")?;
     }
-    Ok(())
+    Ok(scratch)
 }
 
 /// Ptys the run may open: a devpts instance of its own with a small
 /// maximum on /dev/pts, and /dev/ptmx opening in it, so that a run cannot
 /// take the host's ptys (and block new logins); gone with the run.
 const MAX_PTYS: u32 = 16;
+
+/// A devpts instance of the run's own at `dir`.
+fn mount_devpts(dir: &CStr) -> Result<()> {
+    let options = CString::new(format!("newinstance,ptmxmode=0666,mode=0620,max={MAX_PTYS}"))
+        .map_err(|_| Error::Internal("devpts options".into()))?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    mount(c"devpts", dir, Some(c"devpts"), flags, Some(&options))
+        .context("cannot mount the run's /dev/pts")
+}
 
 fn private_ptys() -> Result<()> {
     let is = |path: &str, dir: bool| {
@@ -114,11 +141,7 @@ fn private_ptys() -> Result<()> {
     if !is("/dev/pts", true) {
         return Ok(());
     }
-    let options = CString::new(format!("newinstance,ptmxmode=0666,mode=0620,max={MAX_PTYS}"))
-        .map_err(|_| Error::Internal("devpts options".into()))?;
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
-    mount(c"devpts", c"/dev/pts", Some(c"devpts"), flags, Some(&options))
-        .context("cannot mount the run's /dev/pts")?;
+    mount_devpts(c"/dev/pts")?;
     // A symbolic link to pts/ptmx (as in containers) already leads there.
     if is("/dev/ptmx", false) {
         mount(c"/dev/pts/ptmx", c"/dev/ptmx", None, MsFlags::MS_BIND, None)
@@ -142,30 +165,450 @@ pub fn read_only_host() -> Result<()> {
         .context("cannot make the host read-only for the run")
 }
 
-/// A granted directory (the policy's, or the caller's own) writable again
-/// in the run's view: a copy of it as a mount of its own, without the mounts
-/// below it, read-write, nosuid and nodev, put on top of it. Its files keep
-/// their permissions. Returns the copy.
-pub fn writable(grant: &Grant) -> Result<OwnedFd> {
-    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let dir = nix::fcntl::open(grant.path.as_str(), flags, Mode::empty());
-    let same = dir
-        .as_ref()
-        .ok()
-        .and_then(|d| fstat(d).ok())
-        .is_some_and(|st| (st.st_dev, st.st_ino) == grant.id);
-    let (Ok(dir), true) = (dir, same) else {
-        return Err(Error::Setup(format!(
-            "the writable directory {} moved or is gone",
-            grant.path
-        )));
+/// Copies of the mounts of the directories the run is shown
+/// (`Plan::binds`), taken from the descriptors the caller passed (never
+/// from a path) while init is still in the helper's mount namespace (the
+/// kernel copies no mount of another one): without the mounts below them,
+/// read-only unless granted, never set-id or devices. Their files keep
+/// their permissions.
+pub fn copy_binds(plan: &Plan) -> Result<Vec<Option<OwnedFd>>> {
+    let places: Vec<&str> = scratch_places(plan.host_tmp).filter_map(|d| d.to_str().ok()).collect();
+    // The host's view shows a read-only directory outside its scratch
+    // places as it is, and a minimal root one below its system
+    // directories: no copy.
+    let seen = |bind: &Bind| match plan.root {
+        Root::Host => !places.iter().any(|p| is_under(&bind.path, p)),
+        Root::Minimal => SYSTEM.iter().any(|s| is_under(&bind.path, s)),
     };
-    let copy = sys::clone_mount_of(&dir).context("cannot copy a writable directory's mount")?;
-    let (set, clear) = (sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV, sys::MOUNT_ATTR_RDONLY);
-    sys::mount_setattr(&copy, false, set, clear)
-        .context("cannot make a granted directory writable")?;
-    sys::move_mount(&copy, &dir).context("cannot put a writable directory in place")?;
-    Ok(copy)
+    let needed = |bind: &Bind| bind.writable || !seen(bind);
+    let copy = |bind: &Bind| -> Result<Option<OwnedFd>> {
+        if !needed(bind) {
+            return Ok(None);
+        }
+        let copy = sys::clone_mount_of(&bind.dir).context("cannot copy a directory's mount")?;
+        let mut set = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+        let mut clear = 0;
+        match bind.writable {
+            true => clear = sys::MOUNT_ATTR_RDONLY,
+            false => set |= sys::MOUNT_ATTR_RDONLY,
+        }
+        sys::mount_setattr(&copy, false, set, clear)
+            .context("cannot restrict a directory's copy")?;
+        Ok(Some(copy))
+    };
+    plan.binds.iter().map(copy).collect()
+}
+
+/// Whether `path` is `dir` or lies below it.
+fn is_under(path: &str, dir: &str) -> bool {
+    let dir = dir.trim_end_matches('/');
+    path == dir || path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Whether a read-only directory to show lies in one shown already (at
+/// or above its path): then it is seen there, and a read-only copy on top
+/// would hide the other's writability.
+fn covered(bind: &Bind, attached_at: &[&str]) -> bool {
+    !bind.writable && attached_at.iter().any(|at| is_under(&bind.path, at))
+}
+
+/// Where the target starts: the copy of the working directory, or a path.
+enum Start {
+    Copy(usize),
+    Path(String),
+}
+
+/// The place to attach a copy at `path` below `root`, walked one component
+/// at a time without following a symbolic link (so never out of `root`).
+/// A missing component is made (root's, 0755; for the last one, an empty
+/// file if `file`) only on a file system of `ours`: the run's own tmpfs,
+/// never a directory of the host or of the caller.
+fn mount_point(root: &OwnedFd, path: &str, ours: &[u64], file: bool) -> Result<OwnedFd> {
+    let refuse = |why: &str| Error::Setup(format!("cannot show {path}: {why}"));
+    let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    if parts.iter().any(|p| *p == "." || *p == "..") {
+        return Err(refuse("it is not a plain path"));
+    }
+    let mut here = root.try_clone().context("dup")?;
+    for (i, part) in parts.iter().enumerate() {
+        let leaf_file = file && i + 1 == parts.len();
+        let flags = if leaf_file { OFlag::O_PATH | OFlag::O_NOFOLLOW } else { dir_flags };
+        let next = match openat(here.as_fd(), *part, flags | OFlag::O_CLOEXEC, Mode::empty()) {
+            Err(Errno::ENOENT)
+                if ours.contains(&fstat(&here).context("fstat")?.st_dev) && leaf_file =>
+            {
+                let create = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW;
+                openat(
+                    here.as_fd(),
+                    *part,
+                    create | OFlag::O_CLOEXEC,
+                    Mode::from_bits_truncate(0o644),
+                )
+            }
+            Err(Errno::ENOENT) if ours.contains(&fstat(&here).context("fstat")?.st_dev) => {
+                mkdirat(here.as_fd(), *part, Mode::from_bits_truncate(0o755))
+                    .and_then(|()| openat(here.as_fd(), *part, dir_flags, Mode::empty()))
+            }
+            other => other,
+        };
+        here = next.map_err(|e| refuse(&format!("{part}: {}", sys::strerror(e as i32))))?;
+    }
+    let is_file = fstat(&here).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG);
+    if file != is_file {
+        return Err(refuse("it changed kind"));
+    }
+    Ok(here)
+}
+
+/// Attaches a detached copy at `onto`.
+fn attach(copy: &OwnedFd, onto: &OwnedFd, path: &str) -> Result<()> {
+    sys::move_mount(copy, onto).map_err(|e| {
+        Error::Setup(format!(
+            "cannot show {path}: {}",
+            sys::strerror(e.raw_os_error().unwrap_or(0))
+        ))
+    })
+}
+
+/// The binds in path order (a directory before what lies below it), with
+/// their copies' index.
+fn in_path_order(binds: &[Bind]) -> Vec<(usize, &Bind)> {
+    let mut order: Vec<(usize, &Bind)> = binds.iter().enumerate().collect();
+    order.sort_by(|a, b| a.1.path.cmp(&b.1.path));
+    order
+}
+
+fn is_file(bind: &Bind) -> bool {
+    fstat(&bind.dir).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
+}
+
+/// The copy of bind `i` (`copy_binds` made it wherever one is used).
+fn copy_of(copies: &[Option<OwnedFd>], i: usize) -> Result<&OwnedFd> {
+    copies.get(i).and_then(Option::as_ref).ok_or(Error::Internal("a bind without a copy".into()))
+}
+
+/// Enters where the target starts; `None`: stays where it is.
+fn enter_start(start: Option<Start>, copies: &[Option<OwnedFd>]) -> Result<()> {
+    match start {
+        Some(Start::Copy(i)) => {
+            fchdir(copy_of(copies, i)?).context("cannot enter the working directory")
+        }
+        Some(Start::Path(path)) => {
+            nix::unistd::chdir(path.as_str()).context("cannot enter the working directory")
+        }
+        None => Ok(()),
+    }
+}
+
+/// The directories the request shows, in the host's read-only view: one
+/// under the run's private scratch places (its /tmp, say) is attached in
+/// the scratch tmpfs at its own path; a writable one elsewhere on top of
+/// itself, found again by its path and used only if it is the same
+/// directory (device, inode); a read-only one elsewhere is seen as it is.
+/// The target starts in the copy of the working directory, if it has one.
+pub fn show_on_host(plan: &Plan, copies: &[Option<OwnedFd>]) -> Result<()> {
+    let places: Vec<&str> = scratch_places(plan.host_tmp).filter_map(|d| d.to_str().ok()).collect();
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let root = nix::fcntl::open("/", flags, Mode::empty()).context("cannot open /")?;
+    let scratch: Vec<u64> = places
+        .first()
+        .and_then(|p| nix::sys::stat::stat(*p).ok())
+        .map(|st| st.st_dev)
+        .into_iter()
+        .collect();
+    let mut start = None;
+    let mut attached_at: Vec<&str> = Vec::new();
+    for (i, bind) in in_path_order(&plan.binds) {
+        if covered(bind, &attached_at) {
+            if bind.cwd {
+                start = Some(Start::Path(bind.path.clone()));
+            }
+            continue;
+        }
+        let place = places.iter().find(|p| is_under(&bind.path, p));
+        let attached = match place {
+            Some(p) if bind.path == *p => scratch_place_itself(bind)?,
+            Some(_) => {
+                let onto = mount_point(&root, &bind.path, &scratch, is_file(bind))?;
+                attach(copy_of(copies, i)?, &onto, &bind.path).map(|()| true)?
+            }
+            None if bind.writable => {
+                let onto = mount_point(&root, &bind.path, &[], false)?;
+                let same = fstat(&onto).is_ok_and(|st| (st.st_dev, st.st_ino) == bind.id);
+                if !same {
+                    return Err(Error::Setup(format!("the directory {} moved", bind.path)));
+                }
+                attach(copy_of(copies, i)?, &onto, &bind.path).map(|()| true)?
+            }
+            None => false,
+        };
+        if attached {
+            attached_at.push(&bind.path);
+        }
+        match (bind.cwd, attached) {
+            (true, true) => start = Some(Start::Copy(i)),
+            (true, false) if place.is_some() => start = Some(Start::Path(bind.path.clone())),
+            _ => {}
+        }
+    }
+    enter_start(start, copies)
+}
+
+/// A directory to show that is a scratch place itself (/tmp): it would
+/// cover the run's own. The working directory is not shown (the target
+/// starts in the run's private one); anything else is refused.
+fn scratch_place_itself(bind: &Bind) -> Result<bool> {
+    if bind.cwd {
+        return Ok(false);
+    }
+    Err(Error::Setup(format!(
+        "cannot show {0} itself: the run has a private {0} of its own; \
+         name a directory below it",
+        bind.path
+    )))
+}
+
+/// The system directories a minimal root shows, read-only, where the host
+/// has them; a symbolic link (as /bin is on merged-/usr systems) is made
+/// again as the same link. The policy's `minimal_root_binds` add to them.
+pub const SYSTEM: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"];
+
+/// What of the host's /etc a minimal root shows: what the dynamic loader
+/// (ld.so.cache), libc (users and groups, name service, localhost, time
+/// zone), locales and TLS certificates read, and the configuration of the
+/// system's alternatives, Python and Java ("*": every entry with that
+/// prefix). Each is a mount of the run's: the list is short on purpose.
+pub const SYSTEM_ETC: &[&str] = &[
+    "ld.so.cache",
+    "passwd",
+    "group",
+    "nsswitch.conf",
+    "hosts",
+    "resolv.conf",
+    "localtime",
+    "timezone",
+    "locale.conf",
+    "ssl",
+    "pki",
+    "crypto-policies",
+    "alternatives",
+    "python3*",
+    "java*",
+];
+
+/// Where init builds a minimal root: on the host's /tmp of the run's
+/// mount namespace (which no process of the run sees once it is entered).
+const NEW_ROOT: &str = "/tmp";
+
+/// Host paths of `SYSTEM_ETC` on this host.
+fn etc_entries() -> Vec<String> {
+    let prefixes: Vec<&str> = SYSTEM_ETC.iter().filter_map(|e| e.strip_suffix('*')).collect();
+    let mut entries: Vec<String> =
+        SYSTEM_ETC.iter().filter(|e| !e.ends_with('*')).map(|e| format!("/etc/{e}")).collect();
+    if let Ok(dir) = std::fs::read_dir("/etc") {
+        for name in dir.flatten().map(|e| e.file_name()) {
+            let name = name.to_string_lossy();
+            if prefixes.iter().any(|p| name.starts_with(p)) {
+                entries.push(format!("/etc/{name}"));
+            }
+        }
+    }
+    entries
+}
+
+fn c_path(path: &str) -> Result<CString> {
+    CString::new(path).map_err(|_| Error::Internal(format!("path {path}")))
+}
+
+/// Shows the host's `path` (root's, a fixed or the policy's path) at the
+/// same place below `root` (at `NEW_ROOT`): a bind of it with the mounts
+/// below it, read-only as the host's view is by now; a link as the same
+/// link. Returns whether it exists.
+fn show_system(root: &OwnedFd, ours: &[u64], path: &str) -> Result<bool> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(false);
+    };
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(path).context("readlink")?;
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let dir = mount_point(root, parent, ours, false)?;
+        symlinkat(target.as_os_str(), &dir, name)
+            .context("cannot make a link of the minimal root")?;
+        return Ok(true);
+    }
+    if !(meta.is_dir() || meta.is_file()) {
+        return Ok(false);
+    }
+    // A bind of the path (one call; open_tree and move_mount are two, and
+    // a namespace each): the mount point is ours, the source root's.
+    mount_point(root, path, ours, meta.is_file())?;
+    let at = c_path(&format!("{NEW_ROOT}{path}"))?;
+    mount(&c_path(path)?, &at, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
+        .context("cannot show a system directory")?;
+    Ok(true)
+}
+
+/// A minimal root instead of the host's view: a new tmpfs, read-only for
+/// the run, with binds of the system directories (`SYSTEM`, the policy's
+/// `minimal_root_binds`, `SYSTEM_ETC`), a /proc of the run's own, a private
+/// /tmp, a minimal /dev (`minimal_dev`) and the directories the request
+/// shows at their own paths (`show_in_minimal`); nothing else. It becomes
+/// the root of init and the target (`enter_root`): neither can reach a file
+/// of the host outside these by any path.
+pub fn minimal_root(plan: &Plan, copies: &[Option<OwnedFd>]) -> Result<()> {
+    read_only_host()?;
+    let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    let new_root = c_path(NEW_ROOT)?;
+    mount(c"tmpfs", &new_root, Some(c"tmpfs"), hardened, Some(c"size=64k,nr_inodes=1024,mode=755"))
+        .context("cannot mount the minimal root")?;
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let root = nix::fcntl::open(NEW_ROOT, flags, Mode::empty()).context("cannot open the root")?;
+    let mut ours = vec![fstat(&root).context("fstat")?.st_dev];
+    let system = SYSTEM.iter().map(|s| s.to_string()).chain(plan.system_binds.iter().cloned());
+    let mut shown = Vec::new();
+    for path in system.chain(etc_entries()) {
+        if show_system(&root, &ours, &path)? {
+            shown.push(path);
+        }
+    }
+    for dir in ["proc", "tmp", "dev"] {
+        mkdirat(&root, dir, Mode::from_bits_truncate(0o755)).context("cannot make the root")?;
+    }
+    let under = |dir: &str| c_path(&format!("{NEW_ROOT}/{dir}"));
+    let proc_flags = hardened | MsFlags::MS_NOEXEC;
+    mount(c"proc", &under("proc")?, Some(c"proc"), proc_flags, None)
+        .context("cannot mount the run's /proc")?;
+    let options = scratch_options(&plan.limits)?;
+    mount(c"tmpfs", &under("tmp")?, Some(c"tmpfs"), hardened, Some(&options))
+        .context("cannot mount the run's /tmp")?;
+    ours.push(nix::sys::stat::stat(under("tmp")?.as_c_str()).context("stat")?.st_dev);
+    minimal_dev(&under("dev")?)?;
+    let mut start = None;
+    let mut attached_at: Vec<&str> = Vec::new();
+    for (i, bind) in in_path_order(&plan.binds) {
+        let attached =
+            !covered(bind, &attached_at) && show_in_minimal(&root, &ours, &shown, bind, copies, i)?;
+        if attached {
+            attached_at.push(&bind.path);
+        }
+        if bind.cwd {
+            start = Some(if attached { Start::Copy(i) } else { Start::Path(bind.path.clone()) });
+        }
+    }
+    sys::mount_setattr(&root, false, sys::MOUNT_ATTR_RDONLY, 0)
+        .context("cannot make the minimal root read-only")?;
+    enter_root(&root)?;
+    enter_start(start.or(Some(Start::Path("/".into()))), copies)
+}
+
+/// Makes `root` the root of init, and so of the target. A chroot rather
+/// than pivot_root and a detach of the host's mounts, which costs a wait
+/// for an RCU grace period (milliseconds): the host's mounts stay in the
+/// namespace, out of reach (no process of the run has a descriptor there,
+/// and the target cannot chroot).
+fn enter_root(root: &OwnedFd) -> Result<()> {
+    fchdir(root).context("cannot enter the minimal root")?;
+    nix::unistd::chroot(".").context("chroot")?;
+    nix::unistd::chdir("/").context("chdir")
+}
+
+/// Shows one directory of the request in the minimal root, at its own
+/// path; returns whether a copy was attached (a read-only one that a
+/// system directory already shows is not). Its own /, /proc, /dev and
+/// /tmp are the run's: they are never covered (a working directory there
+/// starts the target at that path of the run's own).
+fn show_in_minimal(
+    root: &OwnedFd,
+    ours: &[u64],
+    shown: &[String],
+    bind: &Bind,
+    copies: &[Option<OwnedFd>],
+    i: usize,
+) -> Result<bool> {
+    let own = ["/proc", "/dev"].iter().any(|d| is_under(&bind.path, d))
+        || ["/", "/tmp"].contains(&bind.path.as_str());
+    if own && bind.cwd {
+        return Ok(false);
+    }
+    if own {
+        return Err(Error::Setup(format!(
+            "cannot show {}: the run has its own /, /proc, /dev and /tmp; name another directory",
+            bind.path
+        )));
+    }
+    if !bind.writable && shown.iter().any(|s| is_under(&bind.path, s)) {
+        return Ok(false);
+    }
+    let onto = mount_point(root, &bind.path, ours, is_file(bind))?;
+    attach(copy_of(copies, i)?, &onto, &bind.path)?;
+    Ok(true)
+}
+
+/// The host's devices a run may use, in every minimal /dev.
+const DEVICES: &[&CStr] = &[c"null", c"zero", c"full", c"random", c"urandom"];
+
+/// A minimal /dev at `dir` (a directory of the run's own view): a small
+/// read-only tmpfs with copies of the host's null, zero, full, random and
+/// urandom (their own mounts, so they work where the tmpfs and a jail are
+/// nodev), a devpts of the run's own (`private_ptys`' limits) with ptmx,
+/// and the usual links (fd, stdin, stdout, stderr, shm to /tmp). No other
+/// device of the host, and no node a jail's owner made.
+pub fn minimal_dev(dir: &CStr) -> Result<()> {
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    mount(c"tmpfs", dir, Some(c"tmpfs"), flags, Some(c"size=4k,nr_inodes=64,mode=755"))
+        .context("cannot mount the run's /dev")?;
+    let open_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let dev = nix::fcntl::open(dir, open_flags, Mode::empty()).context("cannot open /dev")?;
+    let create = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
+    for name in DEVICES {
+        openat(&dev, *name, create, Mode::from_bits_truncate(0o666)).context("/dev")?;
+        let name = name.to_string_lossy();
+        let host = c_path(&format!("/dev/{name}"))?;
+        let at = c_path(&format!("{}/{name}", dir.to_string_lossy()))?;
+        mount(&host, &at, None, MsFlags::MS_BIND, None)
+            .context("cannot put a device in the run's /dev")?;
+    }
+    mkdirat(&dev, "pts", Mode::from_bits_truncate(0o755)).context("/dev/pts")?;
+    let links = [
+        ("pts/ptmx", "ptmx"),
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+        ("/tmp", "shm"),
+    ];
+    for (target, name) in links {
+        symlinkat(target, &dev, name).context("cannot make a link in the run's /dev")?;
+    }
+    let pts = c_path(&format!("{}/pts", dir.to_string_lossy()))?;
+    mount_devpts(&pts)?;
+    sys::mount_setattr(&dev, false, sys::MOUNT_ATTR_RDONLY, 0)
+        .context("cannot make the run's /dev read-only")
+}
+
+/// A chroot run's /dev: the jail's own device nodes are never honoured
+/// (its copy is nodev); if it has a /dev directory, the run's minimal /dev
+/// (`minimal_dev`) covers it. The kernel mounts nothing on a detached
+/// mount, so the jail's copy is first attached in the run's scratch tmpfs
+/// (`scratch`, which only init sees), and the /dev is built there too
+/// before it is moved onto the jail's: nothing is made in the jail.
+pub fn jail_dev(jail: &OwnedFd, scratch: Option<&CStr>) -> Result<()> {
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let (Ok(jail_dev), Some(scratch)) = (openat(jail, "dev", flags, Mode::empty()), scratch) else {
+        return Ok(());
+    };
+    let place =
+        nix::fcntl::open(scratch, flags, Mode::empty()).context("cannot open the scratch")?;
+    for dir in ["jail", "dev"] {
+        mkdirat(&place, dir, Mode::from_bits_truncate(0o700)).context("cannot stage /dev")?;
+    }
+    let at = openat(&place, "jail", flags, Mode::empty()).context("cannot stage the jail")?;
+    sys::move_mount(jail, &at).context("cannot attach the chroot directory")?;
+    let staged = c_path(&format!("{}/dev", scratch.to_string_lossy()))?;
+    minimal_dev(&staged)?;
+    let dev = nix::fcntl::open(staged.as_c_str(), flags, Mode::empty()).context("/dev")?;
+    sys::move_mount(&dev, &jail_dev).context("cannot put /dev in the chroot directory")
 }
 
 /// The chroot directory as a detached copy of its own mount: no mount below

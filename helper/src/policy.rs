@@ -11,10 +11,10 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{fstat, stat, Mode, SFlag};
-use nix::sys::statvfs::{fstatvfs, statvfs, FsFlags, Statvfs};
+use nix::sys::statvfs::{fstatvfs, FsFlags, Statvfs};
 use nix::unistd::{Gid, Uid};
 use shared::limits::{LimitSpec, TABLE};
-use shared::{Limit, Limits, Request};
+use shared::{Limit, Limits, Request, Root};
 
 use crate::cgroup::{self, CgroupRule};
 use crate::error::{Context, Error, Result};
@@ -70,6 +70,12 @@ pub struct Policy {
     /// Cap of a run's memory cgroup limit when the caller sets none, KiB;
     /// `None`: half the machine's memory.
     pub max_run_memory: Option<u64>,
+    /// The root of runs that do not ask for one.
+    pub default_root: Root,
+    /// Whether a run may see the host's file system (`--root host`).
+    pub allow_host_root: bool,
+    /// Host paths a minimal root shows read-only besides `mounts::SYSTEM`.
+    pub minimal_root_binds: Vec<String>,
 }
 
 impl Default for Policy {
@@ -103,6 +109,9 @@ impl Default for Policy {
             max_memory_cgroups: 32768,
             max_run_memory: None,
             writable_dirs: Vec::new(),
+            default_root: Root::Host,
+            allow_host_root: true,
+            minimal_root_binds: Vec::new(),
         }
     }
 }
@@ -229,6 +238,9 @@ pub fn parse(text: &str) -> std::result::Result<Policy, String> {
                 p.writable_chroot_roots = parse_writable_roots(value).map_err(at)?
             }
             "writable_dirs" => p.writable_dirs = absolute_paths(value).map_err(at)?,
+            "default_root" => p.default_root = parse_root(value).map_err(at)?,
+            "allow_host_root" => p.allow_host_root = boolean(value).map_err(at)?,
+            "minimal_root_binds" => p.minimal_root_binds = absolute_paths(value).map_err(at)?,
             k if k.starts_with("max_") && TABLE.iter().any(|r| r.policy_key == k) => {
                 for spec in TABLE.iter().filter(|r| r.policy_key == k) {
                     p.max[spec.limit as usize] = parse_max(value, spec.policy_scale).map_err(at)?;
@@ -245,6 +257,9 @@ pub fn parse(text: &str) -> std::result::Result<Policy, String> {
         }
     }
     p.ids_are_sandbox_ids()?;
+    if p.default_root == Root::Host && !p.allow_host_root {
+        return Err("default_root = host needs allow_host_root = true".into());
+    }
     Ok(p)
 }
 
@@ -281,6 +296,14 @@ fn absolute_paths(value: &str) -> std::result::Result<Vec<String>, String> {
     match paths.iter().find(|p| !p.starts_with('/')) {
         Some(p) => Err(format!("'{p}' is not an absolute path")),
         None => Ok(paths),
+    }
+}
+
+fn parse_root(value: &str) -> std::result::Result<Root, String> {
+    match value {
+        "host" => Ok(Root::Host),
+        "minimal" => Ok(Root::Minimal),
+        _ => Err(format!("'{value}' is not host or minimal")),
     }
 }
 
@@ -332,18 +355,37 @@ pub struct Plan {
     pub share_net: bool,
     pub host_tmp: bool,
     pub chroot: Option<Jail>,
-    /// Directories the run may write besides its scratch mounts.
-    pub writable: Vec<Grant>,
+    /// The file system outside a chroot directory (`Root::Host` with one).
+    pub root: Root,
+    /// Directories shown at their own path besides the root's own: the
+    /// ones the run may write besides its scratch mounts, and the ones the
+    /// caller could read and names.
+    pub binds: Vec<Bind>,
+    /// Host paths a minimal root shows read-only besides `mounts::SYSTEM`.
+    pub system_binds: Vec<String>,
 }
 
-/// A directory of the host the run may write: found again by init in the
-/// run's mount namespace by its path, and used only if it is still the
-/// same directory (device and inode) that was checked.
+/// A directory of the host shown to the run at its own path: init copies
+/// its mount from this descriptor (never from a path), and attaches the
+/// copy in the run's view at `path`.
 #[derive(Debug)]
-pub struct Grant {
-    /// "." for the working directory.
+pub struct Bind {
+    pub dir: OwnedFd,
+    /// Where it is on the host (from the descriptor); absolute.
     pub path: String,
     pub id: (u64, u64),
+    pub writable: bool,
+    /// The caller's working directory, where the target starts.
+    pub cwd: bool,
+}
+
+/// The directory descriptors of a request (`main::directory_fds`).
+#[derive(Debug, Default)]
+pub struct DirFds {
+    pub chroot: Option<OwnedFd>,
+    pub bind_rw: Vec<OwnedFd>,
+    pub bind: Vec<OwnedFd>,
+    pub cwd: Option<OwnedFd>,
 }
 
 /// A chroot directory that passed the policy.
@@ -386,24 +428,24 @@ impl Policy {
         request: Request,
         index: u32,
         caller: Uid,
-        chroot: Option<OwnedFd>,
-        bind_rw: Vec<OwnedFd>,
+        mut dirs: DirFds,
     ) -> Result<Plan> {
         self.check_limits(&request.limits)?;
         self.check_choices(&request)?;
-        let chroot = match (request.chroot, chroot) {
+        let chroot = match (request.chroot, dirs.chroot.take()) {
             (false, _) => None,
             (true, None) => {
                 return Err(Error::Refused("chroot asked but no directory passed".into()))
             }
             (true, Some(fd)) => Some(self.check_chroot(fd, caller)?),
         };
-        if chroot.is_some() && !bind_rw.is_empty() {
-            // The jail shows its own tree only: a grant would do nothing.
+        if chroot.is_some() && !(dirs.bind_rw.is_empty() && dirs.bind.is_empty()) {
+            // The jail shows its own tree only: a bind would do nothing.
             return Err(Error::Refused(
-                "--bind-rw does not apply inside a chroot directory".into(),
+                "--bind and --bind-rw do not apply inside a chroot directory".into(),
             ));
         }
+        let root = self.root_of(&request, chroot.is_some())?;
         let (uid, gid) = self.ids_of(index)?;
         Ok(Plan {
             uid,
@@ -419,9 +461,28 @@ impl Policy {
             // original tool's callers ask for it only to talk over loopback).
             share_net: request.share_net && self.allow_share_net,
             host_tmp: request.host_tmp,
-            writable: self.grants(caller, chroot.is_none(), bind_rw)?,
+            binds: if chroot.is_some() { Vec::new() } else { self.binds(caller, dirs)? },
+            system_binds: self.minimal_root_binds.clone(),
+            root,
             chroot,
         })
+    }
+
+    /// The root of the run: the one asked, or the policy's default; the
+    /// host's only if the policy allows it. A chroot directory is its own
+    /// root, in the host's view.
+    fn root_of(&self, request: &Request, chroot: bool) -> Result<Root> {
+        let refuse = |msg: &str| Err(Error::Refused(msg.into()));
+        match request.root.unwrap_or(self.default_root) {
+            _ if chroot => Ok(Root::Host),
+            Root::Host if !self.allow_host_root => refuse(
+                "the policy allows only --root minimal (the host's file system is not shown)",
+            ),
+            Root::Minimal if request.host_tmp => {
+                refuse("--host-tmp does not apply to a minimal root (its /tmp is its own)")
+            }
+            root => Ok(root),
+        }
     }
 
     /// Every limit within the policy's maximum (one walk of the table).
@@ -479,26 +540,27 @@ impl Policy {
         Some(asked.min(self.max_run_memory.unwrap_or_else(half)))
     }
 
-    /// What the run may write: the policy's writable directories that exist
-    /// (the policy is root's word), the directories the caller grants
-    /// (`caller_grant`), and the working directory when the caller owns it
-    /// (`cwd_if_owned_by`) and no chroot hides it.
-    fn grants(&self, caller: Uid, cwd: bool, bind_rw: Vec<OwnedFd>) -> Result<Vec<Grant>> {
-        let mut grants: Vec<Grant> = (self.writable_dirs.iter())
-            .filter(|d| !read_only(&statvfs(d.as_str())))
-            .filter_map(|d| {
-                stat(d.as_str())
-                    .ok()
-                    .map(|st| Grant { path: d.clone(), id: (st.st_dev, st.st_ino) })
-            })
+    /// What the run is shown at its own path: the policy's writable
+    /// directories that exist (the policy is root's word), the directories
+    /// the caller grants (`caller_grant`) or could read (`caller_readable`),
+    /// and the working directory (`working_directory`).
+    fn binds(&self, caller: Uid, dirs: DirFds) -> Result<Vec<Bind>> {
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let mut binds: Vec<Bind> = (self.writable_dirs.iter())
+            .filter_map(|d| nix::fcntl::open(d.as_str(), flags, Mode::empty()).ok())
+            .filter(|dir| !read_only(&fstatvfs(dir)))
+            .filter_map(|dir| bind_of(dir, true).ok())
             .collect();
-        for dir in bind_rw {
-            grants.push(caller_grant(&dir, caller)?);
+        for dir in dirs.bind_rw {
+            binds.push(caller_grant(dir, caller)?);
         }
-        if cwd {
-            grants.extend(cwd_if_owned_by(caller)?);
+        for dir in dirs.bind {
+            binds.push(caller_readable(dir)?);
         }
-        Ok(grants)
+        if let Some(dir) = dirs.cwd {
+            binds.push(working_directory(dir, caller)?);
+        }
+        Ok(binds)
     }
 
     /// The sandbox ids: uid = base + the run's index (`uids::allocate`,
@@ -579,35 +641,69 @@ fn under_one_of(dir: &OwnedFd, roots: &[(u64, u64)]) -> Result<bool> {
     }
 }
 
-/// A directory the caller grants the run to write (`--bind-rw`), opened by
-/// the frontend as the caller: it must be a directory of the caller's own
-/// and not a shared place. Its path is only a way for init to find it
-/// again in the run's namespace; init checks it is the same directory.
-fn caller_grant(dir: &OwnedFd, caller: Uid) -> Result<Grant> {
-    let st = fstat(dir).context("fstat of a writable directory")?;
-    let is_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
-    if !is_dir || st.st_uid != caller.as_raw() || st.st_mode & 0o1002 == 0o1002 {
-        return Err(Error::Refused(
-            "a writable directory must be a directory of the caller's own".into(),
-        ));
-    }
-    if read_only(&fstatvfs(dir)) {
-        return Err(Error::Refused("a writable directory is on a read-only mount".into()));
+/// A directory shown at its own path: where the descriptor says it is. A
+/// read-only one may be a regular file (a program straight under /tmp).
+fn bind_of(dir: OwnedFd, writable: bool) -> Result<Bind> {
+    let st = fstat(&dir).context("fstat of a directory to show")?;
+    let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+    if kind != SFlag::S_IFDIR && (writable || kind != SFlag::S_IFREG) {
+        return Err(Error::Refused("a directory to show is not a directory".into()));
     }
     let path = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))
-        .context("cannot name a writable directory")?;
-    Ok(Grant { path: path.to_string_lossy().into_owned(), id: (st.st_dev, st.st_ino) })
+        .context("cannot name a directory to show")?;
+    let path = path.to_string_lossy().into_owned();
+    if !path.starts_with('/') || path.ends_with(" (deleted)") {
+        return Err(Error::Refused(format!("the directory {path} is not on a path of the host")));
+    }
+    Ok(Bind { dir, path, id: (st.st_dev, st.st_ino), writable, cwd: false })
 }
 
-/// The helper's working directory (the caller's), if the caller owns it
-/// and it is not a shared place (sticky and writable by others, like
-/// /tmp): then the run may write there, as the original tool's callers
-/// expect (the directory's own permissions still apply).
-fn cwd_if_owned_by(caller: Uid) -> Result<Option<Grant>> {
-    let st = stat(".").context("cannot stat the working directory")?;
-    let shared = st.st_mode & 0o1002 == 0o1002;
-    let grant = Grant { path: ".".into(), id: (st.st_dev, st.st_ino) };
-    Ok((st.st_uid == caller.as_raw() && !shared && !read_only(&statvfs("."))).then_some(grant))
+/// A directory the caller grants the run to write (`--bind-rw`), opened by
+/// the frontend as the caller: it must be a directory of the caller's own
+/// and not a shared place.
+fn caller_grant(dir: OwnedFd, caller: Uid) -> Result<Bind> {
+    let bind = bind_of(dir, true)?;
+    let st = fstat(&bind.dir).context("fstat of a writable directory")?;
+    if st.st_uid != caller.as_raw() || st.st_mode & 0o1002 == 0o1002 {
+        return Err(Error::Refused(format!(
+            "--bind-rw {}: a writable directory must be a directory of the caller's own",
+            bind.path
+        )));
+    }
+    if read_only(&fstatvfs(&bind.dir)) {
+        return Err(Error::Refused(format!("--bind-rw {}: it is on a read-only mount", bind.path)));
+    }
+    Ok(bind)
+}
+
+/// A directory the run may read (`--bind`, the program's, exec_dir): the
+/// frontend opened it for reading as the caller, so the caller could list
+/// it; a descriptor opened with O_PATH proves nothing and is refused.
+fn caller_readable(dir: OwnedFd) -> Result<Bind> {
+    let flags = nix::fcntl::fcntl(&dir, nix::fcntl::FcntlArg::F_GETFL).context("fcntl")?;
+    if OFlag::from_bits_truncate(flags).contains(OFlag::O_PATH) {
+        return Err(Error::Refused("a directory to show must be opened for reading".into()));
+    }
+    bind_of(dir, false)
+}
+
+/// The caller's working directory, opened for reading by the frontend: it
+/// must be the helper's own (the caller's). The run may write there if the
+/// caller owns it and it is not a shared place (sticky and writable by
+/// others, like /tmp), as the original tool's callers expect (the
+/// directory's own permissions still apply).
+fn working_directory(dir: OwnedFd, caller: Uid) -> Result<Bind> {
+    let here = stat(".").context("cannot stat the working directory")?;
+    let mut bind = caller_readable(dir)?;
+    if bind.id != (here.st_dev, here.st_ino) {
+        return Err(Error::Refused(
+            "the working directory's descriptor is another directory".into(),
+        ));
+    }
+    let shared = here.st_mode & 0o1002 == 0o1002;
+    bind.writable = here.st_uid == caller.as_raw() && !shared && !read_only(&fstatvfs(&bind.dir));
+    bind.cwd = true;
+    Ok(bind)
 }
 
 /// Whether a directory's mount is read-only for everyone (then the run
@@ -670,6 +766,17 @@ mod tests {
         assert!(parse("writable_chroot_roots = jail").unwrap_err().contains("not an absolute"));
         let p = parse("writable_chroot_roots = /usr /does-not-exist").unwrap();
         assert_eq!(p.writable_chroot_roots.len(), 1);
+    }
+
+    #[test]
+    fn the_root_keys_parse_and_forcing_minimal_needs_a_minimal_default() {
+        let p = parse("default_root = minimal\nallow_host_root = false\nminimal_root_binds = /opt")
+            .unwrap();
+        assert_eq!((p.default_root, p.allow_host_root), (Root::Minimal, false));
+        assert_eq!(p.minimal_root_binds, vec!["/opt".to_string()]);
+        assert!(parse("allow_host_root = false").unwrap_err().contains("allow_host_root"));
+        assert!(parse("default_root = chroot").is_err());
+        assert!(parse("minimal_root_binds = opt").is_err());
     }
 
     #[test]

@@ -30,6 +30,28 @@ pub const CHROOT_FD: i32 = 5;
 pub const BIND_RW_FD: i32 = 6;
 /// Most directories a caller may grant.
 pub const MAX_BIND_RW: u32 = 8;
+/// First of the descriptors of the directories the run may read at their
+/// own path (`Request::bind` of them, from this number on): the caller's
+/// `--bind` directories, the program's and exec_dir.
+pub const BIND_FD: i32 = BIND_RW_FD + MAX_BIND_RW as i32;
+/// Most read-only directories a request may name (8 of the caller's, the
+/// program's directory and exec_dir).
+pub const MAX_BIND: u32 = 10;
+/// Descriptor of the caller's working directory, opened by the frontend as
+/// the caller (present only when `Request::cwd` is true).
+pub const CWD_FD: i32 = BIND_FD + MAX_BIND as i32;
+/// The first descriptor number the helper never takes from its caller.
+pub const FIRST_UNUSED_FD: i32 = CWD_FD + 1;
+
+/// The file system a run sees outside a chroot directory.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Root {
+    /// The host's, read-only, with private scratch places.
+    Host,
+    /// A new root of read-only binds of the system directories, with the
+    /// directories the request names at their own paths, and nothing else.
+    Minimal,
+}
 
 /// One run, as the caller asks for it. Ids are deliberately absent: the uid,
 /// gid and groups of the target come from the policy, never from the caller.
@@ -59,6 +81,13 @@ pub struct Request {
     /// How many directories of the caller's own the run may write, passed
     /// as descriptors from `BIND_RW_FD` on (at most `MAX_BIND_RW`).
     pub bind_rw: u32,
+    /// How many directories the run may read at their own path, passed as
+    /// descriptors from `BIND_FD` on (at most `MAX_BIND`).
+    pub bind: u32,
+    /// The caller's working directory is passed as descriptor `CWD_FD`.
+    pub cwd: bool,
+    /// The root asked for; `None`: the policy's `default_root`.
+    pub root: Option<Root>,
 }
 
 /// What the helper answers: exactly one per request. Sent once per run, so

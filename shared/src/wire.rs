@@ -219,6 +219,9 @@ mod tests {
             share_net: false,
             host_tmp: false,
             bind_rw: 0,
+            bind: 0,
+            cwd: false,
+            root: None,
         }
     }
 

@@ -40,6 +40,8 @@ const LIMIT_MS: f64 = 300.0;
 
 /// Targets of the issue.
 const MAX_OVERHEAD_MS: f64 = 1.0;
+/// Issue 15: what `--root minimal` may add over `--root host`.
+const MAX_MINIMAL_ROOT_MS: f64 = 0.5;
 const MAX_OVERSHOOT_MS: f64 = 5.0;
 const MAX_SPIKE_ERROR: f64 = 0.02;
 const MAX_CPU_ERROR_MS: f64 = 2.0;
@@ -82,6 +84,7 @@ fn main() {
 
     print_header(env);
     b.overhead();
+    b.minimal_root();
     b.throughput();
     b.cpu_accuracy();
     b.spike();
@@ -386,6 +389,47 @@ impl Bench {
             p.median,
             p.p90,
             p.median - bare_median
+        );
+    }
+
+    /// What the minimal root adds: `--root minimal` against `--root host`,
+    /// both of /bin/true, in interleaved pairs.
+    fn minimal_root(&mut self) {
+        let host = ["--root", "host", "--exec", TRUE];
+        let minimal = ["--root", "minimal", "--exec", TRUE];
+        let (mut h, mut m) = (Vec::new(), Vec::new());
+        let mut failed = 0;
+        for i in 0..WARMUP_RUNS + OVERHEAD_RUNS {
+            let (a, b) = if i % 2 == 0 {
+                let a = timed(&mut self.safeexec(&host));
+                (a, timed(&mut self.safeexec(&minimal)))
+            } else {
+                let b = timed(&mut self.safeexec(&minimal));
+                (timed(&mut self.safeexec(&host)), b)
+            };
+            if !a.1 || !b.1 {
+                failed += 1;
+                continue;
+            }
+            if i >= WARMUP_RUNS {
+                h.push(a.0);
+                m.push(b.0);
+            }
+        }
+        let (h, m) = (Stats::of(&h), Stats::of(&m));
+        println!();
+        println!("1b. the minimal root: /bin/true, interleaved pairs{}", failed_note(failed));
+        for (what, st) in [
+            ("safeexec --root host --exec /bin/true", &h),
+            ("safeexec --root minimal --exec /bin/true", &m),
+        ] {
+            println!("   {what:<44} {:>8.3} {:>8.3} {:>8.3}", st.p10, st.median, st.p90);
+        }
+        let diff = m.median - h.median;
+        let mark = self.mark("minimal root", diff <= MAX_MINIMAL_ROOT_MS);
+        println!(
+            "   {:<44} {:>8} {:>8.3} {:>8}   target <= {MAX_MINIMAL_ROOT_MS} ms  {mark}",
+            "minimal over host (difference of the medians)", "", diff, ""
         );
     }
 

@@ -31,6 +31,9 @@ pub fn request(argv: &[&str]) -> shared::Request {
         share_net: false,
         host_tmp: false,
         bind_rw: 0,
+        bind: 0,
+        cwd: false,
+        root: None,
     }
 }
 
