@@ -75,13 +75,16 @@ fn each_missing_capability_is_named() {
             t.run(&["--exec", "/bin/true"]).setpriv_options(&[bounding_set(&others)]).output();
         assert_named(&out, &format!("lacks CAP_{} (", cap.to_uppercase()));
     }
-    // A chroot needs one more, asked only of runs with --chroot_dir.
+    // A chroot needs one more, asked only of runs with --chroot_dir or a
+    // minimal root (both enter their root with chroot).
     let jail = t.env().scratch("jail");
-    let out = t
-        .run(&["--chroot_dir", path_str(jail.path()), "--exec", "/bin/true"])
-        .setpriv_options(&[bounding_set(&CAPS)])
-        .output();
-    assert_named(&out, "lacks CAP_SYS_CHROOT (for --chroot_dir)");
+    for args in [&["--chroot_dir", path_str(jail.path())][..], &["--root", "minimal"]] {
+        let out = t
+            .run(&[args, &["--exec", "/bin/true"]].concat())
+            .setpriv_options(&[bounding_set(&CAPS)])
+            .output();
+        assert_named(&out, "lacks CAP_SYS_CHROOT (for --chroot_dir and --root minimal)");
+    }
 }
 
 #[test]
