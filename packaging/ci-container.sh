@@ -189,7 +189,7 @@ if [ -n "${uids[0]}" ] && [ -n "${uids[1]}" ] && [ "${uids[0]}" != "${uids[1]}" 
 else
     fail "two workers sharing /var/lib/safeexec: uids '${uids[*]}'"
 fi
-expect "--chroot_dir needs SYS_CHROOT, and says so" 2 'lacks CAP_SYS_CHROOT \(for --chroot_dir\)' \
+expect "--chroot_dir needs SYS_CHROOT, and says so" 2 'lacks CAP_SYS_CHROOT \(for --chroot_dir and --root minimal\)' \
     with_caps "$all_caps" "$image" safeexec --chroot_dir /home/worker --exec /bin/true
 expect "--chroot_dir works with SYS_CHROOT" 1 'Command exited with non-zero status \(127\)' \
     with_caps "$all_caps,SYS_CHROOT" "$image" safeexec --chroot_dir /home/worker --exec /bin/true
