@@ -42,6 +42,8 @@ pub enum ReportFormat {
     name = "safeexec",
     version,
     about,
+    // As the original: an option given twice takes its last value.
+    args_override_self = true,
     override_usage = "safeexec [OPTIONS] --exec PROGRAM [ARGS...]\n       safeexec [OPTIONS] -- PROGRAM [ARGS...]",
     long_about = "Run an untrusted program as a throw-away user, without network, with limits on \
                   CPU, wall clock, memory, processes, file size and output, and report what \
@@ -73,6 +75,8 @@ pub struct Cli {
     pub clock: u64,
 
     /// Address-space limit of each process, in KiB (RLIMIT_AS and RLIMIT_DATA).
+    /// Past it allocations fail (the program usually ends with an error or
+    /// a signal): never Memory Limit Exceeded, which only --rss gives.
     #[arg(long, value_name = "KIB", default_value_t = 32768)]
     pub mem: u64,
 
@@ -135,7 +139,8 @@ pub struct Cli {
     pub exec_dir: Option<String>,
 
     /// The program's environment: "X=Y\nA=B" (newlines or the two
-    /// characters \n separate entries), or PY for Python's; --env-file,
+    /// characters \n separate entries, each passed as it is, as the
+    /// original did, an entry without = included), or PY for Python's; --env-file,
     /// --env and --pass-env add to it, in that order, a later variable
     /// replacing an earlier one of the same name. Default, when none of
     /// these is given: only PATH.
@@ -169,7 +174,8 @@ pub struct Cli {
     #[arg(long = "report_file", visible_alias = "report-file", value_name = "PATH")]
     pub report_file: Option<PathBuf>,
 
-    /// Write the report to this inherited descriptor instead of stderr.
+    /// Write the report to this inherited descriptor instead of stderr
+    /// (-1, the original's default: stderr).
     #[arg(
         long = "report_fd",
         visible_alias = "report-fd",
@@ -308,6 +314,38 @@ mod tests {
                 .unwrap();
         assert_eq!(cli.exec, vec!["/bin/echo", "--cpu", "-n"]);
         assert_eq!(cli.cpu, 1000);
+    }
+
+    #[test]
+    fn an_option_given_twice_takes_its_last_value_as_in_the_original() {
+        let cli = Cli::try_parse_from([
+            "safeexec",
+            "--cpu",
+            "5",
+            "--cpu",
+            "1",
+            "--silent",
+            "--silent",
+            "--report_fd",
+            "-1",
+            "--env_vars",
+            "A=1",
+            "--env_vars",
+            "B=2",
+            "--env",
+            "C=3",
+            "--env",
+            "D=4",
+            "--exec",
+            "/bin/true",
+        ])
+        .unwrap();
+        assert_eq!(cli.cpu, 1000);
+        assert!(cli.silent);
+        assert_eq!(cli.report_fd, Some(-1));
+        assert_eq!(cli.env_vars.as_deref(), Some("B=2"));
+        // Repeatable options still collect every value.
+        assert_eq!(cli.env, ["C=3", "D=4"]);
     }
 
     #[test]

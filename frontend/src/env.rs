@@ -25,11 +25,9 @@ pub fn environment(cli: &Cli) -> Result<Vec<String>, RunError> {
         || !cli.pass_env.is_empty();
     let mut env = Env::default();
     match &cli.env_vars {
-        Some(vars) => {
-            for (i, entry) in parse_env_vars(vars).into_iter().enumerate() {
-                env.set(checked(entry, || format!("--env_vars entry {}", i + 1))?);
-            }
-        }
+        // Each entry as it is, in order, as the original passed them: one
+        // without `=` too (programs' getenv skips it; env(1) prints it).
+        Some(vars) => env.0.extend(parse_env_vars(vars)),
         None if !asked => DEFAULT_ENV.iter().for_each(|entry| env.set(entry.to_string())),
         None => {}
     }
@@ -63,7 +61,7 @@ impl Env {
     }
 }
 
-/// An entry of `--env` or `--env_vars`: NAME=VALUE with a name, as the
+/// An entry of `--env`: NAME=VALUE with a name, as the
 /// helper requires. `place` names it in the error, the entry never does.
 fn checked(entry: String, place: impl FnOnce() -> String) -> Result<String, RunError> {
     if entry.contains('=') && !entry.starts_with('=') {
@@ -250,7 +248,13 @@ mod tests {
     fn a_bad_env_entry_is_named_by_its_place_not_its_text() {
         let err = env_of(&["--env", "A=1", "--env", "s3cr3t"]).unwrap_err();
         assert_eq!(err, "--env entry 2 is not NAME=VALUE");
-        let err = env_of(&["--env_vars", "=s3cr3t"]).unwrap_err();
-        assert_eq!(err, "--env_vars entry 1 is not NAME=VALUE");
+    }
+
+    #[test]
+    fn env_vars_entries_pass_as_they_are_as_in_the_original() {
+        assert_eq!(env_of(&["--env_vars", "FOO"]).unwrap(), ["FOO"]);
+        assert_eq!(env_of(&["--env_vars", "A=1\\nFOO\\nA=2"]).unwrap(), ["A=1", "FOO", "A=2"]);
+        assert_eq!(env_of(&["--env_vars", ""]).unwrap(), Vec::<String>::new());
+        assert_eq!(env_of(&["--env_vars", "FOO", "--env", "FOO=1"]).unwrap(), ["FOO=1"]);
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod env;
+pub mod hints;
 pub mod relay;
 pub mod report;
 pub mod run;

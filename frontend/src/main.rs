@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use safeexec::cli::{command, Cli, ReportFormat};
-use safeexec::report;
 use safeexec::run::{self, RunError};
 use safeexec::verdict::Verdict;
+use safeexec::{hints, report};
 
 const EXIT_FAILED: u8 = 1;
 const EXIT_ERROR: u8 = 2;
@@ -23,59 +23,125 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { 0 });
+            if !e.use_stderr() {
+                return ExitCode::from(0);
+            }
+            if asks_for_json(std::env::args()) {
+                let first = e.to_string();
+                let line = first.lines().next().unwrap_or("bad command line");
+                let line = line.strip_prefix("error: ").unwrap_or(line);
+                run::write_report(&mut io::stderr(), &report::json_failure(line));
+            }
+            return ExitCode::from(EXIT_ERROR);
         }
     };
-    match run_cli(&cli) {
+    let json = cli.json || cli.report_format == ReportFormat::Json;
+    let mut report_out = None;
+    let mut meta_out = None;
+    match run_cli(&cli, &mut report_out, &mut meta_out) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("safeexec: {e}");
+            if let RunError::Helper { path, err } = &e {
+                if let Some(hint) = hints::helper_permission(path, err) {
+                    eprintln!("safeexec: {hint}");
+                }
+            }
+            if let Some(meta) = meta_out.as_mut() {
+                run::write_report(meta, &report::meta_failure(&e.to_string()));
+            }
+            // The line above stays for people; the object for programs
+            // that parse the report, last, where they look for it.
+            if json && !cli.silent {
+                let out: &mut dyn Write = match report_out.as_mut() {
+                    Some(out) => out,
+                    None => &mut io::stderr(),
+                };
+                run::write_report(out, &report::json_failure(&e.to_string()));
+            }
             ExitCode::from(EXIT_ERROR)
         }
     }
 }
 
-fn run_cli(cli: &Cli) -> Result<u8, RunError> {
+/// Whether a command line clap refused asked for a JSON report (looked for
+/// before the program's own arguments).
+fn asks_for_json(args: impl Iterator<Item = String>) -> bool {
+    let ours: Vec<String> = args.skip(1).take_while(|a| a != "--exec" && a != "--").collect();
+    ours.iter().enumerate().any(|(i, a)| {
+        a == "--json"
+            || a == "--report-format=json"
+            || (a == "--report-format" && ours.get(i + 1).is_some_and(|v| v == "json"))
+    })
+}
+
+fn run_cli(
+    cli: &Cli,
+    report_out: &mut Option<Box<dyn Write>>,
+    meta_out: &mut Option<File>,
+) -> Result<u8, RunError> {
     let mut request = run::request_from(cli)?;
     let dirs = run::open_dirs(cli, &mut request)?;
     // Report destinations are opened before the run, as the caller, so a bad
-    // path fails early and nothing of the caller's reaches the helper.
-    let mut report_out: Option<Box<dyn Write>> = if cli.silent {
+    // path fails early and nothing of the caller's reaches the helper. As
+    // the original, --silent still creates (or empties) the report file.
+    let report_file = match &cli.report_file {
+        Some(path) => Some(run::create_file("report file", path)?),
+        None => None,
+    };
+    *report_out = if cli.silent {
         None
-    } else if let Some(path) = &cli.report_file {
-        Some(Box::new(run::create_file("report file", path)?))
-    } else if let Some(fd) = cli.report_fd {
+    } else if let Some(file) = report_file {
+        Some(Box::new(file))
+    } else if let Some(fd) = cli.report_fd.filter(|&fd| fd != -1) {
+        // -1: the original's default, stderr.
         Some(Box::new(run::open_report_fd(fd)?))
     } else {
         Some(Box::new(io::stderr()))
     };
-    let mut meta_out: Option<File> = match &cli.meta {
-        Some(path) => Some(run::create_file("meta file", path)?),
-        None => None,
-    };
+    if let Some(path) = &cli.meta {
+        *meta_out = Some(run::create_file("meta file", path)?);
+    }
+    let output_to_a_file = hints::stdout_or_stderr_is_a_file();
 
-    let outcome = match run::run(&request, dirs) {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            if let Some(meta) = meta_out.as_mut() {
-                run::write_report(meta, &report::meta_failure(&e.to_string()));
-            }
-            return Err(e);
-        }
-    };
+    let outcome = run::run(&request, dirs)?;
 
     if let Some(err) = &outcome.exec_error {
-        eprintln!("safeexec: cannot execute {}: {err}", request.program);
+        match hints::exec_error(err) {
+            Some(hint) => eprintln!("safeexec: cannot execute {}: {err} ({hint})", request.program),
+            None => eprintln!("safeexec: cannot execute {}: {err}", request.program),
+        }
     }
+    let json = cli.json || cli.report_format == ReportFormat::Json;
     if let Some(out) = report_out.as_mut() {
-        let text = match (cli.json, cli.report_format) {
-            (true, _) | (_, ReportFormat::Json) => report::json(&outcome),
-            (false, ReportFormat::Text) => report::text(&outcome),
-        };
+        let text = if json { report::json(&outcome) } else { report::text(&outcome) };
         run::write_report(out.as_mut(), &text);
+        if let Some(hint) = hints::after_report(&outcome, output_to_a_file).filter(|_| !json) {
+            eprintln!("safeexec: hint: {hint}");
+        }
     }
     if let Some(meta) = meta_out.as_mut() {
         run::write_report(meta, &report::meta(&outcome));
     }
     Ok(if Verdict::of(&outcome) == Verdict::Ok { 0 } else { EXIT_FAILED })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> impl Iterator<Item = String> {
+        let mut all = vec!["safeexec".to_string()];
+        all.extend(list.iter().map(|a| a.to_string()));
+        all.into_iter()
+    }
+
+    #[test]
+    fn json_is_asked_for_before_the_program_only() {
+        assert!(asks_for_json(args(&["--json", "--cpu", "x"])));
+        assert!(asks_for_json(args(&["--report-format", "json", "--bogus"])));
+        assert!(asks_for_json(args(&["--report-format=json"])));
+        assert!(!asks_for_json(args(&["--bogus", "--exec", "/bin/x", "--json"])));
+        assert!(!asks_for_json(args(&["--report-format", "text"])));
+    }
 }

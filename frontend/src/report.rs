@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde_json::json;
 use shared::{End, Limits};
 
-use crate::verdict::{signal_name, LimitKind, Outcome, Verdict, SIGHUP, SIGKILL, SIGPIPE};
+use crate::verdict::{signal_name, LimitKind, Outcome, Verdict, SIGHUP, SIGPIPE};
 
 fn cpu_us(o: &Outcome) -> u64 {
     o.user_us.saturating_add(o.sys_us)
@@ -42,7 +42,7 @@ pub fn json(o: &Outcome) -> String {
     let verdict = Verdict::of(o);
     let (exit_code, signal) = match o.end {
         End::Exited(c) => (Some(c), None),
-        End::Signaled(s) => (None, Some(s)),
+        End::Signaled(s) | End::Stopped(s) => (None, Some(s)),
     };
     let value = json!({
         "schema": 1,
@@ -85,38 +85,45 @@ fn secs(us: u64) -> String {
 }
 
 /// An isolate-style meta file: `key:value` lines, times in seconds with
-/// three decimals, memory in KiB.
+/// three decimals, memory in KiB, with isolate's rules: no exit status
+/// after a time limit, `killed` only when safeexec ended the run, and
+/// `cg-oom-killed` for the run's memory limit however it was enforced.
 pub fn meta(o: &Outcome) -> String {
+    let verdict = Verdict::of(o);
     let mut m = String::new();
     let _ = writeln!(m, "time:{}", secs(cpu_us(o)));
     let _ = writeln!(m, "time-wall:{}", secs(o.wall_us));
     let _ = writeln!(m, "max-rss:{}", o.maxrss_kib);
+    if let Some((voluntary, forced)) = o.csw {
+        let _ = writeln!(m, "csw-voluntary:{voluntary}");
+        let _ = writeln!(m, "csw-forced:{forced}");
+    }
     // isolate's keys for its cgroup mode.
     if let Some(kib) = o.cgroup.as_ref().and_then(|c| c.memory_peak_kib) {
         let _ = writeln!(m, "cg-mem:{kib}");
     }
-    if o.cgroup.as_ref().is_some_and(|c| c.oom_kills > 0) {
+    if o.limit == Some(LimitKind::Memory) || o.cgroup.as_ref().is_some_and(|c| c.oom_kills > 0) {
         let _ = writeln!(m, "cg-oom-killed:1");
     }
-    match o.end {
-        End::Exited(code) => {
-            let _ = writeln!(m, "exitcode:{code}");
-        }
-        End::Signaled(sig) => {
-            let _ = writeln!(m, "exitsig:{sig}");
-        }
+    if verdict != Verdict::TimeLimit {
+        let _ = match o.end {
+            End::Exited(code) => writeln!(m, "exitcode:{code}"),
+            End::Signaled(sig) | End::Stopped(sig) => writeln!(m, "exitsig:{sig}"),
+        };
     }
-    let killed = o.limit.is_some() || o.end == End::Signaled(SIGKILL);
-    if killed {
+    if o.killed {
         let _ = writeln!(m, "killed:1");
     }
-    let status_message = match (Verdict::of(o), o.limit) {
+    let status_message = match (verdict, o.limit) {
         (Verdict::Ok, _) => None,
         (_, Some(LimitKind::Wall)) => Some(("TO", "Time limit exceeded (wall clock)".to_string())),
         (Verdict::TimeLimit, _) => Some(("TO", "Time limit exceeded".to_string())),
         (Verdict::MemoryLimit, _) => Some(("SG", "Memory limit exceeded".to_string())),
         (Verdict::OutputLimit, _) => Some(("SG", "Output limit exceeded".to_string())),
         (Verdict::NonZeroExit(code), _) => Some(("RE", format!("Exited with error status {code}"))),
+        (Verdict::Signal(sig), _) if o.end == End::Stopped(sig) => {
+            Some(("SG", format!("Stopped by signal {sig}")))
+        }
         (Verdict::Signal(sig), _) => Some(("SG", format!("Caught fatal signal {sig}"))),
         (Verdict::InvalidFunction, _) => Some(("SG", format!("Caught fatal signal {SIGHUP}"))),
         (Verdict::InternalError, _) => Some(("SG", format!("Caught fatal signal {SIGPIPE}"))),
@@ -128,6 +135,12 @@ pub fn meta(o: &Outcome) -> String {
     // Not isolate's: whether the run had the host's network.
     let _ = writeln!(m, "network:{}", o.network.name());
     m
+}
+
+/// The JSON report when safeexec could not run the program (exit status
+/// 2): the one line it also printed.
+pub fn json_failure(message: &str) -> String {
+    format!("{}\n", json!({ "schema": 1, "verdict": "error", "error": message }))
 }
 
 /// The meta file when safeexec itself failed.
@@ -153,6 +166,8 @@ mod tests {
             memory_source: Source::Rusage,
             maxrss_kib: 1234,
             cpu_source: Source::Rusage,
+            killed: false,
+            csw: Some((5, 6)),
             output_bytes: None,
             uid: 7,
             gid: 8,
@@ -185,6 +200,8 @@ mod tests {
             memory_source: Source::Proc,
             maxrss_kib: 2048,
             cpu_source: Source::Proc,
+            killed: false,
+            csw: None,
             output_bytes: Some(4097),
             uid: 1234,
             gid: 5678,
@@ -233,7 +250,10 @@ mod tests {
             (End::Signaled(11), None, "Command terminated by signal (11: SIGSEGV)"),
             (End::Signaled(9), Some(LimitKind::Memory), "Memory Limit Exceeded"),
             (End::Signaled(9), Some(LimitKind::Wall), "Time Limit Exceeded"),
-            (End::Signaled(24), None, "Time Limit Exceeded"),
+            (End::Signaled(24), Some(LimitKind::Cpu), "Time Limit Exceeded"),
+            (End::Signaled(24), None, "Command terminated by signal (24: SIGXCPU)"),
+            (End::Signaled(34), None, "Command terminated by signal (34: UNKONWN)"),
+            (End::Stopped(19), None, "Command terminated by signal (19: SIGSTOP)"),
             (End::Signaled(25), None, "Output Limit Exceeded"),
             (End::Signaled(1), None, "Invalid Function"),
             (End::Signaled(13), None, "Internal Error"),
@@ -305,19 +325,56 @@ mod tests {
 
     #[test]
     fn meta_uses_isolate_keys() {
-        let m = meta(&outcome(End::Signaled(9), Some(LimitKind::Wall)));
-        assert!(m.contains("time:0.003\n"), "{m}");
-        assert!(m.contains("time-wall:1.500\n"));
-        assert!(m.contains("max-rss:1234\n"));
-        assert!(m.contains("exitsig:9\n"));
-        assert!(m.contains("killed:1\n"));
-        assert!(m.contains("status:TO\n"));
+        let wall = Outcome { killed: true, ..outcome(End::Signaled(9), Some(LimitKind::Wall)) };
+        assert_eq!(
+            meta(&wall),
+            "time:0.003\ntime-wall:1.500\nmax-rss:1234\ncsw-voluntary:5\ncsw-forced:6\n\
+             killed:1\nstatus:TO\nmessage:Time limit exceeded (wall clock)\nnetwork:loopback\n"
+        );
         let ok = meta(&outcome(End::Exited(0), None));
-        assert_eq!(ok, "time:0.003\ntime-wall:1.500\nmax-rss:1234\nexitcode:0\nnetwork:loopback\n");
+        assert_eq!(
+            ok,
+            "time:0.003\ntime-wall:1.500\nmax-rss:1234\ncsw-voluntary:5\ncsw-forced:6\n\
+             exitcode:0\nnetwork:loopback\n"
+        );
         assert_eq!(
             meta(&full()),
             "time:3.000\ntime-wall:12.345\nmax-rss:2048\ncg-mem:9000\ncg-oom-killed:1\n\
-             exitsig:9\nkilled:1\nstatus:SG\nmessage:Memory limit exceeded\nnetwork:host\n"
+             exitsig:9\nstatus:SG\nmessage:Memory limit exceeded\nnetwork:host\n"
         );
+    }
+
+    #[test]
+    fn meta_as_isolate_for_a_program_that_killed_or_stopped_itself() {
+        let m = meta(&outcome(End::Signaled(9), None));
+        assert!(m.contains("exitsig:9\nstatus:SG\nmessage:Caught fatal signal 9\n"), "{m}");
+        let m = meta(&outcome(End::Signaled(24), None));
+        assert!(m.contains("exitsig:24\nstatus:SG\nmessage:Caught fatal signal 24\n"), "{m}");
+        let m = meta(&outcome(End::Stopped(19), None));
+        assert!(m.contains("exitsig:19\nstatus:SG\nmessage:Stopped by signal 19\n"), "{m}");
+    }
+
+    #[test]
+    fn meta_of_a_time_limit_has_no_exit_status() {
+        for end in [End::Exited(0), End::Signaled(9), End::Signaled(24)] {
+            let m = meta(&Outcome { killed: true, ..outcome(end, Some(LimitKind::Cpu)) });
+            assert!(!m.contains("exitsig") && !m.contains("exitcode"), "{m}");
+            assert!(m.contains("status:TO\nmessage:Time limit exceeded\n"), "{m}");
+        }
+    }
+
+    #[test]
+    fn meta_says_cg_oom_killed_for_the_memory_limit_without_a_cgroup() {
+        let sampled =
+            Outcome { killed: true, ..outcome(End::Signaled(9), Some(LimitKind::Memory)) };
+        let m = meta(&sampled);
+        assert!(m.contains("cg-oom-killed:1\n") && m.contains("killed:1\n"), "{m}");
+        assert!(!m.contains("cg-mem"), "{m}");
+    }
+
+    #[test]
+    fn json_failure_is_one_object_with_the_error() {
+        let v: serde_json::Value = serde_json::from_str(&json_failure("no \"such\"")).unwrap();
+        assert_eq!(v, serde_json::json!({"schema": 1, "verdict": "error", "error": "no \"such\""}));
     }
 }

@@ -34,6 +34,13 @@ pub struct Outcome {
     /// Largest resident set of any one process of the run (rusage).
     pub maxrss_kib: u64,
     pub cpu_source: Source,
+    /// Whether safeexec ended the run (a time limit, its memory samples,
+    /// the output limit, the CPU backstop), not the program itself or the
+    /// kernel's OOM killer: isolate's `killed`.
+    pub killed: bool,
+    /// Context switches of the run, voluntary and forced; `None` when only
+    /// samples are known (`cpu_source` is `Proc`).
+    pub csw: Option<(u64, u64)>,
     /// Bytes the target wrote to stdout and stderr, when they were counted
     /// (only with an output limit).
     pub output_bytes: Option<u64>,
@@ -98,6 +105,10 @@ impl Source {
 pub fn judge(facts: Facts, relayed: Option<u64>) -> Outcome {
     let end = facts.end.unwrap_or(End::Signaled(SIGKILL));
     let limit = limit_hit(&facts, end, relayed);
+    let killed = facts.end.is_none()
+        || facts.stopped.is_some()
+        || facts.deadline_passed
+        || (limit == Some(LimitKind::Cpu) && matches!(end, End::Signaled(SIGKILL | SIGXCPU)));
     let cpu_source = if facts.cpu_sampled { Source::Proc } else { Source::Rusage };
     // Resident memory, as the original reported it. The cgroup's peak (all
     // processes at once, but also the page cache the run read in, such as
@@ -118,6 +129,8 @@ pub fn judge(facts: Facts, relayed: Option<u64>) -> Outcome {
         memory_source,
         maxrss_kib: facts.maxrss_kib,
         cpu_source,
+        killed,
+        csw: (!facts.cpu_sampled).then_some((facts.csw_voluntary, facts.csw_forced)),
         output_bytes: facts.limits.get(Limit::Output).and(relayed),
         uid: facts.uid,
         gid: facts.gid,
@@ -150,10 +163,11 @@ fn limit_hit(facts: &Facts, end: End, relayed: Option<u64>) -> Option<LimitKind>
     if facts.deadline_passed {
         return Some(LimitKind::Wall);
     }
-    match end {
-        End::Signaled(SIGXCPU) => return Some(LimitKind::Cpu),
-        End::Signaled(SIGXFSZ) => return Some(LimitKind::FileSize),
-        _ => {}
+    // SIGXCPU is not the limit by itself: the CPU backstop comes past the
+    // limit (caught just below); a program may raise it, and the original
+    // and isolate both report that as the signal.
+    if end == End::Signaled(SIGXFSZ) {
+        return Some(LimitKind::FileSize);
     }
     if over(Limit::Cpu, facts.user_us.saturating_add(facts.sys_us)) {
         return Some(LimitKind::Cpu);
@@ -199,11 +213,11 @@ impl Verdict {
             (Some(LimitKind::Output | LimitKind::FileSize), _) => Verdict::OutputLimit,
             (None, End::Exited(0)) => Verdict::Ok,
             (None, End::Exited(code)) => Verdict::NonZeroExit(code),
-            (None, End::Signaled(SIGXCPU)) => Verdict::TimeLimit,
             (None, End::Signaled(SIGXFSZ)) => Verdict::OutputLimit,
             (None, End::Signaled(SIGHUP)) => Verdict::InvalidFunction,
             (None, End::Signaled(SIGPIPE)) => Verdict::InternalError,
-            (None, End::Signaled(sig)) => Verdict::Signal(sig),
+            // A stopped program: as the original, the signal that stopped it.
+            (None, End::Signaled(sig) | End::Stopped(sig)) => Verdict::Signal(sig),
         }
     }
 
@@ -213,7 +227,9 @@ impl Verdict {
             Verdict::Ok => "OK".into(),
             Verdict::NonZeroExit(code) => format!("Command exited with non-zero status ({code})"),
             Verdict::Signal(sig) => {
-                format!("Command terminated by signal ({sig}: {})", signal_name(sig))
+                // (sic) the original's word for a signal past 31, byte for byte.
+                let name = if (1..=31).contains(&sig) { signal_name(sig) } else { "UNKONWN" };
+                format!("Command terminated by signal ({sig}: {name})")
             }
             Verdict::MemoryLimit => "Memory Limit Exceeded".into(),
             Verdict::TimeLimit => "Time Limit Exceeded".into(),
@@ -291,6 +307,8 @@ mod tests {
             user_us: 300_000,
             sys_us: 200_000,
             cpu_sampled: false,
+            csw_voluntary: 3,
+            csw_forced: 4,
             maxrss_kib: 1000,
             sampled_peak_kib: 0,
             uid: 7,
@@ -382,13 +400,49 @@ mod tests {
     }
 
     #[test]
-    fn sigxcpu_is_cpu_and_sigxfsz_is_file_size() {
-        let xcpu = Facts { end: Some(End::Signaled(SIGXCPU)), wall_us: 9_000_000, ..facts() };
-        assert_eq!(limit_of(xcpu, None), Some(LimitKind::Cpu));
+    fn sigxcpu_is_cpu_only_past_the_limit_and_sigxfsz_is_file_size() {
+        let raised = Facts { end: Some(End::Signaled(SIGXCPU)), ..facts() };
+        let o = judge(raised, None);
+        assert_eq!((o.limit, o.killed), (None, false));
+        assert_eq!(Verdict::of(&o).line(), "Command terminated by signal (24: SIGXCPU)");
+        let backstop = Facts { end: Some(End::Signaled(SIGXCPU)), user_us: 2_000_000, ..facts() };
+        let o = judge(backstop, None);
+        assert_eq!((o.limit, o.killed), (Some(LimitKind::Cpu), true));
         let xfsz = Facts { end: Some(End::Signaled(SIGXFSZ)), user_us: 9_000_000, ..facts() };
         let o = judge(xfsz, None);
         assert_eq!(o.limit, Some(LimitKind::FileSize));
         assert_eq!(Verdict::of(&o), Verdict::OutputLimit);
+    }
+
+    #[test]
+    fn killed_is_only_what_safeexec_ended() {
+        let judged = |f: Facts| judge(f, None).killed;
+        assert!(!judged(Facts { end: Some(End::Signaled(SIGKILL)), ..facts() }));
+        assert!(!judged(Facts { end: Some(End::Stopped(19)), ..facts() }));
+        assert!(!judged(Facts { cgroup: Some(cgroup(1, true)), ..facts() }));
+        assert!(judged(Facts { end: None, ..facts() }));
+        assert!(judged(Facts { deadline_passed: true, ..facts() }));
+        assert!(judged(Facts { stopped: Some(Stop::Memory), ..facts() }));
+    }
+
+    #[test]
+    fn a_stopped_program_reads_as_the_signal_that_stopped_it() {
+        let o = judge(Facts { end: Some(End::Stopped(19)), ..facts() }, None);
+        assert_eq!(o.limit, None);
+        assert_eq!(Verdict::of(&o).line(), "Command terminated by signal (19: SIGSTOP)");
+    }
+
+    #[test]
+    fn signals_past_31_read_as_in_the_original() {
+        assert_eq!(Verdict::Signal(34).line(), "Command terminated by signal (34: UNKONWN)");
+        assert_eq!(Verdict::Signal(64).line(), "Command terminated by signal (64: UNKONWN)");
+        assert_eq!(Verdict::Signal(31).line(), "Command terminated by signal (31: SIGSYS)");
+    }
+
+    #[test]
+    fn context_switches_are_known_unless_sampled() {
+        assert_eq!(judge(facts(), None).csw, Some((3, 4)));
+        assert_eq!(judge(Facts { cpu_sampled: true, ..facts() }, None).csw, None);
     }
 
     #[test]

@@ -94,6 +94,9 @@ pub struct InitReport {
     /// run was reaped: the whole run, exactly.
     pub user_us: u64,
     pub sys_us: u64,
+    /// Context switches, voluntary and forced, from the same rusage.
+    pub csw_voluntary: u64,
+    pub csw_forced: u64,
     /// Largest resident set of any process of the run.
     pub maxrss_kib: u64,
     /// The run's cgroup counters, read after the same reaping.

@@ -215,7 +215,11 @@ fn wait_for_target(
     enforcer: &mut Enforcer,
 ) -> Result<(Why, Option<(i32, u64)>)> {
     loop {
-        while let Some(reaped) = sys::wait4(Pid::from_raw(-1), true).unwrap_or(None) {
+        // A stopped target ends the run too, as in the original, rather than
+        // wait for the wall clock (WUNTRACED: its stop is seen once).
+        while let Some(reaped) =
+            sys::wait4(Pid::from_raw(-1), sys::Wait::NoHangUntraced).unwrap_or(None)
+        {
             if reaped.pid == target {
                 let ended = (reaped.status, clock.elapsed_us());
                 return Ok((Why::TargetEnded, Some(ended)));
@@ -266,8 +270,9 @@ fn end_run(
     let wall_us = ended.map_or_else(|| clock.elapsed_us(), |(_, us)| us);
     let mut status = ended.map_or(libc::SIGKILL, |(status, _)| status);
     let _ = nix::sys::signal::kill(Pid::from_raw(-1), Signal::SIGKILL);
-    while let Some(reaped) = sys::wait4(Pid::from_raw(-1), false).unwrap_or(None) {
-        if reaped.pid == target {
+    while let Some(reaped) = sys::wait4(Pid::from_raw(-1), sys::Wait::Block).unwrap_or(None) {
+        // A target that stopped is reaped only now: its stop is its end.
+        if reaped.pid == target && ended.is_none() {
             status = reaped.status;
         }
     }
@@ -283,6 +288,8 @@ fn end_run(
         wall_us,
         user_us: us(children.user_time()),
         sys_us: us(children.system_time()),
+        csw_voluntary: children.voluntary_context_switches() as u64,
+        csw_forced: children.involuntary_context_switches() as u64,
         maxrss_kib: children.max_rss() as u64,
         peak_sampled_kib: 0,
         cgroup: None,

@@ -211,7 +211,7 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
         Err(e) => {
             // The run must not outlive a supervisor that cannot watch it.
             let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
-            let _ = sys::wait4(init, false);
+            let _ = sys::wait4(init, sys::Wait::Block);
             return Err(Error::Failed("pidfd_open", e));
         }
     };

@@ -69,7 +69,7 @@ pub fn kill_run(run: &Run) {
 /// left when the helper reports its failure (invariant 7).
 pub fn abort_run(run: &Run) {
     kill_run(run);
-    let _ = sys::wait4(run.init, false);
+    let _ = sys::wait4(run.init, sys::Wait::Block);
 }
 
 /// Waits until init ends, passing on the caller's stop order, then
@@ -108,7 +108,7 @@ pub fn watch(run: &Run, channel: &Channel, stop_order: &SignalFd) -> Result<Fact
 /// Reaps init and reads what the run said: init's report of the whole run
 /// (absent if init was killed), the target's exec error.
 fn collect(run: &Run, channel: &Channel, started: Instant) -> Result<Facts> {
-    let reaped = sys::wait4(run.init, false)
+    let reaped = sys::wait4(run.init, sys::Wait::Block)
         .context("wait4")?
         .ok_or(Error::Internal("init vanished".into()))?;
     let mut report: Option<InitReport> = None;
@@ -131,6 +131,8 @@ fn collect(run: &Run, channel: &Channel, started: Instant) -> Result<Facts> {
         user_us: r.map_or(0, |r| r.user_us),
         sys_us: r.map_or(0, |r| r.sys_us),
         cpu_sampled: r.is_none(),
+        csw_voluntary: r.map_or(0, |r| r.csw_voluntary),
+        csw_forced: r.map_or(0, |r| r.csw_forced),
         maxrss_kib: r.map_or(reaped.maxrss_kib, |r| r.maxrss_kib),
         sampled_peak_kib: r.map_or(0, |r| r.peak_sampled_kib),
         uid: run.uid,
@@ -144,6 +146,8 @@ fn collect(run: &Run, channel: &Channel, started: Instant) -> Result<Facts> {
 fn decode_status(status: i32) -> End {
     if libc::WIFSIGNALED(status) {
         End::Signaled(libc::WTERMSIG(status))
+    } else if libc::WIFSTOPPED(status) {
+        End::Stopped(libc::WSTOPSIG(status))
     } else {
         End::Exited(libc::WEXITSTATUS(status))
     }
@@ -158,5 +162,6 @@ mod tests {
         assert_eq!(decode_status(0), End::Exited(0));
         assert_eq!(decode_status(3 << 8), End::Exited(3));
         assert_eq!(decode_status(9), End::Signaled(9));
+        assert_eq!(decode_status(0x137f), End::Stopped(19));
     }
 }

@@ -107,13 +107,26 @@ pub struct Reaped {
     pub maxrss_kib: u64,
 }
 
-/// wait4 for `pid` (-1: any child), blocking unless `nohang`.
-/// `Ok(None)`: with `nohang`, nothing has ended yet.
-pub fn wait4(pid: Pid, nohang: bool) -> io::Result<Option<Reaped>> {
+/// How [`wait4`] waits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Until a child ends.
+    Block,
+    /// Not at all (`Ok(None)` when no child has ended), and a child that stopped counts too (its status then
+    /// says so; it is still to be reaped).
+    NoHangUntraced,
+}
+
+/// wait4 for `pid` (-1: any child), as `how` says. `Ok(None)`: without
+/// blocking, nothing has ended (or stopped) yet.
+pub fn wait4(pid: Pid, how: Wait) -> io::Result<Option<Reaped>> {
     let mut status = 0;
     // SAFETY: rusage is plain old data; all-zero is a valid value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let flags = if nohang { libc::WNOHANG } else { 0 };
+    let flags = match how {
+        Wait::Block => 0,
+        Wait::NoHangUntraced => libc::WNOHANG | libc::WUNTRACED,
+    };
     loop {
         // SAFETY: status and ru point to live, writable locals.
         let ret = unsafe { libc::wait4(pid.as_raw(), &mut status, flags | libc::__WALL, &mut ru) };

@@ -16,7 +16,7 @@ pub use limits::{Limit, LimitSpec, Limits};
 /// Bumped whenever `Request` or `Reply` change shape, so that a frontend and a
 /// helper from different builds fail with a clear message instead of decoding
 /// garbage.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Descriptor on which the helper reads the request frame.
 pub const REQUEST_FD: i32 = 3;
@@ -123,6 +123,10 @@ pub struct Facts {
     pub user_us: u64,
     pub sys_us: u64,
     pub cpu_sampled: bool,
+    /// Context switches of every process of the run, voluntary and forced
+    /// (init's rusage; 0 with `cpu_sampled`).
+    pub csw_voluntary: u64,
+    pub csw_forced: u64,
     /// Largest resident set of any one process of the run (rusage).
     pub maxrss_kib: u64,
     /// Largest resident memory of all the run's processes together that the
@@ -201,4 +205,7 @@ pub struct CgroupCounters {
 pub enum End {
     Exited(i32),
     Signaled(i32),
+    /// Stopped by this signal (SIGSTOP): the run ended there, as in the
+    /// original, and init killed what was left.
+    Stopped(i32),
 }

@@ -242,6 +242,8 @@ mod tests {
             user_us: 2,
             sys_us: 3,
             cpu_sampled: true,
+            csw_voluntary: 0,
+            csw_forced: 0,
             maxrss_kib: 4,
             sampled_peak_kib: 5,
             uid: 6,

@@ -114,6 +114,7 @@ pub struct Outcome {
 pub enum End {
     Exited(i32),
     Signaled(i32),
+    Stopped(i32),
 }
 
 /// Decodes the reply frame the helper wrote; Err: no whole, valid frame.
@@ -127,6 +128,7 @@ pub fn decode_reply(bytes: &[u8]) -> Result<Reply, String> {
                 end: match o.end {
                     shared::End::Exited(code) => End::Exited(code),
                     shared::End::Signaled(sig) => End::Signaled(sig),
+                    shared::End::Stopped(sig) => End::Stopped(sig),
                 },
                 limit: o.limit.map(|l| l.name()),
                 exec_error: o.exec_error,
