@@ -352,3 +352,63 @@ fn chroot_to_a_jail_with_the_loader_and_libc_runs_a_dynamic_hello() {
     assert_eq!(stdout(&out), "Hello World\n", "{}", dump(&out));
     assert_verdict(&out, "OK", 0);
 }
+
+// The legacy command line to the letter (issue 13), beyond the examples.
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn an_option_given_twice_takes_its_last_value_as_in_the_original() {
+    let t = require_root!();
+    let out = t.safeexec(&["--cpu", "5", "--cpu", "1", "--exec", &t.fixture("loop")]);
+    let r = assert_verdict(&out, TLE, 1);
+    assert!(r.cpu_seconds < 4.0, "--cpu 5 won over --cpu 1\n{}", dump(&out));
+    let out = t.safeexec(&["--silent", "--silent", "--exec", "/bin/echo", "hi"]);
+    assert_eq!(stdout(&out), "hi\n", "{}", dump(&out));
+    assert_eq!(stderr(&out), "", "a report despite --silent\n{}", dump(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", dump(&out));
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn report_fd_minus_1_the_originals_default_reports_on_stderr() {
+    let t = require_root!();
+    let out = t.safeexec(&["--report_fd", "-1", "--exec", "/bin/true"]);
+    assert_verdict(&out, "OK", 0);
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn env_vars_entries_reach_the_program_as_they_are_one_without_equals_too() {
+    let t = require_root!();
+    let out = t.safeexec(&["--env_vars", "FOO\nA=1", "--exec", "/usr/bin/env"]);
+    assert_eq!(stdout(&out), "FOO\nA=1\n", "{}", dump(&out));
+    assert_verdict(&out, "OK", 0);
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_program_that_stops_itself_is_reported_at_once_as_the_original_did() {
+    let t = require_root!();
+    // Were the stop not seen, the run would last to its wall limit and
+    // read Time Limit Exceeded.
+    let out = t.safeexec(&["--clock", "600", "--exec", &t.fixture("raise_signal"), "19"]);
+    assert_verdict(&out, "Command terminated by signal (19: SIGSTOP)", 1);
+    let (out, j) = t.attack_with(&t.fixture("raise_signal"), &["--clock", "600"], &["19"]);
+    assert_eq!((j["signal"].as_i64(), j["limit"].is_null()), (Some(19), true), "{}", dump(&out));
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_signal_past_31_reads_as_the_original_printed_it() {
+    let t = require_root!();
+    let out = t.safeexec(&["--exec", &t.fixture("raise_signal"), "34"]);
+    assert_verdict(&out, "Command terminated by signal (34: UNKONWN)", 1);
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_program_that_raises_sigxcpu_reads_as_the_signal_not_a_time_limit() {
+    let t = require_root!();
+    let out = t.safeexec(&["--exec", &t.fixture("raise_signal"), "24"]);
+    assert_verdict(&out, "Command terminated by signal (24: SIGXCPU)", 1);
+}

@@ -7,8 +7,8 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use safeexec_tests::{
-    assert_verdict, dump, json_report, meta, path_str, report, require_root, stderr, stdout,
-    try_report, Json,
+    assert_verdict, dump, json_report, meta, path_str, report, require_root,
+    require_root_exclusive, stderr, stdout, try_report, Json,
 };
 
 /// The keys the README documents for `--json`.
@@ -361,8 +361,83 @@ fn meta_file_says_to_and_killed_for_a_wall_time_limit() {
     let m = meta(&text);
     assert_eq!(m["status"], "TO", "{text}");
     assert_eq!(m["killed"], "1", "{text}");
-    assert_eq!(m["exitsig"], "9", "{text}");
+    // As isolate: a time limit writes no exit status.
+    assert!(!m.contains_key("exitsig") && !m.contains_key("exitcode"), "{text}");
     assert!(m["message"].contains("wall"), "{text}");
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn meta_file_of_a_cpu_limit_says_to_and_killed_without_exitsig() {
+    let t = require_root!();
+    let dir = t.scratch("meta-cpu");
+    let path = dir.join("meta");
+    let out = t.safeexec(&["--meta", &path, "--cpu", "0.2", "--exec", &t.fixture("loop")]);
+    assert_verdict(&out, "Time Limit Exceeded", 1);
+    let text = std::fs::read_to_string(&path).expect("meta file written");
+    let m = meta(&text);
+    assert_eq!((m["status"].as_str(), m["killed"].as_str()), ("TO", "1"), "{text}");
+    assert!(!m.contains_key("exitsig"), "{text}");
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn meta_file_has_the_runs_context_switches() {
+    let t = require_root!();
+    let dir = t.scratch("meta-csw");
+    let path = dir.join("meta");
+    let out = t.safeexec(&["--meta", &path, "--exec", "/bin/sleep", "0.05"]);
+    assert_verdict(&out, "OK", 0);
+    let text = std::fs::read_to_string(&path).expect("meta file written");
+    let m = meta(&text);
+    // A sleep gives the CPU up at least once.
+    assert!(m["csw-voluntary"].parse::<u64>().is_ok_and(|n| n >= 1), "{text}");
+    assert!(m["csw-forced"].parse::<u64>().is_ok(), "{text}");
+}
+
+/// isolate's rules: `killed` only when the sandbox ended the run, a signal
+/// the program raised (SIGXCPU too) is SG with its number, a stop is SG.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn meta_file_of_a_program_that_killed_or_stopped_itself_is_sg_without_killed() {
+    let t = require_root!();
+    let dir = t.scratch("meta-self");
+    let path = dir.join("meta");
+    for (sig, message) in [
+        ("9", "Caught fatal signal 9"),
+        ("24", "Caught fatal signal 24"),
+        ("19", "Stopped by signal 19"),
+    ] {
+        let out = t.safeexec(&["--meta", &path, "--exec", &t.fixture("raise_signal"), sig]);
+        assert_eq!(out.status.code(), Some(1), "{}", dump(&out));
+        let text = std::fs::read_to_string(&path).expect("meta file written");
+        let m = meta(&text);
+        assert_eq!(m["status"], "SG", "{text}");
+        assert_eq!(m["exitsig"], sig, "{text}");
+        assert_eq!(m["message"], message, "{text}");
+        assert!(!m.contains_key("killed"), "the program ended itself\n{text}");
+    }
+}
+
+/// CMS tells a memory limit by `cg-oom-killed`: also when `--rss` is
+/// enforced by samples, without a memory cgroup.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn meta_file_says_cg_oom_killed_for_rss_enforced_without_a_memory_cgroup() {
+    let t = require_root_exclusive!();
+    t.set_policy(&t.policy_with(&[("cgroup", "off")]));
+    let dir = t.scratch("meta-rss-sampled");
+    let path = dir.join("meta");
+    let touch = t.fixture("touch_mem");
+    let out = t.safeexec(&[
+        "--meta", &path, "--mem", "1000000", "--rss", "20000", "--exec", &touch, "100", "1",
+    ]);
+    assert_verdict(&out, "Memory Limit Exceeded", 1);
+    let text = std::fs::read_to_string(&path).expect("meta file written");
+    let m = meta(&text);
+    assert_eq!(m["cg-oom-killed"], "1", "{text}");
+    assert_eq!(m["killed"], "1", "{text}");
+    assert!(!m.contains_key("cg-mem"), "{text}");
 }
 
 #[test]
