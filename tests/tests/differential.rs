@@ -272,11 +272,13 @@ fn cases(t: &Ctx) -> Vec<Case> {
         case("nproc-0", &["--exec", py, &fork]),
         case("nproc-1", &["--nproc", "1", "--exec", py, &fork]),
         case("nfile-0", &["--nfile", "0", "--exec", &write_static, "tests/out"]),
-        case("stack-core-niceness", &["--stack", "4096", "--core", "0", "--niceness", "19", "--exec", &hello]),
+        case(
+            "stack-core-niceness",
+            &["--stack", "4096", "--core", "0", "--niceness", "19", "--exec", &hello],
+        ),
         // Each tool runs in a scratch directory of its own: pwd differs.
         case("exec-dir", &["--exec_dir", "tests", "--exec", "/bin/pwd"]).any_stdout(),
-        case("report-file", &["--report_file", "@REPORT", "--exec", &hello])
-            .report(ReportAt::File),
+        case("report-file", &["--report_file", "@REPORT", "--exec", &hello]).report(ReportAt::File),
         case("report-fd", &["--report_fd", "3", "--exec", &hello]).report(ReportAt::Fd3),
         case("report-fd-minus-1", &["--report_fd", "-1", "--exec", &hello]),
         case("silent", &["--silent", "--exec", &hello]).report(ReportAt::Nowhere),

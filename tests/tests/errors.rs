@@ -10,8 +10,8 @@
 use std::os::unix::process::ExitStatusExt;
 
 use safeexec_tests::{
-    assert_verdict, dump, frame, json_report, kv, request, require_root, stderr, stdout, End,
-    User, TEST_GROUP,
+    assert_verdict, dump, frame, json_report, kv, request, require_root, stderr, stdout, End, User,
+    TEST_GROUP,
 };
 use shared::Request;
 
