@@ -5,6 +5,7 @@
 //! lines by shape (their values vary from run to run). Where the README's
 //! list "Differences from the original" says the two differ, the case
 //! says which of its entries, and checks that difference instead.
+//! `--share_newnet` is left out: whether it runs is the policy's choice.
 //!
 //! The old tool's source is `../shared/seed/original/` beside the checkout
 //! (as CI has it), or the directory `SAFEEXEC_ORIGINAL_SRC` names: its
@@ -101,7 +102,8 @@ struct Case {
     name: &'static str,
     args: Vec<String>,
     report: ReportAt,
-    /// The program's stdout must be the same too.
+    /// The program's stdout must be the same too. (`@REPORT` and `@JAIL`
+    /// in `args` stand for a report file and a jail of the run's own.)
     same_stdout: bool,
     /// The run's stdout is a file (not a pipe).
     stdout_to_file: bool,
@@ -166,10 +168,19 @@ fn run_tool(t: &Ctx, program: &Path, c: &Case, tag: &str) -> Ran {
     // Others may write in it: both tools' programs run as a uid of no one.
     s.dir("tests", 0o777);
     let report_path = s.join("report");
+    // A jail of the caller's own with a static hello world.
+    let jail = s.join("jail");
+    if c.args.iter().any(|a| a == "@JAIL") {
+        s.copy_in(Path::new(&t.fixture("hello-static")), "jail/hello", 0o755);
+    }
     let args: Vec<String> = IDS
         .iter()
         .map(|a| a.to_string())
-        .chain(c.args.iter().map(|a| if a == "@REPORT" { report_path.clone() } else { a.clone() }))
+        .chain(c.args.iter().map(|a| match a.as_str() {
+            "@REPORT" => report_path.clone(),
+            "@JAIL" => jail.clone(),
+            _ => a.clone(),
+        }))
         .collect();
     let mut run = t.run_program(program, &args).cwd(s.path());
     // The caller's own file: ours reopens descriptors past 2 (README).
@@ -277,6 +288,7 @@ fn cases(t: &Ctx) -> Vec<Case> {
             &["--stack", "4096", "--core", "0", "--niceness", "19", "--exec", &hello],
         ),
         // Each tool runs in a scratch directory of its own: pwd differs.
+        case("chroot-dir", &["--chroot_dir", "@JAIL", "--exec", "/hello"]),
         case("exec-dir", &["--exec_dir", "tests", "--exec", "/bin/pwd"]).any_stdout(),
         case("report-file", &["--report_file", "@REPORT", "--exec", &hello]).report(ReportAt::File),
         case("report-fd", &["--report_fd", "3", "--exec", &hello]).report(ReportAt::Fd3),
