@@ -26,6 +26,7 @@ fn main() -> ExitCode {
             if !e.use_stderr() {
                 return ExitCode::from(0);
             }
+            // clap's words stay (they hold the usage): the object is last.
             if asks_for_json(std::env::args()) {
                 let first = e.to_string();
                 let line = first.lines().next().unwrap_or("bad command line");
@@ -41,27 +42,29 @@ fn main() -> ExitCode {
     match run_cli(&cli, &mut report_out, &mut meta_out) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("safeexec: {e}");
-            if let RunError::Helper { path, err } = &e {
-                if let Some(hint) = hints::helper_permission(path, err) {
-                    eprintln!("safeexec: {hint}");
-                }
-            }
             if let Some(meta) = meta_out.as_mut() {
                 run::write_report(meta, &report::meta_failure(&e.to_string()));
             }
-            // The line above stays for people; the object for programs
-            // that parse the report, last, where they look for it.
-            if json && !cli.silent {
-                let out: &mut dyn Write = match report_out.as_mut() {
-                    Some(out) => out,
-                    None => &mut io::stderr(),
-                };
-                run::write_report(out, &report::json_failure(&e.to_string()));
+            // One line on stderr: with --json there, the object (which
+            // holds the error) instead of the words.
+            let object = report::json_failure(&e.to_string());
+            match report_out.as_mut() {
+                _ if !json || cli.silent => eprintln!("safeexec: {e}"),
+                Some(out) if !report_on_stderr(&cli) => {
+                    eprintln!("safeexec: {e}");
+                    run::write_report(out, &object);
+                }
+                // Stderr, or the report file could not be opened.
+                _ => run::write_report(&mut io::stderr(), &object),
             }
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// Whether the report goes to stderr (no report file, no other descriptor).
+fn report_on_stderr(cli: &Cli) -> bool {
+    cli.report_file.is_none() && cli.report_fd.is_none_or(|fd| fd == -1 || fd == 2)
 }
 
 /// Whether a command line clap refused asked for a JSON report (looked for

@@ -78,7 +78,11 @@ impl fmt::Display for RunError {
                 path.display()
             ),
             RunError::Helper { path, err } => {
-                write!(f, "cannot start the helper {}: {err}", path.display())
+                write!(f, "cannot start the helper {}: {err}", path.display())?;
+                match crate::hints::helper_permission(path, err) {
+                    Some(hint) => write!(f, "; {hint}"),
+                    None => Ok(()),
+                }
             }
             RunError::Channel(e) => write!(f, "talking to the helper: {e}"),
             RunError::Relay(e) => write!(f, "cannot relay the output: {e}"),

@@ -38,12 +38,12 @@ fn report_to(t: &Ctx, option: &str, path: &str) -> (Output, Duration) {
 }
 
 /// Asserts the refusal of a report path: exit 2, the one line `message`
-/// (and, as `report_to` asks for JSON, the object that repeats it),
-/// quickly, and the program never ran.
+/// (as `report_to` asks for JSON: the object that holds it), quickly, and
+/// the program never ran.
 fn assert_refused(out: &Output, took: Duration, message: &str) {
     assert_eq!(out.status.code(), Some(2), "{message}\n{}", dump(out));
     let json = serde_json::json!({ "schema": 1, "verdict": "error", "error": message });
-    assert_eq!(stderr(out), format!("safeexec: {message}\n{json}\n"), "{}", dump(out));
+    assert_eq!(stderr(out), format!("{json}\n"), "{}", dump(out));
     assert_eq!(stdout(out), "", "the program ran\n{}", dump(out));
     assert!(took < AT_ONCE, "the refusal took {took:?}: {message}");
 }
