@@ -5,7 +5,6 @@
 //! lines by shape (their values vary from run to run). Where the README's
 //! list "Differences from the original" says the two differ, the case
 //! says which of its entries, and checks that difference instead.
-//! `--share_newnet` is left out: whether it runs is the policy's choice.
 //!
 //! The old tool's source is `../shared/seed/original/` beside the checkout
 //! (as CI has it), or the directory `SAFEEXEC_ORIGINAL_SRC` names: its
@@ -288,6 +287,7 @@ fn cases(t: &Ctx) -> Vec<Case> {
             &["--stack", "4096", "--core", "0", "--niceness", "19", "--exec", &hello],
         ),
         // Each tool runs in a scratch directory of its own: pwd differs.
+        case("share-newnet", &["--share_newnet", "--exec", &hello]),
         case("chroot-dir", &["--chroot_dir", "@JAIL", "--exec", "/hello"]),
         case("exec-dir", &["--exec_dir", "tests", "--exec", "/bin/pwd"]).any_stdout(),
         case("report-file", &["--report_file", "@REPORT", "--exec", &hello]).report(ReportAt::File),
