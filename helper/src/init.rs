@@ -98,10 +98,9 @@ fn enter_namespaces(plan: &Plan) -> Result<Option<OwnedFd>> {
     match &jail {
         Some(jail) => mounts::jail_dev(jail, scratch)?,
         None => {
-            if !plan.binds.iter().any(|b| b.cwd) {
-                mounts::working_directory_is_visible()?;
-            }
             mounts::show_on_host(plan, &copies)?;
+            // Where the target starts when no copy was attached there.
+            mounts::working_directory_is_visible()?;
         }
     }
     Ok(jail)

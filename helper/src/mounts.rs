@@ -632,10 +632,11 @@ pub fn jail_mount(jail: &Jail) -> Result<OwnedFd> {
 }
 
 /// The target starts in the caller's working directory (or resolves
-/// exec_dir from it). A directory under one of the run's private mounts
-/// would still be the host's one, below the mount: the run would read and
-/// write the host's /tmp through it. It must be the directory its path now
-/// names, or the run is refused.
+/// exec_dir from it). A directory under one of the run's own mounts (its
+/// /tmp, /proc, /sys/fs/cgroup, ...) would still be the host's one, below
+/// the mount: the run would see the host's processes or write the host's
+/// /tmp through it. It must be the directory its path now names, or the
+/// run is refused.
 pub fn working_directory_is_visible() -> Result<()> {
     let here = std::fs::metadata(".").context("cannot stat the working directory")?;
     let path = std::env::current_dir().context("cannot name the working directory")?;
@@ -646,8 +647,8 @@ pub fn working_directory_is_visible() -> Result<()> {
         return Ok(());
     }
     Err(Error::Setup(format!(
-        "the working directory {} lies under the run's private /tmp, /var/tmp, /dev/shm or /run: \
-         run safeexec from another directory, or use --host-tmp",
+        "the working directory {} lies under a mount the run gets its own of (/tmp, /var/tmp, \
+         /dev/shm, /run, /proc, /sys/fs/cgroup, /dev/pts): run safeexec from another directory",
         path.display()
     )))
 }

@@ -622,3 +622,24 @@ fn a_directory_on_a_read_only_mount_is_granted_to_no_run() {
     let written: Vec<_> = fs::read_dir(&dir).expect("list").flatten().map(|e| e.path()).collect();
     assert!(written.is_empty(), "written through the read-only mount: {written:?}");
 }
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_working_directory_hidden_by_the_runs_own_mounts_is_refused_not_entered() {
+    let t = require_root!();
+    // Started in the host's /proc (or cgroup file system) below the run's
+    // own mount of it, the target would list the host's processes.
+    for dir in ["/proc", "/sys/fs/cgroup"] {
+        let out = t.safeexec_in(
+            Path::new(dir),
+            &["--root", "host", "--", "/bin/sh", "-c", "ls; cat 1/cmdline"],
+        );
+        assert_eq!(out.status.code(), Some(2), "{dir}\n{}", dump(&out));
+        assert!(
+            stderr(&out).contains("lies under a mount the run gets its own of"),
+            "{dir}\n{}",
+            dump(&out)
+        );
+        assert!(out.stdout.is_empty(), "{dir}: the run started\n{}", dump(&out));
+    }
+}
