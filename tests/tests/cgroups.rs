@@ -33,28 +33,73 @@ fn own_cgroups() -> Vec<(String, String)> {
 fn own_v1_cgroups() -> Vec<(String, String)> {
     own_cgroups()
         .into_iter()
-        .filter(|(names, _)| ["memory", "pids", "cpuacct"].contains(&names.as_str()))
+        .filter(|(names, _)| names.split(',').any(|n| ["memory", "pids", "cpuacct"].contains(&n)))
         .collect()
 }
 
-/// The directories where the helper makes run cgroups for a caller in the
-/// test runner's own cgroups: `<mount><path>/safeexec` per hierarchy.
-fn safeexec_dirs() -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    for (names, path) in own_cgroups() {
-        let mounts = if names.is_empty() {
-            vec!["/sys/fs/cgroup".to_string(), "/sys/fs/cgroup/unified".to_string()]
+/// A hierarchy the helper uses, as the tests find it: the controllers of
+/// its line in /proc/self/cgroup (empty for v2), its mount point and the
+/// cgroup that mount shows there (from /proc/self/mountinfo).
+struct Hierarchy {
+    names: String,
+    mount: PathBuf,
+    root: String,
+}
+
+impl Hierarchy {
+    /// safeexec's subtree in it: the packaged systemd unit's cgroup (v2)
+    /// when there is one, else `safeexec` at the top. The directory and
+    /// its cgroup path, as /proc/PID/cgroup shows it.
+    fn subtree(&self) -> (PathBuf, String) {
+        let unit = self.mount.join("system.slice/safeexec.service");
+        let rel = if self.names.is_empty() && unit.is_dir() {
+            "system.slice/safeexec.service"
         } else {
-            vec![format!("/sys/fs/cgroup/{names}")]
+            "safeexec"
         };
-        for m in mounts {
-            let dir = PathBuf::from(format!("{m}{path}/safeexec"));
-            if dir.is_dir() {
-                dirs.push(dir);
+        let path = format!("{}/{rel}", self.root.trim_end_matches('/'));
+        (self.mount.join(rel), path)
+    }
+}
+
+/// The hierarchies the helper uses: v1 memory, pids and cpuacct, and v2.
+fn hierarchies() -> Vec<Hierarchy> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
+    let mounts: Vec<(String, PathBuf, String, Vec<String>)> = info
+        .lines()
+        .filter_map(|line| {
+            let (fields, rest) = line.split_once(" - ")?;
+            let mut f = fields.split(' ').skip(3);
+            let (root, point) = (f.next()?.to_string(), PathBuf::from(f.next()?));
+            let mut r = rest.split(' ');
+            let (kind, options) = (r.next()?.to_string(), r.nth(1)?);
+            Some((kind, point, root, options.split(',').map(str::to_string).collect()))
+        })
+        .collect();
+    let mut found = Vec::new();
+    for (names, _) in own_cgroups() {
+        let v2 = names.is_empty();
+        if !v2 && own_v1_cgroups().iter().all(|(n, _)| *n != names) {
+            continue;
+        }
+        let shows = |(kind, _, _, options): &&(String, PathBuf, String, Vec<String>)| {
+            if v2 {
+                kind == "cgroup2"
+            } else {
+                kind == "cgroup" && names.split(',').all(|n| options.iter().any(|o| o == n))
             }
+        };
+        if let Some((_, point, root, _)) = mounts.iter().filter(shows).min_by_key(|m| m.2.len()) {
+            found.push(Hierarchy { names, mount: point.clone(), root: root.clone() });
         }
     }
-    dirs
+    found
+}
+
+/// safeexec's subtree in every hierarchy where it exists: where the
+/// helper makes the runs' cgroups, whatever the caller's cgroup.
+fn safeexec_dirs() -> Vec<PathBuf> {
+    hierarchies().iter().map(|h| h.subtree().0).filter(|d| d.is_dir()).collect()
 }
 
 /// Runs `args` with `--json` and returns the report, which must carry
@@ -94,6 +139,7 @@ fn reports_come_from_the_runs_own_cgroup() {
         "no cgroup counters: this machine offers the test runner no memory cgroup?\n{j}"
     );
     assert!(cg["version"] == 1 || cg["version"] == 2, "{j}");
+    assert_eq!(j["figures_from"], format!("cgroup v{}", cg["version"]), "{j}");
     let cg_peak = cg["memory_peak_kib"].as_u64().expect("memory peak");
     assert!(cg_peak > 0 && cg_peak < 64 * 1024, "{j}");
     // The top-level peak stays the resident one, as the original's; the
@@ -206,11 +252,11 @@ fn private_tmp_files_count_toward_the_memory_limit() {
 
 /// The target sees no cgroup file system (an empty read-only directory), so
 /// it can neither leave its cgroups, nor raise their limits, nor make
-/// cgroups of its own; and its cgroups lie below the caller's, so the
-/// caller's own limits still hold over the run.
+/// cgroups of its own; and its cgroups are in safeexec's subtree, whatever
+/// the caller's cgroup.
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
-fn the_target_sees_no_cgroup_file_system_and_its_cgroups_are_below_the_callers() {
+fn the_target_sees_no_cgroup_file_system_and_its_cgroups_are_in_safeexecs_subtree() {
     let t = require_root!();
     let script = r#"
 import os
@@ -230,16 +276,23 @@ for line in open('/proc/self/cgroup'):
     assert!(text.contains("listing []\n"), "{text}");
     assert!(!text.contains("MADE"), "{text}");
     let uid = uid_of(&j);
+    let memory_in = j["figures_from"].as_str().unwrap_or_default().to_string();
     let mut checked = 0;
-    for (names, path) in own_v1_cgroups() {
-        let want = format!("{path}/safeexec/{uid}");
+    for h in hierarchies() {
+        // v2 only where the run needs it: v1 hierarchies may cover it all.
+        if h.names.is_empty() && !memory_in.ends_with("v2") {
+            continue;
+        }
+        let want = format!("{}/{uid}", h.subtree().1);
         assert!(
-            text.lines().any(|l| l.starts_with("in ") && l.ends_with(&format!(":{names}:{want}"))),
-            "not in {names}:{want}:\n{text}"
+            text.lines()
+                .any(|l| l.starts_with("in ") && l.ends_with(&format!(":{}:{want}", h.names))),
+            "not in {}:{want}:\n{text}",
+            h.names
         );
         checked += 1;
     }
-    assert!(checked > 0, "the test runner is in no v1 memory, pids or cpuacct cgroup");
+    assert!(checked > 0, "the run is in no cgroup of safeexec's subtree: {j}");
 }
 
 /// A cgroup elsewhere whose tasks files anyone may write does not let the
@@ -282,53 +335,34 @@ fn a_world_writable_cgroup_elsewhere_is_out_of_the_targets_reach() {
 }
 
 /// An OOM kill for a parent cgroup's limit is not the run's Memory Limit
-/// Exceeded: the run stayed under its own --rss.
+/// Exceeded: the run stayed under its own --rss. The parent is safeexec's
+/// memory subtree, given a tight limit while no other test runs.
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn an_oom_kill_for_a_parents_limit_is_not_the_runs_memory_limit() {
-    let t = require_root!();
-    let path = own_cgroups()
+    let t = require_root_exclusive!();
+    let (out, j) = run_json(&t, &["--exec", "/bin/true"]);
+    assert_json_verdict(&out, &j, "OK", 0);
+    let (parent, files, unlimited) = safeexec_dirs()
         .into_iter()
-        .find_map(|(names, path)| (names == "memory").then_some(path))
-        .expect("the test runner is in a v1 memory cgroup");
-    let parent = PathBuf::from(format!(
-        "/sys/fs/cgroup/memory{path}/safeexec-test-tight-{}",
-        std::process::id()
-    ));
-    std::fs::create_dir(&parent).expect("make a tight parent cgroup");
-    std::fs::write(parent.join("memory.limit_in_bytes"), "157286400").expect("set 150 MiB");
-    let _ = std::fs::write(parent.join("memory.memsw.limit_in_bytes"), "157286400");
-    // Opened here: between fork and exec the hook may only write.
-    let procs = std::fs::OpenOptions::new()
-        .write(true)
-        .open(parent.join("cgroup.procs"))
-        .expect("open cgroup.procs");
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&procs);
-    let out = t
-        .run(&[
-            "--json",
-            "--mem",
-            "1000000",
-            "--rss",
-            "500000",
-            "--exec",
-            &t.fixture("touch_mem"),
-            "300",
-            "0",
-        ])
-        .pre_exec(move || {
-            // SAFETY: write(2) on a descriptor that stays open until the
-            // child has exec'd; async-signal-safe.
-            match unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } {
-                1 => Ok(()),
-                _ => Err(std::io::Error::last_os_error()),
+        .find_map(|d| {
+            if d.join("memory.limit_in_bytes").exists() {
+                Some((d, ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"], "-1"))
+            } else if d.join("memory.max").exists() {
+                Some((d, ["memory.max", "memory.swap.max"], "max"))
+            } else {
+                None
             }
         })
-        .output();
-    drop(procs);
-    let j = json_report(&out);
-    let _ = std::fs::remove_dir(parent.join("safeexec"));
-    let _ = std::fs::remove_dir(&parent);
+        .expect("safeexec's subtree in a memory hierarchy");
+    std::fs::write(parent.join(files[0]), "157286400").expect("set 150 MiB");
+    let _ = std::fs::write(parent.join(files[1]), "157286400");
+    let (out, j) = run_json(
+        &t,
+        &["--mem", "1000000", "--rss", "500000", "--exec", &t.fixture("touch_mem"), "300", "0"],
+    );
+    let _ = std::fs::write(parent.join(files[1]), unlimited);
+    let _ = std::fs::write(parent.join(files[0]), unlimited);
     let cg = &j["cgroup"];
     assert!(cg["oom_kills"].as_u64().is_some_and(|n| n >= 1), "{j}");
     assert_eq!(cg["memory_limit_hit"], false, "{j}");
@@ -434,6 +468,7 @@ fn policy_can_turn_cgroups_off() {
     let (out, j) = run_json(&t, &["--exec", "/bin/true"]);
     assert_json_verdict(&out, &j, "OK", 0);
     assert!(j["cgroup"].is_null(), "{j}");
+    assert_eq!(j["figures_from"], "sampling: the policy says cgroup = off", "{j}");
     assert_eq!(j["memory_source"], "rusage", "{j}");
     let j = memory_limit_by_samples(&t);
     assert!(j["cgroup"].is_null(), "{j}");
@@ -917,4 +952,85 @@ fn init_cannot_be_frozen_through_the_callers_delegated_cgroup() {
     assert_json_verdict(&out, &j, "Time Limit Exceeded", 1);
     assert_eq!(j["limit"], "wall", "{}", dump(&out));
     t.assert_nothing_left(uid_of(&j) as u32, &dump(&out));
+}
+
+/// The cgroup's memory peak of a run is the run's: a static program that
+/// holds 100 MiB peaks within 2 % of it (its own code, stack and page
+/// tables are the rest).
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_100_mib_spikes_peak_is_within_2_percent() {
+    let t = require_root!();
+    let touch = t.fixture("touch_mem-static");
+    let (out, j) = run_json(&t, &["--mem", "1000000", "--exec", &touch, "100", "0"]);
+    assert_json_verdict(&out, &j, "OK", 0);
+    assert!(j["figures_from"].as_str().is_some_and(|f| f.starts_with("cgroup v")), "{j}");
+    let peak = j["cgroup"]["memory_peak_kib"].as_u64().unwrap_or(0);
+    let spike = 100 * 1024;
+    assert!(peak >= spike && peak <= spike * 102 / 100, "peak {peak} KiB for 100 MiB: {j}");
+}
+
+/// --nproc is also the run's `pids.max`: the run never has more than the
+/// target and `nproc` more at once, and the cgroup counts them.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn the_process_limit_is_the_cgroups_and_its_peak_is_counted() {
+    let t = require_root!();
+    let script =
+        "n=0; for i in 1 2 3 4 5 6 7 8 9 10; do sleep 2 & n=$((n+1)); done; wait; echo done";
+    let (out, j) =
+        run_json(&t, &["--nproc", "3", "--clock", "20", "--exec", "/bin/sh", "-c", script]);
+    assert!(stdout(&out).contains("done"), "{}", dump(&out));
+    let peak = j["cgroup"]["pids_peak"].as_u64().expect("a pids peak");
+    assert!((2..=4).contains(&peak), "pids peak {peak} with --nproc 3: {j}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fork"), "{}", dump(&out));
+}
+
+/// The cgroup counts the CPU time of the whole run, the program's own
+/// figure: a busy loop cut at 0.3 s shows the same time in the cgroup as
+/// in rusage.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn the_cgroups_cpu_counter_is_the_runs_cpu_time() {
+    let t = require_root!();
+    let (out, j) = run_json(&t, &["--cpu", "0.3", "--exec", &t.fixture("loop")]);
+    assert_json_verdict(&out, &j, "Time Limit Exceeded", 1);
+    let cg_ms = j["cgroup"]["cpu_ms"].as_f64().expect("a CPU counter");
+    let ms = j["cpu_ms"].as_f64().expect("cpu_ms");
+    assert!(cg_ms >= 300.0 && (cg_ms - ms).abs() <= 20.0 + ms / 20.0, "{j}");
+}
+
+/// 20 runs at once each get cgroups of their own, with their own figures,
+/// and leave neither a process nor a cgroup behind.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn twenty_concurrent_runs_each_have_their_own_cgroups_and_leave_none() {
+    let t = require_root!();
+    let touch = t.fixture("touch_mem-static");
+    let runs: Vec<_> = (0..20)
+        .map(|i| {
+            let mib = (10 + i).to_string();
+            t.run(&["--json", "--clock", "300", "--mem", "1000000", "--exec", &touch, &mib, "0"])
+                .spawn()
+        })
+        .collect();
+    let mut uids = Vec::new();
+    for (i, run) in runs.into_iter().enumerate() {
+        let out = run.wait();
+        let j = json_report(&out);
+        assert_json_verdict(&out, &j, "OK", 0);
+        let peak = j["cgroup"]["memory_peak_kib"].as_u64().unwrap_or(0);
+        let mib = 10 + i as u64;
+        assert!(peak >= mib * 1024 && peak <= mib * 1024 + 4096, "{mib} MiB, peak {peak}: {j}");
+        uids.push(uid_of(&j));
+    }
+    uids.sort_unstable();
+    uids.dedup();
+    assert_eq!(uids.len(), 20, "two runs shared a uid: {uids:?}");
+    for uid in uids {
+        t.assert_nothing_left(uid as u32, "one of 20 concurrent runs");
+        for d in safeexec_dirs() {
+            assert!(!d.join(uid.to_string()).exists(), "{} left behind", d.display());
+        }
+    }
 }
