@@ -496,9 +496,10 @@ fn the_caller_cannot_touch_a_live_runs_cgroups() {
         .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
         .map(|e| e.path())
         .collect();
-    let run = t.run(&["--clock", "2", "--exec", &t.fixture("sleep_forever")]).spawn();
-    // The run's directories: the new entries named by a number.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let run = t.run(&["--clock", "5", "--exec", &t.fixture("sleep_forever")]).spawn();
+    // The run's directories: the new entries named by a number (a slow
+    // machine, such as an emulated one, may take seconds to set it up).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let mine: Vec<PathBuf> = loop {
         let now: Vec<PathBuf> = safeexec_dirs()
             .iter()
