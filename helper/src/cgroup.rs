@@ -65,6 +65,22 @@ const MAX_NODES: usize = 4;
 /// mount), made at first use.
 const SUBTREE: &str = "safeexec";
 
+/// A run's directory in the subtree: its uid, and for an installation
+/// other than the packaged one (another state directory) a tag of that
+/// directory, so that installations sharing the subtree never sweep each
+/// other's runs (they may share a uid range).
+fn run_name(uid: u32) -> String {
+    let state = crate::uids::STATE_DIR;
+    if state == "/var/lib/safeexec" {
+        return uid.to_string();
+    }
+    // FNV-1a: the tests compute the same tag from their prefix.
+    let hash = state.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{uid}-{:08x}", hash as u32)
+}
+
 /// The cgroup of the packaged systemd unit (`safeexec.service`,
 /// `Delegate=yes`), relative to the v2 hierarchy's top: safeexec's subtree
 /// there when it exists, so that systemd leaves it to us.
@@ -416,7 +432,7 @@ impl RunCgroup {
         let mut nodes = Vec::new();
         for v2 in layout.v2 {
             if let (Some(parent), Some(dir)) = (fds.next(), fds.next()) {
-                nodes.push(Node { v2, parent, name: uid.to_string(), dir });
+                nodes.push(Node { v2, parent, name: run_name(uid), dir });
             }
         }
         Ok(RunCgroup { nodes, memory: layout.memory, pids: layout.pids, cpu: layout.cpu })
@@ -559,7 +575,7 @@ impl CpuCounter {
 fn make_node(h: &Hierarchy, uid: u32, too_many: bool) -> Result<(Node, Vec<String>)> {
     let parent = subtree(h)?;
     let controllers = if h.v2 { hand_down(&parent, too_many)? } else { Vec::new() };
-    let name = uid.to_string();
+    let name = run_name(uid);
     let mode = Mode::from_bits_truncate(0o755);
     match mkdirat(&parent, name.as_str(), mode) {
         Err(nix::errno::Errno::EEXIST) => {
@@ -707,9 +723,9 @@ fn only_root_may_move(dir: &OwnedFd) -> bool {
 }
 
 /// Removes cgroups of earlier runs that are over (their init was killed
-/// before it could), in every hierarchy. Their name is the run's uid; only
-/// uids of this installation's range are looked at (another installation
-/// may share the subtree); a run is over once nobody holds its uid's lock
+/// before it could), in every hierarchy. Their name is `run_name` of the
+/// run's uid; only this installation's names in its uid range are looked at
+/// (another installation may share the subtree); a run is over once nobody holds its uid's lock
 /// (`uids::Lease::held_by_another`), whatever became of its helper's pid (a
 /// zombie, or reused). This run's own is left alone. Run by the supervisor
 /// while it is still root, beside init's set-up.
@@ -729,13 +745,19 @@ fn sweep(dir: &OwnedFd, v2: bool, uid_base: u32, uid_count: u32, lease: &Lease) 
         return;
     };
     for entry in entries.iter().flatten() {
-        let Some(uid) = entry.file_name().to_str().ok().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(uid) =
+            entry.file_name().to_str().ok().and_then(|n| n.split('-').next()?.parse::<u32>().ok())
+        else {
             continue;
         };
         let Some(index) = uid.checked_sub(uid_base).filter(|&i| i < uid_count) else {
             continue;
         };
-        let name = uid.to_string();
+        // Another installation's run: not ours to judge.
+        let name = run_name(uid);
+        if entry.file_name().to_bytes() != name.as_bytes() {
+            continue;
+        }
         if lease.held_by_another(index) {
             continue;
         }

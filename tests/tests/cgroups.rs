@@ -96,6 +96,16 @@ fn hierarchies() -> Vec<Hierarchy> {
     found
 }
 
+/// The name of a run's cgroup directory: its uid and a tag of the test
+/// installation's state directory (the helper's `cgroup::run_name`).
+fn run_name(t: &safeexec_tests::Ctx, uid: impl std::fmt::Display) -> String {
+    let state = t.prefix.join("var/lib/safeexec");
+    let hash = state.to_string_lossy().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{uid}-{:08x}", hash as u32)
+}
+
 /// safeexec's subtree in every hierarchy where it exists: where the
 /// helper makes the runs' cgroups, whatever the caller's cgroup.
 fn safeexec_dirs() -> Vec<PathBuf> {
@@ -283,7 +293,7 @@ for line in open('/proc/self/cgroup'):
         if h.names.is_empty() && !memory_in.ends_with("v2") {
             continue;
         }
-        let want = format!("{}/{uid}", h.subtree().1);
+        let want = format!("{}/{}", h.subtree().1, run_name(&t, uid));
         assert!(
             text.lines()
                 .any(|l| l.starts_with("in ") && l.ends_with(&format!(":{}:{want}", h.names))),
@@ -383,7 +393,7 @@ fn run_cgroups_are_removed_after_every_kind_of_end() {
     ];
     for args in cases {
         let (out, j) = run_json(&t, args);
-        let uid = uid_of(&j).to_string();
+        let uid = run_name(&t, uid_of(&j));
         let dirs = safeexec_dirs();
         assert!(!dirs.is_empty(), "no safeexec cgroup directory: {}", dump(&out));
         for d in dirs {
@@ -410,7 +420,7 @@ fn a_dead_runs_cgroup_is_swept() {
     let next = t.next_run_uid() - POLICY_UID_BASE;
     let dead = POLICY_UID_BASE + (next + POLICY_UID_COUNT / 2) % POLICY_UID_COUNT;
     assert!(!t.uid_is_held(dead), "uid {dead} is held by a live run");
-    let stale = dead.to_string();
+    let stale = run_name(&t, dead);
     let dirs = safeexec_dirs();
     assert!(!dirs.is_empty());
     for d in &dirs {
@@ -730,7 +740,7 @@ fn cgroups_of_killed_helpers_left_unreaped_are_swept() {
         killed.iter().filter(|(run, _)| process(run.pid()).is_some_and(|p| p.state == 'Z')).count();
     let dirs = safeexec_dirs();
     let left_before: Vec<PathBuf> = (dirs.iter())
-        .flat_map(|d| killed.iter().map(move |(_, uid)| d.join(uid.to_string())))
+        .flat_map(|d| killed.iter().map(|(_, uid)| d.join(run_name(&t, uid))).collect::<Vec<_>>())
         .filter(|d| d.exists())
         .collect();
     let (out, j) = run_json(&t, &["--exec", "/bin/true"]);
@@ -1075,7 +1085,7 @@ fn twenty_concurrent_runs_each_have_their_own_cgroups_and_leave_none() {
     for uid in uids {
         t.assert_nothing_left(uid as u32, "one of 20 concurrent runs");
         for d in safeexec_dirs() {
-            assert!(!d.join(uid.to_string()).exists(), "{} left behind", d.display());
+            assert!(!d.join(run_name(&t, uid)).exists(), "{} left behind", d.display());
         }
     }
 }
