@@ -145,12 +145,13 @@ pub fn judge(facts: Facts, relayed: Option<u64>) -> Outcome {
 }
 
 /// Where the run's memory figures and limit came from: `cgroup v1`,
-/// `cgroup v2`, or `sampling: ` and why the run had no memory cgroup.
+/// `cgroup v2`, or `sampling: ` and why the run had no memory cgroup (the
+/// helper's reason, which it knows exactly; else the frontend's guess).
 pub fn figures_from(o: &Outcome) -> String {
     match &o.cgroup {
         Some(c) if c.memory_peak_kib.is_some() => format!("cgroup v{}", c.version),
         _ => {
-            let why = o.cgroup_absent.or(o.cgroup_missing.as_deref()).unwrap_or("no memory cgroup");
+            let why = o.cgroup_missing.as_deref().or(o.cgroup_absent).unwrap_or("no memory cgroup");
             format!("sampling: {why}")
         }
     }
