@@ -336,7 +336,8 @@ mod tests {
         assert_eq!(
             meta(&wall),
             "time:0.003\ntime-wall:1.500\nmax-rss:1234\ncsw-voluntary:5\ncsw-forced:6\n\
-             killed:1\nstatus:TO\nmessage:Time limit exceeded (wall clock)\nnetwork:loopback\n"
+             killed:1\nstatus:TO\nmessage:Time limit exceeded (wall clock)\nnetwork:loopback\n\
+             figures-from:sampling: the policy says cgroup = off\n"
         );
         let ok = meta(&outcome(End::Exited(0), None));
         assert_eq!(
