@@ -123,6 +123,7 @@ mkdir -p "$stage"
 install -m 0755 "$work/$triple/release/safeexec" "$stage/safeexec"
 install -m 0755 "$work/$triple/release/safeexec-helper" "$stage/safeexec-helper"
 install -m 0644 packaging/policy "$stage/policy"
+install -m 0644 packaging/systemd/safeexec.service "$stage/safeexec.service"
 install -m 0644 LICENSE "$stage/LICENSE"
 for f in safeexec.bash _safeexec safeexec.fish; do
     install -m 0644 "$work/generated/$f" "$stage/$f"
@@ -159,6 +160,7 @@ build_deb() {
         # group exists. See debian/lintian-overrides.
         "usr/libexec/safeexec/safeexec-helper 4754 safeexec-helper"
         "etc/safeexec/policy 0644 policy"
+        "lib/systemd/system/safeexec.service 0644 safeexec.service"
         "usr/share/man/man1/safeexec.1.gz 0644 safeexec.1.gz"
         "usr/share/man/man8/safeexec-helper.8.gz 0644 safeexec-helper.8.gz"
         "usr/share/bash-completion/completions/safeexec 0644 safeexec.bash"

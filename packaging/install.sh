@@ -5,6 +5,9 @@
 #   DIR/libexec/safeexec/safeexec-helper   4754 root:GROUP  (setuid root; only
 #                                          members of GROUP may execute it)
 #   SYSCONFDIR/safeexec/policy             0644 root:root   (only if absent)
+#   /etc/systemd/system/safeexec.service   0644 root:root   (--prefix /usr or
+#                                          /usr/local on a systemd host: the
+#                                          runs' cgroup subtree, started)
 #
 # SYSCONFDIR is /etc for --prefix /usr, else DIR/etc. The policy path is
 # compiled into the helper (SAFEEXEC_POLICY_PATH), so every prefix gets its
@@ -276,6 +279,19 @@ fi
 if [[ "$gid" =~ ^[0-9]+$ ]]; then
     hits=$(ids_in_range /etc/group id "$gid" "$((gid + 1))" | paste -sd ' ')
     [ -z "$hits" ] || warn "the policy's sandbox gid $gid belongs to an existing group: $hits"
+fi
+
+# The system installation on a systemd host gets the unit that holds
+# safeexec's cgroup subtree (Delegate=yes; packaging/systemd). Other
+# prefixes (tests, side-by-side builds) leave systemd alone: their runs use
+# the subtree the helper makes at first use.
+if { [ "$prefix" = /usr ] || [ "$prefix" = /usr/local ]; } && [ -d /run/systemd/system ]; then
+    install_file "$repo/packaging/systemd/safeexec.service" /etc/systemd/system/safeexec.service root:root 0644
+    if systemctl daemon-reload && systemctl enable --now safeexec.service; then
+        echo "installed and started safeexec.service (the runs' cgroup subtree)"
+    else
+        warn "safeexec.service did not start: runs use a cgroup subtree the helper makes"
+    fi
 fi
 
 echo "safeexec installed under $prefix (helper group $group, policy $policy_path)"

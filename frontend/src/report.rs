@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde_json::json;
 use shared::{End, Limits};
 
-use crate::verdict::{signal_name, LimitKind, Outcome, Verdict, SIGHUP, SIGPIPE};
+use crate::verdict::{figures_from, signal_name, LimitKind, Outcome, Verdict, SIGHUP, SIGPIPE};
 
 fn cpu_us(o: &Outcome) -> u64 {
     o.user_us.saturating_add(o.sys_us)
@@ -71,6 +71,7 @@ pub fn json(o: &Outcome) -> String {
             "memory_limit_hit": c.memory_limit_hit,
         })),
         "cgroup_absent": o.cgroup_absent,
+        "figures_from": figures_from(o),
         "output_bytes": o.output_bytes,
         "uid": o.uid,
         "gid": o.gid,
@@ -134,6 +135,8 @@ pub fn meta(o: &Outcome) -> String {
     }
     // Not isolate's: whether the run had the host's network.
     let _ = writeln!(m, "network:{}", o.network.name());
+    // Not isolate's: where the memory figures and limit came from.
+    let _ = writeln!(m, "figures-from:{}", figures_from(o).replace('\n', " "));
     m
 }
 
@@ -184,6 +187,7 @@ mod tests {
             cgroup: None,
             network: Network::Loopback,
             cgroup_absent: None,
+            cgroup_missing: Some("the policy says cgroup = off".into()),
         }
     }
 
@@ -228,6 +232,7 @@ mod tests {
             }),
             network: Network::Host,
             cgroup_absent: None,
+            cgroup_missing: None,
         }
     }
 
@@ -282,7 +287,8 @@ mod tests {
             json(&outcome(End::Exited(0), None)),
             concat!(
                 r#"{"cgroup":null,"cgroup_absent":null,"cpu_ms":3.345,"cpu_source":"rusage","exec_error":null,"#,
-                r#""exit_code":0,"gid":8,"limit":null,"limits":{"core_kib":0,"cpu_ms":1000,"#,
+                r#""exit_code":0,"figures_from":"sampling: the policy says cgroup = off","#,
+                r#""gid":8,"limit":null,"limits":{"core_kib":0,"cpu_ms":1000,"#,
                 r#""fsize_kib":0,"grace_ms":0,"mem_kib":32768,"nfile":512,"nproc":0,"#,
                 r#""output_bytes":null,"rss_kib":null,"stack_kib":8192,"wall_ms":2000},"#,
                 r#""max_rss_kib":1234,"memory_source":"rusage","network":"loopback","#,
@@ -300,7 +306,8 @@ mod tests {
                 r#""memory_peak_kib":9000,"oom_kills":1,"pids_peak":null,"version":2},"#,
                 r#""cgroup_absent":null,"#,
                 r#""cpu_ms":3000.499,"cpu_source":"proc","exec_error":"Permission denied","#,
-                r#""exit_code":null,"gid":5678,"limit":"memory","limits":{"core_kib":0,"#,
+                r#""exit_code":null,"figures_from":"cgroup v2","gid":5678,"limit":"memory","#,
+                r#""limits":{"core_kib":0,"#,
                 r#""cpu_ms":3000,"fsize_kib":16,"grace_ms":250,"mem_kib":65536,"nfile":64,"#,
                 r#""nproc":3,"output_bytes":4096,"rss_kib":8192,"stack_kib":8192,"#,
                 r#""wall_ms":60000},"max_rss_kib":2048,"memory_source":"proc","network":"host","#,
@@ -329,18 +336,20 @@ mod tests {
         assert_eq!(
             meta(&wall),
             "time:0.003\ntime-wall:1.500\nmax-rss:1234\ncsw-voluntary:5\ncsw-forced:6\n\
-             killed:1\nstatus:TO\nmessage:Time limit exceeded (wall clock)\nnetwork:loopback\n"
+             killed:1\nstatus:TO\nmessage:Time limit exceeded (wall clock)\nnetwork:loopback\n\
+             figures-from:sampling: the policy says cgroup = off\n"
         );
         let ok = meta(&outcome(End::Exited(0), None));
         assert_eq!(
             ok,
             "time:0.003\ntime-wall:1.500\nmax-rss:1234\ncsw-voluntary:5\ncsw-forced:6\n\
-             exitcode:0\nnetwork:loopback\n"
+             exitcode:0\nnetwork:loopback\nfigures-from:sampling: the policy says cgroup = off\n"
         );
         assert_eq!(
             meta(&full()),
             "time:3.000\ntime-wall:12.345\nmax-rss:2048\ncg-mem:9000\ncg-oom-killed:1\n\
-             exitsig:9\nstatus:SG\nmessage:Memory limit exceeded\nnetwork:host\n"
+             exitsig:9\nstatus:SG\nmessage:Memory limit exceeded\nnetwork:host\n\
+             figures-from:cgroup v2\n"
         );
     }
 

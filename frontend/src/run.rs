@@ -595,7 +595,7 @@ pub fn why_no_cgroup(mountinfo: &str) -> &'static str {
     } else if cgroup_mounts.iter().all(|opts| opts.split(',').any(|o| o == "ro")) {
         "the cgroup file systems are mounted read-only (as in a container that is not privileged)"
     } else {
-        "the helper made none: the policy's cgroup or max_memory_cgroups, or no cgroup below the caller's to use (safeexec-helper(8))"
+        "the helper made none: the policy's cgroup or max_memory_cgroups, or no controller in safeexec's cgroup subtree (safeexec-helper(8))"
     }
 }
 

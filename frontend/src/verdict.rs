@@ -53,6 +53,8 @@ pub struct Outcome {
     /// Why the run has no cgroup counters, when it has none
     /// (`run::why_no_cgroup`).
     pub cgroup_absent: Option<&'static str>,
+    /// Why the run had no memory cgroup, from the helper.
+    pub cgroup_missing: Option<String>,
 }
 
 /// Which limit ended a run.
@@ -138,6 +140,20 @@ pub fn judge(facts: Facts, relayed: Option<u64>) -> Outcome {
         cgroup: facts.cgroup,
         network: facts.network,
         cgroup_absent: None,
+        cgroup_missing: facts.cgroup_missing,
+    }
+}
+
+/// Where the run's memory figures and limit came from: `cgroup v1`,
+/// `cgroup v2`, or `sampling: ` and why the run had no memory cgroup (the
+/// helper's reason, which it knows exactly; else the frontend's guess).
+pub fn figures_from(o: &Outcome) -> String {
+    match &o.cgroup {
+        Some(c) if c.memory_peak_kib.is_some() => format!("cgroup v{}", c.version),
+        _ => {
+            let why = o.cgroup_missing.as_deref().or(o.cgroup_absent).unwrap_or("no memory cgroup");
+            format!("sampling: {why}")
+        }
     }
 }
 
@@ -319,6 +335,7 @@ mod tests {
                 .with(Limit::Output, Some(100)),
             cgroup: None,
             network: Network::Loopback,
+            cgroup_missing: None,
         }
     }
 

@@ -1,27 +1,34 @@
 //! The run's own cgroups: kernel counters of the whole run (peak memory,
 //! CPU time, processes) and a kernel-enforced memory limit.
 //!
-//! Each run gets one directory `safeexec/<uid>` below the helper's own
-//! cgroup (the caller's), in every hierarchy that has a controller we use:
-//! the v1 `memory`, `pids` and `cpuacct` hierarchies, and the v2 one (whose
-//! `cpu.stat` always counts CPU; memory and pids only where the parent
-//! hands those controllers down). Staying below the caller's cgroup keeps
-//! the caller's own limits over the run. The directories are root's (0755,
-//! files 0644, owner and group): neither the caller nor the target can
-//! change a limit or move a process, and the run does not see the cgroup
-//! file systems at all (`sandbox::private_mounts`). The supervisor makes
-//! them while still root and hands them to init (`send`, `receive`); the
-//! target joins them before it drops root; init reads the counters once
-//! every process of the run is reaped, reclaims the page cache the run
-//! brought in, then removes them. A later run sweeps what a killed init
-//! left.
+//! safeexec owns a subtree in every hierarchy that has a controller we use
+//! (the v1 `memory`, `pids` and `cpuacct` hierarchies, and the v2 one), and
+//! each run gets one directory `<uid>` there, whatever the caller's cgroup:
+//! a v2 cgroup that holds processes (a systemd service) can hand no
+//! controller down, and systemd's cgroups are not ours to change. The
+//! subtree is the cgroup of the packaged systemd unit with `Delegate=yes`
+//! where it runs (v2), else `safeexec` at the top of the hierarchy, made at
+//! first use: the host's root, or a container's own cgroup (the root of its
+//! cgroup namespace, or its cgroup bind-mounted). The hierarchies and the
+//! helper's place in them come from /proc/self/cgroup mapped through the
+//! mounts of /proc/self/mountinfo. The run's memory limit (the policy's
+//! `max_run_memory` at most) bounds each run; the caller's own cgroup no
+//! longer does.
 //!
-//! Nothing here opens a path the request names: the paths are the fixed
-//! mount points and the cgroup paths the kernel gives in /proc/self/cgroup,
-//! and each directory opened is checked to be on a cgroup file system.
+//! The directories are root's (0755, files 0644, owner and group), and so
+//! is every cgroup above them: neither the caller nor the target can change
+//! a limit or move a process, and the run does not see the cgroup file
+//! systems at all (`mounts::private_mounts`). The supervisor makes them
+//! while still root and hands them to init (`send`, `receive`); the target
+//! joins them before it drops root; init reads the counters once every
+//! process of the run is reaped, reclaims the page cache the run brought
+//! in, then removes them. A later run sweeps what a killed init left.
+//!
+//! Nothing here opens a path the request names: the paths are the mount
+//! points and cgroup paths the kernel gives in /proc/self, and each
+//! directory opened is checked to be on a cgroup file system.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::MetadataExt;
 
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{fstat, mkdirat, Mode};
@@ -53,8 +60,31 @@ fn memory_cgroups() -> u64 {
 /// At most one directory per hierarchy: memory, pids, cpuacct and v2.
 const MAX_NODES: usize = 4;
 
-/// Where the v1 hierarchies and the v2 one are mounted.
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+/// safeexec's own subtree, at the top of each hierarchy the helper sees
+/// (the host's root, or the root of a container's cgroup namespace or
+/// mount), made at first use.
+const SUBTREE: &str = "safeexec";
+
+/// A run's directory in the subtree: its uid, and for an installation
+/// other than the packaged one (another state directory) a tag of that
+/// directory, so that installations sharing the subtree never sweep each
+/// other's runs (they may share a uid range).
+fn run_name(uid: u32) -> String {
+    let state = crate::uids::STATE_DIR;
+    if state == "/var/lib/safeexec" {
+        return uid.to_string();
+    }
+    // FNV-1a: the tests compute the same tag from their prefix.
+    let hash = state.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{uid}-{:08x}", hash as u32)
+}
+
+/// The cgroup of the packaged systemd unit (`safeexec.service`,
+/// `Delegate=yes`), relative to the v2 hierarchy's top: safeexec's subtree
+/// there when it exists, so that systemd leaves it to us.
+const UNIT_CGROUP: &str = "system.slice/safeexec.service";
 
 /// Whether runs get cgroups (policy key `cgroup`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +100,7 @@ pub enum CgroupRule {
 /// One directory of the run: in one hierarchy, below `parent`.
 struct Node {
     v2: bool,
-    /// The `safeexec` directory, to remove `name` from at the end.
+    /// The subtree's directory, to remove `name` from at the end.
     parent: OwnedFd,
     name: String,
     dir: OwnedFd,
@@ -88,23 +118,91 @@ fn err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Setup(format!("cgroup: {what}: {e}"))
 }
 
-/// One hierarchy the helper is in: its mount point, whether it is v2, and
-/// the helper's cgroup in it.
+/// One hierarchy the helper is in: where it is mounted, whether it is v2,
+/// its controllers (v1), and the helper's own cgroup below that mount
+/// point (`None` when the mount shows no ancestor of it).
+#[derive(Debug, PartialEq)]
 struct Hierarchy {
     mount: String,
     v2: bool,
     controllers: Vec<String>,
-    path: String,
+    own: Option<String>,
 }
 
-/// The hierarchies of interest, from /proc/self/cgroup (written by the
-/// kernel: `id:controllers:path`).
-fn hierarchies() -> Vec<Hierarchy> {
-    let Ok(text) = std::fs::read_to_string("/proc/self/cgroup") else {
-        return Vec::new();
-    };
+/// A cgroup file system mount, from /proc/self/mountinfo: the cgroup it
+/// shows at its mount point (`root`), the mount point, its version, and
+/// its super options (the controllers of a v1 one).
+#[derive(Debug, PartialEq)]
+struct CgroupMount {
+    root: String,
+    point: String,
+    v2: bool,
+    options: Vec<String>,
+}
+
+/// The cgroup mounts of mountinfo text (written by the kernel:
+/// `id parent dev root point options [tags] - type source super`).
+fn cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (fields, rest) = line.split_once(" - ")?;
+            let mut fields = fields.split(' ');
+            let root = unescape(fields.nth(3)?);
+            let point = unescape(fields.next()?);
+            let mut rest = rest.split(' ');
+            let v2 = match rest.next()? {
+                "cgroup2" => true,
+                "cgroup" => false,
+                _ => return None,
+            };
+            let options = rest.nth(1)?.split(',').map(str::to_string).collect();
+            Some(CgroupMount { root, point, v2, options })
+        })
+        .collect()
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\ooo`.
+fn unescape(field: &str) -> String {
+    let mut out = String::new();
+    let mut rest = field;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let code = rest.get(i + 1..i + 4).and_then(|o| u8::from_str_radix(o, 8).ok());
+        match code {
+            Some(c) => {
+                out.push(char::from(c));
+                rest = &rest[i + 4..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `path` below `root`, both absolute cgroup paths: `Some("")` for the
+/// root itself, `Some("a/b")` below it, `None` outside it.
+fn below(root: &str, path: &str) -> Option<String> {
+    let rest = path.strip_prefix(root.trim_end_matches('/'))?;
+    if !rest.is_empty() && !rest.starts_with('/') {
+        return None;
+    }
+    Some(rest.trim_matches('/').to_string())
+}
+
+/// The hierarchies of interest: each line of /proc/self/cgroup
+/// (`id:controllers:path`, the path as the helper's cgroup namespace shows
+/// it) with the mount of that hierarchy that shows the most of it. A mount
+/// shows the cgroup `root` at its mount point: the host's root, the root
+/// of a private cgroup namespace, or a container's own cgroup bind-mounted.
+fn map_hierarchies(proc_cgroup: &str, mounts: &[CgroupMount]) -> Vec<Hierarchy> {
+    let wanted = ["memory", "pids", "cpuacct"];
     let mut found = Vec::new();
-    for line in text.lines() {
+    for line in proc_cgroup.lines() {
         let mut parts = line.splitn(3, ':');
         let (Some(_), Some(names), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
             continue;
@@ -112,40 +210,37 @@ fn hierarchies() -> Vec<Hierarchy> {
         if !path.starts_with('/') || path.split('/').any(|c| c == "..") {
             continue;
         }
-        if names.is_empty() {
-            // v2: mounted on the root itself, or beside v1 ones.
-            for mount in [CGROUP_ROOT.to_string(), format!("{CGROUP_ROOT}/unified")] {
-                if is_fs(&mount, true) {
-                    found.push(Hierarchy {
-                        mount,
-                        v2: true,
-                        controllers: Vec::new(),
-                        path: path.to_string(),
-                    });
-                    break;
-                }
-            }
+        let v2 = names.is_empty();
+        let controllers: Vec<String> =
+            if v2 { Vec::new() } else { names.split(',').map(str::to_string).collect() };
+        if !v2 && !controllers.iter().any(|c| wanted.contains(&c.as_str())) {
             continue;
         }
-        let controllers: Vec<String> = names.split(',').map(str::to_string).collect();
-        let wanted = ["memory", "pids", "cpuacct"];
-        if controllers.iter().any(|c| wanted.contains(&c.as_str())) {
-            found.push(Hierarchy {
-                mount: format!("{CGROUP_ROOT}/{names}"),
-                v2: false,
-                controllers,
-                path: path.to_string(),
-            });
-        }
+        let shows =
+            |m: &&CgroupMount| m.v2 == v2 && controllers.iter().all(|c| m.options.contains(c));
+        let Some(mount) = mounts.iter().filter(shows).min_by_key(|m| m.root.len()) else {
+            continue;
+        };
+        found.push(Hierarchy {
+            mount: mount.point.clone(),
+            v2,
+            controllers,
+            own: below(&mount.root, path),
+        });
     }
     found
 }
 
-fn is_fs(path: &str, v2: bool) -> bool {
-    let Ok(dir) = open_dir(None, path) else {
-        return false;
-    };
-    fs_is_cgroup(&dir, v2)
+/// The hierarchies the helper is in, read once per run (by the
+/// supervisor, for `shelter`, `RunCgroup::create` and `sweep_stale`).
+pub struct Hierarchies(Vec<Hierarchy>);
+
+impl Hierarchies {
+    pub fn find() -> Hierarchies {
+        let read = |path| std::fs::read_to_string(path).unwrap_or_default();
+        let mounts = cgroup_mounts(&read("/proc/self/mountinfo"));
+        Hierarchies(map_hierarchies(&read("/proc/self/cgroup"), &mounts))
+    }
 }
 
 fn fs_is_cgroup(dir: &OwnedFd, v2: bool) -> bool {
@@ -197,20 +292,21 @@ impl RunCgroup {
     /// removal). Past it the run's memory figures and --rss come from rusage
     /// and /proc, and the rest of the machine keeps its share.
     pub fn create(
+        found: &Hierarchies,
         rule: CgroupRule,
         max_memory: u64,
         uid: u32,
         memory_kib: Option<u64>,
         nproc: Option<u64>,
-    ) -> Result<Option<RunCgroup>> {
+    ) -> Result<(Option<RunCgroup>, Option<String>)> {
         if rule == CgroupRule::Off {
-            return Ok(None);
+            return Ok((None, Some("the policy says cgroup = off".into())));
         }
         let mut cg = RunCgroup { nodes: Vec::new(), memory: None, pids: None, cpu: None };
         let mut first_error = None;
         let too_many = memory_cgroups() >= max_memory;
-        for h in hierarchies() {
-            if let Err(e) = cg.add(&h, uid, too_many) {
+        for h in &found.0 {
+            if let Err(e) = cg.add(h, uid, too_many) {
                 first_error.get_or_insert(e);
             }
         }
@@ -224,7 +320,12 @@ impl RunCgroup {
             cg.remove();
             return Err(e);
         }
-        Ok(if cg.nodes.is_empty() { None } else { Some(cg) })
+        // Why the memory figures and limit will come from sampling.
+        let missing = cg.memory.is_none().then(|| match first_error {
+            Some(Error::Setup(why)) => why,
+            _ => "no hierarchy offers the memory controller to safeexec's subtree".into(),
+        });
+        Ok((if cg.nodes.is_empty() { None } else { Some(cg) }, missing))
     }
 
     /// Makes the run's directory in one hierarchy, if it brings a
@@ -331,7 +432,7 @@ impl RunCgroup {
         let mut nodes = Vec::new();
         for v2 in layout.v2 {
             if let (Some(parent), Some(dir)) = (fds.next(), fds.next()) {
-                nodes.push(Node { v2, parent, name: uid.to_string(), dir });
+                nodes.push(Node { v2, parent, name: run_name(uid), dir });
             }
         }
         Ok(RunCgroup { nodes, memory: layout.memory, pids: layout.pids, cpu: layout.cpu })
@@ -469,12 +570,12 @@ impl CpuCounter {
     }
 }
 
-/// Makes `safeexec/<uid>` in one hierarchy; returns it with the
-/// controllers it has (v2).
+/// Makes the run's `<uid>` directory in safeexec's subtree of one
+/// hierarchy; returns it with the controllers it has (v2).
 fn make_node(h: &Hierarchy, uid: u32, too_many: bool) -> Result<(Node, Vec<String>)> {
-    let parent = safeexec_dir(h)?;
+    let parent = subtree(h)?;
     let controllers = if h.v2 { hand_down(&parent, too_many)? } else { Vec::new() };
-    let name = uid.to_string();
+    let name = run_name(uid);
     let mode = Mode::from_bits_truncate(0o755);
     match mkdirat(&parent, name.as_str(), mode) {
         Err(nix::errno::Errno::EEXIST) => {
@@ -498,38 +599,35 @@ fn make_node(h: &Hierarchy, uid: u32, too_many: bool) -> Result<(Node, Vec<Strin
     Ok((node, controllers))
 }
 
-/// The root-owned `safeexec` directory below the helper's own cgroup in
-/// one hierarchy, made if missing.
-fn safeexec_dir(h: &Hierarchy) -> Result<OwnedFd> {
+/// safeexec's subtree in one hierarchy, whatever the caller's cgroup: in
+/// v2 the cgroup of the packaged systemd unit when it runs, else the
+/// root-owned `safeexec` directory at the top of the hierarchy, made if
+/// missing. Keeps: the subtree and every cgroup above it are root's alone
+/// (`only_root_may_move`), so no caller may move a process into, out of or
+/// between its cgroups, or change their limits.
+fn subtree(h: &Hierarchy) -> Result<OwnedFd> {
     let mount = open_dir(None, &h.mount).map_err(|e| err(&h.mount, e))?;
     if !fs_is_cgroup(&mount, h.v2) {
         return Err(err(&h.mount, "not a cgroup file system"));
     }
-    let own = h.path.trim_start_matches('/');
-    let own_dir = if own.is_empty() {
-        mount
-    } else {
-        open_dir(Some(&mount), own).map_err(|e| err(&h.path, e))?
+    let unit = if h.v2 { open_dir(Some(&mount), UNIT_CGROUP).ok() } else { None };
+    let dir = match unit {
+        Some(unit) => unit,
+        None => root_owned_dir(&mount, SUBTREE)?,
     };
-    if h.v2 && !only_root_may_move(&own_dir) {
+    let st = fstat(&dir).map_err(|e| err(SUBTREE, e))?;
+    if !fs_is_cgroup(&dir, h.v2) || st.st_uid != 0 || st.st_mode & 0o022 != 0 {
+        return Err(err(SUBTREE, "the directory must be root's and writable by nobody else"));
+    }
+    if h.v2 && !only_root_may_move(&dir) {
         // In v2 whoever may write cgroup.procs of a common ancestor may move
-        // a process between two cgroups below it: with a delegated subtree
-        // the caller could take the target out of the run's cgroup.
+        // a process between two cgroups below it.
         return Err(err(
-            &h.path,
+            SUBTREE,
             "a cgroup above is delegated (its cgroup.procs is not root's alone)",
         ));
     }
-    match mkdirat(&own_dir, "safeexec", Mode::from_bits_truncate(0o755)) {
-        Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-        Err(e) => return Err(err("cannot make the safeexec cgroup", e)),
-    }
-    let parent = open_dir(Some(&own_dir), "safeexec").map_err(|e| err("safeexec", e))?;
-    let st = fstat(&parent).map_err(|e| err("safeexec", e))?;
-    if !fs_is_cgroup(&parent, h.v2) || st.st_uid != 0 || st.st_mode & 0o022 != 0 {
-        return Err(err("safeexec", "the directory must be root's and writable by nobody else"));
-    }
-    Ok(parent)
+    Ok(dir)
 }
 
 /// v2: hands the memory and pids controllers the parent offers down to
@@ -564,16 +662,15 @@ fn hand_down(parent: &OwnedFd, too_many: bool) -> Result<Vec<String>> {
 /// after, is born there. Elsewhere it changes nothing. Whatever the
 /// policy's `cgroup` says: it keeps init, and so the run's limits, out of
 /// the caller's hands.
-pub fn shelter(init: u32) -> Result<()> {
-    for h in hierarchies().into_iter().filter(|h| h.v2) {
+pub fn shelter(found: &Hierarchies, init: u32) -> Result<()> {
+    for h in found.0.iter().filter(|h| h.v2) {
         let mount = open_dir(None, &h.mount).map_err(|e| err(&h.mount, e))?;
-        let own = h.path.trim_start_matches('/');
+        let own = h.own.as_deref().unwrap_or_default();
         let own_dir = if own.is_empty() { None } else { open_dir(Some(&mount), own).ok() };
         if own_dir.as_ref().is_none_or(only_root_may_move) || !fs_is_cgroup(&mount, true) {
             continue;
         }
-        let parent = root_owned_dir(&mount, "safeexec")?;
-        let shelter = root_owned_dir(&parent, "shelter")?;
+        let shelter = root_owned_dir(&subtree(h)?, "shelter")?;
         write_file(&shelter, "cgroup.procs", &init.to_string())
             .map_err(|e| err("cannot move init out of the caller's delegated cgroup", e))?;
     }
@@ -626,36 +723,50 @@ fn only_root_may_move(dir: &OwnedFd) -> bool {
 }
 
 /// Removes cgroups of earlier runs that are over (their init was killed
-/// before it could), in every hierarchy. Their name is the run's uid; a run
-/// is over once nobody holds its uid's lock (`uids::Lease::held_by_another`),
-/// whatever became of its helper's pid (a zombie, or reused). This run's own
-/// is left alone. Run by the supervisor while it is still root, beside
-/// init's set-up.
-pub fn sweep_stale(uid_base: u32, lease: &Lease) {
-    for h in hierarchies() {
-        sweep(&h, uid_base, lease);
+/// before it could), in every hierarchy. Their name is `run_name` of the
+/// run's uid; only this installation's names in its uid range are looked at
+/// (another installation may share the subtree); a run is over once nobody holds its uid's lock
+/// (`uids::Lease::held_by_another`), whatever became of its helper's pid (a
+/// zombie, or reused). This run's own is left alone. Run by the supervisor
+/// while it is still root, beside init's set-up.
+pub fn sweep_stale(found: &Hierarchies, uid_base: u32, uid_count: u32, lease: &Lease) {
+    for h in &found.0 {
+        if let Ok(dir) = subtree(h) {
+            sweep(&dir, h.v2, uid_base, uid_count, lease);
+        }
     }
 }
 
-fn sweep(h: &Hierarchy, uid_base: u32, lease: &Lease) {
-    let dir = format!("{}{}/safeexec", h.mount, h.path.trim_end_matches('/'));
-    let Ok(entries) = std::fs::read_dir(&dir) else {
+fn sweep(dir: &OwnedFd, v2: bool, uid_base: u32, uid_count: u32, lease: &Lease) {
+    let Ok(copy) = dir.try_clone() else {
         return;
     };
-    for entry in entries.flatten() {
-        let Some(uid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+    let Ok(mut entries) = nix::dir::Dir::from_fd(copy) else {
+        return;
+    };
+    for entry in entries.iter().flatten() {
+        let Some(uid) =
+            entry.file_name().to_str().ok().and_then(|n| n.split('-').next()?.parse::<u32>().ok())
+        else {
             continue;
         };
-        let Some(index) = uid.checked_sub(uid_base) else {
+        let Some(index) = uid.checked_sub(uid_base).filter(|&i| i < uid_count) else {
             continue;
         };
-        let is_dir = entry.metadata().is_ok_and(|m| m.is_dir() && m.uid() == 0);
-        if is_dir && !lease.held_by_another(index) {
+        // Another installation's run: not ours to judge.
+        let name = run_name(uid);
+        if entry.file_name().to_bytes() != name.as_bytes() {
+            continue;
+        }
+        if lease.held_by_another(index) {
+            continue;
+        }
+        if let Ok(stale) = open_dir(Some(dir), &name) {
             // Its page cache first, as init would have done.
-            if let Ok(dir) = open_dir(None, &entry.path().to_string_lossy()) {
-                release_memory(&dir, h.v2);
+            if fstat(&stale).is_ok_and(|st| st.st_uid == 0) {
+                release_memory(&stale, v2);
+                let _ = unlinkat(dir, name.as_str(), UnlinkatFlags::RemoveDir);
             }
-            let _ = std::fs::remove_dir(entry.path());
         }
     }
 }
@@ -680,6 +791,69 @@ mod tests {
         assert_eq!(keyed(t, "usage_usec"), Some(1234));
         assert_eq!(keyed(t, "user"), None);
         assert_eq!(keyed("oom_kill_disable 0\noom_kill 3", "oom_kill"), Some(3));
+    }
+
+    const HYBRID: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+33 31 0:30 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn host_hierarchies_are_mapped_through_mountinfo() {
+        let proc = "4:memory:/a/b\n3:cpu,cpuacct:/\n2:devices:/\n0::/user.slice\n";
+        let h = map_hierarchies(proc, &cgroup_mounts(HYBRID));
+        let seen: Vec<_> = h.iter().map(|h| (h.mount.as_str(), h.own.as_deref())).collect();
+        assert_eq!(
+            seen,
+            [
+                ("/sys/fs/cgroup/memory", Some("a/b")),
+                ("/sys/fs/cgroup/cpu,cpuacct", Some("")),
+                ("/sys/fs/cgroup/unified", Some("user.slice")),
+            ]
+        );
+        assert_eq!(h[1].controllers, ["cpu", "cpuacct"]);
+    }
+
+    /// A container without a cgroup namespace: its mount shows its own
+    /// cgroup at /sys/fs/cgroup, and /proc/self/cgroup the host's path.
+    #[test]
+    fn a_mount_whose_root_is_the_containers_cgroup_is_mapped() {
+        let info = "1 0 0:1 /machine.slice/libpod-1.scope /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        let proc = "0::/machine.slice/libpod-1.scope/app\n";
+        let h = map_hierarchies(proc, &cgroup_mounts(info));
+        assert_eq!(h[0].mount, "/sys/fs/cgroup");
+        assert_eq!(h[0].own.as_deref(), Some("app"));
+        // A cgroup outside the mount: usable, but the helper's own unknown.
+        let h = map_hierarchies("0::/system.slice\n", &cgroup_mounts(info));
+        assert_eq!(h[0].own, None);
+    }
+
+    /// A private cgroup namespace: both show the namespace's root as `/`.
+    #[test]
+    fn a_private_cgroup_namespace_is_mapped() {
+        let info = "1 0 0:1 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
+        let h = map_hierarchies("0::/\n", &cgroup_mounts(info));
+        assert_eq!(
+            h,
+            [Hierarchy {
+                mount: "/sys/fs/cgroup".into(),
+                v2: true,
+                controllers: vec![],
+                own: Some(String::new())
+            }]
+        );
+        // Paths outside the namespace are never used.
+        assert!(map_hierarchies("0::/../../x\n", &cgroup_mounts(info)).is_empty());
+    }
+
+    #[test]
+    fn mountinfo_escapes_and_prefixes() {
+        assert_eq!(unescape("/a\\040b\\134c"), "/a b\\c");
+        assert_eq!(below("/a", "/ab"), None);
+        assert_eq!(below("/a", "/a/b/"), Some("b".into()));
+        assert_eq!(below("/", "/x"), Some("x".into()));
     }
 
     #[test]

@@ -220,14 +220,19 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
     if let Some(cpus) = cpus {
         let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus);
     }
-    if let Err(e) = prepared {
-        supervise::abort_run(&run);
-        return Err(e);
-    }
+    let missing = match prepared {
+        Ok(missing) => missing,
+        Err(e) => {
+            supervise::abort_run(&run);
+            return Err(e);
+        }
+    };
     // An error here means the target failed its set-up and is gone; its
     // reason comes on the channel, which `watch` reads.
     let _ = supervisor_end.send(&ToRun::Go, &[]);
-    supervise::watch(&run, &supervisor_end, &stop_order).inspect_err(|_| supervise::abort_run(&run))
+    let facts = supervise::watch(&run, &supervisor_end, &stop_order)
+        .inspect_err(|_| supervise::abort_run(&run))?;
+    Ok(Facts { cgroup_missing: missing, ..facts })
 }
 
 /// A new child waits on its parent's CPU while the parent runs, even with
@@ -256,10 +261,12 @@ fn prepare(
     run: &Run,
     channel: &Channel,
     lease: &Lease,
-) -> Result<()> {
-    cgroup::shelter(run.init.as_raw().unsigned_abs())?;
+) -> Result<Option<String>> {
+    let found = cgroup::Hierarchies::find();
+    cgroup::shelter(&found, run.init.as_raw().unsigned_abs())?;
     let nproc = run.limits.get(Limit::Nproc);
-    let cgroup = RunCgroup::create(
+    let (cgroup, missing) = RunCgroup::create(
+        &found,
         policy.cgroup,
         policy.max_memory_cgroups,
         run.uid,
@@ -279,12 +286,12 @@ fn prepare(
         cg.remove();
     }
     if policy.cgroup != CgroupRule::Off {
-        cgroup::sweep_stale(policy.uid_base, lease);
+        cgroup::sweep_stale(&found, policy.uid_base, policy.uid_count, lease);
     }
     let checked = supervise::drop_privileges(caller);
     if let (Err(_), Some(cg)) = (&checked, &cgroup) {
         // Init will be killed before it removes them.
         cg.remove();
     }
-    checked
+    checked.map(|()| missing)
 }

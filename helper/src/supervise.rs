@@ -140,6 +140,7 @@ fn collect(run: &Run, channel: &Channel, started: Instant) -> Result<Facts> {
         limits: run.limits.clone(),
         cgroup: report.and_then(|r| r.cgroup),
         network: run.network,
+        cgroup_missing: None,
     })
 }
 

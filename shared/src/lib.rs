@@ -140,6 +140,9 @@ pub struct Facts {
     pub cgroup: Option<CgroupCounters>,
     /// The network the run had.
     pub network: Network,
+    /// Why the run had no memory cgroup (its memory figures and limit then
+    /// come from rusage and sampling); `None` when it had one.
+    pub cgroup_missing: Option<String>,
 }
 
 /// The network a run had.

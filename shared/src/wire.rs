@@ -249,6 +249,7 @@ mod tests {
             uid: 6,
             gid: 7,
             limits: limits(),
+            cgroup_missing: None,
             cgroup: Some(CgroupCounters {
                 version: 1,
                 memory_peak_kib: Some(8),

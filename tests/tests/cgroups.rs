@@ -33,28 +33,83 @@ fn own_cgroups() -> Vec<(String, String)> {
 fn own_v1_cgroups() -> Vec<(String, String)> {
     own_cgroups()
         .into_iter()
-        .filter(|(names, _)| ["memory", "pids", "cpuacct"].contains(&names.as_str()))
+        .filter(|(names, _)| names.split(',').any(|n| ["memory", "pids", "cpuacct"].contains(&n)))
         .collect()
 }
 
-/// The directories where the helper makes run cgroups for a caller in the
-/// test runner's own cgroups: `<mount><path>/safeexec` per hierarchy.
-fn safeexec_dirs() -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    for (names, path) in own_cgroups() {
-        let mounts = if names.is_empty() {
-            vec!["/sys/fs/cgroup".to_string(), "/sys/fs/cgroup/unified".to_string()]
+/// A hierarchy the helper uses, as the tests find it: the controllers of
+/// its line in /proc/self/cgroup (empty for v2), its mount point and the
+/// cgroup that mount shows there (from /proc/self/mountinfo).
+struct Hierarchy {
+    names: String,
+    mount: PathBuf,
+    root: String,
+}
+
+impl Hierarchy {
+    /// safeexec's subtree in it: the packaged systemd unit's cgroup (v2)
+    /// when there is one, else `safeexec` at the top. The directory and
+    /// its cgroup path, as /proc/PID/cgroup shows it.
+    fn subtree(&self) -> (PathBuf, String) {
+        let unit = self.mount.join("system.slice/safeexec.service");
+        let rel = if self.names.is_empty() && unit.is_dir() {
+            "system.slice/safeexec.service"
         } else {
-            vec![format!("/sys/fs/cgroup/{names}")]
+            "safeexec"
         };
-        for m in mounts {
-            let dir = PathBuf::from(format!("{m}{path}/safeexec"));
-            if dir.is_dir() {
-                dirs.push(dir);
+        let path = format!("{}/{rel}", self.root.trim_end_matches('/'));
+        (self.mount.join(rel), path)
+    }
+}
+
+/// The hierarchies the helper uses: v1 memory, pids and cpuacct, and v2.
+fn hierarchies() -> Vec<Hierarchy> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
+    let mounts: Vec<(String, PathBuf, String, Vec<String>)> = info
+        .lines()
+        .filter_map(|line| {
+            let (fields, rest) = line.split_once(" - ")?;
+            let mut f = fields.split(' ').skip(3);
+            let (root, point) = (f.next()?.to_string(), PathBuf::from(f.next()?));
+            let mut r = rest.split(' ');
+            let (kind, options) = (r.next()?.to_string(), r.nth(1)?);
+            Some((kind, point, root, options.split(',').map(str::to_string).collect()))
+        })
+        .collect();
+    let mut found = Vec::new();
+    for (names, _) in own_cgroups() {
+        let v2 = names.is_empty();
+        if !v2 && own_v1_cgroups().iter().all(|(n, _)| *n != names) {
+            continue;
+        }
+        let shows = |(kind, _, _, options): &&(String, PathBuf, String, Vec<String>)| {
+            if v2 {
+                kind == "cgroup2"
+            } else {
+                kind == "cgroup" && names.split(',').all(|n| options.iter().any(|o| o == n))
             }
+        };
+        if let Some((_, point, root, _)) = mounts.iter().filter(shows).min_by_key(|m| m.2.len()) {
+            found.push(Hierarchy { names, mount: point.clone(), root: root.clone() });
         }
     }
-    dirs
+    found
+}
+
+/// The name of a run's cgroup directory: its uid and a tag of the test
+/// installation's state directory (the helper's `cgroup::run_name`).
+fn run_name(t: &safeexec_tests::Ctx, uid: impl std::fmt::Display) -> String {
+    let state = t.prefix.join("var/lib/safeexec");
+    let hash = state.to_string_lossy().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{uid}-{:08x}", hash as u32)
+}
+
+/// safeexec's subtree in every hierarchy where it exists: where the
+/// helper makes the runs' cgroups, whatever the caller's cgroup.
+fn safeexec_dirs() -> Vec<PathBuf> {
+    hierarchies().iter().map(|h| h.subtree().0).filter(|d| d.is_dir()).collect()
 }
 
 /// Runs `args` with `--json` and returns the report, which must carry
@@ -94,6 +149,7 @@ fn reports_come_from_the_runs_own_cgroup() {
         "no cgroup counters: this machine offers the test runner no memory cgroup?\n{j}"
     );
     assert!(cg["version"] == 1 || cg["version"] == 2, "{j}");
+    assert_eq!(j["figures_from"], format!("cgroup v{}", cg["version"]), "{j}");
     let cg_peak = cg["memory_peak_kib"].as_u64().expect("memory peak");
     assert!(cg_peak > 0 && cg_peak < 64 * 1024, "{j}");
     // The top-level peak stays the resident one, as the original's; the
@@ -206,11 +262,11 @@ fn private_tmp_files_count_toward_the_memory_limit() {
 
 /// The target sees no cgroup file system (an empty read-only directory), so
 /// it can neither leave its cgroups, nor raise their limits, nor make
-/// cgroups of its own; and its cgroups lie below the caller's, so the
-/// caller's own limits still hold over the run.
+/// cgroups of its own; and its cgroups are in safeexec's subtree, whatever
+/// the caller's cgroup.
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
-fn the_target_sees_no_cgroup_file_system_and_its_cgroups_are_below_the_callers() {
+fn the_target_sees_no_cgroup_file_system_and_its_cgroups_are_in_safeexecs_subtree() {
     let t = require_root!();
     let script = r#"
 import os
@@ -230,16 +286,23 @@ for line in open('/proc/self/cgroup'):
     assert!(text.contains("listing []\n"), "{text}");
     assert!(!text.contains("MADE"), "{text}");
     let uid = uid_of(&j);
+    let memory_in = j["figures_from"].as_str().unwrap_or_default().to_string();
     let mut checked = 0;
-    for (names, path) in own_v1_cgroups() {
-        let want = format!("{path}/safeexec/{uid}");
+    for h in hierarchies() {
+        // v2 only where the run needs it: v1 hierarchies may cover it all.
+        if h.names.is_empty() && !memory_in.ends_with("v2") {
+            continue;
+        }
+        let want = format!("{}/{}", h.subtree().1, run_name(&t, uid));
         assert!(
-            text.lines().any(|l| l.starts_with("in ") && l.ends_with(&format!(":{names}:{want}"))),
-            "not in {names}:{want}:\n{text}"
+            text.lines()
+                .any(|l| l.starts_with("in ") && l.ends_with(&format!(":{}:{want}", h.names))),
+            "not in {}:{want}:\n{text}",
+            h.names
         );
         checked += 1;
     }
-    assert!(checked > 0, "the test runner is in no v1 memory, pids or cpuacct cgroup");
+    assert!(checked > 0, "the run is in no cgroup of safeexec's subtree: {j}");
 }
 
 /// A cgroup elsewhere whose tasks files anyone may write does not let the
@@ -282,53 +345,34 @@ fn a_world_writable_cgroup_elsewhere_is_out_of_the_targets_reach() {
 }
 
 /// An OOM kill for a parent cgroup's limit is not the run's Memory Limit
-/// Exceeded: the run stayed under its own --rss.
+/// Exceeded: the run stayed under its own --rss. The parent is safeexec's
+/// memory subtree, given a tight limit while no other test runs.
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn an_oom_kill_for_a_parents_limit_is_not_the_runs_memory_limit() {
-    let t = require_root!();
-    let path = own_cgroups()
+    let t = require_root_exclusive!();
+    let (out, j) = run_json(&t, &["--exec", "/bin/true"]);
+    assert_json_verdict(&out, &j, "OK", 0);
+    let (parent, files, unlimited) = safeexec_dirs()
         .into_iter()
-        .find_map(|(names, path)| (names == "memory").then_some(path))
-        .expect("the test runner is in a v1 memory cgroup");
-    let parent = PathBuf::from(format!(
-        "/sys/fs/cgroup/memory{path}/safeexec-test-tight-{}",
-        std::process::id()
-    ));
-    std::fs::create_dir(&parent).expect("make a tight parent cgroup");
-    std::fs::write(parent.join("memory.limit_in_bytes"), "157286400").expect("set 150 MiB");
-    let _ = std::fs::write(parent.join("memory.memsw.limit_in_bytes"), "157286400");
-    // Opened here: between fork and exec the hook may only write.
-    let procs = std::fs::OpenOptions::new()
-        .write(true)
-        .open(parent.join("cgroup.procs"))
-        .expect("open cgroup.procs");
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&procs);
-    let out = t
-        .run(&[
-            "--json",
-            "--mem",
-            "1000000",
-            "--rss",
-            "500000",
-            "--exec",
-            &t.fixture("touch_mem"),
-            "300",
-            "0",
-        ])
-        .pre_exec(move || {
-            // SAFETY: write(2) on a descriptor that stays open until the
-            // child has exec'd; async-signal-safe.
-            match unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } {
-                1 => Ok(()),
-                _ => Err(std::io::Error::last_os_error()),
+        .find_map(|d| {
+            if d.join("memory.limit_in_bytes").exists() {
+                Some((d, ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"], "-1"))
+            } else if d.join("memory.max").exists() {
+                Some((d, ["memory.max", "memory.swap.max"], "max"))
+            } else {
+                None
             }
         })
-        .output();
-    drop(procs);
-    let j = json_report(&out);
-    let _ = std::fs::remove_dir(parent.join("safeexec"));
-    let _ = std::fs::remove_dir(&parent);
+        .expect("safeexec's subtree in a memory hierarchy");
+    std::fs::write(parent.join(files[0]), "157286400").expect("set 150 MiB");
+    let _ = std::fs::write(parent.join(files[1]), "157286400");
+    let (out, j) = run_json(
+        &t,
+        &["--mem", "1000000", "--rss", "500000", "--exec", &t.fixture("touch_mem"), "300", "0"],
+    );
+    let _ = std::fs::write(parent.join(files[1]), unlimited);
+    let _ = std::fs::write(parent.join(files[0]), unlimited);
     let cg = &j["cgroup"];
     assert!(cg["oom_kills"].as_u64().is_some_and(|n| n >= 1), "{j}");
     assert_eq!(cg["memory_limit_hit"], false, "{j}");
@@ -349,7 +393,7 @@ fn run_cgroups_are_removed_after_every_kind_of_end() {
     ];
     for args in cases {
         let (out, j) = run_json(&t, args);
-        let uid = uid_of(&j).to_string();
+        let uid = run_name(&t, uid_of(&j));
         let dirs = safeexec_dirs();
         assert!(!dirs.is_empty(), "no safeexec cgroup directory: {}", dump(&out));
         for d in dirs {
@@ -376,7 +420,7 @@ fn a_dead_runs_cgroup_is_swept() {
     let next = t.next_run_uid() - POLICY_UID_BASE;
     let dead = POLICY_UID_BASE + (next + POLICY_UID_COUNT / 2) % POLICY_UID_COUNT;
     assert!(!t.uid_is_held(dead), "uid {dead} is held by a live run");
-    let stale = dead.to_string();
+    let stale = run_name(&t, dead);
     let dirs = safeexec_dirs();
     assert!(!dirs.is_empty());
     for d in &dirs {
@@ -434,6 +478,7 @@ fn policy_can_turn_cgroups_off() {
     let (out, j) = run_json(&t, &["--exec", "/bin/true"]);
     assert_json_verdict(&out, &j, "OK", 0);
     assert!(j["cgroup"].is_null(), "{j}");
+    assert_eq!(j["figures_from"], "sampling: the policy says cgroup = off", "{j}");
     assert_eq!(j["memory_source"], "rusage", "{j}");
     let j = memory_limit_by_samples(&t);
     assert!(j["cgroup"].is_null(), "{j}");
@@ -450,7 +495,8 @@ fn memory_limit_by_samples(t: &safeexec_tests::Ctx) -> serde_json::Value {
 }
 
 /// The caller owns nothing of the run's cgroups: while a run is alive, it
-/// can neither raise its limits, nor remove, rename or join its cgroups.
+/// can neither raise its limits, nor remove, rename or join its cgroups,
+/// nor use safeexec's subtree to move a process or make a cgroup.
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn the_caller_cannot_touch_a_live_runs_cgroups() {
@@ -460,9 +506,10 @@ fn the_caller_cannot_touch_a_live_runs_cgroups() {
         .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
         .map(|e| e.path())
         .collect();
-    let run = t.run(&["--clock", "2", "--exec", &t.fixture("sleep_forever")]).spawn();
-    // The run's directories: the new entries named by a number.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let run = t.run(&["--clock", "5", "--exec", &t.fixture("sleep_forever")]).spawn();
+    // The run's directories: the new entries named by a number (a slow
+    // machine, such as an emulated one, may take seconds to set it up).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let mine: Vec<PathBuf> = loop {
         let now: Vec<PathBuf> = safeexec_dirs()
             .iter()
@@ -499,6 +546,15 @@ fn the_caller_cannot_touch_a_live_runs_cgroups() {
         script += &format!("echo $$ 2>/dev/null > {d}/cgroup.procs && echo JOINED {d}\n");
         script += &format!("rmdir {d} 2>/dev/null && echo REMOVED {d}\n");
         script += &format!("mv {d} {d}.x 2>/dev/null && echo RENAMED {d}\n");
+    }
+    // Nor the subtree itself: no process of its own moved in (out of its
+    // own cgroup's limits), no cgroup made there, no controller changed.
+    for d in safeexec_dirs() {
+        let d = d.display();
+        script += &format!("echo $$ 2>/dev/null > {d}/cgroup.procs && echo JOINED {d}\n");
+        script +=
+            &format!("echo -memory 2>/dev/null > {d}/cgroup.subtree_control && echo CHANGED {d}\n");
+        script += &format!("mkdir {d}/mine 2>/dev/null && echo MADE {d}\n");
     }
     script += "echo checked\n";
     let out = t.run_program("/bin/sh", &["-c", &script]).output();
@@ -551,8 +607,14 @@ fn past_max_memory_cgroups_a_run_gets_no_memory_cgroup() {
     t.set_policy(&t.policy_with(&[("max_memory_cgroups", "1")]));
     let j = memory_limit_by_samples(&t);
     assert!(j["cgroup"]["memory_peak_kib"].is_null(), "{j}");
-    assert_eq!(j["cgroup"]["memory_limited"], false, "{j}");
-    assert!(j["cgroup"]["cpu_ms"].as_f64().is_some(), "{j}");
+    assert!(j["cgroup"]["memory_limited"] != true, "{j}");
+    let from = j["figures_from"].as_str().unwrap_or_default();
+    assert!(from.starts_with("sampling: ") && from.contains("too many memory cgroups"), "{j}");
+    // v1 keeps the CPU counter of cpuacct; in v2 every cgroup made below
+    // the subtree would be a memory cgroup, so the run gets none.
+    if j["cgroup"].is_object() {
+        assert!(j["cgroup"]["cpu_ms"].as_f64().is_some(), "{j}");
+    }
 }
 
 /// A file written here and pushed out of the page cache, readable by runs.
@@ -678,7 +740,7 @@ fn cgroups_of_killed_helpers_left_unreaped_are_swept() {
         killed.iter().filter(|(run, _)| process(run.pid()).is_some_and(|p| p.state == 'Z')).count();
     let dirs = safeexec_dirs();
     let left_before: Vec<PathBuf> = (dirs.iter())
-        .flat_map(|d| killed.iter().map(move |(_, uid)| d.join(uid.to_string())))
+        .flat_map(|d| killed.iter().map(|(_, uid)| d.join(run_name(&t, uid))).collect::<Vec<_>>())
         .filter(|d| d.exists())
         .collect();
     let (out, j) = run_json(&t, &["--exec", "/bin/true"]);
@@ -917,4 +979,113 @@ fn init_cannot_be_frozen_through_the_callers_delegated_cgroup() {
     assert_json_verdict(&out, &j, "Time Limit Exceeded", 1);
     assert_eq!(j["limit"], "wall", "{}", dump(&out));
     t.assert_nothing_left(uid_of(&j) as u32, &dump(&out));
+}
+
+/// The cgroup's memory peak of a run is the run's: a static program that
+/// holds 100 MiB peaks within 2 % of it (its own code, stack and page
+/// tables are the rest).
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_100_mib_spikes_peak_is_within_2_percent() {
+    let t = require_root!();
+    let touch = t.fixture("touch_mem-static");
+    let (out, j) = run_json(&t, &["--mem", "1000000", "--exec", &touch, "100", "0"]);
+    assert_json_verdict(&out, &j, "OK", 0);
+    assert!(j["figures_from"].as_str().is_some_and(|f| f.starts_with("cgroup v")), "{j}");
+    let peak = j["cgroup"]["memory_peak_kib"].as_u64().unwrap_or(0);
+    let spike = 100 * 1024;
+    assert!(peak >= spike && peak <= spike * 102 / 100, "peak {peak} KiB for 100 MiB: {j}");
+}
+
+/// --nproc is also the run's `pids.max`: the run never has more than the
+/// target and `nproc` more at once, and the cgroup counts them.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn the_process_limit_is_the_cgroups_and_its_peak_is_counted() {
+    let t = require_root!();
+    let script = "import os, time\n\
+                  kids, failed = 0, 0\n\
+                  for i in range(10):\n\
+                  \x20   try:\n\
+                  \x20       pid = os.fork()\n\
+                  \x20   except OSError:\n\
+                  \x20       failed += 1\n\
+                  \x20       continue\n\
+                  \x20   if pid == 0:\n\
+                  \x20       time.sleep(2)\n\
+                  \x20       os._exit(0)\n\
+                  \x20   kids += 1\n\
+                  for i in range(kids):\n\
+                  \x20   os.wait()\n\
+                  print('forked=%d failed=%d' % (kids, failed))\n";
+    let (out, j) = run_json(
+        &t,
+        &[
+            "--nproc",
+            "3",
+            "--mem",
+            "1000000",
+            "--clock",
+            "20",
+            "--exec",
+            "/usr/bin/python3",
+            "-c",
+            script,
+        ],
+    );
+    assert_json_verdict(&out, &j, "OK", 0);
+    let said = stdout(&out);
+    let forked = safeexec_tests::kv(&said, "forked").and_then(|n| n.parse::<u64>().ok());
+    assert!(forked.is_some_and(|n| n <= 3), "{}", dump(&out));
+    let peak = j["cgroup"]["pids_peak"].as_u64().expect("a pids peak");
+    assert!((2..=4).contains(&peak), "pids peak {peak} with --nproc 3: {j}");
+}
+
+/// The cgroup counts the CPU time of the whole run, the program's own
+/// figure: a busy loop cut at 0.3 s shows the same time in the cgroup as
+/// in rusage.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn the_cgroups_cpu_counter_is_the_runs_cpu_time() {
+    let t = require_root!();
+    let (out, j) = run_json(&t, &["--cpu", "0.3", "--exec", &t.fixture("loop")]);
+    assert_json_verdict(&out, &j, "Time Limit Exceeded", 1);
+    let cg_ms = j["cgroup"]["cpu_ms"].as_f64().expect("a CPU counter");
+    let ms = j["cpu_ms"].as_f64().expect("cpu_ms");
+    assert!(cg_ms >= 300.0 && (cg_ms - ms).abs() <= 20.0 + ms / 20.0, "{j}");
+}
+
+/// 20 runs at once each get cgroups of their own, with their own figures,
+/// and leave neither a process nor a cgroup behind.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn twenty_concurrent_runs_each_have_their_own_cgroups_and_leave_none() {
+    let t = require_root!();
+    let touch = t.fixture("touch_mem-static");
+    let runs: Vec<_> = (0..20)
+        .map(|i| {
+            let mib = (10 + i).to_string();
+            t.run(&["--json", "--clock", "300", "--mem", "1000000", "--exec", &touch, &mib, "0"])
+                .spawn()
+        })
+        .collect();
+    let mut uids = Vec::new();
+    for (i, run) in runs.into_iter().enumerate() {
+        let out = run.wait();
+        let j = json_report(&out);
+        assert_json_verdict(&out, &j, "OK", 0);
+        let peak = j["cgroup"]["memory_peak_kib"].as_u64().unwrap_or(0);
+        let mib = 10 + i as u64;
+        assert!(peak >= mib * 1024 && peak <= mib * 1024 + 4096, "{mib} MiB, peak {peak}: {j}");
+        uids.push(uid_of(&j));
+    }
+    uids.sort_unstable();
+    uids.dedup();
+    assert_eq!(uids.len(), 20, "two runs shared a uid: {uids:?}");
+    for uid in uids {
+        t.assert_nothing_left(uid as u32, "one of 20 concurrent runs");
+        for d in safeexec_dirs() {
+            assert!(!d.join(run_name(&t, uid)).exists(), "{} left behind", d.display());
+        }
+    }
 }
