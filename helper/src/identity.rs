@@ -233,13 +233,16 @@ fn cap_error(e: caps::errors::CapsError) -> Error {
 }
 
 /// Empties this process's capability bounding set, so that no exec can
-/// bring a capability back. One drop per capability, not a read and a
-/// drop: a drop of one already gone succeeds, and one the kernel does not
-/// know (an older kernel) fails but is not in the set.
-fn clear_bounding_set() -> Result<()> {
+/// bring a capability back. The supervisor does it before it forks init
+/// (`main::run`), so init and the target inherit an empty set and only
+/// read it here: a drop makes the kernel copy the process's credentials,
+/// even of a capability already gone, and three processes dropping some
+/// forty each cost more than the rest of their change of identity. A
+/// capability the kernel does not know (an older kernel) reads as absent.
+pub fn clear_bounding_set() -> Result<()> {
     for cap in caps::all() {
-        if caps::drop(None, CapSet::Bounding, cap).is_err()
-            && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false)
+        if caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false)
+            && caps::drop(None, CapSet::Bounding, cap).is_err()
         {
             return Err(Error::Failed(
                 "cannot empty the capability bounding set (CAP_SETPCAP missing?)",

@@ -190,6 +190,8 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
     let plan = policy.check(request, lease.index, caller.uid, dirs)?;
     // A jail and the minimal root are both entered with chroot(2).
     identity::check_capabilities(plan.chroot.is_some() || plan.root == shared::Root::Minimal)?;
+    // Once, before the fork: init and the target inherit the empty set.
+    identity::clear_bounding_set()?;
     let stop_order = stop_order()?;
     let (supervisor_end, run_end) = channel::pair()?;
     let (uid, gid, limits, memory_kib) =
@@ -204,7 +206,6 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
         }
         ForkResult::Parent { child } => child,
     };
-    let cpus = step_aside();
     drop((run_end, plan));
     let init_pidfd = match sys::pidfd_open(init) {
         Ok(fd) => fd,
@@ -217,9 +218,6 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
     };
     let run = Run { init, init_pidfd, uid, gid, limits, memory_kib, network };
     let prepared = prepare(&policy, caller, &run, &supervisor_end, &lease);
-    if let Some(cpus) = cpus {
-        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus);
-    }
     let missing = match prepared {
         Ok(missing) => missing,
         Err(e) => {
@@ -233,21 +231,6 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
     let facts = supervise::watch(&run, &supervisor_end, &stop_order)
         .inspect_err(|_| supervise::abort_run(&run))?;
     Ok(Facts { cgroup_missing: missing, ..facts })
-}
-
-/// A new child waits on its parent's CPU while the parent runs, even with
-/// another CPU idle (as seen on virtual machines): init's set-up would come
-/// after the supervisor's instead of beside it. So the supervisor moves
-/// itself (its own affinity only) to the caller's other CPUs for its
-/// set-up; it returns to all of them after (`run`).
-fn step_aside() -> Option<nix::sched::CpuSet> {
-    let me = nix::unistd::Pid::from_raw(0);
-    let all = nix::sched::sched_getaffinity(me).ok()?;
-    let here = nix::sched::sched_getcpu().ok()?;
-    let mut others = all;
-    others.unset(here).ok()?;
-    let any = (0..nix::sched::CpuSet::count()).any(|c| others.is_set(c).unwrap_or(false));
-    (any && nix::sched::sched_setaffinity(me, &others).is_ok()).then_some(all)
 }
 
 /// The root-only steps of the supervisor, beside init's set-up: init out

@@ -194,10 +194,13 @@ enum Label {
     /// The check block of rule `i`; `Mode(i)`: its mode test.
     Rule(usize),
     Mode(usize),
+    /// The upper half of a search, from rule `i` on (`dispatch`).
+    Upper(usize),
 }
 
 fn program() -> Vec<Op> {
-    let rules = rules();
+    let mut rules = rules();
+    rules.sort_by_key(|&(nr, _)| nr);
     let mut ops = vec![
         Op::Load(ARCH),
         Op::JumpIfEq(NATIVE_ARCH, Label::Rule(usize::MAX)),
@@ -206,10 +209,8 @@ fn program() -> Vec<Op> {
         Op::Load(NR),
         Op::JumpIfGe(X32_BIT, Label::Kill),
     ];
-    for (i, (nr, _)) in rules.iter().enumerate() {
-        ops.push(Op::JumpIfEq(*nr as u32, Label::Rule(i)));
-    }
-    ops.push(Op::Ret(RET_ALLOW));
+    let numbers: Vec<u32> = rules.iter().map(|&(nr, _)| nr as u32).collect();
+    dispatch(&numbers, 0, &mut ops);
     for (i, (_, rule)) in rules.iter().enumerate() {
         ops.push(Op::Here(Label::Rule(i)));
         ops.extend(check(i, *rule));
@@ -227,6 +228,27 @@ fn program() -> Vec<Op> {
         Op::Ret(RET_KILL_PROCESS),
     ]);
     ops
+}
+
+/// Finds the rule of the number in A among the sorted `numbers` (rules
+/// `first` on) by halving, and jumps to its check block; a number of no
+/// rule is allowed. A binary search, not a chain of comparisons: the
+/// kernel runs the filter for every system call number when it installs
+/// it (to cache the calls it always allows), and on each call of the
+/// target, so the path to a decision must stay short.
+fn dispatch(numbers: &[u32], first: usize, ops: &mut Vec<Op>) {
+    if numbers.len() <= 3 {
+        for (i, &nr) in numbers.iter().enumerate() {
+            ops.push(Op::JumpIfEq(nr, Label::Rule(first + i)));
+        }
+        ops.push(Op::Ret(RET_ALLOW));
+        return;
+    }
+    let half = numbers.len() / 2;
+    ops.push(Op::JumpIfGe(numbers[half], Label::Upper(first + half)));
+    dispatch(&numbers[..half], first, ops);
+    ops.push(Op::Here(Label::Upper(first + half)));
+    dispatch(&numbers[half..], first + half, ops);
 }
 
 /// The check block of rule `i`: it ends in a jump or a return.
@@ -430,5 +452,34 @@ mod tests {
     #[test]
     fn filter_fits_classic_bpf() {
         assert!(filter().len() < 4096);
+    }
+
+    /// The kernel runs the filter for every number when it installs it:
+    /// a call no rule names is decided in a dozen instructions, not after
+    /// a comparison with each rule.
+    #[test]
+    fn every_call_is_decided_in_a_few_instructions() {
+        let filter = filter();
+        let listed: Vec<u32> = rules().iter().map(|&(nr, _)| nr as u32).collect();
+        for nr in 0..600u32 {
+            let (mut pc, mut steps) = (0usize, 0);
+            loop {
+                let i = filter[pc];
+                steps += 1;
+                pc += 1;
+                match i.code {
+                    BPF_LD_W_ABS => {}
+                    BPF_JEQ_K if nr == i.k && i.k != NATIVE_ARCH => break,
+                    BPF_JEQ_K => pc += if i.k == NATIVE_ARCH { i.jt } else { i.jf } as usize,
+                    BPF_JGE_K => pc += if nr >= i.k { i.jt } else { i.jf } as usize,
+                    BPF_RET_K => {
+                        assert!(!listed.contains(&nr), "call {nr} was allowed without its check");
+                        break;
+                    }
+                    other => panic!("unexpected opcode {other:#x} before the dispatch ended"),
+                }
+            }
+            assert!(steps <= 12, "call {nr} took {steps} instructions to dispatch");
+        }
     }
 }
