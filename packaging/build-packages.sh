@@ -102,13 +102,9 @@ cargo_home=${CARGO_HOME:-$HOME/.cargo}
 export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }--remap-path-prefix=$root=/build/safeexec --remap-path-prefix=$cargo_home=/cargo"
 
 say "building the binaries (release)"
-# Static binaries: the setuid helper runs no dynamic loader; against musl
-# where the toolchain has it, as install.sh says why.
-triple=$(uname -m)-unknown-linux-musl
-musl_lib=$(rustc --print target-libdir --target "$triple" 2>/dev/null || true)
-if [ -z "$musl_lib" ] || [ ! -d "$musl_lib" ]; then
-    triple=$(uname -m)-unknown-linux-gnu
-fi
+# Static binaries: the setuid helper runs no dynamic loader; against
+# glibc, as install.sh says why.
+triple=$(uname -m)-unknown-linux-gnu
 say "target $triple"
 RUSTFLAGS="$RUSTFLAGS -C target-feature=+crt-static" \
     cargo build --release --locked --target "$triple" -p safeexec -p safeexec-helper

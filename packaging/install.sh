@@ -167,16 +167,12 @@ build_env() {
 # Both binaries are linked statically: the setuid helper then runs no
 # dynamic loader at all, and each run saves the loader's work twice.
 # (--target keeps the flag away from build scripts and proc macros.)
-# Against musl where the toolchain has it (rustup target add
-# x86_64-unknown-linux-musl), else glibc: glibc's static start-up asks the
-# CPU for its features with CPUID some sixty times, and on a virtual
-# machine each is a trap to the hypervisor (about 0.25 ms per process
-# start, twice per run); musl's asks nothing. Both are static-pie.
-triple=$(uname -m)-unknown-linux-musl
-musl_lib=$(build_env "${cargo%cargo}rustc" --print target-libdir --target "$triple" 2>/dev/null || true)
-if [ -z "$musl_lib" ] || [ ! -d "$musl_lib" ]; then
-    triple=$(uname -m)-unknown-linux-gnu
-fi
+# Against glibc, not musl: musl's allocator maps and unmaps a page for
+# many small allocations, and on a virtual machine the page faults and
+# unmaps cost more than glibc's start-up (its CPUID queries). Measured on
+# the benchmark's machine kind, glibc's run starts about 0.8 ms sooner;
+# bench/README.md has the figures.
+triple=$(uname -m)-unknown-linux-gnu
 static="-C target-feature=+crt-static"
 echo "building safeexec (release, $triple) in $target_dir, policy path $policy_path${build_user:+, as $build_user}"
 if [ -n "$build_user" ]; then
