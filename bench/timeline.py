@@ -59,7 +59,7 @@ def parse(path):
             prev = int(re.search(r"prev_pid=(\d+)", rest).group(1))
             nxt = int(re.search(r"next_pid=(\d+)", rest).group(1))
             if prev in running:
-                oncpu.append((running.pop(prev), t))
+                oncpu.append((running.pop(prev), t, prev))
             running[nxt] = t
             if nxt in woken:
                 waits.append((woken.pop(nxt), nxt, t))
@@ -83,7 +83,11 @@ def parse(path):
     end = max(t for t, _, _ in events)
     # Time from the frontend's exec to the last exit when no process of the
     # run was on a CPU: waiting for each other, for a CPU, or for a wakeup.
-    spans = sorted((max(a, t0), min(b, end)) for a, b in oncpu if b > t0 and a < end)
+    spans = sorted((max(a, t0), min(b, end)) for a, b, _ in oncpu if b > t0 and a < end)
+    for a, b, pid in oncpu:
+        if pid in known and b > t0:
+            key = "on CPU: " + role[pid]
+            faults[key] = faults.get(key, 0) + b - max(a, t0)
     busy, reach = 0.0, t0
     for a, b in spans:
         if b > reach:
@@ -92,7 +96,9 @@ def parse(path):
     latency = sum(t - w for w, pid, t in waits if pid in known and w >= t0)
     per_role = {}
     for pid, n in faults.items():
-        if pid in known:
+        if isinstance(pid, str):
+            per_role[pid] = n
+        elif pid in known:
             per_role[role[pid]] = per_role.get(role[pid], 0) + n
     return role, events, calls, t0, (end - t0 - busy, latency, per_role)
 
@@ -124,9 +130,11 @@ def main():
     latency = [r[4][1] for r in runs]
     print(f"no process of the run on a CPU: median {statistics.median(idle):.3f} ms; "
           f"from a wakeup to running, summed: median {statistics.median(latency):.3f} ms")
-    roles = sorted({k for r in runs for k in r[4][2]})
+    roles = sorted({k for r in runs for k in r[4][2] if not k.startswith("on CPU")})
     print("page faults in user space (median): " + ", ".join(
         f"{k} {statistics.median([r[4][2].get(k, 0) for r in runs]):.0f}" for k in roles))
+    print("time on a CPU, ms (median): " + ", ".join(
+        f"{k} {statistics.median([r[4][2].get('on CPU: ' + k, 0) for r in runs]):.3f}" for k in roles))
     print("\nmilestones, ms from the frontend's exec (median over the runs)")
     marks = [milestones(r) for r in runs]
     keys = sorted({k for m in marks for k in m}, key=lambda k: statistics.median(

@@ -9,19 +9,22 @@
 # for. Runs RUNS times (default 20) and prints the median run's timeline
 # and, for each step, the median over the runs.
 #
-# Usage: sudo bash bench/timeline.sh [--runs N] [--over US] [--no-syscalls] [-- SAFEEXEC-ARGS...]
+# Usage: sudo bash bench/timeline.sh [--runs N] [--over US] [--no-syscalls] [--keep] [-- SAFEEXEC-ARGS...]
 # --no-syscalls traces only the scheduler's events (far less overhead): the
-# milestones and the time when no process of the run was on a CPU.
+# milestones, each process's time on a CPU and the time when no process
+# of the run was on one. --keep leaves the raw traces (their folder is named).
+# SAFEEXEC_FRONTEND=PATH traces another build of the frontend.
 # It needs the installation of bench/run.sh (the test prefix) first.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-runs=20 over=40 syscalls=1
+runs=20 over=40 syscalls=1 keep=0
 while [ $# -gt 0 ]; do
     case $1 in
     --runs) runs=$2; shift 2 ;;
     --over) over=$2; shift 2 ;;
     --no-syscalls) syscalls=0; shift ;;
+    --keep) keep=1; shift ;;
     --) shift; break ;;
     *) echo "timeline.sh: error: unknown option $1" >&2; exit 2 ;;
     esac
@@ -67,4 +70,4 @@ for i in $(seq "$runs"); do
     cp "$inst/trace" "$out/$i"
 done
 python3 bench/timeline.py --over "$over" "$out"/*
-echo "traces in $out" >&2
+if [ "$keep" = 1 ]; then echo "timeline.sh: the traces are in $out" >&2; else rm -r "$out"; fi
