@@ -13,8 +13,10 @@
 //!
 //! Every identity has no supplementary groups.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use caps::{CapSet, Capability, CapsHashSet};
-use nix::unistd::{getgroups, getresgid, getresuid, setgroups, setresgid, setresuid, Gid, Uid};
+use nix::unistd::{getresgid, getresuid, setgroups, setresgid, setresuid, Gid, Uid};
 
 use crate::error::{Context, Error, Result};
 use crate::harden::Caller;
@@ -115,10 +117,10 @@ impl Identity {
     pub fn verify(&self) -> Result<()> {
         let u = getresuid().context("getresuid")?;
         let g = getresgid().context("getresgid")?;
-        let groups = getgroups().context("getgroups")?;
+        let groups = crate::sys::group_count().context("getgroups")?;
         let mut ok = [u.real, u.effective, u.saved] == self.uids
             && [g.real, g.effective, g.saved] == self.gids
-            && groups.is_empty();
+            && groups == 0;
         if let Some(kept) = self.caps {
             let kept: CapsHashSet = kept.iter().copied().collect();
             let read = |set| caps::read(None, set).map_err(cap_error);
@@ -232,17 +234,26 @@ fn cap_error(e: caps::errors::CapsError) -> Error {
     Error::Failed("capabilities", std::io::Error::other(e.to_string()))
 }
 
+/// Whether this process, or the one it was forked from, has emptied its
+/// bounding set: the set is inherited through fork and can only shrink,
+/// so a process forked after that has an empty set by construction.
+static BOUNDING_SET_EMPTIED: AtomicBool = AtomicBool::new(false);
+
 /// Empties this process's capability bounding set, so that no exec can
 /// bring a capability back. The supervisor does it before it forks init
-/// (`main::run`), so init and the target inherit an empty set and only
-/// read it here: a drop makes the kernel copy the process's credentials,
-/// even of a capability already gone, and three processes dropping some
-/// forty each cost more than the rest of their change of identity. A
-/// capability the kernel does not know (an older kernel) reads as absent.
+/// (`main::run`): init and the target inherit the empty set and skip the
+/// forty-odd drops (each makes the kernel copy the process's credentials,
+/// and a system call costs microseconds on a virtual machine). One drop
+/// per capability, not a read and a drop: a drop of one already gone
+/// succeeds, and one the kernel does not know (an older kernel) fails but
+/// is not in the set.
 pub fn clear_bounding_set() -> Result<()> {
+    if BOUNDING_SET_EMPTIED.load(Ordering::Relaxed) {
+        return Ok(());
+    }
     for cap in caps::all() {
-        if caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false)
-            && caps::drop(None, CapSet::Bounding, cap).is_err()
+        if caps::drop(None, CapSet::Bounding, cap).is_err()
+            && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false)
         {
             return Err(Error::Failed(
                 "cannot empty the capability bounding set (CAP_SETPCAP missing?)",
@@ -250,6 +261,7 @@ pub fn clear_bounding_set() -> Result<()> {
             ));
         }
     }
+    BOUNDING_SET_EMPTIED.store(true, Ordering::Relaxed);
     Ok(())
 }
 

@@ -34,6 +34,15 @@ pub fn clear_environment() -> io::Result<()> {
     cerr(ret.into()).map(drop)
 }
 
+/// How many supplementary groups this process has. nix's `getgroups` sizes
+/// its buffer from sysconf, which glibc reads from /proc on every call; a
+/// count needs no buffer.
+pub fn group_count() -> io::Result<usize> {
+    // SAFETY: a size of 0 asks only for the count; the kernel writes nothing.
+    let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
 /// Whether descriptor `fd` is open.
 pub fn fd_is_open(fd: RawFd) -> bool {
     // SAFETY: F_GETFD only reads the descriptor flags; any integer is a
