@@ -249,6 +249,48 @@ fn the_policy_chooses_the_default_root_and_can_force_the_minimal_one() {
     assert!(stderr(&out).contains("allow_host_root"), "{}", dump(&out));
 }
 
+/// The policy's `minimal_root_binds` add system directories, read-only, to
+/// every minimal root, one below /etc too (the entries of `SYSTEM_ETC` then
+/// go in beside it); nothing else of the host's /etc shows.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn the_policys_minimal_root_binds_add_system_directories_read_only() {
+    let t = require_root_exclusive!();
+    let root = Ids { uid: 0, gid: 0 };
+    let srv = HostPath::dir("/srv", "extra", root, 0o755);
+    let etc = HostPath::dir("/etc", "extra", root, 0o755);
+    let unlisted = HostPath::dir("/etc", "unlisted", root, 0o755);
+    for dir in [&srv, &etc, &unlisted] {
+        fs::write(dir.path().join("data"), "shown\n").expect("write data");
+        fs::set_permissions(dir.path().join("data"), fs::Permissions::from_mode(0o644))
+            .expect("chmod data");
+    }
+    let data = |dir: &HostPath| format!("{}/data", dir.str());
+    let (srv_data, etc_data, unlisted_data) = (data(&srv), data(&etc), data(&unlisted));
+    let cat = |file: &str| minimal(&t, None, &[], &["/bin/cat", file, "/etc/passwd"]);
+    for file in [&srv_data, &etc_data, &unlisted_data] {
+        let out = cat(file);
+        assert!(
+            !stdout(&out).contains("shown"),
+            "shown before the policy names it\n{}",
+            dump(&out)
+        );
+    }
+    let binds = format!("{} {}", srv.str(), etc.str());
+    t.set_policy(&t.policy_with(&[("minimal_root_binds", binds.as_str())]));
+    for file in [&srv_data, &etc_data] {
+        let out = cat(file);
+        assert_eq!(out.status.code(), Some(0), "{file}\n{}", dump(&out));
+        assert!(stdout(&out).starts_with("shown\nroot:"), "{file} and /etc/passwd\n{}", dump(&out));
+    }
+    let out = cat(&unlisted_data);
+    assert!(!stdout(&out).contains("shown"), "an unlisted /etc entry showed\n{}", dump(&out));
+    let new = format!("{}/new", srv.str());
+    let out = minimal(&t, None, &[], &["/bin/touch", new.as_str()]);
+    assert_ne!(out.status.code(), Some(0), "a system directory was writable\n{}", dump(&out));
+    assert!(!Path::new(&new).exists(), "the run wrote into the host's {}", srv.str());
+}
+
 // ---------------------------------------------------------------------------
 // /tmp that just works
 
