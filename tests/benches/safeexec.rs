@@ -931,7 +931,10 @@ impl Bench {
             Ok(reply) => {
                 println!("   idle processes: {reply} ({after} processes on the machine after)")
             }
-            Err(e) => println!("   idle processes: {e}"),
+            Err(e) => println!(
+                "   idle processes: {e} (they die with the keeper: the figures with them may \
+                 be of fewer)"
+            ),
         }
     }
 
