@@ -301,7 +301,7 @@ fn commit_of(repo: &Path) -> String {
 /// Which C library a binary was built with, from marks in its bytes: the
 /// dynamic loader it names, or glibc's static start-up (which reads
 /// GLIBC_TUNABLES, present even when stripped); a static binary with
-/// neither is musl's (what packaging/install.sh builds when it can).
+/// neither is musl's.
 fn libc_of(path: &Path) -> &'static str {
     let Ok(bytes) = fs::read(path) else {
         return "unreadable";
