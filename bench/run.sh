@@ -2,8 +2,11 @@
 # The benchmark of the README: installs safeexec into the test prefix
 # (DEFAULT_PREFIX of tests/src/lib.rs, or $SAFEEXEC_TEST_PREFIX) through the
 # test harness, compiles bench/fixtures/*.c, drops to the user safeexec-test and
-# prints one table of figures (see bench/README.md). A missed target is
-# marked MISS but does not fail the run.
+# prints one table of figures beside bubblewrap's (and isolate's, if it is on
+# PATH), see bench/README.md. A missed target is marked MISS but does not
+# fail the run. For a few seconds it starts 2,000 idle processes of the user
+# safeexec-outsider; every one is killed and reaped before it ends, Ctrl-C
+# included.
 #
 # Usage: sudo bash bench/run.sh
 set -euo pipefail
@@ -31,18 +34,13 @@ command -v gcc >/dev/null 2>&1 || {
     exit 1
 }
 
-# The peer the start-up cost is compared with, if it can be had.
+# The peer safeexec is compared with, if it can be had (isolate is not
+# packaged for Debian: it is measured only when already on PATH). The
+# header names the commit, the build and the peers' versions.
 if ! command -v bwrap >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap >/dev/null 2>&1 ||
         echo "run.sh: note: bubblewrap could not be installed; its comparison is left out" >&2
 fi
-
-# Which code the figures are for.
-commit=$(git -c safe.directory="$PWD" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ "$commit" != unknown ] && ! git -c safe.directory="$PWD" diff --quiet HEAD 2>/dev/null; then
-    commit="$commit (with uncommitted changes)"
-fi
-echo "safeexec benchmark of commit $commit"
 
 export SAFEEXEC_REQUIRE_ROOT_TESTS=1
 exec cargo bench --locked -p safeexec-tests --bench safeexec

@@ -1,34 +1,56 @@
-//! The figures of issue 4, in one run: the cost of `safeexec --exec
-//! /bin/true` over a bare fork+exec, runs per second, and how close the
-//! reported CPU time, peak memory and limit kills come to the truth.
+//! The figures of issues 4 and 11, in one run: the start-up cost of
+//! `safeexec --exec /bin/true` over a bare fork+exec beside bubblewrap's
+//! (and isolate's, where installed) in one interleaved loop, runs per second
+//! beside bubblewrap's, the start-up cost again on a host with 2,000 idle
+//! processes of another user, and how close the reported CPU time, peak
+//! memory and limit kills come to the truth.
 //!
 //! Run it with `sudo bash bench/run.sh` (see bench/README.md). As root it
 //! sets up the test installation through the harness (tests/src/lib.rs),
-//! compiles bench/fixtures/*.c with `gcc -O2`, then drops to the test user
-//! for good: every command below runs as that user, started directly (no
-//! setpriv in between, which would add two execs to every timing).
+//! compiles bench/fixtures/*.c with `gcc -O2`, starts the keeper of the idle
+//! processes (a second copy of this binary that stays root, see [`Keeper`]),
+//! then drops to the test user for good: every timed command runs as that
+//! user, started directly (no setpriv in between, which would add two execs
+//! to every timing).
 //!
 //! The targets are printed beside the figures and marked PASS or MISS; a
 //! MISS does not fail the run (these are figures, not tests).
 
 use std::ffi::CString;
 use std::fs;
-use std::io;
+use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::{chown, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{self, Command, Output, Stdio};
+use std::process::{self, Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use safeexec_tests::{context, dump, try_json_report, Access, Env, Ids, Json, TEST_USER};
+use safeexec_tests::{
+    context, dump, lossy, try_json_report, Access, Env, Ids, Json, OUTSIDER_USER, TEST_USER,
+};
 
-/// Timed pairs (bare, safeexec) of runs of /bin/true, after the warm-up.
-const OVERHEAD_RUNS: usize = 300;
-const WARMUP_RUNS: usize = 20;
-/// Runs of a peer sandbox (bubblewrap), when installed, in the same conditions.
-const PEER_RUNS: usize = 100;
-/// How long each caller loops in the throughput test.
+/// Timed rounds of the interleaved start-up loops (sections 1, 1b and 3),
+/// after the warm-up rounds.
+const ROUNDS: usize = 200;
+const WARMUP_ROUNDS: usize = 20;
+/// How long each caller loops in the throughput section.
 const THROUGHPUT_FOR: Duration = Duration::from_secs(3);
+/// Concurrent callers of the throughput section.
+const CALLERS: &[usize] = &[1, 2, 8];
+/// The callers the throughput target judges: one per core of the issue's
+/// two-core machine.
+const TARGET_CALLERS: usize = 2;
+/// Idle processes of another user on the host in section 3.
+const HOST_SLEEPERS: usize = 2_000;
+/// How long each of them sleeps: the bound on its life should every
+/// clean-up below fail.
+const SLEEPER_SECS: &str = "900";
+/// The first argument that makes this binary the keeper of the idle
+/// processes instead of the benchmark.
+const KEEPER_ARG: &str = "--keep-host-sleepers";
+/// The isolate box the benchmark uses, when isolate is installed.
+const ISOLATE_BOX: &str = "--box-id=11";
 /// CPU seconds to burn, and how many runs of each.
 const CPU_BURNS: &[(&str, usize)] = &[("0.05", 10), ("0.5", 5), ("2", 3)];
 const SPIKE_RUNS: usize = 10;
@@ -38,22 +60,36 @@ const LIMIT_RUNS: usize = 20;
 /// The CPU and wall limit of the overshoot test, in ms.
 const LIMIT_MS: f64 = 300.0;
 
-/// Targets of the issue.
+/// Targets of issue 4.
 const MAX_OVERHEAD_MS: f64 = 1.0;
-/// Issue 15: what `--root minimal` may add over `--root host`.
-const MAX_MINIMAL_ROOT_MS: f64 = 0.5;
 const MAX_OVERSHOOT_MS: f64 = 5.0;
 const MAX_SPIKE_ERROR: f64 = 0.02;
 const MAX_CPU_ERROR_MS: f64 = 2.0;
 const MAX_CPU_ERROR: f64 = 0.02;
+/// Issue 15: what `--root minimal` may add over `--root host`.
+const MAX_MINIMAL_ROOT_MS: f64 = 0.5;
+/// Targets of issue 11: safeexec's start-up overhead as a fraction of the
+/// faster peer's (and the fraction it aims at), its runs per second with
+/// [`TARGET_CALLERS`] callers as a multiple of bubblewrap's, and how much
+/// its overhead may grow with [`HOST_SLEEPERS`] idle processes on the host.
+const MAX_PEER_RATIO: f64 = 0.75;
+const AIM_PEER_RATIO: f64 = 0.5;
+const MIN_THROUGHPUT_RATIO: f64 = 1.5;
+const MAX_SCALE_GROWTH_MS: f64 = 0.2;
 
 const TRUE: &str = "/bin/true";
 const SLEEP: &str = "/bin/sleep";
+/// bubblewrap exactly as issue 11 ran it.
+const BWRAP_ARGS: &[&str] = &["--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", TRUE];
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == KEEPER_ARG) {
+        process::exit(keep_sleepers(&args[2..]));
+    }
     // `cargo test --all-targets` runs this binary without --bench: do not
     // spend minutes there.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !args.iter().any(|a| a == "--bench") {
         println!("safeexec benchmark: skipped (run it with: sudo bash bench/run.sh)");
         return;
     }
@@ -69,6 +105,15 @@ fn main() {
             process::exit(1);
         }
     };
+    // Learnt as root: git refuses a checkout that another user owns.
+    let facts = Facts::gather(env);
+    let keeper = match Keeper::start(env.outsider) {
+        Ok(keeper) => Some(keeper),
+        Err(e) => {
+            eprintln!("bench: cannot start the keeper of the idle processes: {e}");
+            None
+        }
+    };
     if let Err(e) = become_user(TEST_USER, env.test_user) {
         eprintln!("bench: cannot become {TEST_USER}: {e}");
         process::exit(1);
@@ -78,17 +123,24 @@ fn main() {
         work: env.work.clone(),
         burn: path_str(&fixtures.join("burn")),
         spike: path_str(&fixtures.join("spike")),
+        safeexec_name: format!("safeexec ({} build)", facts.build_name),
+        bwrap: None,
+        isolate: None,
+        peer_notes: Vec::new(),
         marks: Vec::new(),
     };
     b.check_install();
+    b.probe_peers(&facts);
 
-    print_header(env);
-    b.overhead();
+    print_header(env, &facts);
+    b.startup();
     b.minimal_root();
     b.throughput();
+    b.host_scale(keeper);
     b.cpu_accuracy();
     b.spike();
     b.overshoot();
+    b.clean_up_isolate();
 
     let missed: Vec<&str> =
         b.marks.iter().filter(|(_, ok)| !ok).map(|(what, _)| what.as_str()).collect();
@@ -177,7 +229,104 @@ fn path_str(p: &Path) -> String {
     p.to_str().expect("installation paths are UTF-8").to_string()
 }
 
-fn print_header(env: &Env) {
+/// What the header says about the code, its build and the peers.
+struct Facts {
+    /// Short commit of the checkout, and whether it has uncommitted changes.
+    commit: String,
+    /// The C library of each installed binary, e.g. "musl, static".
+    build: String,
+    /// The safeexec binary's C library alone ("musl", "glibc"), for labels.
+    build_name: String,
+    bwrap: Option<PathBuf>,
+    isolate: Option<PathBuf>,
+    /// The peers' versions, or why one is missing.
+    peers: String,
+}
+
+impl Facts {
+    fn gather(env: &Env) -> Facts {
+        let frontend = libc_of(&env.safeexec);
+        let helper = libc_of(&env.helper);
+        let build = if frontend == helper {
+            format!("{frontend} (safeexec and its helper)")
+        } else {
+            format!("{frontend} (safeexec), {helper} (helper)")
+        };
+        let build_name = frontend.split(',').next().unwrap_or(frontend).to_string();
+        let bwrap = on_path("bwrap");
+        let isolate = on_path("isolate");
+        let version = |p: &Path| {
+            let out = Command::new(p).arg("--version").stdin(Stdio::null()).output();
+            let text = out.map(|o| format!("{}{}", lossy(&o.stdout), lossy(&o.stderr)));
+            let first = text.unwrap_or_default().lines().next().unwrap_or("").trim().to_string();
+            format!("{first} ({})", p.display())
+        };
+        let peers = format!(
+            "{}; {}",
+            bwrap
+                .as_deref()
+                .map_or("bubblewrap: not installed (apt-get install bubblewrap)".into(), version),
+            isolate
+                .as_deref()
+                .map_or("isolate: not on PATH (not packaged for Debian)".into(), version)
+        );
+        Facts { commit: commit_of(&env.repo), build, build_name, bwrap, isolate, peers }
+    }
+}
+
+/// The checkout's short commit, "unknown" outside git.
+fn commit_of(repo: &Path) -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-c")
+            .arg(format!("safe.directory={}", repo.display()))
+            .arg("-C")
+            .arg(repo)
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+    };
+    let Some(out) = git(&["rev-parse", "--short", "HEAD"]).filter(|o| o.status.success()) else {
+        return "unknown".into();
+    };
+    let commit = lossy(&out.stdout).trim().to_string();
+    match git(&["diff", "--quiet", "HEAD"]) {
+        Some(o) if o.status.code() == Some(1) => format!("{commit} (with uncommitted changes)"),
+        _ => commit,
+    }
+}
+
+/// Which C library a binary was built with, from marks in its bytes: the
+/// dynamic loader it names, or glibc's static start-up (which reads
+/// GLIBC_TUNABLES, present even when stripped); a static binary with
+/// neither is musl's.
+fn libc_of(path: &Path) -> &'static str {
+    let Ok(bytes) = fs::read(path) else {
+        return "unreadable";
+    };
+    let has = |mark: &[u8]| bytes.windows(mark.len()).any(|w| w == mark);
+    if has(b"GLIBC_TUNABLES") {
+        "glibc, static"
+    } else if has(b"/ld-musl-") {
+        "musl, dynamic"
+    } else if has(b"/ld-linux") {
+        "glibc, dynamic"
+    } else {
+        "musl, static"
+    }
+}
+
+/// An executable `name` in a directory of PATH (root's, before the drop).
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
+fn print_header(env: &Env, facts: &Facts) {
     let read = |p: &str| fs::read_to_string(p).unwrap_or_default();
     let cpu = read("/proc/cpuinfo")
         .lines()
@@ -186,17 +335,170 @@ fn print_header(env: &Env) {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let cpus = thread::available_parallelism().map_or(0, |n| n.get());
-    println!();
-    println!("safeexec benchmark");
     let load = read("/proc/loadavg");
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    println!();
+    println!("safeexec benchmark of commit {}", facts.commit);
     println!(
         "  {} ({cpus} CPUs), Linux {}, load average {} at start, as user {TEST_USER}",
         cpu,
         read("/proc/sys/kernel/osrelease").trim(),
-        load.split_whitespace().next().unwrap_or("?")
+        load.join(" ")
     );
+    println!("  build: {}", facts.build);
+    println!("  peers: {}", facts.peers);
     println!("  {} (helper {})", env.safeexec.display(), env.helper.display());
-    println!("  figures in ms unless said; a mark judges the median for the overhead, every run otherwise");
+    println!(
+        "  figures in ms unless said; a mark judges the medians for start-up, every run otherwise"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The idle processes of section 3
+
+/// The keeper of section 3's idle processes: a second copy of this binary
+/// (`--keep-host-sleepers UID GID COUNT`), started as root before the
+/// benchmark drops root, since only root can start processes as another
+/// user and kill them. On "start" it starts them, on "stop" it kills and
+/// reaps them, one reply line each; it does the same when its stdin
+/// closes, which is how it learns that the benchmark ended, however it
+/// ended (an error, a panic, Ctrl-C). Should the keeper itself be killed,
+/// the kernel kills them (their parent-death signal).
+struct Keeper {
+    child: Child,
+    requests: ChildStdin,
+    replies: BufReader<ChildStdout>,
+}
+
+impl Keeper {
+    fn start(user: Ids) -> io::Result<Keeper> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args([KEEPER_ARG, &user.uid.to_string(), &user.gid.to_string()])
+            .arg(HOST_SLEEPERS.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let requests = child.stdin.take().expect("stdin is piped");
+        let replies = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        Ok(Keeper { child, requests, replies })
+    }
+
+    /// Sends one request; its reply line.
+    fn ask(&mut self, request: &str) -> Result<String, String> {
+        writeln!(self.requests, "{request}").map_err(|e| format!("the keeper is gone: {e}"))?;
+        let mut reply = String::new();
+        match self.replies.read_line(&mut reply) {
+            Ok(0) => Err("the keeper ended without a reply".into()),
+            Ok(_) => Ok(reply.trim_end().to_string()),
+            Err(e) => Err(format!("cannot read the keeper's reply: {e}")),
+        }
+    }
+
+    /// Stops the idle processes, then waits for the keeper to end.
+    fn finish(mut self) -> Result<String, String> {
+        let reply = self.ask("stop");
+        let Keeper { mut child, requests, .. } = self;
+        drop(requests);
+        let _ = child.wait();
+        reply
+    }
+}
+
+/// The keeper's side (see [`Keeper`]); `args` are UID GID COUNT.
+fn keep_sleepers(args: &[String]) -> i32 {
+    let number = |i: usize| args.get(i).and_then(|a| a.parse::<u32>().ok());
+    let (Some(uid), Some(gid), Some(count)) = (number(0), number(1), number(2)) else {
+        eprintln!("bench: usage: {KEEPER_ARG} UID GID COUNT");
+        return 2;
+    };
+    // Ctrl-C reaches the whole process group: the keeper outlives the
+    // benchmark to clean up, and ends when the benchmark's pipe closes.
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+        // SAFETY: setting a signal's disposition to ignored installs no handler.
+        unsafe { libc::signal(sig, libc::SIG_IGN) };
+    }
+    let mut sleepers = Vec::new();
+    let mut out = io::stdout();
+    for line in io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let reply = match line.trim() {
+            "start" if !sleepers.is_empty() => "error: already started".to_string(),
+            "start" => match start_sleepers(&mut sleepers, uid, gid, count as usize) {
+                Ok(()) => format!("started {}", sleepers.len()),
+                Err(e) => {
+                    let stopped = stop_sleepers(&mut sleepers);
+                    format!("error: cannot start /bin/sleep as uid {uid}: {e} ({stopped} stopped)")
+                }
+            },
+            "stop" => format!("stopped and reaped {}", stop_sleepers(&mut sleepers)),
+            other => format!("error: unknown request {other:?}"),
+        };
+        if writeln!(out, "{reply}").and_then(|()| out.flush()).is_err() {
+            break;
+        }
+    }
+    stop_sleepers(&mut sleepers);
+    0
+}
+
+/// Starts `count` `sleep`s as uid:gid, without supplementary groups (std
+/// drops root's when it sets the uid), each with SIGKILL as its
+/// parent-death signal.
+fn start_sleepers(sleepers: &mut Vec<Child>, uid: u32, gid: u32, count: usize) -> io::Result<()> {
+    let keeper = process::id();
+    for _ in 0..count {
+        let mut cmd = Command::new(SLEEP);
+        cmd.arg(SLEEPER_SECS)
+            .env_clear()
+            .current_dir("/")
+            .uid(uid)
+            .gid(gid)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: between fork and exec (std runs this after setuid, which
+        // would clear the signal) the closure makes only async-signal-safe
+        // system calls and allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The keeper may have died before the signal was set.
+                if libc::getppid() as u32 != keeper {
+                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+        sleepers.push(cmd.spawn()?);
+    }
+    Ok(())
+}
+
+/// Kills and reaps every sleeper started; how many. Each is signalled by
+/// the pid of a child not yet reaped, which no other process can have.
+fn stop_sleepers(sleepers: &mut Vec<Child>) -> usize {
+    for sleeper in sleepers.iter_mut() {
+        let _ = sleeper.kill();
+    }
+    for sleeper in sleepers.iter_mut() {
+        let _ = sleeper.wait();
+    }
+    let stopped = sleepers.len();
+    sleepers.clear();
+    stopped
+}
+
+/// How many processes the machine has (the numeric entries of /proc).
+fn process_count() -> usize {
+    fs::read_dir("/proc").map_or(0, |dir| {
+        dir.filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .count()
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -207,6 +509,13 @@ struct Bench {
     work: PathBuf,
     burn: String,
     spike: String,
+    /// safeexec's name in the start-up tables, with its build.
+    safeexec_name: String,
+    /// The peers that ran here (see [`Bench::probe_peers`]).
+    bwrap: Option<PathBuf>,
+    isolate: Option<PathBuf>,
+    /// Why a peer was left out.
+    peer_notes: Vec<String>,
     /// (what, met) for every target, for the summary.
     marks: Vec<(String, bool)>,
 }
@@ -232,6 +541,32 @@ impl Run {
     }
 }
 
+/// One command of an interleaved start-up loop.
+struct Contender {
+    /// Its name in the table.
+    name: String,
+    program: PathBuf,
+    args: Vec<String>,
+    /// A peer sandbox, whose overhead safeexec's is compared with.
+    peer: bool,
+}
+
+impl Contender {
+    fn new(name: &str, program: &Path, args: &[&str], peer: bool) -> Contender {
+        Contender {
+            name: name.to_string(),
+            program: program.to_path_buf(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            peer,
+        }
+    }
+
+    fn shown(&self) -> String {
+        let program = self.program.file_name().map_or(self.program.as_os_str(), |n| n);
+        format!("{} {}", program.to_string_lossy(), self.args.join(" "))
+    }
+}
+
 impl Bench {
     /// A command as the test user would type it: empty environment but PATH,
     /// in the installation's work directory, stdin /dev/null.
@@ -253,6 +588,15 @@ impl Bench {
         self.command(Path::new(TRUE), &[])
     }
 
+    fn bwrap(&self, bwrap: &Path) -> Command {
+        self.command(bwrap, BWRAP_ARGS)
+    }
+
+    fn run_of(&self, c: &Contender) -> Command {
+        let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
+        self.command(&c.program, &args)
+    }
+
     /// Stops the benchmark when safeexec cannot even run /bin/true.
     fn check_install(&self) {
         let out = self
@@ -263,6 +607,55 @@ impl Bench {
         if !out.status.success() || !ok {
             eprintln!("bench: safeexec --json --exec /bin/true did not report ok:\n{}", dump(&out));
             process::exit(1);
+        }
+    }
+
+    /// Runs each installed peer once as the test user: one that cannot run
+    /// here (no user namespaces for unprivileged users, an isolate that
+    /// refuses the box) is left out with the reason, rather than failing
+    /// every round. isolate gets its box here, as its `--init`.
+    fn probe_peers(&mut self, facts: &Facts) {
+        let first_line = |out: &Output| {
+            let text = format!("{}{}", lossy(&out.stderr), lossy(&out.stdout));
+            text.lines().next().unwrap_or("no output").to_string()
+        };
+        if let Some(bwrap) = &facts.bwrap {
+            match self.bwrap(bwrap).output() {
+                Ok(out) if out.status.success() => self.bwrap = Some(bwrap.clone()),
+                Ok(out) => self.peer_notes.push(format!(
+                    "bubblewrap fails here ({}), left out: {}",
+                    out.status,
+                    first_line(&out)
+                )),
+                Err(e) => self.peer_notes.push(format!("bubblewrap cannot start, left out: {e}")),
+            }
+        }
+        if let Some(isolate) = &facts.isolate {
+            // A box left by an earlier run that ended early is emptied first.
+            let _ = self.command(isolate, &[ISOLATE_BOX, "--cleanup"]).output();
+            let init = self.command(isolate, &[ISOLATE_BOX, "--init"]).output();
+            let probe = self.command(isolate, &[ISOLATE_BOX, "--run", "--", TRUE]).output();
+            match (init, probe) {
+                (Ok(init), Ok(probe)) if init.status.success() && probe.status.success() => {
+                    self.isolate = Some(isolate.clone());
+                }
+                (Ok(init), _) if !init.status.success() => self.peer_notes.push(format!(
+                    "isolate {ISOLATE_BOX} --init fails, left out: {}",
+                    first_line(&init)
+                )),
+                (_, Ok(probe)) => self
+                    .peer_notes
+                    .push(format!("isolate --run fails, left out: {}", first_line(&probe))),
+                (Err(e), _) | (_, Err(e)) => {
+                    self.peer_notes.push(format!("isolate cannot start, left out: {e}"))
+                }
+            }
+        }
+    }
+
+    fn clean_up_isolate(&self) {
+        if let Some(isolate) = &self.isolate {
+            let _ = self.command(isolate, &[ISOLATE_BOX, "--cleanup"]).output();
         }
     }
 
@@ -299,137 +692,132 @@ impl Bench {
     }
 
     // -----------------------------------------------------------------------
-    // 1. Start-up cost
+    // Interleaved start-up loops (sections 1, 1b and 3)
 
-    fn overhead(&mut self) {
-        let mut bare = Vec::with_capacity(OVERHEAD_RUNS);
-        let mut sandboxed = Vec::with_capacity(OVERHEAD_RUNS);
-        let mut failed = 0;
-        for i in 0..WARMUP_RUNS + OVERHEAD_RUNS {
-            // Alternate the order so that neither always runs second.
-            let (b, s) = if i % 2 == 0 {
-                let b = timed(&mut self.bare_true());
-                (b, timed(&mut self.safeexec(&["--exec", TRUE])))
-            } else {
-                let s = timed(&mut self.safeexec(&["--exec", TRUE]));
-                (timed(&mut self.bare_true()), s)
-            };
-            if !b.1 || !s.1 {
-                failed += 1;
-                continue;
-            }
-            if i >= WARMUP_RUNS {
-                bare.push(b.0);
-                sandboxed.push(s.0);
-            }
+    /// The commands of issue 11's table: bare exec first, then the peers
+    /// that run here, then safeexec with the packaged policy.
+    fn contenders(&self) -> Vec<Contender> {
+        let mut all = vec![Contender::new("bare exec", Path::new(TRUE), &[], false)];
+        if let Some(bwrap) = &self.bwrap {
+            all.push(Contender::new("bubblewrap", bwrap, BWRAP_ARGS, true));
         }
-        let b = Stats::of(&bare);
-        let s = Stats::of(&sandboxed);
-        let diff = s.median - b.median;
-        println!();
-        println!(
-            "1. start-up: /bin/true, {} interleaved pairs (after {WARMUP_RUNS} warm-up){}",
-            bare.len(),
-            if failed > 0 { format!(", {failed} failed runs left out") } else { String::new() }
-        );
-        println!("   {:<44} {:>8} {:>8} {:>8}", "", "p10", "median", "p90");
-        println!(
-            "   {:<44} {:>8.3} {:>8.3} {:>8.3}",
-            "bare fork+exec (std::process::Command)", b.p10, b.median, b.p90
-        );
-        println!(
-            "   {:<44} {:>8.3} {:>8.3} {:>8.3}",
-            "safeexec --exec /bin/true", s.p10, s.median, s.p90
-        );
-        let mark = self.mark("overhead", diff <= MAX_OVERHEAD_MS);
-        println!(
-            "   {:<44} {:>8} {:>8.3} {:>8}   target <= {MAX_OVERHEAD_MS} ms  {mark}",
-            "overhead (difference of the medians)", "", diff, ""
-        );
-        self.peer_bubblewrap(b.median);
+        if let Some(isolate) = &self.isolate {
+            all.push(Contender::new("isolate", isolate, &[ISOLATE_BOX, "--run", "--", TRUE], true));
+        }
+        all.push(Contender::new(&self.safeexec_name, &self.safeexec, &["--exec", TRUE], false));
+        all
     }
 
-    /// A peer measured in the same way, when it is installed: bubblewrap
-    /// with every namespace it can make (user, pid, net, IPC, UTS, cgroup),
-    /// a read-only view of / and its own /proc, close to what safeexec sets up.
-    fn peer_bubblewrap(&mut self, bare_median: f64) {
-        let bwrap = "/usr/bin/bwrap";
-        if !Path::new(bwrap).exists() {
-            println!("   (bubblewrap not installed: apt-get install bubblewrap to compare)");
-            return;
-        }
-        let args = [
-            "--unshare-all",
-            "--die-with-parent",
-            "--ro-bind",
-            "/",
-            "/",
-            "--proc",
-            "/proc",
-            "--dev",
-            "/dev",
-            TRUE,
-        ];
-        let mut times = Vec::with_capacity(PEER_RUNS);
-        for _ in 0..PEER_RUNS {
-            let mut cmd = Command::new(bwrap);
-            cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-            let (t, ok) = timed(&mut cmd);
-            if !ok {
-                println!("   (bubblewrap failed here: unprivileged user namespaces disabled?)");
-                return;
+    /// Wall times of [`ROUNDS`] rounds after [`WARMUP_ROUNDS`]: each round
+    /// runs every contender once, the order rotated by one every round, so
+    /// that each runs as often first, second... and all share the
+    /// machine's noise. A round in which a run failed is left out whole.
+    /// The samples of each contender, and the rounds left out.
+    fn interleaved(&self, contenders: &[Contender]) -> (Vec<Vec<f64>>, usize) {
+        let n = contenders.len();
+        let mut samples = vec![Vec::with_capacity(ROUNDS); n];
+        let mut round = vec![0.0; n];
+        let mut failed = 0;
+        for i in 0..WARMUP_ROUNDS + ROUNDS {
+            let mut ok = true;
+            for j in 0..n {
+                let k = (i + j) % n;
+                let (ms, good) = timed(&mut self.run_of(&contenders[k]));
+                round[k] = ms;
+                ok &= good;
             }
-            times.push(t);
+            if !ok {
+                failed += 1;
+            } else if i >= WARMUP_ROUNDS {
+                for (s, ms) in samples.iter_mut().zip(&round) {
+                    s.push(*ms);
+                }
+            }
         }
-        let p = Stats::of(&times);
+        (samples, failed)
+    }
+
+    // -----------------------------------------------------------------------
+    // 1. Start-up cost
+
+    fn startup(&mut self) {
+        let contenders = self.contenders();
+        let (samples, failed) = self.interleaved(&contenders);
+        println!();
         println!(
-            "   {:<44} {:>8.3} {:>8.3} {:>8.3}   overhead {:.3}",
-            "peer: bwrap --unshare-all ... /bin/true",
-            p.p10,
-            p.median,
-            p.p90,
-            p.median - bare_median
+            "1. start-up: /bin/true as {TEST_USER}, {ROUNDS} interleaved rounds after {WARMUP_ROUNDS} \
+             of warm-up (each round runs each command once, the order rotated every round){}",
+            rounds_note(failed)
         );
+        let stats: Vec<Stats> = samples.iter().map(|s| Stats::of(s)).collect();
+        print_table_head("over bare", &[]);
+        let overheads = print_rows(&contenders, &stats, |_, _| String::new());
+        for c in &contenders[1..] {
+            let policy = if c.name == self.safeexec_name { " (the packaged policy)" } else { "" };
+            println!("   {:<26} = {}{policy}", c.name, c.shown());
+        }
+        for note in &self.peer_notes {
+            println!("   {note}");
+        }
+        if self.isolate.is_none() && !self.peer_notes.iter().any(|n| n.starts_with("isolate")) {
+            println!("   isolate: not on PATH (not packaged for Debian), left out");
+        }
+        let ours = *overheads.last().expect("safeexec is a contender");
+        let mark = self.mark("overhead (issue 4)", ours <= MAX_OVERHEAD_MS);
+        println!(
+            "   {:<53} {ours:>+10.3}   target <= {MAX_OVERHEAD_MS} ms (issue 4)  {mark}",
+            "safeexec's overhead over bare exec"
+        );
+        let faster = contenders
+            .iter()
+            .zip(&overheads)
+            .filter(|(c, o)| c.peer && o.is_finite())
+            .min_by(|a, b| a.1.total_cmp(b.1));
+        match faster {
+            Some((peer, &theirs)) => {
+                let ratio = ours / theirs;
+                let mark = self.mark("start-up vs peer", ratio <= MAX_PEER_RATIO);
+                println!(
+                    "   {:<53} {:>10}   target <= {MAX_PEER_RATIO}x, aim {AIM_PEER_RATIO}x{}  {mark}",
+                    format!("safeexec's overhead / {}'s (the faster peer)", peer.name),
+                    format!("{ratio:.2}x"),
+                    if ratio <= AIM_PEER_RATIO { " (aim met)" } else { "" }
+                );
+            }
+            None => println!("   no peer sandbox ran here: the ratio of issue 11 is left out"),
+        }
     }
 
     /// What the minimal root adds: `--root minimal` against `--root host`,
-    /// both of /bin/true, in interleaved pairs.
+    /// both of /bin/true, interleaved as in section 1.
     fn minimal_root(&mut self) {
-        let host = ["--root", "host", "--exec", TRUE];
-        let minimal = ["--root", "minimal", "--exec", TRUE];
-        let (mut h, mut m) = (Vec::new(), Vec::new());
-        let mut failed = 0;
-        for i in 0..WARMUP_RUNS + OVERHEAD_RUNS {
-            let (a, b) = if i % 2 == 0 {
-                let a = timed(&mut self.safeexec(&host));
-                (a, timed(&mut self.safeexec(&minimal)))
-            } else {
-                let b = timed(&mut self.safeexec(&minimal));
-                (timed(&mut self.safeexec(&host)), b)
-            };
-            if !a.1 || !b.1 {
-                failed += 1;
-                continue;
-            }
-            if i >= WARMUP_RUNS {
-                h.push(a.0);
-                m.push(b.0);
-            }
-        }
-        let (h, m) = (Stats::of(&h), Stats::of(&m));
+        let contenders = [
+            Contender::new(
+                "--root host",
+                &self.safeexec,
+                &["--root", "host", "--exec", TRUE],
+                false,
+            ),
+            Contender::new(
+                "--root minimal",
+                &self.safeexec,
+                &["--root", "minimal", "--exec", TRUE],
+                false,
+            ),
+        ];
+        let (samples, failed) = self.interleaved(&contenders);
+        let stats: Vec<Stats> = samples.iter().map(|s| Stats::of(s)).collect();
         println!();
-        println!("1b. the minimal root: /bin/true, interleaved pairs{}", failed_note(failed));
-        for (what, st) in [
-            ("safeexec --root host --exec /bin/true", &h),
-            ("safeexec --root minimal --exec /bin/true", &m),
-        ] {
-            println!("   {what:<44} {:>8.3} {:>8.3} {:>8.3}", st.p10, st.median, st.p90);
-        }
-        let diff = m.median - h.median;
+        println!(
+            "1b. the minimal root: safeexec ... --exec /bin/true, interleaved as in 1.{}",
+            rounds_note(failed)
+        );
+        print_table_head("over host", &[]);
+        let diff = print_rows(&contenders, &stats, |_, _| String::new())[1];
         let mark = self.mark("minimal root", diff <= MAX_MINIMAL_ROOT_MS);
         println!(
-            "   {:<44} {:>8} {:>8.3} {:>8}   target <= {MAX_MINIMAL_ROOT_MS} ms  {mark}",
-            "minimal over host (difference of the medians)", "", diff, ""
+            "   {:<53} {diff:>+10.3}   target <= {MAX_MINIMAL_ROOT_MS} ms (issue 15)  {mark}",
+            "what the minimal root adds"
         );
     }
 
@@ -438,33 +826,125 @@ impl Bench {
 
     fn throughput(&mut self) {
         println!();
-        println!("2. throughput: each caller loops for {} s", THROUGHPUT_FOR.as_secs());
-        for callers in [1, 2] {
-            let (rate, failed) = rate(callers, || self.safeexec(&["--exec", TRUE]));
-            println!(
-                "   {:<44} {rate:>8.0} runs/s{}",
-                format!(
-                    "safeexec --exec /bin/true, {callers} caller{}",
-                    if callers == 1 { "" } else { "s" }
-                ),
-                failed_note(failed)
+        println!(
+            "2. throughput: completed runs of /bin/true per second, each caller looping for {} s",
+            THROUGHPUT_FOR.as_secs()
+        );
+        println!(
+            "   {:>7} {:>12} {:>12} {:>16}",
+            "callers", "safeexec", "bubblewrap", "safeexec/bwrap"
+        );
+        let bwrap = self.bwrap.clone();
+        for (i, &callers) in CALLERS.iter().enumerate() {
+            // Alternate which goes first, as in the start-up loops.
+            let ours = || rate(callers, || self.safeexec(&["--exec", TRUE]));
+            let theirs = |bwrap: &PathBuf| rate(callers, || self.bwrap(bwrap));
+            let (ours, theirs) = if i % 2 == 0 {
+                let o = ours();
+                (o, bwrap.as_ref().map(theirs))
+            } else {
+                let t = bwrap.as_ref().map(theirs);
+                (ours(), t)
+            };
+            let ratio = theirs.map(|t| ours.0 / t.0);
+            let mut line = format!(
+                "   {callers:>7} {:>12.0} {:>12} {:>16}",
+                ours.0,
+                theirs.map_or("-".into(), |t| format!("{:.0}", t.0)),
+                ratio.map_or("-".into(), |r| format!("{r:.2}x"))
             );
+            if callers == TARGET_CALLERS {
+                if let Some(r) = ratio {
+                    let mark = self.mark("throughput vs bubblewrap", r >= MIN_THROUGHPUT_RATIO);
+                    line += &format!("   target >= {MIN_THROUGHPUT_RATIO}x  {mark}");
+                }
+            }
+            let failed = ours.1 + theirs.map_or(0, |t| t.1);
+            println!("{line}{}", failed_note(failed));
+        }
+        if bwrap.is_none() {
+            println!("   bubblewrap did not run here: the ratio of issue 11 is left out");
         }
         let (rate, failed) = rate(1, || self.bare_true());
-        println!(
-            "   {:<44} {rate:>8.0} runs/s{}",
-            "bare /bin/true, 1 caller (for scale)",
-            failed_note(failed)
-        );
+        println!("   bare /bin/true, 1 caller, for scale: {rate:.0} runs/s{}", failed_note(failed));
     }
 
     // -----------------------------------------------------------------------
-    // 3. Reported CPU time
+    // 3. Scale of the host
+
+    /// Section 1's loop twice, back to back: on the host as it is, then
+    /// with [`HOST_SLEEPERS`] idle processes of another user on it; how
+    /// much each command's overhead over bare exec grows.
+    fn host_scale(&mut self, keeper: Option<Keeper>) {
+        println!();
+        let Some(mut keeper) = keeper else {
+            println!(
+                "3. scale of the host: left out (the keeper of the idle processes did not start)"
+            );
+            self.mark("scale of the host", false);
+            return;
+        };
+        let contenders = self.contenders();
+        let (quiet, quiet_failed) = self.interleaved(&contenders);
+        let before = process_count();
+        let clock = Instant::now();
+        let started = keeper.ask("start");
+        let took = clock.elapsed().as_secs_f64();
+        let during = process_count();
+        let busy = match &started {
+            Ok(reply) if reply.starts_with("started") => Some(self.interleaved(&contenders)),
+            _ => None,
+        };
+        let stopped = keeper.finish();
+        let after = process_count();
+        let Some((busy, busy_failed)) = busy else {
+            let why = started.unwrap_or_else(|e| e);
+            println!("3. scale of the host: left out: the idle processes did not start: {why}");
+            self.mark("scale of the host", false);
+            return;
+        };
+        println!(
+            "3. scale of the host: /bin/true interleaved as in 1., without then with \
+             {HOST_SLEEPERS} idle processes of {OUTSIDER_USER} (sleep {SLEEPER_SECS}, started in \
+             {took:.1} s; {before} -> {during} processes on the machine){}",
+            rounds_note(quiet_failed + busy_failed)
+        );
+        let medians = |samples: &[Vec<f64>]| -> Vec<f64> {
+            samples.iter().map(|s| median(s) - median(&samples[0])).collect()
+        };
+        let without = medians(&quiet);
+        let stats: Vec<Stats> = busy.iter().map(|s| Stats::of(s)).collect();
+        print_table_head("over bare", &["without", "growth"]);
+        let with = print_rows(&contenders, &stats, |i, over| {
+            format!(" {:>+10.3} {:>+10.3}", without[i], over - without[i])
+        });
+        let growth = with.last().expect("safeexec is a contender")
+            - without.last().expect("safeexec is a contender");
+        let mark = self.mark("scale of the host", growth <= MAX_SCALE_GROWTH_MS);
+        println!(
+            "   {:<75} {growth:>+10.3}   target <= {MAX_SCALE_GROWTH_MS} ms  {mark}  \
+             ({:.2} us per idle process)",
+            "growth of safeexec's overhead",
+            growth * 1000.0 / HOST_SLEEPERS as f64
+        );
+        match stopped {
+            Ok(reply) => {
+                println!("   idle processes: {reply} ({after} processes on the machine after)")
+            }
+            Err(e) => println!(
+                "   idle processes: {e} (they die with the keeper: the figures with them may \
+                 be of fewer)"
+            ),
+        }
+    }
+
+    // -----------------------------------------------------------------------
+    // 4. Reported CPU time
 
     fn cpu_accuracy(&mut self) {
         println!();
         println!(
-            "3. CPU time: cpu_ms of `safeexec --cpu 10 --json` vs CLOCK_PROCESS_CPUTIME_ID inside"
+            "4. CPU time: cpu_ms of `safeexec --cpu 10 --json` vs CLOCK_PROCESS_CPUTIME_ID inside"
         );
         println!(
             "   {:>6} {:>4} {:>9} {:>9} {:>8} {:>8} {:>7} {:>8}   target",
@@ -522,7 +1002,7 @@ impl Bench {
     }
 
     // -----------------------------------------------------------------------
-    // 4. Peak memory of a short spike
+    // 5. Peak memory of a short spike
 
     fn spike(&mut self) {
         let mut reported = Vec::new();
@@ -557,7 +1037,7 @@ impl Bench {
         let mark = self.mark("memory spike", bad == 0 && worst <= MAX_SPIKE_ERROR);
         println!();
         println!(
-            "4. peak memory: 100 MiB touched, held {:.2} ms (median), freed; `safeexec --mem 400000 --json`",
+            "5. peak memory: 100 MiB touched, held {:.2} ms (median), freed; `safeexec --mem 400000 --json`",
             median(&held)
         );
         println!(
@@ -595,12 +1075,12 @@ impl Bench {
     }
 
     // -----------------------------------------------------------------------
-    // 5. Limit overshoot
+    // 6. Limit overshoot
 
     fn overshoot(&mut self) {
         println!();
         println!(
-            "5. limit overshoot, limit {} s, {LIMIT_RUNS} runs each (reported - {LIMIT_MS})",
+            "6. limit overshoot, limit {} s, {LIMIT_RUNS} runs each (reported - {LIMIT_MS})",
             LIMIT_MS / 1000.0
         );
         println!(
@@ -754,4 +1234,44 @@ fn failed_note(failed: usize) -> String {
     } else {
         format!("  ({failed} runs failed)")
     }
+}
+
+fn rounds_note(failed: usize) -> String {
+    if failed == 0 {
+        String::new()
+    } else {
+        format!(" ({failed} rounds with a failed run left out)")
+    }
+}
+
+/// The column heads of a start-up table: `over` names the first row, which
+/// the others' medians are compared with; `extra` heads further columns.
+fn print_table_head(over: &str, extra: &[&str]) {
+    let mut head =
+        format!("   {:<26} {:>8} {:>8} {:>8} {:>10}", "command", "p10", "median", "p90", over);
+    for column in extra {
+        head += &format!(" {column:>10}");
+    }
+    println!("{head}");
+}
+
+/// Prints one row per contender: p10, median and p90, then (but for the
+/// first) the median's difference from the first's and `extra` of the
+/// row's index and that difference; returns the differences (0 for the
+/// first).
+fn print_rows(
+    contenders: &[Contender],
+    stats: &[Stats],
+    extra: impl Fn(usize, f64) -> String,
+) -> Vec<f64> {
+    let base = stats[0].median;
+    let mut differences = Vec::with_capacity(stats.len());
+    for (i, (c, s)) in contenders.iter().zip(stats).enumerate() {
+        let over = s.median - base;
+        let cells =
+            if i == 0 { String::new() } else { format!(" {over:>+10.3}{}", extra(i, over)) };
+        println!("   {:<26} {:>8.3} {:>8.3} {:>8.3}{cells}", c.name, s.p10, s.median, s.p90);
+        differences.push(over);
+    }
+    differences
 }
