@@ -401,39 +401,44 @@ pub const SYSTEM_ETC: &[&str] = &[
 /// mount namespace (which no process of the run sees once it is entered).
 const NEW_ROOT: &str = "/tmp";
 
-/// Whether `name`, an entry of the host's /etc, is one of `SYSTEM_ETC`.
-fn listed_in_etc(name: &str) -> bool {
-    SYSTEM_ETC.iter().any(|e| match e.strip_suffix('*') {
+/// Whether `name` is one of `list` ("*": every name with that prefix).
+fn listed(list: &[&str], name: &str) -> bool {
+    list.iter().any(|e| match e.strip_suffix('*') {
         Some(prefix) => name.starts_with(prefix),
         None => name == *e,
     })
 }
 
-/// Shows the entries of the host's /etc that `SYSTEM_ETC` lists, in a new
-/// /etc of `root` (at `NEW_ROOT`): one read of the host's /etc gives their
-/// names and kinds, then each is made and bound in two or three system
-/// calls (a link is made as the same link), where `show_system` walks and
-/// checks every path on its own: a dozen entries, and on a virtual machine
-/// each system call costs microseconds. Returns their host paths; `None`
-/// when the root has an /etc already (the policy binds one), which the
-/// entries then go through `show_system` into.
-fn show_etc(root: &OwnedFd) -> Result<Option<Vec<String>>> {
-    match mkdirat(root, "etc", Mode::from_bits_truncate(0o755)) {
-        Err(Errno::EEXIST) => return Ok(None),
-        other => other.context("cannot make the root's /etc")?,
-    }
+/// Shows the entries of the host's directory `dir` ("/" or "/etc") that
+/// `list` names, at the same place below `root` (at `NEW_ROOT`; /etc is
+/// made there): one read of the host's directory gives their names and
+/// kinds, then each is made and bound in two or three system calls (a link
+/// is made as the same link), where `show_system` walks and checks every
+/// path on its own. On a virtual machine each system call costs
+/// microseconds, and there are some twenty entries. Returns their host
+/// paths; `None` when the root has that directory already (the policy
+/// binds one), which the entries then go through `show_system` into.
+fn show_listed(root: &OwnedFd, dir: &str, list: &[&str]) -> Result<Option<Vec<String>>> {
     let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let etc =
-        openat(root, "etc", dir_flags, Mode::empty()).context("cannot open the root's /etc")?;
-    let mut host = nix::dir::Dir::open("/etc", OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())
-        .context("cannot read /etc")?;
+    let name_of_dir = dir.trim_start_matches('/');
+    let into = if name_of_dir.is_empty() {
+        root.try_clone().context("dup")?
+    } else {
+        match mkdirat(root, name_of_dir, Mode::from_bits_truncate(0o755)) {
+            Err(Errno::EEXIST) => return Ok(None),
+            other => other.context("cannot make the minimal root")?,
+        }
+        openat(root, name_of_dir, dir_flags, Mode::empty()).context("the minimal root")?
+    };
+    let mut host = nix::dir::Dir::open(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())
+        .context("cannot read a system directory")?;
     let mut shown = Vec::new();
     for entry in host.iter().flatten() {
         let Ok(name) = entry.file_name().to_str() else { continue };
-        if !listed_in_etc(name) {
+        if !listed(list, name) {
             continue;
         }
-        let path = format!("/etc/{name}");
+        let path = format!("{}/{name}", dir.trim_end_matches('/'));
         let kind = match entry.file_type() {
             Some(kind) => kind,
             // A file system that does not say: ask.
@@ -447,18 +452,19 @@ fn show_etc(root: &OwnedFd) -> Result<Option<Vec<String>>> {
         match kind {
             nix::dir::Type::Symlink => {
                 let target = std::fs::read_link(&path).context("readlink")?;
-                symlinkat(target.as_os_str(), &etc, name)
+                symlinkat(target.as_os_str(), &into, name)
                     .context("cannot make a link of the minimal root")?;
                 shown.push(path);
                 continue;
             }
             nix::dir::Type::Directory => {
-                mkdirat(&etc, name, Mode::from_bits_truncate(0o755)).context("the root's /etc")?;
+                mkdirat(&into, name, Mode::from_bits_truncate(0o755))
+                    .context("the minimal root")?;
             }
             nix::dir::Type::File => {
                 let create = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
-                openat(&etc, name, create, Mode::from_bits_truncate(0o644))
-                    .context("the root's /etc")?;
+                openat(&into, name, create, Mode::from_bits_truncate(0o644))
+                    .context("the minimal root")?;
             }
             _ => continue,
         }
@@ -476,7 +482,7 @@ fn etc_entries() -> Vec<String> {
         return Vec::new();
     };
     let names = dir.flatten().map(|e| e.file_name().to_string_lossy().into_owned());
-    names.filter(|n| listed_in_etc(n)).map(|n| format!("/etc/{n}")).collect()
+    names.filter(|n| listed(SYSTEM_ETC, n)).map(|n| format!("/etc/{n}")).collect()
 }
 
 fn c_path(path: &str) -> Result<CString> {
@@ -527,14 +533,14 @@ pub fn minimal_root(plan: &Plan, copies: &[Option<OwnedFd>]) -> Result<()> {
     let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     let root = nix::fcntl::open(NEW_ROOT, flags, Mode::empty()).context("cannot open the root")?;
     let mut ours = vec![fstat(&root).context("fstat")?.st_dev];
-    let system = SYSTEM.iter().map(|s| s.to_string()).chain(plan.system_binds.iter().cloned());
-    let mut shown = Vec::new();
-    for path in system {
-        if show_system(&root, &ours, &path)? {
-            shown.push(path);
+    let names: Vec<&str> = SYSTEM.iter().map(|s| s.trim_start_matches('/')).collect();
+    let mut shown = show_listed(&root, "/", &names)?.unwrap_or_default();
+    for path in &plan.system_binds {
+        if show_system(&root, &ours, path)? {
+            shown.push(path.clone());
         }
     }
-    match show_etc(&root)? {
+    match show_listed(&root, "/etc", SYSTEM_ETC)? {
         Some(etc) => shown.extend(etc),
         None => {
             for path in etc_entries() {
