@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, IntoRawFd};
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
-use nix::sys::stat::{fstat, SFlag};
+use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::unistd::{getppid, getresgid, getresuid, Gid, Pid, Uid};
 
 use crate::error::{Context, Error, Result};
@@ -21,6 +21,10 @@ pub struct Caller {
     pub gid: Gid,
     /// The process that started the helper (the frontend).
     pub parent: Pid,
+    /// The caller's file mode creation mask: the target's again at its exec
+    /// (`target::enter`); the helper's own is 022, so that what it makes as
+    /// root (the minimal root's directories) has the modes it asks.
+    pub umask: Mode,
 }
 
 /// Limits the helper itself runs under, whatever the caller preset: root
@@ -74,7 +78,8 @@ pub fn before_reading() -> Result<Caller> {
     // writable, readable, working) may stay open; the rest of what the
     // caller left open is closed.
     sys::close_from(FIRST_UNUSED_FD as u32, false).context("cannot close inherited descriptors")?;
-    Ok(Caller { uid: uids.real, gid: gids.real, parent: getppid() })
+    let umask = nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
+    Ok(Caller { uid: uids.real, gid: gids.real, parent: getppid(), umask })
 }
 
 /// Why the setuid bit gave us no root. The two causes a container (or an

@@ -187,7 +187,7 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
     // Held until this function returns, and through the fork by init too:
     // the uid is the run's while either may have a process of it.
     let lease = uids::allocate(policy.uid_count)?;
-    let plan = policy.check(request, lease.index, caller.uid, dirs)?;
+    let plan = policy.check(request, lease.index, caller, dirs)?;
     // A jail and the minimal root are both entered with chroot(2).
     identity::check_capabilities(plan.chroot.is_some() || plan.root == shared::Root::Minimal)?;
     // Once, before the fork: init and the target inherit the empty set.

@@ -18,6 +18,7 @@ use shared::{Limit, Limits, Request, Root};
 
 use crate::cgroup::{self, CgroupRule};
 use crate::error::{Context, Error, Result};
+use crate::harden::Caller;
 
 pub const POLICY_PATH: &str = match option_env!("SAFEEXEC_POLICY_PATH") {
     Some(path) => path,
@@ -363,6 +364,8 @@ pub struct Plan {
     pub binds: Vec<Bind>,
     /// Host paths a minimal root shows read-only besides `mounts::SYSTEM`.
     pub system_binds: Vec<String>,
+    /// The caller's file mode creation mask, the target's (`harden::Caller`).
+    pub umask: Mode,
 }
 
 /// A directory of the host shown to the run at its own path: init copies
@@ -427,9 +430,10 @@ impl Policy {
         &self,
         request: Request,
         index: u32,
-        caller: Uid,
+        caller: &Caller,
         mut dirs: DirFds,
     ) -> Result<Plan> {
+        let (umask, caller) = (caller.umask, caller.uid);
         self.check_limits(&request.limits)?;
         self.check_choices(&request)?;
         let chroot = match (request.chroot, dirs.chroot.take()) {
@@ -465,6 +469,7 @@ impl Policy {
             system_binds: self.minimal_root_binds.clone(),
             root,
             chroot,
+            umask,
         })
     }
 

@@ -83,6 +83,7 @@ fn prepare(
     let _ = nix::unistd::write(start, &sys::monotonic_us().to_le_bytes());
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).context("sigprocmask")?;
     sys::default_write_signals().context("cannot reset SIGPIPE and SIGXFSZ")?;
+    nix::sys::stat::umask(plan.umask);
     sys::install_seccomp(&seccomp::filter()).context("cannot install the seccomp filter")?;
     let errno = execve(&plan.program, &plan.argv, &plan.env)
         .map_or_else(|e| e as i32, |never| match never {});

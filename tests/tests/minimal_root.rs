@@ -291,6 +291,28 @@ fn the_policys_minimal_root_binds_add_system_directories_read_only() {
     assert!(!Path::new(&new).exists(), "the run wrote into the host's {}", srv.str());
 }
 
+/// A caller's umask of 077 does not reach what the helper makes as root:
+/// the minimal root's directories keep their modes, so the program reads
+/// /etc/passwd and the system's directories; the program itself still
+/// creates its files under the caller's umask, as the old tool's did.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_callers_umask_shapes_the_programs_files_not_the_minimal_root() {
+    let t = require_root!();
+    let script = "head -c 5 /etc/passwd; echo; ls -ld /etc | cut -c1-10; \
+                  touch /tmp/made; ls -l /tmp/made | cut -c1-10";
+    let out = t
+        .run(&["--root", "minimal", "--nproc", "10", "--", "/bin/sh", "-c", script])
+        .pre_exec(|| {
+            // SAFETY: umask is async-signal-safe and cannot fail.
+            unsafe { libc::umask(0o077) };
+            Ok(())
+        })
+        .output();
+    assert_eq!(out.status.code(), Some(0), "{}", dump(&out));
+    assert_eq!(stdout(&out), "root:\ndrwxr-xr-x\n-rw-------\n", "{}", dump(&out));
+}
+
 // ---------------------------------------------------------------------------
 // /tmp that just works
 
