@@ -19,7 +19,7 @@ use shared::{Limit, Limits};
 use nix::errno::Errno;
 use nix::fcntl::{openat, OFlag};
 use nix::mount::MsFlags;
-use nix::sys::stat::{fstat, mkdirat, Mode};
+use nix::sys::stat::{fstat, mkdirat, Mode, SFlag};
 use nix::unistd::{fchdir, symlinkat};
 
 use crate::error::{Context, Error, Result};
@@ -627,9 +627,9 @@ fn show_in_minimal(
 const DEVICES: &[&CStr] = &[c"null", c"zero", c"full", c"random", c"urandom"];
 
 /// A minimal /dev at `dir` (a directory of the run's own view): a small
-/// read-only tmpfs with copies of the host's null, zero, full, random and
-/// urandom (their own mounts, so they work where the tmpfs and a jail are
-/// nodev), a devpts of the run's own (`private_ptys`' limits) with ptmx,
+/// read-only tmpfs (not nodev) with nodes of the host's null, zero, full,
+/// random and urandom (`make_device`; binds of them where the helper may
+/// not make nodes), a devpts of the run's own (`private_ptys`' limits) with ptmx,
 /// and the usual links (fd, stdin, stdout, stderr, shm to /tmp). No other
 /// device of the host, and no node a jail's owner made.
 pub fn minimal_dev(dir: &CStr) -> Result<()> {
@@ -640,10 +640,12 @@ pub fn minimal_dev(dir: &CStr) -> Result<()> {
     let dev = nix::fcntl::open(dir, open_flags, Mode::empty()).context("cannot open /dev")?;
     let create = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
     for name in DEVICES {
+        let host = c_path(&format!("/dev/{}", name.to_string_lossy()))?;
+        if make_device(&dev, name, &host)? {
+            continue;
+        }
         openat(&dev, *name, create, Mode::from_bits_truncate(0o666)).context("/dev")?;
-        let name = name.to_string_lossy();
-        let host = c_path(&format!("/dev/{name}"))?;
-        let at = c_path(&format!("{}/{name}", dir.to_string_lossy()))?;
+        let at = c_path(&format!("{}/{}", dir.to_string_lossy(), name.to_string_lossy()))?;
         mount(&host, &at, None, MsFlags::MS_BIND, None)
             .context("cannot put a device in the run's /dev")?;
     }
@@ -663,6 +665,29 @@ pub fn minimal_dev(dir: &CStr) -> Result<()> {
     mount_devpts(&pts)?;
     sys::mount_setattr(&dev, false, sys::MOUNT_ATTR_RDONLY, 0)
         .context("cannot make the run's /dev read-only")
+}
+
+/// A node in the run's /dev with the device numbers of the host's `host`
+/// when that is a character device: no mount to make, nor to tear down at
+/// the end. `false` where the helper may not make nodes (a container that
+/// withholds CAP_MKNOD) or the host's is something else: then a bind of it.
+fn make_device(dev: &OwnedFd, name: &CStr, host: &CStr) -> Result<bool> {
+    let Ok(st) = nix::sys::stat::stat(host) else {
+        return Ok(false);
+    };
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR {
+        return Ok(false);
+    }
+    let mode = Mode::from_bits_truncate(0o666);
+    match nix::sys::stat::mknodat(dev, name, SFlag::S_IFCHR, mode, st.st_rdev) {
+        Err(Errno::EPERM) => return Ok(false),
+        other => other.context("cannot make a device of the run's /dev")?,
+    }
+    // The helper's umask took write from group and others. (The node was
+    // just made in the run's own tmpfs: no link to follow.)
+    nix::sys::stat::fchmodat(dev, name, mode, nix::sys::stat::FchmodatFlags::FollowSymlink)
+        .context("cannot make a device of the run's /dev")?;
+    Ok(true)
 }
 
 /// A chroot run's /dev: the jail's own device nodes are never honoured

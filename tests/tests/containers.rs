@@ -63,6 +63,16 @@ fn the_six_documented_capabilities_alone_run_a_contained_program() {
         t.run(&["--exec", "/bin/echo", "hi"]).setpriv_options(&[bounding_set(&CAPS)]).output();
     assert_eq!(out.status.code(), Some(0), "{}", dump(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n", "{}", dump(&out));
+    // A minimal root with CAP_SYS_CHROOT besides, and no CAP_MKNOD: its
+    // /dev has the host's devices all the same (binds, not new nodes).
+    let seven = [&CAPS[..], &["sys_chroot"]].concat();
+    let script = "echo hi > /dev/null && head -c 4 /dev/zero | od -An -tx1 && head -c 1 /dev/urandom >/dev/full";
+    let out = t
+        .run(&["--root", "minimal", "--nproc", "10", "--", "/bin/sh", "-c", script])
+        .setpriv_options(&[bounding_set(&seven)])
+        .output();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), " 00 00 00 00\n", "{}", dump(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No space left"), "{}", dump(&out));
 }
 
 #[test]
