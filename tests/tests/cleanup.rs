@@ -132,8 +132,18 @@ fn the_harness_finds_and_kills_the_processes_of_its_own_run() {
     let t = require_root!();
     let _g = alone();
     let run = start(&t, &["--clock", "30", "--nproc", "3"], &["daemon", "stay"], 2);
-    let seen = t.left_of_run(run.uid);
-    assert!(seen.len() >= 2 && seen.iter().all(|p| p.uid == run.uid && p.alive()), "{seen:?}");
+    // The daemon forks twice: its first child may still be exiting (a
+    // zombie for a moment) when the run first shows two processes.
+    let settled = |seen: &[safeexec_tests::Proc]| {
+        seen.len() >= 2 && seen.iter().all(|p| p.uid == run.uid && p.alive())
+    };
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut seen = t.left_of_run(run.uid);
+    while !settled(&seen) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+        seen = t.left_of_run(run.uid);
+    }
+    assert!(settled(&seen), "{seen:?}");
     // A process of a sandbox uid outside any run's pid namespace (this
     // test's own sleeper) is seen, but not killed: the harness kills only
     // what a run of its test left.
