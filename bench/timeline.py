@@ -143,6 +143,18 @@ def main():
         vals = [m[k] for m in marks if k in m]
         print(f"  {statistics.median(vals):8.3f}  {k}")
 
+    counts = {}
+    for role, _, calls, t0, _ in runs:
+        per = {}
+        for start, pid, name, _ in calls:
+            if not name.startswith("(") and start >= t0:
+                per[role.get(pid, "?")] = per.get(role.get(pid, "?"), 0) + 1
+        for k, v in per.items():
+            counts.setdefault(k, []).append(v)
+    if counts:
+        print("system calls per process from the frontend's exec (median count; the target's"
+              " include its program's): " + ", ".join(
+            f"{k} {statistics.median(v):.0f}" for k, v in sorted(counts.items())))
     print("\nsystem call time per process, ms (median total over the runs; top 25)")
     totals = {}
     for role, _, calls, _, _ in runs:
