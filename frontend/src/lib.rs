@@ -11,5 +11,6 @@ pub mod hints;
 pub mod relay;
 pub mod report;
 pub mod run;
+pub mod spawn;
 pub mod terminal;
 pub mod verdict;

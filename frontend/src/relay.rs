@@ -42,7 +42,6 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -53,6 +52,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use crate::spawn::Stdio;
 use crate::terminal::{self, Caller, Keys, Pty, Std};
 
 /// A running relay.
@@ -73,7 +73,7 @@ impl HelperStdio {
     /// put there anyway) and for a terminal, which is never passed on (the
     /// pty takes its place where it is needed).
     pub fn inherited(caller: &Caller) -> HelperStdio {
-        let ours = |kind| if kind == Std::Other { Stdio::inherit() } else { Stdio::null() };
+        let ours = |kind| if kind == Std::Other { Stdio::Inherit } else { Stdio::Null };
         HelperStdio {
             stdin: ours(caller.stdin),
             stdout: ours(caller.stdout),
@@ -673,6 +673,14 @@ mod tests {
         helper.forward(Signal::SIGUSR1);
     }
 
+    /// The relay's pipe, for a child of std's.
+    fn ours(stdio: Stdio) -> std::process::Stdio {
+        match stdio {
+            Stdio::Fd(fd) => fd.into(),
+            _ => panic!("not a pipe of the relay"),
+        }
+    }
+
     #[test]
     fn passing_the_limit_sends_the_helper_sigusr1() {
         use std::process::Command;
@@ -687,9 +695,9 @@ mod tests {
                 "-c",
                 "trap 'exit 7' USR1; printf x; sleep 10 >/dev/null 2>&1 & wait $!; exit 1",
             ])
-            .stdin(Stdio::null())
-            .stdout(stdio.stdout)
-            .stderr(stdio.stderr)
+            .stdin(std::process::Stdio::null())
+            .stdout(ours(stdio.stdout))
+            .stderr(ours(stdio.stderr))
             .spawn()
             .unwrap();
         helper.helper_started(child.id());

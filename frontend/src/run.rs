@@ -9,10 +9,9 @@ use std::io::{self, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
+use std::process::ExitStatus;
 use std::sync::Arc;
 
-use command_fds::{CommandFdExt, FdMapping};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::socket::{send, MsgFlags};
@@ -25,6 +24,7 @@ use shared::{
 use crate::cli::{Cli, RootChoice};
 use crate::env;
 use crate::relay::{Relay, ToHelper};
+use crate::spawn::Spawn;
 use crate::terminal::{Caller, Cooked, Keys, Pty, RawMode, Signals};
 use crate::verdict::{self, Outcome};
 
@@ -490,23 +490,13 @@ pub fn run(request: &Request, dirs: Dirs) -> Result<Outcome, RunError> {
     let (request_rx, mut request_tx) = io::pipe().map_err(helper_error)?;
     let (mut reply_rx, reply_tx) = io::pipe().map_err(helper_error)?;
 
-    let mut mappings = vec![
-        FdMapping { parent_fd: OwnedFd::from(request_rx), child_fd: REQUEST_FD },
-        FdMapping { parent_fd: OwnedFd::from(reply_tx), child_fd: REPLY_FD },
-    ];
+    let mut fds =
+        vec![(OwnedFd::from(request_rx), REQUEST_FD), (OwnedFd::from(reply_tx), REPLY_FD)];
     // Opened as the caller: the helper checks them again.
-    if let Some(dir) = dirs.chroot {
-        mappings.push(FdMapping { parent_fd: dir, child_fd: CHROOT_FD });
-    }
-    if let Some(dir) = dirs.cwd {
-        mappings.push(FdMapping { parent_fd: dir, child_fd: CWD_FD });
-    }
-    for (i, dir) in dirs.bind_rw.into_iter().enumerate() {
-        mappings.push(FdMapping { parent_fd: dir, child_fd: BIND_RW_FD + i as i32 });
-    }
-    for (i, dir) in dirs.bind.into_iter().enumerate() {
-        mappings.push(FdMapping { parent_fd: dir, child_fd: BIND_FD + i as i32 });
-    }
+    fds.extend(dirs.chroot.map(|dir| (dir, CHROOT_FD)));
+    fds.extend(dirs.cwd.map(|dir| (dir, CWD_FD)));
+    fds.extend((BIND_RW_FD..).zip(dirs.bind_rw).map(|(at, dir)| (dir, at)));
+    fds.extend((BIND_FD..).zip(dirs.bind).map(|(at, dir)| (dir, at)));
 
     let caller = Caller::now();
     let to_helper = Arc::new(ToHelper::default());
@@ -518,17 +508,15 @@ pub fn run(request: &Request, dirs: Dirs) -> Result<Outcome, RunError> {
     let (relay, stdio) =
         Relay::start(&caller, limit, pty, Arc::clone(&to_helper)).map_err(RunError::Relay)?;
 
-    let mut cmd = Command::new(&helper);
-    cmd.env_clear().stdin(stdio.stdin).stdout(stdio.stdout).stderr(stdio.stderr);
-    cmd.fd_mappings(mappings)
-        .map_err(|_| RunError::Usage("descriptor mapping collision".into()))?;
-    let spawned = cmd.spawn();
-    // Our copies of the child's ends (the request's read end, the reply's
-    // and the relay's write ends, the pty's slave) must close, or a dead
-    // helper would leave us waiting for a reply, and the relay for the end
-    // of its pipes and pty, forever.
-    drop(cmd);
-    let mut child = match spawned {
+    let mut spawn = Spawn::new(stdio.stdin, stdio.stdout, stdio.stderr);
+    for (fd, at) in fds {
+        spawn.fd(fd, at).map_err(|_| RunError::Usage("descriptor mapping collision".into()))?;
+    }
+    // Spawning drops our copies of the child's ends (the request's read
+    // end, the reply's and the relay's write ends, the pty's slave), as it
+    // must, started or not: else a dead helper would leave us waiting for
+    // a reply, and the relay for the end of its pipes and pty, forever.
+    let child = match spawn.spawn(&helper) {
         Ok(child) => child,
         Err(err) => {
             if let Some(relay) = relay {
