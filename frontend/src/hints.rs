@@ -2,12 +2,12 @@
 //! (kept as they were) do not explain: one line each, after the error or
 //! the report, on stderr only (never in a report file or descriptor).
 
-use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use nix::sys::stat::{fstat, SFlag};
 use nix::unistd::{getgroups, getuid, Gid, Group, User};
 use shared::Limit;
 
@@ -56,10 +56,8 @@ pub fn exec_error(error: &str) -> Option<&'static str> {
 /// writes to it directly, and `--fsize` applies).
 pub fn stdout_or_stderr_is_a_file() -> bool {
     let is_file = |fd: std::os::fd::BorrowedFd<'_>| {
-        fd.try_clone_to_owned()
-            .map(File::from)
-            .and_then(|f| f.metadata())
-            .is_ok_and(|m| m.is_file())
+        fstat(fd)
+            .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG)
     };
     is_file(io::stdout().as_fd()) || is_file(io::stderr().as_fd())
 }
@@ -67,16 +65,19 @@ pub fn stdout_or_stderr_is_a_file() -> bool {
 /// Why hello world ends in Output Limit Exceeded with a redirected stdout:
 /// the default `--fsize 0` (the original's) forbids writing any regular
 /// file, the one stdout was redirected to included.
-pub fn after_report(o: &Outcome, output_to_a_file: bool) -> Option<&'static str> {
+///
+/// `output_to_a_file` is asked last, only for such a verdict: a plain run
+/// does not pay for it (what our descriptors are does not change meanwhile).
+pub fn after_report(o: &Outcome, output_to_a_file: impl FnOnce() -> bool) -> Option<&'static str> {
     let fsize_0 = o.limits.get(Limit::Fsize) == Some(0);
     let relayed = o.limits.get(Limit::Output).is_some();
     (Verdict::of(o) == Verdict::OutputLimit
         && o.limit == Some(LimitKind::FileSize)
         && fsize_0
-        && output_to_a_file
-        && !relayed)
-        .then_some(
-            "stdout or stderr is a file, and with --fsize 0 (the default, as in the original) \
+        && !relayed
+        && output_to_a_file())
+    .then_some(
+        "stdout or stderr is a file, and with --fsize 0 (the default, as in the original) \
              the program may write no file at all: give --fsize KIB, or pipe its output",
-        )
+    )
 }

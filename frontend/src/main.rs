@@ -105,7 +105,6 @@ fn run_cli(
     if let Some(path) = &cli.meta {
         *meta_out = Some(run::create_file("meta file", path)?);
     }
-    let output_to_a_file = hints::stdout_or_stderr_is_a_file();
 
     let outcome = run::run(&request, dirs)?;
 
@@ -119,7 +118,9 @@ fn run_cli(
     if let Some(out) = report_out.as_mut() {
         let text = if json { report::json(&outcome) } else { report::text(&outcome) };
         run::write_report(out.as_mut(), &text);
-        if let Some(hint) = hints::after_report(&outcome, output_to_a_file).filter(|_| !json) {
+        if let Some(hint) =
+            hints::after_report(&outcome, hints::stdout_or_stderr_is_a_file).filter(|_| !json)
+        {
             eprintln!("safeexec: hint: {hint}");
         }
     }
