@@ -109,7 +109,8 @@ fn dev_null(read: bool) -> io::Result<File> {
 /// Makes every descriptor to move stand at a number that is none of the
 /// numbers moved to (nor 0, 1 or 2): each dup2 of the file actions then
 /// has a source that no other one overwrites, and a source that differs
-/// from its target (a dup2 onto itself would leave it close-on-exec).
+/// from its target (a dup2 onto itself leaves it close-on-exec in a C
+/// library older than the rule, POSIX 2024's, that clears it).
 fn out_of_the_way(moves: Vec<(OwnedFd, RawFd)>) -> io::Result<Vec<(OwnedFd, RawFd)>> {
     let highest = moves.iter().map(|&(_, at)| at).max().unwrap_or(2).max(2);
     let taken = |fd: RawFd| fd <= 2 || moves.iter().any(|&(_, at)| at == fd);
