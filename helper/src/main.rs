@@ -144,14 +144,20 @@ fn directory_fds(request: &Request) -> Result<DirFds> {
     }
     let bind_rw = BIND_RW_FD..BIND_RW_FD + request.bind_rw as i32;
     let bind = BIND_FD..BIND_FD + request.bind as i32;
+    let named = |fd| {
+        (fd == CHROOT_FD && request.chroot)
+            || (fd == CWD_FD && request.cwd)
+            || bind_rw.contains(&fd)
+            || bind.contains(&fd)
+    };
     let mut fds = DirFds::default();
-    for fd in CHROOT_FD..FIRST_UNUSED_FD {
-        let inherited = sys::take_inherited_fd(fd);
-        let named = (fd == CHROOT_FD && request.chroot) || (fd == CWD_FD && request.cwd);
-        if !(named || bind_rw.contains(&fd) || bind.contains(&fd)) {
-            continue; // dropped, so closed
-        }
-        let dir = inherited.map_err(|_| {
+    // What the caller left open there and the request does not name is
+    // closed, a run of numbers at a time (one call, not one per number).
+    let mut unnamed_from = CHROOT_FD;
+    for fd in (CHROOT_FD..FIRST_UNUSED_FD).filter(|&fd| named(fd)) {
+        close_unnamed(unnamed_from, fd)?;
+        unnamed_from = fd + 1;
+        let dir = sys::take_inherited_fd(fd).map_err(|_| {
             Error::Refused(format!("the request names descriptor {fd}, which is not open"))
         })?;
         match fd {
@@ -161,7 +167,16 @@ fn directory_fds(request: &Request) -> Result<DirFds> {
             _ => fds.bind.push(dir),
         }
     }
+    close_unnamed(unnamed_from, FIRST_UNUSED_FD)?;
     Ok(fds)
+}
+
+/// Closes descriptors `from` up to `to` (excluded), if any.
+fn close_unnamed(from: i32, to: i32) -> Result<()> {
+    if from >= to {
+        return Ok(());
+    }
+    sys::close_range(from as u32, (to - 1) as u32, false).context("close_range")
 }
 
 /// The caller's order to stop the run (the frontend's, when the output it

@@ -73,11 +73,17 @@ pub fn own_received_fds(fds: Vec<RawFd>) -> Vec<OwnedFd> {
 /// Closes every descriptor from `first` up (`cloexec`: only marks them
 /// close-on-exec instead).
 pub fn close_from(first: u32, cloexec: bool) -> io::Result<()> {
+    close_range(first, u32::MAX, cloexec)
+}
+
+/// Closes (or, with `cloexec`, marks close-on-exec) descriptors `first` to
+/// `last`, open or not, in one call.
+pub fn close_range(first: u32, last: u32, cloexec: bool) -> io::Result<()> {
     let flags = if cloexec { libc::CLOSE_RANGE_CLOEXEC } else { 0 };
     // SAFETY: close_range takes plain integers; the descriptors it closes are
     // not owned by any live Rust object: callers only use it on descriptors
     // the helper never took ownership of.
-    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, flags) };
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) };
     cerr(ret).map(drop)
 }
 
