@@ -183,8 +183,8 @@ pub fn check_capabilities(chroot: bool) -> Result<()> {
 /// gid is its uid.
 pub fn check_mapped(uid_base: u32, uid_count: u32, gid: Option<u32>) -> Result<()> {
     let last = uid_base.saturating_add(uid_count.saturating_sub(1));
-    let uid_map = read_proc("/proc/self/uid_map").context("/proc/self/uid_map")?;
-    let gid_map = read_proc("/proc/self/gid_map").context("/proc/self/gid_map")?;
+    let uid_map = crate::sys::read_proc("/proc/self/uid_map").context("/proc/self/uid_map")?;
+    let gid_map = crate::sys::read_proc("/proc/self/gid_map").context("/proc/self/gid_map")?;
     let (gids, gid_last) = gid.map_or((uid_base, last), |g| (g, g));
     for (kind, map, first, last) in
         [("uid", &uid_map, uid_base, last), ("gid", &gid_map, gids, gid_last)]
@@ -206,16 +206,6 @@ pub fn check_mapped(uid_base: u32, uid_count: u32, gid: Option<u32>) -> Result<(
 }
 
 /// The ranges of a uid_map or gid_map, as (first id inside, count).
-/// A small file of /proc in one read: std's `fs::read_to_string` asks its
-/// size (a stat and a seek, and /proc says 0) and then reads from 32 bytes
-/// up, doubling; on a virtual machine each system call costs microseconds.
-fn read_proc(path: &str) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut text = String::with_capacity(4096);
-    std::fs::File::open(path)?.take(1 << 20).read_to_string(&mut text)?;
-    Ok(text)
-}
-
 fn map_ranges(map: &str) -> impl Iterator<Item = (u64, u64)> + '_ {
     map.lines().filter_map(|line| {
         let mut f = line.split_whitespace().map(|n| n.parse::<u64>().ok());

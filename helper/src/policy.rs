@@ -175,7 +175,8 @@ pub fn load() -> Result<Policy> {
             "{POLICY_PATH} must be owned by root and not writable by group or others"
         )));
     }
-    let mut text = String::new();
+    // Sized from the stat above: one read, not a read from 32 bytes up.
+    let mut text = String::with_capacity(meta.len().min(MAX_POLICY_BYTES) as usize + 1);
     file.take(MAX_POLICY_BYTES + 1)
         .read_to_string(&mut text)
         .map_err(|e| Error::Policy(format!("cannot read {POLICY_PATH}: {e}")))?;
@@ -269,7 +270,7 @@ impl Policy {
     /// the policy file says (its default, 65535, is twice a common
     /// pid_max): the rest of the machine must still be able to fork.
     fn cap_processes(&mut self) {
-        let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max");
+        let pid_max = crate::sys::read_proc("/proc/sys/kernel/pid_max");
         let quarter =
             pid_max.ok().and_then(|t| t.trim().parse::<u64>().ok()).map_or(8192, |n| n / 4);
         let max = &mut self.max[Limit::Nproc as usize];
@@ -534,7 +535,7 @@ impl Policy {
         });
         let asked = asked.unwrap_or(u64::MAX);
         let half = || {
-            let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+            let text = crate::sys::read_proc("/proc/meminfo").unwrap_or_default();
             let kib = text.lines().find_map(|l| {
                 l.strip_prefix("MemTotal:")?.trim().strip_suffix("kB")?.trim().parse().ok()
             });

@@ -384,3 +384,13 @@ pub fn loopback_up() -> io::Result<()> {
     // SAFETY: as above; the kernel only reads `req`.
     cerr(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) }.into()).map(drop)
 }
+
+/// A small file of /proc in one read: std's `fs::read_to_string` asks its
+/// size (a stat and a seek, and /proc says 0) and then reads from 32 bytes
+/// up, doubling; on a virtual machine each system call costs microseconds.
+pub fn read_proc(path: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::with_capacity(4096);
+    std::fs::File::open(path)?.take(1 << 20).read_to_string(&mut text)?;
+    Ok(text)
+}
