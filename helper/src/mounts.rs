@@ -10,7 +10,7 @@
 //! copy of its own mount (`jail_mount`) with a minimal /dev (`minimal_dev`).
 
 use std::ffi::{CStr, CString, OsStr};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
@@ -159,8 +159,7 @@ pub fn read_only_host() -> Result<()> {
     // host, and no host mount made meanwhile arrives here writable.
     mount(c"none", c"/", None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)
         .context("cannot make the run's mounts private")?;
-    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-    let root = nix::fcntl::open("/", flags, Mode::empty()).context("cannot open /")?;
+    let root = sys::open_dir_handle("/").context("cannot open /")?;
     sys::mount_setattr(&root, true, sys::MOUNT_ATTR_RDONLY, 0)
         .context("cannot make the host read-only for the run")
 }
@@ -225,40 +224,41 @@ enum Start {
 /// never a directory of the host or of the caller.
 fn mount_point(root: &OwnedFd, path: &str, ours: &[u64], file: bool) -> Result<OwnedFd> {
     let refuse = |why: &str| Error::Setup(format!("cannot show {path}: {why}"));
-    let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     if parts.iter().any(|p| *p == "." || *p == "..") {
         return Err(refuse("it is not a plain path"));
     }
+    let file_flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let mut here = root.try_clone().context("dup")?;
     for (i, part) in parts.iter().enumerate() {
         let leaf_file = file && i + 1 == parts.len();
-        let flags = if leaf_file { OFlag::O_PATH | OFlag::O_NOFOLLOW } else { dir_flags };
-        let next = match openat(here.as_fd(), *part, flags | OFlag::O_CLOEXEC, Mode::empty()) {
-            Err(Errno::ENOENT)
-                if ours.contains(&fstat(&here).context("fstat")?.st_dev) && leaf_file =>
-            {
-                let create = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW;
-                openat(
-                    here.as_fd(),
-                    *part,
-                    create | OFlag::O_CLOEXEC,
-                    Mode::from_bits_truncate(0o644),
-                )
-            }
+        let opened = match leaf_file {
+            true => openat(&here, *part, file_flags, Mode::empty()),
+            false => sys::open_dir_below(&here, *part),
+        };
+        let next = match opened {
             Err(Errno::ENOENT) if ours.contains(&fstat(&here).context("fstat")?.st_dev) => {
-                mkdirat(here.as_fd(), *part, Mode::from_bits_truncate(0o755))
-                    .and_then(|()| openat(here.as_fd(), *part, dir_flags, Mode::empty()))
+                make_step(&here, part, leaf_file)
             }
             other => other,
         };
         here = next.map_err(|e| refuse(&format!("{part}: {}", sys::strerror(e as i32))))?;
     }
-    let is_file = fstat(&here).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG);
-    if file != is_file {
+    if file != is_regular(&here) {
         return Err(refuse("it changed kind"));
     }
     Ok(here)
+}
+
+/// Makes the missing `name` in `dir` (a file system of the run's own):
+/// root's, an empty file (`file`) or a directory, and opens it.
+fn make_step(dir: &OwnedFd, name: &str, file: bool) -> nix::Result<OwnedFd> {
+    if file {
+        let create = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW;
+        return openat(dir, name, create | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o644));
+    }
+    mkdirat(dir, name, Mode::from_bits_truncate(0o755))?;
+    sys::open_dir_below(dir, name)
 }
 
 /// Attaches a detached copy at `onto`.
@@ -279,8 +279,8 @@ fn in_path_order(binds: &[Bind]) -> Vec<(usize, &Bind)> {
     order
 }
 
-fn is_file(bind: &Bind) -> bool {
-    fstat(&bind.dir).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
+fn is_regular(fd: &OwnedFd) -> bool {
+    fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
 }
 
 /// The copy of bind `i` (`copy_binds` made it wherever one is used).
@@ -309,8 +309,7 @@ fn enter_start(start: Option<Start>, copies: &[Option<OwnedFd>]) -> Result<()> {
 /// The target starts in the copy of the working directory, if it has one.
 pub fn show_on_host(plan: &Plan, copies: &[Option<OwnedFd>]) -> Result<()> {
     let places: Vec<&str> = scratch_places(plan.host_tmp).filter_map(|d| d.to_str().ok()).collect();
-    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-    let root = nix::fcntl::open("/", flags, Mode::empty()).context("cannot open /")?;
+    let root = sys::open_dir_handle("/").context("cannot open /")?;
     let scratch: Vec<u64> = places
         .first()
         .and_then(|p| nix::sys::stat::stat(*p).ok())
@@ -330,7 +329,7 @@ pub fn show_on_host(plan: &Plan, copies: &[Option<OwnedFd>]) -> Result<()> {
         let attached = match place {
             Some(p) if bind.path == *p => scratch_place_itself(bind)?,
             Some(_) => {
-                let onto = mount_point(&root, &bind.path, &scratch, is_file(bind))?;
+                let onto = mount_point(&root, &bind.path, &scratch, is_regular(&bind.dir))?;
                 attach(copy_of(copies, i)?, &onto, &bind.path).map(|()| true)?
             }
             None if bind.writable => {
@@ -530,8 +529,7 @@ pub fn minimal_root(plan: &Plan, copies: &[Option<OwnedFd>]) -> Result<()> {
     let new_root = c_path(NEW_ROOT)?;
     mount(c"tmpfs", &new_root, Some(c"tmpfs"), hardened, Some(c"size=64k,nr_inodes=1024,mode=755"))
         .context("cannot mount the minimal root")?;
-    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-    let root = nix::fcntl::open(NEW_ROOT, flags, Mode::empty()).context("cannot open the root")?;
+    let root = sys::open_dir_handle(NEW_ROOT).context("cannot open the root")?;
     let mut ours = vec![fstat(&root).context("fstat")?.st_dev];
     let names: Vec<&str> = SYSTEM.iter().map(|s| s.trim_start_matches('/')).collect();
     let mut shown = show_listed(&root, "/", &names)?.unwrap_or_default();
@@ -618,7 +616,7 @@ fn show_in_minimal(
     if !bind.writable && shown.iter().any(|s| is_under(&bind.path, s)) {
         return Ok(false);
     }
-    let onto = mount_point(root, &bind.path, ours, is_file(bind))?;
+    let onto = mount_point(root, &bind.path, ours, is_regular(&bind.dir))?;
     attach(copy_of(copies, i)?, &onto, &bind.path)?;
     Ok(true)
 }
@@ -636,8 +634,7 @@ pub fn minimal_dev(dir: &CStr) -> Result<()> {
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
     mount(c"tmpfs", dir, Some(c"tmpfs"), flags, Some(c"size=4k,nr_inodes=64,mode=755"))
         .context("cannot mount the run's /dev")?;
-    let open_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-    let dev = nix::fcntl::open(dir, open_flags, Mode::empty()).context("cannot open /dev")?;
+    let dev = sys::open_dir_handle(dir).context("cannot open /dev")?;
     let create = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
     for name in DEVICES {
         let host = c_path(&format!("/dev/{}", name.to_string_lossy()))?;
@@ -697,20 +694,18 @@ fn make_device(dev: &OwnedFd, name: &CStr, host: &CStr) -> Result<bool> {
 /// (`scratch`, which only init sees), and the /dev is built there too
 /// before it is moved onto the jail's: nothing is made in the jail.
 pub fn jail_dev(jail: &OwnedFd, scratch: Option<&CStr>) -> Result<()> {
-    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let (Ok(jail_dev), Some(scratch)) = (openat(jail, "dev", flags, Mode::empty()), scratch) else {
+    let (Ok(jail_dev), Some(scratch)) = (sys::open_dir_below(jail, "dev"), scratch) else {
         return Ok(());
     };
-    let place =
-        nix::fcntl::open(scratch, flags, Mode::empty()).context("cannot open the scratch")?;
+    // The scratch place is a real directory (`scratch_places`).
+    let place = sys::open_dir_handle(scratch).context("cannot open the scratch")?;
     for dir in ["jail", "dev"] {
         mkdirat(&place, dir, Mode::from_bits_truncate(0o700)).context("cannot stage /dev")?;
     }
-    let at = openat(&place, "jail", flags, Mode::empty()).context("cannot stage the jail")?;
+    let at = sys::open_dir_below(&place, "jail").context("cannot stage the jail")?;
     sys::move_mount(jail, &at).context("cannot attach the chroot directory")?;
-    let staged = c_path(&format!("{}/dev", scratch.to_string_lossy()))?;
-    minimal_dev(&staged)?;
-    let dev = nix::fcntl::open(staged.as_c_str(), flags, Mode::empty()).context("/dev")?;
+    minimal_dev(&c_path(&format!("{}/dev", scratch.to_string_lossy()))?)?;
+    let dev = sys::open_dir_below(&place, "dev").context("/dev")?;
     sys::move_mount(&dev, &jail_dev).context("cannot put /dev in the chroot directory")
 }
 

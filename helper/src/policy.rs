@@ -6,10 +6,10 @@
 
 use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
-use nix::fcntl::{openat, OFlag};
+use nix::fcntl::OFlag;
 use nix::sys::stat::{fstat, stat, Mode, SFlag};
 use nix::sys::statvfs::{fstatvfs, FsFlags, Statvfs};
 use nix::unistd::{Gid, Uid};
@@ -19,6 +19,7 @@ use shared::{Limit, Limits, Request, Root};
 use crate::cgroup::{self, CgroupRule};
 use crate::error::{Context, Error, Result};
 use crate::harden::Caller;
+use crate::sys;
 
 pub const POLICY_PATH: &str = match option_env!("SAFEEXEC_POLICY_PATH") {
     Some(path) => path,
@@ -220,42 +221,10 @@ pub fn parse(text: &str) -> std::result::Result<Policy, String> {
             .split_once('=')
             .map(|(k, v)| (k.trim(), v.trim()))
             .ok_or(format!("line {}: expected key = value", n + 1))?;
-        let at = |e: String| format!("line {}: {key}: {e}", n + 1);
-        let int = |v: &str| v.parse::<u32>().map_err(|_| at(format!("'{v}' is not a number")));
-        match key {
-            "uid_base" => p.uid_base = int(value)?,
-            "uid_count" => p.uid_count = int(value)?,
-            "gid" if value == "per-run" => p.gid = GidRule::PerRun,
-            "gid" => p.gid = GidRule::Fixed(int(value)?),
-            "allow_share_net" => p.allow_share_net = boolean(value).map_err(at)?,
-            "allow_host_tmp" => p.allow_host_tmp = boolean(value).map_err(at)?,
-            "cgroup" => p.cgroup = cgroup::parse_rule(value).map_err(at)?,
-            "max_memory_cgroups" => p.max_memory_cgroups = u64::from(int(value)?),
-            "max_run_memory" if value == "auto" => p.max_run_memory = None,
-            "max_run_memory" => {
-                p.max_run_memory = parse_max(value, 1.0).map_err(at)?.or(Some(u64::MAX))
-            }
-            "chroot_roots" => p.chroot_roots = parse_roots(value).map_err(at)?,
-            "writable_chroot_roots" => {
-                p.writable_chroot_roots = parse_writable_roots(value).map_err(at)?
-            }
-            "writable_dirs" => p.writable_dirs = absolute_paths(value).map_err(at)?,
-            "default_root" => p.default_root = parse_root(value).map_err(at)?,
-            "allow_host_root" => p.allow_host_root = boolean(value).map_err(at)?,
-            "minimal_root_binds" => p.minimal_root_binds = absolute_paths(value).map_err(at)?,
-            k if k.starts_with("max_") && TABLE.iter().any(|r| r.policy_key == k) => {
-                for spec in TABLE.iter().filter(|r| r.policy_key == k) {
-                    p.max[spec.limit as usize] = parse_max(value, spec.policy_scale).map_err(at)?;
-                }
-            }
-            "min_niceness" => {
-                p.min_niceness = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (0..=19).contains(n))
-                    .ok_or(at("must be 0 to 19".into()))?
-            }
-            _ => return Err(format!("line {}: unknown key '{key}'", n + 1)),
+        match p.set(key, value) {
+            Ok(true) => {}
+            Ok(false) => return Err(format!("line {}: unknown key '{key}'", n + 1)),
+            Err(e) => return Err(format!("line {}: {key}: {e}", n + 1)),
         }
     }
     p.ids_are_sandbox_ids()?;
@@ -266,6 +235,41 @@ pub fn parse(text: &str) -> std::result::Result<Policy, String> {
 }
 
 impl Policy {
+    /// Sets one key of the policy file from its value; `Ok(false)`: no
+    /// such key.
+    fn set(&mut self, key: &str, value: &str) -> std::result::Result<bool, String> {
+        let int = |v: &str| v.parse::<u32>().map_err(|_| format!("'{v}' is not a number"));
+        match key {
+            "uid_base" => self.uid_base = int(value)?,
+            "uid_count" => self.uid_count = int(value)?,
+            "gid" if value == "per-run" => self.gid = GidRule::PerRun,
+            "gid" => self.gid = GidRule::Fixed(int(value)?),
+            "allow_share_net" => self.allow_share_net = boolean(value)?,
+            "allow_host_tmp" => self.allow_host_tmp = boolean(value)?,
+            "cgroup" => self.cgroup = cgroup::parse_rule(value)?,
+            "max_memory_cgroups" => self.max_memory_cgroups = u64::from(int(value)?),
+            "max_run_memory" if value == "auto" => self.max_run_memory = None,
+            "max_run_memory" => self.max_run_memory = parse_max(value, 1.0)?.or(Some(u64::MAX)),
+            "chroot_roots" => self.chroot_roots = parse_roots(value)?,
+            "writable_chroot_roots" => self.writable_chroot_roots = parse_writable_roots(value)?,
+            "writable_dirs" => self.writable_dirs = absolute_paths(value)?,
+            "default_root" => self.default_root = parse_root(value)?,
+            "allow_host_root" => self.allow_host_root = boolean(value)?,
+            "minimal_root_binds" => self.minimal_root_binds = absolute_paths(value)?,
+            k if k.starts_with("max_") && TABLE.iter().any(|r| r.policy_key == k) => {
+                for spec in TABLE.iter().filter(|r| r.policy_key == k) {
+                    self.max[spec.limit as usize] = parse_max(value, spec.policy_scale)?;
+                }
+            }
+            "min_niceness" => {
+                let n = value.parse().ok().filter(|n| (0..=19).contains(n));
+                self.min_niceness = n.ok_or("must be 0 to 19")?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
     /// One run may hold at most a quarter of the machine's pids, whatever
     /// the policy file says (its default, 65535, is twice a common
     /// pid_max): the rest of the machine must still be able to fork.
@@ -549,9 +553,8 @@ impl Policy {
     /// the caller grants (`caller_grant`) or could read (`caller_readable`),
     /// and the working directory (`working_directory`).
     fn binds(&self, caller: Uid, dirs: DirFds) -> Result<Vec<Bind>> {
-        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
         let mut binds: Vec<Bind> = (self.writable_dirs.iter())
-            .filter_map(|d| nix::fcntl::open(d.as_str(), flags, Mode::empty()).ok())
+            .filter_map(|d| sys::open_dir_handle(d.as_str()).ok())
             .filter(|dir| !read_only(&fstatvfs(dir)))
             .filter_map(|dir| bind_of(dir, true).ok())
             .collect();
@@ -633,9 +636,8 @@ fn under_one_of(dir: &OwnedFd, roots: &[(u64, u64)]) -> Result<bool> {
         if roots.contains(&id) {
             return Ok(true);
         }
-        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        let up = openat(here.as_fd(), "..", flags, Mode::empty())
-            .context("walking up from the chroot directory")?;
+        let up =
+            sys::open_dir_below(&here, "..").context("walking up from the chroot directory")?;
         let up_st = fstat(&up).context("fstat")?;
         if (up_st.st_dev, up_st.st_ino) == id {
             return Ok(false); // the root of the file system

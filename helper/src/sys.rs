@@ -1,11 +1,31 @@
 //! The only module with `unsafe`: thin wrappers over the system calls that
 //! nix does not offer safely. Each wrapper does one call, maps the C error
-//! convention to `io::Error` once (`cerr`), and says why it is sound.
+//! convention to `io::Error` once (`cerr`), and says why it is sound. Also
+//! the one way the helper opens a directory to walk from, mount on or stat
+//! (`open_dir_handle`, `open_dir_below`).
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::Mode;
 use nix::unistd::{ForkResult, Pid};
+use nix::NixPath;
+
+/// Opens the directory at `path` (a fixed path of the host, or one of the
+/// policy's) as a handle only (O_PATH): to walk from, mount on or stat,
+/// never to read.
+pub fn open_dir_handle<P: ?Sized + NixPath>(path: &P) -> nix::Result<OwnedFd> {
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    nix::fcntl::open(path, flags, Mode::empty())
+}
+
+/// Opens the directory `name` in `at` as a handle only, without following
+/// a symbolic link there (so never out of `at` but through "..").
+pub fn open_dir_below<P: ?Sized + NixPath>(at: &OwnedFd, name: &P) -> nix::Result<OwnedFd> {
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    openat(at, name, flags, Mode::empty())
+}
 
 /// Maps the C convention (-1 and errno) to `io::Result`.
 fn cerr(ret: libc::c_long) -> io::Result<libc::c_long> {
