@@ -31,7 +31,7 @@
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use nix::fcntl::{openat, OFlag};
-use nix::sys::stat::{fstat, mkdirat, Mode};
+use nix::sys::stat::{fstat, mkdirat, FileStat, Mode};
 use nix::sys::statfs::{fstatfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 use shared::CgroupCounters;
@@ -278,6 +278,21 @@ fn keyed(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
+/// The value of `key` in the `key value` lines of `file`.
+fn read_keyed(dir: &OwnedFd, file: &str, key: &str) -> Option<u64> {
+    keyed(&read_file(dir, file)?, key)
+}
+
+/// A file that holds one number (memory.peak, pids.peak).
+fn read_number(dir: &OwnedFd, file: &str) -> Option<u64> {
+    read_file(dir, file)?.trim().parse().ok()
+}
+
+/// Whether a file is root's and writable by nobody else.
+fn root_only(st: nix::Result<FileStat>) -> bool {
+    st.is_ok_and(|st| st.st_uid == 0 && st.st_mode & 0o022 == 0)
+}
+
 impl RunCgroup {
     /// Creates the run's cgroups (as root, in the supervisor, beside init's
     /// set-up) and sets the memory and process limits in them. With `Auto`,
@@ -481,20 +496,16 @@ impl RunCgroup {
             memory_limit_hit: false,
         };
         if let Some(i) = self.memory {
-            let node = &self.nodes[i];
-            let number =
-                |file: &str| read_file(&node.dir, file).and_then(|t| t.trim().parse::<u64>().ok());
-            if node.v2 {
-                c.memory_peak_kib = number("memory.peak").map(|b| b / 1024);
-                let events = read_file(&node.dir, "memory.events").unwrap_or_default();
-                c.oom_kills = keyed(&events, "oom_kill").unwrap_or(0);
+            let dir = &self.nodes[i].dir;
+            if self.nodes[i].v2 {
+                c.memory_peak_kib = read_number(dir, "memory.peak").map(|b| b / 1024);
+                c.oom_kills = read_keyed(dir, "memory.events", "oom_kill").unwrap_or(0);
                 // `max` of this cgroup alone: its own limit was reached.
-                let local = read_file(&node.dir, "memory.events.local").unwrap_or_default();
-                c.memory_limit_hit = keyed(&local, "max").is_some_and(|n| n > 0);
+                let hit = read_keyed(dir, "memory.events.local", "max");
+                c.memory_limit_hit = hit.is_some_and(|n| n > 0);
             } else {
-                c.memory_peak_kib = number("memory.max_usage_in_bytes").map(|b| b / 1024);
-                let control = read_file(&node.dir, "memory.oom_control").unwrap_or_default();
-                c.oom_kills = keyed(&control, "oom_kill").unwrap_or(0);
+                c.memory_peak_kib = read_number(dir, "memory.max_usage_in_bytes").map(|b| b / 1024);
+                c.oom_kills = read_keyed(dir, "memory.oom_control", "oom_kill").unwrap_or(0);
                 // v1 has no count of this cgroup's own limit being reached
                 // (failcnt stays 0 on this kernel): the peak tells, within
                 // one charge (a huge page, 2 MiB) of the limit.
@@ -508,8 +519,7 @@ impl RunCgroup {
             c.cpu_us = counter.cpu_us();
         }
         if let Some(i) = self.pids {
-            c.pids_peak =
-                read_file(&self.nodes[i].dir, "pids.peak").and_then(|t| t.trim().parse().ok());
+            c.pids_peak = read_number(&self.nodes[i].dir, "pids.peak");
         }
         c
     }
@@ -615,8 +625,7 @@ fn subtree(h: &Hierarchy) -> Result<OwnedFd> {
         Some(unit) => unit,
         None => root_owned_dir(&mount, SUBTREE)?,
     };
-    let st = fstat(&dir).map_err(|e| err(SUBTREE, e))?;
-    if !fs_is_cgroup(&dir, h.v2) || st.st_uid != 0 || st.st_mode & 0o022 != 0 {
+    if !fs_is_cgroup(&dir, h.v2) || !root_only(fstat(&dir)) {
         return Err(err(SUBTREE, "the directory must be root's and writable by nobody else"));
     }
     if h.v2 && !only_root_may_move(&dir) {
@@ -636,19 +645,17 @@ fn subtree(h: &Hierarchy) -> Result<OwnedFd> {
 fn hand_down(parent: &OwnedFd, too_many: bool) -> Result<Vec<String>> {
     let offered = read_file(parent, "cgroup.controllers").unwrap_or_default();
     let enabled = read_file(parent, "cgroup.subtree_control").unwrap_or_default();
-    if too_many && enabled.split_whitespace().any(|c| c == "memory") {
+    let lists = |text: &str, c: &str| text.split_whitespace().any(|o| o == c);
+    if too_many && lists(&enabled, "memory") {
         // Every cgroup made here would be a memory cgroup.
         return Err(err("memory", TOO_MANY));
     }
     let wanted: &[&str] = if too_many { &["pids"] } else { &["memory", "pids"] };
     let mut controllers = Vec::new();
     for &c in wanted {
-        if offered.split_whitespace().any(|o| o == c) {
-            let on = read_file(parent, "cgroup.subtree_control")
-                .is_some_and(|t| t.split_whitespace().any(|o| o == c));
-            if on || write_file(parent, "cgroup.subtree_control", &format!("+{c}")).is_ok() {
-                controllers.push(c.to_string());
-            }
+        let enable = || write_file(parent, "cgroup.subtree_control", &format!("+{c}")).is_ok();
+        if lists(&offered, c) && (lists(&enabled, c) || enable()) {
+            controllers.push(c.to_string());
         }
     }
     Ok(controllers)
@@ -685,8 +692,7 @@ fn root_owned_dir(at: &OwnedFd, name: &str) -> Result<OwnedFd> {
         Err(e) => return Err(err(name, e)),
     }
     let dir = open_dir(Some(at), name).map_err(|e| err(name, e))?;
-    let st = fstat(&dir).map_err(|e| err(name, e))?;
-    if st.st_uid != 0 || st.st_mode & 0o022 != 0 {
+    if !root_only(fstat(&dir)) {
         return Err(err(name, "the directory must be root's and writable by nobody else"));
     }
     Ok(dir)
@@ -701,12 +707,8 @@ fn only_root_may_move(dir: &OwnedFd) -> bool {
         Err(_) => return false,
     };
     loop {
-        let procs = nix::sys::stat::fstatat(
-            &here,
-            "cgroup.procs",
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        );
-        if !procs.is_ok_and(|st| st.st_uid == 0 && st.st_mode & 0o022 == 0) {
+        let no_follow = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
+        if !root_only(nix::sys::stat::fstatat(&here, "cgroup.procs", no_follow)) {
             return false;
         }
         let Ok(up) = open_dir(Some(&here), "..") else {
