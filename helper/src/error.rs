@@ -38,6 +38,15 @@ impl fmt::Display for Error {
     }
 }
 
+impl Error {
+    /// A step of the run's set-up that failed: what, and the system's
+    /// words for why (without io::Error's "(os error N)").
+    pub fn setup(what: impl fmt::Display, e: impl Into<io::Error>) -> Error {
+        let errno = e.into().raw_os_error().unwrap_or(0);
+        Error::Setup(format!("{what}: {}", crate::sys::strerror(errno)))
+    }
+}
+
 impl From<shared::wire::WireError> for Error {
     fn from(e: shared::wire::WireError) -> Self {
         Error::Wire(e)

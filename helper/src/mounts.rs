@@ -57,10 +57,13 @@ fn scratch_places(host_tmp: bool) -> impl Iterator<Item = &'static CStr> {
         .iter()
         .filter(move |(_, may_keep)| !(*may_keep && host_tmp))
         .map(|(d, _)| *d)
-        .filter(|dir| {
-            std::fs::symlink_metadata(OsStr::from_bytes(dir.to_bytes()))
-                .is_ok_and(|m| m.file_type().is_dir())
-        })
+        .filter(|dir| is_real_dir(dir))
+}
+
+/// Whether the host's `path` is a directory itself, not a symbolic link
+/// (which would move a mount made there).
+fn is_real_dir(path: &CStr) -> bool {
+    std::fs::symlink_metadata(OsStr::from_bytes(path.to_bytes())).is_ok_and(|m| m.is_dir())
 }
 
 /// mount(2) with a source always named (nix wants `Option`s of one type).
@@ -100,8 +103,7 @@ pub fn private_mounts(plan: &Plan) -> Result<Option<&'static CStr>> {
     // The cgroup file systems: the run's own cgroups are root's, but a
     // cgroup elsewhere whose tasks file someone made writable would let the
     // target leave them (and their limits). An empty read-only tmpfs.
-    let is_dir = std::fs::symlink_metadata("/sys/fs/cgroup").is_ok_and(|m| m.file_type().is_dir());
-    if is_dir {
+    if is_real_dir(c"/sys/fs/cgroup") {
         mount(
             c"tmpfs",
             c"/sys/fs/cgroup",
@@ -129,21 +131,12 @@ fn mount_devpts(dir: &CStr) -> Result<()> {
 }
 
 fn private_ptys() -> Result<()> {
-    let is = |path: &str, dir: bool| {
-        std::fs::symlink_metadata(path).is_ok_and(|m| {
-            if dir {
-                m.is_dir()
-            } else {
-                m.file_type().is_char_device()
-            }
-        })
-    };
-    if !is("/dev/pts", true) {
+    if !is_real_dir(c"/dev/pts") {
         return Ok(());
     }
     mount_devpts(c"/dev/pts")?;
     // A symbolic link to pts/ptmx (as in containers) already leads there.
-    if is("/dev/ptmx", false) {
+    if std::fs::symlink_metadata("/dev/ptmx").is_ok_and(|m| m.file_type().is_char_device()) {
         mount(c"/dev/pts/ptmx", c"/dev/ptmx", None, MsFlags::MS_BIND, None)
             .context("cannot bind the run's /dev/ptmx")?;
     }
@@ -242,7 +235,7 @@ fn mount_point(root: &OwnedFd, path: &str, ours: &[u64], file: bool) -> Result<O
             }
             other => other,
         };
-        here = next.map_err(|e| refuse(&format!("{part}: {}", sys::strerror(e as i32))))?;
+        here = next.map_err(|e| Error::setup(format_args!("cannot show {path}: {part}"), e))?;
     }
     if file != is_regular(&here) {
         return Err(refuse("it changed kind"));
@@ -263,12 +256,7 @@ fn make_step(dir: &OwnedFd, name: &str, file: bool) -> nix::Result<OwnedFd> {
 
 /// Attaches a detached copy at `onto`.
 fn attach(copy: &OwnedFd, onto: &OwnedFd, path: &str) -> Result<()> {
-    sys::move_mount(copy, onto).map_err(|e| {
-        Error::Setup(format!(
-            "cannot show {path}: {}",
-            sys::strerror(e.raw_os_error().unwrap_or(0))
-        ))
-    })
+    sys::move_mount(copy, onto).map_err(|e| Error::setup(format_args!("cannot show {path}"), e))
 }
 
 /// The binds in path order (a directory before what lies below it), with
@@ -715,10 +703,7 @@ pub fn jail_dev(jail: &OwnedFd, scratch: Option<&CStr>) -> Result<()> {
 /// mount namespace.
 pub fn jail_mount(jail: &Jail) -> Result<OwnedFd> {
     let copy = sys::clone_mount_of(&jail.dir).map_err(|e| {
-        Error::Setup(format!(
-            "cannot use the chroot directory (is it in another mount namespace?): {}",
-            sys::strerror(e.raw_os_error().unwrap_or(0))
-        ))
+        Error::setup("cannot use the chroot directory (is it in another mount namespace?)", e)
     })?;
     let mut attrs = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
     if jail.read_only {

@@ -65,11 +65,7 @@ fn prepare(
     sys::leave_inherited_keyring().context("cannot leave the caller's keyring")?;
     if let Some(dir) = &plan.exec_dir {
         chdir(dir.as_c_str()).map_err(|e| {
-            Error::Setup(format!(
-                "cannot enter exec_dir {}: {}",
-                dir.to_string_lossy(),
-                sys::strerror(e as i32)
-            ))
+            Error::setup(format_args!("cannot enter exec_dir {}", dir.to_string_lossy()), e)
         })?;
     } else if jail.is_some() {
         chdir("/").context("chdir")?;
