@@ -544,7 +544,7 @@ pub fn run(request: &Request, dirs: Dirs) -> Result<Outcome, RunError> {
     let relayed = relayed.filter(|_| request.limits.get(Limit::Output).is_some());
     match reply {
         Ok(Reply::Finished(facts)) => {
-            let mut outcome = verdict::judge(facts, relayed);
+            let mut outcome = verdict::judge(facts.into(), relayed);
             if outcome.cgroup.is_none() {
                 outcome.cgroup_absent = Some(why_no_cgroup(&read_mountinfo()));
             }

@@ -1,7 +1,9 @@
 //! What the frontend makes of a run: the helper sends raw facts
-//! ([`shared::Facts`]), the frontend alone decides which limit ended the run,
-//! which figures it reports and where they came from ([`judge`]), and what
-//! the verdict is ([`Verdict`]). Nothing here is privileged, so none of it
+//! ([`shared::Facts`], read as [`RunFacts`]: how the target ended, from its
+//! wait status, and which figures stand in when init could not report),
+//! the frontend alone decides which limit ended the run, which figures it
+//! reports and where they came from ([`judge`]), and what the verdict is
+//! ([`Verdict`]). Nothing here is privileged, so none of it
 //! has to be audited as part of the setuid helper.
 
 use std::io;
@@ -57,6 +59,88 @@ pub struct Outcome {
     pub cgroup_missing: Option<String>,
 }
 
+/// The helper's facts as the frontend judges them: init's figures, or,
+/// where init was killed before it could report, the supervisor's in their
+/// place (its clock, its wait for init) and CPU time from samples only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunFacts {
+    /// How the target ended, as init reaped it; `None` when init was killed
+    /// before it could say (the supervisor's backstop).
+    pub end: Option<End>,
+    /// Init ended the run at its wall-clock deadline (limit + grace).
+    pub deadline_passed: bool,
+    /// Why init stopped the run before the target ended, if it did.
+    pub stopped: Option<Stop>,
+    /// execve's errno inside the sandbox, when it failed.
+    pub exec_errno: Option<i32>,
+    /// From the target's exec to its end (init's clock), or the supervisor's
+    /// clock when init was killed.
+    pub wall_us: u64,
+    /// CPU time of every process of the run: init's rusage of its reaped
+    /// children, or only the supervisor's samples (`cpu_sampled`).
+    pub user_us: u64,
+    pub sys_us: u64,
+    pub cpu_sampled: bool,
+    /// Context switches of every process of the run, voluntary and forced
+    /// (init's rusage; 0 with `cpu_sampled`).
+    pub csw_voluntary: u64,
+    pub csw_forced: u64,
+    /// Largest resident set of any one process of the run (rusage).
+    pub maxrss_kib: u64,
+    /// Largest resident memory of all the run's processes together that the
+    /// supervisor's samples saw (0 when it did not sample).
+    pub sampled_peak_kib: u64,
+    pub uid: u32,
+    pub gid: u32,
+    /// The limits in force during the run.
+    pub limits: Limits,
+    /// The run's cgroup counters, where it had cgroups.
+    pub cgroup: Option<CgroupCounters>,
+    /// The network the run had.
+    pub network: Network,
+    /// Why the run had no memory cgroup (its memory figures and limit then
+    /// come from rusage and sampling); `None` when it had one.
+    pub cgroup_missing: Option<String>,
+}
+
+impl From<Facts> for RunFacts {
+    fn from(facts: Facts) -> RunFacts {
+        let r = facts.init.as_ref();
+        RunFacts {
+            end: r.map(|r| end_of(r.status)),
+            deadline_passed: r.is_some_and(|r| r.deadline_passed),
+            stopped: r.and_then(|r| r.stopped),
+            exec_errno: facts.exec_errno,
+            wall_us: r.map_or(facts.supervisor_wall_us, |r| r.wall_us),
+            user_us: r.map_or(0, |r| r.user_us),
+            sys_us: r.map_or(0, |r| r.sys_us),
+            cpu_sampled: r.is_none(),
+            csw_voluntary: r.map_or(0, |r| r.csw_voluntary),
+            csw_forced: r.map_or(0, |r| r.csw_forced),
+            maxrss_kib: r.map_or(facts.reaped_maxrss_kib, |r| r.maxrss_kib),
+            sampled_peak_kib: r.map_or(0, |r| r.peak_sampled_kib),
+            uid: facts.uid,
+            gid: facts.gid,
+            limits: facts.limits,
+            cgroup: facts.init.and_then(|r| r.cgroup),
+            network: facts.network,
+            cgroup_missing: facts.cgroup_missing,
+        }
+    }
+}
+
+/// How the target ended, from its wait status.
+fn end_of(status: i32) -> End {
+    use nix::libc::{WEXITSTATUS, WIFSIGNALED, WIFSTOPPED, WSTOPSIG, WTERMSIG};
+    if WIFSIGNALED(status) {
+        End::Signaled(WTERMSIG(status))
+    } else if WIFSTOPPED(status) {
+        End::Stopped(WSTOPSIG(status))
+    } else {
+        End::Exited(WEXITSTATUS(status))
+    }
+}
+
 /// Which limit ended a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LimitKind {
@@ -104,7 +188,7 @@ impl Source {
 
 /// The outcome of a run from the helper's facts and the bytes the output
 /// relay counted (`None` when there was no relay, i.e. no output limit).
-pub fn judge(facts: Facts, relayed: Option<u64>) -> Outcome {
+pub fn judge(facts: RunFacts, relayed: Option<u64>) -> Outcome {
     let end = facts.end.unwrap_or(End::Signaled(SIGKILL));
     let limit = limit_hit(&facts, end, relayed);
     let killed = facts.end.is_none()
@@ -158,7 +242,7 @@ pub fn figures_from(o: &Outcome) -> String {
 }
 
 /// The limit that ended the run: the first of these that applies.
-fn limit_hit(facts: &Facts, end: End, relayed: Option<u64>) -> Option<LimitKind> {
+fn limit_hit(facts: &RunFacts, end: End, relayed: Option<u64>) -> Option<LimitKind> {
     let l = &facts.limits;
     // Used more than the limit itself (the grace only delays the stop).
     let over = |limit: Limit, used_us: u64| {
@@ -313,8 +397,8 @@ mod tests {
 
     /// A run that exited 0 well within its limits: 1 s of CPU, 2 s of wall
     /// clock, 100 bytes of output.
-    fn facts() -> Facts {
-        Facts {
+    fn facts() -> RunFacts {
+        RunFacts {
             end: Some(End::Exited(0)),
             deadline_passed: false,
             stopped: None,
@@ -339,6 +423,14 @@ mod tests {
         }
     }
 
+    #[test]
+    fn wait_statuses_decode() {
+        assert_eq!(end_of(0), End::Exited(0));
+        assert_eq!(end_of(3 << 8), End::Exited(3));
+        assert_eq!(end_of(9), End::Signaled(9));
+        assert_eq!(end_of(0x137f), End::Stopped(19));
+    }
+
     fn cgroup(oom_kills: u64, memory_limit_hit: bool) -> CgroupCounters {
         CgroupCounters {
             version: 2,
@@ -351,7 +443,7 @@ mod tests {
         }
     }
 
-    fn limit_of(f: Facts, relayed: Option<u64>) -> Option<LimitKind> {
+    fn limit_of(f: RunFacts, relayed: Option<u64>) -> Option<LimitKind> {
         judge(f, relayed).limit
     }
 
@@ -367,7 +459,7 @@ mod tests {
 
     #[test]
     fn init_killed_before_it_could_say_is_sigkill() {
-        let o = judge(Facts { end: None, ..facts() }, None);
+        let o = judge(RunFacts { end: None, ..facts() }, None);
         assert_eq!(o.end, End::Signaled(9));
     }
 
@@ -378,7 +470,7 @@ mod tests {
             (Stop::Memory, LimitKind::Memory),
             (Stop::ByCaller, LimitKind::Output),
         ] {
-            let f = Facts {
+            let f = RunFacts {
                 stopped: Some(stop),
                 // Every later rule applies too: the stop comes first.
                 deadline_passed: true,
@@ -392,7 +484,7 @@ mod tests {
 
     #[test]
     fn an_oom_kill_is_memory_only_at_the_runs_own_limit() {
-        let own = Facts {
+        let own = RunFacts {
             cgroup: Some(cgroup(1, true)),
             deadline_passed: true,
             end: Some(End::Signaled(9)),
@@ -401,31 +493,32 @@ mod tests {
         assert_eq!(limit_of(own, None), Some(LimitKind::Memory));
         // Killed for a parent cgroup's or the machine's memory: the signal.
         let other =
-            Facts { cgroup: Some(cgroup(1, false)), end: Some(End::Signaled(9)), ..facts() };
+            RunFacts { cgroup: Some(cgroup(1, false)), end: Some(End::Signaled(9)), ..facts() };
         let o = judge(other, None);
         assert_eq!(o.limit, None);
         assert_eq!(Verdict::of(&o), Verdict::Signal(9));
         // Reached the limit, but nothing was killed.
-        let no_kill = Facts { cgroup: Some(cgroup(0, true)), ..facts() };
+        let no_kill = RunFacts { cgroup: Some(cgroup(0, true)), ..facts() };
         assert_eq!(limit_of(no_kill, None), None);
     }
 
     #[test]
     fn a_passed_deadline_is_wall_before_the_signals() {
-        let f = Facts { deadline_passed: true, end: Some(End::Signaled(SIGXCPU)), ..facts() };
+        let f = RunFacts { deadline_passed: true, end: Some(End::Signaled(SIGXCPU)), ..facts() };
         assert_eq!(limit_of(f, None), Some(LimitKind::Wall));
     }
 
     #[test]
     fn sigxcpu_is_cpu_only_past_the_limit_and_sigxfsz_is_file_size() {
-        let raised = Facts { end: Some(End::Signaled(SIGXCPU)), ..facts() };
+        let raised = RunFacts { end: Some(End::Signaled(SIGXCPU)), ..facts() };
         let o = judge(raised, None);
         assert_eq!((o.limit, o.killed), (None, false));
         assert_eq!(Verdict::of(&o).line(), "Command terminated by signal (24: SIGXCPU)");
-        let backstop = Facts { end: Some(End::Signaled(SIGXCPU)), user_us: 2_000_000, ..facts() };
+        let backstop =
+            RunFacts { end: Some(End::Signaled(SIGXCPU)), user_us: 2_000_000, ..facts() };
         let o = judge(backstop, None);
         assert_eq!((o.limit, o.killed), (Some(LimitKind::Cpu), true));
-        let xfsz = Facts { end: Some(End::Signaled(SIGXFSZ)), user_us: 9_000_000, ..facts() };
+        let xfsz = RunFacts { end: Some(End::Signaled(SIGXFSZ)), user_us: 9_000_000, ..facts() };
         let o = judge(xfsz, None);
         assert_eq!(o.limit, Some(LimitKind::FileSize));
         assert_eq!(Verdict::of(&o), Verdict::OutputLimit);
@@ -433,18 +526,18 @@ mod tests {
 
     #[test]
     fn killed_is_only_what_safeexec_ended() {
-        let judged = |f: Facts| judge(f, None).killed;
-        assert!(!judged(Facts { end: Some(End::Signaled(SIGKILL)), ..facts() }));
-        assert!(!judged(Facts { end: Some(End::Stopped(19)), ..facts() }));
-        assert!(!judged(Facts { cgroup: Some(cgroup(1, true)), ..facts() }));
-        assert!(judged(Facts { end: None, ..facts() }));
-        assert!(judged(Facts { deadline_passed: true, ..facts() }));
-        assert!(judged(Facts { stopped: Some(Stop::Memory), ..facts() }));
+        let judged = |f: RunFacts| judge(f, None).killed;
+        assert!(!judged(RunFacts { end: Some(End::Signaled(SIGKILL)), ..facts() }));
+        assert!(!judged(RunFacts { end: Some(End::Stopped(19)), ..facts() }));
+        assert!(!judged(RunFacts { cgroup: Some(cgroup(1, true)), ..facts() }));
+        assert!(judged(RunFacts { end: None, ..facts() }));
+        assert!(judged(RunFacts { deadline_passed: true, ..facts() }));
+        assert!(judged(RunFacts { stopped: Some(Stop::Memory), ..facts() }));
     }
 
     #[test]
     fn a_stopped_program_reads_as_the_signal_that_stopped_it() {
-        let o = judge(Facts { end: Some(End::Stopped(19)), ..facts() }, None);
+        let o = judge(RunFacts { end: Some(End::Stopped(19)), ..facts() }, None);
         assert_eq!(o.limit, None);
         assert_eq!(Verdict::of(&o).line(), "Command terminated by signal (19: SIGSTOP)");
     }
@@ -459,22 +552,22 @@ mod tests {
     #[test]
     fn context_switches_are_known_unless_sampled() {
         assert_eq!(judge(facts(), None).csw, Some((3, 4)));
-        assert_eq!(judge(Facts { cpu_sampled: true, ..facts() }, None).csw, None);
+        assert_eq!(judge(RunFacts { cpu_sampled: true, ..facts() }, None).csw, None);
     }
 
     #[test]
     fn cpu_past_the_limit_is_cpu_even_within_the_grace() {
         // 600 + 401 ms of a 1000 ms limit, ended by itself within the grace.
-        let f = Facts { user_us: 600_000, sys_us: 401_000, wall_us: 9_000_000, ..facts() };
+        let f = RunFacts { user_us: 600_000, sys_us: 401_000, wall_us: 9_000_000, ..facts() };
         assert_eq!(limit_of(f, None), Some(LimitKind::Cpu));
         // Exactly at the limit is within it.
-        let at = Facts { user_us: 600_000, sys_us: 400_000, ..facts() };
+        let at = RunFacts { user_us: 600_000, sys_us: 400_000, ..facts() };
         assert_eq!(limit_of(at, None), None);
     }
 
     #[test]
     fn huge_figures_do_not_overflow() {
-        let f = Facts {
+        let f = RunFacts {
             user_us: u64::MAX,
             sys_us: u64::MAX,
             limits: facts().limits.with(Limit::Cpu, Some(u64::MAX)),
@@ -485,10 +578,13 @@ mod tests {
 
     #[test]
     fn wall_past_the_limit_is_wall() {
-        let f = Facts { wall_us: 2_000_001, ..facts() };
+        let f = RunFacts { wall_us: 2_000_001, ..facts() };
         assert_eq!(limit_of(f, None), Some(LimitKind::Wall));
-        let none =
-            Facts { wall_us: u64::MAX, limits: facts().limits.with(Limit::Wall, None), ..facts() };
+        let none = RunFacts {
+            wall_us: u64::MAX,
+            limits: facts().limits.with(Limit::Wall, None),
+            ..facts()
+        };
         assert_eq!(limit_of(none, None), None);
     }
 
@@ -498,39 +594,39 @@ mod tests {
         assert_eq!(limit_of(facts(), Some(100)), None);
         // Nothing counted (no relay): nothing to judge.
         assert_eq!(limit_of(facts(), None), None);
-        let unlimited = Facts { limits: facts().limits.with(Limit::Output, None), ..facts() };
+        let unlimited = RunFacts { limits: facts().limits.with(Limit::Output, None), ..facts() };
         assert_eq!(limit_of(unlimited, Some(u64::MAX)), None);
         // Every earlier rule comes first.
-        let wall = Facts { wall_us: 3_000_000, ..facts() };
+        let wall = RunFacts { wall_us: 3_000_000, ..facts() };
         assert_eq!(limit_of(wall, Some(101)), Some(LimitKind::Wall));
     }
 
     #[test]
     fn output_bytes_are_reported_only_with_an_output_limit() {
         assert_eq!(judge(facts(), Some(42)).output_bytes, Some(42));
-        let unlimited = Facts { limits: facts().limits.with(Limit::Output, None), ..facts() };
+        let unlimited = RunFacts { limits: facts().limits.with(Limit::Output, None), ..facts() };
         assert_eq!(judge(unlimited, Some(42)).output_bytes, None);
     }
 
     #[test]
     fn cpu_source_says_whether_it_was_sampled() {
         assert_eq!(judge(facts(), None).cpu_source, Source::Rusage);
-        let sampled = Facts { cpu_sampled: true, ..facts() };
+        let sampled = RunFacts { cpu_sampled: true, ..facts() };
         assert_eq!(judge(sampled, None).cpu_source, Source::Proc);
     }
 
     #[test]
     fn peak_memory_is_rusage_unless_the_samples_saw_more() {
-        let o = judge(Facts { sampled_peak_kib: 1000, ..facts() }, None);
+        let o = judge(RunFacts { sampled_peak_kib: 1000, ..facts() }, None);
         assert_eq!((o.peak_kib, o.memory_source), (1000, Source::Rusage));
-        let o = judge(Facts { sampled_peak_kib: 1001, ..facts() }, None);
+        let o = judge(RunFacts { sampled_peak_kib: 1001, ..facts() }, None);
         assert_eq!((o.peak_kib, o.memory_source), (1001, Source::Proc));
         assert_eq!(o.maxrss_kib, 1000);
     }
 
     #[test]
     fn exec_error_is_the_c_librarys_words() {
-        let o = judge(Facts { exec_errno: Some(2), ..facts() }, None);
+        let o = judge(RunFacts { exec_errno: Some(2), ..facts() }, None);
         assert_eq!(o.exec_error.as_deref(), Some("No such file or directory"));
         assert_eq!(judge(facts(), None).exec_error, None);
     }

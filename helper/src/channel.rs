@@ -24,7 +24,7 @@ use nix::sys::socket::{
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use shared::{wire, CgroupCounters, Stop};
+use shared::{wire, InitReport};
 
 use crate::error::{Context, Error, Result};
 use crate::sys;
@@ -73,34 +73,6 @@ impl FromRun {
         line.truncate(end);
         FromRun::SetupFailed(line)
     }
-}
-
-/// What init tells the supervisor once the run is over: how the target
-/// ended, and what every process of the run used (init's own set-up
-/// excluded).
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct InitReport {
-    /// Wait status of the target, as waitpid gives it.
-    pub status: i32,
-    pub deadline_passed: bool,
-    /// Why init stopped the run before the target ended, if it did.
-    pub stopped: Option<Stop>,
-    /// Largest memory of the run's processes together that init's samples
-    /// saw (0 when it did not sample).
-    pub peak_sampled_kib: u64,
-    /// From the start of the target to its end (or to the deadline).
-    pub wall_us: u64,
-    /// getrusage(RUSAGE_CHILDREN) of init after the last process of the
-    /// run was reaped: the whole run, exactly.
-    pub user_us: u64,
-    pub sys_us: u64,
-    /// Context switches, voluntary and forced, from the same rusage.
-    pub csw_voluntary: u64,
-    pub csw_forced: u64,
-    /// Largest resident set of any process of the run.
-    pub maxrss_kib: u64,
-    /// The run's cgroup counters, read after the same reaping.
-    pub cgroup: Option<CgroupCounters>,
 }
 
 /// Largest number of descriptors one message carries.

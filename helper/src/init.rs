@@ -21,10 +21,10 @@ use nix::sys::resource::{getrusage, UsageWho};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::{ForkResult, Pid};
-use shared::{Root, Stop};
+use shared::{InitReport, Root, Stop};
 
 use crate::cgroup::RunCgroup;
-use crate::channel::{Channel, FromRun, InitReport, ToRun};
+use crate::channel::{Channel, FromRun, ToRun};
 use crate::enforce::Enforcer;
 use crate::error::{Context, Error, Result};
 use crate::identity::Identity;

@@ -19,9 +19,9 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use nix::sys::time::TimeSpec;
 use nix::unistd::Pid;
-use shared::{End, Facts, Limit, Limits, Network};
+use shared::{Facts, Limit, Limits, Network};
 
-use crate::channel::{Channel, FromRun, InitReport};
+use crate::channel::{Channel, FromRun};
 use crate::error::{Context, Error, Result};
 use crate::harden::Caller;
 use crate::identity::Identity;
@@ -111,58 +111,25 @@ fn collect(run: &Run, channel: &Channel, started: Instant) -> Result<Facts> {
     let reaped = sys::wait4(run.init, sys::Wait::Block)
         .context("wait4")?
         .ok_or(Error::Internal("init vanished".into()))?;
-    let mut report: Option<InitReport> = None;
+    let mut init = None;
     let mut exec_errno = None;
     // Every copy of the run's end is closed now: this ends.
     while let Some((message, _)) = channel.recv::<FromRun>()? {
         match message {
             FromRun::SetupFailed(msg) => return Err(Error::Setup(msg)),
             FromRun::ExecFailed(errno) => exec_errno = Some(errno),
-            FromRun::Finished(r) => report = Some(r),
+            FromRun::Finished(report) => init = Some(report),
         }
     }
-    let r = report.as_ref();
     Ok(Facts {
-        end: r.map(|r| decode_status(r.status)),
-        deadline_passed: r.is_some_and(|r| r.deadline_passed),
-        stopped: r.and_then(|r| r.stopped),
+        init,
         exec_errno,
-        wall_us: r.map_or(started.elapsed().as_micros() as u64, |r| r.wall_us),
-        user_us: r.map_or(0, |r| r.user_us),
-        sys_us: r.map_or(0, |r| r.sys_us),
-        cpu_sampled: r.is_none(),
-        csw_voluntary: r.map_or(0, |r| r.csw_voluntary),
-        csw_forced: r.map_or(0, |r| r.csw_forced),
-        maxrss_kib: r.map_or(reaped.maxrss_kib, |r| r.maxrss_kib),
-        sampled_peak_kib: r.map_or(0, |r| r.peak_sampled_kib),
+        supervisor_wall_us: started.elapsed().as_micros() as u64,
+        reaped_maxrss_kib: reaped.maxrss_kib,
         uid: run.uid,
         gid: run.gid,
         limits: run.limits.clone(),
-        cgroup: report.and_then(|r| r.cgroup),
         network: run.network,
         cgroup_missing: None,
     })
-}
-
-fn decode_status(status: i32) -> End {
-    if libc::WIFSIGNALED(status) {
-        End::Signaled(libc::WTERMSIG(status))
-    } else if libc::WIFSTOPPED(status) {
-        End::Stopped(libc::WSTOPSIG(status))
-    } else {
-        End::Exited(libc::WEXITSTATUS(status))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wait_statuses_decode() {
-        assert_eq!(decode_status(0), End::Exited(0));
-        assert_eq!(decode_status(3 << 8), End::Exited(3));
-        assert_eq!(decode_status(9), End::Signaled(9));
-        assert_eq!(decode_status(0x137f), End::Stopped(19));
-    }
 }

@@ -16,7 +16,7 @@ pub use limits::{Limit, LimitSpec, Limits};
 /// Bumped whenever `Request` or `Reply` change shape, so that a frontend and a
 /// helper from different builds fail with a clear message instead of decoding
 /// garbage.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Descriptor on which the helper reads the request frame.
 pub const REQUEST_FD: i32 = 3;
@@ -102,47 +102,58 @@ pub enum Reply {
 }
 
 /// What the helper saw of a run: raw facts, from the kernel where it could.
-/// The verdict and the reported figures are the frontend's work
+/// The verdict, the reported figures, and which of them stand in for the
+/// ones init could not give, are the frontend's work
 /// (`frontend/src/verdict.rs`); the helper judges nothing.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Facts {
-    /// How the target ended, as init reaped it; `None` when init was killed
-    /// before it could say (the supervisor's backstop).
-    pub end: Option<End>,
-    /// Init ended the run at its wall-clock deadline (limit + grace).
-    pub deadline_passed: bool,
-    /// Why the supervisor stopped the run, if it did.
-    pub stopped: Option<Stop>,
+    /// Init's report of the whole run; `None` when init was killed before
+    /// it could say (the supervisor's backstop).
+    pub init: Option<InitReport>,
     /// execve's errno inside the sandbox, when it failed.
     pub exec_errno: Option<i32>,
-    /// From the target's exec to its end (init's clock), or the supervisor's
-    /// clock when init was killed.
-    pub wall_us: u64,
-    /// CPU time of every process of the run: init's rusage of its reaped
-    /// children, or only the supervisor's samples (`cpu_sampled`).
-    pub user_us: u64,
-    pub sys_us: u64,
-    pub cpu_sampled: bool,
-    /// Context switches of every process of the run, voluntary and forced
-    /// (init's rusage; 0 with `cpu_sampled`).
-    pub csw_voluntary: u64,
-    pub csw_forced: u64,
-    /// Largest resident set of any one process of the run (rusage).
-    pub maxrss_kib: u64,
-    /// Largest resident memory of all the run's processes together that the
-    /// supervisor's samples saw (0 when it did not sample).
-    pub sampled_peak_kib: u64,
+    /// The supervisor's clock, from when it started watching the run to
+    /// init's end.
+    pub supervisor_wall_us: u64,
+    /// Largest resident set the supervisor's wait for init reported.
+    pub reaped_maxrss_kib: u64,
     pub uid: u32,
     pub gid: u32,
     /// The limits in force during the run.
     pub limits: Limits,
-    /// The run's cgroup counters, where it had cgroups.
-    pub cgroup: Option<CgroupCounters>,
     /// The network the run had.
     pub network: Network,
     /// Why the run had no memory cgroup (its memory figures and limit then
     /// come from rusage and sampling); `None` when it had one.
     pub cgroup_missing: Option<String>,
+}
+
+/// What init tells once the run is over: how the target ended, and what
+/// every process of the run used (init's own set-up excluded).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct InitReport {
+    /// Wait status of the target, as waitpid gives it.
+    pub status: i32,
+    /// Init ended the run at its wall-clock deadline (limit + grace).
+    pub deadline_passed: bool,
+    /// Why init stopped the run before the target ended, if it did.
+    pub stopped: Option<Stop>,
+    /// Largest memory of the run's processes together that init's samples
+    /// saw (0 when it did not sample).
+    pub peak_sampled_kib: u64,
+    /// From the start of the target to its end (or to the deadline).
+    pub wall_us: u64,
+    /// getrusage(RUSAGE_CHILDREN) of init after the last process of the
+    /// run was reaped: the whole run, exactly.
+    pub user_us: u64,
+    pub sys_us: u64,
+    /// Context switches, voluntary and forced, from the same rusage.
+    pub csw_voluntary: u64,
+    pub csw_forced: u64,
+    /// Largest resident set of any process of the run.
+    pub maxrss_kib: u64,
+    /// The run's cgroup counters, read after the same reaping.
+    pub cgroup: Option<CgroupCounters>,
 }
 
 /// The network a run had.

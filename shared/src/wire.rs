@@ -197,7 +197,7 @@ pub fn decode_message<T: DeserializeOwned>(mut frame: &[u8]) -> Result<T, WireEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{CgroupCounters, End, Facts, Limit, Limits, Network, Stop};
+    use crate::{CgroupCounters, Facts, InitReport, Limit, Limits, Network, Stop};
 
     fn limits() -> Limits {
         Limits::default()
@@ -234,32 +234,35 @@ mod tests {
     #[test]
     fn reply_round_trips() {
         let reply = Reply::Finished(Facts {
-            end: Some(End::Signaled(9)),
-            deadline_passed: false,
-            stopped: Some(Stop::ByCaller),
+            init: Some(InitReport {
+                status: 9,
+                deadline_passed: false,
+                stopped: Some(Stop::ByCaller),
+                peak_sampled_kib: 5,
+                wall_us: 1,
+                user_us: 2,
+                sys_us: 3,
+                csw_voluntary: 0,
+                csw_forced: 0,
+                maxrss_kib: 4,
+                cgroup: Some(CgroupCounters {
+                    version: 1,
+                    memory_peak_kib: Some(8),
+                    cpu_us: None,
+                    pids_peak: Some(2),
+                    oom_kills: 0,
+                    memory_limited: true,
+                    memory_limit_hit: false,
+                }),
+            }),
             exec_errno: None,
-            wall_us: 1,
-            user_us: 2,
-            sys_us: 3,
-            cpu_sampled: true,
-            csw_voluntary: 0,
-            csw_forced: 0,
-            maxrss_kib: 4,
-            sampled_peak_kib: 5,
+            supervisor_wall_us: 10,
+            reaped_maxrss_kib: 11,
             uid: 6,
             gid: 7,
             limits: limits(),
-            cgroup_missing: None,
-            cgroup: Some(CgroupCounters {
-                version: 1,
-                memory_peak_kib: Some(8),
-                cpu_us: None,
-                pids_peak: Some(2),
-                oom_kills: 0,
-                memory_limited: true,
-                memory_limit_hit: false,
-            }),
             network: Network::Loopback,
+            cgroup_missing: None,
         });
         let mut buf = Vec::new();
         write_reply(&mut buf, &reply).unwrap();

@@ -123,7 +123,7 @@ pub fn decode_reply(bytes: &[u8]) -> Result<Reply, String> {
         shared::Reply::Failed(line) => Ok(Reply::Failed(line)),
         shared::Reply::Finished(facts) => {
             // Judged as the frontend judges it.
-            let o = safeexec::verdict::judge(facts, None);
+            let o = safeexec::verdict::judge(facts.into(), None);
             Ok(Reply::Finished(Outcome {
                 end: match o.end {
                     shared::End::Exited(code) => End::Exited(code),
