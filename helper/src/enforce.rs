@@ -87,10 +87,7 @@ impl Enforcer {
             left => Duration::from_micros((left / self.cpus).max(MIN_LOOK_US)),
         });
         let mem = self.sampled_rss_max.map(|_| MEMORY_LOOK);
-        let wait = match (cpu, mem) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let wait = [cpu, mem].into_iter().flatten().min();
         wait.and_then(|d| Instant::now().checked_add(d))
     }
 }

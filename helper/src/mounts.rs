@@ -44,9 +44,7 @@ pub fn scratch_kib(limits: &Limits) -> u64 {
 }
 
 fn scratch_options(limits: &Limits) -> Result<CString> {
-    let size_kib = scratch_kib(limits);
-    CString::new(format!("size={size_kib}k,nr_inodes=1024,mode=1777"))
-        .map_err(|_| Error::Internal("tmpfs options".into()))
+    c_text(&format!("size={}k,nr_inodes=1024,mode=1777", scratch_kib(limits)))
 }
 
 /// The host's places a run sees its private scratch tmpfs in: the
@@ -123,8 +121,7 @@ const MAX_PTYS: u32 = 16;
 
 /// A devpts instance of the run's own at `dir`.
 fn mount_devpts(dir: &CStr) -> Result<()> {
-    let options = CString::new(format!("newinstance,ptmxmode=0666,mode=0620,max={MAX_PTYS}"))
-        .map_err(|_| Error::Internal("devpts options".into()))?;
+    let options = c_text(&format!("newinstance,ptmxmode=0666,mode=0620,max={MAX_PTYS}"))?;
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
     mount(c"devpts", dir, Some(c"devpts"), flags, Some(&options))
         .context("cannot mount the run's /dev/pts")
@@ -178,12 +175,11 @@ pub fn copy_binds(plan: &Plan) -> Result<Vec<Option<OwnedFd>>> {
             return Ok(None);
         }
         let copy = sys::clone_mount_of(&bind.dir).context("cannot copy a directory's mount")?;
-        let mut set = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
-        let mut clear = 0;
-        match bind.writable {
-            true => clear = sys::MOUNT_ATTR_RDONLY,
-            false => set |= sys::MOUNT_ATTR_RDONLY,
-        }
+        let hardened = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+        let (set, clear) = match bind.writable {
+            true => (hardened, sys::MOUNT_ATTR_RDONLY),
+            false => (hardened | sys::MOUNT_ATTR_RDONLY, 0),
+        };
         sys::mount_setattr(&copy, false, set, clear)
             .context("cannot restrict a directory's copy")?;
         Ok(Some(copy))
@@ -455,8 +451,8 @@ fn show_listed(root: &OwnedFd, dir: &str, list: &[&str]) -> Result<Option<Vec<St
             }
             _ => continue,
         }
-        let at = c_path(&format!("{NEW_ROOT}{path}"))?;
-        mount(&c_path(&path)?, &at, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
+        let at = c_text(&format!("{NEW_ROOT}{path}"))?;
+        mount(&c_text(&path)?, &at, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
             .context("cannot show a system directory")?;
         shown.push(path);
     }
@@ -472,8 +468,9 @@ fn etc_entries() -> Vec<String> {
     names.filter(|n| listed(SYSTEM_ETC, n)).map(|n| format!("/etc/{n}")).collect()
 }
 
-fn c_path(path: &str) -> Result<CString> {
-    CString::new(path).map_err(|_| Error::Internal(format!("path {path}")))
+/// A path or mount options the helper made, for a system call.
+fn c_text(text: &str) -> Result<CString> {
+    CString::new(text).map_err(|_| Error::Internal(format!("a NUL byte in {text}")))
 }
 
 /// Shows the host's `path` (root's, a fixed or the policy's path) at the
@@ -498,8 +495,8 @@ fn show_system(root: &OwnedFd, ours: &[u64], path: &str) -> Result<bool> {
     // A bind of the path (one call; open_tree and move_mount are two, and
     // a namespace each): the mount point is ours, the source root's.
     mount_point(root, path, ours, meta.is_file())?;
-    let at = c_path(&format!("{NEW_ROOT}{path}"))?;
-    mount(&c_path(path)?, &at, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
+    let at = c_text(&format!("{NEW_ROOT}{path}"))?;
+    mount(&c_text(path)?, &at, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
         .context("cannot show a system directory")?;
     Ok(true)
 }
@@ -514,7 +511,7 @@ fn show_system(root: &OwnedFd, ours: &[u64], path: &str) -> Result<bool> {
 pub fn minimal_root(plan: &Plan, copies: &[Option<OwnedFd>]) -> Result<()> {
     read_only_host()?;
     let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    let new_root = c_path(NEW_ROOT)?;
+    let new_root = c_text(NEW_ROOT)?;
     mount(c"tmpfs", &new_root, Some(c"tmpfs"), hardened, Some(c"size=64k,nr_inodes=1024,mode=755"))
         .context("cannot mount the minimal root")?;
     let root = sys::open_dir_handle(NEW_ROOT).context("cannot open the root")?;
@@ -539,7 +536,7 @@ pub fn minimal_root(plan: &Plan, copies: &[Option<OwnedFd>]) -> Result<()> {
     for dir in ["proc", "tmp", "dev"] {
         mkdirat(&root, dir, Mode::from_bits_truncate(0o755)).context("cannot make the root")?;
     }
-    let under = |dir: &str| c_path(&format!("{NEW_ROOT}/{dir}"));
+    let under = |dir: &str| c_text(&format!("{NEW_ROOT}/{dir}"));
     let proc_flags = hardened | MsFlags::MS_NOEXEC;
     mount(c"proc", &under("proc")?, Some(c"proc"), proc_flags, None)
         .context("cannot mount the run's /proc")?;
@@ -625,12 +622,12 @@ pub fn minimal_dev(dir: &CStr) -> Result<()> {
     let dev = sys::open_dir_handle(dir).context("cannot open /dev")?;
     let create = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
     for name in DEVICES {
-        let host = c_path(&format!("/dev/{}", name.to_string_lossy()))?;
+        let host = c_text(&format!("/dev/{}", name.to_string_lossy()))?;
         if make_device(&dev, name, &host)? {
             continue;
         }
         openat(&dev, *name, create, Mode::from_bits_truncate(0o666)).context("/dev")?;
-        let at = c_path(&format!("{}/{}", dir.to_string_lossy(), name.to_string_lossy()))?;
+        let at = c_text(&format!("{}/{}", dir.to_string_lossy(), name.to_string_lossy()))?;
         mount(&host, &at, None, MsFlags::MS_BIND, None)
             .context("cannot put a device in the run's /dev")?;
     }
@@ -646,7 +643,7 @@ pub fn minimal_dev(dir: &CStr) -> Result<()> {
     for (target, name) in links {
         symlinkat(target, &dev, name).context("cannot make a link in the run's /dev")?;
     }
-    let pts = c_path(&format!("{}/pts", dir.to_string_lossy()))?;
+    let pts = c_text(&format!("{}/pts", dir.to_string_lossy()))?;
     mount_devpts(&pts)?;
     sys::mount_setattr(&dev, false, sys::MOUNT_ATTR_RDONLY, 0)
         .context("cannot make the run's /dev read-only")
@@ -692,7 +689,7 @@ pub fn jail_dev(jail: &OwnedFd, scratch: Option<&CStr>) -> Result<()> {
     }
     let at = sys::open_dir_below(&place, "jail").context("cannot stage the jail")?;
     sys::move_mount(jail, &at).context("cannot attach the chroot directory")?;
-    minimal_dev(&c_path(&format!("{}/dev", scratch.to_string_lossy()))?)?;
+    minimal_dev(&c_text(&format!("{}/dev", scratch.to_string_lossy()))?)?;
     let dev = sys::open_dir_below(&place, "dev").context("/dev")?;
     sys::move_mount(&dev, &jail_dev).context("cannot put /dev in the chroot directory")
 }
