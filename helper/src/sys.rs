@@ -5,7 +5,7 @@
 //! (`open_dir_handle`, `open_dir_below`).
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::Mode;
@@ -34,6 +34,15 @@ fn cerr(ret: libc::c_long) -> io::Result<libc::c_long> {
     } else {
         Ok(ret)
     }
+}
+
+/// Owns the descriptor a system call that makes one returned (-1: its
+/// error).
+fn new_fd(ret: libc::c_long) -> io::Result<OwnedFd> {
+    let fd = cerr(ret)? as RawFd;
+    // SAFETY: callers pass only the return of a call that makes a new
+    // descriptor: the kernel made it just now, and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Forks. The helper is single-threaded (it starts no thread, and std starts
@@ -112,15 +121,11 @@ pub fn close_range(first: u32, last: u32, cloexec: bool) -> io::Result<()> {
 pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes integers and returns a new descriptor that we
     // own exclusively.
-    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
-    let fd = cerr(ret)? as RawFd;
-    // SAFETY: fd is a fresh descriptor returned by the kernel just now.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    new_fd(unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) })
 }
 
 /// Sends SIGKILL through a pidfd.
 pub fn pidfd_kill(pidfd: &OwnedFd) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
     // SAFETY: the descriptor is valid for the lifetime of `pidfd`; a null
     // siginfo is allowed.
     let ret = unsafe {
@@ -301,16 +306,12 @@ pub fn install_seccomp(filter: &[SockFilter]) -> io::Result<()> {
 /// refuses a directory whose mount is not in this process's mount
 /// namespace (EINVAL).
 pub fn clone_mount_of(dir: &OwnedFd) -> io::Result<OwnedFd> {
-    use std::os::fd::AsRawFd;
     const OPEN_TREE_CLONE: libc::c_uint = 1;
     let flags =
         OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint;
     // SAFETY: the descriptor is valid for the lifetime of `dir`; the path
     // is an empty NUL-terminated string, as AT_EMPTY_PATH requires.
-    let ret = unsafe { libc::syscall(libc::SYS_open_tree, dir.as_raw_fd(), c"".as_ptr(), flags) };
-    let fd = cerr(ret)? as RawFd;
-    // SAFETY: fd is a fresh descriptor returned by the kernel just now.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    new_fd(unsafe { libc::syscall(libc::SYS_open_tree, dir.as_raw_fd(), c"".as_ptr(), flags) })
 }
 
 /// Mount attributes (mount_setattr(2), Linux 5.12).
@@ -321,7 +322,6 @@ pub const MOUNT_ATTR_NODEV: u64 = 0x4;
 /// Sets and clears attributes of the mount of `mnt` (and, `recursive`, of
 /// every mount below it).
 pub fn mount_setattr(mnt: &OwnedFd, recursive: bool, set: u64, clear: u64) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
     // struct mount_attr: attr_set, attr_clr, propagation, userns_fd.
     let attr: [u64; 4] = [set, clear, 0, 0];
     let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
@@ -344,7 +344,6 @@ pub fn mount_setattr(mnt: &OwnedFd, recursive: bool, set: u64, clear: u64) -> io
 /// Attaches the detached mount `mnt` on top of the directory `onto`
 /// (move_mount(2), Linux 5.2).
 pub fn move_mount(mnt: &OwnedFd, onto: &OwnedFd) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
     const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
     const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
     let flags = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH;
@@ -388,7 +387,6 @@ pub fn leave_inherited_keyring() -> io::Result<()> {
 /// socket made in it; a new namespace has its loopback down.
 pub fn loopback_up() -> io::Result<()> {
     use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-    use std::os::fd::AsRawFd;
     let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
     // SAFETY: ifreq is plain old data; all zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
