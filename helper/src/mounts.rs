@@ -243,11 +243,17 @@ fn mount_point(root: &OwnedFd, path: &str, ours: &[u64], file: bool) -> Result<O
 /// root's, an empty file (`file`) or a directory, and opens it.
 fn make_step(dir: &OwnedFd, name: &str, file: bool) -> nix::Result<OwnedFd> {
     if file {
-        let create = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW;
-        return openat(dir, name, create | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o644));
+        return make_file(dir, name, 0o644);
     }
     mkdirat(dir, name, Mode::from_bits_truncate(0o755))?;
     sys::open_dir_below(dir, name)
+}
+
+/// Makes the empty file `name` in `dir` (of the run's own), root's, with
+/// `mode`. Nothing may be there yet, not even a symbolic link (O_EXCL).
+fn make_file<P: ?Sized + nix::NixPath>(dir: &OwnedFd, name: &P, mode: u32) -> nix::Result<OwnedFd> {
+    let create = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
+    openat(dir, name, create, Mode::from_bits_truncate(mode))
 }
 
 /// Attaches a detached copy at `onto`.
@@ -402,7 +408,6 @@ fn listed(list: &[&str], name: &str) -> bool {
 /// paths; `None` when the root has that directory already (the policy
 /// binds one), which the entries then go through `show_system` into.
 fn show_listed(root: &OwnedFd, dir: &str, list: &[&str]) -> Result<Option<Vec<String>>> {
-    let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let name_of_dir = dir.trim_start_matches('/');
     let into = if name_of_dir.is_empty() {
         root.try_clone().context("dup")?
@@ -411,7 +416,7 @@ fn show_listed(root: &OwnedFd, dir: &str, list: &[&str]) -> Result<Option<Vec<St
             Err(Errno::EEXIST) => return Ok(None),
             other => other.context("cannot make the minimal root")?,
         }
-        openat(root, name_of_dir, dir_flags, Mode::empty()).context("the minimal root")?
+        sys::open_dir_below(root, name_of_dir).context("the minimal root")?
     };
     let mut host = nix::dir::Dir::open(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())
         .context("cannot read a system directory")?;
@@ -445,9 +450,7 @@ fn show_listed(root: &OwnedFd, dir: &str, list: &[&str]) -> Result<Option<Vec<St
                     .context("the minimal root")?;
             }
             nix::dir::Type::File => {
-                let create = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
-                openat(&into, name, create, Mode::from_bits_truncate(0o644))
-                    .context("the minimal root")?;
+                make_file(&into, name, 0o644).context("the minimal root")?;
             }
             _ => continue,
         }
@@ -620,13 +623,12 @@ pub fn minimal_dev(dir: &CStr) -> Result<()> {
     mount(c"tmpfs", dir, Some(c"tmpfs"), flags, Some(c"size=4k,nr_inodes=64,mode=755"))
         .context("cannot mount the run's /dev")?;
     let dev = sys::open_dir_handle(dir).context("cannot open /dev")?;
-    let create = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
     for name in DEVICES {
         let host = c_text(&format!("/dev/{}", name.to_string_lossy()))?;
         if make_device(&dev, name, &host)? {
             continue;
         }
-        openat(&dev, *name, create, Mode::from_bits_truncate(0o666)).context("/dev")?;
+        make_file(&dev, *name, 0o666).context("/dev")?;
         let at = c_text(&format!("{}/{}", dir.to_string_lossy(), name.to_string_lossy()))?;
         mount(&host, &at, None, MsFlags::MS_BIND, None)
             .context("cannot put a device in the run's /dev")?;
