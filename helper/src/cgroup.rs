@@ -38,6 +38,7 @@ use shared::CgroupCounters;
 
 use crate::channel::CgroupLayout;
 use crate::error::{Error, Result};
+use crate::sys;
 use crate::uids::Lease;
 
 const TOO_MANY: &str =
@@ -46,7 +47,7 @@ const TOO_MANY: &str =
 /// Memory cgroups of the machine, from /proc/cgroups (`u64::MAX` if
 /// unreadable, which makes none).
 fn memory_cgroups() -> u64 {
-    let Ok(text) = std::fs::read_to_string("/proc/cgroups") else {
+    let Ok(text) = sys::read_proc("/proc/cgroups") else {
         return u64::MAX;
     };
     text.lines()
@@ -237,7 +238,7 @@ pub struct Hierarchies(Vec<Hierarchy>);
 
 impl Hierarchies {
     pub fn find() -> Hierarchies {
-        let read = |path| std::fs::read_to_string(path).unwrap_or_default();
+        let read = |path| sys::read_proc(path).unwrap_or_default();
         let mounts = cgroup_mounts(&read("/proc/self/mountinfo"));
         Hierarchies(map_hierarchies(&read("/proc/self/cgroup"), &mounts))
     }

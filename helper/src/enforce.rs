@@ -136,7 +136,7 @@ fn sample() -> (u64, u64) {
             _ => continue,
         };
         cpu_us += process_cpu_us(Pid::from_raw(pid));
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        if let Ok(stat) = crate::sys::read_proc(&format!("/proc/{pid}/stat")) {
             let reaped = stat_field(&stat, 16).unwrap_or(0) + stat_field(&stat, 17).unwrap_or(0);
             cpu_us += reaped * tick_us;
             rss_kib += stat_field(&stat, 24).unwrap_or(0) * 4;
