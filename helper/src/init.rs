@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sched::{unshare, CloneFlags};
+use nix::sched::{sched_setaffinity, unshare, CloneFlags, CpuSet};
 use nix::sys::resource::{getrusage, UsageWho};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -32,9 +32,9 @@ use crate::policy::Plan;
 use crate::{mounts, sys, target};
 
 /// Pid 1 of the run. Never returns: its end is the end of the run.
-pub fn run(plan: Plan, channel: Channel) -> ! {
+pub fn run(plan: Plan, channel: Channel, cpus: CpuSet) -> ! {
     let mut cgroup = None;
-    if let Err(e) = init_run(&plan, &channel, &mut cgroup) {
+    if let Err(e) = init_run(&plan, &channel, &mut cgroup, &cpus) {
         let _ = channel.send(&FromRun::setup_failed(&e), &[]);
     }
     // Empty by now: init ends the run (kill(-1), reaping) before it returns,
@@ -45,7 +45,12 @@ pub fn run(plan: Plan, channel: Channel) -> ! {
     sys::exit_now(0)
 }
 
-fn init_run(plan: &Plan, channel: &Channel, cgroup: &mut Option<RunCgroup>) -> Result<()> {
+fn init_run(
+    plan: &Plan,
+    channel: &Channel,
+    cgroup: &mut Option<RunCgroup>,
+    cpus: &CpuSet,
+) -> Result<()> {
     Identity::init_setup().assume()?;
     // If the supervisor dies, so does init, and with it the whole run.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).context("prctl(PR_SET_PDEATHSIG)")?;
@@ -60,6 +65,10 @@ fn init_run(plan: &Plan, channel: &Channel, cgroup: &mut Option<RunCgroup>) -> R
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), None).context("sigprocmask")?;
     let sigfd = SignalFd::with_flags(&chld, SfdFlags::SFD_CLOEXEC).context("signalfd")?;
     *cgroup = receive_cgroups(channel, plan)?;
+    // All of the helper's CPUs again (`main::steer` moved init off the
+    // supervisor's until now): the target, and init's count of the CPUs
+    // its limit is shared by, have them all.
+    sched_setaffinity(Pid::from_raw(0), cpus).context("cannot restore init's CPUs")?;
     let (target, mut clock) = fork_target(plan, jail.as_ref(), channel, cgroup.as_ref())?;
     Identity::init().assume()?;
     let mut enforcer = Enforcer::new(&plan.limits, cgroup.as_ref());

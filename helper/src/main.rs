@@ -64,7 +64,7 @@ use std::io::Write;
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::unistd::ForkResult;
+use nix::unistd::{ForkResult, Pid};
 use shared::{
     wire, Facts, Limit, Network, Reply, Request, BIND_FD, BIND_RW_FD, CHROOT_FD, CWD_FD,
     FIRST_UNUSED_FD, MAX_BIND, MAX_BIND_RW,
@@ -212,15 +212,18 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
     let (uid, gid, limits, memory_kib) =
         (plan.uid.as_raw(), plan.gid.as_raw(), plan.limits.clone(), plan.memory_kib);
     let network = if plan.share_net { Network::Host } else { Network::Loopback };
+    // Init takes these back before it forks the target (`steer`).
+    let cpus = nix::sched::sched_getaffinity(Pid::from_raw(0)).context("sched_getaffinity")?;
     // Our next child is pid 1 of a new pid namespace.
     unshare(CloneFlags::CLONE_NEWPID).context("cannot create the run's pid namespace")?;
     let init = match sys::fork().context("cannot fork")? {
         ForkResult::Child => {
             drop((supervisor_end, stop_order));
-            init::run(plan, run_end)
+            init::run(plan, run_end, cpus)
         }
         ForkResult::Parent { child } => child,
     };
+    steer(init);
     drop((run_end, plan));
     let init_pidfd = match sys::pidfd_open(init) {
         Ok(fd) => fd,
@@ -246,6 +249,26 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
     let facts = supervise::watch(&run, &supervisor_end, &stop_order)
         .inspect_err(|_| supervise::abort_run(&run))?;
     Ok(Facts { cgroup_missing: missing, ..facts })
+}
+
+/// A new child waits for its parent's CPU while the parent runs, even with
+/// another CPU idle (seen on virtual machines): init's set-up (its
+/// namespaces and mounts, a millisecond or more) would start only once the
+/// supervisor's (the run's cgroups) blocks, instead of beside it. So init,
+/// not yet running, is moved to the helper's other CPUs, which costs the
+/// kernel no migration of a running task. Init takes back all of them
+/// before it forks the target (`init::run`), once the supervisor has sent
+/// the cgroups, so after this.
+fn steer(init: Pid) {
+    let (Ok(here), Ok(mut others)) =
+        (nix::sched::sched_getcpu(), nix::sched::sched_getaffinity(Pid::from_raw(0)))
+    else {
+        return;
+    };
+    let _ = others.unset(here);
+    if (0..nix::sched::CpuSet::count()).any(|c| others.is_set(c).unwrap_or(false)) {
+        let _ = nix::sched::sched_setaffinity(init, &others);
+    }
 }
 
 /// The root-only steps of the supervisor, beside init's set-up: init out

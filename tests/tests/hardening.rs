@@ -601,6 +601,29 @@ fn callers_timer_slack_does_not_stretch_the_wall_limit() {
     t.assert_nothing_left(json_uid(&j), &dump(&out));
 }
 
+/// The helper starts init on CPUs other than the supervisor's (so that the
+/// two set up the run side by side); init takes every CPU back before it
+/// forks the target. A target kept off one CPU would run slower than asked
+/// and a limit shared by fewer CPUs than it may use.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn the_target_may_run_on_every_cpu_the_caller_may() {
+    let t = require_root!();
+    let own = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let allowed = |status: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(|l| l.trim().to_string())
+    };
+    let mine = allowed(&own).expect("Cpus_allowed_list");
+    for _ in 0..5 {
+        let out = t.safeexec(&["--exec", "/bin/cat", "/proc/self/status"]);
+        assert_eq!(out.status.code(), Some(0), "{}", dump(&out));
+        assert_eq!(allowed(&stdout(&out)).as_deref(), Some(mine.as_str()), "{}", dump(&out));
+    }
+}
+
 /// A caller pinned to one CPU would make init count one CPU and look at
 /// the CPU limit as if the run could burn no faster than one CPU; a target
 /// that widens its affinity again then burns on every CPU between two
