@@ -4,13 +4,13 @@
 //! copy-on-write faults afterwards, which costs much of a run's start-up
 //! where page faults are expensive (software virtualisation).
 //!
-//! What the helper gets is what a fork-and-exec gave it: descriptors 0, 1
-//! and 2 as asked, each passed descriptor at its fixed number, and nothing
-//! else of ours (every descriptor we open is close-on-exec; one the caller
-//! passed us open stays open, as before); an empty environment; an empty
-//! signal mask, SIGPIPE at its default (we ignore it, as Rust programs do,
-//! and the helper must not inherit that) and other signals the caller
-//! ignores still ignored; the exec's error as the spawn's.
+//! What the helper gets: descriptors 0, 1 and 2 as asked, each passed
+//! descriptor at its fixed number, and nothing else of ours (every
+//! descriptor we open is close-on-exec; one the caller passed us open
+//! stays open, as before); an empty environment; an empty signal mask and
+//! every signal at its default (SIGPIPE included, which we ignore as Rust
+//! programs do; the helper resets them all again itself); the exec's error
+//! as the spawn's.
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};

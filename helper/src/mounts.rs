@@ -651,18 +651,19 @@ pub fn minimal_dev(dir: &CStr) -> Result<()> {
         .context("cannot make the run's /dev read-only")
 }
 
-/// A node in the run's /dev with the device numbers of the host's `host`
-/// when that is a character device: no mount to make, nor to tear down at
-/// the end. `false` where the helper may not make nodes (a container that
-/// withholds CAP_MKNOD) or the host's is something else: then a bind of it.
+/// A node in the run's /dev with the device numbers and the permission
+/// bits of the host's `host` when that is a character device itself (not a
+/// link): no mount to make, nor to tear down at the end. `false` where the
+/// helper may not make nodes (a container that withholds CAP_MKNOD) or the
+/// host's is something else: then a bind of it, which shows it as it is.
 fn make_device(dev: &OwnedFd, name: &CStr, host: &CStr) -> Result<bool> {
-    let Ok(st) = nix::sys::stat::stat(host) else {
+    let Ok(st) = nix::sys::stat::lstat(host) else {
         return Ok(false);
     };
     if st.st_mode & libc::S_IFMT != libc::S_IFCHR {
         return Ok(false);
     }
-    let mode = Mode::from_bits_truncate(0o666);
+    let mode = Mode::from_bits_truncate(st.st_mode & 0o777);
     match nix::sys::stat::mknodat(dev, name, SFlag::S_IFCHR, mode, st.st_rdev) {
         Err(Errno::EPERM) => return Ok(false),
         other => other.context("cannot make a device of the run's /dev")?,

@@ -406,9 +406,12 @@ pub fn loopback_up() -> io::Result<()> {
 /// A small file of /proc in one read: std's `fs::read_to_string` asks its
 /// size (a stat and a seek, and /proc says 0) and then reads from 32 bytes
 /// up, doubling; on a virtual machine each system call costs microseconds.
+/// Bytes that are not UTF-8 (a process may name itself with any) become
+/// U+FFFD rather than an error, so that no process is skipped for its name.
 pub fn read_proc(path: &str) -> std::io::Result<String> {
     use std::io::Read;
-    let mut text = String::with_capacity(4096);
-    std::fs::File::open(path)?.take(1 << 20).read_to_string(&mut text)?;
-    Ok(text)
+    let mut bytes = Vec::with_capacity(4096);
+    // `take` keeps std from asking the size first; there is no cap.
+    std::fs::File::open(path)?.take(u64::MAX).read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }

@@ -484,6 +484,26 @@ fn policy_can_turn_cgroups_off() {
     assert!(j["cgroup"].is_null(), "{j}");
 }
 
+/// Without a memory cgroup, init's samples count every process of the run,
+/// whatever name it gives itself: a name that is not UTF-8 once made its
+/// /proc/PID/stat unreadable to them, and its memory free of the limit
+/// (found by review).
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn sampled_memory_limit_counts_a_process_whose_name_is_not_utf8() {
+    let t = require_root_exclusive!();
+    t.set_policy(&t.policy_with(&[("cgroup", "off")]));
+    let script = "import ctypes, time\n\
+                  ctypes.CDLL(None).prctl(15, b'\\xff\\xfe', 0, 0, 0)\n\
+                  held = b'x' * (100 << 20)\n\
+                  time.sleep(3)\n";
+    let (out, j) = run_json(
+        &t,
+        &["--mem", "1000000", "--rss", "20000", "--exec", "/usr/bin/python3", "-c", script],
+    );
+    assert_json_verdict(&out, &j, "Memory Limit Exceeded", 1);
+}
+
 /// 100 MiB held for a second under --rss 20000 without a memory cgroup:
 /// the supervisor's samples end it.
 fn memory_limit_by_samples(t: &safeexec_tests::Ctx) -> serde_json::Value {
