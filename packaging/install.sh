@@ -170,10 +170,14 @@ build_env() {
 # Against glibc, not musl: musl's allocator maps and unmaps a page for
 # many small allocations, and on a virtual machine the page faults and
 # unmaps cost more than glibc's start-up (its CPUID queries). Measured on
-# the benchmark's machine kind, glibc's run starts about 0.8 ms sooner;
-# bench/README.md has the figures.
+# the benchmark's machine kind, glibc's run starts about 1 ms sooner; the
+# README has the figures ("Which build").
 triple=$(uname -m)-unknown-linux-gnu
 static="-C target-feature=+crt-static"
+# The static link needs a C compiler driver and glibc's static library.
+if ! command -v cc >/dev/null 2>&1 || [ "$(cc -print-file-name=libc.a)" = libc.a ]; then
+    die "building needs a C compiler and glibc's static library: apt-get install gcc libc6-dev"
+fi
 echo "building safeexec (release, $triple) in $target_dir, policy path $policy_path${build_user:+, as $build_user}"
 if [ -n "$build_user" ]; then
     runuser -u "$build_user" -- mkdir -p "$target_dir" || true
