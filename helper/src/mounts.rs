@@ -405,17 +405,14 @@ fn listed(list: &[&str], name: &str) -> bool {
 /// is made as the same link), where `show_system` walks and checks every
 /// path on its own. On a virtual machine each system call costs
 /// microseconds, and there are some twenty entries. Returns their host
-/// paths; `None` when the root has that directory already (the policy
-/// binds one), which the entries then go through `show_system` into.
-fn show_listed(root: &OwnedFd, dir: &str, list: &[&str]) -> Result<Option<Vec<String>>> {
+/// paths. The root must not have that directory yet.
+fn show_listed(root: &OwnedFd, dir: &str, list: &[&str]) -> Result<Vec<String>> {
     let name_of_dir = dir.trim_start_matches('/');
     let into = if name_of_dir.is_empty() {
         root.try_clone().context("dup")?
     } else {
-        match mkdirat(root, name_of_dir, Mode::from_bits_truncate(0o755)) {
-            Err(Errno::EEXIST) => return Ok(None),
-            other => other.context("cannot make the minimal root")?,
-        }
+        mkdirat(root, name_of_dir, Mode::from_bits_truncate(0o755))
+            .context("cannot make the minimal root")?;
         sys::open_dir_below(root, name_of_dir).context("the minimal root")?
     };
     let mut host = nix::dir::Dir::open(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())
@@ -459,16 +456,7 @@ fn show_listed(root: &OwnedFd, dir: &str, list: &[&str]) -> Result<Option<Vec<St
             .context("cannot show a system directory")?;
         shown.push(path);
     }
-    Ok(Some(shown))
-}
-
-/// Host paths of `SYSTEM_ETC` on this host, for `show_system`.
-fn etc_entries() -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir("/etc") else {
-        return Vec::new();
-    };
-    let names = dir.flatten().map(|e| e.file_name().to_string_lossy().into_owned());
-    names.filter(|n| listed(SYSTEM_ETC, n)).map(|n| format!("/etc/{n}")).collect()
+    Ok(shown)
 }
 
 /// A path or mount options the helper made, for a system call.
@@ -520,20 +508,13 @@ pub fn minimal_root(plan: &Plan, copies: &[Option<OwnedFd>]) -> Result<()> {
     let root = sys::open_dir_handle(NEW_ROOT).context("cannot open the root")?;
     let mut ours = vec![fstat(&root).context("fstat")?.st_dev];
     let names: Vec<&str> = SYSTEM.iter().map(|s| s.trim_start_matches('/')).collect();
-    let mut shown = show_listed(&root, "/", &names)?.unwrap_or_default();
+    let mut shown = show_listed(&root, "/", &names)?;
+    // /etc before the policy's binds: the root has none yet, and a bind of
+    // the policy's below /etc (or of /etc itself) goes on top of it.
+    shown.extend(show_listed(&root, "/etc", SYSTEM_ETC)?);
     for path in &plan.system_binds {
         if show_system(&root, &ours, path)? {
             shown.push(path.clone());
-        }
-    }
-    match show_listed(&root, "/etc", SYSTEM_ETC)? {
-        Some(etc) => shown.extend(etc),
-        None => {
-            for path in etc_entries() {
-                if show_system(&root, &ours, &path)? {
-                    shown.push(path);
-                }
-            }
         }
     }
     for dir in ["proc", "tmp", "dev"] {
