@@ -223,7 +223,7 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
         }
         ForkResult::Parent { child } => child,
     };
-    steer(init);
+    steer(init, &cpus);
     drop((run_end, plan));
     let init_pidfd = match sys::pidfd_open(init) {
         Ok(fd) => fd,
@@ -259,12 +259,11 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
 /// kernel no migration of a running task. Init takes back all of them
 /// before it forks the target (`init::run`), once the supervisor has sent
 /// the cgroups, so after this.
-fn steer(init: Pid) {
-    let (Ok(here), Ok(mut others)) =
-        (nix::sched::sched_getcpu(), nix::sched::sched_getaffinity(Pid::from_raw(0)))
-    else {
+fn steer(init: Pid, cpus: &nix::sched::CpuSet) {
+    let Ok(here) = nix::sched::sched_getcpu() else {
         return;
     };
+    let mut others = *cpus;
     let _ = others.unset(here);
     if (0..nix::sched::CpuSet::count()).any(|c| others.is_set(c).unwrap_or(false)) {
         let _ = nix::sched::sched_setaffinity(init, &others);
