@@ -79,6 +79,13 @@ def parse(path):
             last[pid] = t
     if t0 is None:
         return None
+    # The supervisor forks the child that makes the run's network namespace
+    # first, then init: init is the one that forks (the target).
+    forked = {int(w.split()[-1]): p for _, p, w in events if w.startswith("fork -> ")}
+    parents = set(forked.values())
+    for child, parent in forked.items():
+        if role.get(parent) == "supervisor" and child not in parents:
+            role[child] = "network"
     known = set(role)
     end = max(t for t, _, _ in events)
     # Time from the frontend's exec to the last exit when no process of the
@@ -109,6 +116,8 @@ def milestones(run):
     for t, pid, what in events:
         r = role.get(pid, "?")
         key = f"{r}: {what.split(' ')[0]}"
+        if what.startswith("fork -> "):
+            key = f"{r}: fork {role.get(int(what.split()[-1]), '?')}"
         if what.startswith("exec"):
             key = f"{r}: exec {what.split('/')[-1]}"
         marks.setdefault(key, t - t0)

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sched::{sched_setaffinity, unshare, CloneFlags, CpuSet};
+use nix::sched::{sched_setaffinity, setns, unshare, CloneFlags, CpuSet};
 use nix::sys::resource::{getrusage, UsageWho};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -32,9 +32,9 @@ use crate::policy::Plan;
 use crate::{mounts, sys, target};
 
 /// Pid 1 of the run. Never returns: its end is the end of the run.
-pub fn run(plan: Plan, channel: Channel, cpus: CpuSet) -> ! {
+pub fn run(plan: Plan, channel: Channel, cpus: CpuSet, netns: Option<OwnedFd>) -> ! {
     let mut cgroup = None;
-    if let Err(e) = init_run(&plan, &channel, &mut cgroup, &cpus) {
+    if let Err(e) = init_run(&plan, &channel, &mut cgroup, &cpus, netns) {
         let _ = channel.send(&FromRun::setup_failed(&e), &[]);
     }
     // Empty by now: init ends the run (kill(-1), reaping) before it returns,
@@ -50,6 +50,7 @@ fn init_run(
     channel: &Channel,
     cgroup: &mut Option<RunCgroup>,
     cpus: &CpuSet,
+    netns: Option<OwnedFd>,
 ) -> Result<()> {
     Identity::init_setup().assume()?;
     // If the supervisor dies, so does init, and with it the whole run.
@@ -57,7 +58,7 @@ fn init_run(
     if channel_shut(channel, PollTimeout::ZERO) {
         return Ok(()); // the supervisor died before the line above
     }
-    let jail = enter_namespaces(plan)?;
+    let jail = enter_namespaces(plan, netns)?;
     // SIGCHLD is read from a signalfd (closed in the target at its exec);
     // the target unblocks it before exec.
     let mut chld = SigSet::empty();
@@ -81,23 +82,22 @@ fn init_run(
     Ok(())
 }
 
-/// The run's namespaces (a network of its own has its loopback up) and
-/// its view of the file system (`mounts`). The jail and the directories to
+/// The run's namespaces (its network namespace made for it beside the
+/// supervisor's checks, `network`, unless the host's is shared) and its
+/// view of the file system (`mounts`). The jail and the directories to
 /// show are copied first, while init is still in the helper's mount
 /// namespace (the kernel copies no mount of another).
-fn enter_namespaces(plan: &Plan) -> Result<Option<OwnedFd>> {
+fn enter_namespaces(plan: &Plan, netns: Option<OwnedFd>) -> Result<Option<OwnedFd>> {
+    match (plan.share_net, netns) {
+        (false, Some(netns)) => setns(netns, CloneFlags::CLONE_NEWNET)
+            .context("cannot enter the run's network namespace")?,
+        (true, None) => {}
+        _ => return Err(Error::Internal("a network namespace not asked for".into())),
+    }
     let jail = plan.chroot.as_ref().map(mounts::jail_mount).transpose()?;
     let copies = mounts::copy_binds(plan)?;
-    let mut flags = CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWNS;
-    if !plan.share_net {
-        flags |= CloneFlags::CLONE_NEWNET;
-    }
+    let flags = CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWNS;
     unshare(flags).context("cannot create the run's namespaces")?;
-    if !plan.share_net {
-        // Its own loopback only, as in bubblewrap: programs that talk to
-        // themselves over 127.0.0.1 work, and no host address is there.
-        sys::loopback_up().context("cannot bring up the run's loopback")?;
-    }
     if plan.root == Root::Minimal && jail.is_none() {
         mounts::minimal_root(plan, &copies)?;
         return Ok(None);

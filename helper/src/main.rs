@@ -8,7 +8,8 @@
 //!    │ fd 3: one Request frame   fd 4: one Reply frame   fd 5: chroot dir
 //!    │ SIGUSR1: the caller's order to stop the run (its output limit)
 //!    ▼
-//!  safeexec-helper (euid 0)   harden → policy → request → check → set-up ids → fork
+//!  safeexec-helper (euid 0)   harden → set-up ids → network child → policy → request → check → fork
+//!    ├── network child   root; makes the run's network namespace, sends it, exits (`network`)
 //!    ├── supervisor   while root: the run's cgroups (sent to init), the uid
 //!    │     check, the sweep; then the caller with CAP_KILL only; sends go;
 //!    │     waits on init's pidfd and the stop order (passed on by shutting
@@ -16,7 +17,7 @@
 //!    │     reads the run's messages, replies
 //!    │         ▲▼ one SOCK_SEQPACKET channel, typed messages (`channel`)
 //!    └── init  (pid 1 of a new pid namespace; root, CAP_KILL only)
-//!          new net/IPC/UTS/mount namespaces, its own /proc, private scratch
+//!          joins the run's network namespace; new IPC/UTS/mount namespaces, its own /proc, private scratch
 //!          mounts (`mounts`); enforces the CPU limit of the whole run and
 //!          sampled memory (`enforce`), the wall clock, the stop order; at
 //!          the end kill(-1)s, reaps, reads the cgroup counters, removes
@@ -50,6 +51,7 @@ mod harden;
 mod identity;
 mod init;
 mod mounts;
+mod network;
 mod policy;
 mod seccomp;
 mod supervise;
@@ -191,6 +193,10 @@ fn stop_order() -> Result<SignalFd> {
 }
 
 fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
+    // Init takes these back before it forks the target (`steer`).
+    let cpus = nix::sched::sched_getaffinity(Pid::from_raw(0)).context("sched_getaffinity")?;
+    // First, the slowest step of the run's set-up, beside all of these.
+    let network_maker = network::start(&cpus)?;
     let policy = policy::load()?;
     let fixed_gid = match policy.gid {
         policy::GidRule::PerRun => None,
@@ -211,20 +217,26 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
     let (supervisor_end, run_end) = channel::pair()?;
     let (uid, gid, limits, memory_kib) =
         (plan.uid.as_raw(), plan.gid.as_raw(), plan.limits.clone(), plan.memory_kib);
-    let network = if plan.share_net { Network::Host } else { Network::Loopback };
-    // Init takes these back before it forks the target (`steer`).
-    let cpus = nix::sched::sched_getaffinity(Pid::from_raw(0)).context("sched_getaffinity")?;
+    // Before init's fork, while the network child may still be at work:
+    // the hierarchies are the same for init, which inherits our cgroups.
+    let found = cgroup::Hierarchies::find();
+    let (network, netns) = match plan.share_net {
+        true => (Network::Host, None),
+        false => (Network::Loopback, Some(network_maker.namespace()?)),
+    };
     // Our next child is pid 1 of a new pid namespace.
     unshare(CloneFlags::CLONE_NEWPID).context("cannot create the run's pid namespace")?;
     let init = match sys::fork().context("cannot fork")? {
         ForkResult::Child => {
+            network_maker.disown();
             drop((supervisor_end, stop_order));
-            init::run(plan, run_end, cpus)
+            init::run(plan, run_end, cpus, netns)
         }
         ForkResult::Parent { child } => child,
     };
     steer(init, &cpus);
-    drop((run_end, plan));
+    // No process outside the run keeps its network namespace.
+    drop((run_end, plan, netns, network_maker));
     let init_pidfd = match sys::pidfd_open(init) {
         Ok(fd) => fd,
         Err(e) => {
@@ -235,7 +247,7 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
         }
     };
     let run = Run { init, init_pidfd, uid, gid, limits, memory_kib, network };
-    let prepared = prepare(&policy, caller, &run, &supervisor_end, &lease);
+    let prepared = prepare(&policy, caller, &run, &supervisor_end, &lease, &found);
     let missing = match prepared {
         Ok(missing) => missing,
         Err(e) => {
@@ -258,7 +270,8 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
 /// not yet running, is moved to the helper's other CPUs, which costs the
 /// kernel no migration of a running task. Init takes back all of them
 /// before it forks the target (`init::run`), once the supervisor has sent
-/// the cgroups, so after this.
+/// the cgroups, so after this. The same holds for the child that makes the
+/// run's network namespace (`network::start`).
 fn steer(init: Pid, cpus: &nix::sched::CpuSet) {
     let Ok(here) = nix::sched::sched_getcpu() else {
         return;
@@ -281,12 +294,12 @@ fn prepare(
     run: &Run,
     channel: &Channel,
     lease: &Lease,
+    found: &cgroup::Hierarchies,
 ) -> Result<Option<String>> {
-    let found = cgroup::Hierarchies::find();
-    cgroup::shelter(&found, run.init.as_raw().unsigned_abs())?;
+    cgroup::shelter(found, run.init.as_raw().unsigned_abs())?;
     let nproc = run.limits.get(Limit::Nproc);
     let (cgroup, missing) = RunCgroup::create(
-        &found,
+        found,
         policy.cgroup,
         policy.max_memory_cgroups,
         run.uid,
@@ -306,7 +319,7 @@ fn prepare(
         cg.remove();
     }
     if policy.cgroup != CgroupRule::Off {
-        cgroup::sweep_stale(&found, policy.uid_base, policy.uid_count, lease);
+        cgroup::sweep_stale(found, policy.uid_base, policy.uid_count, lease);
     }
     let checked = supervise::drop_privileges(caller);
     if let (Err(_), Some(cg)) = (&checked, &cgroup) {

@@ -5,7 +5,7 @@
 //! (`open_dir_handle`, `open_dir_below`).
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::Mode;
@@ -43,6 +43,14 @@ fn new_fd(ret: libc::c_long) -> io::Result<OwnedFd> {
     // SAFETY: callers pass only the return of a call that makes a new
     // descriptor: the kernel made it just now, and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A copy of `fd` at the lowest free number from `lowest` on,
+/// close-on-exec.
+pub fn dup_from(fd: BorrowedFd, lowest: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) takes integers and makes a new
+    // descriptor, which `new_fd` owns.
+    new_fd(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, lowest) }.into())
 }
 
 /// Forks. The helper is single-threaded (it starts no thread, and std starts

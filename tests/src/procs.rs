@@ -146,12 +146,28 @@ pub fn wait_for_child(pid: u32, want: impl Fn(u32) -> bool, timeout: Duration) -
     }
 }
 
+/// The run's init among the supervisor's children: the one that is pid 1
+/// of a pid namespace (the helper's other child, which makes the run's
+/// network namespace, lives a moment and is not).
+pub fn wait_for_init(sup: u32, timeout: Duration) -> Option<u32> {
+    let until = Instant::now() + timeout;
+    loop {
+        let init = children_of(sup)
+            .into_iter()
+            .find(|&c| process(c).is_some_and(|p| p.alive() && p.is_namespace_init()));
+        if init.is_some() || Instant::now() >= until {
+            return init;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// The host pids (supervisor, init, target) of the run whose frontend the
 /// test started as `frontend`, once the target has executed its program.
 pub fn run_pids(frontend: u32) -> (u32, u32, u32) {
     let wait = Duration::from_secs(10);
     let sup = wait_for_child(frontend, |_| true, wait).expect("the helper started");
-    let init = wait_for_child(sup, |_| true, wait).expect("init started");
+    let init = wait_for_init(sup, wait).expect("init started");
     let target = wait_for_child(init, in_policy_range, wait).expect("the target started");
     // Until the target has exec'd, the supervisor may still be dropping
     // its privileges: wait for the program to replace the helper's image.
@@ -375,7 +391,7 @@ fn lock_byte(file: &fs::File, at: u64, kind: i32) {
 /// The uid of the run whose helper (supervisor) is `sup`, once its target
 /// has switched to it; `None` if that did not happen within `wait`.
 pub fn run_uid(sup: u32, wait: Duration) -> Option<u32> {
-    let init = wait_for_child(sup, |_| true, wait)?;
+    let init = wait_for_init(sup, wait)?;
     let target = wait_for_child(init, in_policy_range, wait)?;
     process(target).map(|p| p.uid).filter(|&uid| in_policy_range(uid))
 }

@@ -286,3 +286,37 @@ fn datagram_socketpair_is_refused_and_reaches_no_host_socket() {
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}"),
     }
 }
+
+/// Each run's network namespace is its own (`network::start` makes one per
+/// run, beside the supervisor's checks): two runs alive at once, and the
+/// host, each have a different one. A namespace shared between runs would
+/// let one submission reach another's loopback and abstract sockets.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn two_runs_alive_at_once_each_have_a_network_namespace_of_their_own() {
+    let t = require_root!();
+    let host = std::fs::read_link("/proc/self/ns/net").expect("our network namespace");
+    // The first run is still alive (sleeping) when the second reads its own.
+    let script =
+        "import os, time; print(os.readlink('/proc/self/ns/net'), flush=True); time.sleep(2)";
+    let outs: Vec<_> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..2)
+            .map(|i| {
+                let t = &t;
+                scope.spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_millis(500 * i));
+                    t.safeexec(&["--clock", "10", "--exec", PYTHON, "-c", script])
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().expect("a run's thread")).collect()
+    });
+    let seen: Vec<String> = outs.iter().map(|o| stdout(o).trim().to_string()).collect();
+    for out in &outs {
+        assert!(stdout(out).starts_with("net:["), "{}", dump(out));
+    }
+    assert_ne!(seen[0], seen[1], "two live runs share a network namespace");
+    for s in &seen {
+        assert_ne!(s, &host.display().to_string(), "a run has the host's network namespace");
+    }
+}

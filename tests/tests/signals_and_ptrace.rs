@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use safeexec_tests::{
     assert_verdict, dump, in_policy_range, json_report, json_uid, kv, process, require_root,
-    run_pids, signal, status_field, stdout, verdict, wait_for_child, word, Env, Ids, Input,
-    TEST_USER,
+    run_pids, signal, status_field, stdout, verdict, wait_for_child, wait_for_init, word, Env, Ids,
+    Input, TEST_USER,
 };
 
 #[test]
@@ -182,7 +182,7 @@ fn caller_cannot_sigstop_or_sigkill_init_to_outlive_the_wall_limit() {
     let frontend = spawned.id();
     let wait = Duration::from_secs(10);
     let sup = wait_for_child(frontend, |_| true, wait).expect("the helper started");
-    let init = wait_for_child(sup, |_| true, wait).expect("init started");
+    let init = wait_for_init(sup, wait).expect("init started");
     // Once the target runs, init has set its ids.
     wait_for_child(init, in_policy_range, wait).expect("the target started");
     assert_eq!(
