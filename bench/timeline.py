@@ -79,8 +79,8 @@ def parse(path):
             last[pid] = t
     if t0 is None:
         return None
-    # The supervisor forks the child that makes the run's network namespace
-    # first, then init: init is the one that forks (the target).
+    # The helper starts the thread that makes the run's network namespace
+    # (a fork event too) before it forks init: init is the one that forks.
     forked = {int(w.split()[-1]): p for _, p, w in events if w.startswith("fork -> ")}
     parents = set(forked.values())
     for child, parent in forked.items():

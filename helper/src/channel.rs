@@ -93,16 +93,6 @@ pub fn pair() -> Result<(Channel, Channel)> {
     Ok((Channel(a), Channel(b)))
 }
 
-/// `pair`, both ends at numbers from `lowest` on (close-on-exec, as
-/// every descriptor of the helper's).
-pub fn pair_from(lowest: RawFd) -> Result<(Channel, Channel)> {
-    let (a, b) = pair()?;
-    let moved = |end: Channel| -> Result<Channel> {
-        Ok(Channel(sys::dup_from(end.0.as_fd(), lowest).context("fcntl(F_DUPFD_CLOEXEC)")?))
-    };
-    Ok((moved(a)?, moved(b)?))
-}
-
 impl Channel {
     /// Sends one message, with descriptors beside it.
     pub fn send<T: Serialize>(&self, message: &T, fds: &[RawFd]) -> Result<()> {

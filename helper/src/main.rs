@@ -8,8 +8,8 @@
 //!    │ fd 3: one Request frame   fd 4: one Reply frame   fd 5: chroot dir
 //!    │ SIGUSR1: the caller's order to stop the run (its output limit)
 //!    ▼
-//!  safeexec-helper (euid 0)   harden → set-up ids → network child → policy → request → check → fork
-//!    ├── network child   root; makes the run's network namespace, sends it, exits (`network`)
+//!  safeexec-helper (euid 0)   harden → set-up ids → request → network thread → policy → check → fork
+//!    │     (a thread, joined before the fork: makes the run's network namespace, `network`)
 //!    ├── supervisor   while root: the run's cgroups (sent to init), the uid
 //!    │     check, the sweep; then the caller with CAP_KILL only; sends go;
 //!    │     waits on init's pidfd and the stop order (passed on by shutting
@@ -193,9 +193,13 @@ fn stop_order() -> Result<SignalFd> {
 }
 
 fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
+    let request = wire::read_request(request_rx)?;
+    // The descriptors the request does not name are closed before the
+    // network thread may open any of its own.
+    let dirs = directory_fds(&request)?;
     // Init takes these back before it forks the target (`steer`).
     let cpus = nix::sched::sched_getaffinity(Pid::from_raw(0)).context("sched_getaffinity")?;
-    // First, the slowest step of the run's set-up, beside all of these.
+    // The slowest step of the run's set-up, beside all of the rest.
     let network_maker = network::start(&cpus)?;
     let policy = policy::load()?;
     let fixed_gid = match policy.gid {
@@ -203,8 +207,6 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
         policy::GidRule::Fixed(gid) => Some(gid),
     };
     identity::check_mapped(policy.uid_base, policy.uid_count, fixed_gid)?;
-    let request = wire::read_request(request_rx)?;
-    let dirs = directory_fds(&request)?;
     // Held until this function returns, and through the fork by init too:
     // the uid is the run's while either may have a process of it.
     let lease = uids::allocate(policy.uid_count)?;
@@ -217,18 +219,19 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
     let (supervisor_end, run_end) = channel::pair()?;
     let (uid, gid, limits, memory_kib) =
         (plan.uid.as_raw(), plan.gid.as_raw(), plan.limits.clone(), plan.memory_kib);
-    // Before init's fork, while the network child may still be at work:
+    // Before init's fork, while the network thread may still be at work:
     // the hierarchies are the same for init, which inherits our cgroups.
     let found = cgroup::Hierarchies::find();
+    // Joined, even when unused: the helper forks with one thread only.
+    let netns = network_maker.namespace()?;
     let (network, netns) = match plan.share_net {
         true => (Network::Host, None),
-        false => (Network::Loopback, Some(network_maker.namespace()?)),
+        false => (Network::Loopback, Some(netns)),
     };
     // Our next child is pid 1 of a new pid namespace.
     unshare(CloneFlags::CLONE_NEWPID).context("cannot create the run's pid namespace")?;
     let init = match sys::fork().context("cannot fork")? {
         ForkResult::Child => {
-            network_maker.disown();
             drop((supervisor_end, stop_order));
             init::run(plan, run_end, cpus, netns)
         }
@@ -236,7 +239,7 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
     };
     steer(init, &cpus);
     // No process outside the run keeps its network namespace.
-    drop((run_end, plan, netns, network_maker));
+    drop((run_end, plan, netns));
     let init_pidfd = match sys::pidfd_open(init) {
         Ok(fd) => fd,
         Err(e) => {
@@ -270,17 +273,20 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
 /// not yet running, is moved to the helper's other CPUs, which costs the
 /// kernel no migration of a running task. Init takes back all of them
 /// before it forks the target (`init::run`), once the supervisor has sent
-/// the cgroups, so after this. The same holds for the child that makes the
-/// run's network namespace (`network::start`).
+/// the cgroups, so after this. The thread that makes the run's network
+/// namespace is moved likewise (`network::start`).
 fn steer(init: Pid, cpus: &nix::sched::CpuSet) {
-    let Ok(here) = nix::sched::sched_getcpu() else {
-        return;
-    };
-    let mut others = *cpus;
-    let _ = others.unset(here);
-    if (0..nix::sched::CpuSet::count()).any(|c| others.is_set(c).unwrap_or(false)) {
+    if let Some(others) = other_cpus(cpus) {
         let _ = nix::sched::sched_setaffinity(init, &others);
     }
+}
+
+/// `cpus` but the one we run on, if that leaves any.
+fn other_cpus(cpus: &nix::sched::CpuSet) -> Option<nix::sched::CpuSet> {
+    let here = nix::sched::sched_getcpu().ok()?;
+    let mut others = *cpus;
+    let _ = others.unset(here);
+    (0..nix::sched::CpuSet::count()).any(|c| others.is_set(c).unwrap_or(false)).then_some(others)
 }
 
 /// The root-only steps of the supervisor, beside init's set-up: init out

@@ -11,90 +11,57 @@
 //! for that run alone, and after init's fork no process outside the run
 //! holds it: the supervisor's copy is closed there.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
+use std::os::unix::thread::JoinHandleExt;
+use std::thread::JoinHandle;
 
 use nix::sched::{unshare, CloneFlags, CpuSet};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::{ForkResult, Pid};
 
-use shared::{CHROOT_FD, FIRST_UNUSED_FD};
-
-use crate::channel::{self, Channel};
 use crate::error::{Context, Error, Result};
 use crate::sys;
 
-/// The child's one message on its channel (`channel::Channel`).
-type Made = std::result::Result<(), String>;
+/// The thread making the run's network namespace. Dropping it joins it, so
+/// that the helper never forks or changes its ids with a second thread.
+pub struct Maker(Option<JoinHandle<Result<OwnedFd>>>);
 
-/// The child making the run's network namespace. Dropping it kills and
-/// reaps the child, which by then has ended or is of no more use.
-pub struct Maker {
-    /// `None` in init's copy (`disown`): the child is the supervisor's.
-    child: Option<Pid>,
-    channel: Channel,
-}
-
-/// Forks the child that makes the run's network namespace (`make`). It has
-/// the helper's ids as they are by now, root in all of them, so the caller
-/// can neither signal nor trace it.
+/// Starts the thread that makes the run's network namespace (`make`), on
+/// the helper's other CPUs if it has any (`main::steer`). It has the
+/// helper's ids and capabilities as they are by now: root's.
 pub fn start(cpus: &CpuSet) -> Result<Maker> {
-    // Above the descriptors the request may name, which are still the
-    // caller's and closed unless named (`main::directory_fds`).
-    let (ours, theirs) = channel::pair_from(FIRST_UNUSED_FD)?;
-    match sys::fork().context("cannot fork")? {
-        ForkResult::Child => {
-            drop(ours);
-            // Nothing of the caller's in the child.
-            let _ = sys::close_range(CHROOT_FD as u32, FIRST_UNUSED_FD as u32 - 1, false);
-            // Its one message: Ok, the namespace beside it, or why not.
-            let sent = match make() {
-                Ok(netns) => theirs.send(&Made::Ok(()), &[netns.as_raw_fd()]),
-                Err(e) => theirs.send(&Made::Err(e.to_string()), &[]),
-            };
-            sys::exit_now(i32::from(sent.is_err()))
-        }
-        ForkResult::Parent { child } => {
-            crate::steer(child, cpus);
-            Ok(Maker { child: Some(child), channel: ours })
-        }
+    let thread = std::thread::Builder::new()
+        .spawn(make)
+        .map_err(|e| Error::Failed("cannot start a thread", e))?;
+    if let Some(others) = crate::other_cpus(cpus) {
+        // Only a matter of speed: it may run beside us, or after.
+        let _ = sys::set_thread_cpus(thread.as_pthread_t(), &others);
     }
+    Ok(Maker(Some(thread)))
 }
 
-/// A new network namespace with its loopback up, its only interface, as
-/// in bubblewrap: programs that talk to themselves over 127.0.0.1 work,
-/// and no host address is there.
+/// A new network namespace for this thread, with its loopback up, its only
+/// interface, as in bubblewrap: programs that talk to themselves over
+/// 127.0.0.1 work, and no host address is there.
 fn make() -> Result<OwnedFd> {
     unshare(CloneFlags::CLONE_NEWNET).context("cannot create the run's network namespace")?;
     sys::loopback_up().context("cannot bring up the run's loopback")?;
-    let netns =
-        std::fs::File::open("/proc/self/ns/net").context("cannot open /proc/self/ns/net")?;
+    let netns = std::fs::File::open("/proc/thread-self/ns/net")
+        .context("cannot open the run's network namespace")?;
     Ok(netns.into())
 }
 
 impl Maker {
-    /// The namespace, once the child has made it: one descriptor of a
-    /// network namespace (init's `setns` checks its kind).
-    pub fn namespace(&self) -> Result<OwnedFd> {
-        match self.channel.recv::<Made>()? {
-            Some((Ok(()), mut fds)) if fds.len() == 1 => Ok(fds.remove(0)),
-            Some((Err(line), _)) => Err(Error::Setup(line)),
-            _ => Err(Error::Internal("the run's network namespace was not made".into())),
-        }
-    }
-
-    /// In init, which has a copy of the supervisor's `Maker` from the fork:
-    /// closes its copy of the channel; the child is not init's to kill or
-    /// reap (its pid may be another process's by then).
-    pub fn disown(mut self) {
-        self.child = None;
+    /// The namespace, once the thread has made it and ended: a descriptor
+    /// of a network namespace (init's `setns` checks its kind).
+    pub fn namespace(mut self) -> Result<OwnedFd> {
+        let thread = self.0.take().ok_or(Error::Internal("the network thread is gone".into()))?;
+        thread.join().map_err(|_| Error::Internal("the network thread failed".into()))?
     }
 }
 
 impl Drop for Maker {
     fn drop(&mut self) {
-        if let Some(child) = self.child {
-            let _ = kill(child, Signal::SIGKILL);
-            let _ = sys::wait4(child, sys::Wait::Block);
+        if let Some(thread) = self.0.take() {
+            let _ = thread.join();
         }
     }
 }

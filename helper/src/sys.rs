@@ -5,7 +5,7 @@
 //! (`open_dir_handle`, `open_dir_below`).
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::Mode;
@@ -45,21 +45,32 @@ fn new_fd(ret: libc::c_long) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// A copy of `fd` at the lowest free number from `lowest` on,
-/// close-on-exec.
-pub fn dup_from(fd: BorrowedFd, lowest: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: fcntl(F_DUPFD_CLOEXEC) takes integers and makes a new
-    // descriptor, which `new_fd` owns.
-    new_fd(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, lowest) }.into())
-}
-
-/// Forks. The helper is single-threaded (it starts no thread, and std starts
-/// none for it), so the child may run arbitrary code, not only
-/// async-signal-safe functions.
+/// Forks. The helper is single-threaded whenever it forks (its one other
+/// thread, `network`'s, is joined before; std starts none for it), so the
+/// child may run arbitrary code, not only async-signal-safe functions.
 pub fn fork() -> io::Result<ForkResult> {
     // SAFETY: the process has exactly one thread (see above), so no lock can
     // be held by a thread that does not exist in the child.
     unsafe { nix::unistd::fork() }.map_err(io::Error::from)
+}
+
+/// Moves `thread`, a thread of this process not yet joined, to `cpus`.
+pub fn set_thread_cpus(thread: libc::pthread_t, cpus: &nix::sched::CpuSet) -> io::Result<()> {
+    // SAFETY: cpu_set_t is plain old data; all zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let wanted = (0..libc::CPU_SETSIZE as usize).filter(|&c| cpus.is_set(c).unwrap_or(false));
+    for cpu in wanted {
+        // SAFETY: `cpu` is below CPU_SETSIZE, the size of `set`.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: the caller holds the thread's JoinHandle, so `thread` names a
+    // live or unjoined thread of this process; `set` is a live cpu_set_t of
+    // the size given, which the call only reads.
+    let ret = unsafe { libc::pthread_setaffinity_np(thread, std::mem::size_of_val(&set), &set) };
+    match ret {
+        0 => Ok(()),
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
 }
 
 /// Empties this process's environment so that nothing the caller set can
