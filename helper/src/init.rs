@@ -98,6 +98,10 @@ fn enter_namespaces(plan: &Plan, netns: Option<OwnedFd>) -> Result<Option<OwnedF
     let copies = mounts::copy_binds(plan)?;
     let flags = CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWNS;
     unshare(flags).context("cannot create the run's namespaces")?;
+    // What init makes in its own mounts gets the mode it names in full (a
+    // device node the host's bits) without a chmod; the target takes the
+    // caller's umask back (`target::enter`).
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     if plan.root == Root::Minimal && jail.is_none() {
         mounts::minimal_root(plan, &copies)?;
         return Ok(None);

@@ -10,6 +10,7 @@
 //! copy of its own mount (`jail_mount`) with a minimal /dev (`minimal_dev`).
 
 use std::ffi::{CStr, CString, OsStr};
+use std::fs::FileType;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -210,7 +211,8 @@ enum Start {
 /// at a time without following a symbolic link (so never out of `root`).
 /// A missing component is made (root's, 0755; for the last one, an empty
 /// file if `file`) only on a file system of `ours`: the run's own tmpfs,
-/// never a directory of the host or of the caller.
+/// never a directory of the host or of the caller. Below a directory just
+/// made, the rest is missing too (and ours): it is made without a look.
 fn mount_point(root: &OwnedFd, path: &str, ours: &[u64], file: bool) -> Result<OwnedFd> {
     let refuse = |why: &str| Error::Setup(format!("cannot show {path}: {why}"));
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
@@ -218,21 +220,30 @@ fn mount_point(root: &OwnedFd, path: &str, ours: &[u64], file: bool) -> Result<O
         return Err(refuse("it is not a plain path"));
     }
     let file_flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let mut here = root.try_clone().context("dup")?;
+    let mut walked: Option<OwnedFd> = None;
+    let mut made = false;
     for (i, part) in parts.iter().enumerate() {
+        let here = walked.as_ref().unwrap_or(root);
         let leaf_file = file && i + 1 == parts.len();
-        let opened = match leaf_file {
-            true => openat(&here, *part, file_flags, Mode::empty()),
-            false => sys::open_dir_below(&here, *part),
+        let opened = match (made, leaf_file) {
+            (true, _) => Err(Errno::ENOENT),
+            (false, true) => openat(here, *part, file_flags, Mode::empty()),
+            (false, false) => sys::open_dir_below(here, *part),
         };
         let next = match opened {
-            Err(Errno::ENOENT) if ours.contains(&fstat(&here).context("fstat")?.st_dev) => {
-                make_step(&here, part, leaf_file)
+            Err(Errno::ENOENT) if made || ours.contains(&fstat(here).context("fstat")?.st_dev) => {
+                made = true;
+                make_step(here, part, leaf_file)
             }
             other => other,
         };
-        here = next.map_err(|e| Error::setup(format_args!("cannot show {path}: {part}"), e))?;
+        walked =
+            Some(next.map_err(|e| Error::setup(format_args!("cannot show {path}: {part}"), e))?);
     }
+    let here = match walked {
+        Some(here) => here,
+        None => root.try_clone().context("dup")?,
+    };
     if file != is_regular(&here) {
         return Err(refuse("it changed kind"));
     }
@@ -243,17 +254,23 @@ fn mount_point(root: &OwnedFd, path: &str, ours: &[u64], file: bool) -> Result<O
 /// root's, an empty file (`file`) or a directory, and opens it.
 fn make_step(dir: &OwnedFd, name: &str, file: bool) -> nix::Result<OwnedFd> {
     if file {
-        return make_file(dir, name, 0o644);
+        make_file(dir, name, 0o644)?;
+        return openat(
+            dir,
+            name,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        );
     }
     mkdirat(dir, name, Mode::from_bits_truncate(0o755))?;
     sys::open_dir_below(dir, name)
 }
 
 /// Makes the empty file `name` in `dir` (of the run's own), root's, with
-/// `mode`. Nothing may be there yet, not even a symbolic link (O_EXCL).
-fn make_file<P: ?Sized + nix::NixPath>(dir: &OwnedFd, name: &P, mode: u32) -> nix::Result<OwnedFd> {
-    let create = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
-    openat(dir, name, create, Mode::from_bits_truncate(mode))
+/// `mode`, in one call. Nothing may be there yet, not even a symbolic link
+/// (mknod follows none).
+fn make_file<P: ?Sized + nix::NixPath>(dir: &OwnedFd, name: &P, mode: u32) -> nix::Result<()> {
+    nix::sys::stat::mknodat(dir, name, SFlag::S_IFREG, Mode::from_bits_truncate(mode), 0)
 }
 
 /// Attaches a detached copy at `onto`.
@@ -400,60 +417,57 @@ fn listed(list: &[&str], name: &str) -> bool {
 
 /// Shows the entries of the host's directory `dir` ("/" or "/etc") that
 /// `list` names, at the same place below `root` (at `NEW_ROOT`; /etc is
-/// made there): one read of the host's directory gives their names and
-/// kinds, then each is made and bound in two or three system calls (a link
+/// made there), each made and bound in two or three system calls (a link
 /// is made as the same link), where `show_system` walks and checks every
-/// path on its own. On a virtual machine each system call costs
-/// microseconds, and there are some twenty entries. Returns their host
+/// path on its own. A fixed name is looked up alone; the directory is read
+/// (one read gives the names and kinds of all) only for a "prefix*" entry:
+/// reading /etc costs as much as some thirty look-ups. Returns their host
 /// paths. The root must not have that directory yet.
 fn show_listed(root: &OwnedFd, dir: &str, list: &[&str]) -> Result<Vec<String>> {
-    let name_of_dir = dir.trim_start_matches('/');
-    let into = if name_of_dir.is_empty() {
-        root.try_clone().context("dup")?
-    } else {
-        mkdirat(root, name_of_dir, Mode::from_bits_truncate(0o755))
-            .context("cannot make the minimal root")?;
-        sys::open_dir_below(root, name_of_dir).context("the minimal root")?
-    };
-    let mut host = nix::dir::Dir::open(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())
-        .context("cannot read a system directory")?;
-    let mut shown = Vec::new();
-    for entry in host.iter().flatten() {
-        let Ok(name) = entry.file_name().to_str() else { continue };
-        if !listed(list, name) {
-            continue;
+    let dir = dir.trim_end_matches('/');
+    let below = match dir.trim_start_matches('/') {
+        "" => String::new(),
+        name => {
+            mkdirat(root, name, Mode::from_bits_truncate(0o755))
+                .context("cannot make the minimal root")?;
+            format!("{name}/")
         }
-        let path = format!("{}/{name}", dir.trim_end_matches('/'));
-        let kind = match entry.file_type() {
-            Some(kind) => kind,
-            // A file system that does not say: ask.
-            None => match std::fs::symlink_metadata(&path) {
-                Ok(m) if m.is_symlink() => nix::dir::Type::Symlink,
-                Ok(m) if m.is_dir() => nix::dir::Type::Directory,
-                Ok(m) if m.is_file() => nix::dir::Type::File,
-                _ => continue,
-            },
+    };
+    let found: Vec<(String, FileType)> = if list.iter().any(|e| e.ends_with('*')) {
+        let entries = std::fs::read_dir(dir).context("cannot read a system directory")?;
+        let kind =
+            |e: std::fs::DirEntry| Some((e.file_name().into_string().ok()?, e.file_type().ok()?));
+        entries.flatten().filter_map(kind).filter(|(name, _)| listed(list, name)).collect()
+    } else {
+        let kind = |name: &&str| {
+            Some((
+                name.to_string(),
+                std::fs::symlink_metadata(format!("{dir}/{name}")).ok()?.file_type(),
+            ))
         };
-        match kind {
-            nix::dir::Type::Symlink => {
-                let target = std::fs::read_link(&path).context("readlink")?;
-                symlinkat(target.as_os_str(), &into, name)
-                    .context("cannot make a link of the minimal root")?;
-                shown.push(path);
+        list.iter().filter_map(kind).collect()
+    };
+    let mut shown = Vec::new();
+    for (name, kind) in found {
+        let path = format!("{dir}/{name}");
+        let at = format!("{below}{name}");
+        if kind.is_symlink() {
+            let target = std::fs::read_link(&path).context("readlink")?;
+            symlinkat(target.as_os_str(), root, at.as_str())
+                .context("cannot make a link of the minimal root")?;
+        } else {
+            if kind.is_dir() {
+                mkdirat(root, at.as_str(), Mode::from_bits_truncate(0o755))
+            } else if kind.is_file() {
+                make_file(root, at.as_str(), 0o644)
+            } else {
                 continue;
             }
-            nix::dir::Type::Directory => {
-                mkdirat(&into, name, Mode::from_bits_truncate(0o755))
-                    .context("the minimal root")?;
-            }
-            nix::dir::Type::File => {
-                make_file(&into, name, 0o644).context("the minimal root")?;
-            }
-            _ => continue,
+            .context("the minimal root")?;
+            let onto = c_text(&format!("{NEW_ROOT}{path}"))?;
+            mount(&c_text(&path)?, &onto, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
+                .context("cannot show a system directory")?;
         }
-        let at = c_text(&format!("{NEW_ROOT}{path}"))?;
-        mount(&c_text(&path)?, &at, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
-            .context("cannot show a system directory")?;
         shown.push(path);
     }
     Ok(shown)
@@ -495,16 +509,26 @@ fn show_system(root: &OwnedFd, ours: &[u64], path: &str) -> Result<bool> {
 /// A minimal root instead of the host's view: a new tmpfs, read-only for
 /// the run, with binds of the system directories (`SYSTEM`, the policy's
 /// `minimal_root_binds`, `SYSTEM_ETC`), a /proc of the run's own, a private
-/// /tmp, a minimal /dev (`minimal_dev`) and the directories the request
+/// /tmp, a minimal /dev (`fill_dev`) and the directories the request
 /// shows at their own paths (`show_in_minimal`); nothing else. It becomes
 /// the root of init and the target (`enter_root`): neither can reach a file
 /// of the host outside these by any path.
 pub fn minimal_root(plan: &Plan, copies: &[Option<OwnedFd>]) -> Result<()> {
     read_only_host()?;
     let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    // Not nodev: its /dev is a directory of it (`fill_dev`; a tmpfs of its
+    // own would cost a mount). Read-only before the target starts, it holds
+    // only what init made there.
+    let root_flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
     let new_root = c_text(NEW_ROOT)?;
-    mount(c"tmpfs", &new_root, Some(c"tmpfs"), hardened, Some(c"size=64k,nr_inodes=1024,mode=755"))
-        .context("cannot mount the minimal root")?;
+    mount(
+        c"tmpfs",
+        &new_root,
+        Some(c"tmpfs"),
+        root_flags,
+        Some(c"size=64k,nr_inodes=1024,mode=755"),
+    )
+    .context("cannot mount the minimal root")?;
     let root = sys::open_dir_handle(NEW_ROOT).context("cannot open the root")?;
     let mut ours = vec![fstat(&root).context("fstat")?.st_dev];
     let names: Vec<&str> = SYSTEM.iter().map(|s| s.trim_start_matches('/')).collect();
@@ -528,7 +552,7 @@ pub fn minimal_root(plan: &Plan, copies: &[Option<OwnedFd>]) -> Result<()> {
     mount(c"tmpfs", &under("tmp")?, Some(c"tmpfs"), hardened, Some(&options))
         .context("cannot mount the run's /tmp")?;
     ours.push(nix::sys::stat::stat(under("tmp")?.as_c_str()).context("stat")?.st_dev);
-    minimal_dev(&under("dev")?)?;
+    fill_dev(&sys::open_dir_below(&root, "dev").context("/dev")?, &under("dev")?)?;
     let mut start = None;
     let mut attached_at: Vec<&str> = Vec::new();
     for (i, bind) in in_path_order(&plan.binds) {
@@ -554,8 +578,7 @@ pub fn minimal_root(plan: &Plan, copies: &[Option<OwnedFd>]) -> Result<()> {
 /// and the target cannot chroot).
 fn enter_root(root: &OwnedFd) -> Result<()> {
     fchdir(root).context("cannot enter the minimal root")?;
-    nix::unistd::chroot(".").context("chroot")?;
-    nix::unistd::chdir("/").context("chdir")
+    nix::unistd::chroot(".").context("chroot")
 }
 
 /// Shows one directory of the request in the minimal root, at its own
@@ -594,27 +617,36 @@ fn show_in_minimal(
 const DEVICES: &[&CStr] = &[c"null", c"zero", c"full", c"random", c"urandom"];
 
 /// A minimal /dev at `dir` (a directory of the run's own view): a small
-/// read-only tmpfs (not nodev) with nodes of the host's null, zero, full,
-/// random and urandom (`make_device`; binds of them where the helper may
-/// not make nodes), a devpts of the run's own (`private_ptys`' limits) with ptmx,
-/// and the usual links (fd, stdin, stdout, stderr, shm to /tmp). No other
-/// device of the host, and no node a jail's owner made.
+/// read-only tmpfs (not nodev) of its own, filled by `fill_dev`.
 pub fn minimal_dev(dir: &CStr) -> Result<()> {
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
     mount(c"tmpfs", dir, Some(c"tmpfs"), flags, Some(c"size=4k,nr_inodes=64,mode=755"))
         .context("cannot mount the run's /dev")?;
     let dev = sys::open_dir_handle(dir).context("cannot open /dev")?;
+    fill_dev(&dev, dir)?;
+    sys::mount_setattr(&dev, false, sys::MOUNT_ATTR_RDONLY, 0)
+        .context("cannot make the run's /dev read-only")
+}
+
+/// Fills the empty directory `dev` (at `dir`) of a minimal /dev, on a
+/// tmpfs of the run's own that is not nodev and is made read-only before
+/// the target starts: nodes of the host's null, zero, full, random and
+/// urandom (`make_device`; binds of them where the helper may not make
+/// nodes), a devpts of the run's own (`private_ptys`' limits) with ptmx,
+/// and the usual links (fd, stdin, stdout, stderr, shm to /tmp). No other
+/// device of the host, and no node a jail's owner made.
+fn fill_dev(dev: &OwnedFd, dir: &CStr) -> Result<()> {
     for name in DEVICES {
         let host = c_text(&format!("/dev/{}", name.to_string_lossy()))?;
-        if make_device(&dev, name, &host)? {
+        if make_device(dev, name, &host)? {
             continue;
         }
-        make_file(&dev, *name, 0o666).context("/dev")?;
+        make_file(dev, *name, 0o666).context("/dev")?;
         let at = c_text(&format!("{}/{}", dir.to_string_lossy(), name.to_string_lossy()))?;
         mount(&host, &at, None, MsFlags::MS_BIND, None)
             .context("cannot put a device in the run's /dev")?;
     }
-    mkdirat(&dev, "pts", Mode::from_bits_truncate(0o755)).context("/dev/pts")?;
+    mkdirat(dev, "pts", Mode::from_bits_truncate(0o755)).context("/dev/pts")?;
     let links = [
         ("pts/ptmx", "ptmx"),
         ("/proc/self/fd", "fd"),
@@ -624,12 +656,9 @@ pub fn minimal_dev(dir: &CStr) -> Result<()> {
         ("/tmp", "shm"),
     ];
     for (target, name) in links {
-        symlinkat(target, &dev, name).context("cannot make a link in the run's /dev")?;
+        symlinkat(target, dev, name).context("cannot make a link in the run's /dev")?;
     }
-    let pts = c_text(&format!("{}/pts", dir.to_string_lossy()))?;
-    mount_devpts(&pts)?;
-    sys::mount_setattr(&dev, false, sys::MOUNT_ATTR_RDONLY, 0)
-        .context("cannot make the run's /dev read-only")
+    mount_devpts(&c_text(&format!("{}/pts", dir.to_string_lossy()))?)
 }
 
 /// A node in the run's /dev with the device numbers and the permission
@@ -644,16 +673,12 @@ fn make_device(dev: &OwnedFd, name: &CStr, host: &CStr) -> Result<bool> {
     if st.st_mode & libc::S_IFMT != libc::S_IFCHR {
         return Ok(false);
     }
+    // With the permission bits in full: init's umask is 0 (`enter_namespaces`).
     let mode = Mode::from_bits_truncate(st.st_mode & 0o777);
     match nix::sys::stat::mknodat(dev, name, SFlag::S_IFCHR, mode, st.st_rdev) {
-        Err(Errno::EPERM) => return Ok(false),
-        other => other.context("cannot make a device of the run's /dev")?,
+        Err(Errno::EPERM) => Ok(false),
+        other => other.context("cannot make a device of the run's /dev").map(|()| true),
     }
-    // The helper's umask took write from group and others. (The node was
-    // just made in the run's own tmpfs: no link to follow.)
-    nix::sys::stat::fchmodat(dev, name, mode, nix::sys::stat::FchmodatFlags::FollowSymlink)
-        .context("cannot make a device of the run's /dev")?;
-    Ok(true)
 }
 
 /// A chroot run's /dev: the jail's own device nodes are never honoured

@@ -175,6 +175,37 @@ fn world_readable_host_data_outside_the_binds_is_unreachable_in_a_minimal_root()
     );
 }
 
+/// The minimal root's own tree is read-only for the run, its /dev
+/// included (a directory of the root's tmpfs, which is not nodev so that
+/// the nodes init made there work): the target leaves nothing in /, /etc
+/// or /dev (EROFS, not just EACCES), while the devices read and write as
+/// on the host.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn the_minimal_roots_own_tree_and_its_dev_are_read_only_and_its_devices_work() {
+    let t = require_root!();
+    let p = t.probe();
+    let run = |attack: &[&str]| {
+        let mut command = vec![p.as_str()];
+        command.extend_from_slice(attack);
+        minimal(&t, None, &[], &command)
+    };
+    let places = ["/left", "/etc/left", "/dev/left", "/dev/null"];
+    let mut attack = vec!["leave"];
+    attack.extend(places);
+    let out = run(&attack);
+    for path in &places[..3] {
+        assert_eq!(result_for(&out, "leave", path), "EROFS", "{path}\n{}", dump(&out));
+    }
+    assert_eq!(result_for(&out, "leave", "/dev/null"), "ok", "{}", dump(&out));
+    let out = run(&["read", "/dev/urandom"]);
+    assert_eq!(stdout(&out).trim(), "read=4096", "{}", dump(&out));
+    let out = run(&["read", "/dev/zero"]);
+    assert_eq!(stdout(&out).trim(), "read=4096", "{}", dump(&out));
+    let out = run(&["read", "/dev/null"]);
+    assert_eq!(stdout(&out).trim(), "read=0", "{}", dump(&out));
+}
+
 /// `--bind DIR` shows a directory the caller can read, read-only; one it
 /// cannot read is refused by the frontend, which opens it as the caller;
 /// `--bind-rw` of a directory the caller cannot write (not its own) is
