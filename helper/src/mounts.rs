@@ -10,13 +10,13 @@
 //! copy of its own mount (`jail_mount`) with a minimal /dev (`minimal_dev`).
 
 use std::ffi::{CStr, CString, OsStr};
-use std::fs::FileType;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use shared::{Limit, Limits};
 
+use nix::dir::Type;
 use nix::errno::Errno;
 use nix::fcntl::{openat, OFlag};
 use nix::mount::MsFlags;
@@ -419,13 +419,13 @@ fn listed(list: &[&str], name: &str) -> bool {
 /// `list` names, at the same place below `root` (at `NEW_ROOT`; /etc is
 /// made there), each made and bound in two or three system calls (a link
 /// is made as the same link), where `show_system` walks and checks every
-/// path on its own. A fixed name is looked up alone; the directory is read
-/// (one read gives the names and kinds of all) only for a "prefix*" entry:
-/// reading /etc costs as much as some thirty look-ups. Returns their host
-/// paths. The root must not have that directory yet.
+/// path on its own. The directory is read (once, for the names and kinds
+/// of all) only for a "prefix*" entry: reading /etc costs as much as some
+/// thirty look-ups. A fixed name is asked as a link first (/bin, /lib...
+/// are, on merged-/usr systems). Returns their host paths. The root must
+/// not have that directory yet.
 fn show_listed(root: &OwnedFd, dir: &str, list: &[&str]) -> Result<Vec<String>> {
-    let dir = dir.trim_end_matches('/');
-    let below = match dir.trim_start_matches('/') {
+    let below = match dir.trim_matches('/') {
         "" => String::new(),
         name => {
             mkdirat(root, name, Mode::from_bits_truncate(0o755))
@@ -433,44 +433,57 @@ fn show_listed(root: &OwnedFd, dir: &str, list: &[&str]) -> Result<Vec<String>> 
             format!("{name}/")
         }
     };
-    let found: Vec<(String, FileType)> = if list.iter().any(|e| e.ends_with('*')) {
-        let entries = std::fs::read_dir(dir).context("cannot read a system directory")?;
-        let kind =
-            |e: std::fs::DirEntry| Some((e.file_name().into_string().ok()?, e.file_type().ok()?));
-        entries.flatten().filter_map(kind).filter(|(name, _)| listed(list, name)).collect()
-    } else {
-        let kind = |name: &&str| {
-            Some((
-                name.to_string(),
-                std::fs::symlink_metadata(format!("{dir}/{name}")).ok()?.file_type(),
-            ))
+    let found: Vec<(String, Option<Type>)> = if list.iter().any(|e| e.ends_with('*')) {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let host = nix::dir::Dir::open(dir, flags, Mode::empty())
+            .context("cannot read a system directory")?;
+        let wanted = |e: nix::dir::Entry| {
+            let name = e.file_name().to_str().ok().filter(|n| listed(list, n))?;
+            Some((name.to_string(), e.file_type()))
         };
-        list.iter().filter_map(kind).collect()
+        host.into_iter().flatten().filter_map(wanted).collect()
+    } else {
+        list.iter().map(|name| (name.to_string(), None)).collect()
     };
     let mut shown = Vec::new();
     for (name, kind) in found {
-        let path = format!("{dir}/{name}");
+        let path = format!("{}/{name}", dir.trim_end_matches('/'));
         let at = format!("{below}{name}");
-        if kind.is_symlink() {
-            let target = std::fs::read_link(&path).context("readlink")?;
-            symlinkat(target.as_os_str(), root, at.as_str())
-                .context("cannot make a link of the minimal root")?;
-        } else {
-            if kind.is_dir() {
-                mkdirat(root, at.as_str(), Mode::from_bits_truncate(0o755))
-            } else if kind.is_file() {
-                make_file(root, at.as_str(), 0o644)
-            } else {
-                continue;
-            }
-            .context("the minimal root")?;
-            let onto = c_text(&format!("{NEW_ROOT}{path}"))?;
-            mount(&c_text(&path)?, &onto, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
-                .context("cannot show a system directory")?;
-        }
+        let kind = match kind {
+            Some(Type::Symlink) | None => match std::fs::read_link(&path) {
+                Ok(target) => {
+                    symlinkat(target.as_os_str(), root, at.as_str())
+                        .context("cannot make a link of the minimal root")?;
+                    shown.push(path);
+                    continue;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => kind_of(&path),
+                Err(_) => continue,
+            },
+            kind => kind,
+        };
+        let made = match kind {
+            Some(Type::Directory) => mkdirat(root, at.as_str(), Mode::from_bits_truncate(0o755)),
+            Some(Type::File) => make_file(root, at.as_str(), 0o644),
+            _ => continue,
+        };
+        made.context("the minimal root")?;
+        let onto = c_text(&format!("{NEW_ROOT}{path}"))?;
+        mount(&c_text(&path)?, &onto, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
+            .context("cannot show a system directory")?;
         shown.push(path);
     }
     Ok(shown)
+}
+
+/// The kind of the host's `path` that is not a link: a directory, a file
+/// or something else (`None`, as when it is missing).
+fn kind_of(path: &str) -> Option<Type> {
+    match nix::sys::stat::lstat(path).ok()?.st_mode & libc::S_IFMT {
+        libc::S_IFDIR => Some(Type::Directory),
+        libc::S_IFREG => Some(Type::File),
+        _ => None,
+    }
 }
 
 /// A path or mount options the helper made, for a system call.
