@@ -210,7 +210,7 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
     // Held until this function returns, and through the fork by init too:
     // the uid is the run's while either may have a process of it.
     let lease = uids::allocate(policy.uid_count)?;
-    let plan = policy.check(request, lease.index, caller, dirs)?;
+    let mut plan = policy.check(request, lease.index, caller, dirs)?;
     // A jail and the minimal root are both entered with chroot(2).
     identity::check_capabilities(plan.chroot.is_some() || plan.root == shared::Root::Minimal)?;
     // Once, before the fork: init and the target inherit the empty set.
@@ -222,6 +222,7 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
     // Before init's fork, while the network thread may still be at work:
     // the hierarchies are the same for init, which inherits our cgroups.
     let found = cgroup::Hierarchies::find();
+    plan.system = mounts::system_entries(plan.root)?;
     // Joined, even when unused: the helper forks with one thread only.
     let netns = network_maker.namespace()?;
     let (network, netns) = match plan.share_net {

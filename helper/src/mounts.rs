@@ -415,25 +415,37 @@ fn listed(list: &[&str], name: &str) -> bool {
     })
 }
 
-/// Shows the entries of the host's directory `dir` ("/" or "/etc") that
-/// `list` names, at the same place below `root` (at `NEW_ROOT`; /etc is
-/// made there), each made and bound in two or three system calls (a link
-/// is made as the same link), where `show_system` walks and checks every
-/// path on its own. The directory is read (once, for the names and kinds
-/// of all) only for a "prefix*" entry: reading /etc costs as much as some
-/// thirty look-ups. A fixed name is asked as a link first (/bin, /lib...
-/// are, on merged-/usr systems). Returns their host paths. The root must
-/// not have that directory yet.
-fn show_listed(root: &OwnedFd, dir: &str, list: &[&str]) -> Result<Vec<String>> {
-    let below = match dir.trim_matches('/') {
-        "" => String::new(),
-        name => {
-            mkdirat(root, name, Mode::from_bits_truncate(0o755))
-                .context("cannot make the minimal root")?;
-            format!("{name}/")
-        }
-    };
-    let found: Vec<(String, Option<Type>)> = if list.iter().any(|e| e.ends_with('*')) {
+/// How a minimal root shows an entry of a system directory: a link made
+/// again as the same link, or a bind of a directory or a file.
+#[derive(Debug)]
+pub enum Shown {
+    Link(std::path::PathBuf),
+    Dir,
+    File,
+}
+
+/// The entries of the host's / and /etc that a minimal root shows
+/// (`SYSTEM`, `SYSTEM_ETC`), with their kinds and links' targets: found by
+/// the supervisor before init's fork, while the run's network namespace is
+/// being made (`main::run` waits for it anyway), so that init only makes
+/// and binds them (`show_entries`). A fixed name is asked alone, as a link
+/// first (/bin, /lib... are, on merged-/usr systems); a directory is read
+/// (once, for the names and kinds of all) only for a "prefix*" entry:
+/// reading /etc costs as much as some thirty look-ups. None for the
+/// host's view.
+pub fn system_entries(root: Root) -> Result<Vec<(String, Shown)>> {
+    if root != Root::Minimal {
+        return Ok(Vec::new());
+    }
+    let names: Vec<&str> = SYSTEM.iter().map(|s| s.trim_start_matches('/')).collect();
+    let mut found = listed_in("/", &names)?;
+    found.extend(listed_in("/etc", SYSTEM_ETC)?);
+    Ok(found)
+}
+
+/// The entries of the host's directory `dir` that `list` names.
+fn listed_in(dir: &str, list: &[&str]) -> Result<Vec<(String, Shown)>> {
+    let named: Vec<(String, Option<Type>)> = if list.iter().any(|e| e.ends_with('*')) {
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
         let host = nix::dir::Dir::open(dir, flags, Mode::empty())
             .context("cannot read a system directory")?;
@@ -445,43 +457,53 @@ fn show_listed(root: &OwnedFd, dir: &str, list: &[&str]) -> Result<Vec<String>> 
     } else {
         list.iter().map(|name| (name.to_string(), None)).collect()
     };
-    let mut shown = Vec::new();
-    for (name, kind) in found {
+    let kind = |(name, kind): (String, Option<Type>)| {
         let path = format!("{}/{name}", dir.trim_end_matches('/'));
-        let at = format!("{below}{name}");
-        let kind = match kind {
+        let shown = match kind {
             Some(Type::Symlink) | None => match std::fs::read_link(&path) {
-                Ok(target) => {
-                    symlinkat(target.as_os_str(), root, at.as_str())
-                        .context("cannot make a link of the minimal root")?;
-                    shown.push(path);
-                    continue;
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => kind_of(&path),
-                Err(_) => continue,
+                Ok(target) => Shown::Link(target),
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => kind_of(&path)?,
+                Err(_) => return None,
             },
-            kind => kind,
+            Some(Type::Directory) => Shown::Dir,
+            Some(Type::File) => Shown::File,
+            _ => return None,
         };
-        let made = match kind {
-            Some(Type::Directory) => mkdirat(root, at.as_str(), Mode::from_bits_truncate(0o755)),
-            Some(Type::File) => make_file(root, at.as_str(), 0o644),
-            _ => continue,
+        Some((path, shown))
+    };
+    Ok(named.into_iter().filter_map(kind).collect())
+}
+
+/// Shows `entries` (`system_entries`) at their host paths below `root` (at
+/// `NEW_ROOT`), each made and bound in two system calls, or made as the
+/// same link in one, where `show_system` walks and checks every path on
+/// its own. Returns their host paths.
+fn show_entries(root: &OwnedFd, entries: &[(String, Shown)]) -> Result<Vec<String>> {
+    for (path, shown) in entries {
+        let at = path.trim_start_matches('/');
+        let made = match shown {
+            Shown::Link(target) => {
+                symlinkat(target.as_os_str(), root, at)
+                    .context("cannot make a link of the minimal root")?;
+                continue;
+            }
+            Shown::Dir => mkdirat(root, at, Mode::from_bits_truncate(0o755)),
+            Shown::File => make_file(root, at, 0o644),
         };
         made.context("the minimal root")?;
         let onto = c_text(&format!("{NEW_ROOT}{path}"))?;
-        mount(&c_text(&path)?, &onto, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
+        mount(&c_text(path)?, &onto, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
             .context("cannot show a system directory")?;
-        shown.push(path);
     }
-    Ok(shown)
+    Ok(entries.iter().map(|(path, _)| path.clone()).collect())
 }
 
 /// The kind of the host's `path` that is not a link: a directory, a file
 /// or something else (`None`, as when it is missing).
-fn kind_of(path: &str) -> Option<Type> {
+fn kind_of(path: &str) -> Option<Shown> {
     match nix::sys::stat::lstat(path).ok()?.st_mode & libc::S_IFMT {
-        libc::S_IFDIR => Some(Type::Directory),
-        libc::S_IFREG => Some(Type::File),
+        libc::S_IFDIR => Some(Shown::Dir),
+        libc::S_IFREG => Some(Shown::File),
         _ => None,
     }
 }
@@ -532,23 +554,16 @@ pub fn minimal_root(plan: &Plan, copies: &[Option<OwnedFd>]) -> Result<()> {
     // Not nodev: its /dev is a directory of it (`fill_dev`; a tmpfs of its
     // own would cost a mount). Read-only before the target starts, it holds
     // only what init made there.
-    let root_flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
-    let new_root = c_text(NEW_ROOT)?;
-    mount(
-        c"tmpfs",
-        &new_root,
-        Some(c"tmpfs"),
-        root_flags,
-        Some(c"size=64k,nr_inodes=1024,mode=755"),
-    )
-    .context("cannot mount the minimal root")?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    let options = c"size=64k,nr_inodes=1024,mode=755";
+    mount(c"tmpfs", &c_text(NEW_ROOT)?, Some(c"tmpfs"), flags, Some(options))
+        .context("cannot mount the minimal root")?;
     let root = sys::open_dir_handle(NEW_ROOT).context("cannot open the root")?;
     let mut ours = vec![fstat(&root).context("fstat")?.st_dev];
-    let names: Vec<&str> = SYSTEM.iter().map(|s| s.trim_start_matches('/')).collect();
-    let mut shown = show_listed(&root, "/", &names)?;
     // /etc before the policy's binds: the root has none yet, and a bind of
     // the policy's below /etc (or of /etc itself) goes on top of it.
-    shown.extend(show_listed(&root, "/etc", SYSTEM_ETC)?);
+    mkdirat(&root, "etc", Mode::from_bits_truncate(0o755)).context("cannot make the root")?;
+    let mut shown = show_entries(&root, &plan.system)?;
     for path in &plan.system_binds {
         if show_system(&root, &ours, path)? {
             shown.push(path.clone());

@@ -369,6 +369,10 @@ pub struct Plan {
     pub binds: Vec<Bind>,
     /// Host paths a minimal root shows read-only besides `mounts::SYSTEM`.
     pub system_binds: Vec<String>,
+    /// What a minimal root shows of `mounts::SYSTEM` and
+    /// `mounts::SYSTEM_ETC`, found before init's fork
+    /// (`mounts::system_entries`); empty until then.
+    pub system: Vec<(String, crate::mounts::Shown)>,
     /// The caller's file mode creation mask, the target's (`harden::Caller`).
     pub umask: Mode,
 }
@@ -472,6 +476,7 @@ impl Policy {
             host_tmp: request.host_tmp,
             binds: if chroot.is_some() { Vec::new() } else { self.binds(caller, dirs)? },
             system_binds: self.minimal_root_binds.clone(),
+            system: Vec::new(),
             root,
             chroot,
             umask,
