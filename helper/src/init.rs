@@ -29,7 +29,7 @@ use crate::enforce::Enforcer;
 use crate::error::{Context, Error, Result};
 use crate::identity::Identity;
 use crate::policy::Plan;
-use crate::{mounts, seccomp, sys, target};
+use crate::{mounts, sys, target};
 
 /// Pid 1 of the run. Never returns: its end is the end of the run.
 pub fn run(plan: Plan, channel: Channel, cpus: CpuSet, netns: Option<OwnedFd>) -> ! {
@@ -70,7 +70,7 @@ fn init_run(
     // supervisor's until now): the target, and init's count of the CPUs
     // its limit is shared by, have them all.
     sched_setaffinity(Pid::from_raw(0), cpus).context("cannot restore init's CPUs")?;
-    let (target, mut clock) = fork_target(plan, jail.as_ref(), channel, cgroup.as_ref(), cpus)?;
+    let (target, mut clock) = fork_target(plan, jail.as_ref(), channel, cgroup.as_ref())?;
     Identity::init().assume()?;
     let mut enforcer = Enforcer::new(&plan.limits, cgroup.as_ref());
     let (why, ended) = wait_for_target(target, &sigfd, channel, &mut clock, &mut enforcer)?;
@@ -120,37 +120,24 @@ fn enter_namespaces(plan: &Plan, netns: Option<OwnedFd>) -> Result<Option<OwnedF
 }
 
 /// Forks the target (`target::enter`), which tells the supervisor itself
-/// why it could not exec. Returns it with the run's wall clock. The seccomp
-/// filter is assembled here, while init waits anyway, not on the target's
-/// way to exec; the target is moved to init's other CPUs as init was
-/// (`main::steer`) and takes all of `cpus` back itself.
+/// why it could not exec. Returns it with the run's wall clock.
 fn fork_target(
     plan: &Plan,
     jail: Option<&OwnedFd>,
     channel: &Channel,
     cgroup: Option<&RunCgroup>,
-    cpus: &CpuSet,
 ) -> Result<(Pid, WallClock)> {
     let (start_rx, start_tx) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).context("pipe")?;
-    // Shut by init once the target is moved: only then may it take the
-    // CPUs back, or init's move could come after and stand.
-    let (steered_rx, steered_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
-    let filter = seccomp::filter();
     let forked_us = sys::monotonic_us();
     match sys::fork().context("cannot fork the target")? {
         ForkResult::Child => {
-            drop((start_rx, steered_tx));
-            let launch =
-                target::Launch { jail, cgroup, cpus, steered: steered_rx, filter: &filter };
-            let why = target::enter(plan, launch, channel, &start_tx);
+            drop(start_rx);
+            let why = target::enter(plan, jail, channel, &start_tx, cgroup);
             let _ = channel.send(&why, &[]);
             sys::exit_now(127);
         }
         ForkResult::Parent { child } => {
-            drop(steered_rx);
-            crate::steer(child, cpus);
-            drop(steered_tx);
             let limit_us = plan.limits.deadline_us(shared::Limit::Wall);
             Ok((child, WallClock { start_rx, start_us: forked_us, confirmed: false, limit_us }))
         }

@@ -275,8 +275,7 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
 /// kernel no migration of a running task. Init takes back all of them
 /// before it forks the target (`init::run`), once the supervisor has sent
 /// the cgroups, so after this. The thread that makes the run's network
-/// namespace is moved likewise (`network::start`), and so is the target by
-/// init (`init::fork_target`), which takes all of them back itself.
+/// namespace is moved likewise (`network::start`).
 fn steer(init: Pid, cpus: &nix::sched::CpuSet) {
     if let Some(others) = other_cpus(cpus) {
         let _ = nix::sched::sched_setaffinity(init, &others);

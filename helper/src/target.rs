@@ -11,10 +11,9 @@
 use std::convert::Infallible;
 use std::os::fd::OwnedFd;
 
-use nix::sched::{sched_setaffinity, CpuSet};
 use nix::sys::resource::{setrlimit, Resource as Res, RLIM_INFINITY};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
-use nix::unistd::{chdir, chroot, execve, fchdir, setsid, Pid};
+use nix::unistd::{chdir, chroot, execve, fchdir, setsid};
 use shared::limits::{Resource, Rlimit, TABLE};
 use shared::{Limit, Limits};
 
@@ -23,41 +22,36 @@ use crate::channel::{Channel, FromRun, ToRun};
 use crate::error::{Context, Error, Result};
 use crate::identity::Identity;
 use crate::policy::Plan;
-use crate::sys::{self, SockFilter};
-
-/// What init prepared for the target: the jail, the run's cgroups, the
-/// CPUs the target may use (all of init's; it takes them back once init
-/// shuts `steered`, having moved it off its own) and the seccomp filter.
-pub struct Launch<'a> {
-    pub jail: Option<&'a OwnedFd>,
-    pub cgroup: Option<&'a RunCgroup>,
-    pub cpus: &'a CpuSet,
-    pub steered: OwnedFd,
-    pub filter: &'a [SockFilter],
-}
+use crate::{seccomp, sys};
 
 /// Turns this process into the target and execs it. Returns only if it
 /// cannot: why, as the message for the supervisor (an exec failure by its
 /// errno, any other by its line).
-pub fn enter(plan: &Plan, launch: Launch, channel: &Channel, start: &OwnedFd) -> FromRun {
-    let Err(e) = prepare(plan, launch, channel, start);
+pub fn enter(
+    plan: &Plan,
+    jail: Option<&OwnedFd>,
+    channel: &Channel,
+    start: &OwnedFd,
+    cgroup: Option<&RunCgroup>,
+) -> FromRun {
+    let Err(e) = prepare(plan, jail, channel, start, cgroup);
     FromRun::setup_failed(&e)
 }
 
 /// Limits and chroot while still root, then the identity, then what the
 /// request names, then exec; an exec failure comes back as its message.
-fn prepare(plan: &Plan, launch: Launch, channel: &Channel, start: &OwnedFd) -> Result<Infallible> {
-    let Launch { jail, cgroup, cpus, steered, filter } = launch;
+fn prepare(
+    plan: &Plan,
+    jail: Option<&OwnedFd>,
+    channel: &Channel,
+    start: &OwnedFd,
+    cgroup: Option<&RunCgroup>,
+) -> Result<Infallible> {
     // First, so that what the target uses from here on is counted, and
     // while it still has root's rights to move itself.
     if let Some(cgroup) = cgroup {
         cgroup.join()?;
     }
-    // Init moved us off its CPU to start at once; once it has (end of
-    // file), every CPU init has.
-    let _ = nix::unistd::read(&steered, &mut [0u8; 1]);
-    drop(steered);
-    sched_setaffinity(Pid::from_raw(0), cpus).context("cannot take the run's CPUs")?;
     setsid().context("setsid")?;
     set_limits(&plan.limits)?;
     // The scheduling class was reset by `harden`.
@@ -86,7 +80,7 @@ fn prepare(plan: &Plan, launch: Launch, channel: &Channel, start: &OwnedFd) -> R
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).context("sigprocmask")?;
     sys::default_write_signals().context("cannot reset SIGPIPE and SIGXFSZ")?;
     nix::sys::stat::umask(plan.umask);
-    sys::install_seccomp(filter).context("cannot install the seccomp filter")?;
+    sys::install_seccomp(&seccomp::filter()).context("cannot install the seccomp filter")?;
     let errno = execve(&plan.program, &plan.argv, &plan.env)
         .map_or_else(|e| e as i32, |never| match never {});
     let _ = channel.send(&FromRun::ExecFailed(errno), &[]);
