@@ -23,7 +23,8 @@ pub struct Caller {
     pub parent: Pid,
     /// The caller's file mode creation mask: the target's again at its exec
     /// (`target::enter`); the helper's own is 022, so that what it makes as
-    /// root (the minimal root's directories) has the modes it asks.
+    /// root (cgroups, the uid state) has the modes it asks (init builds the
+    /// minimal root with 0, naming every mode).
     pub umask: Mode,
 }
 

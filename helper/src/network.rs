@@ -2,14 +2,19 @@
 //!
 //! A new network namespace is the slowest step of a run's set-up: the
 //! kernel builds a network stack for it, about a millisecond on a virtual
-//! machine. Made by init, it lay on the run's way to exec. So the helper
-//! forks a short-lived child for it as soon as it is hardened (`start`),
-//! moved to another CPU, while the supervisor reads and checks the request.
-//! The child makes the namespace, brings its loopback up, sends it back as
-//! a descriptor on a channel of its own (`channel::Channel`) and exits; init joins it (`setns`)
-//! rather than making one. Each run's namespace is made by its own child
-//! for that run alone, and after init's fork no process outside the run
-//! holds it: the supervisor's copy is closed there.
+//! machine. Made by init, it lay on the run's way to exec. So once the
+//! request is read and the descriptors it does not name are closed, the
+//! helper starts a thread (`start`), moved to another CPU, while it loads
+//! the policy and checks the request. A namespace belongs to a thread, not
+//! to the process: the thread makes one for itself, brings its loopback
+//! up, and ends, leaving a descriptor of it. The helper joins the thread
+//! before anything else happens (init's fork, a change of ids: it is
+//! single-threaded again), and init enters the namespace (`setns`) rather
+//! than making one. Each run's namespace is made by its own thread for that
+//! run alone, and after init's fork no process outside the run holds it:
+//! the supervisor's copy is closed there. A thread rather than a child
+//! process: no copy of the helper's memory to make and fault in again (a
+//! fork cost half a millisecond of CPU here).
 
 use std::os::fd::OwnedFd;
 use std::os::unix::thread::JoinHandleExt;
@@ -28,13 +33,22 @@ pub struct Maker(Option<JoinHandle<Result<OwnedFd>>>);
 /// the helper's other CPUs if it has any (`main::steer`). It has the
 /// helper's ids and capabilities as they are by now: root's.
 pub fn start(cpus: &CpuSet) -> Result<Maker> {
+    // The thread ends only once it is moved (`moved` dropped): the move
+    // names it by its thread id, which is another's (or ours, 0) once it
+    // has ended.
+    let (moved, wait_moved) = std::sync::mpsc::channel::<()>();
     let thread = std::thread::Builder::new()
-        .spawn(make)
+        .spawn(move || {
+            let made = make();
+            let _ = wait_moved.recv();
+            made
+        })
         .map_err(|e| Error::Failed("cannot start a thread", e))?;
     if let Some(others) = crate::other_cpus(cpus) {
         // Only a matter of speed: it may run beside us, or after.
         let _ = sys::set_thread_cpus(thread.as_pthread_t(), &others);
     }
+    drop(moved);
     Ok(Maker(Some(thread)))
 }
 

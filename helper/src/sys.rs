@@ -54,7 +54,9 @@ pub fn fork() -> io::Result<ForkResult> {
     unsafe { nix::unistd::fork() }.map_err(io::Error::from)
 }
 
-/// Moves `thread`, a thread of this process not yet joined, to `cpus`.
+/// Moves `thread`, a thread of this process, to `cpus`. It must not have
+/// ended: glibc names it by its thread id, which is 0 once it has (and so
+/// this thread would be moved).
 pub fn set_thread_cpus(thread: libc::pthread_t, cpus: &nix::sched::CpuSet) -> io::Result<()> {
     // SAFETY: cpu_set_t is plain old data; all zero is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
@@ -64,8 +66,8 @@ pub fn set_thread_cpus(thread: libc::pthread_t, cpus: &nix::sched::CpuSet) -> io
         unsafe { libc::CPU_SET(cpu, &mut set) };
     }
     // SAFETY: the caller holds the thread's JoinHandle, so `thread` names a
-    // live or unjoined thread of this process; `set` is a live cpu_set_t of
-    // the size given, which the call only reads.
+    // thread of this process not yet joined (its memory is live); `set` is
+    // a live cpu_set_t of the size given, which the call only reads.
     let ret = unsafe { libc::pthread_setaffinity_np(thread, std::mem::size_of_val(&set), &set) };
     match ret {
         0 => Ok(()),

@@ -147,8 +147,7 @@ pub fn wait_for_child(pid: u32, want: impl Fn(u32) -> bool, timeout: Duration) -
 }
 
 /// The run's init among the supervisor's children: the one that is pid 1
-/// of a pid namespace (the helper's other child, which makes the run's
-/// network namespace, lives a moment and is not).
+/// of a pid namespace.
 pub fn wait_for_init(sup: u32, timeout: Duration) -> Option<u32> {
     let until = Instant::now() + timeout;
     loop {

@@ -12,7 +12,7 @@ use std::os::unix::net::UnixListener;
 
 use safeexec_tests::{
     assert_verdict, dump, host_socket, json_report, kv, meta, require_root, require_root_exclusive,
-    result_for, stdout, verdict, word, PYTHON,
+    result_for, run_pids, stdout, verdict, word, PYTHON,
 };
 
 #[test]
@@ -319,4 +319,32 @@ fn two_runs_alive_at_once_each_have_a_network_namespace_of_their_own() {
     for s in &seen {
         assert_ne!(s, &host.display().to_string(), "a run has the host's network namespace");
     }
+}
+
+/// The network thread is joined before init's fork and the helper's copy
+/// of the namespace closed there (`network::start`, `main::run`): while a
+/// run lives, the supervisor has one thread and holds no network namespace,
+/// init holds none either (it entered the one made for the run), and the
+/// target is in a namespace other than the host's.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn only_the_run_holds_its_network_namespace_and_the_supervisor_has_one_thread() {
+    let t = require_root!();
+    let p = t.probe();
+    let run = t.run(&["--clock", "2", "--json", "--exec", &p, "sleep"]).spawn();
+    let (sup, init, target) = run_pids(run.id());
+    let ns = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/net")).expect("a namespace");
+    let tasks = std::fs::read_dir(format!("/proc/{sup}/task")).expect("the supervisor").count();
+    assert_eq!(tasks, 1, "the supervisor has more than one thread");
+    for (who, pid) in [("supervisor", sup), ("init", init)] {
+        for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).expect("descriptors").flatten() {
+            let to = std::fs::read_link(fd.path()).unwrap_or_default();
+            assert!(!to.to_string_lossy().starts_with("net:["), "the {who} holds {to:?}");
+        }
+    }
+    assert_eq!(ns(sup), ns(std::process::id()), "the supervisor left the host's network");
+    assert_eq!(ns(init), ns(target), "init is not in the run's network namespace");
+    assert_ne!(ns(target), ns(std::process::id()), "the target has the host's network");
+    let out = run.wait();
+    assert_eq!(out.status.code(), Some(1), "{}", dump(&out));
 }
