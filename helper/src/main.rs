@@ -8,8 +8,9 @@
 //!    │ fd 3: one Request frame   fd 4: one Reply frame   fd 5: chroot dir
 //!    │ SIGUSR1: the caller's order to stop the run (its output limit)
 //!    ▼
-//!  safeexec-helper (euid 0)   harden → set-up ids → request → network thread → policy → check → fork
-//!    │     (a thread, joined before the fork: makes the run's network namespace, `network`)
+//!  safeexec-helper (euid 0)   harden → set-up ids → request → network thread
+//!    │     → policy → check → fork (the thread, joined before the fork,
+//!    │     makes the run's network namespace: `network`)
 //!    ├── supervisor   while root: the run's cgroups (sent to init), the uid
 //!    │     check, the sweep; then the caller with CAP_KILL only; sends go;
 //!    │     waits on init's pidfd and the stop order (passed on by shutting
@@ -17,7 +18,8 @@
 //!    │     reads the run's messages, replies
 //!    │         ▲▼ one SOCK_SEQPACKET channel, typed messages (`channel`)
 //!    └── init  (pid 1 of a new pid namespace; root, CAP_KILL only)
-//!          joins the run's network namespace; new IPC/UTS/mount namespaces, its own /proc, private scratch
+//!          enters the run's network namespace; new IPC/UTS/mount
+//!          namespaces, its own /proc, private scratch
 //!          mounts (`mounts`); enforces the CPU limit of the whole run and
 //!          sampled memory (`enforce`), the wall clock, the stop order; at
 //!          the end kill(-1)s, reaps, reads the cgroup counters, removes
