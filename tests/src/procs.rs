@@ -132,30 +132,26 @@ pub fn children_of(pid: u32) -> Vec<u32> {
 
 /// Waits until `pid` has a live child whose real uid satisfies `want`.
 pub fn wait_for_child(pid: u32, want: impl Fn(u32) -> bool, timeout: Duration) -> Option<u32> {
-    let until = Instant::now() + timeout;
-    loop {
-        for c in children_of(pid) {
-            if process(c).is_some_and(|p| want(p.uid) && p.alive()) {
-                return Some(c);
-            }
-        }
-        if Instant::now() >= until {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
+    wait_for(pid, |p| want(p.uid), timeout)
 }
 
 /// The run's init among the supervisor's children: the one that is pid 1
 /// of a pid namespace.
 pub fn wait_for_init(sup: u32, timeout: Duration) -> Option<u32> {
+    wait_for(sup, Proc::is_namespace_init, timeout)
+}
+
+/// Waits until `pid` has a live child that satisfies `want`.
+fn wait_for(pid: u32, want: impl Fn(&Proc) -> bool, timeout: Duration) -> Option<u32> {
     let until = Instant::now() + timeout;
     loop {
-        let init = children_of(sup)
-            .into_iter()
-            .find(|&c| process(c).is_some_and(|p| p.alive() && p.is_namespace_init()));
-        if init.is_some() || Instant::now() >= until {
-            return init;
+        for c in children_of(pid) {
+            if process(c).is_some_and(|p| want(&p) && p.alive()) {
+                return Some(c);
+            }
+        }
+        if Instant::now() >= until {
+            return None;
         }
         thread::sleep(Duration::from_millis(5));
     }
