@@ -251,16 +251,13 @@ fn mount_point(root: &OwnedFd, path: &str, ours: &[u64], file: bool) -> Result<O
 }
 
 /// Makes the missing `name` in `dir` (a file system of the run's own):
-/// root's, an empty file (`file`) or a directory, and opens it.
+/// root's, an empty file (`file`) or a directory, and opens it. The file
+/// is made and opened in one call; nothing may be there yet, not even a
+/// symbolic link (O_EXCL).
 fn make_step(dir: &OwnedFd, name: &str, file: bool) -> nix::Result<OwnedFd> {
     if file {
-        make_file(dir, name, 0o644)?;
-        return openat(
-            dir,
-            name,
-            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        );
+        let create = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
+        return openat(dir, name, create, Mode::from_bits_truncate(0o644));
     }
     mkdirat(dir, name, Mode::from_bits_truncate(0o755))?;
     sys::open_dir_below(dir, name)
