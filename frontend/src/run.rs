@@ -481,7 +481,8 @@ fn open_jail(dir: &Path) -> Result<OwnedFd, RunError> {
 /// from here restores it.
 ///
 /// The order at the end: the reply, then the relay (it ends with the run),
-/// then the caller's terminal settings, then the wait for the helper, so
+/// then the caller's terminal settings, then the wait for the helper
+/// (unless it reported the run's end), so
 /// that neither the relay's stop order nor a forwarded signal can ever
 /// reach a pid that was reaped and reused.
 pub fn run(request: &Request, dirs: Dirs) -> Result<Outcome, RunError> {
@@ -533,12 +534,19 @@ pub fn run(request: &Request, dirs: Dirs) -> Result<Outcome, RunError> {
     let reply = wire::read_reply(&mut reply_rx);
     let relayed = relay.map(Relay::finish);
     drop(cooked);
+    // A report of the run's end is final: nothing of the run is alive, and
+    // the helper, which outlasts init's clean-up of the run's cgroups and
+    // namespaces (about a millisecond), is not waited for. Left unreaped,
+    // its pid is not reused while we live. Any other end is waited for.
     // ECHILD: the caller ignores SIGCHLD, so the kernel reaped the helper;
     // its reply, already read, still stands.
-    let status = match child.wait() {
-        Ok(status) => Some(status),
-        Err(err) if err.raw_os_error() == Some(Errno::ECHILD as i32) => None,
-        Err(err) => return Err(helper_error(err)),
+    let status = match &reply {
+        Ok(Reply::Finished(_)) => None,
+        _ => match child.wait() {
+            Ok(status) => Some(status),
+            Err(err) if err.raw_os_error() == Some(Errno::ECHILD as i32) => None,
+            Err(err) => return Err(helper_error(err)),
+        },
     };
     // Counted bytes matter only against a limit.
     let relayed = relayed.filter(|_| request.limits.get(Limit::Output).is_some());

@@ -11,9 +11,11 @@
 //! init ───────── FromRun::Finished / SetupFailed ───────► supervisor, as it ends
 //! ```
 //!
-//! The supervisor reads the run's messages only once init is reaped, when
-//! every copy of the run's end is closed: nothing the run sends can make
-//! it wait.
+//! Only the helper's own code sends: the run's end is close-on-exec, so the
+//! target's program never holds it. The supervisor reads a message only
+//! when poll says one is there (a SOCK_SEQPACKET message arrives whole),
+//! so the channel never makes it wait; it replies on init's `Finished`,
+//! which init sends once every other process of the run is reaped.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};

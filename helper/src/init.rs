@@ -5,7 +5,9 @@
 //! every process left in it. Init ends the run when the target ends, when
 //! its wall-clock deadline passes, or when the supervisor shuts the channel
 //! (a limit, or the supervisor died): it kill(-1)s and reaps what is left,
-//! so that their CPU time is counted, then reports and exits. If init
+//! so that their CPU time is counted, then reports (the caller may have
+//! its reply from then on: nothing of the run is alive), removes the run's
+//! cgroups and exits. If init
 //! itself dies (the supervisor's SIGKILL, or its parent-death signal), the
 //! kernel kills the rest. Init is root in all its ids with CAP_KILL only
 //! (`identity::Identity::init`), so neither the caller nor the target can
@@ -29,6 +31,7 @@ use crate::enforce::Enforcer;
 use crate::error::{Context, Error, Result};
 use crate::identity::Identity;
 use crate::policy::Plan;
+use crate::supervise::{open_null, stdio_to_null};
 use crate::{mounts, sys, target};
 
 /// Pid 1 of the run. Never returns: its end is the end of the run.
@@ -58,6 +61,8 @@ fn init_run(
     if channel_shut(channel, PollTimeout::ZERO) {
         return Ok(()); // the supervisor died before the line above
     }
+    // Before the run's view, which may have none.
+    let null = open_null();
     let jail = enter_namespaces(plan, netns)?;
     // SIGCHLD is read from a signalfd (closed in the target at its exec);
     // the target unblocks it before exec.
@@ -71,6 +76,10 @@ fn init_run(
     // its limit is shared by, have them all.
     sched_setaffinity(Pid::from_raw(0), cpus).context("cannot restore init's CPUs")?;
     let (target, mut clock) = fork_target(plan, jail.as_ref(), channel, cgroup.as_ref())?;
+    // The target has the caller's descriptors; init needs none of them, and
+    // must not keep the caller waiting for them past its report.
+    stdio_to_null(null.as_ref());
+    drop(null);
     Identity::init().assume()?;
     let mut enforcer = Enforcer::new(&plan.limits, cgroup.as_ref());
     let (why, ended) = wait_for_target(target, &sigfd, channel, &mut clock, &mut enforcer)?;

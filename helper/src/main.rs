@@ -14,16 +14,16 @@
 //!    ├── supervisor   while root: the run's cgroups (sent to init), the uid
 //!    │     check, the sweep; then the caller with CAP_KILL only; sends go;
 //!    │     waits on init's pidfd and the stop order (passed on by shutting
-//!    │     the channel); kills init if it outlives its deadline; reaps it,
-//!    │     reads the run's messages, replies
+//!    │     the channel); kills init if it outlives its deadline; replies
+//!    │     on init's report, then outlasts init's clean-up and reaps it
 //!    │         ▲▼ one SOCK_SEQPACKET channel, typed messages (`channel`)
 //!    └── init  (pid 1 of a new pid namespace; root, CAP_KILL only)
 //!          enters the run's network namespace; new IPC/UTS/mount
 //!          namespaces, its own /proc, private scratch
 //!          mounts (`mounts`); enforces the CPU limit of the whole run and
 //!          sampled memory (`enforce`), the wall clock, the stop order; at
-//!          the end kill(-1)s, reaps, reads the cgroup counters, removes
-//!          the cgroups, reports; if it dies the kernel kills the rest
+//!          the end kill(-1)s, reaps, reads the cgroup counters, reports,
+//!          removes the cgroups; if it dies the kernel kills the rest
 //!          └── target  (pid 2; `target::enter`: cgroups, rlimits, chroot,
 //!                sandbox ids, no caps, no_new_privs, seccomp, fds 0-2 only;
 //!                waits for go) execve(program)
@@ -101,11 +101,17 @@ fn main() {
         Ok(fds) => fds,
         Err(e) => fail(None, &e),
     };
-    let facts = match run(&caller, &mut request_rx) {
-        Ok(facts) => facts,
+    let (facts, run) = match run(&caller, &mut request_rx) {
+        Ok(ended) => ended,
         Err(e) => fail(Some(&mut reply_tx), &e),
     };
-    if let Err(e) = wire::write_reply(&mut reply_tx, &Reply::Finished(facts)) {
+    // Nothing of the run is alive any more: the caller may go, and the
+    // supervisor outlasts init's clean-up on its own.
+    supervise::let_go();
+    let sent = wire::write_reply(&mut reply_tx, &Reply::Finished(facts));
+    drop(reply_tx);
+    supervise::outlast(&run);
+    if let Err(e) = sent {
         fail(None, &Error::Wire(e));
     }
     std::process::exit(0);
@@ -194,7 +200,9 @@ fn stop_order() -> Result<SignalFd> {
     SignalFd::with_flags(&usr1, SfdFlags::SFD_CLOEXEC).context("signalfd")
 }
 
-fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
+/// The run, up to init's report: what the reply says, and the run whose
+/// init may still be at its clean-up (`supervise::outlast`).
+fn run(caller: &Caller, request_rx: &mut File) -> Result<(Facts, Run)> {
     let request = wire::read_request(request_rx)?;
     // The descriptors the request does not name are closed before the
     // network thread may open any of its own.
@@ -266,7 +274,7 @@ fn run(caller: &Caller, request_rx: &mut File) -> Result<Facts> {
     let _ = supervisor_end.send(&ToRun::Go, &[]);
     let facts = supervise::watch(&run, &supervisor_end, &stop_order)
         .inspect_err(|_| supervise::abort_run(&run))?;
-    Ok(Facts { cgroup_missing: missing, ..facts })
+    Ok((Facts { cgroup_missing: missing, ..facts }, run))
 }
 
 /// A new child waits for its parent's CPU while the parent runs, even with

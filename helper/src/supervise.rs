@@ -11,6 +11,7 @@
 //! judges nothing: it returns what it saw (`shared::Facts`), and the
 //! frontend builds the verdict.
 
+use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,7 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use nix::sys::time::TimeSpec;
 use nix::unistd::Pid;
-use shared::{Facts, Limit, Limits, Network};
+use shared::{Facts, InitReport, Limit, Limits, Network};
 
 use crate::channel::{Channel, FromRun};
 use crate::error::{Context, Error, Result};
@@ -72,14 +73,20 @@ pub fn abort_run(run: &Run) {
     let _ = sys::wait4(run.init, sys::Wait::Block);
 }
 
-/// Waits until init ends, passing on the caller's stop order, then
-/// collects what init and the target said.
+/// Waits until init reports the run's end (or ends without a report),
+/// passing on the caller's stop order, then returns what init and the
+/// target said. Init reports only once every other process of the run is
+/// reaped (`init::end_run`): nothing of the run is alive when the caller
+/// reads the reply, even though init may still be removing the run's
+/// cgroups and its namespaces (`outlast` waits for that).
 pub fn watch(run: &Run, channel: &Channel, stop_order: &SignalFd) -> Result<Facts> {
     let started = Instant::now();
     let mut kill_at = run
         .limits
         .deadline_us(Limit::Wall)
         .and_then(|us| started.checked_add(Duration::from_micros(us) + STOP_GRACE));
+    let mut said = Said::default();
+    let mut channel_open = true;
     loop {
         if kill_at.is_some_and(|t| Instant::now() >= t) {
             kill_run(run);
@@ -87,9 +94,13 @@ pub fn watch(run: &Run, channel: &Channel, stop_order: &SignalFd) -> Result<Fact
         }
         let timeout =
             kill_at.map(|t| TimeSpec::from_duration(t.saturating_duration_since(Instant::now())));
+        // The channel is left out once it is at its end (it would wake us
+        // for ever): init is gone by then, and its pidfd says so.
+        let messages = if channel_open { PollFlags::POLLIN } else { PollFlags::empty() };
         let mut fds = [
             PollFd::new(run.init_pidfd.as_fd(), PollFlags::POLLIN),
             PollFd::new(stop_order.as_fd(), PollFlags::POLLIN),
+            PollFd::new(channel.fd(), messages),
         ];
         match ppoll(&mut fds, timeout, None) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
@@ -99,37 +110,110 @@ pub fn watch(run: &Run, channel: &Channel, stop_order: &SignalFd) -> Result<Fact
             let _ = stop_order.read_signal();
             channel.stop_run();
         }
+        if channel_open && fds[2].any().unwrap_or(false) {
+            match channel.recv::<FromRun>()? {
+                Some((message, _)) => said.hear(message),
+                None => channel_open = false,
+            }
+            if said.init.is_some() {
+                return said.facts(run, started, 0);
+            }
+        }
         if fds[0].any().unwrap_or(false) {
-            return collect(run, channel, started);
+            return collect(run, channel, started, said);
         }
     }
 }
 
-/// Reaps init and reads what the run said: init's report of the whole run
-/// (absent if init was killed), the target's exec error.
-fn collect(run: &Run, channel: &Channel, started: Instant) -> Result<Facts> {
+/// What the run said on the channel so far.
+#[derive(Default)]
+struct Said {
+    init: Option<InitReport>,
+    exec_errno: Option<i32>,
+    setup_failed: Option<String>,
+}
+
+impl Said {
+    fn hear(&mut self, message: FromRun) {
+        match message {
+            FromRun::SetupFailed(msg) => self.setup_failed = Some(msg),
+            FromRun::ExecFailed(errno) => self.exec_errno = Some(errno),
+            FromRun::Finished(report) => self.init = Some(report),
+        }
+    }
+
+    /// `reaped_maxrss_kib`: init's own figure, which stands in for the
+    /// run's only when init did not report.
+    fn facts(self, run: &Run, started: Instant, reaped_maxrss_kib: u64) -> Result<Facts> {
+        if let Some(msg) = self.setup_failed {
+            return Err(Error::Setup(msg));
+        }
+        Ok(Facts {
+            init: self.init,
+            exec_errno: self.exec_errno,
+            supervisor_wall_us: started.elapsed().as_micros() as u64,
+            reaped_maxrss_kib,
+            uid: run.uid,
+            gid: run.gid,
+            limits: run.limits.clone(),
+            network: run.network,
+            cgroup_missing: None,
+        })
+    }
+}
+
+/// Reaps init, which ended without a report of the whole run (it was
+/// killed, or its set-up failed), and reads the rest of what the run said.
+fn collect(run: &Run, channel: &Channel, started: Instant, mut said: Said) -> Result<Facts> {
     let reaped = sys::wait4(run.init, sys::Wait::Block)
         .context("wait4")?
         .ok_or(Error::Internal("init vanished".into()))?;
-    let mut init = None;
-    let mut exec_errno = None;
     // Every copy of the run's end is closed now: this ends.
     while let Some((message, _)) = channel.recv::<FromRun>()? {
-        match message {
-            FromRun::SetupFailed(msg) => return Err(Error::Setup(msg)),
-            FromRun::ExecFailed(errno) => exec_errno = Some(errno),
-            FromRun::Finished(report) => init = Some(report),
-        }
+        said.hear(message);
     }
-    Ok(Facts {
-        init,
-        exec_errno,
-        supervisor_wall_us: started.elapsed().as_micros() as u64,
-        reaped_maxrss_kib: reaped.maxrss_kib,
-        uid: run.uid,
-        gid: run.gid,
-        limits: run.limits.clone(),
-        network: run.network,
-        cgroup_missing: None,
-    })
+    said.facts(run, started, reaped.maxrss_kib)
+}
+
+/// After the reply: waits for init to finish its work (removing the run's
+/// cgroups) and end, killing it if it takes longer than `STOP_GRACE`, and
+/// reaps it. Invariant 7: the caller already has its reply, and nothing of
+/// the run is alive (init reported after it reaped the last process); what
+/// is left is init's own clean-up, which the supervisor outlasts so that a
+/// failure still ends in a kill. The caller's descriptors are no longer
+/// held here (`let_go`).
+pub fn outlast(run: &Run) {
+    let mut fds = [PollFd::new(run.init_pidfd.as_fd(), PollFlags::POLLIN)];
+    if !matches!(ppoll(&mut fds, Some(TimeSpec::from_duration(STOP_GRACE)), None), Ok(1)) {
+        kill_run(run);
+    }
+    let _ = sys::wait4(run.init, sys::Wait::Block);
+}
+
+/// Lets the caller go once the reply is written: the caller's end no
+/// longer ends the supervisor (its parent-death signal is cleared, so that
+/// init's clean-up is not cut short), and the caller's standard
+/// descriptors are no longer held (`stdio_to_null`).
+pub fn let_go() {
+    let _ = nix::sys::prctl::set_pdeathsig(None::<Signal>);
+    stdio_to_null(open_null().as_ref());
+}
+
+/// The host's /dev/null, for `stdio_to_null` (init opens it before it
+/// enters the run's view, where there may be none).
+pub fn open_null() -> Option<File> {
+    File::options().read(true).write(true).open("/dev/null").ok()
+}
+
+/// Points descriptors 0, 1 and 2 at `null`, so that the caller's pipes,
+/// the relay's and the pty reach their end with the run's last process
+/// rather than with the helper's: a caller that reads its output to the
+/// end does not wait for the helper's clean-up. Best effort: without
+/// /dev/null they are held until the process exits, as before.
+pub fn stdio_to_null(null: Option<&File>) {
+    if let Some(null) = null {
+        let _ = nix::unistd::dup2_stdin(null);
+        let _ = nix::unistd::dup2_stdout(null);
+        let _ = nix::unistd::dup2_stderr(null);
+    }
 }

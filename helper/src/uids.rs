@@ -9,9 +9,9 @@
 //! next index; byte `8 + index` carries an open-file-description lock for
 //! each live run. The lock belongs to the description the supervisor opened
 //! and init shares through fork (the target's copy closes at exec), so it
-//! is released only once both are gone: once the supervisor has reaped
-//! init, every process of the run is dead; if the supervisor is killed,
-//! init (and with it the run) is killed too.
+//! is released only once both are gone: init's copy goes with init, after
+//! every other process of the run is dead and its cgroups are removed; if
+//! the supervisor is killed, init (and with it the run) is killed too.
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;

@@ -67,6 +67,36 @@ fn nothing_of_a_time_limited_run_survives() {
     assert_eq!(j["verdict"], "time_limit", "{j}");
 }
 
+/// The reply comes before init's own end (its clean-up of the run's
+/// cgroups and namespaces), but never before the run's last process is
+/// gone. The target leaves behind a process holding 200 MiB, whose end
+/// after init's kill(-1) takes the kernel a while (its memory is freed
+/// first): a report sent before init has reaped it would find it still
+/// there when safeexec returns.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn the_report_comes_only_once_a_slow_dying_process_of_the_run_is_gone() {
+    let t = require_root!();
+    let hold = format!("({} 200 60 2>/dev/null &) | read line", t.fixture("touch_mem"));
+    let args = ["--mem", "1000000", "--nproc", "5", "--json", "--exec", "/bin/sh", "-c", &hold];
+    for _ in 0..3 {
+        let out = t.safeexec(&args);
+        let j = json_report(&out);
+        let uid = json_uid(&j);
+        // Look first, before anything else can give the run time to die.
+        let survivors = t.left_of_run(uid);
+        let leftovers_later = t.survivors(uid, CLEANUP_WAIT);
+        assert!(
+            survivors.is_empty(),
+            "processes of uid {uid} alive when safeexec returned: {survivors:?}; \
+             after {CLEANUP_WAIT:?}: {leftovers_later:?}\n{}",
+            dump(&out)
+        );
+        assert_eq!(j["verdict"], "ok", "{j}");
+        assert!(j["peak_memory_kib"].as_u64().is_some_and(|k| k > 200 << 10), "{j}");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The caller kills or stops the frontend or the supervisor
 
