@@ -88,6 +88,10 @@ fn init_run(
     report.cgroup = cgroup.as_ref().map(|c| c.counters(plan.memory_kib));
     // Fails harmlessly if the supervisor is gone.
     let _ = channel.send(&FromRun::Finished(report), &[]);
+    // Nothing of the run is left to contain: the clean-up (`run`) goes on
+    // if the supervisor, which the caller may kill once it has its reply,
+    // goes first.
+    let _ = nix::sys::prctl::set_pdeathsig(None::<Signal>);
     Ok(())
 }
 
@@ -290,7 +294,13 @@ fn end_run(
 ) -> Result<InitReport> {
     let wall_us = ended.map_or_else(|| clock.elapsed_us(), |(_, us)| us);
     let mut status = ended.map_or(libc::SIGKILL, |(status, _)| status);
-    let _ = nix::sys::signal::kill(Pid::from_raw(-1), Signal::SIGKILL);
+    // kill(-1) walks every process of the machine (its cost grows with the
+    // host's). A target that ended and was reaped leaves init alone when it
+    // has no child: every process of the namespace whose parent ended is
+    // init's child, and no process is left to fork another.
+    if ended.is_none() || has_children() {
+        let _ = nix::sys::signal::kill(Pid::from_raw(-1), Signal::SIGKILL);
+    }
     while let Some(reaped) = sys::wait4(Pid::from_raw(-1), sys::Wait::Block).unwrap_or(None) {
         // A target that stopped is reaped only now: its stop is its end.
         if reaped.pid == target && ended.is_none() {
@@ -315,6 +325,18 @@ fn end_run(
         peak_sampled_kib: 0,
         cgroup: None,
     })
+}
+
+/// Whether init has a child, dead or alive (waitid without reaping).
+fn has_children() -> bool {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag};
+    let any = WaitPidFlag::WEXITED
+        | WaitPidFlag::WSTOPPED
+        | WaitPidFlag::WCONTINUED
+        | WaitPidFlag::WNOHANG
+        | WaitPidFlag::WNOWAIT
+        | WaitPidFlag::__WALL;
+    waitid(Id::All, any) != Err(nix::errno::Errno::ECHILD)
 }
 
 /// The peer shut its end or closed it: POLLRDHUP, which nix does not name

@@ -108,12 +108,13 @@ fn main() {
     // Nothing of the run is alive any more: the caller may go, and the
     // supervisor outlasts init's clean-up on its own.
     supervise::let_go();
-    let sent = wire::write_reply(&mut reply_tx, &Reply::Finished(facts));
-    drop(reply_tx);
-    supervise::outlast(&run);
-    if let Err(e) = sent {
+    if let Err(e) = wire::write_reply(&mut reply_tx, &Reply::Finished(facts)) {
+        supervise::outlast(&run);
         fail(None, &Error::Wire(e));
     }
+    drop(reply_tx);
+    supervise::stdio_to_null(supervise::open_null().as_ref());
+    supervise::outlast(&run);
     std::process::exit(0);
 }
 

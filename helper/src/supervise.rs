@@ -16,7 +16,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::poll::{ppoll, PollFd, PollFlags};
-use nix::sys::signal::Signal;
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::SignalFd;
 use nix::sys::time::TimeSpec;
 use nix::unistd::Pid;
@@ -94,14 +94,15 @@ pub fn watch(run: &Run, channel: &Channel, stop_order: &SignalFd) -> Result<Fact
         }
         let timeout =
             kill_at.map(|t| TimeSpec::from_duration(t.saturating_duration_since(Instant::now())));
-        // The channel is left out once it is at its end (it would wake us
-        // for ever): init is gone by then, and its pidfd says so.
-        let messages = if channel_open { PollFlags::POLLIN } else { PollFlags::empty() };
-        let mut fds = [
+        let mut fds = vec![
             PollFd::new(run.init_pidfd.as_fd(), PollFlags::POLLIN),
             PollFd::new(stop_order.as_fd(), PollFlags::POLLIN),
-            PollFd::new(channel.fd(), messages),
         ];
+        // Left out once at its end, which would wake us for ever (POLLHUP
+        // is reported whatever is asked) until init's pidfd says it is gone.
+        if channel_open {
+            fds.push(PollFd::new(channel.fd(), PollFlags::POLLIN));
+        }
         match ppoll(&mut fds, timeout, None) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(Error::Failed("ppoll", e.into())),
@@ -110,13 +111,19 @@ pub fn watch(run: &Run, channel: &Channel, stop_order: &SignalFd) -> Result<Fact
             let _ = stop_order.read_signal();
             channel.stop_run();
         }
-        if channel_open && fds[2].any().unwrap_or(false) {
+        if fds.get(2).is_some_and(|fd| fd.any().unwrap_or(false)) {
             match channel.recv::<FromRun>()? {
                 Some((message, _)) => said.hear(message),
                 None => channel_open = false,
             }
             if said.init.is_some() {
-                return said.facts(run, started, 0);
+                let facts = said.facts(run, started, 0);
+                if facts.is_err() {
+                    // The target's set-up failed, and the run is over: init
+                    // is at its clean-up, which a kill would cut short.
+                    outlast(run);
+                }
+                return facts;
             }
         }
         if fds[0].any().unwrap_or(false) {
@@ -190,13 +197,22 @@ pub fn outlast(run: &Run) {
     let _ = sys::wait4(run.init, sys::Wait::Block);
 }
 
-/// Lets the caller go once the reply is written: the caller's end no
-/// longer ends the supervisor (its parent-death signal is cleared, so that
-/// init's clean-up is not cut short), and the caller's standard
-/// descriptors are no longer held (`stdio_to_null`).
+/// Lets the caller go, before the reply: neither the caller's end nor its
+/// usual signals to its process group end the supervisor any more (its
+/// parent-death signal is cleared; SIGTERM, SIGINT, SIGHUP and SIGQUIT are
+/// blocked), and it leaves the caller's working directory. Init no longer
+/// depends on it by then (`init::init_run` clears init's parent-death
+/// signal once it has reported). The caller's standard descriptors go
+/// right after the reply (`stdio_to_null`), so that a failed reply can
+/// still be told on stderr.
 pub fn let_go() {
     let _ = nix::sys::prctl::set_pdeathsig(None::<Signal>);
-    stdio_to_null(open_null().as_ref());
+    let mut polite = SigSet::empty();
+    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT] {
+        polite.add(signal);
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&polite), None);
+    let _ = nix::unistd::chdir("/");
 }
 
 /// The host's /dev/null, for `stdio_to_null` (init opens it before it

@@ -322,6 +322,16 @@ impl crate::Env {
         POLICY_UID_BASE + index as u32
     }
 
+    /// The allocator's stored count of runs so far (the next index, not
+    /// reduced to the range): the runs started between two reads got the
+    /// indexes between them, modulo `POLICY_UID_COUNT`.
+    pub fn uid_counter(&self) -> u64 {
+        use std::os::unix::fs::FileExt;
+        let mut next = [0u8; 8];
+        let file = self.uid_state();
+        file.read_exact_at(&mut next, 0).map_or(0, |()| u64::from_le_bytes(next))
+    }
+
     /// Whether a live run holds `uid` (its lock in the state file).
     pub fn uid_is_held(&self, uid: u32) -> bool {
         byte_locked(&self.uid_state(), 8 + u64::from(uid - POLICY_UID_BASE))
