@@ -413,21 +413,31 @@ fn run_cgroups_are_removed_after_every_kind_of_end() {
     }
 }
 
-/// Asserts that no run that got its uid from the allocator between the
-/// counts `before` and `after` left a cgroup: once its uid is free (its
-/// init gone, within `CLEANUP_WAIT`), none of its directories may be left.
-fn assert_no_cgroup_of_runs_between(t: &safeexec_tests::Ctx, before: u64, after: u64, what: &str) {
+/// Runs `run` five times and asserts after each (`check` on its output)
+/// that it left no cgroup: once its uid is free (its init gone, within
+/// `CLEANUP_WAIT`), none of its directories may be left. Only for a test
+/// that runs alone, since any other run would sweep what one left.
+fn each_of_five_runs_leaves_no_cgroup(
+    t: &safeexec_tests::Ctx,
+    what: &str,
+    run: impl Fn() -> std::process::Output,
+    check: impl Fn(&std::process::Output),
+) {
     let dirs = safeexec_dirs();
     assert!(!dirs.is_empty(), "no safeexec cgroup directory");
-    let until = std::time::Instant::now() + CLEANUP_WAIT;
-    for count in before..after {
-        let uid = POLICY_UID_BASE + (count % u64::from(POLICY_UID_COUNT)) as u32;
-        while t.uid_is_held(uid) && std::time::Instant::now() < until {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        for d in &dirs {
-            let left = d.join(run_name(t, uid));
-            assert!(!left.exists(), "{what}: {} left behind", left.display());
+    for _ in 0..5 {
+        let before = t.uid_counter();
+        check(&run());
+        let until = std::time::Instant::now() + CLEANUP_WAIT;
+        for count in before..t.uid_counter() {
+            let uid = POLICY_UID_BASE + (count % u64::from(POLICY_UID_COUNT)) as u32;
+            while t.uid_is_held(uid) && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            for d in &dirs {
+                let left = d.join(run_name(t, uid));
+                assert!(!left.exists(), "{what}: {} left behind", left.display());
+            }
         }
     }
 }
@@ -435,27 +445,22 @@ fn assert_no_cgroup_of_runs_between(t: &safeexec_tests::Ctx, before: u64, after:
 /// A run whose target fails its set-up (a working directory it may not
 /// enter) leaves no cgroup: init reported the run's end and is removing
 /// them when the supervisor turns the target's failure into its error,
-/// and it is not killed for it. Alone, and looked at after each run: any
-/// other run would sweep what one left.
+/// and it is not killed for it.
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn a_run_whose_target_fails_its_set_up_leaves_no_cgroup() {
     let t = require_root_exclusive!();
-    for _ in 0..5 {
-        let before = t.uid_counter();
-        let out = t.safeexec(&["--exec_dir", "/root", "--exec", "/bin/true"]);
-        assert_eq!(stderr(&out).lines().count(), 1, "not one line: {}", dump(&out));
-        assert!(!out.status.success(), "{}", dump(&out));
-        let after = t.uid_counter();
-        assert_no_cgroup_of_runs_between(&t, before, after, "a target that failed its set-up");
-    }
+    let run = || t.safeexec(&["--exec_dir", "/root", "--exec", "/bin/true"]);
+    each_of_five_runs_leaves_no_cgroup(&t, "a target that failed its set-up", run, |out| {
+        assert_eq!(stderr(out).lines().count(), 1, "not one line: {}", dump(out));
+        assert!(!out.status.success(), "{}", dump(out));
+    });
 }
 
 /// A caller that ends its whole process group with SIGTERM once safeexec
 /// has returned (a shell's `kill 0`, systemd's stop of a unit) reaches the
 /// helper, which outlasts init's clean-up: neither it nor init is stopped
-/// by that, and the run leaves no cgroup. Alone, and looked at after each
-/// run, as above.
+/// by that, and the run leaves no cgroup.
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn terminating_the_callers_process_group_after_the_report_leaves_no_cgroup() {
@@ -463,13 +468,10 @@ fn terminating_the_callers_process_group_after_the_report_leaves_no_cgroup() {
     // The run in a process group of its own, ended right after it.
     let one = r#""$0" --json --exec /bin/cat /etc/services >/dev/null || exit 3; trap '' TERM; kill -TERM 0"#;
     let frontend = t.safeexec.to_string_lossy().into_owned();
-    for _ in 0..5 {
-        let before = t.uid_counter();
-        let out = t.run_program("setsid", &["--wait", "/bin/sh", "-c", one, &frontend]).output();
-        assert_eq!(out.status.code(), Some(0), "{}", dump(&out));
-        let after = t.uid_counter();
-        assert_no_cgroup_of_runs_between(&t, before, after, "a process group ended with SIGTERM");
-    }
+    let run = || t.run_program("setsid", &["--wait", "/bin/sh", "-c", one, &frontend]).output();
+    each_of_five_runs_leaves_no_cgroup(&t, "a process group ended with SIGTERM", run, |out| {
+        assert_eq!(out.status.code(), Some(0), "{}", dump(out));
+    });
 }
 
 /// A cgroup left by a run whose helper died (its init killed before it
