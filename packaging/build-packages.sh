@@ -103,8 +103,15 @@ export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }--remap-path-prefix=$root=/build/safe
 
 say "building the binaries (release)"
 # Static binaries: the setuid helper runs no dynamic loader; against
-# glibc, as install.sh says why.
-triple=$(uname -m)-unknown-linux-gnu
+# musl, as install.sh says why.
+triple=$(uname -m)-unknown-linux-musl
+if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx "$triple"; then
+    timeout 300 rustup target add "$triple" </dev/null || true
+fi
+if ! [ -d "$(rustc --print sysroot)/lib/rustlib/$triple/lib" ]; then
+    triple=$(uname -m)-unknown-linux-gnu
+    say "no Rust target for musl: building against glibc (a slower start-up)"
+fi
 say "target $triple"
 RUSTFLAGS="$RUSTFLAGS -C target-feature=+crt-static" \
     cargo build --release --locked --target "$triple" -p safeexec -p safeexec-helper

@@ -167,16 +167,34 @@ build_env() {
 # Both binaries are linked statically: the setuid helper then runs no
 # dynamic loader at all, and each run saves the loader's work twice.
 # (--target keeps the flag away from build scripts and proc macros.)
-# Against glibc, not musl: musl's allocator maps and unmaps a page for
-# many small allocations, and on a virtual machine the page faults and
-# unmaps cost more than glibc's start-up (its CPUID queries). Measured on
-# the benchmark's machine kind, glibc's run starts about 1 ms sooner; the
-# README has the figures ("Which build").
-triple=$(uname -m)-unknown-linux-gnu
+# Against musl, not glibc: glibc's static start-up asks the CPU about its
+# features and caches some forty times (CPUID, which a virtual machine
+# traps: about 5.6 us each here), twice per run, once for each binary.
+# Measured on the benchmark's machine kind, the musl build's run starts
+# about 0.3 to 0.4 ms sooner; the README has the figures ("Which build").
+# Rust's musl target brings its own C library; rustup adds it beside
+# cargo. Without it (offline, no rustup) the build is against glibc.
 static="-C target-feature=+crt-static"
-# The static link needs a C compiler driver and glibc's static library.
-if ! command -v cc >/dev/null 2>&1 || [ "$(cc -print-file-name=libc.a)" = libc.a ]; then
-    die "building needs a C compiler and glibc's static library: apt-get install gcc libc6-dev"
+command -v cc >/dev/null 2>&1 || die "building needs a C compiler: apt-get install gcc"
+tools=$(dirname "$(command -v "$cargo" || echo "$cargo")")
+has_target() {
+    local rustc=$tools/rustc
+    [ -x "$rustc" ] || rustc=rustc
+    [ -d "$(build_env "$rustc" --print sysroot)/lib/rustlib/$1/lib" ]
+}
+triple=$(uname -m)-unknown-linux-musl
+if ! has_target "$triple"; then
+    rustup=$tools/rustup
+    [ -x "$rustup" ] || rustup=$(command -v rustup || true)
+    echo "adding the Rust target $triple (rustup target add)"
+    [ -n "$rustup" ] && build_env timeout 300 "$rustup" target add "$triple" </dev/null || true
+fi
+if ! has_target "$triple"; then
+    triple=$(uname -m)-unknown-linux-gnu
+    echo "install.sh: note: no Rust target for musl; building against glibc (a slower start-up)" >&2
+    if [ "$(cc -print-file-name=libc.a)" = libc.a ]; then
+        die "building against glibc needs its static library: apt-get install libc6-dev"
+    fi
 fi
 echo "building safeexec (release, $triple) in $target_dir, policy path $policy_path${build_user:+, as $build_user}"
 if [ -n "$build_user" ]; then

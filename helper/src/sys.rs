@@ -4,6 +4,7 @@
 //! the one way the helper opens a directory to walk from, mount on or stat
 //! (`open_dir_handle`, `open_dir_below`).
 
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -57,7 +58,13 @@ pub fn fork() -> io::Result<ForkResult> {
 /// Moves `thread`, a thread of this process, to `cpus`. It must not have
 /// ended: glibc names it by its thread id, which is 0 once it has (and so
 /// this thread would be moved).
-pub fn set_thread_cpus(thread: libc::pthread_t, cpus: &nix::sched::CpuSet) -> io::Result<()> {
+pub fn set_thread_cpus(
+    thread: std::os::unix::thread::RawPthread,
+    cpus: &nix::sched::CpuSet,
+) -> io::Result<()> {
+    // std's handle is an integer; musl's pthread_t is a pointer, glibc's an
+    // integer: the same value either way.
+    let thread = thread as usize as libc::pthread_t;
     // SAFETY: cpu_set_t is plain old data; all zero is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     let wanted = (0..libc::CPU_SETSIZE as usize).filter(|&c| cpus.is_set(c).unwrap_or(false));
@@ -320,6 +327,37 @@ pub fn install_seccomp(filter: &[SockFilter]) -> io::Result<()> {
         )
     };
     cerr(ret.into()).map(drop)
+}
+
+/// A program with its argv and environment as execve(2) takes them, the
+/// pointer arrays built ahead, so that `exec` allocates nothing: the
+/// target calls it under its address-space limit, where an allocation may
+/// fail (and a failed one aborts).
+pub struct Exec<'a> {
+    program: &'a CStr,
+    argv: Vec<*const libc::c_char>,
+    env: Vec<*const libc::c_char>,
+    // The pointers point into these, borrowed for as long.
+    _strings: std::marker::PhantomData<&'a CString>,
+}
+
+impl<'a> Exec<'a> {
+    pub fn new(program: &'a CStr, argv: &'a [CString], env: &'a [CString]) -> Exec<'a> {
+        let array = |strings: &'a [CString]| {
+            let pointers = strings.iter().map(|s| s.as_ptr());
+            pointers.chain(std::iter::once(std::ptr::null())).collect()
+        };
+        Exec { program, argv: array(argv), env: array(env), _strings: std::marker::PhantomData }
+    }
+
+    /// execve(2); returns only on failure, with its errno.
+    pub fn exec(&self) -> i32 {
+        // SAFETY: the program and every string the arrays point to are
+        // borrowed for 'a, so live across the call; both arrays end with a
+        // null pointer, as execve requires.
+        unsafe { libc::execve(self.program.as_ptr(), self.argv.as_ptr(), self.env.as_ptr()) };
+        io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL)
+    }
 }
 
 /// A detached copy of the mount that holds directory `dir`, rooted at

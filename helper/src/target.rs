@@ -13,7 +13,7 @@ use std::os::fd::OwnedFd;
 
 use nix::sys::resource::{setrlimit, Resource as Res, RLIM_INFINITY};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
-use nix::unistd::{chdir, chroot, execve, fchdir, setsid};
+use nix::unistd::{chdir, chroot, fchdir, setsid};
 use shared::limits::{Resource, Rlimit, TABLE};
 use shared::{Limit, Limits};
 
@@ -53,7 +53,7 @@ fn prepare(
         cgroup.join()?;
     }
     setsid().context("setsid")?;
-    set_limits(&plan.limits)?;
+    set_limits(&plan.limits, |r| !is_memory(r))?;
     // The scheduling class was reset by `harden`.
     sys::set_niceness(plan.niceness).context("cannot set the niceness")?;
     if let Some(dir) = jail {
@@ -80,9 +80,14 @@ fn prepare(
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).context("sigprocmask")?;
     sys::default_write_signals().context("cannot reset SIGPIPE and SIGXFSZ")?;
     nix::sys::stat::umask(plan.umask);
-    sys::install_seccomp(&seccomp::filter()).context("cannot install the seccomp filter")?;
-    let errno = execve(&plan.program, &plan.argv, &plan.env)
-        .map_or_else(|e| e as i32, |never| match never {});
+    let filter = seccomp::filter();
+    let exec = sys::Exec::new(&plan.program, &plan.argv, &plan.env);
+    // The address-space and data limits last, once nothing is left to
+    // allocate: under them a new mapping may fail, and the target must
+    // reach its program's exec (whose own start-up then meets them).
+    set_limits(&plan.limits, is_memory)?;
+    sys::install_seccomp(&filter).context("cannot install the seccomp filter")?;
+    let errno = exec.exec();
     let _ = channel.send(&FromRun::ExecFailed(errno), &[]);
     sys::exit_now(127)
 }
@@ -90,10 +95,11 @@ fn prepare(
 /// Resource limits no run may have more than, whatever it asks.
 const FIXED: &[(Res, u64)] = &[(Res::RLIMIT_MEMLOCK, 0), (Res::RLIMIT_MSGQUEUE, 0)];
 
-/// Sets the target's resource limits from the table of limits. The CPU
+/// Sets the target's resource limits from the table of limits, those of
+/// the resources `these` picks (`FIXED` goes with the first call). The CPU
 /// limit of the whole run is the supervisor's and init's to enforce to the
 /// millisecond; RLIMIT_CPU backs it per process in whole seconds.
-fn set_limits(limits: &Limits) -> Result<()> {
+fn set_limits(limits: &Limits, these: fn(Resource) -> bool) -> Result<()> {
     for spec in &TABLE {
         let value = limits.get(spec.limit);
         let (resources, v): (&[Resource], Option<u64>) = match spec.rlimit {
@@ -104,14 +110,22 @@ fn set_limits(limits: &Limits) -> Result<()> {
             }
             Rlimit::CpuSecondsWithGrace => (&[Resource::Cpu], cpu_seconds(limits)),
         };
-        for &r in resources {
+        for &r in resources.iter().filter(|&&r| these(r)) {
             let v = v.unwrap_or(RLIM_INFINITY);
             // SIGXCPU at the soft limit, SIGKILL a second later.
             let hard = if r == Resource::Cpu { v.saturating_add(1) } else { v };
             set_limit(resource(r), v, hard)?;
         }
     }
-    FIXED.iter().try_for_each(|&(r, v)| set_limit(r, v, v))
+    if these(Resource::Cpu) {
+        FIXED.iter().try_for_each(|&(r, v)| set_limit(r, v, v))?;
+    }
+    Ok(())
+}
+
+/// The limits that bound new mappings (set last, `prepare`).
+fn is_memory(r: Resource) -> bool {
+    matches!(r, Resource::As | Resource::Data)
 }
 
 /// RLIMIT_CPU: a second past limit + grace, rounded up. It only backs
