@@ -190,9 +190,18 @@ fn collect(run: &Run, channel: &Channel, started: Instant, mut said: Said) -> Re
 /// failure still ends in a kill. The caller's descriptors are no longer
 /// held here (`let_go`).
 pub fn outlast(run: &Run) {
-    let mut fds = [PollFd::new(run.init_pidfd.as_fd(), PollFlags::POLLIN)];
-    if !matches!(ppoll(&mut fds, Some(TimeSpec::from_duration(STOP_GRACE)), None), Ok(1)) {
-        kill_run(run);
+    let until = Instant::now() + STOP_GRACE;
+    loop {
+        let left = TimeSpec::from_duration(until.saturating_duration_since(Instant::now()));
+        let mut fds = [PollFd::new(run.init_pidfd.as_fd(), PollFlags::POLLIN)];
+        match ppoll(&mut fds, Some(left), None) {
+            Ok(1) => break,
+            Err(nix::errno::Errno::EINTR) if Instant::now() < until => {}
+            _ => {
+                kill_run(run);
+                break;
+            }
+        }
     }
     let _ = sys::wait4(run.init, sys::Wait::Block);
 }

@@ -53,7 +53,7 @@ fn prepare(
         cgroup.join()?;
     }
     setsid().context("setsid")?;
-    set_limits(&plan.limits, |r| !is_memory(r))?;
+    set_limits(&plan.limits, false)?;
     // The scheduling class was reset by `harden`.
     sys::set_niceness(plan.niceness).context("cannot set the niceness")?;
     if let Some(dir) = jail {
@@ -85,7 +85,7 @@ fn prepare(
     // The address-space and data limits last, once nothing is left to
     // allocate: under them a new mapping may fail, and the target must
     // reach its program's exec (whose own start-up then meets them).
-    set_limits(&plan.limits, is_memory)?;
+    set_limits(&plan.limits, true)?;
     sys::install_seccomp(&filter).context("cannot install the seccomp filter")?;
     let errno = exec.exec();
     let _ = channel.send(&FromRun::ExecFailed(errno), &[]);
@@ -95,11 +95,12 @@ fn prepare(
 /// Resource limits no run may have more than, whatever it asks.
 const FIXED: &[(Res, u64)] = &[(Res::RLIMIT_MEMLOCK, 0), (Res::RLIMIT_MSGQUEUE, 0)];
 
-/// Sets the target's resource limits from the table of limits, those of
-/// the resources `these` picks (`FIXED` goes with the first call). The CPU
-/// limit of the whole run is the supervisor's and init's to enforce to the
-/// millisecond; RLIMIT_CPU backs it per process in whole seconds.
-fn set_limits(limits: &Limits, these: fn(Resource) -> bool) -> Result<()> {
+/// Sets the target's resource limits from the table of limits: the
+/// address-space and data limits (`memory`, set last by `prepare`), or all
+/// the others and `FIXED`. The CPU limit of the whole run is the
+/// supervisor's and init's to enforce to the millisecond; RLIMIT_CPU backs
+/// it per process in whole seconds.
+fn set_limits(limits: &Limits, memory: bool) -> Result<()> {
     for spec in &TABLE {
         let value = limits.get(spec.limit);
         let (resources, v): (&[Resource], Option<u64>) = match spec.rlimit {
@@ -110,20 +111,20 @@ fn set_limits(limits: &Limits, these: fn(Resource) -> bool) -> Result<()> {
             }
             Rlimit::CpuSecondsWithGrace => (&[Resource::Cpu], cpu_seconds(limits)),
         };
-        for &r in resources.iter().filter(|&&r| these(r)) {
+        for &r in resources.iter().filter(|&&r| is_memory(r) == memory) {
             let v = v.unwrap_or(RLIM_INFINITY);
             // SIGXCPU at the soft limit, SIGKILL a second later.
             let hard = if r == Resource::Cpu { v.saturating_add(1) } else { v };
             set_limit(resource(r), v, hard)?;
         }
     }
-    if these(Resource::Cpu) {
+    if !memory {
         FIXED.iter().try_for_each(|&(r, v)| set_limit(r, v, v))?;
     }
     Ok(())
 }
 
-/// The limits that bound new mappings (set last, `prepare`).
+/// The limits that bound new mappings.
 fn is_memory(r: Resource) -> bool {
     matches!(r, Resource::As | Resource::Data)
 }
