@@ -177,17 +177,21 @@ build_env() {
 static="-C target-feature=+crt-static"
 command -v cc >/dev/null 2>&1 || die "building needs a C compiler: apt-get install gcc"
 tools=$(dirname "$(command -v "$cargo" || echo "$cargo")")
+# Both run in the checkout, as the build does, so that a toolchain
+# override there applies to them too.
 has_target() {
     local rustc=$tools/rustc
     [ -x "$rustc" ] || rustc=rustc
-    [ -d "$(build_env "$rustc" --print sysroot)/lib/rustlib/$1/lib" ]
+    [ -d "$(cd "$repo" && build_env "$rustc" --print sysroot)/lib/rustlib/$1/lib" ]
 }
 triple=$(uname -m)-unknown-linux-musl
 if ! has_target "$triple"; then
     rustup=$tools/rustup
     [ -x "$rustup" ] || rustup=$(command -v rustup || true)
-    echo "adding the Rust target $triple (rustup target add)"
-    [ -n "$rustup" ] && build_env timeout 300 "$rustup" target add "$triple" </dev/null || true
+    if [ -n "$rustup" ]; then
+        echo "adding the Rust target $triple (rustup target add)"
+        (cd "$repo" && build_env timeout 300 "$rustup" target add "$triple" </dev/null) || true
+    fi
 fi
 if ! has_target "$triple"; then
     triple=$(uname -m)-unknown-linux-gnu
