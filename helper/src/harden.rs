@@ -2,7 +2,7 @@
 //! caller arranged around the process (rlimits, signal dispositions and
 //! mask, descriptors, environment, argv, dumpability) has any effect.
 
-use std::fs::OpenOptions;
+use std::fs::File;
 use std::os::fd::{AsRawFd, IntoRawFd};
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
@@ -139,11 +139,7 @@ fn reset_limit(resource: Resource, soft: u64, hard: u64) -> Result<()> {
 fn ensure_stdio_open() -> Result<()> {
     for fd in 0..=2 {
         if !sys::fd_is_open(fd) {
-            let null = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")
-                .context("cannot open /dev/null")?;
+            let null = open_null().context("cannot open /dev/null")?;
             // Lowest free number: since 0..fd are open, this lands on fd.
             if null.as_raw_fd() != fd {
                 return Err(Error::Internal(format!("cannot reopen descriptor {fd}")));
@@ -152,6 +148,12 @@ fn ensure_stdio_open() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The host's /dev/null, for reading and writing: what stands in for a
+/// standard descriptor the helper must not leave closed, or must not keep.
+pub fn open_null() -> std::io::Result<File> {
+    File::options().read(true).write(true).open("/dev/null")
 }
 
 /// Takes the two channel descriptors; each must be a pipe, as the frontend

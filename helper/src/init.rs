@@ -29,9 +29,10 @@ use crate::cgroup::RunCgroup;
 use crate::channel::{Channel, FromRun, ToRun};
 use crate::enforce::Enforcer;
 use crate::error::{Context, Error, Result};
+use crate::harden::open_null;
 use crate::identity::Identity;
 use crate::policy::Plan;
-use crate::supervise::{open_null, stdio_to_null};
+use crate::supervise::stdio_to_null;
 use crate::{mounts, sys, target};
 
 /// Pid 1 of the run. Never returns: its end is the end of the run.
@@ -61,8 +62,9 @@ fn init_run(
     if channel_shut(channel, PollTimeout::ZERO) {
         return Ok(()); // the supervisor died before the line above
     }
-    // Before the run's view, which may have none.
-    let null = open_null();
+    // For `stdio_to_null` below; the host's, before the run's view, which
+    // may have none.
+    let null = open_null().ok();
     let jail = enter_namespaces(plan, netns)?;
     // SIGCHLD is read from a signalfd (closed in the target at its exec);
     // the target unblocks it before exec.

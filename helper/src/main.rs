@@ -113,7 +113,7 @@ fn main() {
         fail(None, &Error::Wire(e));
     }
     drop(reply_tx);
-    supervise::stdio_to_null(supervise::open_null().as_ref());
+    supervise::stdio_to_null(harden::open_null().ok().as_ref());
     supervise::outlast(&run);
     std::process::exit(0);
 }

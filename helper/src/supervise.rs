@@ -224,12 +224,6 @@ pub fn let_go() {
     let _ = nix::unistd::chdir("/");
 }
 
-/// The host's /dev/null, for `stdio_to_null` (init opens it before it
-/// enters the run's view, where there may be none).
-pub fn open_null() -> Option<File> {
-    File::options().read(true).write(true).open("/dev/null").ok()
-}
-
 /// Points descriptors 0, 1 and 2 at `null`, so that the caller's pipes,
 /// the relay's and the pty reach their end with the run's last process
 /// rather than with the helper's: a caller that reads its output to the

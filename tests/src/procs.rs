@@ -297,6 +297,13 @@ impl Ctx {
 /// The helper's uid allocator as a test sees it (root may read and lock
 /// it): `PREFIX/var/lib/safeexec/uids`, whose first 8 bytes are the next
 /// index and whose byte `8 + index` is locked for each live run.
+/// The first 8 bytes of the uid state file: the next index it stored.
+fn stored_next_index(file: &fs::File) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let mut next = [0u8; 8];
+    file.read_exact_at(&mut next, 0).map_or(0, |()| u64::from_le_bytes(next))
+}
+
 impl crate::Env {
     fn uid_state(&self) -> fs::File {
         fs::OpenOptions::new()
@@ -310,10 +317,8 @@ impl crate::Env {
     /// past those held by live runs. Only a guess when other runs start
     /// meanwhile: a test that relies on it runs alone in its binary.
     pub fn next_run_uid(&self) -> u32 {
-        use std::os::unix::fs::FileExt;
         let file = self.uid_state();
-        let mut next = [0u8; 8];
-        let stored = file.read_exact_at(&mut next, 0).map_or(0, |()| u64::from_le_bytes(next));
+        let stored = stored_next_index(&file);
         let count = u64::from(POLICY_UID_COUNT);
         let index = (0..64)
             .map(|i| (stored + i) % count)
@@ -322,14 +327,11 @@ impl crate::Env {
         POLICY_UID_BASE + index as u32
     }
 
-    /// The allocator's stored count of runs so far (the next index, not
-    /// reduced to the range): the runs started between two reads got the
-    /// indexes between them, modulo `POLICY_UID_COUNT`.
+    /// The allocator's stored next index (the last run's index plus one,
+    /// up to `POLICY_UID_COUNT`): the runs started between two reads got
+    /// the indexes from the first up to the second, modulo the count.
     pub fn uid_counter(&self) -> u64 {
-        use std::os::unix::fs::FileExt;
-        let mut next = [0u8; 8];
-        let file = self.uid_state();
-        file.read_exact_at(&mut next, 0).map_or(0, |()| u64::from_le_bytes(next))
+        stored_next_index(&self.uid_state())
     }
 
     /// Whether a live run holds `uid` (its lock in the state file).
