@@ -8,9 +8,9 @@
 //!    │ fd 3: one Request frame   fd 4: one Reply frame   fd 5: chroot dir
 //!    │ SIGUSR1: the caller's order to stop the run (its output limit)
 //!    ▼
-//!  safeexec-helper (euid 0)   harden → set-up ids → request → network thread
-//!    │     → policy → check → fork (the thread, joined before the fork,
-//!    │     makes the run's network namespace: `network`)
+//!  safeexec-helper (euid 0)   harden → set-up ids → network thread →
+//!    │     request → policy → check → fork (the thread, joined before the
+//!    │     fork, makes the run's network namespace: `network`)
 //!    ├── supervisor   while root: the run's cgroups (sent to init), the uid
 //!    │     check, the sweep; then the caller with CAP_KILL only; sends go;
 //!    │     waits on init's pidfd and the stop order (passed on by shutting
@@ -204,14 +204,16 @@ fn stop_order() -> Result<SignalFd> {
 /// The run, up to init's report: what the reply says, and the run whose
 /// init may still be at its clean-up (`supervise::outlast`).
 fn run(caller: &Caller, request_rx: &mut File) -> Result<(Facts, Run)> {
+    // Init takes these back before it forks the target (`steer`).
+    let cpus = nix::sched::sched_getaffinity(Pid::from_raw(0)).context("sched_getaffinity")?;
+    // The slowest step of the run's set-up, beside all of the rest, from
+    // the start: the thread makes the namespace while we read the request.
+    let mut network_maker = network::start(&cpus)?;
     let request = wire::read_request(request_rx)?;
     // The descriptors the request does not name are closed before the
     // network thread may open any of its own.
     let dirs = directory_fds(&request)?;
-    // Init takes these back before it forks the target (`steer`).
-    let cpus = nix::sched::sched_getaffinity(Pid::from_raw(0)).context("sched_getaffinity")?;
-    // The slowest step of the run's set-up, beside all of the rest.
-    let network_maker = network::start(&cpus)?;
+    network_maker.may_open();
     let policy = policy::load()?;
     let fixed_gid = match policy.gid {
         policy::GidRule::PerRun => None,

@@ -1,13 +1,16 @@
 //! The run's network namespace, made beside the supervisor's checks.
 //!
 //! A new network namespace is the slowest step of a run's set-up: the
-//! kernel builds a network stack for it, about a millisecond on a virtual
-//! machine. Made by init, it lay on the run's way to exec. So once the
-//! request is read and the descriptors it does not name are closed, the
-//! helper starts a thread (`start`), moved to another CPU, while it loads
-//! the policy and checks the request. A namespace belongs to a thread, not
-//! to the process: the thread makes one for itself, brings its loopback
-//! up, and ends, leaving a descriptor of it. The helper joins the thread
+//! kernel builds a network stack for it, over half a millisecond of CPU on
+//! a virtual machine. Made by init, it lay on the run's way to exec. So as
+//! soon as the helper is hardened and has its ids, before it even reads the
+//! request, it starts a thread (`start`), moved to another CPU, while it
+//! reads and checks the request and loads the policy. A namespace belongs
+//! to a thread, not to the process: the thread makes one for itself at
+//! once, and brings its loopback up and opens a descriptor of it only once
+//! the helper has closed the descriptors the request does not name
+//! (`Maker::may_open`: a descriptor the thread opened earlier could take
+//! one of those numbers), then ends. The helper joins the thread
 //! before anything else happens (init's fork, a change of ids: it is
 //! single-threaded again), and init enters the namespace (`setns`) rather
 //! than making one. Each run's namespace is made by its own thread for that
@@ -18,6 +21,7 @@
 
 use std::os::fd::OwnedFd;
 use std::os::unix::thread::JoinHandleExt;
+use std::sync::mpsc::{channel, Sender};
 use std::thread::JoinHandle;
 
 use nix::sched::{unshare, CloneFlags, CpuSet};
@@ -25,9 +29,14 @@ use nix::sched::{unshare, CloneFlags, CpuSet};
 use crate::error::{Context, Error, Result};
 use crate::sys;
 
-/// The thread making the run's network namespace. Dropping it joins it, so
-/// that the helper never forks or changes its ids with a second thread.
-pub struct Maker(Option<JoinHandle<Result<OwnedFd>>>);
+/// The thread making the run's network namespace, and its leave to open
+/// descriptors. Dropping it joins it (the leave withheld: the thread then
+/// opens nothing), so that the helper never forks or changes its ids with a
+/// second thread.
+pub struct Maker {
+    thread: Option<JoinHandle<Result<OwnedFd>>>,
+    may_open: Option<Sender<()>>,
+}
 
 /// Starts the thread that makes the run's network namespace (`make`), on
 /// the helper's other CPUs if it has any (`main::steer`). It has the
@@ -36,10 +45,11 @@ pub fn start(cpus: &CpuSet) -> Result<Maker> {
     // The thread ends only once it is moved (`moved` dropped): the move
     // names it by its thread id, which is another's (or ours, 0) once it
     // has ended.
-    let (moved, wait_moved) = std::sync::mpsc::channel::<()>();
+    let (moved, wait_moved) = channel::<()>();
+    let (may_open, wait_may_open) = channel::<()>();
     let thread = std::thread::Builder::new()
         .spawn(move || {
-            let made = make();
+            let made = make(|| wait_may_open.recv().is_ok());
             let _ = wait_moved.recv();
             made
         })
@@ -49,14 +59,18 @@ pub fn start(cpus: &CpuSet) -> Result<Maker> {
         let _ = sys::set_thread_cpus(thread.as_pthread_t(), &others);
     }
     drop(moved);
-    Ok(Maker(Some(thread)))
+    Ok(Maker { thread: Some(thread), may_open: Some(may_open) })
 }
 
 /// A new network namespace for this thread, with its loopback up, its only
 /// interface, as in bubblewrap: programs that talk to themselves over
-/// 127.0.0.1 work, and no host address is there.
-fn make() -> Result<OwnedFd> {
+/// 127.0.0.1 work, and no host address is there. Its first descriptor is
+/// opened only once `may_open` says so (false: the helper is failing).
+fn make(may_open: impl FnOnce() -> bool) -> Result<OwnedFd> {
     unshare(CloneFlags::CLONE_NEWNET).context("cannot create the run's network namespace")?;
+    if !may_open() {
+        return Err(Error::Internal("the network thread was not let open".into()));
+    }
     sys::loopback_up().context("cannot bring up the run's loopback")?;
     let netns = std::fs::File::open("/proc/thread-self/ns/net")
         .context("cannot open the run's network namespace")?;
@@ -64,17 +78,29 @@ fn make() -> Result<OwnedFd> {
 }
 
 impl Maker {
+    /// Lets the thread open descriptors: the helper has closed those the
+    /// request does not name, and holds the ones it names.
+    pub fn may_open(&mut self) {
+        if let Some(may_open) = self.may_open.take() {
+            let _ = may_open.send(());
+        }
+    }
+
     /// The namespace, once the thread has made it and ended: a descriptor
     /// of a network namespace (init's `setns` checks its kind).
     pub fn namespace(mut self) -> Result<OwnedFd> {
-        let thread = self.0.take().ok_or(Error::Internal("the network thread is gone".into()))?;
+        drop(self.may_open.take());
+        let thread =
+            self.thread.take().ok_or(Error::Internal("the network thread is gone".into()))?;
         thread.join().map_err(|_| Error::Internal("the network thread failed".into()))?
     }
 }
 
 impl Drop for Maker {
     fn drop(&mut self) {
-        if let Some(thread) = self.0.take() {
+        // The leave first: a thread still waiting for it ends without it.
+        drop(self.may_open.take());
+        if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }

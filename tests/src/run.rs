@@ -511,6 +511,17 @@ impl Direct {
 
     /// Like [`Direct::exchange`], but returns while the run goes on.
     pub fn start_exchange(self, bytes: &[u8]) -> Exchange {
+        self.start_exchange_after(bytes, Duration::ZERO)
+    }
+
+    /// Like [`Direct::exchange`], with the request written only `delay`
+    /// after the helper started (a slow caller): what the helper does
+    /// before it reads the request has long been done by then.
+    pub fn exchange_after(self, bytes: &[u8], delay: Duration) -> DirectOutput {
+        self.start_exchange_after(bytes, delay).finish()
+    }
+
+    fn start_exchange_after(self, bytes: &[u8], delay: Duration) -> Exchange {
         let (request_rx, mut request_tx) = io::pipe().expect("request pipe");
         let (reply_rx, reply_tx) = io::pipe().expect("reply pipe");
         let running =
@@ -519,6 +530,7 @@ impl Direct {
         // The helper may refuse before it read everything; a failed write
         // belongs to the test, it is no error here.
         let writer = thread::spawn(move || {
+            thread::sleep(delay);
             let _ = request_tx.write_all(&bytes);
         });
         Exchange { running, writer, reply: reader(reply_rx) }

@@ -313,6 +313,31 @@ fn request_descriptor_that_is_a_tty_socket_or_file_is_refused() {
     assert_eq!(std::fs::read(&file).expect("read back"), valid);
 }
 
+/// The request names descriptors the caller did not open, and comes late:
+/// the helper's own descriptors (the run's network namespace, made while
+/// it waits for the request) must not stand in for them. Each is refused.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn named_directory_descriptors_left_closed_are_refused_even_with_a_late_request() {
+    let t = require_root!();
+    type NameIt = fn(&mut Request);
+    let kinds: [(&str, i32, NameIt); 4] = [
+        ("chroot", shared::CHROOT_FD, |r| r.chroot = true),
+        ("bind_rw", shared::BIND_RW_FD, |r| r.bind_rw = 1),
+        ("bind", shared::BIND_FD, |r| r.bind = 1),
+        ("cwd", shared::CWD_FD, |r| r.cwd = true),
+    ];
+    for (what, fd, name_it) in kinds {
+        let mut r = request(&["/bin/true"]);
+        name_it(&mut r);
+        let got = t.direct().exchange_after(&frame(&r), Duration::from_millis(300));
+        assert_eq!(got.output.status.code(), Some(2), "{what}\n{}", got.dump());
+        let line = got.refusal();
+        let expected = format!("the request names descriptor {fd}, which is not open");
+        assert!(line.contains(&expected), "{what}: {line}");
+    }
+}
+
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn reply_descriptor_that_is_a_file_is_refused_and_the_file_is_not_touched() {
