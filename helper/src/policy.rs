@@ -373,6 +373,9 @@ pub struct Plan {
     /// `mounts::SYSTEM_ETC`, found before init's fork
     /// (`mounts::system_entries`); empty until then.
     pub system: Vec<(String, crate::mounts::Shown)>,
+    /// The target's seccomp filter (`seccomp::filter`), built before
+    /// init's fork; empty until then (the kernel refuses an empty one).
+    pub filter: Vec<crate::sys::SockFilter>,
     /// The caller's file mode creation mask, the target's (`harden::Caller`).
     pub umask: Mode,
 }
@@ -477,6 +480,7 @@ impl Policy {
             binds: if chroot.is_some() { Vec::new() } else { self.binds(caller, dirs)? },
             system_binds: self.minimal_root_binds.clone(),
             system: Vec::new(),
+            filter: Vec::new(),
             root,
             chroot,
             umask,

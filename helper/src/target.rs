@@ -22,7 +22,7 @@ use crate::channel::{Channel, FromRun, ToRun};
 use crate::error::{Context, Error, Result};
 use crate::identity::Identity;
 use crate::policy::Plan;
-use crate::{seccomp, sys};
+use crate::sys;
 
 /// Turns this process into the target and execs it. Returns only if it
 /// cannot: why, as the message for the supervisor (an exec failure by its
@@ -80,13 +80,12 @@ fn prepare(
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).context("sigprocmask")?;
     sys::default_write_signals().context("cannot reset SIGPIPE and SIGXFSZ")?;
     nix::sys::stat::umask(plan.umask);
-    let filter = seccomp::filter();
     let exec = sys::Exec::new(&plan.program, &plan.argv, &plan.env);
     // The address-space and data limits last, once nothing is left to
     // allocate: under them a new mapping may fail, and the target must
     // reach its program's exec (whose own start-up then meets them).
     set_limits(&plan.limits, true)?;
-    sys::install_seccomp(&filter).context("cannot install the seccomp filter")?;
+    sys::install_seccomp(&plan.filter).context("cannot install the seccomp filter")?;
     let errno = exec.exec();
     let _ = channel.send(&FromRun::ExecFailed(errno), &[]);
     sys::exit_now(127)
