@@ -3,7 +3,11 @@
 //! mask, descriptors, environment, argv, dumpability) has any effect.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, IntoRawFd};
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
@@ -154,6 +158,43 @@ fn ensure_stdio_open() -> Result<()> {
 /// standard descriptor the helper must not leave closed, or must not keep.
 pub fn open_null() -> std::io::Result<File> {
     File::options().read(true).write(true).open("/dev/null")
+}
+
+/// How long the caller has to write its whole request and close the pipe.
+/// The frontend does so as soon as the helper is spawned; a caller that
+/// holds the pipe open and writes nothing, or part of a frame, would
+/// otherwise keep the helper alive for ever, and with it the run's network
+/// namespace, which a thread makes meanwhile (`network::start`).
+pub const REQUEST_WAIT: Duration = Duration::from_secs(10);
+
+/// The request pipe, read under a deadline (`REQUEST_WAIT`, from when it
+/// is taken): a read that would wait past it fails as timed out.
+pub struct RequestPipe {
+    file: File,
+    until: Instant,
+}
+
+impl RequestPipe {
+    pub fn new(file: File) -> RequestPipe {
+        RequestPipe { file, until: Instant::now() + REQUEST_WAIT }
+    }
+}
+
+impl Read for RequestPipe {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
+        // EINTR comes back as Interrupted, which the reader retries.
+        if poll(&mut fds, timeout)? == 0 {
+            let secs = REQUEST_WAIT.as_secs();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no whole request (and end of the pipe) within {secs} s"),
+            ));
+        }
+        self.file.read(buf)
+    }
 }
 
 /// Takes the two channel descriptors; each must be a pipe, as the frontend

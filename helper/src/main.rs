@@ -97,10 +97,11 @@ fn main() {
     if let Err(e) = Identity::setup().assume() {
         fail(None, &e);
     }
-    let (mut request_rx, mut reply_tx) = match harden::channel_fds() {
+    let (request_rx, mut reply_tx) = match harden::channel_fds() {
         Ok(fds) => fds,
         Err(e) => fail(None, &e),
     };
+    let mut request_rx = harden::RequestPipe::new(request_rx);
     let (facts, run) = match run(&caller, &mut request_rx) {
         Ok(ended) => ended,
         Err(e) => fail(Some(&mut reply_tx), &e),
@@ -203,7 +204,7 @@ fn stop_order() -> Result<SignalFd> {
 
 /// The run, up to init's report: what the reply says, and the run whose
 /// init may still be at its clean-up (`supervise::outlast`).
-fn run(caller: &Caller, request_rx: &mut File) -> Result<(Facts, Run)> {
+fn run(caller: &Caller, request_rx: &mut harden::RequestPipe) -> Result<(Facts, Run)> {
     // Init takes these back before it forks the target (`steer`).
     let cpus = nix::sched::sched_getaffinity(Pid::from_raw(0)).context("sched_getaffinity")?;
     // The slowest step of the run's set-up, beside all of the rest, from

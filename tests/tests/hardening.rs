@@ -313,9 +313,50 @@ fn request_descriptor_that_is_a_tty_socket_or_file_is_refused() {
     assert_eq!(std::fs::read(&file).expect("read back"), valid);
 }
 
+/// A caller that holds the request pipe open and writes nothing, or a whole
+/// frame but never closes the pipe, does not keep the helper (and the run's
+/// network namespace it makes while it waits) alive: the helper refuses
+/// after its wait for the request (`harden::REQUEST_WAIT`, 10 s).
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_request_pipe_held_open_is_refused_after_the_wait_for_the_request() {
+    let t = require_root!();
+    let cases: [(&str, Vec<u8>); 2] =
+        [("nothing", Vec::new()), ("a whole frame", frame(&request(&["/bin/true"])))];
+    let waits: Vec<_> = cases
+        .into_iter()
+        .map(|(what, bytes)| {
+            let (request_rx, mut request_tx) = std::io::pipe().expect("pipe");
+            let (mut reply_rx, reply_tx) = std::io::pipe().expect("pipe");
+            let running = t.direct().fd(request_rx, 3).fd(reply_tx, 4).spawn();
+            request_tx.write_all(&bytes).expect("write");
+            let started = std::time::Instant::now();
+            std::thread::spawn(move || {
+                let out = running.wait();
+                let took = started.elapsed();
+                drop(request_tx);
+                let mut reply = Vec::new();
+                reply_rx.read_to_end(&mut reply).expect("read the reply");
+                (what, out, took, decode_reply(&reply))
+            })
+        })
+        .collect();
+    for wait in waits {
+        let (what, out, took, reply) = wait.join().expect("the waiting thread");
+        assert_eq!(out.status.code(), Some(2), "{what}\n{}", dump(&out));
+        let Ok(Reply::Failed(line)) = reply else { panic!("{what}: {reply:?}") };
+        assert!(line.contains("no whole request"), "{what}: {line}");
+        let bounds = Duration::from_secs(9)..Duration::from_secs(40);
+        assert!(bounds.contains(&took), "{what}: refused after {took:?}");
+    }
+}
+
 /// The request names descriptors the caller did not open, and comes late:
 /// the helper's own descriptors (the run's network namespace, made while
-/// it waits for the request) must not stand in for them. Each is refused.
+/// it waits for the request) must not stand in for them. The caller holds
+/// every number below the named one open (and unnamed), so that the named
+/// one is the lowest free number, the one a descriptor the helper opened
+/// would get. Each is refused.
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn named_directory_descriptors_left_closed_are_refused_even_with_a_late_request() {
@@ -327,15 +368,22 @@ fn named_directory_descriptors_left_closed_are_refused_even_with_a_late_request(
         ("bind", shared::BIND_FD, |r| r.bind = 1),
         ("cwd", shared::CWD_FD, |r| r.cwd = true),
     ];
+    let mut wrong = Vec::new();
     for (what, fd, name_it) in kinds {
         let mut r = request(&["/bin/true"]);
         name_it(&mut r);
-        let got = t.direct().exchange_after(&frame(&r), Duration::from_millis(300));
-        assert_eq!(got.output.status.code(), Some(2), "{what}\n{}", got.dump());
+        let mut direct = t.direct();
+        for below in shared::CHROOT_FD..fd {
+            direct = direct.fd(File::open("/dev/null").expect("open /dev/null"), below);
+        }
+        let got = direct.exchange_after(&frame(&r), Duration::from_millis(300));
         let line = got.refusal();
         let expected = format!("the request names descriptor {fd}, which is not open");
-        assert!(line.contains(&expected), "{what}: {line}");
+        if !line.contains(&expected) {
+            wrong.push(format!("{what}: {line}"));
+        }
     }
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
 #[test]
