@@ -259,15 +259,7 @@ fn run(caller: &Caller, request_rx: &mut harden::RequestPipe) -> Result<(Facts, 
     steer(init, &cpus);
     // No process outside the run keeps its network namespace.
     drop((run_end, plan, netns));
-    let init_pidfd = match sys::pidfd_open(init) {
-        Ok(fd) => fd,
-        Err(e) => {
-            // The run must not outlive a supervisor that cannot watch it.
-            let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
-            let _ = sys::wait4(init, sys::Wait::Block);
-            return Err(Error::Failed("pidfd_open", e));
-        }
-    };
+    let init_pidfd = pidfd_of_init(init)?;
     let run = Run { init, init_pidfd, uid, gid, limits, memory_kib, network };
     let prepared = prepare(&policy, caller, &run, &supervisor_end, &lease, &found);
     let missing = match prepared {
@@ -283,6 +275,17 @@ fn run(caller: &Caller, request_rx: &mut harden::RequestPipe) -> Result<(Facts, 
     let facts = supervise::watch(&run, &supervisor_end, &stop_order)
         .inspect_err(|_| supervise::abort_run(&run))?;
     Ok((Facts { cgroup_missing: missing, ..facts }, run))
+}
+
+/// A pidfd of init, which the supervisor watches; if there can be none,
+/// init is killed and reaped first: the run must not outlive a supervisor
+/// that cannot watch it.
+fn pidfd_of_init(init: Pid) -> Result<std::os::fd::OwnedFd> {
+    sys::pidfd_open(init).map_err(|e| {
+        let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
+        let _ = sys::wait4(init, sys::Wait::Block);
+        Error::Failed("pidfd_open", e)
+    })
 }
 
 /// A new child waits for its parent's CPU while the parent runs, even with
