@@ -101,7 +101,10 @@ fn main() {
         Ok(fds) => fds,
         Err(e) => fail(None, &e),
     };
-    let mut request_rx = harden::RequestPipe::new(request_rx);
+    let mut request_rx = match harden::RequestPipe::new(request_rx) {
+        Ok(pipe) => pipe,
+        Err(e) => fail(Some(&mut reply_tx), &e),
+    };
     let (facts, run) = match run(&caller, &mut request_rx) {
         Ok(ended) => ended,
         Err(e) => fail(Some(&mut reply_tx), &e),

@@ -351,6 +351,48 @@ fn a_request_pipe_held_open_is_refused_after_the_wait_for_the_request() {
     }
 }
 
+/// A caller with a second reader of its own on the request pipe takes the
+/// byte the helper's poll saw before the helper reads it: the helper must
+/// not then block in its read past its wait for the request (it reads
+/// through a non-blocking description of its own). Thirty helpers at
+/// once, as the race is won only now and then (about one in six, when the
+/// helper read the shared description).
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_second_reader_of_the_request_pipe_cannot_hold_the_helper_past_its_wait() {
+    let t = require_root!();
+    let helpers: Vec<_> = (0..30)
+        .map(|_| {
+            let (request_rx, request_tx) = std::io::pipe().expect("pipe");
+            let mut thief = request_rx.try_clone().expect("dup");
+            let (reply_rx, reply_tx) = std::io::pipe().expect("pipe");
+            let running = t.direct().fd(request_rx, 3).fd(reply_tx, 4).spawn();
+            let stealing = std::thread::spawn(move || {
+                let mut taken = Vec::new();
+                let _ = thief.read_to_end(&mut taken);
+            });
+            (running, request_tx, reply_rx, stealing)
+        })
+        .collect();
+    // The helpers are waiting for the request by now; each byte wakes the
+    // helper's poll and the thief's read at once.
+    std::thread::sleep(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    let mut ends = Vec::new();
+    for (running, mut request_tx, reply_rx, stealing) in helpers {
+        request_tx.write_all(b"S").expect("write");
+        ends.push((running, request_tx, reply_rx, stealing));
+    }
+    for (running, request_tx, _reply_rx, stealing) in ends {
+        let out = running.wait();
+        let took = started.elapsed();
+        drop(request_tx);
+        let _ = stealing.join();
+        assert_eq!(out.status.code(), Some(2), "{}", dump(&out));
+        assert!(took < Duration::from_secs(30), "a helper ended only after {took:?}");
+    }
+}
+
 /// The request names descriptors the caller did not open, and comes late:
 /// the helper's own descriptors (the run's network namespace, made while
 /// it waits for the request) must not stand in for them. The caller holds
