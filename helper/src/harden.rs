@@ -7,7 +7,6 @@ use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd};
 use std::time::{Duration, Instant};
 
-use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
@@ -175,47 +174,47 @@ pub struct RequestPipe {
     until: Instant,
 }
 
+/// The backstop of `REQUEST_WAIT`, in whole seconds past it: SIGALRM, whose
+/// default action (`before_reading` reset it, and the mask) ends the helper.
+const REQUEST_ALARM_S: u32 = 2;
+
 impl RequestPipe {
-    /// Reads the pipe through an open file description of our own,
-    /// non-blocking, in place of the one the caller shares with us: with a
-    /// second reader of its own on that one, the caller could take the
-    /// bytes `poll` saw before our `read`, which would then block past the
-    /// deadline (an independent review did so), and it could clear a
-    /// non-blocking flag we set there. Called while the helper has one
-    /// thread: the reopened descriptor, at the lowest free number, is
-    /// closed again before anything else may look at that number.
-    pub fn new(file: File) -> Result<RequestPipe> {
-        let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-        let path = format!("/proc/self/fd/{}", file.as_raw_fd());
-        let own = nix::fcntl::open(path.as_str(), flags, Mode::empty())
-            .context("cannot reopen the request pipe")?;
-        let mut fd = std::os::fd::OwnedFd::from(file);
-        nix::unistd::dup3(&own, &mut fd, OFlag::O_CLOEXEC).context("dup3")?;
-        drop(own);
-        Ok(RequestPipe { file: File::from(fd), until: Instant::now() + REQUEST_WAIT })
+    /// Takes the pipe and starts the wait. `poll` bounds each wait for
+    /// bytes, but the caller shares the pipe's open file description with
+    /// us: a second reader of its own can take the bytes our `poll` saw
+    /// before our `read`, which would then block past the deadline (an
+    /// independent review did so; nor can we make that description
+    /// non-blocking: the caller could clear the flag). So an alarm ends the
+    /// helper, its thread and the namespace with it, a little after the
+    /// deadline, unless `done` cancels it first. Reopening the pipe for a
+    /// description of our own needs CAP_DAC_OVERRIDE, which a container's
+    /// minimal set does not grant.
+    pub fn new(file: File) -> RequestPipe {
+        let alarm = REQUEST_WAIT.as_secs() as u32 + REQUEST_ALARM_S;
+        nix::unistd::alarm::set(alarm);
+        RequestPipe { file, until: Instant::now() + REQUEST_WAIT }
+    }
+
+    /// The request is read, or refused: no alarm any more.
+    pub fn done(&self) {
+        nix::unistd::alarm::cancel();
     }
 }
 
 impl Read for RequestPipe {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        loop {
-            let left = self.until.saturating_duration_since(Instant::now());
-            let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
-            let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
-            // EINTR comes back as Interrupted, which the reader retries.
-            if poll(&mut fds, timeout)? == 0 {
-                let secs = REQUEST_WAIT.as_secs();
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no whole request (and end of the pipe) within {secs} s"),
-                ));
-            }
-            match self.file.read(buf) {
-                // Taken by another reader of the pipe: wait again.
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                read => return read,
-            }
+        let left = self.until.saturating_duration_since(Instant::now());
+        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
+        // EINTR comes back as Interrupted, which the reader retries.
+        if poll(&mut fds, timeout)? == 0 {
+            let secs = REQUEST_WAIT.as_secs();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no whole request (and end of the pipe) within {secs} s"),
+            ));
         }
+        self.file.read(buf)
     }
 }
 

@@ -101,10 +101,7 @@ fn main() {
         Ok(fds) => fds,
         Err(e) => fail(None, &e),
     };
-    let mut request_rx = match harden::RequestPipe::new(request_rx) {
-        Ok(pipe) => pipe,
-        Err(e) => fail(Some(&mut reply_tx), &e),
-    };
+    let mut request_rx = harden::RequestPipe::new(request_rx);
     let (facts, run) = match run(&caller, &mut request_rx) {
         Ok(ended) => ended,
         Err(e) => fail(Some(&mut reply_tx), &e),
@@ -213,7 +210,9 @@ fn run(caller: &Caller, request_rx: &mut harden::RequestPipe) -> Result<(Facts, 
     // The slowest step of the run's set-up, beside all of the rest, from
     // the start: the thread makes the namespace while we read the request.
     let mut network_maker = network::start(&cpus)?;
-    let request = wire::read_request(request_rx)?;
+    let request = wire::read_request(request_rx);
+    request_rx.done();
+    let request = request?;
     // The descriptors the request does not name are closed before the
     // network thread may open any of its own.
     let dirs = directory_fds(&request)?;
