@@ -294,9 +294,6 @@ impl Ctx {
     }
 }
 
-/// The helper's uid allocator as a test sees it (root may read and lock
-/// it): `PREFIX/var/lib/safeexec/uids`, whose first 8 bytes are the next
-/// index and whose byte `8 + index` is locked for each live run.
 /// The first 8 bytes of the uid state file: the next index it stored.
 fn stored_next_index(file: &fs::File) -> u64 {
     use std::os::unix::fs::FileExt;
@@ -304,6 +301,9 @@ fn stored_next_index(file: &fs::File) -> u64 {
     file.read_exact_at(&mut next, 0).map_or(0, |()| u64::from_le_bytes(next))
 }
 
+/// The helper's uid allocator as a test sees it (root may read and lock
+/// it): `PREFIX/var/lib/safeexec/uids`, whose first 8 bytes are the next
+/// index and whose byte `8 + index` is locked for each live run.
 impl crate::Env {
     fn uid_state(&self) -> fs::File {
         fs::OpenOptions::new()
