@@ -168,7 +168,8 @@ pub fn open_null() -> std::io::Result<File> {
 pub const REQUEST_WAIT: Duration = Duration::from_secs(10);
 
 /// The request pipe, read under a deadline (`REQUEST_WAIT`, from when it
-/// is taken): a read that would wait past it fails as timed out.
+/// is taken): a read that would wait past it fails as timed out. The
+/// request is read once, with `request`.
 pub struct RequestPipe {
     file: File,
     until: Instant,
@@ -186,7 +187,7 @@ impl RequestPipe {
     /// independent review did so; nor can we make that description
     /// non-blocking: the caller could clear the flag). So an alarm ends the
     /// helper, its thread and the namespace with it, a little after the
-    /// deadline, unless `done` cancels it first. Reopening the pipe for a
+    /// deadline, unless `request` has cancelled it. Reopening the pipe for a
     /// description of our own needs CAP_DAC_OVERRIDE, which a container's
     /// minimal set does not grant.
     pub fn new(file: File) -> RequestPipe {
@@ -195,9 +196,12 @@ impl RequestPipe {
         RequestPipe { file, until: Instant::now() + REQUEST_WAIT }
     }
 
-    /// The request is read, or refused: no alarm any more.
-    pub fn done(&self) {
+    /// Reads the one request frame (`shared::wire::read_request`); read
+    /// or refused, the alarm is cancelled.
+    pub fn request(&mut self) -> Result<shared::Request> {
+        let request = shared::wire::read_request(self);
         nix::unistd::alarm::cancel();
+        request.map_err(Error::Wire)
     }
 }
 

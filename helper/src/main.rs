@@ -210,9 +210,7 @@ fn run(caller: &Caller, request_rx: &mut harden::RequestPipe) -> Result<(Facts, 
     // The slowest step of the run's set-up, beside all of the rest, from
     // the start: the thread makes the namespace while we read the request.
     let mut network_maker = network::start(&cpus)?;
-    let request = wire::read_request(request_rx);
-    request_rx.done();
-    let request = request?;
+    let request = request_rx.request()?;
     // The descriptors the request does not name are closed before the
     // network thread may open any of its own.
     let dirs = directory_fds(&request)?;
