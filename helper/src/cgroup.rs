@@ -31,7 +31,7 @@
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use nix::fcntl::{openat, OFlag};
-use nix::sys::stat::{fstat, mkdirat, FileStat, Mode};
+use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode};
 use nix::sys::statfs::{fstatfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 use shared::CgroupCounters;
@@ -47,16 +47,20 @@ const TOO_MANY: &str =
 /// Memory cgroups of the machine, from /proc/cgroups (`u64::MAX` if
 /// unreadable, which makes none).
 fn memory_cgroups() -> u64 {
-    let Ok(text) = sys::read_proc("/proc/cgroups") else {
-        return u64::MAX;
+    let count = |text: &str| {
+        text.lines()
+            .find_map(|l| {
+                let mut f = l.split_whitespace();
+                (f.next() == Some("memory")).then(|| f.nth(1)?.parse().ok())?
+            })
+            .unwrap_or(0)
     };
-    text.lines()
-        .find_map(|l| {
-            let mut f = l.split_whitespace();
-            (f.next() == Some("memory")).then(|| f.nth(1)?.parse().ok())?
-        })
-        .unwrap_or(0)
+    sys::with_proc("/proc/cgroups", count).unwrap_or(u64::MAX)
 }
+
+/// Where init goes, in a v2 subtree, out of a cgroup the caller may freeze
+/// (`shelter`).
+const SHELTER: &str = "shelter";
 
 /// At most one directory per hierarchy: memory, pids, cpuacct and v2.
 const MAX_NODES: usize = 4;
@@ -238,9 +242,9 @@ pub struct Hierarchies(Vec<Hierarchy>);
 
 impl Hierarchies {
     pub fn find() -> Hierarchies {
-        let read = |path| sys::read_proc(path).unwrap_or_default();
-        let mounts = cgroup_mounts(&read("/proc/self/mountinfo"));
-        Hierarchies(map_hierarchies(&read("/proc/self/cgroup"), &mounts))
+        let mounts = sys::with_proc("/proc/self/mountinfo", cgroup_mounts).unwrap_or_default();
+        let found = sys::with_proc("/proc/self/cgroup", |text| map_hierarchies(text, &mounts));
+        Hierarchies(found.unwrap_or_default())
     }
 }
 
@@ -678,7 +682,7 @@ pub fn shelter(found: &Hierarchies, init: u32) -> Result<()> {
         if own_dir.as_ref().is_none_or(only_root_may_move) || !fs_is_cgroup(&mount, true) {
             continue;
         }
-        let shelter = root_owned_dir(&subtree(h)?, "shelter")?;
+        let shelter = root_owned_dir(&subtree(h)?, SHELTER)?;
         write_file(&shelter, "cgroup.procs", &init.to_string())
             .map_err(|e| err("cannot move init out of the caller's delegated cgroup", e))?;
     }
@@ -709,7 +713,7 @@ fn only_root_may_move(dir: &OwnedFd) -> bool {
     };
     loop {
         let no_follow = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
-        if !root_only(nix::sys::stat::fstatat(&here, "cgroup.procs", no_follow)) {
+        if !root_only(fstatat(&here, "cgroup.procs", no_follow)) {
             return false;
         }
         let Ok(up) = open_dir(Some(&here), "..") else {
@@ -733,11 +737,28 @@ fn only_root_may_move(dir: &OwnedFd) -> bool {
 /// zombie, or reused). This run's own is left alone. Run by the supervisor
 /// while it is still root, beside init's set-up.
 pub fn sweep_stale(found: &Hierarchies, uid_base: u32, uid_count: u32, lease: &Lease) {
+    let own = run_name(uid_base.saturating_add(lease.index));
     for h in &found.0 {
         if let Ok(dir) = subtree(h) {
-            sweep(&dir, h.v2, uid_base, uid_count, lease);
+            if !alone(&dir, &own) {
+                sweep(&dir, h.v2, uid_base, uid_count, lease);
+            }
         }
     }
+}
+
+/// Whether the subtree holds no directory but this run's own (`own`) and
+/// the shelter, so that nothing is left to sweep. The cgroup file systems
+/// count a directory's subdirectories in its link count (2 plus them),
+/// which saves reading the directory on most runs: a buffer that the C
+/// library's allocator maps and unmaps, each hierarchy, each run.
+fn alone(dir: &OwnedFd, own: &str) -> bool {
+    let Ok(st) = fstat(dir) else {
+        return false;
+    };
+    let no_follow = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
+    let known = [own, SHELTER].into_iter().filter(|name| fstatat(dir, *name, no_follow).is_ok());
+    st.st_nlink.saturating_sub(2) <= known.count() as _
 }
 
 fn sweep(dir: &OwnedFd, v2: bool, uid_base: u32, uid_count: u32, lease: &Lease) {

@@ -136,10 +136,14 @@ fn sample() -> (u64, u64) {
             _ => continue,
         };
         cpu_us += process_cpu_us(Pid::from_raw(pid));
-        if let Ok(stat) = crate::sys::read_proc(&format!("/proc/{pid}/stat")) {
-            let reaped = stat_field(&stat, 16).unwrap_or(0) + stat_field(&stat, 17).unwrap_or(0);
+        let fields = |stat: &str| {
+            let reaped = stat_field(stat, 16).unwrap_or(0) + stat_field(stat, 17).unwrap_or(0);
+            (reaped, stat_field(stat, 24).unwrap_or(0))
+        };
+        if let Ok((reaped, rss_pages)) = crate::sys::with_proc(&format!("/proc/{pid}/stat"), fields)
+        {
             cpu_us += reaped * tick_us;
-            rss_kib += stat_field(&stat, 24).unwrap_or(0) * 4;
+            rss_kib += rss_pages * 4;
         }
     }
     (cpu_us, rss_kib)

@@ -183,21 +183,25 @@ pub fn check_capabilities(chroot: bool) -> Result<()> {
 /// gid is its uid.
 pub fn check_mapped(uid_base: u32, uid_count: u32, gid: Option<u32>) -> Result<()> {
     let last = uid_base.saturating_add(uid_count.saturating_sub(1));
-    let uid_map = crate::sys::read_proc("/proc/self/uid_map").context("/proc/self/uid_map")?;
-    let gid_map = crate::sys::read_proc("/proc/self/gid_map").context("/proc/self/gid_map")?;
     let (gids, gid_last) = gid.map_or((uid_base, last), |g| (g, g));
-    for (kind, map, first, last) in
-        [("uid", &uid_map, uid_base, last), ("gid", &gid_map, gids, gid_last)]
-    {
-        if !covers(map, first, last) {
-            let shown: Vec<String> = map_ranges(map)
-                .map(|(start, count)| format!("{start}-{}", start + (count - 1)))
-                .collect();
+    for (kind, path, first, last) in [
+        ("uid", "/proc/self/uid_map", uid_base, last),
+        ("gid", "/proc/self/gid_map", gids, gid_last),
+    ] {
+        // What the map holds, if it leaves out an id of the policy's.
+        let unmapped = |map: &str| {
+            (!covers(map, first, last)).then(|| {
+                let shown: Vec<String> = map_ranges(map)
+                    .map(|(start, count)| format!("{start}-{}", start + (count - 1)))
+                    .collect();
+                shown.join(", ")
+            })
+        };
+        if let Some(shown) = crate::sys::with_proc(path, unmapped).context(path)? {
             return Err(Error::Refused(format!(
                 "the sandbox {kind}s {first}-{last} (the policy's uid_base, uid_count and gid) are \
-                 not all mapped in this user namespace, which maps {}: map {} ids from {first} \
+                 not all mapped in this user namespace, which maps {shown}: map {} ids from {first} \
                  (a subordinate {kind} range that large), or move uid_base and uid_count into the map",
-                shown.join(", "),
                 u64::from(last - first) + 1
             )));
         }

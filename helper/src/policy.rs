@@ -176,15 +176,18 @@ pub fn load() -> Result<Policy> {
             "{POLICY_PATH} must be owned by root and not writable by group or others"
         )));
     }
-    // Sized from the stat above: one read, not a read from 32 bytes up.
-    let mut text = String::with_capacity(meta.len().min(MAX_POLICY_BYTES) as usize + 1);
-    file.take(MAX_POLICY_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| Error::Policy(format!("cannot read {POLICY_PATH}: {e}")))?;
-    if text.len() as u64 > MAX_POLICY_BYTES {
-        return Err(Error::Policy(format!("{POLICY_PATH} is too large")));
-    }
-    let mut policy = parse(&text).map_err(|msg| Error::Policy(format!("{POLICY_PATH}: {msg}")))?;
+    // The packaged policy, comments and all, is about 5 KiB.
+    let parsed = crate::sys::with_small_file::<8192, _>(file.take(MAX_POLICY_BYTES + 1), |bytes| {
+        if bytes.len() as u64 > MAX_POLICY_BYTES {
+            return Err(format!("{POLICY_PATH} is too large"));
+        }
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| format!("cannot read {POLICY_PATH}: it is not UTF-8"))?;
+        parse(text).map_err(|msg| format!("{POLICY_PATH}: {msg}"))
+    });
+    let mut policy = parsed
+        .map_err(|e| Error::Policy(format!("cannot read {POLICY_PATH}: {e}")))?
+        .map_err(Error::Policy)?;
     policy.cap_processes();
     Ok(policy)
 }
@@ -274,9 +277,9 @@ impl Policy {
     /// the policy file says (its default, 65535, is twice a common
     /// pid_max): the rest of the machine must still be able to fork.
     fn cap_processes(&mut self) {
-        let pid_max = crate::sys::read_proc("/proc/sys/kernel/pid_max");
-        let quarter =
-            pid_max.ok().and_then(|t| t.trim().parse::<u64>().ok()).map_or(8192, |n| n / 4);
+        let pid_max =
+            crate::sys::with_proc("/proc/sys/kernel/pid_max", |t| t.trim().parse::<u64>());
+        let quarter = pid_max.ok().and_then(|n| n.ok()).map_or(8192, |n| n / 4);
         let max = &mut self.max[Limit::Nproc as usize];
         *max = Some(max.map_or(quarter, |m| m.min(quarter)));
     }
@@ -548,10 +551,12 @@ impl Policy {
         });
         let asked = asked.unwrap_or(u64::MAX);
         let half = || {
-            let text = crate::sys::read_proc("/proc/meminfo").unwrap_or_default();
-            let kib = text.lines().find_map(|l| {
-                l.strip_prefix("MemTotal:")?.trim().strip_suffix("kB")?.trim().parse().ok()
-            });
+            let total = |text: &str| {
+                text.lines().find_map(|l| {
+                    l.strip_prefix("MemTotal:")?.trim().strip_suffix("kB")?.trim().parse().ok()
+                })
+            };
+            let kib = crate::sys::with_proc("/proc/meminfo", total).ok().flatten();
             kib.map_or(u64::MAX, |k: u64| k / 2)
         };
         Some(asked.min(self.max_run_memory.unwrap_or_else(half)))

@@ -198,17 +198,24 @@ enum Label {
     Upper(usize),
 }
 
+/// Steps per rule, with its share of the dispatch, that `program` makes
+/// room for.
+const OPS_PER_RULE: usize = 8;
+
 fn program() -> Vec<Op> {
     let mut rules = rules();
     rules.sort_by_key(|&(nr, _)| nr);
-    let mut ops = vec![
+    // Allocated once (`room_for_the_program` checks the room), as in
+    // `assemble`: no growing by copies through the allocator.
+    let mut ops = Vec::with_capacity(OPS_PER_RULE * rules.len() + 16);
+    ops.extend([
         Op::Load(ARCH),
         Op::JumpIfEq(NATIVE_ARCH, Label::Rule(usize::MAX)),
         Op::Ret(RET_KILL_PROCESS),
         Op::Here(Label::Rule(usize::MAX)),
         Op::Load(NR),
         Op::JumpIfGe(X32_BIT, Label::Kill),
-    ];
+    ]);
     let numbers: Vec<u32> = rules.iter().map(|&(nr, _)| nr as u32).collect();
     dispatch(&numbers, 0, &mut ops);
     for (i, (_, rule)) in rules.iter().enumerate() {
@@ -298,7 +305,7 @@ fn check(i: usize, rule: Rule) -> Vec<Op> {
 
 /// Resolves labels into the relative forward jumps of classic BPF.
 fn assemble(ops: &[Op]) -> Vec<SockFilter> {
-    let mut at = Vec::new();
+    let mut at = Vec::with_capacity(ops.len());
     let mut pc = 0usize;
     for op in ops {
         match op {
@@ -311,7 +318,7 @@ fn assemble(ops: &[Op]) -> Vec<SockFilter> {
         let to = to.unwrap_or_else(|| unreachable!("label {label:?} is placed by program()"));
         u8::try_from(to - from - 1).unwrap_or_else(|_| unreachable!("the filter is short"))
     };
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(ops.len());
     for op in ops {
         let pc = out.len();
         let insn = |code, jt, jf, k| SockFilter { code, jt, jf, k };
@@ -366,6 +373,11 @@ mod tests {
     }
 
     const EPERM: u32 = RET_ERRNO | libc::EPERM as u32;
+
+    #[test]
+    fn room_for_the_program() {
+        assert!(program().len() <= OPS_PER_RULE * rules().len() + 16);
+    }
 
     #[test]
     fn setid_modes_are_refused() {

@@ -462,15 +462,40 @@ pub fn loopback_up() -> io::Result<()> {
     cerr(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) }.into()).map(drop)
 }
 
-/// A small file of /proc in one read: std's `fs::read_to_string` asks its
-/// size (a stat and a seek, and /proc says 0) and then reads from 32 bytes
-/// up, doubling; on a virtual machine each system call costs microseconds.
+/// Hands all the bytes of a small file to `parse`, read into a buffer of
+/// `N` bytes on the stack; the rest of a larger file (the mountinfo of a
+/// host with hundreds of mounts) goes on to the heap. Not into a heap
+/// buffer from the start: the C library's allocator maps a fresh buffer of
+/// this size each time and unmaps it when freed, and each unmap of the
+/// supervisor's memory, while the network thread runs, stops the other CPU
+/// to flush its TLB (tens of microseconds on a virtual machine). The buffer
+/// is small for the same reason: each page of stack it reaches for the
+/// first time is a page fault. Read in a loop, not from 32 bytes up, and
+/// without asking the size first (/proc says 0).
+pub fn with_small_file<const N: usize, T>(
+    mut file: impl std::io::Read,
+    parse: impl FnOnce(&[u8]) -> T,
+) -> std::io::Result<T> {
+    let mut stack = [0u8; N];
+    let mut len = 0;
+    while len < N {
+        match file.read(&mut stack[len..]) {
+            Ok(0) => return Ok(parse(&stack[..len])),
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut all = stack.to_vec();
+    file.read_to_end(&mut all)?;
+    Ok(parse(&all))
+}
+
+/// Hands the text of a small file of /proc to `parse` (`with_small_file`).
 /// Bytes that are not UTF-8 (a process may name itself with any) become
 /// U+FFFD rather than an error, so that no process is skipped for its name.
-pub fn read_proc(path: &str) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut bytes = Vec::with_capacity(4096);
-    // `take` keeps std from asking the size first; there is no cap.
-    std::fs::File::open(path)?.take(u64::MAX).read_to_end(&mut bytes)?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+pub fn with_proc<T>(path: &str, parse: impl FnOnce(&str) -> T) -> std::io::Result<T> {
+    // Enough for all but mountinfo on a host with many mounts.
+    let file = std::fs::File::open(path)?;
+    with_small_file::<4096, T>(file, |bytes| parse(&String::from_utf8_lossy(bytes)))
 }
