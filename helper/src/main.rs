@@ -242,16 +242,16 @@ fn run(caller: &Caller, request_rx: &mut harden::RequestPipe) -> Result<(Facts, 
     // to exec. The target inherits it, as it does the rest of the plan.
     plan.filter = seccomp::filter();
     // Joined, even when unused: the helper forks with one thread only.
-    let netns = network_maker.namespace()?;
-    let (network, netns) = match plan.share_net {
-        true => (Network::Host, None),
-        false => (Network::Loopback, Some(netns)),
+    let made = network_maker.namespace()?;
+    let (network, netns, loopback) = match plan.share_net {
+        true => (Network::Host, None, None),
+        false => (Network::Loopback, Some(made.fd), Some(made.loopback)),
     };
     // Our next child is pid 1 of a new pid namespace.
     unshare(CloneFlags::CLONE_NEWPID).context("cannot create the run's pid namespace")?;
     let init = match sys::fork().context("cannot fork")? {
         ForkResult::Child => {
-            drop((supervisor_end, stop_order));
+            drop((supervisor_end, stop_order, loopback));
             init::run(plan, run_end, cpus, netns)
         }
         ForkResult::Parent { child } => child,
@@ -261,7 +261,7 @@ fn run(caller: &Caller, request_rx: &mut harden::RequestPipe) -> Result<(Facts, 
     drop((run_end, plan, netns));
     let init_pidfd = pidfd_of_init(init)?;
     let run = Run { init, init_pidfd, uid, gid, limits, memory_kib, network };
-    let prepared = prepare(&policy, caller, &run, &supervisor_end, &lease, &found);
+    let prepared = prepare(&policy, caller, &run, &supervisor_end, &lease, &found, loopback);
     let missing = match prepared {
         Ok(missing) => missing,
         Err(e) => {
@@ -314,8 +314,9 @@ fn other_cpus(cpus: &nix::sched::CpuSet) -> Option<nix::sched::CpuSet> {
 /// The root-only steps of the supervisor, beside init's set-up: init out
 /// of a cgroup the caller could freeze (`cgroup::shelter`), the run's
 /// cgroups (handed to init, which the target inherits them from and which
-/// removes them at the end) and the sweep of earlier runs' cgroups; then it
-/// becomes the caller (invariant 6). The target execs only after this.
+/// removes them at the end), the run's loopback up and the sweep of
+/// earlier runs' cgroups; then it becomes the caller (invariant 6). The
+/// target execs only after this.
 fn prepare(
     policy: &Policy,
     caller: &Caller,
@@ -323,6 +324,7 @@ fn prepare(
     channel: &Channel,
     lease: &Lease,
     found: &cgroup::Hierarchies,
+    loopback: Option<network::Loopback>,
 ) -> Result<Option<String>> {
     cgroup::shelter(found, run.init.as_raw().unsigned_abs())?;
     let nproc = run.limits.get(Limit::Nproc);
@@ -346,10 +348,12 @@ fn prepare(
         // channel); nobody else will remove them.
         cg.remove();
     }
+    // Only the target's program needs it, after the go; init does not.
+    let up = loopback.map_or(Ok(()), network::Loopback::up);
     if policy.cgroup != CgroupRule::Off {
         cgroup::sweep_stale(found, policy.uid_base, policy.uid_count, lease);
     }
-    let checked = supervise::drop_privileges(caller);
+    let checked = up.and_then(|()| supervise::drop_privileges(caller));
     if let (Err(_), Some(cg)) = (&checked, &cgroup) {
         // Init will be killed before it removes them.
         cg.remove();

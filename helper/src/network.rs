@@ -7,15 +7,18 @@
 //! request, it starts a thread (`start`), moved to another CPU, while it
 //! reads and checks the request and loads the policy. A namespace belongs
 //! to a thread, not to the process: the thread makes one for itself at
-//! once, and brings its loopback up and opens a descriptor of it only once
-//! the helper has closed the descriptors the request does not name
+//! once, and opens a socket in it and a descriptor of it only once the
+//! helper has closed the descriptors the request does not name
 //! (`Maker::may_open`: a descriptor the thread opened earlier could take
 //! one of those numbers), then ends. The helper joins the thread
 //! before anything else happens (init's fork, a change of ids: it is
 //! single-threaded again), and init enters the namespace (`setns`) rather
-//! than making one. Each run's namespace is made by its own thread for that
-//! run alone, and after init's fork no process outside the run holds it:
-//! the supervisor's copy is closed there. A thread rather than a child
+//! than making one; the supervisor brings its loopback up through the
+//! socket beside init's set-up (`Loopback::up`). Each run's namespace is
+//! made by its own thread for that run alone, and no process outside the
+//! run holds it once the target may run: the supervisor closes its
+//! descriptor at init's fork and its socket before the target's go. A
+//! thread rather than a child
 //! process: no copy of the helper's memory to make and fault in again (a
 //! fork cost half a millisecond of CPU here).
 
@@ -34,7 +37,7 @@ use crate::sys;
 /// opens nothing), so that the helper never forks or changes its ids with a
 /// second thread.
 pub struct Maker {
-    thread: Option<JoinHandle<Result<OwnedFd>>>,
+    thread: Option<JoinHandle<Result<Namespace>>>,
     may_open: Option<Sender<()>>,
 }
 
@@ -62,19 +65,41 @@ pub fn start(cpus: &CpuSet) -> Result<Maker> {
     Ok(Maker { thread: Some(thread), may_open: Some(may_open) })
 }
 
-/// A new network namespace for this thread, with its loopback up, its only
-/// interface, as in bubblewrap: programs that talk to themselves over
-/// 127.0.0.1 work, and no host address is there. Its first descriptor is
+/// The run's network namespace as the thread leaves it: a descriptor of
+/// it, for init's `setns`, and its loopback, still down.
+pub struct Namespace {
+    pub fd: OwnedFd,
+    pub loopback: Loopback,
+}
+
+/// A socket in the run's network namespace, to bring its loopback up.
+pub struct Loopback(OwnedFd);
+
+impl Loopback {
+    /// Brings the namespace's loopback up, its only interface, as in
+    /// bubblewrap: programs that talk to themselves over 127.0.0.1 work,
+    /// and no host address is there. Done by the supervisor, still root,
+    /// beside init's set-up and before the target's go (`main::prepare`),
+    /// rather than by the thread on the way to init's fork, where the
+    /// kernel's work for it (the loopback's addresses and routes) took a
+    /// tenth of a millisecond. The socket, the supervisor's last hold on
+    /// the namespace, closes here.
+    pub fn up(self) -> Result<()> {
+        sys::loopback_up(&self.0).context("cannot bring up the run's loopback")
+    }
+}
+
+/// A new network namespace for this thread. Its first descriptor is
 /// opened only once `may_open` says so (false: the helper is failing).
-fn make(may_open: impl FnOnce() -> bool) -> Result<OwnedFd> {
+fn make(may_open: impl FnOnce() -> bool) -> Result<Namespace> {
     unshare(CloneFlags::CLONE_NEWNET).context("cannot create the run's network namespace")?;
     if !may_open() {
         return Err(Error::Internal("the network thread was not let open".into()));
     }
-    sys::loopback_up().context("cannot bring up the run's loopback")?;
-    let netns = std::fs::File::open("/proc/thread-self/ns/net")
+    let socket = sys::interface_socket().context("cannot make a socket in the run's network")?;
+    let fd = std::fs::File::open("/proc/thread-self/ns/net")
         .context("cannot open the run's network namespace")?;
-    Ok(netns.into())
+    Ok(Namespace { fd: fd.into(), loopback: Loopback(socket) })
 }
 
 impl Maker {
@@ -86,9 +111,9 @@ impl Maker {
         }
     }
 
-    /// The namespace, once the thread has made it and ended: a descriptor
-    /// of a network namespace (init's `setns` checks its kind).
-    pub fn namespace(mut self) -> Result<OwnedFd> {
+    /// The namespace, once the thread has made it and ended (init's
+    /// `setns` checks the descriptor's kind).
+    pub fn namespace(mut self) -> Result<Namespace> {
         drop(self.may_open.take());
         let thread =
             self.thread.take().ok_or(Error::Internal("the network thread is gone".into()))?;

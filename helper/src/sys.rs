@@ -441,12 +441,17 @@ pub fn leave_inherited_keyring() -> io::Result<()> {
     }
 }
 
-/// Brings up the loopback interface `lo` of this process's network
-/// namespace (SIOCGIFFLAGS, then SIOCSIFFLAGS with IFF_UP), through a
-/// socket made in it; a new namespace has its loopback down.
-pub fn loopback_up() -> io::Result<()> {
+/// A socket for `loopback_up`, in this thread's network namespace.
+pub fn interface_socket() -> io::Result<OwnedFd> {
     use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+    Ok(socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?)
+}
+
+/// Brings up the loopback interface `lo` of the network namespace `sock`
+/// was made in (SIOCGIFFLAGS, then SIOCSIFFLAGS with IFF_UP), whichever
+/// namespace the calling thread is in; a new namespace has its loopback
+/// down.
+pub fn loopback_up(sock: &OwnedFd) -> io::Result<()> {
     // SAFETY: ifreq is plain old data; all zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (to, from) in req.ifr_name.iter_mut().zip(c"lo".to_bytes()) {

@@ -322,10 +322,12 @@ fn two_runs_alive_at_once_each_have_a_network_namespace_of_their_own() {
 }
 
 /// The network thread is joined before init's fork and the helper's copy
-/// of the namespace closed there (`network::start`, `main::run`): while a
-/// run lives, the supervisor has one thread and holds no network namespace,
-/// init holds none either (it entered the one made for the run), and the
-/// target is in a namespace other than the host's.
+/// of the namespace closed there (`network::start`, `main::run`), its socket
+/// in the namespace once the loopback is up (`network::Loopback::up`):
+/// while a run lives, the supervisor has one thread and holds no network
+/// namespace and no socket but its end of the run's channel, init holds
+/// none either (it entered the one made for the run), and the target is in
+/// a namespace other than the host's.
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn only_the_run_holds_its_network_namespace_and_the_supervisor_has_one_thread() {
@@ -337,10 +339,13 @@ fn only_the_run_holds_its_network_namespace_and_the_supervisor_has_one_thread() 
     let tasks = std::fs::read_dir(format!("/proc/{sup}/task")).expect("the supervisor").count();
     assert_eq!(tasks, 1, "the supervisor has more than one thread");
     for (who, pid) in [("supervisor", sup), ("init", init)] {
+        let mut sockets = 0;
         for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).expect("descriptors").flatten() {
             let to = std::fs::read_link(fd.path()).unwrap_or_default();
             assert!(!to.to_string_lossy().starts_with("net:["), "the {who} holds {to:?}");
+            sockets += usize::from(to.to_string_lossy().starts_with("socket:["));
         }
+        assert_eq!(sockets, 1, "the {who} holds a socket besides its end of the channel");
     }
     assert_eq!(ns(sup), ns(std::process::id()), "the supervisor left the host's network");
     assert_eq!(ns(init), ns(target), "init is not in the run's network namespace");
