@@ -244,7 +244,11 @@ fn run(caller: &Caller, request_rx: &mut harden::RequestPipe) -> Result<(Facts, 
     // Joined, even when unused: the helper forks with one thread only.
     let made = network_maker.namespace()?;
     let (network, netns, loopback) = match plan.share_net {
-        true => (Network::Host, None, None),
+        // Closed at once, unused: neither we nor init keep it.
+        true => {
+            drop(made);
+            (Network::Host, None, None)
+        }
         false => (Network::Loopback, Some(made.fd), Some(made.loopback)),
     };
     // Our next child is pid 1 of a new pid namespace.
