@@ -62,6 +62,10 @@ fn memory_cgroups() -> u64 {
 /// (`shelter`).
 const SHELTER: &str = "shelter";
 
+/// Where the packaged systemd unit's keeper process lives, in the unit's
+/// cgroup (the v2 subtree under it): not a run's, never swept.
+const KEEPER: &str = "keeper";
+
 /// At most one directory per hierarchy: memory, pids, cpuacct and v2.
 const MAX_NODES: usize = 4;
 
@@ -747,8 +751,9 @@ pub fn sweep_stale(found: &Hierarchies, uid_base: u32, uid_count: u32, lease: &L
     }
 }
 
-/// Whether the subtree holds no directory but this run's own (`own`) and
-/// the shelter, so that nothing is left to sweep. The cgroup file systems
+/// Whether the subtree holds no directory but this run's own (`own`), the
+/// shelter and the packaged unit's keeper, so that nothing is left to
+/// sweep. The cgroup file systems
 /// count a directory's subdirectories in its link count (2 plus them),
 /// which saves reading the directory on most runs: a buffer that the C
 /// library's allocator maps and unmaps, each hierarchy, each run.
@@ -757,7 +762,7 @@ fn alone(dir: &OwnedFd, own: &str) -> bool {
         return false;
     };
     let no_follow = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
-    let known = [own, SHELTER].into_iter().filter(|name| fstatat(dir, *name, no_follow).is_ok());
+    let known = [own, SHELTER, KEEPER].into_iter().filter(|n| fstatat(dir, *n, no_follow).is_ok());
     st.st_nlink.saturating_sub(2) <= known.count() as _
 }
 

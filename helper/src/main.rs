@@ -12,7 +12,8 @@
 //!    │     request → policy → check → fork (the thread, joined before the
 //!    │     fork, makes the run's network namespace: `network`)
 //!    ├── supervisor   while root: the run's cgroups (sent to init), the uid
-//!    │     check, the sweep; then the caller with CAP_KILL only; sends go;
+//!    │     check, the run's loopback up, the sweep; then the caller with
+//!    │     CAP_KILL only; sends go;
 //!    │     waits on init's pidfd and the stop order (passed on by shutting
 //!    │     the channel); kills init if it outlives its deadline; replies
 //!    │     on init's report, then outlasts init's clean-up and reaps it
