@@ -753,10 +753,10 @@ pub fn sweep_stale(found: &Hierarchies, uid_base: u32, uid_count: u32, lease: &L
 
 /// Whether the subtree holds no directory but this run's own (`own`), the
 /// shelter and the packaged unit's keeper, so that nothing is left to
-/// sweep. The cgroup file systems
-/// count a directory's subdirectories in its link count (2 plus them),
-/// which saves reading the directory on most runs: a buffer that the C
-/// library's allocator maps and unmaps, each hierarchy, each run.
+/// sweep. The cgroup file systems count a directory's subdirectories in
+/// its link count (2 plus them), which saves reading the directory on most
+/// runs: a buffer that the C library's allocator maps and unmaps, each
+/// hierarchy, each run.
 fn alone(dir: &OwnedFd, own: &str) -> bool {
     let Ok(st) = fstat(dir) else {
         return false;
