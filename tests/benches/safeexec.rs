@@ -27,7 +27,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use safeexec_tests::{
-    context, dump, lossy, try_json_report, Access, Env, Ids, Json, OUTSIDER_USER, TEST_USER,
+    context, dump, lossy, machine_busy_ms, try_json_report, Access, Env, Ids, Json, OUTSIDER_USER,
+    TEST_USER,
 };
 
 /// Timed rounds of the interleaved start-up loops (sections 1, 1b and 3),
@@ -837,8 +838,8 @@ impl Bench {
             THROUGHPUT_FOR.as_secs()
         );
         println!(
-            "   {:>7} {:>12} {:>12} {:>16}",
-            "callers", "safeexec", "bubblewrap", "safeexec/bwrap"
+            "   {:>7} {:>12} {:>12} {:>16} {:>22}",
+            "callers", "safeexec", "bubblewrap", "safeexec/bwrap", "CPU ms/run se / bwrap"
         );
         let bwrap = self.bwrap.clone();
         for (i, &callers) in CALLERS.iter().enumerate() {
@@ -852,11 +853,16 @@ impl Bench {
                 let t = bwrap.as_ref().map(theirs);
                 (ours(), t)
             };
-            let ratio = theirs.map(|t| ours.0 / t.0);
+            let ratio = theirs.map(|t| ours.per_s / t.per_s);
+            let cpu = format!(
+                "{:.2} / {}",
+                ours.cpu_ms,
+                theirs.map_or("-".into(), |t| format!("{:.2}", t.cpu_ms))
+            );
             let mut line = format!(
-                "   {callers:>7} {:>12.0} {:>12} {:>16}",
-                ours.0,
-                theirs.map_or("-".into(), |t| format!("{:.0}", t.0)),
+                "   {callers:>7} {:>12.0} {:>12} {:>16} {cpu:>22}",
+                ours.per_s,
+                theirs.map_or("-".into(), |t| format!("{:.0}", t.per_s)),
                 ratio.map_or("-".into(), |r| format!("{r:.2}x"))
             );
             if callers == TARGET_CALLERS {
@@ -865,14 +871,23 @@ impl Bench {
                     line += &format!("   target >= {MIN_THROUGHPUT_RATIO}x  {mark}");
                 }
             }
-            let failed = ours.1 + theirs.map_or(0, |t| t.1);
+            let failed = ours.failed + theirs.map_or(0, |t| t.failed);
             println!("{line}{}", failed_note(failed));
         }
+        println!(
+            "   CPU ms/run: the whole machine's busy time per completed run (/proc/stat), every \
+             process of the runs and the kernel's workers included"
+        );
         if bwrap.is_none() {
             println!("   bubblewrap did not run here: the ratio of issue 11 is left out");
         }
-        let (rate, failed) = rate(1, || self.bare_true());
-        println!("   bare /bin/true, 1 caller, for scale: {rate:.0} runs/s{}", failed_note(failed));
+        let bare = rate(1, || self.bare_true());
+        println!(
+            "   bare /bin/true, 1 caller, for scale: {:.0} runs/s, {:.2} CPU ms/run{}",
+            bare.per_s,
+            bare.cpu_ms,
+            failed_note(bare.failed)
+        );
     }
 
     // -----------------------------------------------------------------------
@@ -1158,9 +1173,21 @@ fn timed(cmd: &mut Command) -> (f64, bool) {
     (start.elapsed().as_secs_f64() * 1e3, ok)
 }
 
+/// What [`rate`] measured.
+#[derive(Clone, Copy)]
+struct Rate {
+    per_s: f64,
+    failed: usize,
+    /// The machine's busy CPU time per completed run: every process of the
+    /// run and the kernel's workers (a network namespace's teardown), and
+    /// whatever else ran meanwhile.
+    cpu_ms: f64,
+}
+
 /// Runs per second of `callers` threads, each looping `make()` for
-/// [`THROUGHPUT_FOR`]; and how many runs failed.
-fn rate(callers: usize, make: impl Fn() -> Command + Sync) -> (f64, usize) {
+/// [`THROUGHPUT_FOR`]; how many runs failed, and the CPU time per run.
+fn rate(callers: usize, make: impl Fn() -> Command + Sync) -> Rate {
+    let busy = machine_busy_ms();
     let start = Instant::now();
     let end = start + THROUGHPUT_FOR;
     let counts: Vec<(usize, usize)> = thread::scope(|s| {
@@ -1182,9 +1209,10 @@ fn rate(callers: usize, make: impl Fn() -> Command + Sync) -> (f64, usize) {
         workers.into_iter().map(|w| w.join().expect("a caller thread panicked")).collect()
     });
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu_ms = machine_busy_ms() - busy;
     let done: usize = counts.iter().map(|c| c.0).sum();
     let failed: usize = counts.iter().map(|c| c.1).sum();
-    (done as f64 / elapsed, failed)
+    Rate { per_s: done as f64 / elapsed, failed, cpu_ms: cpu_ms / done.max(1) as f64 }
 }
 
 struct Stats {

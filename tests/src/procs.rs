@@ -116,6 +116,20 @@ pub fn boot_ticks() -> u64 {
     ts.tv_sec as u64 * hz + ts.tv_nsec as u64 * hz / 1_000_000_000
 }
 
+/// CPU time the whole machine has spent busy since boot, all CPUs and
+/// kernel workers included (/proc/stat: user, nice, system, irq, softirq
+/// and steal), in ms.
+pub fn machine_busy_ms() -> f64 {
+    let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+    let first = stat.lines().next().unwrap_or_default();
+    let ticks: Vec<u64> =
+        first.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
+    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().map(|&i| ticks.get(i).copied().unwrap_or(0)).sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    busy as f64 * 1000.0 / hz
+}
+
 /// Children of `pid` (all its threads').
 pub fn children_of(pid: u32) -> Vec<u32> {
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
