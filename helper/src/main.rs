@@ -71,8 +71,8 @@ use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::{ForkResult, Pid};
 use shared::{
-    wire, Facts, Limit, Network, Reply, Request, BIND_FD, BIND_RW_FD, CHROOT_FD, CWD_FD,
-    FIRST_UNUSED_FD, MAX_BIND, MAX_BIND_RW,
+    wire, Facts, Limit, Reply, Request, BIND_FD, BIND_RW_FD, CHROOT_FD, CWD_FD, FIRST_UNUSED_FD,
+    MAX_BIND, MAX_BIND_RW,
 };
 
 use cgroup::{CgroupRule, RunCgroup};
@@ -242,16 +242,7 @@ fn run(caller: &Caller, request_rx: &mut harden::RequestPipe) -> Result<(Facts, 
     // writing pages it shares, it cost a tenth of a millisecond on its way
     // to exec. The target inherits it, as it does the rest of the plan.
     plan.filter = seccomp::filter();
-    // Joined, even when unused: the helper forks with one thread only.
-    let made = network_maker.namespace()?;
-    let (network, netns, loopback) = match plan.share_net {
-        // Closed at once, unused: neither we nor init keep it.
-        true => {
-            drop(made);
-            (Network::Host, None, None)
-        }
-        false => (Network::Loopback, Some(made.fd), Some(made.loopback)),
-    };
+    let (network, netns, loopback) = network_maker.network(plan.share_net)?;
     // Our next child is pid 1 of a new pid namespace.
     unshare(CloneFlags::CLONE_NEWPID).context("cannot create the run's pid namespace")?;
     let init = match sys::fork().context("cannot fork")? {

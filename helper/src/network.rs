@@ -28,6 +28,7 @@ use std::sync::mpsc::{channel, Sender};
 use std::thread::JoinHandle;
 
 use nix::sched::{unshare, CloneFlags, CpuSet};
+use shared::Network;
 
 use crate::error::{Context, Error, Result};
 use crate::sys;
@@ -111,9 +112,26 @@ impl Maker {
         }
     }
 
+    /// The run's network, once the thread has ended (joined even when
+    /// unused: the helper forks with one thread only). The host's, when the
+    /// policy allows sharing it and the caller asks: the namespace is then
+    /// closed at once, so that neither the supervisor nor init keeps it.
+    /// Else the run's own: its descriptor, for init, and its loopback, for
+    /// the supervisor.
+    pub fn network(self, share_net: bool) -> Result<(Network, Option<OwnedFd>, Option<Loopback>)> {
+        let made = self.namespace()?;
+        Ok(match share_net {
+            true => {
+                drop(made);
+                (Network::Host, None, None)
+            }
+            false => (Network::Loopback, Some(made.fd), Some(made.loopback)),
+        })
+    }
+
     /// The namespace, once the thread has made it and ended (init's
     /// `setns` checks the descriptor's kind).
-    pub fn namespace(mut self) -> Result<Namespace> {
+    fn namespace(mut self) -> Result<Namespace> {
         drop(self.may_open.take());
         let thread =
             self.thread.take().ok_or(Error::Internal("the network thread is gone".into()))?;

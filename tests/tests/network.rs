@@ -347,7 +347,7 @@ fn only_the_run_holds_its_network_namespace_and_the_supervisor_has_one_thread() 
 }
 
 /// With the host's network shared, the namespace the thread made anyway is
-/// closed unused at once (`main::run`): neither the supervisor nor init
+/// closed unused at once (`network::Maker::network`): neither the supervisor nor init
 /// holds a network namespace or a socket but the channel's, and the whole
 /// run is in the host's namespace.
 #[test]
