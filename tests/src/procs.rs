@@ -111,9 +111,15 @@ pub fn boot_ticks() -> u64 {
     // clock of /proc/PID/stat's start time.
     let r = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
     assert_eq!(r, 0, "clock_gettime: {}", std::io::Error::last_os_error());
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    let hz = ticks_per_second();
     ts.tv_sec as u64 * hz + ts.tv_nsec as u64 * hz / 1_000_000_000
+}
+
+/// The clock ticks of /proc's times (USER_HZ).
+fn ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    hz as u64
 }
 
 /// CPU time the whole machine has spent busy since boot, all CPUs and
@@ -125,9 +131,7 @@ pub fn machine_busy_ms() -> f64 {
     let ticks: Vec<u64> =
         first.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
     let busy: u64 = [0, 1, 2, 5, 6, 7].iter().map(|&i| ticks.get(i).copied().unwrap_or(0)).sum();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    busy as f64 * 1000.0 / hz
+    busy as f64 * 1000.0 / ticks_per_second() as f64
 }
 
 /// Children of `pid` (all its threads').
