@@ -761,9 +761,14 @@ fn alone(dir: &OwnedFd, own: &str) -> bool {
     let Ok(st) = fstat(dir) else {
         return false;
     };
+    let Ok(subdirs) = usize::try_from(st.st_nlink.saturating_sub(2)) else {
+        return false;
+    };
     let no_follow = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
+    // Looked up only until they account for every subdirectory: most runs
+    // find their own first and stop there.
     let known = [own, SHELTER, KEEPER].into_iter().filter(|n| fstatat(dir, *n, no_follow).is_ok());
-    st.st_nlink.saturating_sub(2) <= known.count() as _
+    known.take(subdirs).count() == subdirs
 }
 
 fn sweep(dir: &OwnedFd, v2: bool, uid_base: u32, uid_count: u32, lease: &Lease) {
