@@ -68,9 +68,9 @@ pub fn start(cpus: &CpuSet) -> Result<Maker> {
 
 /// The run's network namespace as the thread leaves it: a descriptor of
 /// it, for init's `setns`, and its loopback, still down.
-pub struct Namespace {
-    pub fd: OwnedFd,
-    pub loopback: Loopback,
+struct Namespace {
+    fd: OwnedFd,
+    loopback: Loopback,
 }
 
 /// A socket in the run's network namespace, to bring its loopback up.
