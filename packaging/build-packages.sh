@@ -92,10 +92,10 @@ say "safeexec $version, SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH ($(date -u -d "@$SO
 # another build; the policy path is compiled into the helper.
 export CARGO_TARGET_DIR=$work
 export SAFEEXEC_POLICY_PATH=/etc/safeexec/policy
-# The packaged frontend finds the helper beside itself
-# (/usr/bin/../libexec/safeexec/safeexec-helper), never at a path that
-# happened to be in this build's environment.
-unset SAFEEXEC_HELPER_PATH
+# The packaged frontend runs the helper at its packaged path, never at one
+# that happened to be in this build's environment (compiled in: no lookup
+# of its own executable in /proc on every run).
+export SAFEEXEC_HELPER_PATH=/usr/libexec/safeexec/safeexec-helper
 # The checkout and cargo's home differ between machines: keep them out of
 # the binaries (panic locations), so that they are reproducible.
 cargo_home=${CARGO_HOME:-$HOME/.cargo}

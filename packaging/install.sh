@@ -10,8 +10,9 @@
 #                                          runs' cgroup subtree, started)
 #
 # SYSCONFDIR is /etc for --prefix /usr, else DIR/etc. The policy path is
-# compiled into the helper (SAFEEXEC_POLICY_PATH), so every prefix gets its
-# own build. Running it again changes nothing that is already right, and it
+# compiled into the helper (SAFEEXEC_POLICY_PATH) and the helper's path
+# into the frontend (SAFEEXEC_HELPER_PATH), so every prefix gets its own
+# build. Running it again changes nothing that is already right, and it
 # never overwrites an existing policy.
 #
 # Usage: packaging/install.sh --prefix DIR [--group NAME]
@@ -209,13 +210,13 @@ if [ -n "$build_user" ]; then
     (
         cd "$repo"
         runuser -u "$build_user" -- env "HOME=$sudo_home" "PATH=$sudo_home/.cargo/bin:/usr/local/bin:/usr/bin:/bin" \
-            "SAFEEXEC_POLICY_PATH=$policy_path" "SAFEEXEC_STATE_DIR=$state_dir" "CARGO_TARGET_DIR=$target_dir" "RUSTFLAGS=$static" \
+            "SAFEEXEC_POLICY_PATH=$policy_path" "SAFEEXEC_STATE_DIR=$state_dir" "SAFEEXEC_HELPER_PATH=$helperdir/safeexec-helper" "CARGO_TARGET_DIR=$target_dir" "RUSTFLAGS=$static" \
             "$cargo" build --release --locked --target "$triple" -p safeexec -p safeexec-helper
     ) || die "cargo build (as $build_user) failed"
 else
     (
         cd "$repo"
-        SAFEEXEC_POLICY_PATH=$policy_path SAFEEXEC_STATE_DIR=$state_dir CARGO_TARGET_DIR=$target_dir RUSTFLAGS=$static \
+        SAFEEXEC_POLICY_PATH=$policy_path SAFEEXEC_STATE_DIR=$state_dir SAFEEXEC_HELPER_PATH=$helperdir/safeexec-helper CARGO_TARGET_DIR=$target_dir RUSTFLAGS=$static \
             "$cargo" build --release --locked --target "$triple" -p safeexec -p safeexec-helper
     ) || die "cargo build failed"
 fi

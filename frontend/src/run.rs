@@ -96,7 +96,9 @@ impl fmt::Display for RunError {
     }
 }
 
-/// Where the installed helper is: a path fixed at build time, or else
+/// Where the installed helper is: the path fixed at build time
+/// (`packaging/install.sh` and the packages fix it: finding this
+/// executable costs a lookup in /proc, some 40 µs of every run), or else
 /// `../libexec/safeexec/safeexec-helper` beside this executable.
 pub fn helper_path() -> PathBuf {
     if let Some(fixed) = option_env!("SAFEEXEC_HELPER_PATH") {

@@ -104,9 +104,10 @@ fn man_page(date: Option<String>) -> io::Result<Vec<u8>> {
         .control("TP", [])
         .text([italic("/usr/libexec/safeexec/safeexec-helper")])
         .text([roman(
-            "The setuid root helper that performs the run; safeexec finds it at \
-             ../libexec/safeexec/safeexec-helper relative to its own executable. \
-             Only members of the group safeexec may execute it.",
+            "The setuid root helper that performs the run. safeexec runs it at \
+             the path fixed when it was built (the packages fix this one), or \
+             else at ../libexec/safeexec/safeexec-helper relative to its own \
+             executable. Only members of the group safeexec may execute it.",
         )])
         .control("TP", [])
         .text([italic("/etc/safeexec/policy")])
