@@ -242,13 +242,21 @@ fn map_hierarchies(proc_cgroup: &str, mounts: &[CgroupMount]) -> Vec<Hierarchy> 
 
 /// The hierarchies the helper is in, read once per run (by the
 /// supervisor, for `shelter`, `RunCgroup::create` and `sweep_stale`).
-pub struct Hierarchies(Vec<Hierarchy>);
+///
+/// The cgroup mounts they were found among are kept, unused, as long as
+/// they are: the supervisor finds them while the network thread runs, and
+/// what it frees then musl's allocator unmaps at once, each unmap
+/// interrupting the thread's CPU (a TLB shootdown).
+pub struct Hierarchies {
+    list: Vec<Hierarchy>,
+    _mounts: Vec<CgroupMount>,
+}
 
 impl Hierarchies {
     pub fn find() -> Hierarchies {
         let mounts = sys::with_proc("/proc/self/mountinfo", cgroup_mounts).unwrap_or_default();
         let found = sys::with_proc("/proc/self/cgroup", |text| map_hierarchies(text, &mounts));
-        Hierarchies(found.unwrap_or_default())
+        Hierarchies { list: found.unwrap_or_default(), _mounts: mounts }
     }
 }
 
@@ -329,7 +337,7 @@ impl RunCgroup {
         let mut cg = RunCgroup { nodes: Vec::new(), memory: None, pids: None, cpu: None };
         let mut first_error = None;
         let too_many = memory_cgroups() >= max_memory;
-        for h in &found.0 {
+        for h in &found.list {
             if let Err(e) = cg.add(h, uid, too_many) {
                 first_error.get_or_insert(e);
             }
@@ -679,7 +687,7 @@ fn hand_down(parent: &OwnedFd, too_many: bool) -> Result<Vec<String>> {
 /// policy's `cgroup` says: it keeps init, and so the run's limits, out of
 /// the caller's hands.
 pub fn shelter(found: &Hierarchies, init: u32) -> Result<()> {
-    for h in found.0.iter().filter(|h| h.v2) {
+    for h in found.list.iter().filter(|h| h.v2) {
         let mount = open_dir(None, &h.mount).map_err(|e| err(&h.mount, e))?;
         let own = h.own.as_deref().unwrap_or_default();
         let own_dir = if own.is_empty() { None } else { open_dir(Some(&mount), own).ok() };
@@ -742,7 +750,7 @@ fn only_root_may_move(dir: &OwnedFd) -> bool {
 /// while it is still root, beside init's set-up.
 pub fn sweep_stale(found: &Hierarchies, uid_base: u32, uid_count: u32, lease: &Lease) {
     let own = run_name(uid_base.saturating_add(lease.index));
-    for h in &found.0 {
+    for h in &found.list {
         if let Ok(dir) = subtree(h) {
             if !alone(&dir, &own) {
                 sweep(&dir, h.v2, uid_base, uid_count, lease);

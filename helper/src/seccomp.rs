@@ -130,49 +130,65 @@ const SOCKETPAIR_TYPES: &[u32] = &{
 
 const NEWUSER: u32 = libc::CLONE_NEWUSER as u32;
 
-fn rules() -> Vec<(libc::c_long, Rule)> {
-    let mut rules = vec![
-        (libc::SYS_fchmod, Rule::Mode { mode: 1 }),
-        (libc::SYS_fchmodat, Rule::Mode { mode: 2 }),
-        (libc::SYS_fchmodat2, Rule::Mode { mode: 2 }),
-        (libc::SYS_mkdirat, Rule::Mode { mode: 2 }),
-        (libc::SYS_mknodat, Rule::Mode { mode: 2 }),
-        (libc::SYS_openat, Rule::Create { flags: 2, mode: 3 }),
-        (libc::SYS_openat2, Rule::NoSys),
-        (libc::SYS_io_uring_setup, Rule::NoSys),
-        (libc::SYS_unshare, Rule::Flags { arg: 0, bits: NEWUSER }),
-        (libc::SYS_clone, Rule::Flags { arg: 0, bits: NEWUSER }),
-        (libc::SYS_clone3, Rule::NoSys),
-        (libc::SYS_setns, Rule::Deny),
-        (libc::SYS_mount, Rule::Deny),
-        (libc::SYS_umount2, Rule::Deny),
-        (libc::SYS_pivot_root, Rule::Deny),
-        (libc::SYS_fsopen, Rule::Deny),
-        (libc::SYS_fsconfig, Rule::Deny),
-        (libc::SYS_fsmount, Rule::Deny),
-        (libc::SYS_fspick, Rule::Deny),
-        (libc::SYS_open_tree, Rule::Deny),
-        (libc::SYS_move_mount, Rule::Deny),
-        (libc::SYS_mount_setattr, Rule::Deny),
-        (libc::SYS_add_key, Rule::Deny),
-        (libc::SYS_keyctl, Rule::Deny),
-        (libc::SYS_request_key, Rule::Deny),
-        (libc::SYS_ioctl, Rule::Refuse { arg: 1, values: TERMINAL_REQUESTS }),
-        (libc::SYS_socket, Rule::Only { arg: 0, values: SOCKET_FAMILIES }),
-        (libc::SYS_socketpair, Rule::UnixPair),
-    ];
-    #[cfg(target_arch = "x86_64")]
-    rules.extend([
-        (libc::SYS_chmod, Rule::Mode { mode: 1 }),
-        (libc::SYS_mkdir, Rule::Mode { mode: 1 }),
-        (libc::SYS_mknod, Rule::Mode { mode: 1 }),
-        (libc::SYS_creat, Rule::Mode { mode: 1 }),
-        (libc::SYS_open, Rule::Create { flags: 1, mode: 2 }),
-    ]);
-    rules
+/// What the filter does with each system call it looks at.
+const RULES: &[(libc::c_long, Rule)] = &[
+    (libc::SYS_fchmod, Rule::Mode { mode: 1 }),
+    (libc::SYS_fchmodat, Rule::Mode { mode: 2 }),
+    (libc::SYS_fchmodat2, Rule::Mode { mode: 2 }),
+    (libc::SYS_mkdirat, Rule::Mode { mode: 2 }),
+    (libc::SYS_mknodat, Rule::Mode { mode: 2 }),
+    (libc::SYS_openat, Rule::Create { flags: 2, mode: 3 }),
+    (libc::SYS_openat2, Rule::NoSys),
+    (libc::SYS_io_uring_setup, Rule::NoSys),
+    (libc::SYS_unshare, Rule::Flags { arg: 0, bits: NEWUSER }),
+    (libc::SYS_clone, Rule::Flags { arg: 0, bits: NEWUSER }),
+    (libc::SYS_clone3, Rule::NoSys),
+    (libc::SYS_setns, Rule::Deny),
+    (libc::SYS_mount, Rule::Deny),
+    (libc::SYS_umount2, Rule::Deny),
+    (libc::SYS_pivot_root, Rule::Deny),
+    (libc::SYS_fsopen, Rule::Deny),
+    (libc::SYS_fsconfig, Rule::Deny),
+    (libc::SYS_fsmount, Rule::Deny),
+    (libc::SYS_fspick, Rule::Deny),
+    (libc::SYS_open_tree, Rule::Deny),
+    (libc::SYS_move_mount, Rule::Deny),
+    (libc::SYS_mount_setattr, Rule::Deny),
+    (libc::SYS_add_key, Rule::Deny),
+    (libc::SYS_keyctl, Rule::Deny),
+    (libc::SYS_request_key, Rule::Deny),
+    (libc::SYS_ioctl, Rule::Refuse { arg: 1, values: TERMINAL_REQUESTS }),
+    (libc::SYS_socket, Rule::Only { arg: 0, values: SOCKET_FAMILIES }),
+    (libc::SYS_socketpair, Rule::UnixPair),
+];
+
+/// The older calls that x86_64 still has beside the `at` ones.
+#[cfg(target_arch = "x86_64")]
+const OLD_CALLS: &[(libc::c_long, Rule)] = &[
+    (libc::SYS_chmod, Rule::Mode { mode: 1 }),
+    (libc::SYS_mkdir, Rule::Mode { mode: 1 }),
+    (libc::SYS_mknod, Rule::Mode { mode: 1 }),
+    (libc::SYS_creat, Rule::Mode { mode: 1 }),
+    (libc::SYS_open, Rule::Create { flags: 1, mode: 2 }),
+];
+#[cfg(not(target_arch = "x86_64"))]
+const OLD_CALLS: &[(libc::c_long, Rule)] = &[];
+
+/// Every rule, by system call number, in `room` (on the caller's stack:
+/// see `assemble`).
+fn rules(room: &mut [(libc::c_long, Rule); MAX_RULES]) -> &[(libc::c_long, Rule)] {
+    let all = RULES.iter().chain(OLD_CALLS);
+    let n = RULES.len() + OLD_CALLS.len();
+    for (slot, rule) in room.iter_mut().zip(all) {
+        *slot = *rule;
+    }
+    // In place: a stable sort would allocate, and the numbers are unique.
+    room[..n].sort_unstable_by_key(|&(nr, _)| nr);
+    &room[..n]
 }
 
 /// Instructions with symbolic jump targets, resolved by `assemble`.
+#[derive(Clone, Copy)]
 enum Op {
     Load(u32),
     /// if A == k goto then, else fall through
@@ -198,31 +214,47 @@ enum Label {
     Upper(usize),
 }
 
-/// Steps per rule, with its share of the dispatch, that `program` makes
-/// room for.
-const OPS_PER_RULE: usize = 8;
+/// Most rules `rules` may hold: `assemble`'s table of label positions has
+/// room for this many.
+const MAX_RULES: usize = 64;
+const _: () = assert!(RULES.len() + OLD_CALLS.len() <= MAX_RULES);
+/// Places in that table: the five fixed labels, the arch check's, and
+/// three per rule.
+const LABELS: usize = 6 + 3 * MAX_RULES;
 
-fn program() -> Vec<Op> {
-    let mut rules = rules();
-    rules.sort_by_key(|&(nr, _)| nr);
-    // Allocated once (`room_for_the_program` checks the room), as in
-    // `assemble`: no growing by copies through the allocator.
-    let mut ops = Vec::with_capacity(OPS_PER_RULE * rules.len() + 16);
-    ops.extend([
+/// Where `label` is kept in `assemble`'s table.
+fn slot(label: Label) -> usize {
+    match label {
+        Label::Kill => 0,
+        Label::Allow => 1,
+        Label::Deny => 2,
+        Label::NoSys => 3,
+        Label::NoFamily => 4,
+        Label::Rule(usize::MAX) => 5,
+        Label::Rule(i) => 6 + i,
+        Label::Mode(i) => 6 + MAX_RULES + i,
+        Label::Upper(i) => 6 + 2 * MAX_RULES + i,
+    }
+}
+
+/// Emits the whole program into `emit`, labels included.
+fn program(rules: &[(libc::c_long, Rule)], emit: &mut impl FnMut(Op)) {
+    for op in [
         Op::Load(ARCH),
         Op::JumpIfEq(NATIVE_ARCH, Label::Rule(usize::MAX)),
         Op::Ret(RET_KILL_PROCESS),
         Op::Here(Label::Rule(usize::MAX)),
         Op::Load(NR),
         Op::JumpIfGe(X32_BIT, Label::Kill),
-    ]);
-    let numbers: Vec<u32> = rules.iter().map(|&(nr, _)| nr as u32).collect();
-    dispatch(&numbers, 0, &mut ops);
-    for (i, (_, rule)) in rules.iter().enumerate() {
-        ops.push(Op::Here(Label::Rule(i)));
-        ops.extend(check(i, *rule));
+    ] {
+        emit(op);
     }
-    ops.extend([
+    dispatch(rules, 0, emit);
+    for (i, (_, rule)) in rules.iter().enumerate() {
+        emit(Op::Here(Label::Rule(i)));
+        check(i, *rule, emit);
+    }
+    for op in [
         Op::Here(Label::Allow),
         Op::Ret(RET_ALLOW),
         Op::Here(Label::Deny),
@@ -233,97 +265,103 @@ fn program() -> Vec<Op> {
         Op::Ret(RET_ERRNO | libc::EAFNOSUPPORT as u32),
         Op::Here(Label::Kill),
         Op::Ret(RET_KILL_PROCESS),
-    ]);
-    ops
+    ] {
+        emit(op);
+    }
 }
 
-/// Finds the rule of the number in A among the sorted `numbers` (rules
+/// Finds the rule of the number in A among the sorted `rules` (rules
 /// `first` on) by halving, and jumps to its check block; a number of no
 /// rule is allowed. A binary search, not a chain of comparisons: the
 /// kernel runs the filter for every system call number when it installs
 /// it (to cache the calls it always allows), and on each call of the
 /// target, so the path to a decision must stay short.
-fn dispatch(numbers: &[u32], first: usize, ops: &mut Vec<Op>) {
-    if numbers.len() <= 3 {
-        for (i, &nr) in numbers.iter().enumerate() {
-            ops.push(Op::JumpIfEq(nr, Label::Rule(first + i)));
+fn dispatch(rules: &[(libc::c_long, Rule)], first: usize, emit: &mut impl FnMut(Op)) {
+    if rules.len() <= 3 {
+        for (i, &(nr, _)) in rules.iter().enumerate() {
+            emit(Op::JumpIfEq(nr as u32, Label::Rule(first + i)));
         }
-        ops.push(Op::Ret(RET_ALLOW));
+        emit(Op::Ret(RET_ALLOW));
         return;
     }
-    let half = numbers.len() / 2;
-    ops.push(Op::JumpIfGe(numbers[half], Label::Upper(first + half)));
-    dispatch(&numbers[..half], first, ops);
-    ops.push(Op::Here(Label::Upper(first + half)));
-    dispatch(&numbers[half..], first + half, ops);
+    let half = rules.len() / 2;
+    emit(Op::JumpIfGe(rules[half].0 as u32, Label::Upper(first + half)));
+    dispatch(&rules[..half], first, emit);
+    emit(Op::Here(Label::Upper(first + half)));
+    dispatch(&rules[half..], first + half, emit);
 }
 
 /// The check block of rule `i`: it ends in a jump or a return.
-fn check(i: usize, rule: Rule) -> Vec<Op> {
+fn check(i: usize, rule: Rule, emit: &mut impl FnMut(Op)) {
+    let refuse_family = Op::JumpIfAny(0, Label::NoFamily, Label::NoFamily);
     match rule {
         Rule::Mode { mode } => {
-            vec![Op::Load(arg(mode)), Op::JumpIfAny(SETID_BITS, Label::Deny, Label::Allow)]
+            emit(Op::Load(arg(mode)));
+            emit(Op::JumpIfAny(SETID_BITS, Label::Deny, Label::Allow));
         }
-        Rule::Create { flags, mode } => vec![
-            Op::Load(arg(flags)),
-            Op::JumpIfAny(CREATE_FLAGS, Label::Mode(i), Label::Allow),
-            Op::Here(Label::Mode(i)),
-            Op::Load(arg(mode)),
-            Op::JumpIfAny(SETID_BITS, Label::Deny, Label::Allow),
-        ],
+        Rule::Create { flags, mode } => {
+            emit(Op::Load(arg(flags)));
+            emit(Op::JumpIfAny(CREATE_FLAGS, Label::Mode(i), Label::Allow));
+            emit(Op::Here(Label::Mode(i)));
+            emit(Op::Load(arg(mode)));
+            emit(Op::JumpIfAny(SETID_BITS, Label::Deny, Label::Allow));
+        }
         Rule::Flags { arg: a, bits } => {
-            vec![Op::Load(arg(a)), Op::JumpIfAny(bits, Label::Deny, Label::Allow)]
+            emit(Op::Load(arg(a)));
+            emit(Op::JumpIfAny(bits, Label::Deny, Label::Allow));
         }
-        Rule::Deny => vec![Op::JumpIfAny(0, Label::Deny, Label::Deny)],
-        Rule::NoSys => vec![Op::JumpIfAny(0, Label::NoSys, Label::NoSys)],
+        Rule::Deny => emit(Op::JumpIfAny(0, Label::Deny, Label::Deny)),
+        Rule::NoSys => emit(Op::JumpIfAny(0, Label::NoSys, Label::NoSys)),
         Rule::Refuse { arg: a, values } => {
-            let refused = values.iter().map(|&v| Op::JumpIfEq(v, Label::Deny));
-            [Op::Load(arg(a))].into_iter().chain(refused).chain([Op::Ret(RET_ALLOW)]).collect()
+            emit(Op::Load(arg(a)));
+            values.iter().for_each(|&v| emit(Op::JumpIfEq(v, Label::Deny)));
+            emit(Op::Ret(RET_ALLOW));
         }
         Rule::UnixPair => {
-            let types = SOCKETPAIR_TYPES.iter().map(|&v| Op::JumpIfEq(v, Label::Allow));
-            let refuse = Op::JumpIfAny(0, Label::NoFamily, Label::NoFamily);
-            [
-                Op::Load(arg(0)),
-                Op::JumpIfEq(libc::AF_UNIX as u32, Label::Mode(i)),
-                refuse,
-                Op::Here(Label::Mode(i)),
-            ]
-            .into_iter()
-            .chain([Op::Load(arg(1))])
-            .chain(types)
-            .chain([Op::JumpIfAny(0, Label::NoFamily, Label::NoFamily)])
-            .collect()
+            emit(Op::Load(arg(0)));
+            emit(Op::JumpIfEq(libc::AF_UNIX as u32, Label::Mode(i)));
+            emit(refuse_family);
+            emit(Op::Here(Label::Mode(i)));
+            emit(Op::Load(arg(1)));
+            SOCKETPAIR_TYPES.iter().for_each(|&v| emit(Op::JumpIfEq(v, Label::Allow)));
+            emit(refuse_family);
         }
         Rule::Only { arg: a, values } => {
-            let allowed = values.iter().map(|&v| Op::JumpIfEq(v, Label::Allow));
-            let refuse = Op::JumpIfAny(0, Label::NoFamily, Label::NoFamily);
-            [Op::Load(arg(a))].into_iter().chain(allowed).chain([refuse]).collect()
+            emit(Op::Load(arg(a)));
+            values.iter().for_each(|&v| emit(Op::JumpIfEq(v, Label::Allow)));
+            emit(refuse_family);
         }
     }
 }
 
-/// Resolves labels into the relative forward jumps of classic BPF.
-fn assemble(ops: &[Op]) -> Vec<SockFilter> {
-    let mut at = Vec::with_capacity(ops.len());
-    let mut pc = 0usize;
-    for op in ops {
-        match op {
-            Op::Here(label) => at.push((*label, pc)),
-            _ => pc += 1,
-        }
-    }
+/// Resolves labels into the relative forward jumps of classic BPF, in two
+/// passes over `program`: one places the labels, the other writes the
+/// instructions. No list of steps in between, and the positions in a table
+/// on the stack: what the supervisor frees while the network thread runs
+/// is unmapped by musl's allocator, and each unmap interrupts the thread's
+/// CPU (a TLB shootdown).
+fn assemble() -> Vec<SockFilter> {
+    let mut room = [(0, Rule::Deny); MAX_RULES];
+    let rules = rules(&mut room);
+    let mut at = [usize::MAX; LABELS];
+    let mut count = 0usize;
+    program(rules, &mut |op| match op {
+        Op::Here(label) => at[slot(label)] = count,
+        _ => count += 1,
+    });
     let target = |label: Label, from: usize| -> u8 {
-        let to = at.iter().find(|(l, _)| *l == label).map(|&(_, p)| p);
-        let to = to.unwrap_or_else(|| unreachable!("label {label:?} is placed by program()"));
+        let to = at[slot(label)];
+        if to == usize::MAX {
+            unreachable!("label {label:?} is placed by program()");
+        }
         u8::try_from(to - from - 1).unwrap_or_else(|_| unreachable!("the filter is short"))
     };
-    let mut out = Vec::with_capacity(ops.len());
-    for op in ops {
+    let mut out = Vec::with_capacity(count);
+    program(rules, &mut |op| {
         let pc = out.len();
         let insn = |code, jt, jf, k| SockFilter { code, jt, jf, k };
-        match *op {
-            Op::Here(_) => continue,
+        match op {
+            Op::Here(_) => {}
             Op::Load(off) => out.push(insn(BPF_LD_W_ABS, 0, 0, off)),
             Op::JumpIfEq(k, then) => out.push(insn(BPF_JEQ_K, target(then, pc), 0, k)),
             Op::JumpIfGe(k, then) => out.push(insn(BPF_JGE_K, target(then, pc), 0, k)),
@@ -332,13 +370,13 @@ fn assemble(ops: &[Op]) -> Vec<SockFilter> {
             }
             Op::Ret(k) => out.push(insn(BPF_RET_K, 0, 0, k)),
         }
-    }
+    });
     out
 }
 
 /// The filter, ready for `sys::install_seccomp`.
 pub fn filter() -> Vec<SockFilter> {
-    assemble(&program())
+    assemble()
 }
 
 #[cfg(test)]
@@ -373,11 +411,6 @@ mod tests {
     }
 
     const EPERM: u32 = RET_ERRNO | libc::EPERM as u32;
-
-    #[test]
-    fn room_for_the_program() {
-        assert!(program().len() <= OPS_PER_RULE * rules().len() + 16);
-    }
 
     #[test]
     fn setid_modes_are_refused() {
@@ -472,7 +505,8 @@ mod tests {
     #[test]
     fn every_call_is_decided_in_a_few_instructions() {
         let filter = filter();
-        let listed: Vec<u32> = rules().iter().map(|&(nr, _)| nr as u32).collect();
+        let mut room = [(0, Rule::Deny); MAX_RULES];
+        let listed: Vec<u32> = rules(&mut room).iter().map(|&(nr, _)| nr as u32).collect();
         for nr in 0..600u32 {
             let (mut pc, mut steps) = (0usize, 0);
             loop {
