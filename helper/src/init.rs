@@ -56,7 +56,10 @@ fn init_run(
     cpus: &CpuSet,
     netns: Option<OwnedFd>,
 ) -> Result<()> {
-    Identity::init_setup().assume()?;
+    // The supervisor took this identity before the fork and init inherits
+    // it: checked, not set again (each change of ids is four system calls
+    // under musl, on the way to the target's exec).
+    Identity::init_setup().verify()?;
     // If the supervisor dies, so does init, and with it the whole run.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).context("prctl(PR_SET_PDEATHSIG)")?;
     if channel_shut(channel, PollTimeout::ZERO) {
@@ -110,7 +113,8 @@ fn enter_namespaces(plan: &Plan, netns: Option<OwnedFd>) -> Result<Option<OwnedF
         _ => return Err(Error::Internal("a network namespace not asked for".into())),
     }
     let jail = plan.chroot.as_ref().map(mounts::jail_mount).transpose()?;
-    let copies = mounts::copy_binds(plan)?;
+    let places = mounts::scratch_places(plan.host_tmp);
+    let copies = mounts::copy_binds(plan, &places)?;
     let flags = CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWNS;
     unshare(flags).context("cannot create the run's namespaces")?;
     // What init makes in its own mounts gets the mode it names in full (a
@@ -122,11 +126,11 @@ fn enter_namespaces(plan: &Plan, netns: Option<OwnedFd>) -> Result<Option<OwnedF
         return Ok(None);
     }
     mounts::read_only_host()?;
-    let scratch = mounts::private_mounts(plan)?;
+    let scratch = mounts::private_mounts(plan, &places)?;
     match &jail {
         Some(jail) => mounts::jail_dev(jail, scratch)?,
         None => {
-            mounts::show_on_host(plan, &copies)?;
+            mounts::show_on_host(plan, &copies, &places)?;
             // Where the target starts when no copy was attached there.
             mounts::working_directory_is_visible()?;
         }

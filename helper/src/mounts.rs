@@ -50,13 +50,21 @@ fn scratch_options(limits: &Limits) -> Result<CString> {
 
 /// The host's places a run sees its private scratch tmpfs in: the
 /// `SCRATCH_DIRS` that are real directories (a symlink here would move the
-/// mount), but /tmp and /var/tmp with `--host-tmp`.
-fn scratch_places(host_tmp: bool) -> impl Iterator<Item = &'static CStr> {
+/// mount), but /tmp and /var/tmp with `--host-tmp`. Found once by init,
+/// before it copies the run's directories (`init::enter_namespaces`): only
+/// root can change what they are.
+pub fn scratch_places(host_tmp: bool) -> Vec<&'static CStr> {
     SCRATCH_DIRS
         .iter()
         .filter(move |(_, may_keep)| !(*may_keep && host_tmp))
         .map(|(d, _)| *d)
         .filter(|dir| is_real_dir(dir))
+        .collect()
+}
+
+/// `places` as text, for comparing paths with them.
+fn as_text<'a>(places: &[&'a CStr]) -> Vec<&'a str> {
+    places.iter().filter_map(|d| d.to_str().ok()).collect()
 }
 
 /// Whether the host's `path` is a directory itself, not a symbolic link
@@ -81,13 +89,13 @@ fn mount(
 /// private scratch tmpfs. Only fixed paths of the host are touched, before
 /// any chroot: they matter inside a chroot only if the chroot directory
 /// holds them (`--chroot_dir /`); the caller's own tree is never mounted on.
-pub fn private_mounts(plan: &Plan) -> Result<Option<&'static CStr>> {
+pub fn private_mounts(plan: &Plan, places: &[&'static CStr]) -> Result<Option<&'static CStr>> {
     let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     mount(c"proc", c"/proc", Some(c"proc"), hardened | MsFlags::MS_NOEXEC, None)
         .context("cannot mount the run's /proc")?;
     let options = scratch_options(&plan.limits)?;
     let mut scratch: Option<&CStr> = None;
-    for dir in scratch_places(plan.host_tmp) {
+    for &dir in places {
         match scratch {
             None => {
                 mount(c"tmpfs", dir, Some(c"tmpfs"), hardened, Some(&options))
@@ -161,8 +169,8 @@ pub fn read_only_host() -> Result<()> {
 /// kernel copies no mount of another one): without the mounts below them,
 /// read-only unless granted, never set-id or devices. Their files keep
 /// their permissions.
-pub fn copy_binds(plan: &Plan) -> Result<Vec<Option<OwnedFd>>> {
-    let places: Vec<&str> = scratch_places(plan.host_tmp).filter_map(|d| d.to_str().ok()).collect();
+pub fn copy_binds(plan: &Plan, places: &[&CStr]) -> Result<Vec<Option<OwnedFd>>> {
+    let places = as_text(places);
     // The host's view shows a read-only directory outside its scratch
     // places as it is, and a minimal root one below its system
     // directories: no copy.
@@ -311,8 +319,8 @@ fn enter_start(start: Option<Start>, copies: &[Option<OwnedFd>]) -> Result<()> {
 /// itself, found again by its path and used only if it is the same
 /// directory (device, inode); a read-only one elsewhere is seen as it is.
 /// The target starts in the copy of the working directory, if it has one.
-pub fn show_on_host(plan: &Plan, copies: &[Option<OwnedFd>]) -> Result<()> {
-    let places: Vec<&str> = scratch_places(plan.host_tmp).filter_map(|d| d.to_str().ok()).collect();
+pub fn show_on_host(plan: &Plan, copies: &[Option<OwnedFd>], places: &[&CStr]) -> Result<()> {
+    let places = as_text(places);
     let root = sys::open_dir_handle("/").context("cannot open /")?;
     let scratch: Vec<u64> = places
         .first()
