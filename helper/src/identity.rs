@@ -2,7 +2,9 @@
 //! its ids and capabilities as one [`Identity`] value; [`Identity::assume`]
 //! applies it in the only safe order (bounding set, groups, gids, uids,
 //! capability sets, no_new_privs) and then reads the result back from the
-//! kernel, failing closed unless it is exactly what was asked.
+//! kernel ([`Identity::verify`]), failing closed unless it is exactly what
+//! was asked. Init starts with the set-up identity it inherits through the
+//! fork, which it only verifies.
 //!
 //! | who        | uids (real, effective, saved) | gids            | capabilities |
 //! |------------|-------------------------------|-----------------|--------------|
@@ -110,7 +112,8 @@ impl Identity {
         self.verify()
     }
 
-    /// Reads the ids, groups and capability sets back from the kernel.
+    /// Reads the ids, groups, the dumpable flag and the capability sets
+    /// back from the kernel.
     /// The ambient set needs no read: it is always within permitted and
     /// inheritable. The bounding set is checked drop by drop as it is
     /// emptied (`clear_bounding_set`).
@@ -118,9 +121,13 @@ impl Identity {
         let u = getresuid().context("getresuid")?;
         let g = getresgid().context("getresgid")?;
         let groups = crate::sys::group_count().context("getgroups")?;
+        // Never dumpable (no ptrace by the caller, no core file): `assume`
+        // sets it again after its change of ids, which undoes it; init only
+        // verifies the identity it inherits, flag included.
         let mut ok = [u.real, u.effective, u.saved] == self.uids
             && [g.real, g.effective, g.saved] == self.gids
-            && groups == 0;
+            && groups == 0
+            && !nix::sys::prctl::get_dumpable().unwrap_or(true);
         if let Some(kept) = self.caps {
             let kept: CapsHashSet = kept.iter().copied().collect();
             let read = |set| caps::read(None, set).map_err(cap_error);

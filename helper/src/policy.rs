@@ -550,9 +550,15 @@ impl Policy {
             Some(derived.saturating_add(crate::mounts::scratch_kib(limits)))
         });
         let asked = asked.unwrap_or(u64::MAX);
-        // The machine's memory (MemTotal) from sysinfo(2): one system call,
-        // where /proc/meminfo has the kernel format forty other counters.
-        let half = || nix::sys::sysinfo::sysinfo().map_or(u64::MAX, |i| i.ram_total() / 1024 / 2);
+        let half = || {
+            let total = |text: &str| {
+                text.lines().find_map(|l| {
+                    l.strip_prefix("MemTotal:")?.trim().strip_suffix("kB")?.trim().parse().ok()
+                })
+            };
+            let kib = crate::sys::with_proc("/proc/meminfo", total).ok().flatten();
+            kib.map_or(u64::MAX, |k: u64| k / 2)
+        };
         Some(asked.min(self.max_run_memory.unwrap_or_else(half)))
     }
 

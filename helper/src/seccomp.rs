@@ -182,7 +182,7 @@ fn rules(room: &mut [(libc::c_long, Rule); MAX_RULES]) -> &[(libc::c_long, Rule)
     for (slot, rule) in room.iter_mut().zip(all) {
         *slot = *rule;
     }
-    // In place: a stable sort would allocate, and the numbers are unique.
+    // In place, with no scratch: the numbers are unique.
     room[..n].sort_unstable_by_key(|&(nr, _)| nr);
     &room[..n]
 }
@@ -215,7 +215,9 @@ enum Label {
 }
 
 /// Most rules `rules` may hold: `assemble`'s table of label positions has
-/// room for this many.
+/// room for this many. The filter's jumps bind sooner: classic BPF jumps
+/// forward by at most 255 instructions, which `assemble` checks (every
+/// test that runs the filter assembles it).
 const MAX_RULES: usize = 64;
 const _: () = assert!(RULES.len() + OLD_CALLS.len() <= MAX_RULES);
 /// Places in that table: the five fixed labels, the arch check's, and
