@@ -121,9 +121,9 @@ impl Identity {
         let u = getresuid().context("getresuid")?;
         let g = getresgid().context("getresgid")?;
         let groups = crate::sys::group_count().context("getgroups")?;
-        // Never dumpable (no ptrace by the caller, no core file): `assume`
-        // sets it again after its change of ids, which undoes it; init only
-        // verifies the identity it inherits, flag included.
+        // Never dumpable (no ptrace by the caller, no core file). A change
+        // of ids makes a process dumpable again, which `assume` undoes;
+        // init, which only verifies what it inherits, has it checked here.
         let mut ok = [u.real, u.effective, u.saved] == self.uids
             && [g.real, g.effective, g.saved] == self.gids
             && groups == 0
