@@ -13,9 +13,8 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use safeexec_tests::{
-    assert_verdict, dump, in_policy_range, json_report, json_uid, kv, process, require_root,
-    run_pids, signal, status_field, stdout, verdict, wait_for_child, wait_for_init, word, Env, Ids,
-    Input, TEST_USER,
+    assert_verdict, dump, json_report, json_uid, kv, process, require_root, run_pids, signal,
+    status_field, stdout, verdict, word, Env, Ids, Input, TEST_USER,
 };
 
 #[test]
@@ -179,12 +178,10 @@ fn caller_cannot_sigstop_or_sigkill_init_to_outlive_the_wall_limit() {
     let t = require_root!();
     let started = Instant::now();
     let spawned = t.run(&["--clock", "2", "--", "/bin/sleep", "30"]).spawn();
-    let frontend = spawned.id();
-    let wait = Duration::from_secs(10);
-    let sup = wait_for_child(frontend, |_| true, wait).expect("the helper started");
-    let init = wait_for_init(sup, wait).expect("init started");
-    // Once the target runs, init has set its ids.
-    wait_for_child(init, in_policy_range, wait).expect("the target started");
+    // Once the target has exec'd, init has set its ids and the supervisor
+    // has dropped to the caller (the target execs only on its go, which
+    // follows that drop; the target's own uid comes sooner).
+    let (sup, init, _target) = run_pids(spawned.id());
     assert_eq!(
         process(sup).map(|p| p.uid),
         Some(t.test_user.uid),
