@@ -222,7 +222,9 @@ fn implied_paths(program: &str, exec_dir: Option<&str>) -> Vec<PathBuf> {
         }
     }
     let own = |p: &Path| p == Path::new("/") || p.starts_with("/proc") || p.starts_with("/dev");
-    let cwd = fs::canonicalize(&cwd).unwrap_or(cwd);
+    // getcwd's answer is already the canonical path (the kernel builds it
+    // from the directory itself): no realpath, and no lookup of each of its
+    // components, on every run.
     paths.retain(|p| !own(p) && *p != cwd);
     paths.dedup();
     paths
