@@ -175,7 +175,7 @@ const OLD_CALLS: &[(libc::c_long, Rule)] = &[
 const OLD_CALLS: &[(libc::c_long, Rule)] = &[];
 
 /// Every rule, by system call number, in `room` (on the caller's stack:
-/// see `assemble`).
+/// see `filter`).
 fn rules(room: &mut [(libc::c_long, Rule); MAX_RULES]) -> &[(libc::c_long, Rule)] {
     let all = RULES.iter().chain(OLD_CALLS);
     let n = RULES.len() + OLD_CALLS.len();
@@ -187,7 +187,7 @@ fn rules(room: &mut [(libc::c_long, Rule); MAX_RULES]) -> &[(libc::c_long, Rule)
     &room[..n]
 }
 
-/// Instructions with symbolic jump targets, resolved by `assemble`.
+/// Instructions with symbolic jump targets, resolved by `filter`.
 #[derive(Clone, Copy)]
 enum Op {
     Load(u32),
@@ -214,9 +214,9 @@ enum Label {
     Upper(usize),
 }
 
-/// Most rules `rules` may hold: `assemble`'s table of label positions has
+/// Most rules `rules` may hold: `filter`'s table of label positions has
 /// room for this many. The filter's jumps bind sooner: classic BPF jumps
-/// forward by at most 255 instructions, which `assemble` checks (every
+/// forward by at most 255 instructions, which `filter` checks (every
 /// test that runs the filter assembles it).
 const MAX_RULES: usize = 64;
 const _: () = assert!(RULES.len() + OLD_CALLS.len() <= MAX_RULES);
@@ -224,7 +224,7 @@ const _: () = assert!(RULES.len() + OLD_CALLS.len() <= MAX_RULES);
 /// three per rule.
 const LABELS: usize = 6 + 3 * MAX_RULES;
 
-/// Where `label` is kept in `assemble`'s table.
+/// Where `label` is kept in `filter`'s table.
 fn slot(label: Label) -> usize {
     match label {
         Label::Kill => 0,
@@ -336,13 +336,13 @@ fn check(i: usize, rule: Rule, emit: &mut impl FnMut(Op)) {
     }
 }
 
-/// Resolves labels into the relative forward jumps of classic BPF, in two
-/// passes over `program`: one places the labels, the other writes the
-/// instructions. No list of steps in between, and the positions in a table
+/// The filter, ready for `sys::install_seccomp`: `program` with its labels
+/// resolved into the relative forward jumps of classic BPF, in two passes
+/// over it: one places the labels, the other writes the instructions. No list of steps in between, and the positions in a table
 /// on the stack: what the supervisor frees while the network thread runs
 /// is unmapped by musl's allocator, and each unmap interrupts the thread's
 /// CPU (a TLB shootdown).
-fn assemble() -> Vec<SockFilter> {
+pub fn filter() -> Vec<SockFilter> {
     let mut room = [(0, Rule::Deny); MAX_RULES];
     let rules = rules(&mut room);
     let mut at = [usize::MAX; LABELS];
@@ -374,11 +374,6 @@ fn assemble() -> Vec<SockFilter> {
         }
     });
     out
-}
-
-/// The filter, ready for `sys::install_seccomp`.
-pub fn filter() -> Vec<SockFilter> {
-    assemble()
 }
 
 #[cfg(test)]

@@ -335,7 +335,6 @@ fn only_the_run_holds_its_network_namespace_and_the_supervisor_has_one_thread() 
     let p = t.probe();
     let run = t.run(&["--clock", "2", "--json", "--exec", &p, "sleep"]).spawn();
     let (sup, init, target) = run_pids(run.id());
-    let ns = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/net")).expect("a namespace");
     let tasks = std::fs::read_dir(format!("/proc/{sup}/task")).expect("the supervisor").count();
     assert_eq!(tasks, 1, "the supervisor has more than one thread");
     assert_holds_no_network_but_the_channel(sup, init);
@@ -358,13 +357,17 @@ fn a_shared_network_leaves_no_namespace_of_the_threads_open() {
     let p = t.probe();
     let run = t.run(&["--share_newnet", "--clock", "2", "--json", "--exec", &p, "sleep"]).spawn();
     let (sup, init, target) = run_pids(run.id());
-    let ns = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/net")).expect("a namespace");
     assert_holds_no_network_but_the_channel(sup, init);
     for pid in [sup, init, target] {
         assert_eq!(ns(pid), ns(std::process::id()), "a process of the run left the host's network");
     }
     let out = run.wait();
     assert_eq!(out.status.code(), Some(1), "{}", dump(&out));
+}
+
+/// The network namespace `pid` is in.
+fn ns(pid: u32) -> std::path::PathBuf {
+    std::fs::read_link(format!("/proc/{pid}/ns/net")).expect("a namespace")
 }
 
 /// The supervisor and init hold no descriptor of a network namespace and
