@@ -7,6 +7,7 @@
 //! supervisor ── ToRun::Cgroups (+ their descriptors) ──► init, before it forks the target
 //! supervisor ── ToRun::Go ──────────────────────────────► target, before it execs
 //! supervisor ── shutdown(SHUT_WR), or its death ────────► init: end the run now
+//!                                                          (after its report: clean up now)
 //! target ─────── FromRun::ExecFailed / SetupFailed ─────► supervisor
 //! init ───────── FromRun::Finished / SetupFailed ───────► supervisor, as it ends
 //! ```

@@ -97,8 +97,18 @@ fn init_run(
     // if the supervisor, which the caller may kill once it has its reply,
     // goes first.
     let _ = nix::sys::prctl::set_pdeathsig(None::<Signal>);
+    // The clean-up waits until the caller has read the reply: the
+    // supervisor then shuts the channel (`supervise::wait_for_caller`), or
+    // is gone. A supervisor the caller stopped holds it `CLEANUP_HOLD_MS`
+    // at most.
+    let _ = channel_shut(channel, PollTimeout::from(CLEANUP_HOLD_MS));
     Ok(())
 }
+
+/// How long init's clean-up waits at most for the supervisor's word that
+/// the caller has the reply (well past `supervise::wait_for_caller`'s own
+/// bound).
+const CLEANUP_HOLD_MS: u16 = 100;
 
 /// The run's namespaces (its network namespace made for it beside the
 /// supervisor's checks, `network`, unless the host's is shared) and its

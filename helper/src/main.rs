@@ -16,7 +16,8 @@
 //!    │     CAP_KILL only; sends go;
 //!    │     waits on init's pidfd and the stop order (passed on by shutting
 //!    │     the channel); kills init if it outlives its deadline; replies
-//!    │     on init's report, then outlasts init's clean-up and reaps it
+//!    │     on init's report; once the caller has read it, shuts the channel
+//!    │     (init's clean-up waits for that), outlasts init and reaps it
 //!    │         ▲▼ one SOCK_SEQPACKET channel, typed messages (`channel`)
 //!    └── init  (pid 1 of a new pid namespace; root, CAP_KILL only)
 //!          enters the run's network namespace; new IPC/UTS/mount
@@ -24,7 +25,8 @@
 //!          mounts (`mounts`); enforces the CPU limit of the whole run and
 //!          sampled memory (`enforce`), the wall clock, the stop order; at
 //!          the end kill(-1)s, reaps, reads the cgroup counters, reports,
-//!          removes the cgroups; if it dies the kernel kills the rest
+//!          then (the channel shut) removes the cgroups; if it dies the
+//!          kernel kills the rest
 //!          └── target  (pid 2; `target::enter`: cgroups, rlimits, chroot,
 //!                sandbox ids, no caps, no_new_privs, seccomp, fds 0-2 only;
 //!                waits for go) execve(program)
@@ -103,21 +105,39 @@ fn main() {
         Err(e) => fail(None, &e),
     };
     let mut request_rx = harden::RequestPipe::new(request_rx);
-    let (facts, run) = match run(&caller, &mut request_rx) {
+    let ended = match run(&caller, &mut request_rx) {
         Ok(ended) => ended,
         Err(e) => fail(Some(&mut reply_tx), &e),
     };
     // Nothing of the run is alive any more: the caller may go, and the
     // supervisor outlasts init's clean-up on its own.
     supervise::let_go();
-    if let Err(e) = wire::write_reply(&mut reply_tx, &Reply::Finished(facts)) {
-        supervise::outlast(&run);
+    if let Err(e) = wire::write_reply(&mut reply_tx, &Reply::Finished(ended.facts)) {
+        ended.channel.stop_run();
+        supervise::outlast(&ended.run);
         fail(None, &Error::Wire(e));
     }
-    drop(reply_tx);
     supervise::stdio_to_null(harden::open_null().ok().as_ref());
-    supervise::outlast(&run);
+    // Init's clean-up (the run's cgroups, then the kernel's teardown of its
+    // namespaces) waits for the caller to have read the reply: beside the
+    // caller's last steps, on a machine of two CPUs, it slowed them.
+    supervise::wait_for_caller(&reply_tx);
+    drop(reply_tx);
+    ended.channel.stop_run();
+    supervise::outlast(&ended.run);
     std::process::exit(0);
+}
+
+/// A run that init reported the end of, as `run` leaves it to `main`.
+struct Ended {
+    facts: Facts,
+    run: Run,
+    /// Shut once the caller has the reply: init holds its clean-up until then.
+    channel: Channel,
+    /// What the set-up read, freed only after the reply: musl's allocator
+    /// gives such memory back to the kernel as soon as it is free, an unmap
+    /// each, which on the reply's way cost tens of microseconds.
+    _setup: (Policy, cgroup::Hierarchies),
 }
 
 /// Reports one line (on the reply channel if there is one, else on stderr)
@@ -204,8 +224,8 @@ fn stop_order() -> Result<SignalFd> {
 }
 
 /// The run, up to init's report: what the reply says, and the run whose
-/// init may still be at its clean-up (`supervise::outlast`).
-fn run(caller: &Caller, request_rx: &mut harden::RequestPipe) -> Result<(Facts, Run)> {
+/// init is yet to clean up (`supervise::outlast`).
+fn run(caller: &Caller, request_rx: &mut harden::RequestPipe) -> Result<Ended> {
     // Init takes these back before it forks the target (`steer`).
     let cpus = nix::sched::sched_getaffinity(Pid::from_raw(0)).context("sched_getaffinity")?;
     // The slowest step of the run's set-up, beside all of the rest, from
@@ -270,7 +290,8 @@ fn run(caller: &Caller, request_rx: &mut harden::RequestPipe) -> Result<(Facts, 
     let _ = supervisor_end.send(&ToRun::Go, &[]);
     let facts = supervise::watch(&run, &supervisor_end, &stop_order)
         .inspect_err(|_| supervise::abort_run(&run))?;
-    Ok((Facts { cgroup_missing: missing, ..facts }, run))
+    let facts = Facts { cgroup_missing: missing, ..facts };
+    Ok(Ended { facts, run, channel: supervisor_end, _setup: (policy, found) })
 }
 
 /// A pidfd of init, which the supervisor watches; if there can be none,

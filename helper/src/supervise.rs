@@ -120,7 +120,8 @@ pub fn watch(run: &Run, channel: &Channel, stop_order: &SignalFd) -> Result<Fact
                 let facts = said.facts(run, started, 0);
                 if facts.is_err() {
                     // The target's set-up failed, and the run is over: init
-                    // is at its clean-up, which a kill would cut short.
+                    // may clean up now, and a kill would cut that short.
+                    channel.stop_run();
                     outlast(run);
                 }
                 return facts;
@@ -182,9 +183,27 @@ fn collect(run: &Run, channel: &Channel, started: Instant, mut said: Said) -> Re
     said.facts(run, started, reaped.maxrss_kib)
 }
 
-/// After the reply: waits for init to finish its work (removing the run's
-/// cgroups) and end, killing it if it takes longer than `STOP_GRACE`, and
-/// reaps it. Invariant 7: the caller already has its reply, and nothing of
+/// How long after the reply the caller has to close its end of the reply
+/// pipe before the run's clean-up starts anyway (`wait_for_caller`).
+const CALLER_WAIT: Duration = Duration::from_millis(20);
+
+/// After the reply: waits until the caller has closed its end of the reply
+/// pipe (the frontend does once it has judged the reply), at most
+/// `CALLER_WAIT`. The run's clean-up, which the supervisor starts by
+/// shutting the channel after this, then does not compete with the
+/// caller's last steps for the CPUs. No process of the run is alive by now,
+/// and the supervisor holds none of the caller's other descriptors.
+pub fn wait_for_caller(reply: &File) {
+    // A pipe's write end reports POLLERR once no reader is left, whatever
+    // is asked.
+    let mut fds = [PollFd::new(reply.as_fd(), PollFlags::empty())];
+    let timeout = TimeSpec::from_duration(CALLER_WAIT);
+    let _ = ppoll(&mut fds, Some(timeout), None);
+}
+
+/// After the reply and the channel's shutdown: waits for init to finish its
+/// work (removing the run's cgroups) and end, killing it if it takes
+/// longer than `STOP_GRACE`, and reaps it. Invariant 7: the caller already has its reply, and nothing of
 /// the run is alive (init reported after it reaped the last process); what
 /// is left is init's own clean-up, which the supervisor outlasts so that a
 /// failure still ends in a kill. The caller's descriptors are no longer

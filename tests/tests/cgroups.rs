@@ -11,8 +11,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use safeexec_tests::{
-    assert_verdict, dump, json_report, require_root, require_root_exclusive, stderr, stdout,
-    CLEANUP_WAIT, POLICY_UID_BASE, POLICY_UID_COUNT,
+    assert_verdict, dump, frame, json_report, request, require_root, require_root_exclusive,
+    run_uid, signal, stderr, stdout, wait_for_child, CLEANUP_WAIT, POLICY_UID_BASE,
+    POLICY_UID_COUNT,
 };
 
 /// The test runner's own cgroups (the caller's, for the runs it starts):
@@ -1178,4 +1179,74 @@ fn twenty_concurrent_runs_each_have_their_own_cgroups_and_leave_none() {
             assert!(!d.join(run_name(&t, uid)).exists(), "{} left behind", d.display());
         }
     }
+}
+
+/// Init's clean-up waits for the supervisor's word that the caller has
+/// read the reply. A caller that keeps its end of the reply pipe open (or
+/// reads it to its end) holds the clean-up back by the supervisor's
+/// `CALLER_WAIT` (20 ms) at most: the helper still removes the run's
+/// cgroups and ends, well within two seconds.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_caller_that_keeps_the_reply_pipe_open_holds_the_clean_up_back_briefly() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let t = require_root!();
+    let (request_rx, mut request_tx) = std::io::pipe().expect("request pipe");
+    let (mut reply_rx, reply_tx) = std::io::pipe().expect("reply pipe");
+    let mut helper =
+        t.direct().fd(request_rx, shared::REQUEST_FD).fd(reply_tx, shared::REPLY_FD).spawn();
+    request_tx.write_all(&frame(&request(&["/bin/true"]))).expect("write the request");
+    drop(request_tx);
+    let reply = shared::wire::read_reply(&mut reply_rx).expect("a reply");
+    let replied = Instant::now();
+    let shared::Reply::Finished(facts) = reply else { panic!("no run: {reply:?}") };
+    assert!(facts.init.as_ref().is_some_and(|i| i.cgroup.is_some()), "no cgroup: {facts:?}");
+    // The reply pipe stays open until the end of the test.
+    while helper.ended().is_none() {
+        assert!(
+            replied.elapsed() < Duration::from_secs(2),
+            "the helper still waits for a caller that keeps its reply pipe open"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = helper.wait();
+    assert!(out.status.success(), "{}", dump(&out));
+    for d in safeexec_dirs() {
+        let left = d.join(run_name(&t, facts.uid));
+        assert!(!left.exists(), "{} left behind", left.display());
+    }
+    drop(reply_rx);
+}
+
+/// The caller may stop the supervisor, which has the caller's uid, before
+/// the run ends: init then has no word that the caller read the reply,
+/// and waits for it `CLEANUP_HOLD_MS` (100 ms) at most. It removes the
+/// run's cgroups and ends with the supervisor still stopped.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_stopped_supervisor_holds_the_clean_up_back_briefly() {
+    use std::time::{Duration, Instant};
+    let t = require_root!();
+    let frontend = t.run(&["--json", "--exec", "/bin/sleep", "0.5"]).spawn();
+    let wait = Duration::from_secs(10);
+    let sup = wait_for_child(frontend.id(), |_| true, wait).expect("the helper started");
+    let uid = run_uid(sup, wait).expect("the run's target started");
+    signal(sup, libc::SIGSTOP);
+    let dirs = safeexec_dirs();
+    let name = run_name(&t, uid);
+    let here = || dirs.iter().map(|d| d.join(&name)).filter(|d| d.exists()).collect::<Vec<_>>();
+    assert!(!here().is_empty(), "the run has no cgroup");
+    // The target ends after half a second; its cgroups must be gone a
+    // second after that.
+    let until = Instant::now() + Duration::from_millis(1500);
+    while !here().is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let left = here();
+    signal(sup, libc::SIGCONT);
+    let out = frontend.wait();
+    assert!(left.is_empty(), "with the supervisor stopped, init left {left:?}");
+    let j = json_report(&out);
+    assert_json_verdict(&out, &j, "OK", 0);
 }
