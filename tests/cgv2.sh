@@ -46,6 +46,7 @@ tests=(
     the_process_limit_is_the_cgroups_and_its_peak_is_counted
     the_cgroups_cpu_counter_is_the_runs_cpu_time
     run_cgroups_are_removed_after_every_kind_of_end
+    a_caller_that_keeps_the_reply_pipe_open_holds_the_clean_up_back_briefly
     twenty_concurrent_runs_each_have_their_own_cgroups_and_leave_none
     the_target_sees_no_cgroup_file_system_and_its_cgroups_are_in_safeexecs_subtree
     the_caller_cannot_touch_a_live_runs_cgroups
