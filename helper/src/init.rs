@@ -207,7 +207,9 @@ enum Why {
 /// target writes that moment on a pipe that init reads without waiting for
 /// it, so that the target's set-up is neither counted nor taken from its
 /// wall-clock limit. Until the moment is known, the target's fork stands
-/// for it.
+/// for it, and the deadline is `SETUP_ALLOWANCE_US` later than the limit:
+/// a set-up that never ends (a caller that stops the supervisor, which has
+/// its uid, before the target's go) still ends the run.
 struct WallClock {
     start_rx: OwnedFd,
     start_us: u64,
@@ -233,17 +235,25 @@ impl WallClock {
         sys::monotonic_us().saturating_sub(self.start_us())
     }
 
-    /// Time left before the deadline; `None`: no limit. A target that has
-    /// not reached its exec has all of it (init looks again by then).
+    /// Time left before the deadline, or before init looks again; `None`:
+    /// no limit. Until the target confirms its exec, the deadline is its
+    /// fork, the limit and the set-up's allowance, and init looks again
+    /// within the limit: a target that confirms later has at least that
+    /// long from then.
     fn left_us(&mut self) -> Option<u64> {
         let limit = self.limit_us?;
         let elapsed = self.elapsed_us();
         if !self.confirmed {
-            return Some(limit.max(1));
+            let left = limit.saturating_add(SETUP_ALLOWANCE_US).saturating_sub(elapsed);
+            return Some(left.min(limit.max(1)));
         }
         Some(limit.saturating_sub(elapsed))
     }
 }
+
+/// How long the target's set-up, from its fork to its exec, may take on
+/// top of the wall-clock limit (it takes about a millisecond).
+const SETUP_ALLOWANCE_US: u64 = 1_000_000;
 
 /// Reaps every process that ends in the namespace (orphans come to init)
 /// until the target ends, the deadline passes, a limit of the whole run is

@@ -109,6 +109,7 @@ fn main() {
         Ok(ended) => ended,
         Err(e) => fail(Some(&mut reply_tx), &e),
     };
+    drop(request_rx);
     // Nothing of the run is alive any more: the caller may go, and the
     // supervisor outlasts init's clean-up on its own.
     supervise::let_go();

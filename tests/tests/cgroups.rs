@@ -11,8 +11,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use safeexec_tests::{
-    assert_verdict, dump, frame, json_report, request, require_root, require_root_exclusive,
-    run_uid, signal, stderr, stdout, wait_for_child, CLEANUP_WAIT, POLICY_UID_BASE,
+    assert_verdict, dump, frame, json_report, process, request, require_root,
+    require_root_exclusive, run_pids, signal, stderr, stdout, CLEANUP_WAIT, POLICY_UID_BASE,
     POLICY_UID_COUNT,
 };
 
@@ -1229,9 +1229,10 @@ fn a_stopped_supervisor_holds_the_clean_up_back_briefly() {
     use std::time::{Duration, Instant};
     let t = require_root!();
     let frontend = t.run(&["--json", "--exec", "/bin/sleep", "0.5"]).spawn();
-    let wait = Duration::from_secs(10);
-    let sup = wait_for_child(frontend.id(), |_| true, wait).expect("the helper started");
-    let uid = run_uid(sup, wait).expect("the run's target started");
+    // After the target's exec: a supervisor stopped before the go would
+    // hold the target's set-up instead (another test's matter).
+    let (sup, _init, target) = run_pids(frontend.id());
+    let uid = process(target).expect("the target").uid;
     signal(sup, libc::SIGSTOP);
     let dirs = safeexec_dirs();
     let name = run_name(&t, uid);

@@ -13,8 +13,9 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use safeexec_tests::{
-    assert_verdict, dump, json_report, json_uid, kv, process, require_root, run_pids, signal,
-    status_field, stdout, verdict, word, Env, Ids, Input, TEST_USER,
+    assert_verdict, dump, frame, json_report, json_uid, kv, process, request, require_root,
+    run_pids, run_uid, set_limit, signal, status_field, stdout, verdict, word, Env, Ids, Input,
+    Limit, TEST_USER,
 };
 
 #[test]
@@ -215,4 +216,108 @@ fn caller_cannot_sigstop_or_sigkill_init_to_outlive_the_wall_limit() {
         "a 2 s wall limit ended after {elapsed:?}\n{}",
         dump(&out)
     );
+}
+
+/// As `user`, waits until `pid` (a helper just started) has become root in
+/// all its ids (the signal check of kill(pid, 0) fails), then stops it at
+/// the first moment the caller may: once the supervisor has dropped to the
+/// caller's uid, which it does just before it sends the target its go.
+/// Whether it could, within five seconds.
+fn stop_once_allowed(user: Ids, pid: u32) -> bool {
+    // SAFETY: the child only makes async-signal-safe system calls
+    // (setgroups, setresgid, setresuid, clock_gettime, kill, _exit).
+    unsafe {
+        match libc::fork() {
+            -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+            0 => {
+                let gid = user.gid;
+                if libc::setgroups(1, &gid) != 0
+                    || libc::setresgid(gid, gid, gid) != 0
+                    || libc::setresuid(user.uid, user.uid, user.uid) != 0
+                {
+                    libc::_exit(200);
+                }
+                let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+                libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now);
+                let until = now.tv_sec + 5;
+                let mut root = false;
+                loop {
+                    libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now);
+                    if now.tv_sec > until {
+                        libc::_exit(1);
+                    }
+                    if !root {
+                        root = libc::kill(pid as i32, 0) != 0;
+                    } else if libc::kill(pid as i32, libc::SIGSTOP) == 0 {
+                        libc::_exit(0);
+                    }
+                }
+            }
+            child => {
+                let mut status = 0;
+                assert_eq!(libc::waitpid(child, &mut status, 0), child, "waitpid");
+                assert!(libc::WIFEXITED(status), "the stopper died: {status:#x}");
+                match libc::WEXITSTATUS(status) {
+                    0 => true,
+                    200 => panic!("the stopper could not become {TEST_USER}"),
+                    _ => false,
+                }
+            }
+        }
+    }
+}
+
+/// The caller may stop the supervisor once it has the caller's uid, and
+/// that comes just before the target's go: a caller that spins on
+/// SIGSTOP stops it there, and the target, which waits for its go, never
+/// execs. Init counts the run's wall clock from the target's fork until
+/// its exec (plus a second for the set-up), so the run still ends, and
+/// its uid and cgroups are free again.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn caller_cannot_stop_the_supervisor_before_the_go_to_outlive_the_wall_limit() {
+    let t = require_root!();
+    let mut r = request(&["/bin/sleep", "30"]);
+    set_limit(&mut r, Limit::Wall, Some(1000));
+    // Until a stop lands before the go (it usually does at once).
+    for _ in 0..5 {
+        let (request_rx, mut request_tx) = std::io::pipe().expect("request pipe");
+        let (mut reply_rx, reply_tx) = std::io::pipe().expect("reply pipe");
+        let helper =
+            t.direct().fd(request_rx, shared::REQUEST_FD).fd(reply_tx, shared::REPLY_FD).spawn();
+        let sup = helper.id();
+        let user = t.test_user;
+        let stopper = std::thread::spawn(move || stop_once_allowed(user, sup));
+        request_tx.write_all(&frame(&r)).expect("write the request");
+        drop(request_tx);
+        assert!(stopper.join().expect("the stopper"), "the caller never could stop the supervisor");
+        let stopped_at = Instant::now();
+        let uid = run_uid(sup, Duration::from_secs(5)).expect("the run's target started");
+        let before_go = process_exe(uid, &t).is_some_and(|exe| exe.contains("safeexec-helper"));
+        // The wall limit, the set-up's second and a margin.
+        while !t.left_of_run(uid).is_empty() && stopped_at.elapsed() < Duration::from_secs(4) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let left = t.left_of_run(uid);
+        signal(sup, libc::SIGCONT);
+        let out = helper.wait();
+        let reply = shared::wire::read_reply(&mut reply_rx);
+        assert!(left.is_empty(), "the run outlived its wall limit: {left:?}\n{}", dump(&out));
+        if !before_go {
+            continue;
+        }
+        let Ok(shared::Reply::Finished(facts)) = reply else { panic!("{reply:?}") };
+        let init = facts.init.expect("init's report");
+        assert!(init.deadline_passed, "{init:?}");
+        assert_eq!(facts.exec_errno, None);
+        return;
+    }
+    panic!("no stop landed before the go in five runs");
+}
+
+/// The executable of the live process of `uid` in this test's runs, if
+/// there is one.
+fn process_exe(uid: u32, t: &safeexec_tests::Ctx) -> Option<String> {
+    let p = t.left_of_run(uid).into_iter().next()?;
+    fs::read_link(format!("/proc/{}/exe", p.pid)).ok().map(|e| e.to_string_lossy().into_owned())
 }
