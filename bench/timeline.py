@@ -65,7 +65,8 @@ def parse(path):
                 waits.append((woken.pop(nxt), nxt, t))
         elif kind in ("sched_wakeup", "sched_wakeup_new"):
             woken.setdefault(int(re.search(r" pid=(\d+)", rest).group(1)), t)
-        elif kind == "page_fault_user":
+        elif kind == "page_fault_user" and t0 is not None:
+            # From the frontend's exec on: not setpriv's, in the same pid.
             faults[pid] = faults.get(pid, 0) + 1
         elif kind == "sys_enter":
             nr = int(re.match(r"NR (\d+)", rest).group(1))

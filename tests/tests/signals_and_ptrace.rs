@@ -139,11 +139,12 @@ fn target_proc_shows_no_host_process() {
 // ---------------------------------------------------------------------------
 // Init's ids: the caller cannot stop the run's pid 1
 
-/// `kill(pid, sig)` from a child that has become `user` (real, effective
-/// and saved ids, its own groups dropped); Err(errno) when refused.
-fn kill_as(user: Ids, pid: u32, sig: i32) -> Result<(), i32> {
-    // SAFETY: the child only makes async-signal-safe system calls
-    // (setgroups, setresgid, setresuid, kill, _exit) before it exits.
+/// The exit status of `act`, run in a forked child that has become `user`
+/// (real, effective and saved ids, its own groups dropped). `act` may only
+/// make async-signal-safe system calls (the test process has threads).
+fn in_child_as(user: Ids, act: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: the child makes only async-signal-safe system calls
+    // (setgroups, setresgid, setresuid, those of `act`, _exit) and exits.
     unsafe {
         match libc::fork() {
             -1 => panic!("fork: {}", std::io::Error::last_os_error()),
@@ -155,21 +156,37 @@ fn kill_as(user: Ids, pid: u32, sig: i32) -> Result<(), i32> {
                 {
                     libc::_exit(200);
                 }
-                let r = libc::kill(pid as i32, sig);
-                let e = *libc::__errno_location();
-                libc::_exit(if r == 0 { 0 } else { e.clamp(1, 199) });
+                libc::_exit(act());
             }
             child => {
                 let mut status = 0;
                 assert_eq!(libc::waitpid(child, &mut status, 0), child, "waitpid");
-                assert!(libc::WIFEXITED(status), "the killer died: {status:#x}");
-                match libc::WEXITSTATUS(status) {
-                    0 => Ok(()),
-                    200 => panic!("the killer could not become {TEST_USER}"),
-                    e => Err(e),
-                }
+                assert!(libc::WIFEXITED(status), "the child as {TEST_USER} died: {status:#x}");
+                let code = libc::WEXITSTATUS(status);
+                assert_ne!(code, 200, "the child could not become {TEST_USER}");
+                code
             }
         }
+    }
+}
+
+/// `kill(pid, sig)` from a child that has become `user`; Err(errno) when
+/// refused.
+fn kill_as(user: Ids, pid: u32, sig: i32) -> Result<(), i32> {
+    let code = in_child_as(user, || {
+        // SAFETY: kill has no memory-safety preconditions; errno is this
+        // thread's.
+        let (r, e) = unsafe { (libc::kill(pid as i32, sig), *libc::__errno_location()) };
+        if r == 0 {
+            0
+        } else {
+            e.clamp(1, 199)
+        }
+    });
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(code)
     }
 }
 
@@ -224,55 +241,37 @@ fn caller_cannot_sigstop_or_sigkill_init_to_outlive_the_wall_limit() {
 /// caller's uid, which it does just before it sends the target its go.
 /// Whether it could, within five seconds.
 fn stop_once_allowed(user: Ids, pid: u32) -> bool {
-    // SAFETY: the child only makes async-signal-safe system calls
-    // (setgroups, setresgid, setresuid, clock_gettime, kill, _exit).
-    unsafe {
-        match libc::fork() {
-            -1 => panic!("fork: {}", std::io::Error::last_os_error()),
-            0 => {
-                let gid = user.gid;
-                if libc::setgroups(1, &gid) != 0
-                    || libc::setresgid(gid, gid, gid) != 0
-                    || libc::setresuid(user.uid, user.uid, user.uid) != 0
-                {
-                    libc::_exit(200);
-                }
-                let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let code = in_child_as(user, || {
+        let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes the live timespec; kill has no
+        // memory-safety preconditions.
+        unsafe {
+            libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now);
+            let until = now.tv_sec + 5;
+            let mut root = false;
+            loop {
                 libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now);
-                let until = now.tv_sec + 5;
-                let mut root = false;
-                loop {
-                    libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now);
-                    if now.tv_sec > until {
-                        libc::_exit(1);
-                    }
-                    if !root {
-                        root = libc::kill(pid as i32, 0) != 0;
-                    } else if libc::kill(pid as i32, libc::SIGSTOP) == 0 {
-                        libc::_exit(0);
-                    }
+                if now.tv_sec > until {
+                    return 1;
                 }
-            }
-            child => {
-                let mut status = 0;
-                assert_eq!(libc::waitpid(child, &mut status, 0), child, "waitpid");
-                assert!(libc::WIFEXITED(status), "the stopper died: {status:#x}");
-                match libc::WEXITSTATUS(status) {
-                    0 => true,
-                    200 => panic!("the stopper could not become {TEST_USER}"),
-                    _ => false,
+                if !root {
+                    root = libc::kill(pid as i32, 0) != 0;
+                } else if libc::kill(pid as i32, libc::SIGSTOP) == 0 {
+                    return 0;
                 }
             }
         }
-    }
+    });
+    code == 0
 }
 
 /// The caller may stop the supervisor once it has the caller's uid, and
 /// that comes just before the target's go: a caller that spins on
 /// SIGSTOP stops it there, and the target, which waits for its go, never
 /// execs. Init counts the run's wall clock from the target's fork until
-/// its exec (plus a second for the set-up), so the run still ends, and
-/// its uid and cgroups are free again.
+/// its exec (plus a second for the set-up), so the run still ends: no
+/// process of it is left, though the stopped supervisor, a process of
+/// the caller's own, holds the run's uid until it goes on.
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn caller_cannot_stop_the_supervisor_before_the_go_to_outlive_the_wall_limit() {
