@@ -36,9 +36,9 @@ use crate::supervise::stdio_to_null;
 use crate::{mounts, sys, target};
 
 /// Pid 1 of the run. Never returns: its end is the end of the run.
-pub fn run(plan: Plan, channel: Channel, cpus: CpuSet, netns: Option<OwnedFd>) -> ! {
+pub fn run(mut plan: Plan, channel: Channel, cpus: CpuSet, netns: Option<OwnedFd>) -> ! {
     let mut cgroup = None;
-    if let Err(e) = init_run(&plan, &channel, &mut cgroup, &cpus, netns) {
+    if let Err(e) = init_run(&mut plan, &channel, &mut cgroup, &cpus, netns) {
         let _ = channel.send(&FromRun::setup_failed(&e), &[]);
     }
     // Empty by now: init ends the run (kill(-1), reaping) before it returns,
@@ -50,7 +50,7 @@ pub fn run(plan: Plan, channel: Channel, cpus: CpuSet, netns: Option<OwnedFd>) -
 }
 
 fn init_run(
-    plan: &Plan,
+    plan: &mut Plan,
     channel: &Channel,
     cgroup: &mut Option<RunCgroup>,
     cpus: &CpuSet,
@@ -82,9 +82,11 @@ fn init_run(
     sched_setaffinity(Pid::from_raw(0), cpus).context("cannot restore init's CPUs")?;
     let (target, mut clock) = fork_target(plan, jail.as_ref(), channel, cgroup.as_ref())?;
     // The target has the caller's descriptors; init needs none of them, and
-    // must not keep the caller waiting for them past its report.
+    // must not keep the caller waiting for them past its report, nor hold
+    // the caller's directories.
     stdio_to_null(null.as_ref());
-    drop(null);
+    drop((null, jail, plan.chroot.take(), std::mem::take(&mut plan.binds)));
+    let _ = nix::unistd::chdir("/");
     Identity::init().assume()?;
     let mut enforcer = Enforcer::new(&plan.limits, cgroup.as_ref());
     let (why, ended) = wait_for_target(target, &sigfd, channel, &mut clock, &mut enforcer)?;
@@ -251,9 +253,11 @@ impl WallClock {
     }
 }
 
-/// How long the target's set-up, from its fork to its exec, may take on
-/// top of the wall-clock limit (it takes about a millisecond).
-const SETUP_ALLOWANCE_US: u64 = 1_000_000;
+/// How long the run's set-up, from the target's fork to its exec, may take
+/// on top of the wall-clock limit. It takes about a millisecond; what may
+/// lengthen it (the supervisor's sweep of stale cgroups, the target's
+/// chdir to a slow mount) is given seconds.
+const SETUP_ALLOWANCE_US: u64 = 5_000_000;
 
 /// Reaps every process that ends in the namespace (orphans come to init)
 /// until the target ends, the deadline passes, a limit of the whole run is

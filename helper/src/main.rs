@@ -74,7 +74,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::{ForkResult, Pid};
 use shared::{
     wire, Facts, Limit, Reply, Request, BIND_FD, BIND_RW_FD, CHROOT_FD, CWD_FD, FIRST_UNUSED_FD,
-    MAX_BIND, MAX_BIND_RW,
+    MAX_BIND, MAX_BIND_RW, REPLY_FD, REQUEST_FD,
 };
 
 use cgroup::{CgroupRule, RunCgroup};
@@ -269,6 +269,9 @@ fn run(caller: &Caller, request_rx: &mut harden::RequestPipe) -> Result<Ended> {
     let init = match sys::fork().context("cannot fork")? {
         ForkResult::Child => {
             drop((supervisor_end, stop_order, loopback));
+            // The caller's request and reply pipes: init never returns here,
+            // where `main`'s files own these numbers.
+            let _ = sys::close_range(REQUEST_FD as u32, REPLY_FD as u32, false);
             init::run(plan, run_end, cpus, netns)
         }
         ForkResult::Parent { child } => child,

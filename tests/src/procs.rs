@@ -194,6 +194,17 @@ pub fn run_pids(frontend: u32) -> (u32, u32, u32) {
     (sup, init, target)
 }
 
+/// Sends SIGCONT to a process the test stopped, however the test ends (a
+/// failed assertion included): a helper left stopped would hold its run's
+/// uid.
+pub struct ContinueOnDrop(pub u32);
+
+impl Drop for ContinueOnDrop {
+    fn drop(&mut self) {
+        signal(self.0, libc::SIGCONT);
+    }
+}
+
 /// Sends a signal to a process the test started itself (or one of its own
 /// runs', found through [`children_of`]).
 pub fn signal(pid: u32, sig: i32) {

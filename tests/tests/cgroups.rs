@@ -12,8 +12,8 @@ use std::path::PathBuf;
 
 use safeexec_tests::{
     assert_verdict, dump, frame, json_report, process, request, require_root,
-    require_root_exclusive, run_pids, signal, stderr, stdout, CLEANUP_WAIT, POLICY_UID_BASE,
-    POLICY_UID_COUNT,
+    require_root_exclusive, run_pids, signal, stderr, stdout, ContinueOnDrop, CLEANUP_WAIT,
+    POLICY_UID_BASE, POLICY_UID_COUNT,
 };
 
 /// The test runner's own cgroups (the caller's, for the runs it starts):
@@ -1234,6 +1234,7 @@ fn a_stopped_supervisor_holds_the_clean_up_back_briefly() {
     let (sup, _init, target) = run_pids(frontend.id());
     let uid = process(target).expect("the target").uid;
     signal(sup, libc::SIGSTOP);
+    let cont = ContinueOnDrop(sup);
     let dirs = safeexec_dirs();
     let name = run_name(&t, uid);
     let here = || dirs.iter().map(|d| d.join(&name)).filter(|d| d.exists()).collect::<Vec<_>>();
@@ -1245,7 +1246,7 @@ fn a_stopped_supervisor_holds_the_clean_up_back_briefly() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let left = here();
-    signal(sup, libc::SIGCONT);
+    drop(cont);
     let out = frontend.wait();
     assert!(left.is_empty(), "with the supervisor stopped, init left {left:?}");
     let j = json_report(&out);

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use safeexec_tests::{
     assert_verdict, dump, frame, json_report, json_uid, kv, process, request, require_root,
-    run_pids, run_uid, set_limit, signal, status_field, stdout, verdict, word, Env, Ids, Input,
-    Limit, TEST_USER,
+    run_pids, run_uid, set_limit, signal, status_field, stdout, verdict, word, ContinueOnDrop, Env,
+    Ids, Input, Limit, TEST_USER,
 };
 
 #[test]
@@ -235,17 +235,24 @@ fn caller_cannot_sigstop_or_sigkill_init_to_outlive_the_wall_limit() {
     );
 }
 
-/// As `user`, waits until `pid` (a helper just started) has become root in
-/// all its ids (the signal check of kill(pid, 0) fails), then stops it at
-/// the first moment the caller may: once the supervisor has dropped to the
-/// caller's uid, which it does just before it sends the target its go.
-/// Whether it could, within five seconds.
-fn stop_once_allowed(user: Ids, pid: u32) -> bool {
+/// As `user`: waits until `pid` (a helper just started, still waiting for
+/// its request) has become root in all its ids (kill(pid, 0) is refused),
+/// says so with a byte on `seen`, then stops it at the first moment the
+/// caller may: once the supervisor has dropped to the caller's uid, just
+/// before it sends the target its go. Whether it could, within 5 s.
+fn stop_once_allowed(user: Ids, pid: u32, seen: OwnedFd) -> bool {
+    use std::os::fd::AsRawFd;
     let code = in_child_as(user, || {
         let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: clock_gettime writes the live timespec; kill has no
+        let fd = seen.as_raw_fd() as libc::c_uint;
+        // SAFETY: close_range closes numbers only, clock_gettime writes the
+        // live timespec, write reads one byte of a live array; kill has no
         // memory-safety preconditions.
         unsafe {
+            // The test's copy of the request pipe among them: the helper
+            // reads its request to the pipe's end.
+            libc::syscall(libc::SYS_close_range, 3, fd - 1, 0);
+            libc::syscall(libc::SYS_close_range, fd + 1, libc::c_uint::MAX, 0);
             libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now);
             let until = now.tv_sec + 5;
             let mut root = false;
@@ -256,6 +263,9 @@ fn stop_once_allowed(user: Ids, pid: u32) -> bool {
                 }
                 if !root {
                     root = libc::kill(pid as i32, 0) != 0;
+                    if root && libc::write(seen.as_raw_fd(), [1u8].as_ptr().cast(), 1) != 1 {
+                        return 2;
+                    }
                 } else if libc::kill(pid as i32, libc::SIGSTOP) == 0 {
                     return 0;
                 }
@@ -267,56 +277,59 @@ fn stop_once_allowed(user: Ids, pid: u32) -> bool {
 
 /// The caller may stop the supervisor once it has the caller's uid, and
 /// that comes just before the target's go: a caller that spins on
-/// SIGSTOP stops it there, and the target, which waits for its go, never
-/// execs. Init counts the run's wall clock from the target's fork until
-/// its exec (plus a second for the set-up), so the run still ends: no
-/// process of it is left, though the stopped supervisor, a process of
-/// the caller's own, holds the run's uid until it goes on.
+/// SIGSTOP often stops it there, and the target, which waits for its go,
+/// never execs. Init counts the run's wall clock from the target's fork
+/// until its exec, with 5 s for the set-up, so the run still ends: no
+/// process of it is left, though the stopped supervisor, a process of the
+/// caller's own, holds the run's uid until it goes on.
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn caller_cannot_stop_the_supervisor_before_the_go_to_outlive_the_wall_limit() {
     let t = require_root!();
     let mut r = request(&["/bin/sleep", "30"]);
     set_limit(&mut r, Limit::Wall, Some(1000));
-    // Until a stop lands before the go (it usually does at once).
-    for _ in 0..5 {
+    // The wall limit and init's allowance for the set-up (`init.rs`).
+    let deadline = Duration::from_secs(1 + 5);
+    // Until a stop lands before the go (about every second one does).
+    for _ in 0..10 {
         let (request_rx, mut request_tx) = std::io::pipe().expect("request pipe");
         let (mut reply_rx, reply_tx) = std::io::pipe().expect("reply pipe");
+        let (mut seen_rx, seen_tx) = std::io::pipe().expect("a pipe");
         let helper =
             t.direct().fd(request_rx, shared::REQUEST_FD).fd(reply_tx, shared::REPLY_FD).spawn();
         let sup = helper.id();
         let user = t.test_user;
-        let stopper = std::thread::spawn(move || stop_once_allowed(user, sup));
+        let stopper = std::thread::spawn(move || stop_once_allowed(user, sup, seen_tx.into()));
+        // The request only once the stopper has seen the helper as root:
+        // its stops then come after that, and no sooner than the drop.
+        let mut byte = [0u8];
+        std::io::Read::read_exact(&mut seen_rx, &mut byte).expect("the stopper saw root");
         request_tx.write_all(&frame(&r)).expect("write the request");
         drop(request_tx);
         assert!(stopper.join().expect("the stopper"), "the caller never could stop the supervisor");
         let stopped_at = Instant::now();
+        let cont = ContinueOnDrop(sup);
         let uid = run_uid(sup, Duration::from_secs(5)).expect("the run's target started");
-        let before_go = process_exe(uid, &t).is_some_and(|exe| exe.contains("safeexec-helper"));
-        // The wall limit, the set-up's second and a margin.
-        while !t.left_of_run(uid).is_empty() && stopped_at.elapsed() < Duration::from_secs(4) {
+        let margin = Duration::from_secs(2);
+        while !t.left_of_run(uid).is_empty() && stopped_at.elapsed() < deadline + margin {
             std::thread::sleep(Duration::from_millis(20));
         }
         let left = t.left_of_run(uid);
-        signal(sup, libc::SIGCONT);
+        drop(cont);
         let out = helper.wait();
-        let reply = shared::wire::read_reply(&mut reply_rx);
         assert!(left.is_empty(), "the run outlived its wall limit: {left:?}\n{}", dump(&out));
-        if !before_go {
-            continue;
-        }
+        let reply = shared::wire::read_reply(&mut reply_rx);
         let Ok(shared::Reply::Finished(facts)) = reply else { panic!("{reply:?}") };
         let init = facts.init.expect("init's report");
         assert!(init.deadline_passed, "{init:?}");
+        // Stopped after the go, the supervisor watched the whole run; before
+        // it, it watched a run that had already ended.
+        if facts.supervisor_wall_us > 500_000 {
+            continue;
+        }
+        assert!(init.wall_us >= deadline.as_micros() as u64, "{init:?}");
         assert_eq!(facts.exec_errno, None);
         return;
     }
-    panic!("no stop landed before the go in five runs");
-}
-
-/// The executable of the live process of `uid` in this test's runs, if
-/// there is one.
-fn process_exe(uid: u32, t: &safeexec_tests::Ctx) -> Option<String> {
-    let p = t.left_of_run(uid).into_iter().next()?;
-    fs::read_link(format!("/proc/{}/exe", p.pid)).ok().map(|e| e.to_string_lossy().into_owned())
+    panic!("no stop landed before the go in ten runs");
 }
