@@ -203,11 +203,11 @@ pub fn wait_for_caller(reply: &File) {
 
 /// After the reply and the channel's shutdown: waits for init to finish its
 /// work (removing the run's cgroups) and end, killing it if it takes
-/// longer than `STOP_GRACE`, and reaps it. Invariant 7: the caller already has its reply, and nothing of
-/// the run is alive (init reported after it reaped the last process); what
-/// is left is init's own clean-up, which the supervisor outlasts so that a
-/// failure still ends in a kill. The caller's descriptors are no longer
-/// held here (`let_go`).
+/// longer than `STOP_GRACE`, and reaps it. Invariant 7: the caller already
+/// has its reply, and nothing of the run is alive (init reported after it
+/// reaped the last process); what is left is init's own clean-up, which the
+/// supervisor outlasts so that a failure still ends in a kill. The caller's
+/// descriptors are no longer held here (`let_go`, `wait_for_caller`).
 pub fn outlast(run: &Run) {
     let until = Instant::now() + STOP_GRACE;
     loop {
