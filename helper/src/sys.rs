@@ -137,9 +137,11 @@ pub fn close_from(first: u32, cloexec: bool) -> io::Result<()> {
 /// `last`, open or not, in one call.
 pub fn close_range(first: u32, last: u32, cloexec: bool) -> io::Result<()> {
     let flags = if cloexec { libc::CLOSE_RANGE_CLOEXEC } else { 0 };
-    // SAFETY: close_range takes plain integers; the descriptors it closes are
-    // not owned by any live Rust object: callers only use it on descriptors
-    // the helper never took ownership of.
+    // SAFETY: close_range takes plain integers. The descriptors it closes
+    // are owned by no Rust object that will use or close them again: callers
+    // use it on descriptors the helper never took ownership of, or (init,
+    // right after its fork) on numbers owned by `main`'s files, to which
+    // init never returns: it ends with `exit_now`, and a panic aborts.
     let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) };
     cerr(ret).map(drop)
 }

@@ -290,8 +290,9 @@ fn caller_cannot_stop_the_supervisor_before_the_go_to_outlive_the_wall_limit() {
     set_limit(&mut r, Limit::Wall, Some(1000));
     // The wall limit and init's allowance for the set-up (`init.rs`).
     let deadline = Duration::from_secs(1 + 5);
-    // Until a stop lands before the go (about every second one does).
-    for _ in 0..10 {
+    // Until a stop lands before the go (four tries in ten do here, fewer on
+    // a loaded machine); a try that misses costs about a second.
+    for _ in 0..40 {
         let (request_rx, mut request_tx) = std::io::pipe().expect("request pipe");
         let (mut reply_rx, reply_tx) = std::io::pipe().expect("reply pipe");
         let (mut seen_rx, seen_tx) = std::io::pipe().expect("a pipe");
@@ -309,7 +310,12 @@ fn caller_cannot_stop_the_supervisor_before_the_go_to_outlive_the_wall_limit() {
         assert!(stopper.join().expect("the stopper"), "the caller never could stop the supervisor");
         let stopped_at = Instant::now();
         let cont = ContinueOnDrop(sup);
-        let uid = run_uid(sup, Duration::from_secs(5)).expect("the run's target started");
+        // None: the stop came after the go, and the run already ended.
+        let Some(uid) = run_uid(sup, Duration::from_secs(5)) else {
+            drop(cont);
+            let _ = helper.wait();
+            continue;
+        };
         let margin = Duration::from_secs(2);
         while !t.left_of_run(uid).is_empty() && stopped_at.elapsed() < deadline + margin {
             std::thread::sleep(Duration::from_millis(20));
@@ -331,5 +337,5 @@ fn caller_cannot_stop_the_supervisor_before_the_go_to_outlive_the_wall_limit() {
         assert_eq!(facts.exec_errno, None);
         return;
     }
-    panic!("no stop landed before the go in ten runs");
+    panic!("no stop landed before the go in forty runs");
 }
