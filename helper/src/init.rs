@@ -170,7 +170,9 @@ fn fork_target(
         }
         ForkResult::Parent { child } => {
             let limit_us = plan.limits.deadline_us(shared::Limit::Wall);
-            Ok((child, WallClock { start_rx, start_us: forked_us, confirmed: false, limit_us }))
+            let clock =
+                WallClock { start_rx, forked_us, start_us: forked_us, confirmed: false, limit_us };
+            Ok((child, clock))
         }
     }
 }
@@ -209,11 +211,11 @@ enum Why {
 /// target writes that moment on a pipe that init reads without waiting for
 /// it, so that the target's set-up is neither counted nor taken from its
 /// wall-clock limit. Until the moment is known, the target's fork stands
-/// for it, and the deadline is `SETUP_ALLOWANCE_US` later than the limit:
-/// a set-up that never ends (a caller that stops the supervisor, which has
-/// its uid, before the target's go) still ends the run.
+/// for it: a set-up that never ends (a caller that stops the supervisor,
+/// which has its uid, before the target's go) still ends the run.
 struct WallClock {
     start_rx: OwnedFd,
+    forked_us: u64,
     start_us: u64,
     confirmed: bool,
     /// Wall-clock limit plus grace.
@@ -226,7 +228,7 @@ impl WallClock {
             let mut stamp = [0u8; 8];
             if nix::unistd::read(&self.start_rx, &mut stamp) == Ok(8) {
                 // Never before the fork: the value is the target's word.
-                self.start_us = u64::from_le_bytes(stamp).max(self.start_us);
+                self.start_us = u64::from_le_bytes(stamp).max(self.forked_us);
                 self.confirmed = true;
             }
         }
@@ -238,25 +240,41 @@ impl WallClock {
     }
 
     /// Time left before the deadline, or before init looks again; `None`:
-    /// no limit. Until the target confirms its exec, the deadline is its
-    /// fork, the limit and the set-up's allowance, and init looks again
-    /// within the limit: a target that confirms later has at least that
-    /// long from then.
+    /// no limit.
     fn left_us(&mut self) -> Option<u64> {
         let limit = self.limit_us?;
-        let elapsed = self.elapsed_us();
-        if !self.confirmed {
-            let left = limit.saturating_add(SETUP_ALLOWANCE_US).saturating_sub(elapsed);
-            return Some(left.min(limit.max(1)));
-        }
-        Some(limit.saturating_sub(elapsed))
+        let start = self.start_us();
+        let exec = self.confirmed.then_some(start);
+        Some(left_us(limit, self.forked_us, exec, sys::monotonic_us()))
     }
 }
 
+/// Time left at `now` of a run whose target forked at `forked` and
+/// confirmed its exec at `exec`, under a wall limit (with grace) of
+/// `limit`. The target has its whole limit from its exec if its set-up took
+/// no longer than `SETUP_ALLOWANCE_US`; whatever it took, the run ends by
+/// `latest_end_us` after the fork, which the supervisor's backstop waits
+/// for (`supervise::watch`). Until the exec is confirmed, init looks again
+/// within the limit.
+fn left_us(limit: u64, forked: u64, exec: Option<u64>, now: u64) -> u64 {
+    let latest = latest_end_us(limit).saturating_sub(now.saturating_sub(forked));
+    match exec {
+        Some(exec) => limit.saturating_sub(now.saturating_sub(exec)).min(latest),
+        None => latest.min(limit.max(1)),
+    }
+}
+
+/// How long after the target's fork a run with a wall limit (with grace) of
+/// `limit_us` ends at the latest, by init's clock: the limit and the
+/// set-up's allowance.
+pub fn latest_end_us(limit_us: u64) -> u64 {
+    limit_us.saturating_add(SETUP_ALLOWANCE_US)
+}
+
 /// How long the run's set-up, from the target's fork to its exec, may take
-/// on top of the wall-clock limit. It takes about a millisecond; what may
-/// lengthen it (the supervisor's sweep of stale cgroups, the target's
-/// chdir to a slow mount) is given seconds.
+/// without taking from the wall-clock limit. It takes about a millisecond;
+/// what may lengthen it (the supervisor's sweep of stale cgroups, the
+/// target's chdir to a slow mount) is given seconds.
 const SETUP_ALLOWANCE_US: u64 = 5_000_000;
 
 /// Reaps every process that ends in the namespace (orphans come to init)
@@ -373,4 +391,49 @@ fn has_children() -> bool {
 /// (POLLIN would also wake for the target's pending go).
 fn shut_flags() -> PollFlags {
     PollFlags::from_bits_retain(libc::POLLRDHUP)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000;
+
+    #[test]
+    fn a_target_confirmed_within_the_allowance_has_its_whole_limit() {
+        let exec = SETUP_ALLOWANCE_US - 1;
+        assert_eq!(left_us(2 * S, 0, Some(exec), exec), 2 * S);
+        assert_eq!(left_us(2 * S, 0, Some(exec), exec + 2 * S), 0);
+    }
+
+    #[test]
+    fn a_slower_set_up_is_taken_from_the_limit() {
+        let exec = SETUP_ALLOWANCE_US + S;
+        assert_eq!(left_us(2 * S, 0, Some(exec), exec), S);
+    }
+
+    #[test]
+    fn an_unconfirmed_target_is_looked_at_within_the_limit_and_cut_at_the_latest_end() {
+        assert_eq!(left_us(2 * S, 0, None, 0), 2 * S);
+        assert_eq!(left_us(2 * S, 0, None, latest_end_us(2 * S) - 1), 1);
+        assert_eq!(left_us(2 * S, 0, None, latest_end_us(2 * S)), 0);
+    }
+
+    /// The supervisor's backstop (`supervise::watch`) counts
+    /// `latest_end_us` from its go, after the fork: whenever the target
+    /// confirms, init's deadline comes no later.
+    #[test]
+    fn no_deadline_is_later_than_the_latest_end() {
+        let limit = 2 * S;
+        let latest = latest_end_us(limit);
+        let quarters = |from: u64| (from..=latest + S).step_by(250_000);
+        for exec in quarters(0) {
+            for now in quarters(0) {
+                let confirmed = (exec <= now).then_some(exec);
+                let left = left_us(limit, 0, confirmed, now);
+                let due = if now >= latest { left == 0 } else { now + left <= latest };
+                assert!(due, "exec {exec}, now {now}, left {left}");
+            }
+        }
+    }
 }

@@ -26,6 +26,7 @@ use crate::channel::{Channel, FromRun};
 use crate::error::{Context, Error, Result};
 use crate::harden::Caller;
 use crate::identity::Identity;
+use crate::init;
 use crate::sys;
 
 /// Everything the supervisor knows about the run it watches.
@@ -43,6 +44,15 @@ pub struct Run {
 /// How long past its wall-clock deadline init has to end the run before
 /// it is killed outright.
 const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// How long after the go the supervisor kills init, if it is still alive:
+/// `STOP_GRACE` after init's latest deadline, which counts from the
+/// target's fork (made as soon as init has the cgroups, sent before the
+/// go), so that init always reports first.
+fn backstop(limits: &Limits) -> Option<Duration> {
+    let wall_us = limits.deadline_us(Limit::Wall)?;
+    Some(Duration::from_micros(init::latest_end_us(wall_us)) + STOP_GRACE)
+}
 
 /// Becomes the caller, keeping CAP_KILL only (invariant 6). Called after
 /// the root-only steps of the set-up and before the target may exec; on
@@ -81,10 +91,7 @@ pub fn abort_run(run: &Run) {
 /// cgroups and its namespaces (`outlast` waits for that).
 pub fn watch(run: &Run, channel: &Channel, stop_order: &SignalFd) -> Result<Facts> {
     let started = Instant::now();
-    let mut kill_at = run
-        .limits
-        .deadline_us(Limit::Wall)
-        .and_then(|us| started.checked_add(Duration::from_micros(us) + STOP_GRACE));
+    let mut kill_at = backstop(&run.limits).and_then(|after| started.checked_add(after));
     let mut said = Said::default();
     let mut channel_open = true;
     loop {
@@ -253,5 +260,19 @@ pub fn stdio_to_null(null: Option<&File>) {
         let _ = nix::unistd::dup2_stdin(null);
         let _ = nix::unistd::dup2_stdout(null);
         let _ = nix::unistd::dup2_stderr(null);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backstop_comes_a_second_after_inits_latest_deadline() {
+        assert_eq!(backstop(&Limits::default()), None);
+        let limits = Limits::default().with(Limit::Wall, Some(2000)).with(Limit::Grace, Some(500));
+        let latest = init::latest_end_us(2_500_000);
+        assert!(latest >= 2_500_000 + 5_000_000, "the set-up's allowance");
+        assert_eq!(backstop(&limits), Some(Duration::from_micros(latest) + STOP_GRACE));
     }
 }
