@@ -128,13 +128,19 @@ const SOCKETPAIR_TYPES: &[u32] = &{
     types
 };
 
+/// fchmodat2(2): 452 in x86_64's table and in the generic one of aarch64;
+/// the libc crate names it for x86_64 only.
+const SYS_FCHMODAT2: libc::c_long = 452;
+#[cfg(target_arch = "x86_64")]
+const _: () = assert!(SYS_FCHMODAT2 == libc::SYS_fchmodat2);
+
 const NEWUSER: u32 = libc::CLONE_NEWUSER as u32;
 
 /// What the filter does with each system call it looks at.
 const RULES: &[(libc::c_long, Rule)] = &[
     (libc::SYS_fchmod, Rule::Mode { mode: 1 }),
     (libc::SYS_fchmodat, Rule::Mode { mode: 2 }),
-    (libc::SYS_fchmodat2, Rule::Mode { mode: 2 }),
+    (SYS_FCHMODAT2, Rule::Mode { mode: 2 }),
     (libc::SYS_mkdirat, Rule::Mode { mode: 2 }),
     (libc::SYS_mknodat, Rule::Mode { mode: 2 }),
     (libc::SYS_openat, Rule::Create { flags: 2, mode: 3 }),
@@ -413,7 +419,7 @@ mod tests {
     fn setid_modes_are_refused() {
         assert_eq!(decide(libc::SYS_fchmod, [3, 0o4755, 0, 0, 0, 0]), EPERM);
         assert_eq!(decide(libc::SYS_fchmodat, [0, 0, 0o2755, 0, 0, 0]), EPERM);
-        assert_eq!(decide(libc::SYS_fchmodat2, [0, 0, 0o6777, 0, 0, 0]), EPERM);
+        assert_eq!(decide(SYS_FCHMODAT2, [0, 0, 0o6777, 0, 0, 0]), EPERM);
         assert_eq!(decide(libc::SYS_mkdirat, [0, 0, 0o2775, 0, 0, 0]), EPERM);
         let creat = libc::O_CREAT as u32 | libc::O_WRONLY as u32;
         assert_eq!(decide(libc::SYS_openat, [0, 0, creat, 0o4755, 0, 0]), EPERM);
