@@ -36,9 +36,19 @@ use crate::supervise::stdio_to_null;
 use crate::{mounts, sys, target};
 
 /// Pid 1 of the run. Never returns: its end is the end of the run.
-pub fn run(mut plan: Plan, channel: Channel, cpus: CpuSet, netns: Option<OwnedFd>) -> ! {
+///
+/// `set_up_from_us` is the moment just before init's fork, from which the
+/// run's set-up allowance counts (`latest_end_us`), by init's clock and by
+/// the supervisor's backstop alike.
+pub fn run(
+    mut plan: Plan,
+    channel: Channel,
+    cpus: CpuSet,
+    netns: Option<OwnedFd>,
+    set_up_from_us: u64,
+) -> ! {
     let mut cgroup = None;
-    if let Err(e) = init_run(&mut plan, &channel, &mut cgroup, &cpus, netns) {
+    if let Err(e) = init_run(&mut plan, &channel, &mut cgroup, &cpus, netns, set_up_from_us) {
         let _ = channel.send(&FromRun::setup_failed(&e), &[]);
     }
     // Empty by now: init ends the run (kill(-1), reaping) before it returns,
@@ -55,6 +65,7 @@ fn init_run(
     cgroup: &mut Option<RunCgroup>,
     cpus: &CpuSet,
     netns: Option<OwnedFd>,
+    set_up_from_us: u64,
 ) -> Result<()> {
     // The supervisor took this identity before the fork and init inherits
     // it: checked, not set again (each change of ids is four system calls
@@ -80,7 +91,8 @@ fn init_run(
     // supervisor's until now): the target, and init's count of the CPUs
     // its limit is shared by, have them all.
     sched_setaffinity(Pid::from_raw(0), cpus).context("cannot restore init's CPUs")?;
-    let (target, mut clock) = fork_target(plan, jail.as_ref(), channel, cgroup.as_ref())?;
+    let (target, mut clock) =
+        fork_target(plan, jail.as_ref(), channel, cgroup.as_ref(), set_up_from_us)?;
     // The target has the caller's descriptors; init needs none of them, and
     // must not keep the caller waiting for them past its report, nor hold
     // the caller's directories.
@@ -157,6 +169,7 @@ fn fork_target(
     jail: Option<&OwnedFd>,
     channel: &Channel,
     cgroup: Option<&RunCgroup>,
+    set_up_from_us: u64,
 ) -> Result<(Pid, WallClock)> {
     let (start_rx, start_tx) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).context("pipe")?;
@@ -170,8 +183,14 @@ fn fork_target(
         }
         ForkResult::Parent { child } => {
             let limit_us = plan.limits.deadline_us(shared::Limit::Wall);
-            let clock =
-                WallClock { start_rx, forked_us, start_us: forked_us, confirmed: false, limit_us };
+            let clock = WallClock {
+                start_rx,
+                set_up_from_us,
+                forked_us,
+                start_us: set_up_from_us,
+                confirmed: false,
+                limit_us,
+            };
             Ok((child, clock))
         }
     }
@@ -210,11 +229,14 @@ enum Why {
 /// The run's wall clock. It starts when the target is about to exec: the
 /// target writes that moment on a pipe that init reads without waiting for
 /// it, so that the target's set-up is neither counted nor taken from its
-/// wall-clock limit. Until the moment is known, the target's fork stands
-/// for it: a set-up that never ends (a caller that stops the supervisor,
+/// wall-clock limit. Until the moment is known, init's fork stands for
+/// it: a set-up that never ends (a caller that stops the supervisor,
 /// which has its uid, before the target's go) still ends the run.
 struct WallClock {
     start_rx: OwnedFd,
+    /// Just before init's fork (`run`).
+    set_up_from_us: u64,
+    /// The target's fork: no exec comes before it.
     forked_us: u64,
     start_us: u64,
     confirmed: bool,
@@ -245,36 +267,37 @@ impl WallClock {
         let limit = self.limit_us?;
         let start = self.start_us();
         let exec = self.confirmed.then_some(start);
-        Some(left_us(limit, self.forked_us, exec, sys::monotonic_us()))
+        Some(left_us(limit, self.set_up_from_us, exec, sys::monotonic_us()))
     }
 }
 
-/// Time left at `now` of a run whose target forked at `forked` and
-/// confirmed its exec at `exec`, under a wall limit (with grace) of
-/// `limit`. The target has its whole limit from its exec if its set-up took
-/// no longer than `SETUP_ALLOWANCE_US`; whatever it took, the run ends by
-/// `latest_end_us` after the fork, which the supervisor's backstop waits
-/// for (`supervise::watch`). Until the exec is confirmed, init looks again
-/// within the limit.
-fn left_us(limit: u64, forked: u64, exec: Option<u64>, now: u64) -> u64 {
-    let latest = latest_end_us(limit).saturating_sub(now.saturating_sub(forked));
+/// Time left at `now` of a run whose set-up started at `set_up_from` (just
+/// before init's fork) and whose target confirmed its exec at `exec`, under
+/// a wall limit (with grace) of `limit`. The target has its whole limit
+/// from its exec if the set-up took no longer than `SETUP_ALLOWANCE_US`;
+/// whatever it took, the run ends by `latest_end_us` after `set_up_from`,
+/// which the supervisor's backstop counts from too (`supervise::watch`).
+/// Until the exec is confirmed, init looks again within the limit.
+fn left_us(limit: u64, set_up_from: u64, exec: Option<u64>, now: u64) -> u64 {
+    let latest = latest_end_us(limit).saturating_sub(now.saturating_sub(set_up_from));
     match exec {
         Some(exec) => limit.saturating_sub(now.saturating_sub(exec)).min(latest),
         None => latest.min(limit.max(1)),
     }
 }
 
-/// How long after the target's fork a run with a wall limit (with grace) of
+/// How long after init's fork a run with a wall limit (with grace) of
 /// `limit_us` ends at the latest, by init's clock: the limit and the
 /// set-up's allowance.
 pub fn latest_end_us(limit_us: u64) -> u64 {
     limit_us.saturating_add(SETUP_ALLOWANCE_US)
 }
 
-/// How long the run's set-up, from the target's fork to its exec, may take
-/// without taking from the wall-clock limit. It takes about a millisecond;
-/// what may lengthen it (the supervisor's sweep of stale cgroups, the
-/// target's chdir to a slow mount) is given seconds.
+/// How long the run's set-up, from init's fork to the target's exec, may
+/// take without taking from the wall-clock limit. It takes about a
+/// millisecond; what may lengthen it (init's look at the caller's
+/// directories and the target's chdir, on a slow mount; the supervisor's
+/// sweep of stale cgroups) is given seconds.
 const SETUP_ALLOWANCE_US: u64 = 5_000_000;
 
 /// Reaps every process that ends in the namespace (orphans come to init)
@@ -410,6 +433,8 @@ mod tests {
     fn a_slower_set_up_is_taken_from_the_limit() {
         let exec = SETUP_ALLOWANCE_US + S;
         assert_eq!(left_us(2 * S, 0, Some(exec), exec), S);
+        // The allowance counts from init's fork, not the target's.
+        assert_eq!(left_us(2 * S, 3 * S, Some(exec + 3 * S), exec + 3 * S), S);
     }
 
     #[test]
@@ -420,17 +445,19 @@ mod tests {
     }
 
     /// The supervisor's backstop (`supervise::watch`) counts
-    /// `latest_end_us` from its go, after the fork: whenever the target
-    /// confirms, init's deadline comes no later.
+    /// `latest_end_us` from the same moment, just before init's fork:
+    /// however long init's and the target's set-up take, and whenever the
+    /// target confirms, init's deadline comes no later.
     #[test]
     fn no_deadline_is_later_than_the_latest_end() {
         let limit = 2 * S;
-        let latest = latest_end_us(limit);
-        let quarters = |from: u64| (from..=latest + S).step_by(250_000);
-        for exec in quarters(0) {
-            for now in quarters(0) {
+        let from = 7 * S;
+        let latest = from + latest_end_us(limit);
+        let quarters = || (from..=latest + S).step_by(250_000);
+        for exec in quarters() {
+            for now in quarters() {
                 let confirmed = (exec <= now).then_some(exec);
-                let left = left_us(limit, 0, confirmed, now);
+                let left = left_us(limit, from, confirmed, now);
                 let due = if now >= latest { left == 0 } else { now + left <= latest };
                 assert!(due, "exec {exec}, now {now}, left {left}");
             }

@@ -266,13 +266,17 @@ fn run(caller: &Caller, request_rx: &mut harden::RequestPipe) -> Result<Ended> {
     let (network, netns, loopback) = network_maker.network(plan.share_net)?;
     // Our next child is pid 1 of a new pid namespace.
     unshare(CloneFlags::CLONE_NEWPID).context("cannot create the run's pid namespace")?;
+    // The run's set-up allowance counts from here, by init's clock and by
+    // the supervisor's backstop (never before this stamp) alike.
+    let set_up_from_us = sys::monotonic_us();
+    let set_up_started = std::time::Instant::now();
     let init = match sys::fork().context("cannot fork")? {
         ForkResult::Child => {
             drop((supervisor_end, stop_order, loopback));
             // The caller's request and reply pipes: init never returns here,
             // where `main`'s files own these numbers.
             let _ = sys::close_range(REQUEST_FD as u32, REPLY_FD as u32, false);
-            init::run(plan, run_end, cpus, netns)
+            init::run(plan, run_end, cpus, netns, set_up_from_us)
         }
         ForkResult::Parent { child } => child,
     };
@@ -280,7 +284,7 @@ fn run(caller: &Caller, request_rx: &mut harden::RequestPipe) -> Result<Ended> {
     // No process outside the run keeps its network namespace.
     drop((run_end, plan, netns));
     let init_pidfd = pidfd_of_init(init)?;
-    let run = Run { init, init_pidfd, uid, gid, limits, memory_kib, network };
+    let run = Run { init, init_pidfd, uid, gid, limits, memory_kib, network, set_up_started };
     let prepared = prepare(&policy, caller, &run, &supervisor_end, &lease, &found, loopback);
     let missing = match prepared {
         Ok(missing) => missing,

@@ -39,16 +39,18 @@ pub struct Run {
     /// The limit of the run's memory cgroup (`policy::Plan::memory_kib`).
     pub memory_kib: Option<u64>,
     pub network: Network,
+    /// Just before init's fork: the run's set-up allowance, and so the
+    /// backstop, count from here (`init::latest_end_us`).
+    pub set_up_started: Instant,
 }
 
 /// How long past its wall-clock deadline init has to end the run before
 /// it is killed outright.
 const STOP_GRACE: Duration = Duration::from_secs(1);
 
-/// How long after the go the supervisor kills init, if it is still alive:
-/// `STOP_GRACE` after init's latest deadline, which counts from the
-/// target's fork (made as soon as init has the cgroups, sent before the
-/// go), so that init always reports first.
+/// How long after init's fork the supervisor kills init, if it is still
+/// alive: `STOP_GRACE` after init's latest deadline, which counts from the
+/// same moment (`init::run`), so that init always reports first.
 fn backstop(limits: &Limits) -> Option<Duration> {
     let wall_us = limits.deadline_us(Limit::Wall)?;
     Some(Duration::from_micros(init::latest_end_us(wall_us)) + STOP_GRACE)
@@ -91,7 +93,7 @@ pub fn abort_run(run: &Run) {
 /// cgroups and its namespaces (`outlast` waits for that).
 pub fn watch(run: &Run, channel: &Channel, stop_order: &SignalFd) -> Result<Facts> {
     let started = Instant::now();
-    let mut kill_at = backstop(&run.limits).and_then(|after| started.checked_add(after));
+    let mut kill_at = backstop(&run.limits).and_then(|after| run.set_up_started.checked_add(after));
     let mut said = Said::default();
     let mut channel_open = true;
     loop {

@@ -467,6 +467,80 @@ fn cpu_limit_holds_while_the_caller_stops_the_supervisor() {
     t.assert_nothing_left(json_uid(&j), &context);
 }
 
+/// The run's set-up has 5 s beside its wall-clock limit, counted from
+/// init's fork by init's clock and by the supervisor's backstop alike:
+/// however long init's own set-up takes (its look at the caller's
+/// directories, which a slow mount stretches), the run ends by init's
+/// clock, with init's report, and never by the backstop, which kills init
+/// without one. Root stops init before it forks the target, for 7 s, to
+/// stand in for a slow set-up: past the 2 s limit and the allowance, the
+/// run is cut at the wall limit by init. (When the backstop counted from
+/// the go, it killed init a second after the target's exec.)
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_set_up_past_its_allowance_ends_by_inits_clock_with_its_report() {
+    use safeexec_tests::{json_uid, ContinueOnDrop};
+    let t = require_root!();
+    // Until a stop lands before the target's fork (a try that misses
+    // costs the run's 1.5 s).
+    for _ in 0..20 {
+        let run = t.run(&["--json", "--clock", "2", "--exec", "/bin/sleep", "1.5"]).spawn();
+        let Some(init) = stop_init_before_it_forks(run.id()) else {
+            let _ = run.wait();
+            continue;
+        };
+        let cont = ContinueOnDrop(init);
+        std::thread::sleep(Duration::from_secs(7));
+        drop(cont);
+        let out = run.wait();
+        let j = json_report(&out);
+        verdict(&out, &j, "time_limit", 1);
+        assert_eq!(j["limit"], "wall", "{}", dump(&out));
+        // Sampled by the supervisor only when init did not report.
+        assert_ne!(j["cpu_source"], "proc", "no report from init: {}", dump(&out));
+        t.assert_nothing_left(json_uid(&j), &dump(&out));
+        return;
+    }
+    panic!("no stop landed before the target's fork in twenty runs");
+}
+
+/// Stops the init of the run whose frontend is `frontend`, at once, and
+/// returns its pid if the stop landed before init forked the target; if
+/// it came later, init is continued and `None` returned.
+fn stop_init_before_it_forks(frontend: u32) -> Option<u32> {
+    use safeexec_tests::{children_of, signal};
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut helper = None;
+    let init = loop {
+        if Instant::now() > until {
+            return None;
+        }
+        let Some(sup) = helper.or_else(|| children_of(frontend).first().copied()) else {
+            continue;
+        };
+        helper = Some(sup);
+        if let Some(&init) = children_of(sup).first() {
+            signal(init, libc::SIGSTOP);
+            break init;
+        }
+    };
+    // The stop lands on init's way back from the kernel: only a stopped
+    // init's children are final.
+    while !fs::read_to_string(format!("/proc/{init}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+    }) {
+        if Instant::now() > until {
+            signal(init, libc::SIGCONT);
+            return None;
+        }
+    }
+    if children_of(init).is_empty() {
+        return Some(init);
+    }
+    signal(init, libc::SIGCONT);
+    None
+}
+
 /// Every run with a memory cgroup has a memory limit, (nproc + 1) x --mem
 /// plus its scratch tmpfs without --rss, which also holds the kernel
 /// memory the run makes the kernel use: one process that queues all it can

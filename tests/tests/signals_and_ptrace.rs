@@ -278,8 +278,8 @@ fn stop_once_allowed(user: Ids, pid: u32, seen: OwnedFd) -> bool {
 /// The caller may stop the supervisor once it has the caller's uid, and
 /// that comes just before the target's go: a caller that spins on
 /// SIGSTOP often stops it there, and the target, which waits for its go,
-/// never execs. Init counts the run's wall clock from the target's fork
-/// until its exec, with 5 s for the set-up, so the run still ends: no
+/// never execs. Init counts the run's wall clock from its own fork
+/// until the target's exec, with 5 s for the set-up, so the run still ends: no
 /// process of it is left, though the stopped supervisor, a process of the
 /// caller's own, holds the run's uid until it goes on.
 #[test]
