@@ -266,10 +266,7 @@ fn run(caller: &Caller, request_rx: &mut harden::RequestPipe) -> Result<Ended> {
     let (network, netns, loopback) = network_maker.network(plan.share_net)?;
     // Our next child is pid 1 of a new pid namespace.
     unshare(CloneFlags::CLONE_NEWPID).context("cannot create the run's pid namespace")?;
-    // The run's set-up allowance counts from here, by init's clock and by
-    // the supervisor's backstop (never before this stamp) alike.
-    let set_up_from_us = sys::monotonic_us();
-    let set_up_started = std::time::Instant::now();
+    let (set_up_from_us, set_up_started) = supervise::set_up_clock();
     let init = match sys::fork().context("cannot fork")? {
         ForkResult::Child => {
             drop((supervisor_end, stop_order, loopback));

@@ -48,6 +48,14 @@ pub struct Run {
 /// it is killed outright.
 const STOP_GRACE: Duration = Duration::from_secs(1);
 
+/// The moment the run's set-up starts, just before init's fork: for init's
+/// clock (which inherits it) and, never earlier, for the backstop. The
+/// set-up's allowance counts from here by both (`init::latest_end_us`).
+pub fn set_up_clock() -> (u64, Instant) {
+    let for_init = sys::monotonic_us();
+    (for_init, Instant::now())
+}
+
 /// How long after init's fork the supervisor kills init, if it is still
 /// alive: `STOP_GRACE` after init's latest deadline, which counts from the
 /// same moment (`init::run`), so that init always reports first.
