@@ -138,6 +138,26 @@ struct Hierarchy {
     own: Option<String>,
 }
 
+impl Hierarchy {
+    /// Whether the runs' cgroups are made here: v2, or a v1 hierarchy with
+    /// a controller they use (not the freezer's alone).
+    fn holds_runs(&self) -> bool {
+        self.v2
+            || self.controllers.iter().any(|c| ["memory", "pids", "cpuacct"].contains(&c.as_str()))
+    }
+
+    /// The file of a cgroup here whose writer can stop the processes in it
+    /// and below it: v2's cgroup.procs (a delegated cgroup's writer may
+    /// move any process below it into a child it froze), v1's
+    /// freezer.state (no caller can move a process of root's in v1).
+    fn stopper(&self) -> Option<&'static str> {
+        match self.v2 {
+            true => Some("cgroup.procs"),
+            false => self.controllers.iter().any(|c| c == "freezer").then_some("freezer.state"),
+        }
+    }
+}
+
 /// A cgroup file system mount, from /proc/self/mountinfo: the cgroup it
 /// shows at its mount point (`root`), the mount point, its version, and
 /// its super options (the controllers of a v1 one).
@@ -209,7 +229,8 @@ fn below(root: &str, path: &str) -> Option<String> {
 /// shows the cgroup `root` at its mount point: the host's root, the root
 /// of a private cgroup namespace, or a container's own cgroup bind-mounted.
 fn map_hierarchies(proc_cgroup: &str, mounts: &[CgroupMount]) -> Vec<Hierarchy> {
-    let wanted = ["memory", "pids", "cpuacct"];
+    // The v1 freezer's only for `shelter`.
+    let wanted = ["memory", "pids", "cpuacct", "freezer"];
     let mut found = Vec::new();
     for line in proc_cgroup.lines() {
         let mut parts = line.splitn(3, ':');
@@ -337,7 +358,7 @@ impl RunCgroup {
         let mut cg = RunCgroup { nodes: Vec::new(), memory: None, pids: None, cpu: None };
         let mut first_error = None;
         let too_many = memory_cgroups() >= max_memory;
-        for h in &found.list {
+        for h in found.list.iter().filter(|h| h.holds_runs()) {
             if let Err(e) = cg.add(h, uid, too_many) {
                 first_error.get_or_insert(e);
             }
@@ -678,23 +699,34 @@ fn hand_down(parent: &OwnedFd, too_many: bool) -> Result<Vec<String>> {
     Ok(controllers)
 }
 
-/// Takes init (just forked, before it forks the target) out of a v2 cgroup
-/// the caller may freeze, or move processes out of: where a cgroup above
-/// the helper's is delegated (a systemd user session, a service with
-/// Delegate=yes), init goes to `safeexec/shelter` at the hierarchy's root,
-/// root's, which no write of the caller's reaches; the target, forked
-/// after, is born there. Elsewhere it changes nothing. Whatever the
-/// policy's `cgroup` says: it keeps init, and so the run's limits, out of
-/// the caller's hands.
+/// Takes init (just forked, before it forks the target) out of a cgroup
+/// the caller may freeze: where a cgroup above the helper's is delegated
+/// (in v2 a systemd user session, a service with Delegate=yes, whose
+/// writer may move any process below it into a child it froze; in v1 a
+/// freezer cgroup whose freezer.state is the caller's), init goes to
+/// `safeexec/shelter` at the hierarchy's root, root's, which no write of
+/// the caller's reaches; the target, forked after, is born there.
+/// Elsewhere it changes nothing. Whatever the policy's `cgroup` says: it
+/// keeps init, and so the run's limits, out of the caller's hands.
 pub fn shelter(found: &Hierarchies, init: u32) -> Result<()> {
-    for h in found.list.iter().filter(|h| h.v2) {
+    for h in &found.list {
+        let Some(stopper) = h.stopper() else {
+            continue;
+        };
         let mount = open_dir(None, &h.mount).map_err(|e| err(&h.mount, e))?;
         let own = h.own.as_deref().unwrap_or_default();
         let own_dir = if own.is_empty() { None } else { open_dir(Some(&mount), own).ok() };
-        if own_dir.as_ref().is_none_or(only_root_may_move) || !fs_is_cgroup(&mount, true) {
+        let safe = |dir: &OwnedFd| only_root_may_write(dir, stopper, h.v2);
+        if own_dir.as_ref().is_none_or(safe) || !fs_is_cgroup(&mount, h.v2) {
             continue;
         }
         let shelter = root_owned_dir(&subtree(h)?, SHELTER)?;
+        if !safe(&shelter) {
+            return Err(err(
+                SUBTREE,
+                "a cgroup above is delegated (its freezer is not root's alone)",
+            ));
+        }
         write_file(&shelter, "cgroup.procs", &init.to_string())
             .map_err(|e| err("cannot move init out of the caller's delegated cgroup", e))?;
     }
@@ -719,13 +751,21 @@ fn root_owned_dir(at: &OwnedFd, name: &str) -> Result<OwnedFd> {
 /// and writable by nobody else (walking up through "..", which stops at
 /// the hierarchy's root).
 fn only_root_may_move(dir: &OwnedFd) -> bool {
+    only_root_may_write(dir, "cgroup.procs", true)
+}
+
+/// Whether `file` of `dir` and of every cgroup above it is root's and
+/// writable by nobody else, or absent (v1's root cgroup has no
+/// freezer.state).
+fn only_root_may_write(dir: &OwnedFd, file: &str, v2: bool) -> bool {
     let mut here = match dir.try_clone() {
         Ok(fd) => fd,
         Err(_) => return false,
     };
     loop {
         let no_follow = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
-        if !root_only(fstatat(&here, "cgroup.procs", no_follow)) {
+        let st = fstatat(&here, file, no_follow);
+        if !(root_only(st) || st.err() == Some(nix::errno::Errno::ENOENT)) {
             return false;
         }
         let Ok(up) = open_dir(Some(&here), "..") else {
@@ -734,7 +774,7 @@ fn only_root_may_move(dir: &OwnedFd) -> bool {
         let (Ok(a), Ok(b)) = (fstat(&here), fstat(&up)) else {
             return false;
         };
-        if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) || !fs_is_cgroup(&up, true) {
+        if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) || !fs_is_cgroup(&up, v2) {
             return true;
         }
         here = up;
@@ -750,7 +790,7 @@ fn only_root_may_move(dir: &OwnedFd) -> bool {
 /// while it is still root, beside init's set-up.
 pub fn sweep_stale(found: &Hierarchies, uid_base: u32, uid_count: u32, lease: &Lease) {
     let own = run_name(uid_base.saturating_add(lease.index));
-    for h in &found.list {
+    for h in found.list.iter().filter(|h| h.holds_runs()) {
         if let Ok(dir) = subtree(h) {
             if !alone(&dir, &own) {
                 sweep(&dir, h.v2, uid_base, uid_count, lease);

@@ -918,13 +918,26 @@ struct Delegated {
     stopped: Option<u32>,
 }
 
+/// What is delegated of a v2 cgroup, and of a v1 freezer cgroup.
+const V2_DELEGATED: &[&str] = &["", "cgroup.procs", "cgroup.threads", "cgroup.subtree_control"];
+const V1_FREEZER_DELEGATED: &[&str] = &["", "cgroup.procs", "tasks", "freezer.state"];
+
 impl Delegated {
     fn new(mount: &std::path::Path, origin: PathBuf, owner: safeexec_tests::Ids) -> Self {
+        Delegated::of(mount, origin, owner, V2_DELEGATED)
+    }
+
+    fn of(
+        mount: &std::path::Path,
+        origin: PathBuf,
+        owner: safeexec_tests::Ids,
+        files: &[&str],
+    ) -> Self {
         let dir = mount.join(format!("safeexec-test-delegated-{}", std::process::id()));
         std::fs::create_dir(&dir)
             .unwrap_or_else(|e| panic!("cannot make the cgroup {}: {e}", dir.display()));
         let delegated = Delegated { dir, origin, stopped: None };
-        for file in ["", "cgroup.procs", "cgroup.threads", "cgroup.subtree_control"] {
+        for &file in files {
             let path = delegated.dir.join(file);
             std::os::unix::fs::chown(&path, Some(owner.uid), Some(owner.gid))
                 .unwrap_or_else(|e| panic!("cannot chown {}: {e}", path.display()));
@@ -956,7 +969,9 @@ impl Drop for Delegated {
         for _ in 0..100 {
             let tree = self.tree();
             for d in &tree {
+                // v2's, or v1's freezer (the other is absent).
                 let _ = std::fs::write(d.join("cgroup.freeze"), "0");
+                let _ = std::fs::write(d.join("freezer.state"), "THAWED");
                 let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
                 for pid in procs.split_whitespace() {
                     let _ = std::fs::write(self.origin.join("cgroup.procs"), pid);
@@ -1063,6 +1078,106 @@ fn init_cannot_be_frozen_through_the_callers_delegated_cgroup() {
         assert!(Instant::now() < until, "the target outlived its 3 s wall limit by 5 s");
         std::thread::sleep(Duration::from_millis(20));
     }
+    safeexec_tests::signal(sup, libc::SIGCONT);
+    delegated.stopped = None;
+    let out = run.wait();
+    let j = json_report(&out);
+    assert_json_verdict(&out, &j, "Time Limit Exceeded", 1);
+    assert_eq!(j["limit"], "wall", "{}", dump(&out));
+    t.assert_nothing_left(uid_of(&j) as u32, &dump(&out));
+}
+
+/// The v1 freezer hierarchy's mount point and the test runner's own cgroup
+/// in it, if one is mounted.
+fn v1_freezer() -> Option<(PathBuf, PathBuf)> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let (root, mount) = text
+        .lines()
+        .filter_map(|line| {
+            let (fields, rest) = line.split_once(" - ")?;
+            let mut f = fields.split(' ').skip(3);
+            let (root, point) = (f.next()?.to_string(), PathBuf::from(f.next()?));
+            let mut r = rest.split(' ');
+            let freezer = r.next()? == "cgroup" && r.nth(1)?.split(',').any(|o| o == "freezer");
+            freezer.then_some((root, point))
+        })
+        .min_by_key(|(root, _)| root.len())?;
+    let (_, own) =
+        own_cgroups().into_iter().find(|(names, _)| names.split(',').any(|n| n == "freezer"))?;
+    let below = own.strip_prefix(root.trim_end_matches('/'))?.trim_start_matches('/');
+    Some((mount.clone(), mount.join(below)))
+}
+
+/// The same attack in v1: a caller whose freezer cgroup is delegated to
+/// it (its directory and its freezer.state are its own) can freeze every
+/// process in it, init included, which a helper started there inherits;
+/// then stop its supervisor, and nothing would end the run. Init is taken
+/// out of it, to root's `safeexec/shelter` in the freezer hierarchy,
+/// before it forks the target: the freeze reaches neither, and init alone
+/// ends the run at its wall limit.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn init_cannot_be_frozen_through_the_callers_delegated_v1_freezer_cgroup() {
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, Instant};
+    let t = require_root!();
+    let (mount, origin) = v1_freezer().expect("no v1 freezer hierarchy is mounted");
+    let mut delegated = Delegated::of(&mount, origin, t.test_user, V1_FREEZER_DELEGATED);
+    let procs = std::fs::OpenOptions::new()
+        .write(true)
+        .open(delegated.dir.join("cgroup.procs"))
+        .expect("open cgroup.procs");
+    let fd = procs.as_raw_fd();
+    let started = Instant::now();
+    let run = t
+        .run(&["--json", "--clock", "3", "--exec", &t.probe(), "sleep"])
+        .pre_exec(move || {
+            // SAFETY: write(2) on a descriptor that stays open until the
+            // child has exec'd; async-signal-safe.
+            match unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } {
+                1 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        })
+        .spawn();
+    drop(procs);
+    let (sup, init, target) = safeexec_tests::run_pids(run.id());
+    let target_started = safeexec_tests::process(target).map(|p| p.started);
+    delegated.stopped = Some(sup);
+    let freezer_of = |pid: u32| {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let line = text
+            .lines()
+            .find(|l| l.split(':').nth(1).is_some_and(|n| n.split(',').any(|c| c == "freezer")));
+        line.and_then(|l| l.splitn(3, ':').nth(2)).unwrap_or_default().to_string()
+    };
+    let dir = delegated.dir.to_str().expect("a UTF-8 path").to_string();
+    assert!(freezer_of(sup).ends_with(&format!("/safeexec-test-delegated-{}", std::process::id())));
+    // The caller: its cgroup frozen, its supervisor stopped.
+    let script = "import os, sys\n\
+                  d, sup = sys.argv[1:]\n\
+                  with open(d + '/freezer.state', 'w') as f:\n\
+                  \x20   f.write('FROZEN')\n\
+                  print('frozen=ok')\n\
+                  os.kill(int(sup), 19)\n\
+                  print('stopped=ok')\n";
+    let attack =
+        t.run_program(safeexec_tests::PYTHON, &["-c", script, &dir, &sup.to_string()]).output();
+    let said = stdout(&attack);
+    let fact = |k: &str| safeexec_tests::kv(&said, k).unwrap_or_default();
+    assert_eq!(fact("frozen"), "ok", "the caller could not freeze its cgroup\n{}", dump(&attack));
+    assert_eq!(fact("stopped"), "ok", "{}", dump(&attack));
+    // The supervisor is stopped and frozen: init alone ends the run, on time.
+    let until = started + Duration::from_secs(3 + 5);
+    while safeexec_tests::process(target)
+        .is_some_and(|p| p.alive() && Some(p.started) == target_started)
+    {
+        assert!(Instant::now() < until, "the target outlived its 3 s wall limit by 5 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Where the caller's freeze did not reach.
+    assert!(freezer_of(init).ends_with("/safeexec/shelter"), "init in {}", freezer_of(init));
+    let _ = std::fs::write(delegated.dir.join("freezer.state"), "THAWED");
     safeexec_tests::signal(sup, libc::SIGCONT);
     delegated.stopped = None;
     let out = run.wait();
