@@ -713,9 +713,12 @@ pub fn shelter(found: &Hierarchies, init: u32) -> Result<()> {
         let Some(stopper) = h.stopper() else {
             continue;
         };
-        let mount = open_dir(None, &h.mount).map_err(|e| err(&h.mount, e))?;
         let own = h.own.as_deref().unwrap_or_default();
-        let own_dir = if own.is_empty() { None } else { open_dir(Some(&mount), own).ok() };
+        if own.is_empty() {
+            continue; // the mount's root, or not below it: left as before
+        }
+        let mount = open_dir(None, &h.mount).map_err(|e| err(&h.mount, e))?;
+        let own_dir = open_dir(Some(&mount), own).ok();
         let safe = |dir: &OwnedFd| only_root_may_write(dir, stopper, h.v2);
         if own_dir.as_ref().is_none_or(safe) || !fs_is_cgroup(&mount, h.v2) {
             continue;
