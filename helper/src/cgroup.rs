@@ -715,7 +715,7 @@ pub fn shelter(found: &Hierarchies, init: u32) -> Result<()> {
         };
         let own = h.own.as_deref().unwrap_or_default();
         if own.is_empty() {
-            continue; // the mount's root, or not below it: left as before
+            continue; // the mount's root, or outside it: nothing it shows to check
         }
         let mount = open_dir(None, &h.mount).map_err(|e| err(&h.mount, e))?;
         let own_dir = open_dir(Some(&mount), own).ok();
