@@ -111,16 +111,21 @@ pub fn allocate(count: u32) -> Result<Lease> {
         .find(|&index| lock(&file, 8 + u64::from(index), libc::F_WRLCK).is_ok());
     // A caller whose hard file-size limit is below 8 bytes (which the
     // helper cannot raise without CAP_SYS_RESOURCE) would have the write cut
-    // short, winding the counter back: it does not move the counter on. Its
-    // run keeps the index it got, and the next run of anyone moves past it;
-    // such a run can write no file anyway.
+    // short, winding the counter back; a run that did not move it on would
+    // hand its uid to the next run, which could then reach what this one
+    // left (a directory, a FIFO, an empty file). Refused, like the other
+    // limits the helper cannot work under.
     let fits = getrlimit(Resource::RLIMIT_FSIZE).is_ok_and(|(soft, _)| soft >= 8);
     let result = match found {
         _ if !ordered => Err(Error::Failed(
             "the uid allocator is busy; try again",
             std::io::Error::from(std::io::ErrorKind::WouldBlock),
         )),
-        Some(index) if !fits => Ok(index),
+        Some(_) if !fits => Err(Error::Refused(
+            "the caller's file-size limit (RLIMIT_FSIZE) is under 8 bytes: the helper cannot \
+             record the uid it hands out (raise it: ulimit -f)"
+                .into(),
+        )),
         Some(index) => match pwrite(&file, &(u64::from(index) + 1).to_le_bytes(), 0) {
             Ok(8) => Ok(index),
             Ok(_) => Err(Error::Internal("a short write of the uid state file".into())),

@@ -72,12 +72,42 @@ fn preset_rlimit_nproc_0_fails_closed() {
     assert!(line.to_lowercase().contains("nproc"), "{line}");
 }
 
+/// Under a hard file-size limit of 0 (this machine cannot raise it) the
+/// helper cannot record the uid it hands out: the run is refused, rather
+/// than run with a uid the next run would get again.
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
-fn preset_rlimit_fsize_0_runs_and_truncates_nothing() {
+fn preset_rlimit_fsize_0_fails_closed() {
     let t = require_root!();
-    // The request's file size limit is 0 too, so the run is within it.
-    assert_eq!(under_rlimit(&t, libc::RLIMIT_FSIZE, 0, 0), None);
+    let line = under_rlimit(&t, libc::RLIMIT_FSIZE, 0, 0).expect("ran under a hard FSIZE of 0");
+    assert!(line.contains("RLIMIT_FSIZE"), "{line}");
+}
+
+/// A run the uid counter could not move past would share its uid with the
+/// next run, of any caller, once it ended: what it left where runs may
+/// write (a directory, a FIFO, an empty file: no file size needed) would be
+/// the next run's. Under a hard file-size limit below the counter's 8
+/// bytes, the run gets no uid at all.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_run_under_a_tiny_file_size_limit_never_shares_its_uid_with_the_next() {
+    let t = require_root!();
+    let id = request(&["/usr/bin/id", "-u"]);
+    for hard in [0, 7] {
+        let small =
+            t.direct().preset(Preset::Rlimit(libc::RLIMIT_FSIZE, hard, hard)).exchange(&frame(&id));
+        let next = t.direct().exchange(&frame(&id));
+        let Ok(Reply::Finished(after)) = next.reply() else { panic!("{}", next.dump()) };
+        if let Ok(Reply::Finished(first)) = small.reply() {
+            assert_ne!(
+                first.uid,
+                after.uid,
+                "FSIZE {hard}: two runs with one uid\n{}",
+                small.dump()
+            );
+        }
+        assert!(small.refusal().contains("RLIMIT_FSIZE"), "FSIZE {hard}: {}", small.dump());
+    }
 }
 
 #[test]
