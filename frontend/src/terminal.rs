@@ -2,7 +2,11 @@
 //! 1 and 2 is a terminal, the run gets a new pty of its own in its place
 //! (as sudo's `use_pty` does), and the relay (`relay`) copies between the
 //! two; the run can then type into, stop, lock or reconfigure only its own
-//! pty, which is gone with it:
+//! pty, which is gone with it. What it prints is relayed as it is, escape
+//! sequences included, as `cat` would: they act on the caller's terminal
+//! emulator (its title, modes such as mouse reporting, and answers the
+//! emulator types back, which reach the caller's shell once the run is
+//! over; threat-model.md, "Known gaps"). The relay:
 //!
 //! ```text
 //!   caller's terminal                frontend                       the run
