@@ -64,10 +64,11 @@ impl Hierarchy {
 }
 
 /// The hierarchies the helper uses: v1 memory, pids and cpuacct, and v2.
-fn hierarchies() -> Vec<Hierarchy> {
+/// Every mount: (file system type, mount point, the root it shows, super
+/// options), from /proc/self/mountinfo.
+fn mounts() -> Vec<(String, PathBuf, String, Vec<String>)> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
-    let mounts: Vec<(String, PathBuf, String, Vec<String>)> = info
-        .lines()
+    info.lines()
         .filter_map(|line| {
             let (fields, rest) = line.split_once(" - ")?;
             let mut f = fields.split(' ').skip(3);
@@ -76,7 +77,11 @@ fn hierarchies() -> Vec<Hierarchy> {
             let (kind, options) = (r.next()?.to_string(), r.nth(1)?);
             Some((kind, point, root, options.split(',').map(str::to_string).collect()))
         })
-        .collect();
+        .collect()
+}
+
+fn hierarchies() -> Vec<Hierarchy> {
+    let mounts = mounts();
     let mut found = Vec::new();
     for (names, _) in own_cgroups() {
         let v2 = names.is_empty();
@@ -918,6 +923,16 @@ struct Delegated {
     stopped: Option<u32>,
 }
 
+/// A run started from a delegated cgroup (`Delegated::start_run`).
+struct DelegatedRun {
+    run: safeexec_tests::Spawned,
+    started: std::time::Instant,
+    sup: u32,
+    init: u32,
+    target: u32,
+    target_started: Option<u64>,
+}
+
 /// What is delegated of a v2 cgroup, and of a v1 freezer cgroup.
 const V2_DELEGATED: &[&str] = &["", "cgroup.procs", "cgroup.threads", "cgroup.subtree_control"];
 const V1_FREEZER_DELEGATED: &[&str] = &["", "cgroup.procs", "tasks", "freezer.state"];
@@ -943,6 +958,61 @@ impl Delegated {
                 .unwrap_or_else(|e| panic!("cannot chown {}: {e}", path.display()));
         }
         delegated
+    }
+
+    /// Starts a run of the probe's `sleep` under `--clock 3` as the caller
+    /// would, from this cgroup: the frontend joins it (as root, before it
+    /// becomes the test user); once the target runs, the supervisor is the
+    /// one to continue if the test fails.
+    fn start_run(&mut self, t: &safeexec_tests::Ctx) -> DelegatedRun {
+        use std::os::fd::AsRawFd;
+        // Opened here: between fork and exec the hook may only write.
+        let procs = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.dir.join("cgroup.procs"))
+            .expect("open cgroup.procs");
+        let fd = procs.as_raw_fd();
+        let started = std::time::Instant::now();
+        let run = t
+            .run(&["--json", "--clock", "3", "--exec", &t.probe(), "sleep"])
+            .pre_exec(move || {
+                // SAFETY: write(2) on a descriptor that stays open until the
+                // child has exec'd; async-signal-safe.
+                match unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } {
+                    1 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            })
+            .spawn();
+        drop(procs);
+        let (sup, init, target) = safeexec_tests::run_pids(run.id());
+        let target_started = safeexec_tests::process(target).map(|p| p.started);
+        self.stopped = Some(sup);
+        DelegatedRun { run, started, sup, init, target, target_started }
+    }
+
+    /// With the supervisor stopped by the caller, init alone ends the run
+    /// at its wall limit: then the caller's cgroup is thawed and its
+    /// supervisor continued, and the report is the wall limit's, with
+    /// nothing of the run left.
+    fn assert_init_alone_ends(&mut self, t: &safeexec_tests::Ctx, r: DelegatedRun) {
+        use std::time::{Duration, Instant};
+        let until = r.started + Duration::from_secs(3 + 5);
+        while safeexec_tests::process(r.target)
+            .is_some_and(|p| p.alive() && Some(p.started) == r.target_started)
+        {
+            assert!(Instant::now() < until, "the target outlived its 3 s wall limit by 5 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // v1's freezer (v2's caller froze only a child, which init is not in).
+        let _ = std::fs::write(self.dir.join("freezer.state"), "THAWED");
+        safeexec_tests::signal(r.sup, libc::SIGCONT);
+        self.stopped = None;
+        let out = r.run.wait();
+        let j = json_report(&out);
+        assert_json_verdict(&out, &j, "Time Limit Exceeded", 1);
+        assert_eq!(j["limit"], "wall", "{}", dump(&out));
+        t.assert_nothing_left(uid_of(&j) as u32, &dump(&out));
     }
 
     /// This cgroup and every one below it, the deepest first.
@@ -998,8 +1068,6 @@ impl Drop for Delegated {
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn init_cannot_be_frozen_through_the_callers_delegated_cgroup() {
-    use std::os::fd::AsRawFd;
-    use std::time::{Duration, Instant};
     let t = require_root!();
     let mount = v2_mount().expect("no cgroup2 file system is mounted");
     let own = own_cgroups()
@@ -1008,30 +1076,8 @@ fn init_cannot_be_frozen_through_the_callers_delegated_cgroup() {
         .expect("the test runner is in no v2 cgroup");
     let origin = mount.join(own.trim_start_matches('/'));
     let mut delegated = Delegated::new(&mount, origin, t.test_user);
-    // The caller starts the frontend from its delegated cgroup: the child
-    // joins it (as root, before it becomes the test user); opened here, as
-    // between fork and exec the hook may only write.
-    let procs = std::fs::OpenOptions::new()
-        .write(true)
-        .open(delegated.dir.join("cgroup.procs"))
-        .expect("open cgroup.procs");
-    let fd = procs.as_raw_fd();
-    let started = Instant::now();
-    let run = t
-        .run(&["--json", "--clock", "3", "--exec", &t.probe(), "sleep"])
-        .pre_exec(move || {
-            // SAFETY: write(2) on a descriptor that stays open until the
-            // child has exec'd; async-signal-safe.
-            match unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } {
-                1 => Ok(()),
-                _ => Err(std::io::Error::last_os_error()),
-            }
-        })
-        .spawn();
-    drop(procs);
-    let (sup, init, target) = safeexec_tests::run_pids(run.id());
-    let target_started = safeexec_tests::process(target).map(|p| p.started);
-    delegated.stopped = Some(sup);
+    let run = delegated.start_run(&t);
+    let (sup, init) = (run.sup, run.init);
     // The caller: a child cgroup of its own, frozen; init into it; its
     // supervisor stopped.
     let script = "import errno, os, sys\n\
@@ -1070,38 +1116,17 @@ fn init_cannot_be_frozen_through_the_callers_delegated_cgroup() {
         dump(&attack)
     );
     assert_eq!(fact("stopped"), "ok", "{}", dump(&attack));
-    // The supervisor is stopped: init alone ends the run, on time.
-    let until = started + Duration::from_secs(3 + 5);
-    while safeexec_tests::process(target)
-        .is_some_and(|p| p.alive() && Some(p.started) == target_started)
-    {
-        assert!(Instant::now() < until, "the target outlived its 3 s wall limit by 5 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    safeexec_tests::signal(sup, libc::SIGCONT);
-    delegated.stopped = None;
-    let out = run.wait();
-    let j = json_report(&out);
-    assert_json_verdict(&out, &j, "Time Limit Exceeded", 1);
-    assert_eq!(j["limit"], "wall", "{}", dump(&out));
-    t.assert_nothing_left(uid_of(&j) as u32, &dump(&out));
+    delegated.assert_init_alone_ends(&t, run);
 }
 
 /// The v1 freezer hierarchy's mount point and the test runner's own cgroup
 /// in it, if one is mounted.
 fn v1_freezer() -> Option<(PathBuf, PathBuf)> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let (root, mount) = text
-        .lines()
-        .filter_map(|line| {
-            let (fields, rest) = line.split_once(" - ")?;
-            let mut f = fields.split(' ').skip(3);
-            let (root, point) = (f.next()?.to_string(), PathBuf::from(f.next()?));
-            let mut r = rest.split(' ');
-            let freezer = r.next()? == "cgroup" && r.nth(1)?.split(',').any(|o| o == "freezer");
-            freezer.then_some((root, point))
-        })
-        .min_by_key(|(root, _)| root.len())?;
+    let is_freezer = |(kind, _, _, options): &&(String, PathBuf, String, Vec<String>)| {
+        kind == "cgroup" && options.iter().any(|o| o == "freezer")
+    };
+    let mounts = mounts();
+    let (_, mount, root, _) = mounts.iter().filter(is_freezer).min_by_key(|m| m.2.len())?;
     let (_, own) =
         own_cgroups().into_iter().find(|(names, _)| names.split(',').any(|n| n == "freezer"))?;
     let below = own.strip_prefix(root.trim_end_matches('/'))?.trim_start_matches('/');
@@ -1118,32 +1143,10 @@ fn v1_freezer() -> Option<(PathBuf, PathBuf)> {
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn init_cannot_be_frozen_through_the_callers_delegated_v1_freezer_cgroup() {
-    use std::os::fd::AsRawFd;
-    use std::time::{Duration, Instant};
     let t = require_root!();
     let (mount, origin) = v1_freezer().expect("no v1 freezer hierarchy is mounted");
     let mut delegated = Delegated::of(&mount, origin, t.test_user, V1_FREEZER_DELEGATED);
-    let procs = std::fs::OpenOptions::new()
-        .write(true)
-        .open(delegated.dir.join("cgroup.procs"))
-        .expect("open cgroup.procs");
-    let fd = procs.as_raw_fd();
-    let started = Instant::now();
-    let run = t
-        .run(&["--json", "--clock", "3", "--exec", &t.probe(), "sleep"])
-        .pre_exec(move || {
-            // SAFETY: write(2) on a descriptor that stays open until the
-            // child has exec'd; async-signal-safe.
-            match unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } {
-                1 => Ok(()),
-                _ => Err(std::io::Error::last_os_error()),
-            }
-        })
-        .spawn();
-    drop(procs);
-    let (sup, init, target) = safeexec_tests::run_pids(run.id());
-    let target_started = safeexec_tests::process(target).map(|p| p.started);
-    delegated.stopped = Some(sup);
+    let run = delegated.start_run(&t);
     let freezer_of = |pid: u32| {
         let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
         let line = text
@@ -1152,7 +1155,10 @@ fn init_cannot_be_frozen_through_the_callers_delegated_v1_freezer_cgroup() {
         line.and_then(|l| l.splitn(3, ':').nth(2)).unwrap_or_default().to_string()
     };
     let dir = delegated.dir.to_str().expect("a UTF-8 path").to_string();
-    assert!(freezer_of(sup).ends_with(&format!("/safeexec-test-delegated-{}", std::process::id())));
+    assert!(
+        freezer_of(run.sup).ends_with(&format!("/safeexec-test-delegated-{}", std::process::id()))
+    );
+    let init_in = freezer_of(run.init);
     // The caller: its cgroup frozen, its supervisor stopped.
     let script = "import os, sys\n\
                   d, sup = sys.argv[1:]\n\
@@ -1162,29 +1168,14 @@ fn init_cannot_be_frozen_through_the_callers_delegated_v1_freezer_cgroup() {
                   os.kill(int(sup), 19)\n\
                   print('stopped=ok')\n";
     let attack =
-        t.run_program(safeexec_tests::PYTHON, &["-c", script, &dir, &sup.to_string()]).output();
+        t.run_program(safeexec_tests::PYTHON, &["-c", script, &dir, &run.sup.to_string()]).output();
     let said = stdout(&attack);
     let fact = |k: &str| safeexec_tests::kv(&said, k).unwrap_or_default();
     assert_eq!(fact("frozen"), "ok", "the caller could not freeze its cgroup\n{}", dump(&attack));
     assert_eq!(fact("stopped"), "ok", "{}", dump(&attack));
-    // The supervisor is stopped and frozen: init alone ends the run, on time.
-    let until = started + Duration::from_secs(3 + 5);
-    while safeexec_tests::process(target)
-        .is_some_and(|p| p.alive() && Some(p.started) == target_started)
-    {
-        assert!(Instant::now() < until, "the target outlived its 3 s wall limit by 5 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    delegated.assert_init_alone_ends(&t, run);
     // Where the caller's freeze did not reach.
-    assert!(freezer_of(init).ends_with("/safeexec/shelter"), "init in {}", freezer_of(init));
-    let _ = std::fs::write(delegated.dir.join("freezer.state"), "THAWED");
-    safeexec_tests::signal(sup, libc::SIGCONT);
-    delegated.stopped = None;
-    let out = run.wait();
-    let j = json_report(&out);
-    assert_json_verdict(&out, &j, "Time Limit Exceeded", 1);
-    assert_eq!(j["limit"], "wall", "{}", dump(&out));
-    t.assert_nothing_left(uid_of(&j) as u32, &dump(&out));
+    assert!(init_in.ends_with("/safeexec/shelter"), "init was in {init_in}");
 }
 
 /// The cgroup's memory peak of a run is the run's: a static program that
