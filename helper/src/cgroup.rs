@@ -718,9 +718,16 @@ pub fn shelter(found: &Hierarchies, init: u32) -> Result<()> {
             continue; // the mount's root, or outside it: nothing it shows to check
         }
         let mount = open_dir(None, &h.mount).map_err(|e| err(&h.mount, e))?;
-        let own_dir = open_dir(Some(&mount), own).ok();
+        if !fs_is_cgroup(&mount, h.v2) {
+            continue;
+        }
+        // Found by its path, which a v1 caller may rename under us (a
+        // cgroup of its own): it is init's only if it lists init, and from
+        // its descriptor on, its ancestors are fixed. Anything else counts
+        // as the caller's.
+        let own_dir = open_dir(Some(&mount), own).ok().filter(|dir| lists(dir, init));
         let safe = |dir: &OwnedFd| only_root_may_write(dir, stopper, h.v2);
-        if own_dir.as_ref().is_none_or(safe) || !fs_is_cgroup(&mount, h.v2) {
+        if own_dir.as_ref().is_some_and(safe) {
             continue;
         }
         let shelter = root_owned_dir(&subtree(h)?, SHELTER)?;
@@ -734,6 +741,13 @@ pub fn shelter(found: &Hierarchies, init: u32) -> Result<()> {
             .map_err(|e| err("cannot move init out of the caller's delegated cgroup", e))?;
     }
     Ok(())
+}
+
+/// Whether the cgroup `dir` lists process `pid` (in the first 4 KiB of its
+/// cgroup.procs: a longer list counts as not).
+fn lists(dir: &OwnedFd, pid: u32) -> bool {
+    let pid = pid.to_string();
+    read_file(dir, "cgroup.procs").is_some_and(|procs| procs.lines().any(|p| p == pid))
 }
 
 /// `name` in `at`, made if missing; it must be root's and writable by

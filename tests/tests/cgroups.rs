@@ -948,7 +948,10 @@ impl Delegated {
         owner: safeexec_tests::Ids,
         files: &[&str],
     ) -> Self {
-        let dir = mount.join(format!("safeexec-test-delegated-{}", std::process::id()));
+        // One per test of this process: they run side by side.
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = mount.join(format!("safeexec-test-delegated-{}-{n}", std::process::id()));
         std::fs::create_dir(&dir)
             .unwrap_or_else(|e| panic!("cannot make the cgroup {}: {e}", dir.display()));
         let delegated = Delegated { dir, origin, stopped: None };
@@ -1155,9 +1158,9 @@ fn init_cannot_be_frozen_through_the_callers_delegated_v1_freezer_cgroup() {
         line.and_then(|l| l.splitn(3, ':').nth(2)).unwrap_or_default().to_string()
     };
     let dir = delegated.dir.to_str().expect("a UTF-8 path").to_string();
-    assert!(
-        freezer_of(run.sup).ends_with(&format!("/safeexec-test-delegated-{}", std::process::id()))
-    );
+    let caller_in =
+        format!("/{}", delegated.dir.file_name().and_then(|n| n.to_str()).unwrap_or("?"));
+    assert!(freezer_of(run.sup).ends_with(&caller_in), "the helper in {}", freezer_of(run.sup));
     let init_in = freezer_of(run.init);
     // The caller: its cgroup frozen, its supervisor stopped.
     let script = "import os, sys\n\
@@ -1176,6 +1179,55 @@ fn init_cannot_be_frozen_through_the_callers_delegated_v1_freezer_cgroup() {
     delegated.assert_init_alone_ends(&t, run);
     // Where the caller's freeze did not reach.
     assert!(init_in.ends_with("/safeexec/shelter"), "init was in {init_in}");
+}
+
+/// v1 lets a caller rename a cgroup of its own: the helper's cgroup, found
+/// by its path, may then be another by the time init is judged, or none.
+/// The caller runs from a child of its delegated freezer cgroup, which it
+/// renames back and forth without pause; in every run, init (and the
+/// target it forks) must still be in the shelter. The judgement trusts a
+/// cgroup only once it lists init, and anything else counts as the
+/// caller's. (When a cgroup that could not be opened counted as safe, the
+/// reviewer's second run kept init in the caller's cgroup.)
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn init_is_sheltered_while_the_caller_renames_its_v1_freezer_cgroup() {
+    let t = require_root!();
+    let (mount, origin) = v1_freezer().expect("no v1 freezer hierarchy is mounted");
+    let delegated = Delegated::of(&mount, origin, t.test_user, V1_FREEZER_DELEGATED);
+    let script = "import os, signal, subprocess, sys, time\n\
+                  d, safeexec = sys.argv[1:]\n\
+                  os.mkdir(d + '/c')\n\
+                  with open(d + '/c/cgroup.procs', 'w') as f:\n\
+                  \x20   f.write(str(os.getpid()))\n\
+                  renamer = os.fork()\n\
+                  if renamer == 0:\n\
+                  \x20   a, b = d + '/c', d + '/c2'\n\
+                  \x20   while True:\n\
+                  \x20       try:\n\
+                  \x20           os.rename(a, b)\n\
+                  \x20           a, b = b, a\n\
+                  \x20       except OSError:\n\
+                  \x20           pass\n\
+                  for i in range(30):\n\
+                  \x20   r = subprocess.run([safeexec, '--exec', '/bin/grep', 'freezer', '/proc/self/cgroup'],\n\
+                  \x20                      capture_output=True, text=True)\n\
+                  \x20   print('run%d=%s' % (i, r.stdout.strip().split(':')[-1] or r.stderr.strip()))\n\
+                  os.kill(renamer, signal.SIGKILL)\n\
+                  os.waitpid(renamer, 0)\n";
+    let dir = delegated.dir.to_str().expect("a UTF-8 path").to_string();
+    let frontend = t.safeexec.to_str().expect("a UTF-8 path").to_string();
+    let out = t.run_program(safeexec_tests::PYTHON, &["-c", script, &dir, &frontend]).output();
+    let said = stdout(&out);
+    for i in 0..30 {
+        let got = safeexec_tests::kv(&said, &format!("run{i}")).unwrap_or_default();
+        assert!(
+            got.ends_with("/safeexec/shelter"),
+            "run {i}: the target in {got:?}\n{}",
+            dump(&out)
+        );
+    }
+    drop(delegated);
 }
 
 /// The cgroup's memory peak of a run is the run's: a static program that
