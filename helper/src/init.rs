@@ -86,7 +86,7 @@ fn init_run(
     chld.add(Signal::SIGCHLD);
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), None).context("sigprocmask")?;
     let sigfd = SignalFd::with_flags(&chld, SfdFlags::SFD_CLOEXEC).context("signalfd")?;
-    *cgroup = receive_cgroups(channel, plan)?;
+    *cgroup = receive_cgroups(channel, plan, set_up_from_us)?;
     // All of the helper's CPUs again (`main::steer` moved init off the
     // supervisor's until now): the target, and init's count of the CPUs
     // its limit is shared by, have them all.
@@ -197,8 +197,27 @@ fn fork_target(
 }
 
 /// The supervisor's first message: the run's cgroups (made by it while
-/// init builds the namespaces), or word that there are none.
-fn receive_cgroups(channel: &Channel, plan: &Plan) -> Result<Option<RunCgroup>> {
+/// init builds the namespaces), or word that there are none. Waited for
+/// until the run's latest end at most: a supervisor the caller froze (its
+/// cgroup's freezer holds root's processes too) before it sent them would
+/// otherwise hold init, and the run's namespaces, for as long.
+fn receive_cgroups(
+    channel: &Channel,
+    plan: &Plan,
+    set_up_from_us: u64,
+) -> Result<Option<RunCgroup>> {
+    while let Some(limit) = plan.limits.deadline_us(shared::Limit::Wall) {
+        let since = sys::monotonic_us().saturating_sub(set_up_from_us);
+        let left_ms = latest_end_us(limit).saturating_sub(since).div_ceil(1000);
+        let timeout =
+            PollTimeout::try_from(left_ms.min(i32::MAX as u64) as i32).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(channel.fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(0) => return Err(Error::Setup("the supervisor sent no cgroups in time".into())),
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ => break,
+        }
+    }
     match channel.recv::<ToRun>()? {
         Some((ToRun::Cgroups(layout), fds)) => match layout {
             Some(layout) => RunCgroup::from_layout(layout, fds, plan.uid.as_raw()).map(Some),

@@ -504,6 +504,70 @@ fn a_set_up_past_its_allowance_ends_by_inits_clock_with_its_report() {
     panic!("no stop landed before the target's fork in twenty runs");
 }
 
+/// Init waits for the run's cgroups from the supervisor, which sends them
+/// beside init's set-up. A caller that freezes its own cgroup (which holds
+/// the helper, root's or not) before they are sent would hold init there,
+/// with the run's namespaces, for as long: init waits only until the run's
+/// latest end (wall limit, grace and the set-up's 5 s from init's fork),
+/// then fails the run. Root stops the supervisor right after init's fork
+/// to stand in for the freeze.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn init_waits_for_a_stalled_supervisors_cgroups_no_longer_than_the_runs_latest_end() {
+    use safeexec_tests::{children_of, process, ContinueOnDrop};
+    let t = require_root!();
+    for _ in 0..30 {
+        let run = t.run(&["--clock", "1", "--exec", "/bin/true"]).spawn();
+        let started = Instant::now();
+        let Some((sup, init)) = stop_supervisor_once_init_is_forked(run.id()) else {
+            let _ = run.wait();
+            continue;
+        };
+        let cont = ContinueOnDrop(sup);
+        // Sent already, init forks the target at once: a miss.
+        std::thread::sleep(Duration::from_millis(300));
+        if !children_of(init).is_empty() {
+            drop(cont);
+            let _ = run.wait();
+            continue;
+        }
+        let until = started + Duration::from_secs(1 + 5 + 3);
+        while process(init).is_some_and(|p| p.alive()) {
+            assert!(Instant::now() < until, "init still waits for the cgroups after 9 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(cont);
+        let out = run.wait();
+        if out.status.success() {
+            continue; // the stop came after the go (the poller was late)
+        }
+        assert_eq!(out.status.code(), Some(2), "{}", dump(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no cgroups in time"), "{}", dump(&out));
+        return;
+    }
+    panic!("no stop landed between init's fork and the cgroups in thirty runs");
+}
+
+/// Stops the helper of the run whose frontend is `frontend` as soon as
+/// its init exists; (helper, init), or `None` if that never showed.
+fn stop_supervisor_once_init_is_forked(frontend: u32) -> Option<(u32, u32)> {
+    use safeexec_tests::{children_of, signal};
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut helper = None;
+    while Instant::now() < until {
+        let Some(sup) = helper.or_else(|| children_of(frontend).first().copied()) else {
+            continue;
+        };
+        helper = Some(sup);
+        if let Some(&init) = children_of(sup).first() {
+            signal(sup, libc::SIGSTOP);
+            return Some((sup, init));
+        }
+    }
+    None
+}
+
 /// Stops the init of the run whose frontend is `frontend`, at once, and
 /// returns its pid if the stop landed before init forked the target; if
 /// it came later, init is continued and `None` returned.
