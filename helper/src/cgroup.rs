@@ -146,15 +146,20 @@ impl Hierarchy {
             || self.controllers.iter().any(|c| ["memory", "pids", "cpuacct"].contains(&c.as_str()))
     }
 
-    /// The file of a cgroup here whose writer can stop the processes in it
+    /// The files of a cgroup here whose writer can stop the processes in it
     /// and below it: v2's cgroup.procs (a delegated cgroup's writer may
-    /// move any process below it into a child it froze), v1's
-    /// freezer.state (no caller can move a process of root's in v1).
-    fn stopper(&self) -> Option<&'static str> {
-        match self.v2 {
-            true => Some("cgroup.procs"),
-            false => self.controllers.iter().any(|c| c == "freezer").then_some("freezer.state"),
+    /// move any process below it into a child it froze); in v1 (where no
+    /// caller can move a process of root's), the freezer's freezer.state
+    /// and the memory controller's memory.oom_control (with the OOM killer
+    /// off, a process at the cgroup's limit waits in the kernel for as
+    /// long as the limit holds).
+    fn stoppers(&self) -> Vec<&'static str> {
+        if self.v2 {
+            return vec!["cgroup.procs"];
         }
+        let files = [("freezer", "freezer.state"), ("memory", "memory.oom_control")];
+        let has = |c: &str| self.controllers.iter().any(|x| x == c);
+        files.into_iter().filter(|(c, _)| has(c)).map(|(_, file)| file).collect()
     }
 }
 
@@ -710,9 +715,10 @@ fn hand_down(parent: &OwnedFd, too_many: bool) -> Result<Vec<String>> {
 /// keeps init, and so the run's limits, out of the caller's hands.
 pub fn shelter(found: &Hierarchies, init: u32) -> Result<()> {
     for h in &found.list {
-        let Some(stopper) = h.stopper() else {
+        let stoppers = h.stoppers();
+        if stoppers.is_empty() {
             continue;
-        };
+        }
         let own = h.own.as_deref().unwrap_or_default();
         if own.is_empty() {
             continue; // the mount's root, or outside it: nothing it shows to check
@@ -726,7 +732,7 @@ pub fn shelter(found: &Hierarchies, init: u32) -> Result<()> {
         // its descriptor on, its ancestors are fixed. Anything else counts
         // as the caller's.
         let own_dir = open_dir(Some(&mount), own).ok().filter(|dir| lists(dir, init));
-        let safe = |dir: &OwnedFd| only_root_may_write(dir, stopper, h.v2);
+        let safe = |dir: &OwnedFd| stoppers.iter().all(|f| only_root_may_write(dir, f, h.v2));
         if own_dir.as_ref().is_some_and(safe) {
             continue;
         }
@@ -734,7 +740,7 @@ pub fn shelter(found: &Hierarchies, init: u32) -> Result<()> {
         if !safe(&shelter) {
             return Err(err(
                 SUBTREE,
-                "a cgroup above is delegated (its freezer is not root's alone)",
+                "a cgroup above is delegated (its freezer or OOM control is not root's alone)",
             ));
         }
         write_file(&shelter, "cgroup.procs", &init.to_string())
@@ -744,10 +750,14 @@ pub fn shelter(found: &Hierarchies, init: u32) -> Result<()> {
 }
 
 /// Whether the cgroup `dir` lists process `pid` (in the first 4 KiB of its
-/// cgroup.procs: a longer list counts as not).
+/// cgroup.procs, whole lines only: a longer list counts as not).
 fn lists(dir: &OwnedFd, pid: u32) -> bool {
     let pid = pid.to_string();
-    read_file(dir, "cgroup.procs").is_some_and(|procs| procs.lines().any(|p| p == pid))
+    read_file(dir, "cgroup.procs").is_some_and(|procs| {
+        // A line cut short by the 4 KiB is not a pid.
+        let whole = procs.rsplit_once('\n').map_or("", |(lines, _)| lines);
+        whole.lines().any(|p| p == pid)
+    })
 }
 
 /// `name` in `at`, made if missing; it must be root's and writable by

@@ -936,6 +936,8 @@ struct DelegatedRun {
 /// What is delegated of a v2 cgroup, and of a v1 freezer cgroup.
 const V2_DELEGATED: &[&str] = &["", "cgroup.procs", "cgroup.threads", "cgroup.subtree_control"];
 const V1_FREEZER_DELEGATED: &[&str] = &["", "cgroup.procs", "tasks", "freezer.state"];
+const V1_MEMORY_DELEGATED: &[&str] =
+    &["", "cgroup.procs", "tasks", "memory.oom_control", "memory.limit_in_bytes"];
 
 impl Delegated {
     fn new(mount: &std::path::Path, origin: PathBuf, owner: safeexec_tests::Ids) -> Self {
@@ -1122,16 +1124,16 @@ fn init_cannot_be_frozen_through_the_callers_delegated_cgroup() {
     delegated.assert_init_alone_ends(&t, run);
 }
 
-/// The v1 freezer hierarchy's mount point and the test runner's own cgroup
-/// in it, if one is mounted.
-fn v1_freezer() -> Option<(PathBuf, PathBuf)> {
-    let is_freezer = |(kind, _, _, options): &&(String, PathBuf, String, Vec<String>)| {
-        kind == "cgroup" && options.iter().any(|o| o == "freezer")
+/// The mount point of the v1 hierarchy of `controller` and the test
+/// runner's own cgroup in it, if one is mounted.
+fn v1_hierarchy(controller: &str) -> Option<(PathBuf, PathBuf)> {
+    let is_it = |(kind, _, _, options): &&(String, PathBuf, String, Vec<String>)| {
+        kind == "cgroup" && options.iter().any(|o| o == controller)
     };
     let mounts = mounts();
-    let (_, mount, root, _) = mounts.iter().filter(is_freezer).min_by_key(|m| m.2.len())?;
+    let (_, mount, root, _) = mounts.iter().filter(is_it).min_by_key(|m| m.2.len())?;
     let (_, own) =
-        own_cgroups().into_iter().find(|(names, _)| names.split(',').any(|n| n == "freezer"))?;
+        own_cgroups().into_iter().find(|(names, _)| names.split(',').any(|n| n == controller))?;
     let below = own.strip_prefix(root.trim_end_matches('/'))?.trim_start_matches('/');
     Some((mount.clone(), mount.join(below)))
 }
@@ -1147,16 +1149,10 @@ fn v1_freezer() -> Option<(PathBuf, PathBuf)> {
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn init_cannot_be_frozen_through_the_callers_delegated_v1_freezer_cgroup() {
     let t = require_root!();
-    let (mount, origin) = v1_freezer().expect("no v1 freezer hierarchy is mounted");
+    let (mount, origin) = v1_hierarchy("freezer").expect("no v1 freezer hierarchy is mounted");
     let mut delegated = Delegated::of(&mount, origin, t.test_user, V1_FREEZER_DELEGATED);
     let run = delegated.start_run(&t);
-    let freezer_of = |pid: u32| {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-        let line = text
-            .lines()
-            .find(|l| l.split(':').nth(1).is_some_and(|n| n.split(',').any(|c| c == "freezer")));
-        line.and_then(|l| l.splitn(3, ':').nth(2)).unwrap_or_default().to_string()
-    };
+    let freezer_of = |pid: u32| cgroup_of(pid, "freezer");
     let dir = delegated.dir.to_str().expect("a UTF-8 path").to_string();
     let caller_in =
         format!("/{}", delegated.dir.file_name().and_then(|n| n.to_str()).unwrap_or("?"));
@@ -1181,6 +1177,53 @@ fn init_cannot_be_frozen_through_the_callers_delegated_v1_freezer_cgroup() {
     assert!(init_in.ends_with("/safeexec/shelter"), "init was in {init_in}");
 }
 
+/// Process `pid`'s cgroup in the v1 hierarchy of `controller`.
+fn cgroup_of(pid: u32, controller: &str) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let line = text
+        .lines()
+        .find(|l| l.split(':').nth(1).is_some_and(|n| n.split(',').any(|c| c == controller)));
+    line.and_then(|l| l.splitn(3, ':').nth(2)).unwrap_or_default().to_string()
+}
+
+/// In v1, a caller whose memory cgroup is delegated to it can turn its OOM
+/// killer off (memory.oom_control) and set its limit at what is in use:
+/// a process there that needs a page then waits in the kernel for as
+/// long as the caller likes. Init is taken out of it too, to root's
+/// shelter in the memory hierarchy, before it forks the target; with the
+/// OOM killer off and the supervisor stopped, init alone ends the run at
+/// its wall limit.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn init_is_out_of_the_callers_delegated_v1_memory_cgroup() {
+    let t = require_root!();
+    let (mount, origin) = v1_hierarchy("memory").expect("no v1 memory hierarchy is mounted");
+    let mut delegated = Delegated::of(&mount, origin, t.test_user, V1_MEMORY_DELEGATED);
+    let run = delegated.start_run(&t);
+    let init_in = cgroup_of(run.init, "memory");
+    let script = "import os, sys\n\
+                  d, sup = sys.argv[1:]\n\
+                  with open(d + '/memory.oom_control', 'w') as f:\n\
+                  \x20   f.write('1')\n\
+                  print('oom_off=ok')\n\
+                  os.kill(int(sup), 19)\n\
+                  print('stopped=ok')\n";
+    let dir = delegated.dir.to_str().expect("a UTF-8 path").to_string();
+    let attack =
+        t.run_program(safeexec_tests::PYTHON, &["-c", script, &dir, &run.sup.to_string()]).output();
+    let said = stdout(&attack);
+    let fact = |k: &str| safeexec_tests::kv(&said, k).unwrap_or_default();
+    assert_eq!(
+        fact("oom_off"),
+        "ok",
+        "the caller could not turn its OOM killer off\n{}",
+        dump(&attack)
+    );
+    assert_eq!(fact("stopped"), "ok", "{}", dump(&attack));
+    delegated.assert_init_alone_ends(&t, run);
+    assert!(init_in.ends_with("/safeexec/shelter"), "init was in {init_in}");
+}
+
 /// v1 lets a caller rename a cgroup of its own: the helper's cgroup, found
 /// by its path, may then be another by the time init is judged, or none.
 /// The caller runs from a child of its delegated freezer cgroup, which it
@@ -1193,7 +1236,7 @@ fn init_cannot_be_frozen_through_the_callers_delegated_v1_freezer_cgroup() {
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn init_is_sheltered_while_the_caller_renames_its_v1_freezer_cgroup() {
     let t = require_root!();
-    let (mount, origin) = v1_freezer().expect("no v1 freezer hierarchy is mounted");
+    let (mount, origin) = v1_hierarchy("freezer").expect("no v1 freezer hierarchy is mounted");
     let delegated = Delegated::of(&mount, origin, t.test_user, V1_FREEZER_DELEGATED);
     let script = "import os, signal, subprocess, sys, time\n\
                   d, safeexec = sys.argv[1:]\n\
