@@ -1148,32 +1148,40 @@ fn v1_hierarchy(controller: &str) -> Option<(PathBuf, PathBuf)> {
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn init_cannot_be_frozen_through_the_callers_delegated_v1_freezer_cgroup() {
+    caller_cannot_hold_init_through_v1("freezer", V1_FREEZER_DELEGATED, "freezer.state", "FROZEN");
+}
+
+/// The attack of a caller whose cgroup in the v1 hierarchy of `controller`
+/// is delegated to it (`files` its own): from there it starts a run,
+/// writes `value` to `file`, and stops its supervisor. The helper is in
+/// that cgroup; init is not (it was in the shelter), and ends the run
+/// alone at its wall limit.
+fn caller_cannot_hold_init_through_v1(controller: &str, files: &[&str], file: &str, value: &str) {
     let t = require_root!();
-    let (mount, origin) = v1_hierarchy("freezer").expect("no v1 freezer hierarchy is mounted");
-    let mut delegated = Delegated::of(&mount, origin, t.test_user, V1_FREEZER_DELEGATED);
+    let (mount, origin) = v1_hierarchy(controller).expect("no such v1 hierarchy is mounted");
+    let mut delegated = Delegated::of(&mount, origin, t.test_user, files);
     let run = delegated.start_run(&t);
-    let freezer_of = |pid: u32| cgroup_of(pid, "freezer");
-    let dir = delegated.dir.to_str().expect("a UTF-8 path").to_string();
     let caller_in =
         format!("/{}", delegated.dir.file_name().and_then(|n| n.to_str()).unwrap_or("?"));
-    assert!(freezer_of(run.sup).ends_with(&caller_in), "the helper in {}", freezer_of(run.sup));
-    let init_in = freezer_of(run.init);
-    // The caller: its cgroup frozen, its supervisor stopped.
+    let helper_in = cgroup_of(run.sup, controller);
+    assert!(helper_in.ends_with(&caller_in), "the helper in {helper_in}");
+    let init_in = cgroup_of(run.init, controller);
     let script = "import os, sys\n\
-                  d, sup = sys.argv[1:]\n\
-                  with open(d + '/freezer.state', 'w') as f:\n\
-                  \x20   f.write('FROZEN')\n\
-                  print('frozen=ok')\n\
+                  path, value, sup = sys.argv[1:]\n\
+                  with open(path, 'w') as f:\n\
+                  \x20   f.write(value)\n\
+                  print('written=ok')\n\
                   os.kill(int(sup), 19)\n\
                   print('stopped=ok')\n";
-    let attack =
-        t.run_program(safeexec_tests::PYTHON, &["-c", script, &dir, &run.sup.to_string()]).output();
+    let path = delegated.dir.join(file).to_str().expect("a UTF-8 path").to_string();
+    let args = ["-c", script, &path, value, &run.sup.to_string()];
+    let attack = t.run_program(safeexec_tests::PYTHON, &args).output();
     let said = stdout(&attack);
     let fact = |k: &str| safeexec_tests::kv(&said, k).unwrap_or_default();
-    assert_eq!(fact("frozen"), "ok", "the caller could not freeze its cgroup\n{}", dump(&attack));
+    assert_eq!(fact("written"), "ok", "the caller could not write {file}\n{}", dump(&attack));
     assert_eq!(fact("stopped"), "ok", "{}", dump(&attack));
     delegated.assert_init_alone_ends(&t, run);
-    // Where the caller's freeze did not reach.
+    // Where the caller's write did not reach.
     assert!(init_in.ends_with("/safeexec/shelter"), "init was in {init_in}");
 }
 
@@ -1196,32 +1204,7 @@ fn cgroup_of(pid: u32, controller: &str) -> String {
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn init_is_out_of_the_callers_delegated_v1_memory_cgroup() {
-    let t = require_root!();
-    let (mount, origin) = v1_hierarchy("memory").expect("no v1 memory hierarchy is mounted");
-    let mut delegated = Delegated::of(&mount, origin, t.test_user, V1_MEMORY_DELEGATED);
-    let run = delegated.start_run(&t);
-    let init_in = cgroup_of(run.init, "memory");
-    let script = "import os, sys\n\
-                  d, sup = sys.argv[1:]\n\
-                  with open(d + '/memory.oom_control', 'w') as f:\n\
-                  \x20   f.write('1')\n\
-                  print('oom_off=ok')\n\
-                  os.kill(int(sup), 19)\n\
-                  print('stopped=ok')\n";
-    let dir = delegated.dir.to_str().expect("a UTF-8 path").to_string();
-    let attack =
-        t.run_program(safeexec_tests::PYTHON, &["-c", script, &dir, &run.sup.to_string()]).output();
-    let said = stdout(&attack);
-    let fact = |k: &str| safeexec_tests::kv(&said, k).unwrap_or_default();
-    assert_eq!(
-        fact("oom_off"),
-        "ok",
-        "the caller could not turn its OOM killer off\n{}",
-        dump(&attack)
-    );
-    assert_eq!(fact("stopped"), "ok", "{}", dump(&attack));
-    delegated.assert_init_alone_ends(&t, run);
-    assert!(init_in.ends_with("/safeexec/shelter"), "init was in {init_in}");
+    caller_cannot_hold_init_through_v1("memory", V1_MEMORY_DELEGATED, "memory.oom_control", "1");
 }
 
 /// v1 lets a caller rename a cgroup of its own: the helper's cgroup, found
