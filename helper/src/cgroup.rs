@@ -705,11 +705,11 @@ fn hand_down(parent: &OwnedFd, too_many: bool) -> Result<Vec<String>> {
 }
 
 /// Takes init (just forked, before it forks the target) out of a cgroup
-/// the caller may freeze: where a cgroup above the helper's is delegated
-/// (in v2 a systemd user session, a service with Delegate=yes, whose
-/// writer may move any process below it into a child it froze; in v1 a
-/// freezer cgroup whose freezer.state is the caller's), init goes to
-/// `safeexec/shelter` at the hierarchy's root, root's, which no write of
+/// the caller may freeze or stall (`Hierarchy::stoppers`): where the
+/// helper's cgroup or one above is delegated (in v2 a systemd user
+/// session, a service with Delegate=yes; in v1 a freezer or memory cgroup
+/// whose freezer.state or memory.oom_control is the caller's), init goes
+/// to `safeexec/shelter` at the hierarchy's root, root's, which no write of
 /// the caller's reaches; the target, forked after, is born there.
 /// Elsewhere it changes nothing. Whatever the policy's `cgroup` says: it
 /// keeps init, and so the run's limits, out of the caller's hands.
