@@ -1148,7 +1148,14 @@ fn v1_hierarchy(controller: &str) -> Option<(PathBuf, PathBuf)> {
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn init_cannot_be_frozen_through_the_callers_delegated_v1_freezer_cgroup() {
-    caller_cannot_hold_init_through_v1("freezer", V1_FREEZER_DELEGATED, "freezer.state", "FROZEN");
+    let t = require_root!();
+    caller_cannot_hold_init_through_v1(
+        &t,
+        "freezer",
+        V1_FREEZER_DELEGATED,
+        "freezer.state",
+        "FROZEN",
+    );
 }
 
 /// The attack of a caller whose cgroup in the v1 hierarchy of `controller`
@@ -1156,11 +1163,16 @@ fn init_cannot_be_frozen_through_the_callers_delegated_v1_freezer_cgroup() {
 /// writes `value` to `file`, and stops its supervisor. The helper is in
 /// that cgroup; init is not (it was in the shelter), and ends the run
 /// alone at its wall limit.
-fn caller_cannot_hold_init_through_v1(controller: &str, files: &[&str], file: &str, value: &str) {
-    let t = require_root!();
+fn caller_cannot_hold_init_through_v1(
+    t: &safeexec_tests::Ctx,
+    controller: &str,
+    files: &[&str],
+    file: &str,
+    value: &str,
+) {
     let (mount, origin) = v1_hierarchy(controller).expect("no such v1 hierarchy is mounted");
     let mut delegated = Delegated::of(&mount, origin, t.test_user, files);
-    let run = delegated.start_run(&t);
+    let run = delegated.start_run(t);
     let caller_in =
         format!("/{}", delegated.dir.file_name().and_then(|n| n.to_str()).unwrap_or("?"));
     let helper_in = cgroup_of(run.sup, controller);
@@ -1180,7 +1192,7 @@ fn caller_cannot_hold_init_through_v1(controller: &str, files: &[&str], file: &s
     let fact = |k: &str| safeexec_tests::kv(&said, k).unwrap_or_default();
     assert_eq!(fact("written"), "ok", "the caller could not write {file}\n{}", dump(&attack));
     assert_eq!(fact("stopped"), "ok", "{}", dump(&attack));
-    delegated.assert_init_alone_ends(&t, run);
+    delegated.assert_init_alone_ends(t, run);
     // Where the caller's write did not reach.
     assert!(init_in.ends_with("/safeexec/shelter"), "init was in {init_in}");
 }
@@ -1204,7 +1216,14 @@ fn cgroup_of(pid: u32, controller: &str) -> String {
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn init_is_out_of_the_callers_delegated_v1_memory_cgroup() {
-    caller_cannot_hold_init_through_v1("memory", V1_MEMORY_DELEGATED, "memory.oom_control", "1");
+    let t = require_root!();
+    caller_cannot_hold_init_through_v1(
+        &t,
+        "memory",
+        V1_MEMORY_DELEGATED,
+        "memory.oom_control",
+        "1",
+    );
 }
 
 /// v1 lets a caller rename a cgroup of its own: the helper's cgroup, found
