@@ -749,15 +749,29 @@ pub fn shelter(found: &Hierarchies, init: u32) -> Result<()> {
     Ok(())
 }
 
-/// Whether the cgroup `dir` lists process `pid` (in the first 4 KiB of its
-/// cgroup.procs, whole lines only: a longer list counts as not).
+/// Whether the cgroup `dir` lists process `pid` in its cgroup.procs, read
+/// to its end a page at a time (a line split between two reads is joined).
 fn lists(dir: &OwnedFd, pid: u32) -> bool {
+    let Ok(fd) = open_file(dir, "cgroup.procs") else {
+        return false;
+    };
     let pid = pid.to_string();
-    read_file(dir, "cgroup.procs").is_some_and(|procs| {
-        // A line cut short by the 4 KiB is not a pid.
-        let whole = procs.rsplit_once('\n').map_or("", |(lines, _)| lines);
-        whole.lines().any(|p| p == pid)
-    })
+    let mut buf = [0u8; 4096];
+    let mut kept = 0; // the start of a line the last read cut
+    loop {
+        let n = match nix::unistd::read(&fd, &mut buf[kept..]) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => kept + n,
+        };
+        let Some(end) = buf[..n].iter().rposition(|&b| b == b'\n') else {
+            return false; // no pid is 4 KiB long
+        };
+        if buf[..end].split(|&b| b == b'\n').any(|line| line == pid.as_bytes()) {
+            return true;
+        }
+        buf.copy_within(end + 1..n, 0);
+        kept = n - end - 1;
+    }
 }
 
 /// `name` in `at`, made if missing; it must be root's and writable by
@@ -893,6 +907,23 @@ pub fn parse_rule(value: &str) -> std::result::Result<CgroupRule, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// cgroup.procs longer than a read, with a pid split between two.
+    #[test]
+    fn a_pid_is_found_in_a_long_list_whole_lines_only() {
+        let dir = std::env::temp_dir().join(format!("safeexec-lists-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // 4094 bytes of "1\n", then "123456\n": the read of 4096 cuts it.
+        let mut text = "1\n".repeat(2047);
+        text.push_str("123456\n7\n");
+        std::fs::write(dir.join("cgroup.procs"), &text).unwrap();
+        let fd = open_dir(None, dir.to_str().unwrap()).unwrap();
+        assert!(lists(&fd, 123456));
+        assert!(lists(&fd, 7));
+        assert!(!lists(&fd, 12), "a cut line is no pid");
+        assert!(!lists(&fd, 2));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn keyed_lines() {
