@@ -138,12 +138,14 @@ struct Hierarchy {
     own: Option<String>,
 }
 
+/// The v1 controllers the runs' cgroups use.
+const RUN_CONTROLLERS: [&str; 3] = ["memory", "pids", "cpuacct"];
+
 impl Hierarchy {
     /// Whether the runs' cgroups are made here: v2, or a v1 hierarchy with
     /// a controller they use (not the freezer's alone).
     fn holds_runs(&self) -> bool {
-        self.v2
-            || self.controllers.iter().any(|c| ["memory", "pids", "cpuacct"].contains(&c.as_str()))
+        self.v2 || self.controllers.iter().any(|c| RUN_CONTROLLERS.contains(&c.as_str()))
     }
 
     /// The files of a cgroup here whose writer can stop the processes in it
@@ -235,7 +237,7 @@ fn below(root: &str, path: &str) -> Option<String> {
 /// of a private cgroup namespace, or a container's own cgroup bind-mounted.
 fn map_hierarchies(proc_cgroup: &str, mounts: &[CgroupMount]) -> Vec<Hierarchy> {
     // The v1 freezer's only for `shelter`.
-    let wanted = ["memory", "pids", "cpuacct", "freezer"];
+    let wanted = |c: &str| RUN_CONTROLLERS.contains(&c) || c == "freezer";
     let mut found = Vec::new();
     for line in proc_cgroup.lines() {
         let mut parts = line.splitn(3, ':');
@@ -248,7 +250,7 @@ fn map_hierarchies(proc_cgroup: &str, mounts: &[CgroupMount]) -> Vec<Hierarchy> 
         let v2 = names.is_empty();
         let controllers: Vec<String> =
             if v2 { Vec::new() } else { names.split(',').map(str::to_string).collect() };
-        if !v2 && !controllers.iter().any(|c| wanted.contains(&c.as_str())) {
+        if !v2 && !controllers.iter().any(|c| wanted(c)) {
             continue;
         }
         let shows =
@@ -732,7 +734,7 @@ pub fn shelter(found: &Hierarchies, init: u32) -> Result<()> {
         // its descriptor on, its ancestors are fixed. Anything else counts
         // as the caller's.
         let own_dir = open_dir(Some(&mount), own).ok().filter(|dir| lists(dir, init));
-        let safe = |dir: &OwnedFd| stoppers.iter().all(|f| only_root_may_write(dir, f, h.v2));
+        let safe = |dir: &OwnedFd| only_root_may_write(dir, &stoppers, h.v2);
         if own_dir.as_ref().is_some_and(safe) {
             continue;
         }
@@ -792,21 +794,24 @@ fn root_owned_dir(at: &OwnedFd, name: &str) -> Result<OwnedFd> {
 /// and writable by nobody else (walking up through "..", which stops at
 /// the hierarchy's root).
 fn only_root_may_move(dir: &OwnedFd) -> bool {
-    only_root_may_write(dir, "cgroup.procs", true)
+    only_root_may_write(dir, &["cgroup.procs"], true)
 }
 
-/// Whether `file` of `dir` and of every cgroup above it is root's and
-/// writable by nobody else, or absent (v1's root cgroup has no
+/// Whether each of `files` of `dir` and of every cgroup above it is root's
+/// and writable by nobody else (in v1, or absent: v1's root cgroup has no
 /// freezer.state).
-fn only_root_may_write(dir: &OwnedFd, file: &str, v2: bool) -> bool {
+fn only_root_may_write(dir: &OwnedFd, files: &[&str], v2: bool) -> bool {
     let mut here = match dir.try_clone() {
         Ok(fd) => fd,
         Err(_) => return false,
     };
     loop {
         let no_follow = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
-        let st = fstatat(&here, file, no_follow);
-        if !(root_only(st) || st.err() == Some(nix::errno::Errno::ENOENT)) {
+        let root_alone = |file: &&str| match fstatat(&here, *file, no_follow) {
+            Err(nix::errno::Errno::ENOENT) => !v2,
+            st => root_only(st),
+        };
+        if !files.iter().all(root_alone) {
             return false;
         }
         let Ok(up) = open_dir(Some(&here), "..") else {

@@ -208,11 +208,9 @@ fn receive_cgroups(
 ) -> Result<Option<RunCgroup>> {
     while let Some(limit) = plan.limits.deadline_us(shared::Limit::Wall) {
         let since = sys::monotonic_us().saturating_sub(set_up_from_us);
-        let left_ms = latest_end_us(limit).saturating_sub(since).div_ceil(1000);
-        let timeout =
-            PollTimeout::try_from(left_ms.min(i32::MAX as u64) as i32).unwrap_or(PollTimeout::MAX);
+        let left = Duration::from_micros(latest_end_us(limit).saturating_sub(since));
         let mut fds = [PollFd::new(channel.fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, timeout) {
+        match poll(&mut fds, poll_timeout(Some(left))) {
             Ok(0) => return Err(Error::Setup("the supervisor sent no cgroups in time".into())),
             Err(nix::errno::Errno::EINTR) => continue,
             _ => break,
@@ -226,6 +224,16 @@ fn receive_cgroups(
         Some((ToRun::Go, _)) => Err(Error::Internal("go before the cgroups".into())),
         None => Err(Error::Setup("the supervisor went away".into())),
     }
+}
+
+/// A poll's timeout for `wait` (`None`: none), in whole milliseconds
+/// rounded up (waking early only costs another turn), at most
+/// `i32::MAX`.
+fn poll_timeout(wait: Option<Duration>) -> PollTimeout {
+    wait.map_or(PollTimeout::NONE, |d| {
+        let ms = d.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+    })
 }
 
 /// Whether the supervisor shut its end (its order to stop) or died, within
@@ -348,11 +356,7 @@ fn wait_for_target(
             left => left.map(Duration::from_micros),
         };
         let wait = [deadline, enforcer.wait()].into_iter().flatten().min();
-        // Round up: waking early only costs another turn.
-        let timeout = wait.map_or(PollTimeout::NONE, |d| {
-            let ms = d.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
-        });
+        let timeout = poll_timeout(wait);
         let mut fds = [
             PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
             PollFd::new(channel.fd(), shut_flags()),
