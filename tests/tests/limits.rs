@@ -549,10 +549,11 @@ fn init_waits_for_a_stalled_supervisors_cgroups_no_longer_than_the_runs_latest_e
     panic!("no stop landed between init's fork and the cgroups in thirty runs");
 }
 
-/// Stops the helper of the run whose frontend is `frontend` as soon as
-/// its init exists; (helper, init), or `None` if that never showed.
-fn stop_supervisor_once_init_is_forked(frontend: u32) -> Option<(u32, u32)> {
-    use safeexec_tests::{children_of, signal};
+/// The helper and init of the run whose frontend is `frontend`, looked for
+/// without pause from the moment init is forked; `None` if it never was
+/// within 5 s.
+fn init_as_soon_as_forked(frontend: u32) -> Option<(u32, u32)> {
+    use safeexec_tests::children_of;
     let until = Instant::now() + Duration::from_secs(5);
     let mut helper = None;
     while Instant::now() < until {
@@ -561,38 +562,31 @@ fn stop_supervisor_once_init_is_forked(frontend: u32) -> Option<(u32, u32)> {
         };
         helper = Some(sup);
         if let Some(&init) = children_of(sup).first() {
-            signal(sup, libc::SIGSTOP);
             return Some((sup, init));
         }
     }
     None
 }
 
+/// Stops the helper of the run whose frontend is `frontend` as soon as
+/// its init exists; (helper, init), or `None` if that never showed.
+fn stop_supervisor_once_init_is_forked(frontend: u32) -> Option<(u32, u32)> {
+    let (sup, init) = init_as_soon_as_forked(frontend)?;
+    safeexec_tests::signal(sup, libc::SIGSTOP);
+    Some((sup, init))
+}
+
 /// Stops the init of the run whose frontend is `frontend`, at once, and
 /// returns its pid if the stop landed before init forked the target; if
 /// it came later, init is continued and `None` returned.
 fn stop_init_before_it_forks(frontend: u32) -> Option<u32> {
-    use safeexec_tests::{children_of, signal};
-    let until = Instant::now() + Duration::from_secs(5);
-    let mut helper = None;
-    let init = loop {
-        if Instant::now() > until {
-            return None;
-        }
-        let Some(sup) = helper.or_else(|| children_of(frontend).first().copied()) else {
-            continue;
-        };
-        helper = Some(sup);
-        if let Some(&init) = children_of(sup).first() {
-            signal(init, libc::SIGSTOP);
-            break init;
-        }
-    };
+    use safeexec_tests::{children_of, process, signal};
+    let (_, init) = init_as_soon_as_forked(frontend)?;
+    signal(init, libc::SIGSTOP);
     // The stop lands on init's way back from the kernel: only a stopped
     // init's children are final.
-    while !fs::read_to_string(format!("/proc/{init}/stat")).is_ok_and(|s| {
-        s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
-    }) {
+    let until = Instant::now() + Duration::from_secs(5);
+    while process(init).is_none_or(|p| p.state != 'T') {
         if Instant::now() > until {
             signal(init, libc::SIGCONT);
             return None;
