@@ -492,7 +492,7 @@ fn open_jail(dir: &Path) -> Result<OwnedFd, RunError> {
 pub fn run(request: &Request, dirs: Dirs) -> Result<Outcome, RunError> {
     let helper = helper_path();
     let helper_error = |err| RunError::Helper { path: helper.clone(), err };
-    let (request_rx, mut request_tx) = io::pipe().map_err(helper_error)?;
+    let (request_rx, request_tx) = io::pipe().map_err(helper_error)?;
     let (mut reply_rx, reply_tx) = io::pipe().map_err(helper_error)?;
 
     let mut fds =
@@ -513,6 +513,20 @@ pub fn run(request: &Request, dirs: Dirs) -> Result<Outcome, RunError> {
     let (relay, stdio) =
         Relay::start(&caller, limit, pty, Arc::clone(&to_helper)).map_err(RunError::Relay)?;
 
+    // The request goes into its pipe before the helper starts, when the
+    // pipe holds it whole (a fresh pipe takes that much without blocking):
+    // the helper then reads it at once, instead of waiting for us to get a
+    // CPU again after the spawn. A larger one is written after the spawn.
+    let (frame, mut sent) = match wire::encode_request(request) {
+        Ok(frame) => (frame, Ok(())),
+        // Nothing is written: the helper sees a truncated request.
+        Err(e) => (Vec::new(), Err(e)),
+    };
+    let mut request_tx = Some(request_tx);
+    if pipe_holds(request_tx.as_ref(), frame.len()) {
+        sent = sent.and(send_frame(request_tx.take(), &frame));
+    }
+
     let mut spawn = Spawn::new(stdio.stdin, stdio.stdout, stdio.stderr);
     for (fd, at) in fds {
         spawn.fd(fd, at).map_err(|_| RunError::Usage("descriptor mapping collision".into()))?;
@@ -532,8 +546,9 @@ pub fn run(request: &Request, dirs: Dirs) -> Result<Outcome, RunError> {
     };
     to_helper.helper_started(child.id());
 
-    let sent = wire::write_request(&mut request_tx, request);
-    drop(request_tx);
+    if request_tx.is_some() {
+        sent = sent.and(send_frame(request_tx.take(), &frame));
+    }
 
     let reply = wire::read_reply(&mut reply_rx);
     let relayed = relay.map(Relay::finish);
@@ -570,6 +585,19 @@ pub fn run(request: &Request, dirs: Dirs) -> Result<Outcome, RunError> {
             Err(RunError::Channel(e))
         }
     }
+}
+
+/// Whether the request's pipe takes `len` bytes without a reader.
+fn pipe_holds(pipe: Option<&io::PipeWriter>, len: usize) -> bool {
+    pipe.and_then(|pipe| fcntl(pipe.as_fd(), FcntlArg::F_GETPIPE_SZ).ok())
+        .is_some_and(|size| usize::try_from(size).is_ok_and(|size| len <= size))
+}
+
+/// Writes the request's frame and closes the pipe: the helper reads to its
+/// end.
+fn send_frame(pipe: Option<io::PipeWriter>, frame: &[u8]) -> Result<(), wire::WireError> {
+    let Some(mut pipe) = pipe else { return Ok(()) };
+    pipe.write_all(frame).map_err(wire::WireError::Io)
 }
 
 /// This process's mounts; empty if /proc is not there.

@@ -149,3 +149,24 @@ fn request_with_bad_utf8_is_refused() {
     let line = t.direct().exchange(&f).refusal();
     assert!(line.contains("malformed"), "{line}");
 }
+
+/// The frontend writes a request into its pipe before the helper starts
+/// only when the pipe holds it whole; a larger one (here about 300 KB of
+/// arguments, over a pipe's 64 KiB and under the 1 MiB bound) is written
+/// once the helper reads, and arrives whole: every argument, in order.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_request_larger_than_its_pipe_reaches_the_helper_whole() {
+    let t = require_root!();
+    let args: Vec<String> = (0..3000).map(|i| format!("{i:05}{}", "a".repeat(95))).collect();
+    let script = "echo \"count=$#\"; echo \"first=$1\"; eval \"echo last=\\${$#}\"";
+    let mut cmd = vec!["--exec", "/bin/sh", "-c", script, "sh"];
+    cmd.extend(args.iter().map(String::as_str));
+    let out = t.run(&cmd).output();
+    let said = safeexec_tests::stdout(&out);
+    let fact = |k| safeexec_tests::kv(&said, k).unwrap_or_default();
+    assert!(out.status.success(), "{}", dump(&out));
+    assert_eq!(fact("count"), "3000", "{}", dump(&out));
+    assert_eq!(fact("first"), args[0], "{}", dump(&out));
+    assert_eq!(fact("last"), args[2999], "{}", dump(&out));
+}
