@@ -706,16 +706,19 @@ fn hand_down(parent: &OwnedFd, too_many: bool) -> Result<Vec<String>> {
     Ok(controllers)
 }
 
-/// Takes init (just forked, before it forks the target) out of a cgroup
-/// the caller may freeze or stall (`Hierarchy::stoppers`): where the
-/// helper's cgroup or one above is delegated (in v2 a systemd user
-/// session, a service with Delegate=yes; in v1 a freezer or memory cgroup
-/// whose freezer.state or memory.oom_control is the caller's), init goes
-/// to `safeexec/shelter` at the hierarchy's root, root's, which no write of
-/// the caller's reaches; the target, forked after, is born there.
-/// Elsewhere it changes nothing. Whatever the policy's `cgroup` says: it
-/// keeps init, and so the run's limits, out of the caller's hands.
-pub fn shelter(found: &Hierarchies, init: u32) -> Result<()> {
+/// Takes the helper (`helper`, this process, before it takes a uid or
+/// forks init) out of a cgroup the caller may freeze or stall
+/// (`Hierarchy::stoppers`): where its cgroup or one above is delegated (in
+/// v2 a systemd user session, a service with Delegate=yes; in v1 a freezer
+/// or memory cgroup whose freezer.state or memory.oom_control is the
+/// caller's), it goes to `safeexec/shelter` at the hierarchy's root,
+/// root's, which no write of the caller's reaches; init and the target,
+/// forked after, are born there. Elsewhere it changes nothing, and nobody
+/// but root can move the helper (v2: only a writer of an ancestor's
+/// cgroup.procs; v1: only root or the process's own uid). Whatever the
+/// policy's `cgroup` says: it keeps the uid counter's lock, init, and so
+/// the run's limits, out of the caller's hands.
+pub fn shelter(found: &Hierarchies, helper: u32) -> Result<()> {
     for h in &found.list {
         let stoppers = h.stoppers();
         if stoppers.is_empty() {
@@ -730,10 +733,10 @@ pub fn shelter(found: &Hierarchies, init: u32) -> Result<()> {
             continue;
         }
         // Found by its path, which a v1 caller may rename under us (a
-        // cgroup of its own): it is init's only if it lists init, and from
-        // its descriptor on, its ancestors are fixed. Anything else counts
-        // as the caller's.
-        let own_dir = open_dir(Some(&mount), own).ok().filter(|dir| lists(dir, init));
+        // cgroup of its own): it is ours only if it lists us, and from its
+        // descriptor on, its ancestors are fixed. Anything else counts as
+        // the caller's.
+        let own_dir = open_dir(Some(&mount), own).ok().filter(|dir| lists(dir, helper));
         let safe = |dir: &OwnedFd| only_root_may_write(dir, &stoppers, h.v2);
         if own_dir.as_ref().is_some_and(safe) {
             continue;
@@ -745,8 +748,8 @@ pub fn shelter(found: &Hierarchies, init: u32) -> Result<()> {
                 "a cgroup above is delegated (its freezer or OOM control is not root's alone)",
             ));
         }
-        write_file(&shelter, "cgroup.procs", &init.to_string())
-            .map_err(|e| err("cannot move init out of the caller's delegated cgroup", e))?;
+        write_file(&shelter, "cgroup.procs", &helper.to_string())
+            .map_err(|e| err("cannot move out of the caller's delegated cgroup", e))?;
     }
     Ok(())
 }

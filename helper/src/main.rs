@@ -243,6 +243,14 @@ fn run(caller: &Caller, request_rx: &mut harden::RequestPipe) -> Result<Ended> {
         policy::GidRule::Fixed(gid) => Some(gid),
     };
     identity::check_mapped(policy.uid_base, policy.uid_count, fixed_gid)?;
+    // Read once: the hierarchies are the same for init, which inherits
+    // our cgroups.
+    let found = cgroup::Hierarchies::find();
+    // Before the uid counter's lock, which a helper the caller froze would
+    // hold from every caller's runs; init and the target are born where
+    // we are. Also off the steps after init's fork, whose end init waits
+    // for.
+    cgroup::shelter(&found, std::process::id())?;
     // Held until this function returns, and through the fork by init too:
     // the uid is the run's while either may have a process of it.
     let lease = uids::allocate(policy.uid_count)?;
@@ -255,9 +263,6 @@ fn run(caller: &Caller, request_rx: &mut harden::RequestPipe) -> Result<Ended> {
     let (supervisor_end, run_end) = channel::pair()?;
     let (uid, gid, limits, memory_kib) =
         (plan.uid.as_raw(), plan.gid.as_raw(), plan.limits.clone(), plan.memory_kib);
-    // Before init's fork, while the network thread may still be at work:
-    // the hierarchies are the same for init, which inherits our cgroups.
-    let found = cgroup::Hierarchies::find();
     plan.system = mounts::system_entries(plan.root)?;
     // Here, where the heap is warm: built in the target, a fresh fork
     // writing pages it shares, it cost a tenth of a millisecond on its way
@@ -333,8 +338,7 @@ fn other_cpus(cpus: &nix::sched::CpuSet) -> Option<nix::sched::CpuSet> {
     (0..nix::sched::CpuSet::count()).any(|c| others.is_set(c).unwrap_or(false)).then_some(others)
 }
 
-/// The root-only steps of the supervisor, beside init's set-up: init out
-/// of a cgroup the caller could freeze (`cgroup::shelter`), the run's
+/// The root-only steps of the supervisor, beside init's set-up: the run's
 /// cgroups (handed to init, which the target inherits them from and which
 /// removes them at the end), the run's loopback up and the sweep of
 /// earlier runs' cgroups; then it becomes the caller (invariant 6). The
@@ -348,7 +352,6 @@ fn prepare(
     found: &cgroup::Hierarchies,
     loopback: Option<network::Loopback>,
 ) -> Result<Option<String>> {
-    cgroup::shelter(found, run.init.as_raw().unsigned_abs())?;
     let nproc = run.limits.get(Limit::Nproc);
     let (cgroup, missing) = RunCgroup::create(
         found,

@@ -1067,9 +1067,11 @@ impl Drop for Delegated {
 /// A caller in a delegated v2 cgroup may move any process between the
 /// cgroups below it, whoever owns the process: it could move the run's
 /// init into a child cgroup it froze, then stop its own supervisor, and
-/// nothing would end the run. Init is taken out of the caller's cgroups
-/// (to one of root's at the hierarchy's root) before the caller can: the
-/// move is refused, and init alone ends the run at its wall limit.
+/// nothing would end the run; or freeze the helper while it holds the uid
+/// counter's lock, and every caller's runs would fail as busy. The helper
+/// leaves the caller's cgroups (for one of root's at the hierarchy's root)
+/// before it takes a uid or forks init: both moves are refused, and init
+/// alone ends the run at its wall limit.
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn init_cannot_be_frozen_through_the_callers_delegated_cgroup() {
@@ -1097,6 +1099,12 @@ fn init_cannot_be_frozen_through_the_callers_delegated_cgroup() {
                   \x20   print('move=ok')\n\
                   except OSError as e:\n\
                   \x20   print('move=' + errno.errorcode[e.errno])\n\
+                  try:\n\
+                  \x20   with open(d + '/frozen/cgroup.procs', 'w') as f:\n\
+                  \x20       f.write(sup)\n\
+                  \x20   print('move_helper=ok')\n\
+                  except OSError as e:\n\
+                  \x20   print('move_helper=' + errno.errorcode[e.errno])\n\
                   os.kill(int(sup), 19)\n\
                   print('stopped=ok')\n";
     let dir = delegated.dir.to_str().expect("a UTF-8 path").to_string();
@@ -1120,6 +1128,12 @@ fn init_cannot_be_frozen_through_the_callers_delegated_cgroup() {
         "the caller moved init into its frozen cgroup: move={moved}\n{}",
         dump(&attack)
     );
+    let moved = fact("move_helper");
+    assert!(
+        moved == "EACCES" || moved == "EPERM",
+        "the caller moved the helper into its frozen cgroup: move_helper={moved}\n{}",
+        dump(&attack)
+    );
     assert_eq!(fact("stopped"), "ok", "{}", dump(&attack));
     delegated.assert_init_alone_ends(&t, run);
 }
@@ -1141,10 +1155,10 @@ fn v1_hierarchy(controller: &str) -> Option<(PathBuf, PathBuf)> {
 /// The same attack in v1: a caller whose freezer cgroup is delegated to
 /// it (its directory and its freezer.state are its own) can freeze every
 /// process in it, init included, which a helper started there inherits;
-/// then stop its supervisor, and nothing would end the run. Init is taken
-/// out of it, to root's `safeexec/shelter` in the freezer hierarchy,
-/// before it forks the target: the freeze reaches neither, and init alone
-/// ends the run at its wall limit.
+/// then stop its supervisor, and nothing would end the run. The helper
+/// leaves it, for root's `safeexec/shelter` in the freezer hierarchy,
+/// before it takes a uid or forks init: the freeze reaches neither init
+/// nor the target, and init alone ends the run at its wall limit.
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn init_cannot_be_frozen_through_the_callers_delegated_v1_freezer_cgroup() {
@@ -1160,9 +1174,10 @@ fn init_cannot_be_frozen_through_the_callers_delegated_v1_freezer_cgroup() {
 
 /// The attack of a caller whose cgroup in the v1 hierarchy of `controller`
 /// is delegated to it (`files` its own): from there it starts a run,
-/// writes `value` to `file`, and stops its supervisor. The helper is in
-/// that cgroup; init is not (it was in the shelter), and ends the run
-/// alone at its wall limit.
+/// writes `value` to `file`, and stops its supervisor. The helper left
+/// that cgroup for the shelter before it took a uid (a frozen holder of
+/// the uid counter's lock would hold every caller's runs); init, born
+/// there, ends the run alone at its wall limit.
 fn caller_cannot_hold_init_through_v1(
     t: &safeexec_tests::Ctx,
     controller: &str,
@@ -1173,10 +1188,7 @@ fn caller_cannot_hold_init_through_v1(
     let (mount, origin) = v1_hierarchy(controller).expect("no such v1 hierarchy is mounted");
     let mut delegated = Delegated::of(&mount, origin, t.test_user, files);
     let run = delegated.start_run(t);
-    let caller_in =
-        format!("/{}", delegated.dir.file_name().and_then(|n| n.to_str()).unwrap_or("?"));
     let helper_in = cgroup_of(run.sup, controller);
-    assert!(helper_in.ends_with(&caller_in), "the helper in {helper_in}");
     let init_in = cgroup_of(run.init, controller);
     let script = "import os, sys\n\
                   path, value, sup = sys.argv[1:]\n\
@@ -1194,6 +1206,7 @@ fn caller_cannot_hold_init_through_v1(
     assert_eq!(fact("stopped"), "ok", "{}", dump(&attack));
     delegated.assert_init_alone_ends(t, run);
     // Where the caller's write did not reach.
+    assert!(helper_in.ends_with("/safeexec/shelter"), "the helper was in {helper_in}");
     assert!(init_in.ends_with("/safeexec/shelter"), "init was in {init_in}");
 }
 
