@@ -732,17 +732,23 @@ pub fn shelter(found: &Hierarchies, helper: u32) -> Result<()> {
         if !fs_is_cgroup(&mount, h.v2) {
             continue;
         }
-        // Found by its path, which a v1 caller may rename under us (a
-        // cgroup of its own): it is ours only if it lists us, and from its
-        // descriptor on, its ancestors are fixed. Anything else counts as
-        // the caller's.
-        let own_dir = open_dir(Some(&mount), own).ok().filter(|dir| lists(dir, helper));
-        let safe = |dir: &OwnedFd| only_root_may_write(dir, &stoppers, h.v2);
-        if own_dir.as_ref().is_some_and(safe) {
+        // Found by its path, which a v1 caller may change under us by
+        // renaming a cgroup of its own, or removing one and making another:
+        // the directory is ours if only root may write any directory above
+        // it (then nobody else can do either), else only if it lists us,
+        // read to its end (a cost that grows with the cgroup's processes,
+        // so not the first test). From its descriptor on, its ancestors are
+        // fixed. Anything else counts as the caller's.
+        let own_dir = open_dir(Some(&mount), own).ok();
+        let safe = |dir: &OwnedFd, dirs| only_root_may_write(dir, &stoppers, h.v2, dirs);
+        let ours_and_safe = |dir: &OwnedFd| {
+            safe(dir, Above::RootOnly) || (lists(dir, helper) && safe(dir, Above::Any))
+        };
+        if own_dir.as_ref().is_some_and(ours_and_safe) {
             continue;
         }
         let shelter = root_owned_dir(&subtree(h)?, SHELTER)?;
-        if !safe(&shelter) {
+        if !safe(&shelter, Above::Any) {
             return Err(err(
                 SUBTREE,
                 "a cgroup above is delegated (its freezer or OOM control is not root's alone)",
@@ -797,13 +803,22 @@ fn root_owned_dir(at: &OwnedFd, name: &str) -> Result<OwnedFd> {
 /// and writable by nobody else (walking up through "..", which stops at
 /// the hierarchy's root).
 fn only_root_may_move(dir: &OwnedFd) -> bool {
-    only_root_may_write(dir, &["cgroup.procs"], true)
+    only_root_may_write(dir, &["cgroup.procs"], true, Above::Any)
+}
+
+/// What `only_root_may_write` asks of the directories above `dir`.
+#[derive(Clone, Copy, PartialEq)]
+enum Above {
+    Any,
+    /// Root's and writable by nobody else, each: no one else can rename
+    /// or remove one, or make one in its place.
+    RootOnly,
 }
 
 /// Whether each of `files` of `dir` and of every cgroup above it is root's
 /// and writable by nobody else (in v1, or absent: v1's root cgroup has no
-/// freezer.state).
-fn only_root_may_write(dir: &OwnedFd, files: &[&str], v2: bool) -> bool {
+/// freezer.state), and the cgroups above are as `above` asks.
+fn only_root_may_write(dir: &OwnedFd, files: &[&str], v2: bool, above: Above) -> bool {
     let mut here = match dir.try_clone() {
         Ok(fd) => fd,
         Err(_) => return false,
@@ -825,6 +840,9 @@ fn only_root_may_write(dir: &OwnedFd, files: &[&str], v2: bool) -> bool {
         };
         if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) || !fs_is_cgroup(&up, v2) {
             return true;
+        }
+        if above == Above::RootOnly && !root_only(Ok(b)) {
+            return false;
         }
         here = up;
     }
