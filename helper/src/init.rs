@@ -93,6 +93,7 @@ fn init_run(
     sched_setaffinity(Pid::from_raw(0), cpus).context("cannot restore init's CPUs")?;
     let (target, mut clock) =
         fork_target(plan, jail.as_ref(), channel, cgroup.as_ref(), set_up_from_us)?;
+    clock.wait_for_exec(channel);
     // The target has the caller's descriptors; init needs none of them, and
     // must not keep the caller waiting for them past its report, nor hold
     // the caller's directories.
@@ -282,6 +283,21 @@ impl WallClock {
             }
         }
         self.start_us
+    }
+
+    /// Waits off the CPU until the target confirms its exec or is gone,
+    /// the supervisor shuts the channel, or the time left (`left_us`) is
+    /// up. A fork's child waits for a CPU while its parent runs, and the
+    /// other CPU of a small machine is the supervisor's at that moment:
+    /// the target's set-up, on the run's way to exec, would wait behind
+    /// ours, which can wait for it instead.
+    fn wait_for_exec(&mut self, channel: &Channel) {
+        let left = self.left_us().map(Duration::from_micros);
+        let mut fds = [
+            PollFd::new(self.start_rx.as_fd(), PollFlags::POLLIN),
+            PollFd::new(channel.fd(), shut_flags()),
+        ];
+        let _ = poll(&mut fds, poll_timeout(left));
     }
 
     fn elapsed_us(&mut self) -> u64 {

@@ -205,6 +205,45 @@ fn two_helpers_racing_get_distinct_uids() {
     assert_eq!(uids.len(), 6, "concurrent runs shared a uid: {outcomes:?}");
 }
 
+/// Init keeps CAP_KILL only (its kill(-1) at the end of the run), in its
+/// effective and permitted sets, with an empty bounding set and
+/// no_new_privs, from the moment it has seen the target's exec: it waits
+/// for that off the CPU (`init::WallClock::wait_for_exec`), then drops
+/// everything else before anything of the run can reach it.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn init_keeps_cap_kill_only_once_the_target_runs_its_program() {
+    let t = require_root!();
+    let p = t.probe();
+    let run = t.run(&["--clock", "2", "--json", "--exec", &p, "sleep"]).spawn();
+    let (_sup, init, _target) = run_pids(run.id());
+    let read = || fs::read_to_string(format!("/proc/{init}/status")).unwrap_or_default();
+    let cap_eff = |status: &str| status_field(status, "CapEff").map(str::to_string);
+    // The target has exec'd: init drops within moments.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    let mut status = read();
+    while cap_eff(&status).as_deref() != Some("0000000000000020")
+        && std::time::Instant::now() < deadline
+    {
+        thread::sleep(std::time::Duration::from_millis(5));
+        status = read();
+    }
+    let field = |k: &str| status_field(&status, k).map(str::to_string);
+    assert_eq!(field("CapEff").as_deref(), Some("0000000000000020"), "{status}");
+    assert_eq!(field("CapPrm").as_deref(), Some("0000000000000020"), "{status}");
+    for cap in ["CapInh", "CapBnd", "CapAmb"] {
+        assert_eq!(field(cap).as_deref(), Some("0000000000000000"), "{cap}\n{status}");
+    }
+    assert_eq!(field("NoNewPrivs").as_deref(), Some("1"), "{status}");
+    // Root in all its ids: neither the caller nor the target may signal it.
+    let all_root = field("Uid").is_some_and(|u| u.split_whitespace().all(|id| id == "0"));
+    assert!(all_root, "{status}");
+    let out = run.wait();
+    let j = json_report(&out);
+    verdict(&out, &j, "time_limit", 1);
+    t.assert_nothing_left(json_uid(&j), &dump(&out));
+}
+
 // ---------------------------------------------------------------------------
 // The supervisor
 
