@@ -58,8 +58,9 @@ fn memory_cgroups() -> u64 {
     sys::with_proc("/proc/cgroups", count).unwrap_or(u64::MAX)
 }
 
-/// Where init goes, in a v2 subtree, out of a cgroup the caller may freeze
-/// (`shelter`).
+/// Where the helper goes, in safeexec's subtree of a hierarchy, out of a
+/// cgroup the caller may freeze, stall or starve (`shelter`); init and the
+/// target are born there.
 const SHELTER: &str = "shelter";
 
 /// Where the packaged systemd unit's keeper process lives, in the unit's
@@ -128,18 +129,41 @@ fn err(what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 /// One hierarchy the helper is in: where it is mounted, whether it is v2,
-/// its controllers (v1), and the helper's own cgroup below that mount
-/// point (`None` when the mount shows no ancestor of it).
+/// its controllers (v1), and where the helper's own cgroup is.
 #[derive(Debug, PartialEq)]
 struct Hierarchy {
     mount: String,
     v2: bool,
     controllers: Vec<String>,
-    own: Option<String>,
+    own: Own,
 }
+
+/// Where the helper's own cgroup is, as /proc/self/cgroup says.
+#[derive(Debug, PartialEq)]
+enum Own {
+    /// At this path below the mount point ("" for the mount's root).
+    Below(String),
+    /// Outside what the mount shows (a container's mount of its own cgroup).
+    Outside,
+    /// Not known: its line cannot be trusted. The kernel cuts a line at
+    /// `PATH_MAX` (a caller may nest its own cgroups that deep, and make
+    /// the cut end in `..`), writes a cgroup name as it is (a newline in
+    /// one makes lines of the caller's choosing: a hierarchy then appears
+    /// twice), and shows a cgroup outside the cgroup namespace with `..`.
+    Unknown,
+}
+
+/// How many bytes of a path /proc/self/cgroup writes at most (`PATH_MAX`
+/// less the final NUL): a path that long may have been cut.
+const CUT_AT: usize = 4095;
 
 /// The v1 controllers the runs' cgroups use.
 const RUN_CONTROLLERS: [&str; 3] = ["memory", "pids", "cpuacct"];
+
+/// The v1 cpu controller's files that set a cgroup's share of the CPU
+/// (`Hierarchy::stoppers`); those a kernel lacks are absent.
+const CPU_SHARE_FILES: [&str; 4] =
+    ["cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us", "cpu.idle"];
 
 impl Hierarchy {
     /// Whether the runs' cgroups are made here: v2, or a v1 hierarchy with
@@ -160,8 +184,25 @@ impl Hierarchy {
             return vec!["cgroup.procs"];
         }
         let files = [("freezer", "freezer.state"), ("memory", "memory.oom_control")];
-        let has = |c: &str| self.controllers.iter().any(|x| x == c);
-        files.into_iter().filter(|(c, _)| has(c)).map(|(_, file)| file).collect()
+        let mut stoppers: Vec<&str> =
+            files.into_iter().filter(|(c, _)| self.has(c)).map(|(_, file)| file).collect();
+        if self.shares_cpu() {
+            stoppers.extend(CPU_SHARE_FILES);
+        }
+        stoppers
+    }
+
+    /// Whether it has v1 controller `c`.
+    fn has(&self, c: &str) -> bool {
+        self.controllers.iter().any(|x| x == c)
+    }
+
+    /// Whether it is v1's cpu hierarchy, where a cgroup's processes share
+    /// the CPU with the cgroups beside it and below it, by their weights:
+    /// whoever may make one there (may write the directory above or the
+    /// cgroup's own) can give it a weight that leaves ours none.
+    fn shares_cpu(&self) -> bool {
+        !self.v2 && self.has("cpu")
     }
 }
 
@@ -236,17 +277,16 @@ fn below(root: &str, path: &str) -> Option<String> {
 /// shows the cgroup `root` at its mount point: the host's root, the root
 /// of a private cgroup namespace, or a container's own cgroup bind-mounted.
 fn map_hierarchies(proc_cgroup: &str, mounts: &[CgroupMount]) -> Vec<Hierarchy> {
-    // The v1 freezer's only for `shelter`.
-    let wanted = |c: &str| RUN_CONTROLLERS.contains(&c) || c == "freezer";
+    // The v1 freezer's and cpu's only for `shelter`.
+    let wanted = |c: &str| RUN_CONTROLLERS.contains(&c) || c == "freezer" || c == "cpu";
     let mut found = Vec::new();
     for line in proc_cgroup.lines() {
         let mut parts = line.splitn(3, ':');
         let (Some(_), Some(names), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
             continue;
         };
-        if !path.starts_with('/') || path.split('/').any(|c| c == "..") {
-            continue;
-        }
+        let usable =
+            path.starts_with('/') && path.len() < CUT_AT && !path.split('/').any(|c| c == "..");
         let v2 = names.is_empty();
         let controllers: Vec<String> =
             if v2 { Vec::new() } else { names.split(',').map(str::to_string).collect() };
@@ -258,18 +298,23 @@ fn map_hierarchies(proc_cgroup: &str, mounts: &[CgroupMount]) -> Vec<Hierarchy> 
         let Some(mount) = mounts.iter().filter(shows).min_by_key(|m| m.root.len()) else {
             continue;
         };
-        found.push(Hierarchy {
-            mount: mount.point.clone(),
-            v2,
-            controllers,
-            own: below(&mount.root, path),
-        });
+        let own = match (usable, below(&mount.root, path)) {
+            (false, _) => Own::Unknown,
+            (true, Some(own)) => Own::Below(own),
+            (true, None) => Own::Outside,
+        };
+        // A hierarchy named twice: one of the lines is not the kernel's own.
+        if let Some(seen) = found.iter_mut().find(|h: &&mut Hierarchy| h.mount == mount.point) {
+            seen.own = Own::Unknown;
+            continue;
+        }
+        found.push(Hierarchy { mount: mount.point.clone(), v2, controllers, own });
     }
     found
 }
 
-/// The hierarchies the helper is in, read once per run (by the
-/// supervisor, for `shelter`, `RunCgroup::create` and `sweep_stale`).
+/// The hierarchies the helper is in, read once per run (by the helper,
+/// for `shelter`, `RunCgroup::create` and `sweep_stale`).
 ///
 /// The cgroup mounts they were found among are kept, unused, as long as
 /// they are: the supervisor finds them while the network thread runs, and
@@ -281,10 +326,17 @@ pub struct Hierarchies {
 }
 
 impl Hierarchies {
-    pub fn find() -> Hierarchies {
+    /// Fails where cgroup file systems are mounted but /proc/self/cgroup
+    /// cannot be read: `shelter` would have nothing to judge.
+    pub fn find() -> Result<Hierarchies> {
         let mounts = sys::with_proc("/proc/self/mountinfo", cgroup_mounts).unwrap_or_default();
         let found = sys::with_proc("/proc/self/cgroup", |text| map_hierarchies(text, &mounts));
-        Hierarchies { list: found.unwrap_or_default(), _mounts: mounts }
+        let list = match found {
+            Ok(list) => list,
+            Err(_) if mounts.is_empty() => Vec::new(),
+            Err(e) => return Err(err("cannot read /proc/self/cgroup", e)),
+        };
+        Ok(Hierarchies { list, _mounts: mounts })
     }
 }
 
@@ -724,10 +776,13 @@ pub fn shelter(found: &Hierarchies, helper: u32) -> Result<()> {
         if stoppers.is_empty() {
             continue;
         }
-        let own = h.own.as_deref().unwrap_or_default();
-        if own.is_empty() {
-            continue; // the mount's root, or outside it: nothing it shows to check
-        }
+        let own = match &h.own {
+            // The mount's root, or outside it: nothing it shows to check.
+            Own::Below(own) if own.is_empty() => continue,
+            Own::Outside => continue,
+            Own::Below(own) => Some(own.as_str()),
+            Own::Unknown => None,
+        };
         let mount = open_dir(None, &h.mount).map_err(|e| err(&h.mount, e))?;
         if !fs_is_cgroup(&mount, h.v2) {
             continue;
@@ -739,19 +794,26 @@ pub fn shelter(found: &Hierarchies, helper: u32) -> Result<()> {
         // read to its end (a cost that grows with the cgroup's processes,
         // so not the first test). From its descriptor on, its ancestors are
         // fixed. Anything else counts as the caller's.
-        let own_dir = open_dir(Some(&mount), own).ok();
+        let own_dir = own.and_then(|own| open_dir(Some(&mount), own).ok());
         let safe = |dir: &OwnedFd, dirs| only_root_may_write(dir, &stoppers, h.v2, dirs);
+        // In v1's cpu hierarchy nobody else may make a cgroup beside ours
+        // or below it either (`Hierarchy::shares_cpu`).
+        let fixed = |dir: &OwnedFd| {
+            safe(dir, Above::RootOnly) && (!h.shares_cpu() || root_only(fstat(dir)))
+        };
         let ours_and_safe = |dir: &OwnedFd| {
-            safe(dir, Above::RootOnly) || (lists(dir, helper) && safe(dir, Above::Any))
+            fixed(dir) || (!h.shares_cpu() && lists(dir, helper) && safe(dir, Above::Any))
         };
         if own_dir.as_ref().is_some_and(ours_and_safe) {
             continue;
         }
         let shelter = root_owned_dir(&subtree(h)?, SHELTER)?;
-        if !safe(&shelter, Above::Any) {
+        let sheltered = if h.shares_cpu() { fixed(&shelter) } else { safe(&shelter, Above::Any) };
+        if !sheltered {
             return Err(err(
                 SUBTREE,
-                "a cgroup above is delegated (its freezer or OOM control is not root's alone)",
+                "a cgroup above is delegated (its freezer, OOM control or CPU share is not \
+                 root's alone)",
             ));
         }
         write_file(&shelter, "cgroup.procs", &helper.to_string())
@@ -970,16 +1032,19 @@ mod tests {
     fn host_hierarchies_are_mapped_through_mountinfo() {
         let proc = "4:memory:/a/b\n3:cpu,cpuacct:/\n2:devices:/\n0::/user.slice\n";
         let h = map_hierarchies(proc, &cgroup_mounts(HYBRID));
-        let seen: Vec<_> = h.iter().map(|h| (h.mount.as_str(), h.own.as_deref())).collect();
+        let seen: Vec<_> = h.iter().map(|h| (h.mount.as_str(), &h.own)).collect();
+        let below = |p: &str| Own::Below(p.into());
         assert_eq!(
             seen,
             [
-                ("/sys/fs/cgroup/memory", Some("a/b")),
-                ("/sys/fs/cgroup/cpu,cpuacct", Some("")),
-                ("/sys/fs/cgroup/unified", Some("user.slice")),
+                ("/sys/fs/cgroup/memory", &below("a/b")),
+                ("/sys/fs/cgroup/cpu,cpuacct", &below("")),
+                ("/sys/fs/cgroup/unified", &below("user.slice")),
             ]
         );
         assert_eq!(h[1].controllers, ["cpu", "cpuacct"]);
+        assert!(h[1].shares_cpu() && h[1].holds_runs());
+        assert_eq!(h[1].stoppers(), CPU_SHARE_FILES);
     }
 
     /// A container without a cgroup namespace: its mount shows its own
@@ -990,10 +1055,10 @@ mod tests {
         let proc = "0::/machine.slice/libpod-1.scope/app\n";
         let h = map_hierarchies(proc, &cgroup_mounts(info));
         assert_eq!(h[0].mount, "/sys/fs/cgroup");
-        assert_eq!(h[0].own.as_deref(), Some("app"));
+        assert_eq!(h[0].own, Own::Below("app".into()));
         // A cgroup outside the mount: usable, but the helper's own unknown.
         let h = map_hierarchies("0::/system.slice\n", &cgroup_mounts(info));
-        assert_eq!(h[0].own, None);
+        assert_eq!(h[0].own, Own::Outside);
     }
 
     /// A private cgroup namespace: both show the namespace's root as `/`.
@@ -1007,11 +1072,32 @@ mod tests {
                 mount: "/sys/fs/cgroup".into(),
                 v2: true,
                 controllers: vec![],
-                own: Some(String::new())
+                own: Own::Below(String::new())
             }]
         );
-        // Paths outside the namespace are never used.
-        assert!(map_hierarchies("0::/../../x\n", &cgroup_mounts(info)).is_empty());
+        // A path outside the namespace: the helper's own is not known.
+        let h = map_hierarchies("0::/../../x\n", &cgroup_mounts(info));
+        assert_eq!(h[0].own, Own::Unknown);
+    }
+
+    /// A line the kernel cut at PATH_MAX (a caller's cgroups nested that
+    /// deep, the cut ending in `..` or anywhere), or a hierarchy named
+    /// twice (a newline in a cgroup's name): the helper's own cgroup there
+    /// is not known, and `shelter` moves it.
+    #[test]
+    fn a_cut_or_forged_line_leaves_the_helpers_cgroup_unknown() {
+        let info = "1 0 0:1 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n";
+        let mounts = cgroup_mounts(info);
+        let deep = format!("/d/{}", "n".repeat(CUT_AT));
+        let cut = format!("0::{}/..\n", &deep[..CUT_AT - 3]);
+        assert_eq!(map_hierarchies(&cut, &mounts)[0].own, Own::Unknown);
+        let cut = format!("0::{}\n", &deep[..CUT_AT]);
+        assert_eq!(map_hierarchies(&cut, &mounts)[0].own, Own::Unknown);
+        let just = format!("0::{}\n", &deep[..CUT_AT - 1]);
+        assert!(matches!(map_hierarchies(&just, &mounts)[0].own, Own::Below(_)));
+        let forged = map_hierarchies("0::/d/a\n0::/\n", &mounts);
+        assert_eq!(forged.len(), 1);
+        assert_eq!(forged[0].own, Own::Unknown);
     }
 
     #[test]

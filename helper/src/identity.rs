@@ -45,7 +45,8 @@ impl Identity {
     /// cgroups, the uid state) is root's, owner and group, and so that the
     /// caller can neither signal it (a helper stopped while it holds the
     /// uid counter would hold up every caller) nor change its scheduling
-    /// after `harden` reset it. (The caller's ids are kept in `Caller`.)
+    /// after `harden` reset it (nor, through a cgroup of its own, freeze or
+    /// starve it: `cgroup::shelter`, before the uid counter). (The caller's ids are kept in `Caller`.)
     pub fn setup() -> Identity {
         Identity { uids: [ROOT_UID; 3], gids: [ROOT_GID; 3], caps: None }
     }

@@ -245,7 +245,7 @@ fn run(caller: &Caller, request_rx: &mut harden::RequestPipe) -> Result<Ended> {
     identity::check_mapped(policy.uid_base, policy.uid_count, fixed_gid)?;
     // Read once: the hierarchies are the same for init, which inherits
     // our cgroups.
-    let found = cgroup::Hierarchies::find();
+    let found = cgroup::Hierarchies::find()?;
     // Before the uid counter's lock, which a helper the caller froze would
     // hold from every caller's runs; init and the target are born where
     // we are. Also off the steps after init's fork, whose end init waits

@@ -965,6 +965,29 @@ impl Delegated {
         delegated
     }
 
+    /// `run`, started in this cgroup: it joins it as root, before it
+    /// becomes the test user (in v2 only a writer of both cgroups' common
+    /// ancestor may move a process between them).
+    /// The file returned must outlive the run's start.
+    fn join(&self, run: safeexec_tests::Run) -> (safeexec_tests::Run, std::fs::File) {
+        use std::os::fd::AsRawFd;
+        // Opened here: between fork and exec the hook may only write.
+        let procs = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.dir.join("cgroup.procs"))
+            .expect("open cgroup.procs");
+        let fd = procs.as_raw_fd();
+        let run = run.pre_exec(move || {
+            // SAFETY: write(2) on a descriptor that stays open until the
+            // child has exec'd; async-signal-safe.
+            match unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } {
+                1 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+        (run, procs)
+    }
+
     /// Starts a run of the probe's `sleep` under `--clock 3` as the caller
     /// would, from this cgroup: the frontend joins it (as root, before it
     /// becomes the test user); once the target runs, the supervisor is the
@@ -1467,4 +1490,146 @@ fn a_stopped_supervisor_holds_the_clean_up_back_briefly() {
     assert!(left.is_empty(), "with the supervisor stopped, init left {left:?}");
     let j = json_report(&out);
     assert_json_verdict(&out, &j, "OK", 0);
+}
+
+/// The kernel cuts a line of /proc/PID/cgroup at PATH_MAX. A caller with a
+/// delegated cgroup can nest cgroups of its own that deep, so that its
+/// line is cut to end in `/..`; the helper, which once skipped a line it
+/// could not use, then judged nothing in that hierarchy and stayed in the
+/// caller's cgroup, init and the target with it (the fourth review of the
+/// round: a freeze there held the uid counter's lock, and every caller's
+/// runs failed as busy). A line it cannot trust leaves its own cgroup
+/// unknown, and it moves to the shelter. The caller's script nests the
+/// cgroups (relative to a descriptor: the path is too long to name),
+/// checks that its own line is cut as planned, runs the target's `grep` of
+/// its cgroup line, then takes the cgroups down.
+fn a_cut_cgroup_line_does_not_keep_the_helper_in_the_callers_cgroup(
+    mount: &std::path::Path,
+    origin: PathBuf,
+    files: &[&str],
+    line_of: &str,
+) {
+    let t = require_root!();
+    let delegated = Delegated::of(mount, origin, t.test_user, files);
+    let script = "import os, subprocess, sys\n\
+                  d, safeexec, line_of = sys.argv[1:]\n\
+                  def own():\n\
+                  \x20   for line in open('/proc/self/cgroup').read().splitlines():\n\
+                  \x20       i, names, path = line.split(':', 2)\n\
+                  \x20       if (line_of == 'v2' and names == '') or line_of in names.split(','):\n\
+                  \x20           return path\n\
+                  left = 4095 - 3 - len(own())\n\
+                  names = []\n\
+                  while left > 0:\n\
+                  \x20   n = min(left - 1, 200) if left - 1 > 200 + 1 else left - 1\n\
+                  \x20   names.append('n' * n)\n\
+                  \x20   left -= n + 1\n\
+                  names.append('..' + 'z' * 40)\n\
+                  fds = [os.open(d, os.O_RDONLY | os.O_DIRECTORY)]\n\
+                  try:\n\
+                  \x20   for name in names:\n\
+                  \x20       os.mkdir(name, dir_fd=fds[-1])\n\
+                  \x20       fds.append(os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fds[-1]))\n\
+                  \x20   procs = os.open('cgroup.procs', os.O_WRONLY, dir_fd=fds[-1])\n\
+                  \x20   os.write(procs, str(os.getpid()).encode())\n\
+                  \x20   os.close(procs)\n\
+                  \x20   print('cut=' + ('yes' if own().endswith('/..') else own()[-20:]))\n\
+                  \x20   r = subprocess.run([safeexec, '--exec', '/bin/cat', '/proc/self/cgroup'],\n\
+                  \x20                      capture_output=True, text=True)\n\
+                  \x20   got = [l.split(':', 2)[2] for l in r.stdout.splitlines()\n\
+                  \x20          if (line_of == 'v2' and l.split(':')[1] == '') or line_of in l.split(':')[1].split(',')]\n\
+                  \x20   print('target=' + (got[0][-60:] if got else r.stderr.strip()))\n\
+                  finally:\n\
+                  \x20   with open(d + '/cgroup.procs', 'w') as f:\n\
+                  \x20       f.write(str(os.getpid()))\n\
+                  \x20   import time\n\
+                  \x20   for parent, name in reversed(list(zip(fds, names))):\n\
+                  \x20       for i in range(100):\n\
+                  \x20           try:\n\
+                  \x20               os.rmdir(name, dir_fd=parent)\n\
+                  \x20               break\n\
+                  \x20           except FileNotFoundError:\n\
+                  \x20               break\n\
+                  \x20           except OSError as e:\n\
+                  \x20               if i == 99:\n\
+                  \x20                   print('rmdir=' + str(e))\n\
+                  \x20               time.sleep(0.05)\n";
+    let dir = delegated.dir.to_str().expect("a UTF-8 path").to_string();
+    let frontend = t.safeexec.to_str().expect("a UTF-8 path").to_string();
+    let args = ["-c", script, &dir, &frontend, line_of];
+    let (run, procs) = delegated.join(t.run_program(safeexec_tests::PYTHON, &args));
+    let out = run.output();
+    drop(procs);
+    let said = stdout(&out);
+    let fact = |k: &str| safeexec_tests::kv(&said, k).unwrap_or_default();
+    assert_eq!(fact("cut"), "yes", "the caller's line was not cut as planned\n{}", dump(&out));
+    let got = fact("target");
+    assert!(got.ends_with("/safeexec/shelter"), "the target in {got:?}\n{}", dump(&out));
+    assert_eq!(fact("rmdir"), "", "{}", dump(&out));
+    drop(delegated);
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_cut_v1_freezer_cgroup_line_does_not_keep_the_helper_in_the_callers_cgroup() {
+    let (mount, origin) = v1_hierarchy("freezer").expect("no v1 freezer hierarchy is mounted");
+    a_cut_cgroup_line_does_not_keep_the_helper_in_the_callers_cgroup(
+        &mount,
+        origin,
+        V1_FREEZER_DELEGATED,
+        "freezer",
+    );
+}
+
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_cut_v2_cgroup_line_does_not_keep_the_helper_in_the_callers_cgroup() {
+    let mount = v2_mount().expect("no cgroup2 file system is mounted");
+    let own = own_cgroups()
+        .into_iter()
+        .find_map(|(names, path)| names.is_empty().then_some(path))
+        .expect("the test runner is in no v2 cgroup");
+    let origin = mount.join(own.trim_start_matches('/'));
+    a_cut_cgroup_line_does_not_keep_the_helper_in_the_callers_cgroup(
+        &mount,
+        origin,
+        V2_DELEGATED,
+        "v2",
+    );
+}
+
+/// In v1's cpu hierarchy a cgroup's processes share the CPU with the
+/// cgroups beside and below it by their weights: a caller whose cpu cgroup
+/// is delegated to it (its directory, `cgroup.procs` and `tasks` only) can
+/// make a child with `cpu.shares` 2 to run from and a sibling of weight
+/// 262144 for spinners, and so starve the helper while it holds the uid
+/// counter's lock: every caller's runs then failed as busy (the fourth
+/// review of the round held the lock 12 s). The helper leaves such a cgroup
+/// for the shelter, and init and the target are born there.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn the_helper_leaves_a_v1_cpu_cgroup_the_caller_may_weigh() {
+    let t = require_root!();
+    let (mount, origin) = v1_hierarchy("cpu").expect("no v1 cpu hierarchy is mounted");
+    let delegated = Delegated::of(&mount, origin, t.test_user, &["", "cgroup.procs", "tasks"]);
+    let script = "import os, subprocess, sys\n\
+                  d, safeexec = sys.argv[1:]\n\
+                  os.mkdir(d + '/low')\n\
+                  with open(d + '/low/cpu.shares', 'w') as f:\n\
+                  \x20   f.write('2')\n\
+                  with open(d + '/low/cgroup.procs', 'w') as f:\n\
+                  \x20   f.write(str(os.getpid()))\n\
+                  r = subprocess.run([safeexec, '--exec', '/bin/cat', '/proc/self/cgroup'],\n\
+                  \x20                  capture_output=True, text=True)\n\
+                  got = [l.split(':', 2)[2] for l in r.stdout.splitlines() if 'cpu' in l.split(':')[1].split(',')]\n\
+                  print('target=' + (got[0] if got else r.stderr.strip()))\n\
+                  with open(d + '/cgroup.procs', 'w') as f:\n\
+                  \x20   f.write(str(os.getpid()))\n\
+                  os.rmdir(d + '/low')\n";
+    let dir = delegated.dir.to_str().expect("a UTF-8 path").to_string();
+    let frontend = t.safeexec.to_str().expect("a UTF-8 path").to_string();
+    let out = t.run_program(safeexec_tests::PYTHON, &["-c", script, &dir, &frontend]).output();
+    let got = safeexec_tests::kv(&stdout(&out), "target").unwrap_or_default();
+    assert!(got.ends_with("/safeexec/shelter"), "the target in {got:?}\n{}", dump(&out));
+    drop(delegated);
 }
