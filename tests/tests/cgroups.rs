@@ -965,6 +965,25 @@ impl Delegated {
         delegated
     }
 
+    /// Runs the caller's Python `script` as the test user, started in this
+    /// cgroup, with arguments: this cgroup's directory, the frontend, then
+    /// `more`.
+    fn run_script(
+        &self,
+        t: &safeexec_tests::Ctx,
+        script: &str,
+        more: &[&str],
+    ) -> std::process::Output {
+        let dir = self.dir.to_str().expect("a UTF-8 path");
+        let frontend = t.safeexec.to_str().expect("a UTF-8 path");
+        let mut args = vec!["-c", script, dir, frontend];
+        args.extend(more);
+        let (run, procs) = self.join(t.run_program(safeexec_tests::PYTHON, &args));
+        let out = run.output();
+        drop(procs);
+        out
+    }
+
     /// `run`, started in this cgroup: it joins it as root, before it
     /// becomes the test user (in v2 only a writer of both cgroups' common
     /// ancestor may move a process between them).
@@ -1099,12 +1118,7 @@ impl Drop for Delegated {
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn init_cannot_be_frozen_through_the_callers_delegated_cgroup() {
     let t = require_root!();
-    let mount = v2_mount().expect("no cgroup2 file system is mounted");
-    let own = own_cgroups()
-        .into_iter()
-        .find_map(|(names, path)| names.is_empty().then_some(path))
-        .expect("the test runner is in no v2 cgroup");
-    let origin = mount.join(own.trim_start_matches('/'));
+    let (mount, origin) = v2_hierarchy();
     let mut delegated = Delegated::new(&mount, origin, t.test_user);
     let run = delegated.start_run(&t);
     let (sup, init) = (run.sup, run.init);
@@ -1159,6 +1173,17 @@ fn init_cannot_be_frozen_through_the_callers_delegated_cgroup() {
     );
     assert_eq!(fact("stopped"), "ok", "{}", dump(&attack));
     delegated.assert_init_alone_ends(&t, run);
+}
+
+/// The v2 mount point and the test runner's own cgroup in it.
+fn v2_hierarchy() -> (PathBuf, PathBuf) {
+    let mount = v2_mount().expect("no cgroup2 file system is mounted");
+    let own = own_cgroups()
+        .into_iter()
+        .find_map(|(names, path)| names.is_empty().then_some(path))
+        .expect("the test runner is in no v2 cgroup");
+    let origin = mount.join(own.trim_start_matches('/'));
+    (mount, origin)
 }
 
 /// The mount point of the v1 hierarchy of `controller` and the test
@@ -1265,11 +1290,12 @@ fn init_is_out_of_the_callers_delegated_v1_memory_cgroup() {
 /// v1 lets a caller rename a cgroup of its own: the helper's cgroup, found
 /// by its path, may then be another by the time init is judged, or none.
 /// The caller runs from a child of its delegated freezer cgroup, which it
-/// renames back and forth without pause; in every run, init (and the
-/// target it forks) must still be in the shelter. The judgement trusts a
-/// cgroup only once it lists init, and anything else counts as the
-/// caller's. (When a cgroup that could not be opened counted as safe, the
-/// reviewer's second run kept init in the caller's cgroup.)
+/// renames back and forth without pause; in every run, the target must be
+/// in the shelter. The judgement trusts a cgroup found by its path only
+/// where nobody but root may write a directory above it, else once it
+/// lists the helper, and anything else counts as the caller's. (When a
+/// cgroup that could not be opened counted as safe, the reviewer's second
+/// run kept init in the caller's cgroup.)
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn init_is_sheltered_while_the_caller_renames_its_v1_freezer_cgroup() {
@@ -1296,9 +1322,7 @@ fn init_is_sheltered_while_the_caller_renames_its_v1_freezer_cgroup() {
                   \x20   print('run%d=%s' % (i, r.stdout.strip().split(':')[-1] or r.stderr.strip()))\n\
                   os.kill(renamer, signal.SIGKILL)\n\
                   os.waitpid(renamer, 0)\n";
-    let dir = delegated.dir.to_str().expect("a UTF-8 path").to_string();
-    let frontend = t.safeexec.to_str().expect("a UTF-8 path").to_string();
-    let out = t.run_program(safeexec_tests::PYTHON, &["-c", script, &dir, &frontend]).output();
+    let out = delegated.run_script(&t, script, &[]);
     let said = stdout(&out);
     for i in 0..30 {
         let got = safeexec_tests::kv(&said, &format!("run{i}")).unwrap_or_default();
@@ -1504,13 +1528,12 @@ fn a_stopped_supervisor_holds_the_clean_up_back_briefly() {
 /// checks that its own line is cut as planned, runs the target's `grep` of
 /// its cgroup line, then takes the cgroups down.
 fn a_cut_cgroup_line_does_not_keep_the_helper_in_the_callers_cgroup(
-    mount: &std::path::Path,
-    origin: PathBuf,
+    t: &safeexec_tests::Ctx,
+    (mount, origin): (PathBuf, PathBuf),
     files: &[&str],
     line_of: &str,
 ) {
-    let t = require_root!();
-    let delegated = Delegated::of(mount, origin, t.test_user, files);
+    let delegated = Delegated::of(&mount, origin, t.test_user, files);
     let script = "import os, subprocess, sys\n\
                   d, safeexec, line_of = sys.argv[1:]\n\
                   def own():\n\
@@ -1554,12 +1577,7 @@ fn a_cut_cgroup_line_does_not_keep_the_helper_in_the_callers_cgroup(
                   \x20               if i == 99:\n\
                   \x20                   print('rmdir=' + str(e))\n\
                   \x20               time.sleep(0.05)\n";
-    let dir = delegated.dir.to_str().expect("a UTF-8 path").to_string();
-    let frontend = t.safeexec.to_str().expect("a UTF-8 path").to_string();
-    let args = ["-c", script, &dir, &frontend, line_of];
-    let (run, procs) = delegated.join(t.run_program(safeexec_tests::PYTHON, &args));
-    let out = run.output();
-    drop(procs);
+    let out = delegated.run_script(t, script, &[line_of]);
     let said = stdout(&out);
     let fact = |k: &str| safeexec_tests::kv(&said, k).unwrap_or_default();
     assert_eq!(fact("cut"), "yes", "the caller's line was not cut as planned\n{}", dump(&out));
@@ -1572,10 +1590,11 @@ fn a_cut_cgroup_line_does_not_keep_the_helper_in_the_callers_cgroup(
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn a_cut_v1_freezer_cgroup_line_does_not_keep_the_helper_in_the_callers_cgroup() {
-    let (mount, origin) = v1_hierarchy("freezer").expect("no v1 freezer hierarchy is mounted");
+    let t = require_root!();
+    let freezer = v1_hierarchy("freezer").expect("no v1 freezer hierarchy is mounted");
     a_cut_cgroup_line_does_not_keep_the_helper_in_the_callers_cgroup(
-        &mount,
-        origin,
+        &t,
+        freezer,
         V1_FREEZER_DELEGATED,
         "freezer",
     );
@@ -1584,15 +1603,10 @@ fn a_cut_v1_freezer_cgroup_line_does_not_keep_the_helper_in_the_callers_cgroup()
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn a_cut_v2_cgroup_line_does_not_keep_the_helper_in_the_callers_cgroup() {
-    let mount = v2_mount().expect("no cgroup2 file system is mounted");
-    let own = own_cgroups()
-        .into_iter()
-        .find_map(|(names, path)| names.is_empty().then_some(path))
-        .expect("the test runner is in no v2 cgroup");
-    let origin = mount.join(own.trim_start_matches('/'));
+    let t = require_root!();
     a_cut_cgroup_line_does_not_keep_the_helper_in_the_callers_cgroup(
-        &mount,
-        origin,
+        &t,
+        v2_hierarchy(),
         V2_DELEGATED,
         "v2",
     );
@@ -1626,9 +1640,7 @@ fn the_helper_leaves_a_v1_cpu_cgroup_the_caller_may_weigh() {
                   with open(d + '/cgroup.procs', 'w') as f:\n\
                   \x20   f.write(str(os.getpid()))\n\
                   os.rmdir(d + '/low')\n";
-    let dir = delegated.dir.to_str().expect("a UTF-8 path").to_string();
-    let frontend = t.safeexec.to_str().expect("a UTF-8 path").to_string();
-    let out = t.run_program(safeexec_tests::PYTHON, &["-c", script, &dir, &frontend]).output();
+    let out = delegated.run_script(&t, script, &[]);
     let got = safeexec_tests::kv(&stdout(&out), "target").unwrap_or_default();
     assert!(got.ends_with("/safeexec/shelter"), "the target in {got:?}\n{}", dump(&out));
     drop(delegated);
