@@ -51,6 +51,7 @@ tests=(
     the_target_sees_no_cgroup_file_system_and_its_cgroups_are_in_safeexecs_subtree
     the_caller_cannot_touch_a_live_runs_cgroups
     past_max_memory_cgroups_a_run_gets_no_memory_cgroup
+    a_cut_v2_cgroup_line_does_not_keep_the_helper_in_the_callers_cgroup
 )
 
 echo "cgv2.sh: building the test executable"
