@@ -165,6 +165,18 @@ const RUN_CONTROLLERS: [&str; 3] = ["memory", "pids", "cpuacct"];
 const CPU_SHARE_FILES: [&str; 4] =
     ["cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us", "cpu.idle"];
 
+/// The v1 blkio controller's files that set a cgroup's share of the disks
+/// or throttle it: a helper that reads the uid counter's page from a disk
+/// throttled to a byte a second holds its lock for as long.
+const BLKIO_SHARE_FILES: [&str; 6] = [
+    "blkio.throttle.read_bps_device",
+    "blkio.throttle.write_bps_device",
+    "blkio.throttle.read_iops_device",
+    "blkio.throttle.write_iops_device",
+    "blkio.weight",
+    "blkio.bfq.weight",
+];
+
 impl Hierarchy {
     /// Whether the runs' cgroups are made here: v2, or a v1 hierarchy with
     /// a controller they use (not the freezer's alone).
@@ -186,8 +198,11 @@ impl Hierarchy {
         let files = [("freezer", "freezer.state"), ("memory", "memory.oom_control")];
         let mut stoppers: Vec<&str> =
             files.into_iter().filter(|(c, _)| self.has(c)).map(|(_, file)| file).collect();
-        if self.shares_cpu() {
+        if self.has("cpu") {
             stoppers.extend(CPU_SHARE_FILES);
+        }
+        if self.has("blkio") {
+            stoppers.extend(BLKIO_SHARE_FILES);
         }
         stoppers
     }
@@ -197,12 +212,13 @@ impl Hierarchy {
         self.controllers.iter().any(|x| x == c)
     }
 
-    /// Whether it is v1's cpu hierarchy, where a cgroup's processes share
-    /// the CPU with the cgroups beside it and below it, by their weights:
-    /// whoever may make one there (may write the directory above or the
-    /// cgroup's own) can give it a weight that leaves ours none.
-    fn shares_cpu(&self) -> bool {
-        !self.v2 && self.has("cpu")
+    /// Whether it is v1's cpu or blkio hierarchy, where a cgroup's
+    /// processes share the CPU or the disks with the cgroups beside it and
+    /// below it, by their weights: whoever may make one there (may write
+    /// the directory above or the cgroup's own) can give it a weight that
+    /// leaves ours none.
+    fn weighted(&self) -> bool {
+        !self.v2 && (self.has("cpu") || self.has("blkio"))
     }
 }
 
@@ -277,16 +293,23 @@ fn below(root: &str, path: &str) -> Option<String> {
 /// shows the cgroup `root` at its mount point: the host's root, the root
 /// of a private cgroup namespace, or a container's own cgroup bind-mounted.
 fn map_hierarchies(proc_cgroup: &str, mounts: &[CgroupMount]) -> Vec<Hierarchy> {
-    // The v1 freezer's and cpu's only for `shelter`.
-    let wanted = |c: &str| RUN_CONTROLLERS.contains(&c) || c == "freezer" || c == "cpu";
+    // The v1 freezer, cpu and blkio hierarchies are only for `shelter`.
+    let wanted = |c: &str| RUN_CONTROLLERS.contains(&c) || ["freezer", "cpu", "blkio"].contains(&c);
     let mut found = Vec::new();
+    let mut forged = false;
     for line in proc_cgroup.lines() {
         let mut parts = line.splitn(3, ':');
-        let (Some(_), Some(names), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some(id), Some(names), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            forged = true; // not the kernel's: a newline in a cgroup's name
             continue;
         };
-        let usable =
-            path.starts_with('/') && path.len() < CUT_AT && !path.split('/').any(|c| c == "..");
+        forged |= id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit());
+        // The kernel writes no path with a final `/` but the root's: one
+        // cut short by a name that starts with a newline.
+        let usable = path.starts_with('/')
+            && path.len() < CUT_AT
+            && (path == "/" || !path.ends_with('/'))
+            && !path.split('/').any(|c| c == "..");
         let v2 = names.is_empty();
         let controllers: Vec<String> =
             if v2 { Vec::new() } else { names.split(',').map(str::to_string).collect() };
@@ -309,6 +332,9 @@ fn map_hierarchies(proc_cgroup: &str, mounts: &[CgroupMount]) -> Vec<Hierarchy> 
             continue;
         }
         found.push(Hierarchy { mount: mount.point.clone(), v2, controllers, own });
+    }
+    if forged {
+        found.iter_mut().for_each(|h| h.own = Own::Unknown);
     }
     found
 }
@@ -788,27 +814,27 @@ pub fn shelter(found: &Hierarchies, helper: u32) -> Result<()> {
             continue;
         }
         // Found by its path, which a v1 caller may change under us by
-        // renaming a cgroup of its own, or removing one and making another:
-        // the directory is ours if only root may write any directory above
-        // it (then nobody else can do either), else only if it lists us,
-        // read to its end (a cost that grows with the cgroup's processes,
-        // so not the first test). From its descriptor on, its ancestors are
-        // fixed. Anything else counts as the caller's.
+        // renaming a cgroup of its own, or removing one and making another,
+        // and which a line cut short by a newline in a name below it may
+        // show as an ancestor of ours: the directory is ours if only root
+        // may write it and every directory above it (then nobody else can
+        // do any of these), else only if it lists us, read to its end (a
+        // cost that grows with the cgroup's processes, so not the first
+        // test). From its descriptor on, its ancestors are fixed. Anything
+        // else counts as the caller's. In the weighted hierarchies nobody
+        // else may make a cgroup beside ours or below it either
+        // (`Hierarchy::weighted`): there only the first test will do.
         let own_dir = own.and_then(|own| open_dir(Some(&mount), own).ok());
         let safe = |dir: &OwnedFd, dirs| only_root_may_write(dir, &stoppers, h.v2, dirs);
-        // In v1's cpu hierarchy nobody else may make a cgroup beside ours
-        // or below it either (`Hierarchy::shares_cpu`).
-        let fixed = |dir: &OwnedFd| {
-            safe(dir, Above::RootOnly) && (!h.shares_cpu() || root_only(fstat(dir)))
-        };
+        let fixed = |dir: &OwnedFd| safe(dir, Above::RootOnly) && root_only(fstat(dir));
         let ours_and_safe = |dir: &OwnedFd| {
-            fixed(dir) || (!h.shares_cpu() && lists(dir, helper) && safe(dir, Above::Any))
+            fixed(dir) || (!h.weighted() && lists(dir, helper) && safe(dir, Above::Any))
         };
         if own_dir.as_ref().is_some_and(ours_and_safe) {
             continue;
         }
         let shelter = root_owned_dir(&subtree(h)?, SHELTER)?;
-        let sheltered = if h.shares_cpu() { fixed(&shelter) } else { safe(&shelter, Above::Any) };
+        let sheltered = if h.weighted() { fixed(&shelter) } else { safe(&shelter, Above::Any) };
         if !sheltered {
             return Err(err(
                 SUBTREE,
@@ -1043,7 +1069,7 @@ mod tests {
             ]
         );
         assert_eq!(h[1].controllers, ["cpu", "cpuacct"]);
-        assert!(h[1].shares_cpu() && h[1].holds_runs());
+        assert!(h[1].weighted() && h[1].holds_runs());
         assert_eq!(h[1].stoppers(), CPU_SHARE_FILES);
     }
 
@@ -1098,6 +1124,11 @@ mod tests {
         let forged = map_hierarchies("0::/d/a\n0::/\n", &mounts);
         assert_eq!(forged.len(), 1);
         assert_eq!(forged[0].own, Own::Unknown);
+        // A name that starts with a newline and has no colon after it.
+        assert_eq!(map_hierarchies("0::/d/\nx\n", &mounts)[0].own, Own::Unknown);
+        assert_eq!(map_hierarchies("0::/d/\n", &mounts)[0].own, Own::Unknown);
+        assert_eq!(map_hierarchies("x:y:/z\n0::/d\n", &mounts)[0].own, Own::Unknown);
+        assert_eq!(map_hierarchies("0::/d\n", &mounts)[0].own, Own::Below("d".into()));
     }
 
     #[test]

@@ -109,13 +109,26 @@ fn why_not_root() -> String {
 const TIMER_SLACK_NS: libc::c_ulong = 50_000;
 
 /// How the helper is scheduled, whatever the caller set: the default
-/// timer slack, the normal class at niceness 0, and every CPU the machine
-/// lets it use (a caller that pins it to one CPU would make init count
-/// too few CPUs and look at the CPU limit too late).
+/// timer slack, the normal class at niceness 0, a session of its own, and
+/// every CPU the machine lets it use (a caller that pins it to one CPU
+/// would make init count too few CPUs and look at the CPU limit too late).
+///
+/// The session: with the kernel's autogroups, every process of a session
+/// shares one weight, which any of them may lower (`/proc/self/autogroup`,
+/// nice 19: a weight of 15 against 1024), so a caller could starve the
+/// helper while it holds the uid counter's lock and fail every caller's
+/// runs as busy (the review of the round held it 2.9 s). A session of its
+/// own also puts it out of reach of the caller's terminal (Ctrl-Z, SIGTTOU:
+/// signals the kernel sends without asking whose process it is).
 fn reset_timing() -> Result<()> {
     nix::sys::prctl::set_timerslack(TIMER_SLACK_NS).context("cannot reset the timer slack")?;
     sys::reset_scheduling().context("cannot reset the scheduling policy")?;
     sys::set_niceness(0).context("cannot reset the niceness")?;
+    nix::unistd::setsid().map_err(|e| {
+        Error::Refused(format!(
+            "the helper must not lead a process group (it starts a session of its own): {e}"
+        ))
+    })?;
     let mut all = nix::sched::CpuSet::new();
     for cpu in 0..nix::sched::CpuSet::count() {
         let _ = all.set(cpu);

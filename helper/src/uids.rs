@@ -84,7 +84,8 @@ fn open_state() -> Result<File> {
 
 /// How long a helper waits for another to move the counter on. No caller
 /// can stop a helper while it holds byte 0 (`identity::Identity::setup`),
-/// nor freeze, stall or starve it through a cgroup (`cgroup::shelter`);
+/// nor freeze, stall or starve it through a cgroup (`cgroup::shelter`) or
+/// its session's autogroup (`harden::before_reading`);
 /// past this, the run fails rather than take an index without moving the
 /// counter on (which would hand the same uid to the next run).
 const ORDER_TRIES: u32 = 250;
@@ -102,6 +103,14 @@ pub fn allocate(count: u32) -> Result<Lease> {
         }
         got
     });
+    if !ordered {
+        // Nothing read: the counter's page is read under the lock only (a
+        // page fetched from a throttled disk would hold us too).
+        return Err(Error::Failed(
+            "the uid allocator is busy; try again",
+            std::io::Error::from(std::io::ErrorKind::WouldBlock),
+        ));
+    }
     let mut stored = [0u8; 8];
     let next = match pread(&file, &mut stored, 0) {
         Ok(8) => u64::from_le_bytes(stored) % u64::from(count),
@@ -118,10 +127,6 @@ pub fn allocate(count: u32) -> Result<Lease> {
     // limits the helper cannot work under.
     let fits = getrlimit(Resource::RLIMIT_FSIZE).is_ok_and(|(soft, _)| soft >= 8);
     let result = match found {
-        _ if !ordered => Err(Error::Failed(
-            "the uid allocator is busy; try again",
-            std::io::Error::from(std::io::ErrorKind::WouldBlock),
-        )),
         Some(_) if !fits => Err(Error::Refused(
             "the caller's file-size limit (RLIMIT_FSIZE) is under 8 bytes: the helper cannot \
              record the uid it hands out (raise it: ulimit -f)"
@@ -134,9 +139,7 @@ pub fn allocate(count: u32) -> Result<Lease> {
         },
         None => Err(Error::Refused("every sandbox uid of the policy is in use".into())),
     };
-    if ordered {
-        let _ = lock(&file, 0, libc::F_UNLCK);
-    }
+    let _ = lock(&file, 0, libc::F_UNLCK);
     result.map(|index| Lease { index, file })
 }
 

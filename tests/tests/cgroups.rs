@@ -1656,3 +1656,34 @@ fn the_helper_leaves_a_v1_cpu_cgroup_the_caller_may_weigh() {
     assert!(got.ends_with("/safeexec/shelter"), "the target in {got:?}\n{}", dump(&out));
     drop(delegated);
 }
+
+/// v1's blkio hierarchy: a caller whose blkio cgroup is delegated to it can
+/// run from a child throttled to a byte a second on the disk, and hold the
+/// helper in its read of the uid counter's page (when it is not cached)
+/// with the counter's lock held: the review of the round held it 8 s, and
+/// another caller's run failed as busy. The helper leaves such a cgroup
+/// for the shelter (weights and throttles alike), and init and the target
+/// are born there.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn the_helper_leaves_a_v1_blkio_cgroup_the_caller_may_throttle() {
+    let t = require_root!();
+    let (mount, origin) = v1_hierarchy("blkio").expect("no v1 blkio hierarchy is mounted");
+    let delegated = Delegated::of(&mount, origin, t.test_user, &["", "cgroup.procs", "tasks"]);
+    let script = "import os, subprocess, sys\n\
+                  d, safeexec = sys.argv[1:]\n\
+                  os.mkdir(d + '/slow')\n\
+                  with open(d + '/slow/cgroup.procs', 'w') as f:\n\
+                  \x20   f.write(str(os.getpid()))\n\
+                  r = subprocess.run([safeexec, '--exec', '/bin/cat', '/proc/self/cgroup'],\n\
+                  \x20                  capture_output=True, text=True)\n\
+                  got = [l.split(':', 2)[2] for l in r.stdout.splitlines() if 'blkio' in l.split(':')[1].split(',')]\n\
+                  print('target=' + (got[0] if got else r.stderr.strip()))\n\
+                  with open(d + '/cgroup.procs', 'w') as f:\n\
+                  \x20   f.write(str(os.getpid()))\n\
+                  os.rmdir(d + '/slow')\n";
+    let out = delegated.run_script(&t, script, &[]);
+    let got = safeexec_tests::kv(&stdout(&out), "target").unwrap_or_default();
+    assert!(got.ends_with("/safeexec/shelter"), "the target in {got:?}\n{}", dump(&out));
+    drop(delegated);
+}

@@ -708,6 +708,54 @@ fn terminal_requests_on_an_inherited_pty_fail_with_eperm_and_type_nothing() {
 // ---------------------------------------------------------------------------
 // The caller's timing, and its terminal once more
 
+/// With the kernel's autogroups, the processes of a session share one CPU
+/// weight, which any of them may lower (nice 19 in /proc/self/autogroup:
+/// a weight of 15 against 1024): a caller could so starve the helper while
+/// it holds the uid counter's lock, and every caller's runs failed as busy
+/// (the review of the round held it 2.9 s). The helper starts a session,
+/// and so an autogroup, of its own; init inherits it.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn the_callers_autogroup_weight_does_not_reach_the_helper() {
+    let t = require_root!();
+    let enabled = std::fs::read_to_string("/proc/sys/kernel/sched_autogroup_enabled");
+    assert_eq!(enabled.unwrap_or_default().trim(), "1", "this test needs autogroups on");
+    let p = t.probe();
+    let run = t
+        .run(&["--clock", "2", "--exec", &p, "sleep"])
+        .pre_exec(|| {
+            // SAFETY: setsid, open, write and close, async-signal-safe, on a
+            // path and buffer of this process: the caller's session (a new
+            // one, so that no other test's is touched) at nice 19.
+            unsafe {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let fd = libc::open(c"/proc/self/autogroup".as_ptr(), libc::O_WRONLY);
+                let written = fd >= 0 && libc::write(fd, b"19".as_ptr().cast(), 2) == 2;
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+                match written {
+                    true => Ok(()),
+                    false => Err(std::io::Error::last_os_error()),
+                }
+            }
+        })
+        .spawn();
+    let frontend = run.id();
+    let (sup, init, _target) = safeexec_tests::run_pids(frontend);
+    let group = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/autogroup"));
+    let caller = group(frontend).unwrap_or_default();
+    assert!(caller.trim_end().ends_with("nice 19"), "the caller's: {caller}");
+    for (who, pid) in [("the helper", sup), ("init", init)] {
+        let got = group(pid).unwrap_or_default();
+        assert!(got.trim_end().ends_with("nice 0") && got != caller, "{who}'s: {got}");
+    }
+    let out = run.wait();
+    assert!(out.status.code().is_some(), "{}", dump(&out));
+}
+
 /// A timer slack the caller set (inherited through every execve, the
 /// setuid one included) would stretch each timeout of init: its wall-clock
 /// deadline would come up to 30 s late. The helper resets it.
