@@ -1520,9 +1520,9 @@ fn a_stopped_supervisor_holds_the_clean_up_back_briefly() {
 /// delegated cgroup can nest cgroups of its own that deep, so that its
 /// line is cut to end in `/..`; the helper, which once skipped a line it
 /// could not use, then judged nothing in that hierarchy and stayed in the
-/// caller's cgroup, init and the target with it (the fourth review of the
-/// round: a freeze there held the uid counter's lock, and every caller's
-/// runs failed as busy). A line it cannot trust leaves its own cgroup
+/// caller's cgroup, init and the target with it (a review of 64c6622: a
+/// freeze there held the uid counter's lock, and every caller's runs
+/// failed as busy). A line it cannot trust leaves its own cgroup
 /// unknown, and it moves to the shelter. The caller's script nests the
 /// cgroups (relative to a descriptor: the path is too long to name),
 /// checks that its own line is cut as planned, starts a run and reads
@@ -1628,8 +1628,8 @@ fn a_cut_v2_cgroup_line_does_not_keep_the_helper_in_the_callers_cgroup() {
 /// is delegated to it (its directory, `cgroup.procs` and `tasks` only) can
 /// make a child with `cpu.shares` 2 to run from and a sibling of weight
 /// 262144 for spinners, and so starve the helper while it holds the uid
-/// counter's lock: every caller's runs then failed as busy (the fourth
-/// review of the round held the lock 12 s). The helper leaves such a cgroup
+/// counter's lock: every caller's runs then failed as busy (a review
+/// of 64c6622 held the lock 12 s). The helper leaves such a cgroup
 /// for the shelter, and init and the target are born there.
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
