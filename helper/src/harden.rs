@@ -72,7 +72,6 @@ pub fn before_reading() -> Result<Caller> {
     for &(resource, soft, hard) in RESET {
         reset_limit(resource, soft, hard)?;
     }
-    reset_timing()?;
     sys::reset_signal_dispositions().context("cannot reset signal dispositions")?;
     sys::ignore_write_signals().context("cannot ignore SIGPIPE and SIGXFSZ")?;
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
@@ -109,9 +108,13 @@ fn why_not_root() -> String {
 const TIMER_SLACK_NS: libc::c_ulong = 50_000;
 
 /// How the helper is scheduled, whatever the caller set: the default
-/// timer slack, the normal class at niceness 0, a session of its own, and
-/// every CPU the machine lets it use (a caller that pins it to one CPU
-/// would make init count too few CPUs and look at the CPU limit too late).
+/// timer slack, the normal class at niceness 0, the default I/O priority,
+/// a session of its own, and every CPU the machine lets it use (a caller
+/// that pins it to one CPU would make init count too few CPUs and look at
+/// the CPU limit too late). Called by `main` once the helper is root in
+/// all its ids (`identity::Identity::setup`): until then the caller, whose
+/// real uid it had, could lower its niceness or I/O priority again between
+/// the reset and the change of ids.
 ///
 /// The session: with the kernel's autogroups, every process of a session
 /// shares one weight, which any of them may lower (`/proc/self/autogroup`,
@@ -120,10 +123,13 @@ const TIMER_SLACK_NS: libc::c_ulong = 50_000;
 /// runs as busy (the review of the round held it 2.9 s). A session of its
 /// own also puts it out of reach of the caller's terminal (Ctrl-Z, SIGTTOU:
 /// signals the kernel sends without asking whose process it is).
-fn reset_timing() -> Result<()> {
+pub fn reset_timing() -> Result<()> {
     nix::sys::prctl::set_timerslack(TIMER_SLACK_NS).context("cannot reset the timer slack")?;
     sys::reset_scheduling().context("cannot reset the scheduling policy")?;
     sys::set_niceness(0).context("cannot reset the niceness")?;
+    // An idle I/O class (`ionice -c3`) would leave the helper's read of the
+    // uid counter's page, under its lock, behind every other read.
+    sys::reset_io_priority().context("cannot reset the I/O priority")?;
     nix::unistd::setsid().map_err(|e| {
         Error::Refused(format!(
             "the helper must not lead a process group (it starts a session of its own): {e}"

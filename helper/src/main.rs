@@ -100,6 +100,10 @@ fn main() {
     if let Err(e) = Identity::setup().assume() {
         fail(None, &e);
     }
+    // Only now: until the change of ids the caller could set them again.
+    if let Err(e) = harden::reset_timing() {
+        fail_early(&e);
+    }
     let (request_rx, mut reply_tx) = match harden::channel_fds() {
         Ok(fds) => fds,
         Err(e) => fail(None, &e),

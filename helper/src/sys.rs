@@ -215,6 +215,16 @@ pub fn wait4(pid: Pid, how: Wait) -> io::Result<Option<Reaped>> {
     }
 }
 
+/// Gives this process the default I/O priority (class none: derived from
+/// its niceness), whatever it inherited.
+pub fn reset_io_priority() -> io::Result<()> {
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    // SAFETY: ioprio_set takes integers only; who 0 means this process,
+    // and priority 0 is the class "none".
+    let ret = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, 0) };
+    cerr(ret).map(drop)
+}
+
 /// Sets the niceness of this process.
 pub fn set_niceness(nice: i32) -> io::Result<()> {
     // SAFETY: setpriority takes integers only; who = 0 means this process.

@@ -708,6 +708,39 @@ fn terminal_requests_on_an_inherited_pty_fail_with_eperm_and_type_nothing() {
 // ---------------------------------------------------------------------------
 // The caller's timing, and its terminal once more
 
+/// An idle I/O class the caller set (`ionice -c3`, inherited through every
+/// execve) would leave the helper's read of the uid counter's page, under
+/// the counter's lock, behind every other read on a disk whose scheduler
+/// honours classes; and a niceness or class the caller sets on the helper
+/// by its pid, before the helper is root in all its ids, would outlast a
+/// reset made earlier. The helper resets both once it is root in all its
+/// ids; init inherits them.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn the_callers_io_class_does_not_reach_the_helper() {
+    let t = require_root!();
+    let p = t.probe();
+    let run = t
+        .run_program(
+            "/usr/bin/ionice",
+            &["-c3", "--", path_str(&t.safeexec), "--clock", "2", "--exec", &p, "sleep"],
+        )
+        .spawn();
+    let frontend = run.id();
+    let (sup, init, _target) = safeexec_tests::run_pids(frontend);
+    let class = |pid: u32| {
+        let out = std::process::Command::new("ionice").args(["-p", &pid.to_string()]).output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+    };
+    assert_eq!(class(frontend), "idle", "the caller's class did not take");
+    for (who, pid) in [("the helper", sup), ("init", init)] {
+        let got = class(pid);
+        assert!(!got.is_empty() && got != "idle", "{who}'s I/O class: {got:?}");
+    }
+    let out = run.wait();
+    assert!(out.status.code().is_some(), "{}", dump(&out));
+}
+
 /// With the kernel's autogroups, the processes of a session share one CPU
 /// weight, which any of them may lower (nice 19 in /proc/self/autogroup:
 /// a weight of 15 against 1024): a caller could so starve the helper while
