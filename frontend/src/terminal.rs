@@ -32,7 +32,8 @@
 //!   is, since another program of a pipeline may be setting it too, and two
 //!   programs restoring it after each other could leave it raw. Its own
 //!   line discipline then edits and echoes the lines (the pty does not echo
-//!   them again) and sends ^C to safeexec and the helper as before; an end
+//!   them again) and sends ^C to safeexec as before (the helper, in a
+//!   session of its own, ends with it through its parent-death signal); an end
 //!   of file (^D) is passed on as the pty's. Such a program (less) and
 //!   safeexec then both read the keys while the run lasts, as the program
 //!   and the run did before when the run read its stdin: a run that needs

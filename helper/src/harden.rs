@@ -57,6 +57,9 @@ const RESET: &[(Resource, u64, u64)] = &[
 
 /// Hardens the process. Runs first in `main`; fails closed.
 pub fn before_reading() -> Result<Caller> {
+    // First: a frontend that dies later hands us to another parent, which
+    // `supervise::drop_privileges` then sees.
+    let parent = getppid();
     // Never dumpable: no core file and no ptrace by the caller, from now on.
     nix::sys::prctl::set_dumpable(false).context("cannot make the helper undumpable")?;
     // Before the resets, which only root may do: a helper that is not
@@ -83,7 +86,7 @@ pub fn before_reading() -> Result<Caller> {
     // caller left open is closed.
     sys::close_from(FIRST_UNUSED_FD as u32, false).context("cannot close inherited descriptors")?;
     let umask = nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
-    Ok(Caller { uid: uids.real, gid: gids.real, parent: getppid(), umask })
+    Ok(Caller { uid: uids.real, gid: gids.real, parent, umask })
 }
 
 /// Why the setuid bit gave us no root. The two causes a container (or an

@@ -67,6 +67,7 @@ mod uids;
 
 use std::fs::File;
 use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
@@ -109,7 +110,7 @@ fn main() {
         Err(e) => fail(None, &e),
     };
     let mut request_rx = harden::RequestPipe::new(request_rx);
-    let ended = match run(&caller, &mut request_rx) {
+    let ended = match run(&caller, &mut request_rx, reply_tx.as_fd()) {
         Ok(ended) => ended,
         Err(e) => fail(Some(&mut reply_tx), &e),
     };
@@ -230,7 +231,7 @@ fn stop_order() -> Result<SignalFd> {
 
 /// The run, up to init's report: what the reply says, and the run whose
 /// init is yet to clean up (`supervise::outlast`).
-fn run(caller: &Caller, request_rx: &mut harden::RequestPipe) -> Result<Ended> {
+fn run(caller: &Caller, request_rx: &mut harden::RequestPipe, reply: BorrowedFd) -> Result<Ended> {
     // Init takes these back before it forks the target (`steer`).
     let cpus = nix::sched::sched_getaffinity(Pid::from_raw(0)).context("sched_getaffinity")?;
     // The slowest step of the run's set-up, beside all of the rest, from
@@ -291,7 +292,8 @@ fn run(caller: &Caller, request_rx: &mut harden::RequestPipe) -> Result<Ended> {
     drop((run_end, plan, netns));
     let init_pidfd = pidfd_of_init(init)?;
     let run = Run { init, init_pidfd, uid, gid, limits, memory_kib, network, set_up_started };
-    let prepared = prepare(&policy, caller, &run, &supervisor_end, &lease, &found, loopback);
+    let prepared =
+        prepare(&policy, (caller, reply), &run, &supervisor_end, &lease, &found, loopback);
     let missing = match prepared {
         Ok(missing) => missing,
         Err(e) => {
@@ -349,7 +351,7 @@ fn other_cpus(cpus: &nix::sched::CpuSet) -> Option<nix::sched::CpuSet> {
 /// target execs only after this.
 fn prepare(
     policy: &Policy,
-    caller: &Caller,
+    (caller, reply): (&Caller, BorrowedFd),
     run: &Run,
     channel: &Channel,
     lease: &Lease,
@@ -382,7 +384,7 @@ fn prepare(
     if policy.cgroup != CgroupRule::Off {
         cgroup::sweep_stale(found, policy.uid_base, policy.uid_count, lease);
     }
-    let checked = up.and_then(|()| supervise::drop_privileges(caller));
+    let checked = up.and_then(|()| supervise::drop_privileges(caller, reply));
     if let (Err(_), Some(cg)) = (&checked, &cgroup) {
         // Init will be killed before it removes them.
         cg.remove();

@@ -12,10 +12,10 @@
 //! frontend builds the verdict.
 
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use nix::poll::{ppoll, PollFd, PollFlags};
+use nix::poll::{poll, ppoll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::SignalFd;
 use nix::sys::time::TimeSpec;
@@ -67,12 +67,20 @@ fn backstop(limits: &Limits) -> Option<Duration> {
 /// Becomes the caller, keeping CAP_KILL only (invariant 6). Called after
 /// the root-only steps of the set-up and before the target may exec; on
 /// failure the caller of this function kills the run.
-pub fn drop_privileges(caller: &Caller) -> Result<()> {
+///
+/// `reply`: the reply pipe, whose only reader is the frontend. A frontend
+/// that died before the helper first asked for its parent left it the
+/// parent it was handed to (pid 1, or a subreaper), which the check of the
+/// parent cannot tell from the frontend; the pipe's end can.
+pub fn drop_privileges(caller: &Caller, reply: BorrowedFd) -> Result<()> {
     Identity::supervisor(caller).assume()?;
     // The uid change reset it.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).context("prctl(PR_SET_PDEATHSIG)")?;
     // A caller that died before the line above would not be noticed.
-    if nix::unistd::getppid() != caller.parent {
+    let mut fds = [PollFd::new(reply, PollFlags::POLLOUT)];
+    let no_reader = poll(&mut fds, PollTimeout::ZERO).is_ok()
+        && fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLERR));
+    if nix::unistd::getppid() != caller.parent || no_reader {
         return Err(Error::Setup("the caller went away".into()));
     }
     Ok(())

@@ -467,9 +467,9 @@ fn a_run_whose_target_fails_its_set_up_leaves_no_cgroup() {
 }
 
 /// A caller that ends its whole process group with SIGTERM once safeexec
-/// has returned (a shell's `kill 0`, systemd's stop of a unit) reaches the
-/// helper, which outlasts init's clean-up: neither it nor init is stopped
-/// by that, and the run leaves no cgroup.
+/// has returned (a shell's `kill 0`, systemd's stop of a unit; the helper,
+/// in a session of its own, is no longer in that group, but a unit's stop
+/// reaches every process of its cgroup): the run leaves no cgroup.
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn terminating_the_callers_process_group_after_the_report_leaves_no_cgroup() {

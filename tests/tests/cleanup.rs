@@ -373,3 +373,38 @@ fn helper_run_directly_and_killed_mid_run_leaves_nothing() {
     assert_eq!(got.output.status.signal(), Some(libc::SIGKILL));
     assert_nothing_of_the_run(&t, uid, "direct helper killed during a fork bomb");
 }
+
+/// A frontend that dies before the helper first asks for its parent hands
+/// the helper to another parent (pid 1, or a subreaper), which the
+/// supervisor's check of its parent cannot tell from the frontend: the
+/// run then went on without a caller until its wall limit (a review of
+/// edd12a9: 2 tries in 30 of a SIGKILL 2 to 3 ms after the start). The
+/// supervisor also checks that the reply pipe, whose only reader is the
+/// frontend, still has one. Here a direct caller closes its end at once,
+/// standing for the dead frontend: the helper refuses before the target's
+/// go, and nothing of the run is left.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_caller_gone_before_the_go_leaves_no_run_even_if_its_parent_check_passes() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let t = require_root!();
+    let (request_rx, mut request_tx) = std::io::pipe().expect("request pipe");
+    let (reply_rx, reply_tx) = std::io::pipe().expect("reply pipe");
+    drop(reply_rx);
+    let mut helper =
+        t.direct().fd(request_rx, shared::REQUEST_FD).fd(reply_tx, shared::REPLY_FD).spawn();
+    request_tx.write_all(&frame(&request(&["/bin/sleep", "30"]))).expect("write the request");
+    drop(request_tx);
+    let started = Instant::now();
+    while helper.ended().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the helper ran on for a caller whose reply pipe has no reader"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = helper.wait();
+    let said = stderr(&out);
+    assert!(said.contains("the caller went away"), "{}", dump(&out));
+}
