@@ -785,11 +785,14 @@ fn hand_down(parent: &OwnedFd, too_many: bool) -> Result<Vec<String>> {
 }
 
 /// Takes the helper (`helper`, this process, before it takes a uid or
-/// forks init) out of a cgroup the caller may freeze or stall
+/// forks init) out of a cgroup the caller may freeze, stall or starve
 /// (`Hierarchy::stoppers`): where its cgroup or one above is delegated (in
 /// v2 a systemd user session, a service with Delegate=yes; in v1 a freezer
 /// or memory cgroup whose freezer.state or memory.oom_control is the
-/// caller's), it goes to `safeexec/shelter` at the hierarchy's root,
+/// caller's, a cpu or blkio one whose weights or throttles are, or where
+/// the caller may make a cgroup beside it: `Hierarchy::weighted`), or
+/// where its line of /proc/self/cgroup cannot be trusted (`Own::Unknown`),
+/// it goes to `safeexec/shelter` at the hierarchy's root,
 /// root's, which no write of the caller's reaches; init and the target,
 /// forked after, are born there. Elsewhere it changes nothing, and nobody
 /// but root can move the helper (v2: only a writer of an ancestor's
