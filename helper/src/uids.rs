@@ -85,7 +85,7 @@ fn open_state() -> Result<File> {
 /// How long a helper waits for another to move the counter on. No caller
 /// can stop a helper while it holds byte 0 (`identity::Identity::setup`),
 /// nor freeze, stall or starve it through a cgroup (`cgroup::shelter`) or
-/// its session's autogroup (`harden::before_reading`);
+/// its session's autogroup (`harden::reset_timing`);
 /// past this, the run fails rather than take an index without moving the
 /// counter on (which would hand the same uid to the next run).
 const ORDER_TRIES: u32 = 250;
