@@ -829,20 +829,20 @@ pub fn shelter(found: &Hierarchies, helper: u32) -> Result<()> {
         // (`Hierarchy::weighted`): there only the first test will do.
         let own_dir = own.and_then(|own| open_dir(Some(&mount), own).ok());
         let safe = |dir: &OwnedFd, dirs| only_root_may_write(dir, &stoppers, h.v2, dirs);
-        let fixed = |dir: &OwnedFd| safe(dir, Above::RootOnly) && root_only(fstat(dir));
+        let fixed = |dir: &OwnedFd| safe(dir, Dirs::RootOnly);
         let ours_and_safe = |dir: &OwnedFd| {
-            fixed(dir) || (!h.weighted() && lists(dir, helper) && safe(dir, Above::Any))
+            fixed(dir) || (!h.weighted() && lists(dir, helper) && safe(dir, Dirs::Any))
         };
         if own_dir.as_ref().is_some_and(ours_and_safe) {
             continue;
         }
         let shelter = root_owned_dir(&subtree(h)?, SHELTER)?;
-        let sheltered = if h.weighted() { fixed(&shelter) } else { safe(&shelter, Above::Any) };
+        let sheltered = if h.weighted() { fixed(&shelter) } else { safe(&shelter, Dirs::Any) };
         if !sheltered {
             return Err(err(
                 SUBTREE,
-                "a cgroup above is delegated (its freezer, OOM control or CPU share is not \
-                 root's alone)",
+                "a cgroup above is delegated (its freezer, OOM control, CPU or disk share, or \
+                 directory, is not root's alone)",
             ));
         }
         write_file(&shelter, "cgroup.procs", &helper.to_string())
@@ -894,22 +894,23 @@ fn root_owned_dir(at: &OwnedFd, name: &str) -> Result<OwnedFd> {
 /// and writable by nobody else (walking up through "..", which stops at
 /// the hierarchy's root).
 fn only_root_may_move(dir: &OwnedFd) -> bool {
-    only_root_may_write(dir, &["cgroup.procs"], true, Above::Any)
+    only_root_may_write(dir, &["cgroup.procs"], true, Dirs::Any)
 }
 
-/// What `only_root_may_write` asks of the directories above `dir`.
+/// What `only_root_may_write` asks of `dir` and the directories above it.
 #[derive(Clone, Copy, PartialEq)]
-enum Above {
+enum Dirs {
     Any,
     /// Root's and writable by nobody else, each: no one else can rename
-    /// or remove one, or make one in its place.
+    /// or remove one, make one in its place, or make one beside or below
+    /// it.
     RootOnly,
 }
 
 /// Whether each of `files` of `dir` and of every cgroup above it is root's
 /// and writable by nobody else (in v1, or absent: v1's root cgroup has no
-/// freezer.state), and the cgroups above are as `above` asks.
-fn only_root_may_write(dir: &OwnedFd, files: &[&str], v2: bool, above: Above) -> bool {
+/// freezer.state), and those directories are as `dirs` asks.
+fn only_root_may_write(dir: &OwnedFd, files: &[&str], v2: bool, dirs: Dirs) -> bool {
     let mut here = match dir.try_clone() {
         Ok(fd) => fd,
         Err(_) => return false,
@@ -929,11 +930,11 @@ fn only_root_may_write(dir: &OwnedFd, files: &[&str], v2: bool, above: Above) ->
         let (Ok(a), Ok(b)) = (fstat(&here), fstat(&up)) else {
             return false;
         };
+        if dirs == Dirs::RootOnly && !root_only(Ok(a)) {
+            return false;
+        }
         if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) || !fs_is_cgroup(&up, v2) {
             return true;
-        }
-        if above == Above::RootOnly && !root_only(Ok(b)) {
-            return false;
         }
         here = up;
     }

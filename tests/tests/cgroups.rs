@@ -1635,26 +1635,7 @@ fn a_cut_v2_cgroup_line_does_not_keep_the_helper_in_the_callers_cgroup() {
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn the_helper_leaves_a_v1_cpu_cgroup_the_caller_may_weigh() {
     let t = require_root!();
-    let (mount, origin) = v1_hierarchy("cpu").expect("no v1 cpu hierarchy is mounted");
-    let delegated = Delegated::of(&mount, origin, t.test_user, &["", "cgroup.procs", "tasks"]);
-    let script = "import os, subprocess, sys\n\
-                  d, safeexec = sys.argv[1:]\n\
-                  os.mkdir(d + '/low')\n\
-                  with open(d + '/low/cpu.shares', 'w') as f:\n\
-                  \x20   f.write('2')\n\
-                  with open(d + '/low/cgroup.procs', 'w') as f:\n\
-                  \x20   f.write(str(os.getpid()))\n\
-                  r = subprocess.run([safeexec, '--exec', '/bin/cat', '/proc/self/cgroup'],\n\
-                  \x20                  capture_output=True, text=True)\n\
-                  got = [l.split(':', 2)[2] for l in r.stdout.splitlines() if 'cpu' in l.split(':')[1].split(',')]\n\
-                  print('target=' + (got[0] if got else r.stderr.strip()))\n\
-                  with open(d + '/cgroup.procs', 'w') as f:\n\
-                  \x20   f.write(str(os.getpid()))\n\
-                  os.rmdir(d + '/low')\n";
-    let out = delegated.run_script(&t, script, &[]);
-    let got = safeexec_tests::kv(&stdout(&out), "target").unwrap_or_default();
-    assert!(got.ends_with("/safeexec/shelter"), "the target in {got:?}\n{}", dump(&out));
-    drop(delegated);
+    the_target_is_born_in_the_shelter_of(&t, "cpu", ("cpu.shares", "2"));
 }
 
 /// v1's blkio hierarchy: a caller whose blkio cgroup is delegated to it can
@@ -1668,21 +1649,37 @@ fn the_helper_leaves_a_v1_cpu_cgroup_the_caller_may_weigh() {
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn the_helper_leaves_a_v1_blkio_cgroup_the_caller_may_throttle() {
     let t = require_root!();
-    let (mount, origin) = v1_hierarchy("blkio").expect("no v1 blkio hierarchy is mounted");
+    the_target_is_born_in_the_shelter_of(&t, "blkio", ("", ""));
+}
+
+/// The caller, whose cgroup in the v1 hierarchy of `controller` is
+/// delegated to it (its directory, `cgroup.procs` and `tasks` only), runs
+/// safeexec from a child it made there, with `file` of the child set to
+/// `value` (none if `file` is empty): the target's cgroup in that hierarchy
+/// must be the shelter.
+fn the_target_is_born_in_the_shelter_of(
+    t: &safeexec_tests::Ctx,
+    controller: &str,
+    (file, value): (&str, &str),
+) {
+    let (mount, origin) = v1_hierarchy(controller).expect("no such v1 hierarchy is mounted");
     let delegated = Delegated::of(&mount, origin, t.test_user, &["", "cgroup.procs", "tasks"]);
     let script = "import os, subprocess, sys\n\
-                  d, safeexec = sys.argv[1:]\n\
-                  os.mkdir(d + '/slow')\n\
-                  with open(d + '/slow/cgroup.procs', 'w') as f:\n\
+                  d, safeexec, controller, file, value = sys.argv[1:]\n\
+                  os.mkdir(d + '/child')\n\
+                  if file:\n\
+                  \x20   with open(d + '/child/' + file, 'w') as f:\n\
+                  \x20       f.write(value)\n\
+                  with open(d + '/child/cgroup.procs', 'w') as f:\n\
                   \x20   f.write(str(os.getpid()))\n\
                   r = subprocess.run([safeexec, '--exec', '/bin/cat', '/proc/self/cgroup'],\n\
                   \x20                  capture_output=True, text=True)\n\
-                  got = [l.split(':', 2)[2] for l in r.stdout.splitlines() if 'blkio' in l.split(':')[1].split(',')]\n\
+                  got = [l.split(':', 2)[2] for l in r.stdout.splitlines() if controller in l.split(':')[1].split(',')]\n\
                   print('target=' + (got[0] if got else r.stderr.strip()))\n\
                   with open(d + '/cgroup.procs', 'w') as f:\n\
                   \x20   f.write(str(os.getpid()))\n\
-                  os.rmdir(d + '/slow')\n";
-    let out = delegated.run_script(&t, script, &[]);
+                  os.rmdir(d + '/child')\n";
+    let out = delegated.run_script(t, script, &[controller, file, value]);
     let got = safeexec_tests::kv(&stdout(&out), "target").unwrap_or_default();
     assert!(got.ends_with("/safeexec/shelter"), "the target in {got:?}\n{}", dump(&out));
     drop(delegated);
