@@ -1130,18 +1130,13 @@ fn init_cannot_be_frozen_through_the_callers_delegated_cgroup() {
                   with open(d + '/frozen/cgroup.freeze', 'w') as f:\n\
                   \x20   f.write('1')\n\
                   print('frozen=ok')\n\
-                  try:\n\
-                  \x20   with open(d + '/frozen/cgroup.procs', 'w') as f:\n\
-                  \x20       f.write(init)\n\
-                  \x20   print('move=ok')\n\
-                  except OSError as e:\n\
-                  \x20   print('move=' + errno.errorcode[e.errno])\n\
-                  try:\n\
-                  \x20   with open(d + '/frozen/cgroup.procs', 'w') as f:\n\
-                  \x20       f.write(sup)\n\
-                  \x20   print('move_helper=ok')\n\
-                  except OSError as e:\n\
-                  \x20   print('move_helper=' + errno.errorcode[e.errno])\n\
+                  for key, pid in (('move', init), ('move_helper', sup)):\n\
+                  \x20   try:\n\
+                  \x20       with open(d + '/frozen/cgroup.procs', 'w') as f:\n\
+                  \x20           f.write(pid)\n\
+                  \x20       print(key + '=ok')\n\
+                  \x20   except OSError as e:\n\
+                  \x20       print(key + '=' + errno.errorcode[e.errno])\n\
                   os.kill(int(sup), 19)\n\
                   print('stopped=ok')\n";
     let dir = delegated.dir.to_str().expect("a UTF-8 path").to_string();
@@ -1159,18 +1154,14 @@ fn init_cannot_be_frozen_through_the_callers_delegated_cgroup() {
         "the caller could not freeze its own cgroup\n{}",
         dump(&attack)
     );
-    let moved = fact("move");
-    assert!(
-        moved == "EACCES" || moved == "EPERM",
-        "the caller moved init into its frozen cgroup: move={moved}\n{}",
-        dump(&attack)
-    );
-    let moved = fact("move_helper");
-    assert!(
-        moved == "EACCES" || moved == "EPERM",
-        "the caller moved the helper into its frozen cgroup: move_helper={moved}\n{}",
-        dump(&attack)
-    );
+    for (key, who) in [("move", "init"), ("move_helper", "the helper")] {
+        let moved = fact(key);
+        assert!(
+            moved == "EACCES" || moved == "EPERM",
+            "the caller moved {who} into its frozen cgroup: {key}={moved}\n{}",
+            dump(&attack)
+        );
+    }
     assert_eq!(fact("stopped"), "ok", "{}", dump(&attack));
     delegated.assert_init_alone_ends(&t, run);
 }
