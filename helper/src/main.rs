@@ -56,6 +56,7 @@ mod harden;
 mod identity;
 mod init;
 mod mounts;
+mod netpool;
 mod network;
 mod policy;
 mod seccomp;
@@ -273,7 +274,10 @@ fn run(caller: &Caller, request_rx: &mut harden::RequestPipe, reply: BorrowedFd)
     // writing pages it shares, it cost a tenth of a millisecond on its way
     // to exec. The target inherits it, as it does the rest of the plan.
     plan.filter = seccomp::filter();
-    let (network, netns, loopback) = network_maker.network(plan.share_net)?;
+    // The slot, if any, stays here: init's copy of this frame never
+    // returns, so init holds it to its end too (`netpool`).
+    let network::RunNetwork { network, netns, loopback, slot: _slot } =
+        network_maker.network(plan.share_net)?;
     // Our next child is pid 1 of a new pid namespace.
     unshare(CloneFlags::CLONE_NEWPID).context("cannot create the run's pid namespace")?;
     let (set_up_from_us, set_up_started) = supervise::set_up_clock();

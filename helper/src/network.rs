@@ -27,10 +27,11 @@ use std::os::unix::thread::JoinHandleExt;
 use std::sync::mpsc::{channel, Sender};
 use std::thread::JoinHandle;
 
-use nix::sched::{unshare, CloneFlags, CpuSet};
+use nix::sched::CpuSet;
 use shared::Network;
 
 use crate::error::{Context, Error, Result};
+use crate::netpool::{self, Slot};
 use crate::sys;
 
 /// The thread making the run's network namespace, and its leave to open
@@ -71,6 +72,19 @@ pub fn start(cpus: &CpuSet) -> Result<Maker> {
 struct Namespace {
     fd: OwnedFd,
     loopback: Loopback,
+    slot: Option<Slot>,
+}
+
+/// The run's network as the supervisor hands it on.
+pub struct RunNetwork {
+    pub network: Network,
+    /// The run's namespace, for init's `setns` (none: the host's).
+    pub netns: Option<OwnedFd>,
+    /// For the supervisor, to bring the run's loopback up.
+    pub loopback: Option<Loopback>,
+    /// The pool's slot of the run's namespace, if it has one: held by the
+    /// supervisor and, through fork, by init, until the run's end.
+    pub slot: Option<Slot>,
 }
 
 /// A socket in the run's network namespace, to bring its loopback up.
@@ -90,17 +104,18 @@ impl Loopback {
     }
 }
 
-/// A new network namespace for this thread. Its first descriptor is
-/// opened only once `may_open` says so (false: the helper is failing).
+/// The run's network namespace for this thread: one kept from an earlier
+/// run, or a new one (`netpool`). Nothing is opened until `may_open` says
+/// so (false: the helper is failing).
 fn make(may_open: impl FnOnce() -> bool) -> Result<Namespace> {
-    unshare(CloneFlags::CLONE_NEWNET).context("cannot create the run's network namespace")?;
     if !may_open() {
         return Err(Error::Internal("the network thread was not let open".into()));
     }
+    let slot = netpool::enter()?;
     let socket = sys::interface_socket().context("cannot make a socket in the run's network")?;
     let fd = std::fs::File::open("/proc/thread-self/ns/net")
         .context("cannot open the run's network namespace")?;
-    Ok(Namespace { fd: fd.into(), loopback: Loopback(socket) })
+    Ok(Namespace { fd: fd.into(), loopback: Loopback(socket), slot })
 }
 
 impl Maker {
@@ -115,17 +130,21 @@ impl Maker {
     /// The run's network, once the thread has ended (joined even when
     /// unused: the helper forks with one thread only). The host's, when the
     /// policy allows sharing it and the caller asks: the namespace is then
-    /// closed at once, so that neither the supervisor nor init keeps it.
-    /// Else the run's own: its descriptor, for init, and its loopback, for
-    /// the supervisor.
-    pub fn network(self, share_net: bool) -> Result<(Network, Option<OwnedFd>, Option<Loopback>)> {
+    /// closed at once, and its slot freed, so that neither the supervisor
+    /// nor init keeps it. Else the run's own.
+    pub fn network(self, share_net: bool) -> Result<RunNetwork> {
         let made = self.namespace()?;
         Ok(match share_net {
             true => {
                 drop(made);
-                (Network::Host, None, None)
+                RunNetwork { network: Network::Host, netns: None, loopback: None, slot: None }
             }
-            false => (Network::Loopback, Some(made.fd), Some(made.loopback)),
+            false => RunNetwork {
+                network: Network::Loopback,
+                netns: Some(made.fd),
+                loopback: Some(made.loopback),
+                slot: made.slot,
+            },
         })
     }
 

@@ -52,20 +52,27 @@ fn lock(file: &File, at: u64, kind: libc::c_int) -> nix::Result<()> {
     fcntl(file, FcntlArg::F_OFD_SETLK(&byte(at, kind))).map(drop)
 }
 
+/// Makes the directory `path` (mode 0700) if missing; it must be root's,
+/// and `mode & unwanted` zero.
+pub fn make_root_dir(path: &str, unwanted: u32) -> Result<()> {
+    match std::fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::Failed("cannot make a state directory", e)),
+    }
+    let dir = std::fs::symlink_metadata(path).context("cannot stat a state directory")?;
+    if !dir.is_dir() || dir.uid() != 0 || dir.mode() & unwanted != 0 {
+        return Err(Error::Policy(format!(
+            "{path} must be a directory of root's that only root may write"
+        )));
+    }
+    Ok(())
+}
+
 /// Opens the state file, making the directory and the file if missing;
 /// both must be root's and writable by nobody else.
 fn open_state() -> Result<File> {
-    match std::fs::DirBuilder::new().mode(0o700).create(STATE_DIR) {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(Error::Failed("cannot make the state directory", e)),
-    }
-    let dir = std::fs::symlink_metadata(STATE_DIR).context("cannot stat the state directory")?;
-    if !dir.is_dir() || dir.uid() != 0 || dir.mode() & 0o022 != 0 {
-        return Err(Error::Policy(format!(
-            "{STATE_DIR} must be a directory of root's that only root may write"
-        )));
-    }
+    make_root_dir(STATE_DIR, 0o022)?;
     let file = OpenOptions::new()
         .read(true)
         .write(true)

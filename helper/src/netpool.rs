@@ -1,0 +1,289 @@
+//! Network namespaces kept between runs, one run at a time each.
+//!
+//! A new network namespace is the dearest thing a run asks of the kernel
+//! here: the kernel builds a network stack for it, and its workers tear it
+//! down after the run; with the wait for their grace periods, over a
+//! millisecond of the machine's CPU, a fifth of all a run of `/bin/true`
+//! costs (bench/README). So a run whose namespace nobody could have left a
+//! trace in hands it on to a later run.
+//!
+//! The pool is `SLOTS` slots in `STATE_DIR/netns`, root's alone: slot `N`
+//! is the file `N`, whose lock makes the slot one run's and whose bytes are
+//! the fingerprint of its namespace as new, and the mount point `N.ns`, a
+//! bind mount of the namespace that keeps it between runs. What keeps the
+//! runs apart (the threat model's "Network namespaces kept between runs"):
+//!
+//! - **One run at a time.** The slot's lock is an open-file-description
+//!   lock that the supervisor takes and init shares through fork (the
+//!   target's copy closes at its exec), as the uid's lease: it is released
+//!   only once both are gone, and init's end is the end of every process of
+//!   the run (its pid namespace).
+//! - **Nothing left behind.** The namespace is handed on only if every
+//!   counter and table the kernel shows of it reads as it did when it was
+//!   new (`fingerprint`): no packet has been sent, no socket of it is open
+//!   (one a run passed to a process outside it would be), none lingers in
+//!   TIME_WAIT, no IPv6 flow label lingers. Otherwise it is let go, and a new
+//!   one takes its place. Only a run that used no network passes its
+//!   namespace on.
+//! - **Out of reach.** Only root can reach the slots (the state directory
+//!   is 0700), and only a process with CAP_SYS_ADMIN can enter a namespace.
+//!
+//! Any failure on the way (a read-only state directory, a mount refused)
+//! leaves the run with a new namespace of its own, as without the pool.
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+
+use nix::fcntl::{fcntl, FcntlArg};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::uio::{pread, pwrite};
+
+use crate::error::{Context, Error, Result};
+use crate::uids::STATE_DIR;
+
+/// How many namespaces are kept: enough for a few runs at a time, and for
+/// each one's successor, which may start before the run before has ended.
+/// A run that finds every slot busy makes a namespace of its own.
+pub const SLOTS: u32 = 16;
+
+/// What the fingerprint reads of a namespace (files of
+/// /proc/thread-self/net): the protocols' counters (any packet moves some),
+/// its interfaces' own, its sockets (open, and TCP's in TIME_WAIT) and its
+/// IPv6 flow labels, which a program may leave to linger after its socket
+/// has closed, without a packet. Not its routes' counts (rt6_stats):
+/// bringing its loopback up (the supervisor's, after the fingerprint) adds
+/// routes.
+const SHOWN: [&str; 7] = [
+    "/proc/thread-self/net/snmp",
+    "/proc/thread-self/net/snmp6",
+    "/proc/thread-self/net/netstat",
+    "/proc/thread-self/net/dev",
+    "/proc/thread-self/net/sockstat",
+    "/proc/thread-self/net/sockstat6",
+    "/proc/thread-self/net/ip6_flowlabel",
+];
+
+/// The largest fingerprint kept (about 9 KiB here); a namespace whose
+/// fingerprint is larger is not kept.
+const MAX_FINGERPRINT: usize = 32 * 1024;
+
+/// A slot this run holds: dropped, it is free again (once init, which
+/// shares it, is gone too).
+pub struct Slot {
+    _lock: File,
+}
+
+/// The state directory's `netns`, made if missing: root's alone.
+fn pool_dir() -> Result<String> {
+    crate::uids::make_root_dir(STATE_DIR, 0o022)?;
+    let dir = format!("{STATE_DIR}/netns");
+    crate::uids::make_root_dir(&dir, 0o077)?;
+    Ok(dir)
+}
+
+/// Puts this thread in the run's network namespace: one an earlier run
+/// kept in a free slot and left as new (entered), or else a new one (made,
+/// and kept in that slot for later runs). The slot, if any, is the run's
+/// until its end.
+pub fn enter() -> Result<Option<Slot>> {
+    let taken = pool_dir().ok().and_then(|dir| take_free(&dir));
+    if let Some((lock, point)) = &taken {
+        if enter_kept(lock, point) {
+            return Ok(taken.map(|(lock, _)| Slot { _lock: lock }));
+        }
+    }
+    // From wherever this thread is: its own namespace, or a kept one that
+    // was not as new.
+    unshare(CloneFlags::CLONE_NEWNET).context("cannot create the run's network namespace")?;
+    Ok(taken.and_then(|(lock, point)| keep(&lock, &point).ok().map(|()| Slot { _lock: lock })))
+}
+
+/// The first slot nobody holds, now held: its file and its mount point.
+fn take_free(dir: &str) -> Option<(File, String)> {
+    (0..SLOTS).find_map(|n| {
+        let lock = open_slot(dir, n).ok()?;
+        held_by_us(&lock).then(|| (lock, format!("{dir}/{n}.ns")))
+    })
+}
+
+/// Slot `n`'s file, made if missing; it must be root's alone.
+fn open_slot(dir: &str, n: u32) -> Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(format!("{dir}/{n}"))
+        .context("cannot open a network slot")?;
+    let meta = file.metadata().context("cannot stat a network slot")?;
+    match meta.is_file() && meta.uid() == 0 && meta.mode() & 0o077 == 0 {
+        true => Ok(file),
+        false => Err(Error::Policy(format!("{dir}/{n} must be root's, mode 0600"))),
+    }
+}
+
+/// Takes the slot's lock (the whole file), if nobody holds it.
+fn held_by_us(lock: &File) -> bool {
+    let whole = libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    fcntl(lock, FcntlArg::F_OFD_SETLK(&whole)).is_ok()
+}
+
+/// Enters the namespace kept at `point`, and says whether it is as it was
+/// new: its fingerprint is the one stored in the slot when it was made.
+/// A mount point with no namespace on it (a slot never used, or one whose
+/// keeping failed half way) is refused by `setns`.
+fn enter_kept(lock: &File, point: &str) -> bool {
+    let Ok(ns) = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(point) else {
+        return false;
+    };
+    if setns(ns, CloneFlags::CLONE_NEWNET).is_err() {
+        return false;
+    }
+    // On the stack, as the pieces compared: musl's allocator would map and
+    // unmap a buffer this size each time, and each unmap, with the
+    // supervisor running on another CPU, interrupts it.
+    let mut stored = [0u8; MAX_FINGERPRINT];
+    let mut len = 0;
+    while len < MAX_FINGERPRINT {
+        match pread(lock, &mut stored[len..], len as i64) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(_) => return false,
+        }
+    }
+    let stored = &stored[..len];
+    let mut at = 0;
+    let mut same = true;
+    let read = fingerprint(|piece| {
+        same = same && stored[at..].starts_with(piece);
+        at += piece.len();
+    });
+    read.is_ok() && same && at == stored.len() && !stored.is_empty()
+}
+
+/// Keeps this thread's new namespace in the slot: lets go of the one kept
+/// there (a run that came after still uses it until its end; the kernel
+/// frees it then), mounts this one in its place, and stores its
+/// fingerprint. The slot is emptied first, so that one left half kept is
+/// never taken for new.
+fn keep(lock: &File, point: &str) -> Result<()> {
+    lock.set_len(0).context("cannot empty a network slot")?;
+    // Bounded: one mount per namespace this slot held in this mount
+    // namespace, and one more that another's propagation may have stacked.
+    for _ in 0..4 {
+        if umount2(point, MntFlags::MNT_DETACH).is_err() {
+            break;
+        }
+    }
+    drop(
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(point)
+            .context("cannot make a network slot's mount point")?,
+    );
+    mount(Some("/proc/thread-self/ns/net"), point, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .context("cannot keep the run's network namespace")?;
+    let mut print = Vec::with_capacity(16 * 1024);
+    fingerprint(|piece| print.extend_from_slice(piece))?;
+    if print.len() > MAX_FINGERPRINT {
+        return Err(Error::Internal("the network's fingerprint is too large".into()));
+    }
+    match pwrite(lock, &print, 0) {
+        Ok(n) if n == print.len() => Ok(()),
+        _ => Err(Error::Internal("a short write of a network slot".into())),
+    }
+}
+
+/// What the kernel shows of this thread's network namespace (`SHOWN`),
+/// handed to `sink` piece by piece: each file's bytes in turn and a 0
+/// after each, but for sockstat's figures of the whole machine (orphans,
+/// sockets allocated, memory), which other processes move.
+fn fingerprint(mut sink: impl FnMut(&[u8])) -> Result<()> {
+    let mut chunk = [0u8; 4096];
+    for path in SHOWN {
+        let mut file = File::open(path).context("cannot read the network's counters")?;
+        // A sockstat file is read whole (it is small), to be filtered.
+        let sockstat = path.contains("sockstat");
+        let mut len = 0;
+        loop {
+            match file.read(&mut chunk[len..]) {
+                Ok(0) => break,
+                Ok(n) if sockstat => len += n,
+                Ok(n) => sink(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::Failed("cannot read the network's counters", e)),
+            }
+            if len == chunk.len() {
+                return Err(Error::Internal("a sockstat file larger than expected".into()));
+            }
+        }
+        if sockstat {
+            own_sockstat(&chunk[..len], &mut sink);
+        }
+        sink(&[0]);
+    }
+    Ok(())
+}
+
+/// A sockstat file without the figures of the whole machine: each
+/// "name value" pair but those named orphan, alloc and mem.
+fn own_sockstat(text: &[u8], sink: &mut impl FnMut(&[u8])) {
+    for line in text.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
+        let mut words = line.split(|&b| b == b' ').filter(|w| !w.is_empty());
+        if let Some(protocol) = words.next() {
+            sink(protocol);
+        }
+        while let (Some(name), Some(value)) = (words.next(), words.next()) {
+            if !matches!(name, b"orphan" | b"alloc" | b"mem") {
+                for word in [b" ", name, b" ", value] {
+                    sink(word);
+                }
+            }
+        }
+        sink(b"\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn own(text: &[u8]) -> String {
+        let mut own = Vec::new();
+        own_sockstat(text, &mut |piece: &[u8]| own.extend_from_slice(piece));
+        String::from_utf8(own).unwrap()
+    }
+
+    #[test]
+    fn sockstat_keeps_the_namespaces_own_figures() {
+        let text = b"sockets: used 3\nTCP: inuse 1 orphan 2 tw 4 alloc 5 mem 208\n\
+                     UDP: inuse 0 mem 7\nFRAG: inuse 0 memory 0\n";
+        assert_eq!(
+            own(text),
+            "sockets: used 3\nTCP: inuse 1 tw 4\nUDP: inuse 0\nFRAG: inuse 0 memory 0\n"
+        );
+    }
+
+    #[test]
+    fn the_machines_figures_do_not_change_the_fingerprint_but_the_namespaces_do() {
+        let a = own(b"TCP: inuse 0 orphan 0 tw 0 alloc 1 mem 208\n");
+        let b = own(b"TCP: inuse 0 orphan 9 tw 0 alloc 12 mem 123\n");
+        let c = own(b"TCP: inuse 0 orphan 0 tw 1 alloc 1 mem 208\n");
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+}
