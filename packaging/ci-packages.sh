@@ -9,7 +9,8 @@
 #   5. a fresh user in group safeexec runs /usr/bin/safeexec --exec /bin/echo hi
 #      and gets "hi" and an OK report; a fresh user outside the group cannot
 #      start the helper (permission denied, non-zero exit);
-#   6. dpkg --purge; no file of the package and no statoverride is left;
+#   6. dpkg --purge; no file of the package, no statoverride and no network
+#      namespace the helper kept is left;
 #   7. the .rpm: helper -rwsr-xr-- root safeexec, policy %config(noreplace).
 #
 # It installs and purges the package safeexec and adds and deletes two users
@@ -258,6 +259,13 @@ if dpkg-statoverride --list "$HELPER" >/dev/null 2>&1; then
 else
     ok "no statoverride is left"
 fi
+# Step 5's run kept its network namespace (the helper's netpool): removal
+# lets go of it.
+if grep -q ' /var/lib/safeexec/netns/' /proc/self/mountinfo; then
+    fail "a network namespace the helper kept is still mounted after purge"
+else
+    ok "no network namespace the helper kept is left mounted"
+fi
 echo "ci-packages: note: group safeexec is kept on purge on purpose (see packaging/debian/postrm)"
 
 # --- the .rpm -------------------------------------------------------------------
@@ -288,6 +296,12 @@ case "$flags" in
 *c*n* | *n*c*) ok "rpm: the policy is %config(noreplace) (flags $flags)" ;;
 *) fail "rpm: policy flags '$flags' lack config and noreplace" ;;
 esac
+postun=$(rpm -qp --qf '%{POSTUN}' "$rpm")
+if grep -q 'umount -l' <<<"$postun"; then
+    ok "rpm: %postun lets go of the kept network namespaces"
+else
+    fail "rpm: %postun does not let go of the kept network namespaces"
+fi
 pre=$(rpm -qp --qf '%{PREIN}' "$rpm")
 if grep -q 'groupadd -r safeexec' <<<"$pre"; then
     ok "rpm: %pre creates the group"

@@ -55,6 +55,15 @@ trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --locked "${cargo_args[@]}" -- "${test_args[@]}" 2>&1 | tee "$log" || status=$?
 
+if [ "$(id -u)" -eq 0 ]; then
+    # The network namespaces the test installation's helper kept between
+    # runs (`netpool`, mounted in its state directory) are let go.
+    prefix=${SAFEEXEC_TEST_PREFIX:-/var/lib/safeexec-test}
+    for ns in "$prefix"/var/lib/safeexec/netns/*.ns; do
+        for _ in 1 2 3 4; do umount -l "$ns" 2>/dev/null || break; done
+    done
+fi
+
 if [ "$(id -u)" -ne 0 ]; then
     ignored=$(sed -n 's/^test result: .* \([0-9][0-9]*\) ignored;.*/\1/p' "$log" | awk '{n += $1} END {print n + 0}')
     echo "run.sh: NOT RUN: $ignored root-only tests (reported as ignored above); run them with: sudo bash tests/run.sh" >&2

@@ -141,6 +141,10 @@ struct Ended {
     run: Run,
     /// Shut once the caller has the reply: init holds its clean-up until then.
     channel: Channel,
+    /// The pool's slot of the run's network namespace: freed only when the
+    /// supervisor ends, once init (which shares it) has been reaped and
+    /// with it every process of the run (`netpool`).
+    _network_slot: Option<netpool::Slot>,
     /// What the set-up read, freed only after the reply: musl's allocator
     /// gives such memory back to the kernel as soon as it is free, an unmap
     /// each, which on the reply's way cost tens of microseconds.
@@ -242,8 +246,8 @@ fn run(caller: &Caller, request_rx: &mut harden::RequestPipe, reply: BorrowedFd)
     // The descriptors the request does not name are closed before the
     // network thread may open any of its own.
     let dirs = directory_fds(&request)?;
-    network_maker.may_open();
     let policy = policy::load()?;
+    network_maker.may_open(policy.keep_networks);
     let fixed_gid = match policy.gid {
         policy::GidRule::PerRun => None,
         policy::GidRule::Fixed(gid) => Some(gid),
@@ -274,9 +278,9 @@ fn run(caller: &Caller, request_rx: &mut harden::RequestPipe, reply: BorrowedFd)
     // writing pages it shares, it cost a tenth of a millisecond on its way
     // to exec. The target inherits it, as it does the rest of the plan.
     plan.filter = seccomp::filter();
-    // The slot, if any, stays here: init's copy of this frame never
-    // returns, so init holds it to its end too (`netpool`).
-    let network::RunNetwork { network, netns, loopback, slot: _slot } =
+    // Init's copy of the slot (`netpool`) stays in this frame, which it
+    // never returns to: init holds it to its end; ours goes into `Ended`.
+    let network::RunNetwork { network, netns, loopback, slot } =
         network_maker.network(plan.share_net)?;
     // Our next child is pid 1 of a new pid namespace.
     unshare(CloneFlags::CLONE_NEWPID).context("cannot create the run's pid namespace")?;
@@ -311,7 +315,7 @@ fn run(caller: &Caller, request_rx: &mut harden::RequestPipe, reply: BorrowedFd)
     let facts = supervise::watch(&run, &supervisor_end, &stop_order)
         .inspect_err(|_| supervise::abort_run(&run))?;
     let facts = Facts { cgroup_missing: missing, ..facts };
-    Ok(Ended { facts, run, channel: supervisor_end, _setup: (policy, found) })
+    Ok(Ended { facts, run, channel: supervisor_end, _network_slot: slot, _setup: (policy, found) })
 }
 
 /// A pidfd of init, which the supervisor watches; if there can be none,

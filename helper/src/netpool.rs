@@ -86,9 +86,10 @@ fn pool_dir() -> Result<String> {
 /// Puts this thread in the run's network namespace: one an earlier run
 /// kept in a free slot and left as new (entered), or else a new one (made,
 /// and kept in that slot for later runs). The slot, if any, is the run's
-/// until its end.
-pub fn enter() -> Result<Option<Slot>> {
-    let taken = pool_dir().ok().and_then(|dir| take_free(&dir));
+/// until its end. Only a new one, not kept, when `pooled` (the policy's
+/// `keep_networks`) is false.
+pub fn enter(pooled: bool) -> Result<Option<Slot>> {
+    let taken = pooled.then(pool_dir).and_then(|dir| take_free(&dir.ok()?));
     if let Some((lock, point)) = &taken {
         if enter_kept(lock, point) {
             return Ok(taken.map(|(lock, _)| Slot { _lock: lock }));

@@ -40,7 +40,7 @@ use crate::sys;
 /// second thread.
 pub struct Maker {
     thread: Option<JoinHandle<Result<Namespace>>>,
-    may_open: Option<Sender<()>>,
+    may_open: Option<Sender<bool>>,
 }
 
 /// Starts the thread that makes the run's network namespace (`make`), on
@@ -51,10 +51,10 @@ pub fn start(cpus: &CpuSet) -> Result<Maker> {
     // names it by its thread id, which is another's (or ours, 0) once it
     // has ended.
     let (moved, wait_moved) = channel::<()>();
-    let (may_open, wait_may_open) = channel::<()>();
+    let (may_open, wait_may_open) = channel::<bool>();
     let thread = std::thread::Builder::new()
         .spawn(move || {
-            let made = make(|| wait_may_open.recv().is_ok());
+            let made = make(|| wait_may_open.recv().ok());
             let _ = wait_moved.recv();
             made
         })
@@ -105,13 +105,14 @@ impl Loopback {
 }
 
 /// The run's network namespace for this thread: one kept from an earlier
-/// run, or a new one (`netpool`). Nothing is opened until `may_open` says
-/// so (false: the helper is failing).
-fn make(may_open: impl FnOnce() -> bool) -> Result<Namespace> {
-    if !may_open() {
+/// run, or a new one (`netpool`; only a new one, not kept, if the policy
+/// says so). Nothing is opened until `may_open` says so (with the policy's
+/// word; none: the helper is failing).
+fn make(may_open: impl FnOnce() -> Option<bool>) -> Result<Namespace> {
+    let Some(keep) = may_open() else {
         return Err(Error::Internal("the network thread was not let open".into()));
-    }
-    let slot = netpool::enter()?;
+    };
+    let slot = netpool::enter(keep)?;
     let socket = sys::interface_socket().context("cannot make a socket in the run's network")?;
     let fd = std::fs::File::open("/proc/thread-self/ns/net")
         .context("cannot open the run's network namespace")?;
@@ -120,10 +121,11 @@ fn make(may_open: impl FnOnce() -> bool) -> Result<Namespace> {
 
 impl Maker {
     /// Lets the thread open descriptors: the helper has closed those the
-    /// request does not name, and holds the ones it names.
-    pub fn may_open(&mut self) {
+    /// request does not name, and holds the ones it names. `keep`: the
+    /// policy's `keep_networks`.
+    pub fn may_open(&mut self, keep: bool) {
         if let Some(may_open) = self.may_open.take() {
-            let _ = may_open.send(());
+            let _ = may_open.send(keep);
         }
     }
 

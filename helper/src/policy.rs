@@ -54,6 +54,9 @@ pub struct Policy {
     pub uid_count: u32,
     pub gid: GidRule,
     pub allow_share_net: bool,
+    /// Whether a run that used no network hands its namespace on to a
+    /// later run (`netpool`).
+    pub keep_networks: bool,
     /// Whether a caller may keep the host's /tmp and /var/tmp.
     pub allow_host_tmp: bool,
     pub chroot_roots: ChrootRoots,
@@ -90,6 +93,7 @@ impl Default for Policy {
             uid_count: 4_194_304,
             gid: GidRule::PerRun,
             allow_share_net: false,
+            keep_networks: true,
             allow_host_tmp: true,
             chroot_roots: ChrootRoots::Any,
             writable_chroot_roots: Vec::new(),
@@ -176,7 +180,7 @@ pub fn load() -> Result<Policy> {
             "{POLICY_PATH} must be owned by root and not writable by group or others"
         )));
     }
-    // The packaged policy, comments and all, is about 5 KiB.
+    // The packaged policy, comments and all, is about 6 KiB.
     let parsed = crate::sys::with_small_file::<8192, _>(file.take(MAX_POLICY_BYTES + 1), |bytes| {
         if bytes.len() as u64 > MAX_POLICY_BYTES {
             return Err(format!("{POLICY_PATH} is too large"));
@@ -249,6 +253,7 @@ impl Policy {
             "gid" => self.gid = GidRule::Fixed(int(value)?),
             "allow_share_net" => self.allow_share_net = boolean(value)?,
             "allow_host_tmp" => self.allow_host_tmp = boolean(value)?,
+            "keep_networks" => self.keep_networks = boolean(value)?,
             "cgroup" => self.cgroup = cgroup::parse_rule(value)?,
             "max_memory_cgroups" => self.max_memory_cgroups = u64::from(int(value)?),
             "max_run_memory" if value == "auto" => self.max_run_memory = None,

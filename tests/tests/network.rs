@@ -418,11 +418,10 @@ fn lock_whole(file: &std::fs::File) -> bool {
 
 impl PinnedToSlot0 {
     fn new(t: &safeexec_tests::Ctx) -> Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        // Made as the helper makes them (a first run makes the directory).
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        // Made as the helper makes them: root's alone.
         let dir = t.prefix.join("var/lib/safeexec/netns");
-        let out = t.safeexec(&["--exec", "/bin/true"]);
-        assert_verdict(&out, "OK", 0);
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).expect("the pool");
         let others = (1..NET_SLOTS)
             .map(|n| {
                 let file = std::fs::OpenOptions::new()
@@ -498,6 +497,20 @@ fn a_run_that_used_no_network_hands_its_namespace_on() {
     for out in [&first, &second] {
         assert_eq!(out.lines().nth(1), Some("True"), "the loopback is not up: {out}");
     }
+}
+
+/// With the policy's `keep_networks = false`, every run has a new
+/// namespace, even after a run that used no network.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_policy_that_keeps_no_network_gives_every_run_a_new_one() {
+    let t = require_root_exclusive!();
+    t.set_policy(&t.policy_with(&[("keep_networks", "false")]));
+    let pin = PinnedToSlot0::new(&t);
+    let first = pin.run(&t, &script_ns(""));
+    let second = pin.run(&t, &script_ns(""));
+    assert!(first.starts_with("net:["), "{first}");
+    assert_ne!(first_line(&first), first_line(&second), "the namespace was handed on");
 }
 
 /// A datagram sent on the run's loopback moves its counters: the next run
