@@ -7,26 +7,29 @@
 //! costs (bench/README). So a run whose namespace nobody could have left a
 //! trace in hands it on to a later run.
 //!
-//! The pool is `SLOTS` slots in `STATE_DIR/netns`, root's alone: slot `N`
-//! is the file `N`, whose lock makes the slot one run's and whose bytes are
-//! the fingerprint of its namespace as new, and the mount point `N.ns`, a
-//! bind mount of the namespace that keeps it between runs. What keeps the
-//! runs apart (the threat model's "Network namespaces kept between runs"):
+//! The pool is `SLOTS` slots on a small tmpfs of its own mounted on
+//! `STATE_DIR/netns`, root's alone: slot `N` is the file `N`, whose lock
+//! makes the slot one run's and whose bytes are the fingerprint of its
+//! namespace as new, and the mount point `N.ns`, a bind mount of the
+//! namespace that keeps it between runs. What keeps the runs apart (the
+//! threat model's "Network namespaces kept between runs"):
 //!
 //! - **One run at a time.** The slot's lock is an open-file-description
 //!   lock that the supervisor takes and init shares through fork (the
 //!   target's copy closes at its exec), as the uid's lease: it is released
-//!   only once both are gone, and init's end is the end of every process of
-//!   the run (its pid namespace).
+//!   only once both are gone (the supervisor keeps its copy until it has
+//!   reaped init), and init's end is the end of every process of the run
+//!   (its pid namespace).
 //! - **Nothing left behind.** The namespace is handed on only if every
 //!   counter and table the kernel shows of it reads as it did when it was
 //!   new (`fingerprint`): no packet has been sent, no socket of it is open
 //!   (one a run passed to a process outside it would be), none lingers in
-//!   TIME_WAIT, no IPv6 flow label lingers. Otherwise it is let go, and a new
-//!   one takes its place. Only a run that used no network passes its
-//!   namespace on.
-//! - **Out of reach.** Only root can reach the slots (the state directory
-//!   is 0700), and only a process with CAP_SYS_ADMIN can enter a namespace.
+//!   TIME_WAIT, no route is cached, no IPv6 flow label lingers. Otherwise
+//!   it is let go, and a new one takes its place. Only a run that used no
+//!   network passes its namespace on.
+//! - **Out of reach.** Only root can reach the slots (the pool is 0700),
+//!   only a process with CAP_SYS_ADMIN can enter a namespace, and runs do
+//!   not even see the pool (`leave_out`).
 //!
 //! Any failure on the way (a read-only state directory, a mount refused)
 //! leaves the run with a new namespace of its own, as without the pool.
@@ -50,18 +53,20 @@ pub const SLOTS: u32 = 16;
 
 /// What the fingerprint reads of a namespace (files of
 /// /proc/thread-self/net): the protocols' counters (any packet moves some),
-/// its interfaces' own, its sockets (open, and TCP's in TIME_WAIT) and its
-/// IPv6 flow labels, which a program may leave to linger after its socket
-/// has closed, without a packet. Not its routes' counts (rt6_stats):
-/// bringing its loopback up (the supervisor's, after the fingerprint) adds
-/// routes.
-const SHOWN: [&str; 7] = [
+/// its interfaces' own, its sockets (open, and TCP's in TIME_WAIT), its
+/// IPv6 routes, with the routes the kernel caches for each CPU (a UDP
+/// connect to ::1 makes one, without a packet), and its IPv6 flow labels,
+/// which a program may leave to linger after its socket has closed,
+/// without a packet. Taken with the loopback up (routes come with it).
+const SHOWN: [&str; 9] = [
     "/proc/thread-self/net/snmp",
     "/proc/thread-self/net/snmp6",
     "/proc/thread-self/net/netstat",
     "/proc/thread-self/net/dev",
     "/proc/thread-self/net/sockstat",
     "/proc/thread-self/net/sockstat6",
+    "/proc/thread-self/net/rt6_stats",
+    "/proc/thread-self/net/ipv6_route",
     "/proc/thread-self/net/ip6_flowlabel",
 ];
 
@@ -75,12 +80,50 @@ pub struct Slot {
     _lock: File,
 }
 
-/// The state directory's `netns`, made if missing: root's alone.
+/// The state directory's `netns`, made if missing: root's alone, and a
+/// file system of its own (a small tmpfs), so that the slots' locks are
+/// where their mounts are (in every mount namespace that sees them), and
+/// init leaves the whole pool out of the run's view with one call
+/// (`leave_out`).
 fn pool_dir() -> Result<String> {
-    crate::uids::make_root_dir(STATE_DIR, 0o022)?;
+    let state = crate::uids::make_root_dir(STATE_DIR, 0o022)?;
     let dir = format!("{STATE_DIR}/netns");
-    crate::uids::make_root_dir(&dir, 0o077)?;
+    if crate::uids::make_root_dir(&dir, 0o077)?.dev() == state.dev() {
+        mount_pool(&dir)?;
+    }
     Ok(dir)
+}
+
+/// Mounts the pool's tmpfs on `dir`, once: under a lock on the directory
+/// below it, so that two helpers starting at once do not stack two.
+fn mount_pool(dir: &str) -> Result<()> {
+    let below = File::open(dir).context("cannot open the network pool's directory")?;
+    // Blocking, and short: only helpers take it, each for one mount.
+    nix::fcntl::Flock::lock(below, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| Error::Failed("cannot lock the network pool's directory", e.into()))
+        .and_then(|_held| {
+            let state = std::fs::metadata(STATE_DIR).context("cannot stat the state directory")?;
+            if std::fs::metadata(dir).context("cannot stat the network pool")?.dev() != state.dev()
+            {
+                return Ok(()); // another helper mounted it meanwhile
+            }
+            let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+            mount(Some("safeexec-netns"), dir, Some("tmpfs"), flags, Some(POOL_OPTIONS))
+                .context("cannot mount the network pool")
+        })
+}
+
+/// The pool's tmpfs: root's alone, room for every slot's file and mount
+/// point and their fingerprints.
+const POOL_OPTIONS: &str = "mode=0700,size=1m,nr_inodes=64";
+
+/// Leaves the pool out of the run's mount namespace (init's, its
+/// propagation already cut: `mounts::read_only_host`), whose copy of the
+/// host's mounts holds it: the run would see every kept namespace and its
+/// slot in /proc/self/mountinfo, and hold them alive to its end. Nothing
+/// to leave (no pool, or a policy without one) is no error.
+pub fn leave_out() {
+    let _ = umount2(format!("{STATE_DIR}/netns").as_str(), MntFlags::MNT_DETACH);
 }
 
 /// Puts this thread in the run's network namespace: one an earlier run
@@ -198,6 +241,10 @@ fn keep(lock: &File, point: &str) -> Result<()> {
     );
     mount(Some("/proc/thread-self/ns/net"), point, None::<&str>, MsFlags::MS_BIND, None::<&str>)
         .context("cannot keep the run's network namespace")?;
+    // Up before the fingerprint, as a kept one is when it is compared.
+    let socket = crate::sys::interface_socket().context("cannot make a socket in the network")?;
+    crate::sys::loopback_up(&socket).context("cannot bring up the run's loopback")?;
+    drop(socket);
     let mut print = Vec::with_capacity(16 * 1024);
     fingerprint(|piece| print.extend_from_slice(piece))?;
     if print.len() > MAX_FINGERPRINT {

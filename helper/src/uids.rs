@@ -53,8 +53,8 @@ fn lock(file: &File, at: u64, kind: libc::c_int) -> nix::Result<()> {
 }
 
 /// Makes the directory `path` (mode 0700) if missing; it must be root's,
-/// and `mode & unwanted` zero.
-pub fn make_root_dir(path: &str, unwanted: u32) -> Result<()> {
+/// and `mode & unwanted` zero. Returns what it found.
+pub fn make_root_dir(path: &str, unwanted: u32) -> Result<std::fs::Metadata> {
     match std::fs::DirBuilder::new().mode(0o700).create(path) {
         Ok(()) => {}
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
@@ -66,7 +66,7 @@ pub fn make_root_dir(path: &str, unwanted: u32) -> Result<()> {
             "{path} must be a directory of root's that only root may write"
         )));
     }
-    Ok(())
+    Ok(dir)
 }
 
 /// Opens the state file, making the directory and the file if missing;

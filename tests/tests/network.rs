@@ -419,7 +419,9 @@ fn lock_whole(file: &std::fs::File) -> bool {
 impl PinnedToSlot0 {
     fn new(t: &safeexec_tests::Ctx) -> Self {
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-        // Made as the helper makes them: root's alone.
+        // A run first, which mounts the pool (its tmpfs) if it keeps any.
+        let out = t.safeexec(&["--exec", "/bin/true"]);
+        assert_verdict(&out, "OK", 0);
         let dir = t.prefix.join("var/lib/safeexec/netns");
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).expect("the pool");
         let others = (1..NET_SLOTS)
@@ -532,6 +534,48 @@ fn a_run_that_sent_a_packet_does_not_hand_its_namespace_on() {
     );
     assert_ne!(first_line(&sender), first_line(&reader), "the namespace was handed on");
     assert_eq!(reader.lines().nth(1), Some("OutDatagrams 0"), "{reader}");
+}
+
+/// A UDP connect to ::1 sends no packet, but the kernel caches a route
+/// for the CPU the program is on, which outlives the run: a later run that
+/// looked (/proc/net/rt6_stats, or the route's use count in
+/// /proc/net/ipv6_route) would read one bit per CPU an earlier run set.
+/// The next run does not get that namespace.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_route_cached_without_a_packet_does_not_reach_the_next_run() {
+    let t = require_root_exclusive!();
+    let pin = PinnedToSlot0::new(&t);
+    let cache = "for cpu in os.sched_getaffinity(0):\n\
+                 \x20   os.sched_setaffinity(0, {cpu})\n\
+                 \x20   s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n\
+                 \x20   s.connect(('::1', 9))\n\
+                 \x20   s.close()\n\
+                 print(open('/proc/net/rt6_stats').read().split()[2])";
+    let cacher = pin.run(&t, &script_ns(cache));
+    assert_ne!(cacher.lines().nth(1), Some("0000"), "no route was cached: {cacher}");
+    let reader = pin.run(&t, &script_ns("print(open('/proc/net/rt6_stats').read().split()[2])"));
+    assert_ne!(first_line(&cacher), first_line(&reader), "the namespace was handed on");
+    assert_eq!(reader.lines().nth(1), Some("0000"), "the next run sees a cached route: {reader}");
+}
+
+/// The pool's mounts are left out of each run's view (`netpool::leave_out`):
+/// a run sees no kept namespace, its own slot or another live run's, in
+/// its mountinfo, and holds none alive.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_run_sees_no_kept_namespace_among_its_mounts() {
+    let t = require_root!();
+    let out = t.safeexec(&["--exec", "/bin/true"]);
+    assert_verdict(&out, "OK", 0);
+    let pool = t.prefix.join("var/lib/safeexec/netns");
+    let pool = pool.to_str().expect("a UTF-8 prefix");
+    let kept = std::fs::read_to_string("/proc/self/mountinfo").expect("our mounts");
+    let count = |mounts: &str| mounts.lines().filter(|l| l.contains(pool)).count();
+    assert!(count(&kept) >= 2, "the control: no pool, or no namespace kept in it\n{kept}");
+    let out = t.safeexec(&["--exec", "/bin/cat", "/proc/self/mountinfo"]);
+    assert_verdict(&out, "OK", 0);
+    assert_eq!(count(&stdout(&out)), 0, "{}", dump(&out));
 }
 
 /// An IPv6 flow label may outlive its socket (a linger of up to a minute,
