@@ -164,7 +164,13 @@ fn enter_namespaces(plan: &Plan, netns: Option<OwnedFd>) -> Result<Option<OwnedF
 }
 
 /// Forks the target (`target::enter`), which tells the supervisor itself
-/// why it could not exec. Returns it with the run's wall clock.
+/// why it could not exec. Returns it with the run's wall clock. Init then
+/// leaves the pool of kept network namespaces out of the run's mount
+/// namespace, which the target shares (`netpool::leave_out`; the
+/// propagation of its mounts was cut in `enter_namespaces`), beside the
+/// target's set-up rather than before it: the call waits for an expedited
+/// grace period, a tenth of a millisecond here. The target waits for
+/// init's word that it is done before it execs.
 fn fork_target(
     plan: &Plan,
     jail: Option<&OwnedFd>,
@@ -174,15 +180,21 @@ fn fork_target(
 ) -> Result<(Pid, WallClock)> {
     let (start_rx, start_tx) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).context("pipe")?;
+    let (pool_left_rx, pool_left_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     let forked_us = sys::monotonic_us();
     match sys::fork().context("cannot fork the target")? {
         ForkResult::Child => {
-            drop(start_rx);
-            let why = target::enter(plan, jail, channel, &start_tx, cgroup);
+            drop((start_rx, pool_left_tx));
+            let why = target::enter(plan, jail, channel, (&start_tx, &pool_left_rx), cgroup);
             let _ = channel.send(&why, &[]);
             sys::exit_now(127);
         }
         ForkResult::Parent { child } => {
+            crate::netpool::leave_out();
+            // A failed write leaves the target waiting in vain: it gets no
+            // byte, and fails its set-up.
+            let _ = nix::unistd::write(&pool_left_tx, &[1]);
+            drop((pool_left_rx, pool_left_tx));
             let limit_us = plan.limits.deadline_us(shared::Limit::Wall);
             let clock = WallClock {
                 start_rx,

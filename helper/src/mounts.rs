@@ -158,8 +158,6 @@ pub fn read_only_host() -> Result<()> {
     // host, and no host mount made meanwhile arrives here writable.
     mount(c"none", c"/", None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)
         .context("cannot make the run's mounts private")?;
-    // Only now: before, the kernel would have passed it on to the host.
-    crate::netpool::leave_out();
     let root = sys::open_dir_handle("/").context("cannot open /")?;
     sys::mount_setattr(&root, true, sys::MOUNT_ATTR_RDONLY, 0)
         .context("cannot make the host read-only for the run")

@@ -117,11 +117,12 @@ fn mount_pool(dir: &str) -> Result<()> {
 /// point and their fingerprints.
 const POOL_OPTIONS: &str = "mode=0700,size=1m,nr_inodes=64";
 
-/// Leaves the pool out of the run's mount namespace (init's, its
-/// propagation already cut: `mounts::read_only_host`), whose copy of the
-/// host's mounts holds it: the run would see every kept namespace and its
-/// slot in /proc/self/mountinfo, and hold them alive to its end. Nothing
-/// to leave (no pool, or a policy without one) is no error.
+/// Leaves the pool out of the run's mount namespace (init's and the
+/// target's, its propagation already cut: `mounts::read_only_host`), whose
+/// copy of the host's mounts holds it: the run would see every kept
+/// namespace and its slot in /proc/self/mountinfo, and hold them alive to
+/// its end. Init does it beside the target's set-up (`init::fork_target`).
+/// Nothing to leave (no pool, or a policy without one) is no error.
 pub fn leave_out() {
     let _ = umount2(format!("{STATE_DIR}/netns").as_str(), MntFlags::MNT_DETACH);
 }

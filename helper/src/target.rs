@@ -31,20 +31,24 @@ pub fn enter(
     plan: &Plan,
     jail: Option<&OwnedFd>,
     channel: &Channel,
-    start: &OwnedFd,
+    pipes: (&OwnedFd, &OwnedFd),
     cgroup: Option<&RunCgroup>,
 ) -> FromRun {
-    let Err(e) = prepare(plan, jail, channel, start, cgroup);
+    let Err(e) = prepare(plan, jail, channel, pipes, cgroup);
     FromRun::setup_failed(&e)
 }
 
 /// Limits and chroot while still root, then the identity, then what the
 /// request names, then exec; an exec failure comes back as its message.
+/// `start`: where the target writes the moment it is about to exec (init's
+/// wall clock); `pool_left`: where init's word comes that the run's view
+/// no longer shows the pool of kept network namespaces
+/// (`netpool::leave_out`).
 fn prepare(
     plan: &Plan,
     jail: Option<&OwnedFd>,
     channel: &Channel,
-    start: &OwnedFd,
+    (start, pool_left): (&OwnedFd, &OwnedFd),
     cgroup: Option<&RunCgroup>,
 ) -> Result<Infallible> {
     // First, so that what the target uses from here on is counted, and
@@ -75,6 +79,10 @@ fn prepare(
     if !matches!(channel.recv::<ToRun>(), Ok(Some((ToRun::Go, _)))) {
         // The supervisor refused the run (its reason goes to the caller).
         sys::exit_now(127);
+    }
+    let mut word = [0u8; 1];
+    if !matches!(nix::unistd::read(pool_left, &mut word), Ok(1)) {
+        return Err(Error::Setup("init did not leave the network pool out of the run".into()));
     }
     let _ = nix::unistd::write(start, &sys::monotonic_us().to_le_bytes());
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).context("sigprocmask")?;
