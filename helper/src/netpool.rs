@@ -57,18 +57,26 @@ pub const SLOTS: u32 = 16;
 /// IPv6 routes, with the routes the kernel caches for each CPU (a UDP
 /// connect to ::1 makes one, without a packet), and its IPv6 flow labels,
 /// which a program may leave to linger after its socket has closed,
-/// without a packet. Taken with the loopback up (routes come with it).
+/// without a packet. Taken with the loopback up (routes come with it). In
+/// the order a used namespace most likely shows it soonest: a check stops
+/// at the first difference, and the short files come first.
 const SHOWN: [&str; 9] = [
-    "/proc/thread-self/net/snmp",
-    "/proc/thread-self/net/snmp6",
-    "/proc/thread-self/net/netstat",
     "/proc/thread-self/net/dev",
     "/proc/thread-self/net/sockstat",
-    "/proc/thread-self/net/sockstat6",
     "/proc/thread-self/net/rt6_stats",
-    "/proc/thread-self/net/ipv6_route",
     "/proc/thread-self/net/ip6_flowlabel",
+    "/proc/thread-self/net/sockstat6",
+    "/proc/thread-self/net/snmp",
+    "/proc/thread-self/net/ipv6_route",
+    "/proc/thread-self/net/snmp6",
+    "/proc/thread-self/net/netstat",
 ];
+
+/// The first piece of every fingerprint: which files, in which order, and
+/// how they are filtered. A stored fingerprint of another form (left by
+/// another build of the helper) matches no namespace, and is never kept
+/// for a new one (`has_recent_reference`).
+const FORM: &[u8] = b"safeexec netpool 1\n";
 
 /// The largest fingerprint kept (about 9 KiB here); a namespace whose
 /// fingerprint is larger is not kept.
@@ -129,20 +137,73 @@ pub fn leave_out() {
 
 /// Puts this thread in the run's network namespace: one an earlier run
 /// kept in a free slot and left as new (entered), or else a new one (made,
-/// and kept in that slot for later runs). The slot, if any, is the run's
-/// until its end. Only a new one, not kept, when `pooled` (the policy's
-/// `keep_networks`) is false.
-pub fn enter(pooled: bool) -> Result<Option<Slot>> {
+/// and kept in that slot for later runs: here, or by the supervisor, as
+/// the `Refill` says). The slot, if any, is the run's until its end. Only
+/// a new one, not kept, when `pooled` (the policy's `keep_networks`) is
+/// false.
+pub fn enter(pooled: bool) -> Result<(Option<Slot>, Option<Refill>)> {
     let taken = pooled.then(pool_dir).and_then(|dir| take_free(&dir.ok()?));
     if let Some((lock, point)) = &taken {
         if enter_kept(lock, point) {
-            return Ok(taken.map(|(lock, _)| Slot { _lock: lock }));
+            return Ok((taken.map(|(lock, _)| Slot { _lock: lock }), None));
         }
     }
     // From wherever this thread is: its own namespace, or a kept one that
     // was not as new.
     unshare(CloneFlags::CLONE_NEWNET).context("cannot create the run's network namespace")?;
-    Ok(taken.and_then(|(lock, point)| keep(&lock, &point).ok().map(|()| Slot { _lock: lock })))
+    Ok(match taken {
+        // The slot's fingerprint stands for this new namespace: the mounts
+        // wait for the supervisor, off the way to init's fork.
+        Some((lock, point)) if has_recent_reference(&lock) => {
+            (Some(Slot { _lock: lock }), Some(Refill { point }))
+        }
+        Some((lock, point)) => (keep(&lock, &point).ok().map(|()| Slot { _lock: lock }), None),
+        None => (None, None),
+    })
+}
+
+/// A new namespace to keep in the slot this run holds, whose stored
+/// fingerprint stands for it: the supervisor mounts it there beside
+/// init's set-up (`network::Loopback::up`). When it does so does not matter
+/// to the next run's check, which compares the namespace as it then is
+/// with a new one's fingerprint; the lock keeps the slot this run's
+/// meanwhile.
+pub struct Refill {
+    point: String,
+}
+
+impl Refill {
+    /// Lets go of the namespace kept in the slot and mounts `netns` (this
+    /// run's) in its place. A failure leaves the slot without one, which
+    /// the next run that takes it fills.
+    pub fn keep(self, netns: &std::os::fd::OwnedFd) {
+        use std::os::fd::AsRawFd;
+        let _ = replace_mount(&format!("/proc/self/fd/{}", netns.as_raw_fd()), &self.point);
+    }
+}
+
+/// Lets go of whatever is mounted at `point` and mounts the namespace at
+/// `source` there.
+fn replace_mount(source: &str, point: &str) -> Result<()> {
+    // Bounded: one mount per namespace this slot held in this mount
+    // namespace, and one more that another's propagation may have stacked.
+    for _ in 0..4 {
+        if umount2(point, MntFlags::MNT_DETACH).is_err() {
+            break;
+        }
+    }
+    drop(
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(point)
+            .context("cannot make a network slot's mount point")?,
+    );
+    mount(Some(source), point, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .context("cannot keep the run's network namespace")
 }
 
 /// The first slot nobody holds, now held: its file and its mount point.
@@ -210,44 +271,31 @@ fn enter_kept(lock: &File, point: &str) -> bool {
     let mut at = 0;
     let mut same = true;
     let read = fingerprint(|piece| {
-        same = same && stored[at..].starts_with(piece);
+        // `get`: a longer namespace's print runs past the stored one.
+        same = stored.get(at..).is_some_and(|rest| rest.starts_with(piece));
         at += piece.len();
+        same
     });
-    read.is_ok() && same && at == stored.len() && !stored.is_empty()
+    matches!(read, Ok(true)) && same && at == stored.len() && !stored.is_empty()
 }
 
 /// Keeps this thread's new namespace in the slot: lets go of the one kept
 /// there (a run that came after still uses it until its end; the kernel
 /// frees it then), mounts this one in its place, and stores its
-/// fingerprint. The slot is emptied first, so that one left half kept is
-/// never taken for new.
+/// fingerprint, taken now, before anything else can reach it. The slot is
+/// emptied first, so that one left half kept is never taken for new.
 fn keep(lock: &File, point: &str) -> Result<()> {
     lock.set_len(0).context("cannot empty a network slot")?;
-    // Bounded: one mount per namespace this slot held in this mount
-    // namespace, and one more that another's propagation may have stacked.
-    for _ in 0..4 {
-        if umount2(point, MntFlags::MNT_DETACH).is_err() {
-            break;
-        }
-    }
-    drop(
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(point)
-            .context("cannot make a network slot's mount point")?,
-    );
-    mount(Some("/proc/thread-self/ns/net"), point, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-        .context("cannot keep the run's network namespace")?;
+    replace_mount("/proc/thread-self/ns/net", point)?;
     // Up before the fingerprint, as a kept one is when it is compared.
     let socket = crate::sys::interface_socket().context("cannot make a socket in the network")?;
     crate::sys::loopback_up(&socket).context("cannot bring up the run's loopback")?;
     drop(socket);
     let mut print = Vec::with_capacity(16 * 1024);
-    fingerprint(|piece| print.extend_from_slice(piece))?;
+    fingerprint(|piece| {
+        print.extend_from_slice(piece);
+        true
+    })?;
     if print.len() > MAX_FINGERPRINT {
         return Err(Error::Internal("the network's fingerprint is too large".into()));
     }
@@ -257,22 +305,49 @@ fn keep(lock: &File, point: &str) -> Result<()> {
     }
 }
 
+/// How long a stored fingerprint stands for every new namespace: the
+/// kernel shows the same of each (checked here: two new namespaces, their
+/// loopbacks up, read alike to the byte), until what it shows changes (a
+/// module loaded that adds counters). Then no kept namespace matches, and
+/// the slots are refilled as if each were used, until the fingerprint is
+/// taken anew.
+const REFERENCE_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Whether the slot stores a fingerprint, taken less than `REFERENCE_AGE`
+/// ago. Keeping it rather than taking a new namespace's spares a run that
+/// follows one that used the network the loopback, the fingerprint and
+/// the mounts on its way to init's fork (`Refill`).
+fn has_recent_reference(lock: &File) -> bool {
+    let Ok(meta) = lock.metadata() else { return false };
+    let recent = meta.modified().ok().and_then(|t| t.elapsed().ok());
+    let mut form = [0u8; FORM.len()];
+    meta.len() <= MAX_FINGERPRINT as u64
+        && recent.is_some_and(|age| age < REFERENCE_AGE)
+        && matches!(pread(lock, &mut form, 0), Ok(n) if n == FORM.len())
+        && form == FORM
+}
+
 /// What the kernel shows of this thread's network namespace (`SHOWN`),
 /// handed to `sink` piece by piece: each file's bytes in turn and a 0
 /// after each, but for sockstat's figures of the whole machine (orphans,
-/// sockets allocated, memory), which other processes move.
-fn fingerprint(mut sink: impl FnMut(&[u8])) -> Result<()> {
+/// sockets allocated, memory), which other processes move. Stops, with
+/// false, after a file in which `sink` said false.
+fn fingerprint(mut sink: impl FnMut(&[u8]) -> bool) -> Result<bool> {
+    if !sink(FORM) {
+        return Ok(false);
+    }
     let mut chunk = [0u8; 4096];
     for path in SHOWN {
         let mut file = File::open(path).context("cannot read the network's counters")?;
         // A sockstat file is read whole (it is small), to be filtered.
         let sockstat = path.contains("sockstat");
         let mut len = 0;
+        let mut go_on = true;
         loop {
             match file.read(&mut chunk[len..]) {
                 Ok(0) => break,
                 Ok(n) if sockstat => len += n,
-                Ok(n) => sink(&chunk[..n]),
+                Ok(n) => go_on &= sink(&chunk[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(Error::Failed("cannot read the network's counters", e)),
             }
@@ -281,11 +356,14 @@ fn fingerprint(mut sink: impl FnMut(&[u8])) -> Result<()> {
             }
         }
         if sockstat {
-            own_sockstat(&chunk[..len], &mut sink);
+            own_sockstat(&chunk[..len], &mut |piece| go_on &= sink(piece));
         }
-        sink(&[0]);
+        go_on &= sink(&[0]);
+        if !go_on {
+            return Ok(false);
+        }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// A sockstat file without the figures of the whole machine: each

@@ -87,8 +87,10 @@ pub struct RunNetwork {
     pub slot: Option<Slot>,
 }
 
-/// A socket in the run's network namespace, to bring its loopback up.
-pub struct Loopback(OwnedFd);
+/// A socket in the run's network namespace, to bring its loopback up,
+/// and the pool's slot to keep the namespace in, if that is left to the
+/// supervisor (`netpool::Refill`), with a descriptor of the namespace.
+pub struct Loopback(OwnedFd, Option<(netpool::Refill, OwnedFd)>);
 
 impl Loopback {
     /// Brings the namespace's loopback up, its only interface, as in
@@ -97,10 +99,16 @@ impl Loopback {
     /// beside init's set-up and before the target's go (`main::prepare`),
     /// rather than by the thread on the way to init's fork, where the
     /// kernel's work for it (the loopback's addresses and routes) took a
-    /// tenth of a millisecond. The socket, the supervisor's last hold on
-    /// the namespace, closes here.
+    /// tenth of a millisecond. The namespace is kept in the pool's slot
+    /// here too, if that is left to the supervisor: a failure there only
+    /// leaves the slot to be refilled by a later run. The socket and the
+    /// descriptor, the supervisor's last holds on the namespace, close here.
     pub fn up(self) -> Result<()> {
-        sys::loopback_up(&self.0).context("cannot bring up the run's loopback")
+        sys::loopback_up(&self.0).context("cannot bring up the run's loopback")?;
+        if let Some((refill, netns)) = self.1 {
+            refill.keep(&netns);
+        }
+        Ok(())
     }
 }
 
@@ -112,11 +120,16 @@ fn make(may_open: impl FnOnce() -> Option<bool>) -> Result<Namespace> {
     let Some(keep) = may_open() else {
         return Err(Error::Internal("the network thread was not let open".into()));
     };
-    let slot = netpool::enter(keep)?;
+    let (slot, refill) = netpool::enter(keep)?;
     let socket = sys::interface_socket().context("cannot make a socket in the run's network")?;
-    let fd = std::fs::File::open("/proc/thread-self/ns/net")
-        .context("cannot open the run's network namespace")?;
-    Ok(Namespace { fd: fd.into(), loopback: Loopback(socket), slot })
+    let fd: OwnedFd = std::fs::File::open("/proc/thread-self/ns/net")
+        .context("cannot open the run's network namespace")?
+        .into();
+    let refill = match refill {
+        Some(refill) => Some((refill, fd.try_clone().context("dup")?)),
+        None => None,
+    };
+    Ok(Namespace { fd, loopback: Loopback(socket, refill), slot })
 }
 
 impl Maker {

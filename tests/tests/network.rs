@@ -484,17 +484,22 @@ fn first_line(text: &str) -> &str {
 }
 
 /// The control: two runs that use no network, one after the other in one
-/// slot, have the same namespace (`netpool`), its loopback up in both.
+/// slot, have the same namespace (`netpool`), its loopback up in both. The
+/// run before them sent a packet: the first of them made a new namespace,
+/// which its supervisor kept in the slot (`netpool::Refill`).
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn a_run_that_used_no_network_hands_its_namespace_on() {
     let t = require_root_exclusive!();
     let pin = PinnedToSlot0::new(&t);
+    let send = "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('127.0.0.1', 9))";
+    let sender = pin.run(&t, &script_ns(send));
     // ::1 is on the loopback once it is up.
     let lo_up = "print(any(l.split()[-1] == 'lo' for l in open('/proc/net/if_inet6')))";
     let first = pin.run(&t, &script_ns(lo_up));
     let second = pin.run(&t, &script_ns(lo_up));
     assert!(first.starts_with("net:["), "{first}");
+    assert_ne!(first_line(&sender), first_line(&first), "a used namespace was handed on");
     assert_eq!(first_line(&first), first_line(&second), "the namespace was not handed on");
     for out in [&first, &second] {
         assert_eq!(out.lines().nth(1), Some("True"), "the loopback is not up: {out}");
