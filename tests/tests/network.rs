@@ -564,6 +564,45 @@ fn a_route_cached_without_a_packet_does_not_reach_the_next_run() {
     assert_eq!(reader.lines().nth(1), Some("0000"), "the next run sees a cached route: {reader}");
 }
 
+/// IPv4 caches a route for each CPU too, when a program connects a UDP
+/// socket to 127.0.0.1, without a packet and where the fingerprint does
+/// not look; it carries its age, which a later run reads back with a
+/// route request (RTA_CACHEINFO): an independent review sent a number from
+/// one run to the next that way. The namespace is handed on (nothing else
+/// of it moved), its routes flushed (`netpool::flush_routes`).
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_routes_age_does_not_reach_the_next_run() {
+    let t = require_root_exclusive!();
+    let pin = PinnedToSlot0::new(&t);
+    let cache = "import time\n\
+                 for cpu in os.sched_getaffinity(0):\n\
+                 \x20   os.sched_setaffinity(0, {cpu})\n\
+                 \x20   s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                 \x20   s.connect(('127.0.0.1', 9))\n\
+                 \x20   s.close()\n\
+                 time.sleep(1.5)";
+    let cacher = pin.run(&t, &script_ns(cache));
+    // The route's age in hundredths of a second (RTA_CACHEINFO's first
+    // field after the client count), from an RTM_GETROUTE for 127.0.0.1.
+    let age = "s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)\n\
+               body = struct.pack('BBBBBBBBI', socket.AF_INET, 32, 0, 0, 0, 0, 0, 0, 0)\n\
+               body += struct.pack('HH4s', 8, 1, socket.inet_aton('127.0.0.1'))\n\
+               s.send(struct.pack('IHHII', 16 + len(body), 26, 1, 1, 0) + body)\n\
+               data, off, age = s.recv(65536), 28, None\n\
+               while off + 4 <= len(data):\n\
+               \x20   l, kind = struct.unpack_from('HH', data, off)\n\
+               \x20   if l < 4: break\n\
+               \x20   if kind == 12: age = struct.unpack_from('II', data, off + 4)[1]\n\
+               \x20   off += (l + 3) & ~3\n\
+               print('age', age)";
+    let reader = pin.run(&t, &script_ns(age));
+    assert_eq!(first_line(&cacher), first_line(&reader), "the control: not handed on");
+    let seen = reader.lines().nth(1).and_then(|l| l.strip_prefix("age "));
+    let seen: u64 = seen.and_then(|a| a.parse().ok()).unwrap_or(0);
+    assert!(seen < 100, "the next run reads a route cached {seen}/100 s before: {reader}");
+}
+
 /// The pool's mounts are left out of each run's view (`netpool::leave_out`):
 /// a run sees no kept namespace, its own slot or another live run's, in
 /// its mountinfo, and holds none alive.
