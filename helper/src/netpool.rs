@@ -224,20 +224,7 @@ fn take_free(dir: &str) -> Option<(File, String)> {
 
 /// Slot `n`'s file, made if missing; it must be root's alone.
 fn open_slot(dir: &str, n: u32) -> Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(format!("{dir}/{n}"))
-        .context("cannot open a network slot")?;
-    let meta = file.metadata().context("cannot stat a network slot")?;
-    match meta.is_file() && meta.uid() == 0 && meta.mode() & 0o077 == 0 {
-        true => Ok(file),
-        false => Err(Error::Policy(format!("{dir}/{n} must be root's, mode 0600"))),
-    }
+    crate::uids::open_root_file(&format!("{dir}/{n}"))
 }
 
 /// Takes the slot's lock (the whole file), if nobody holds it.

@@ -73,6 +73,13 @@ pub fn make_root_dir(path: &str, unwanted: u32) -> Result<std::fs::Metadata> {
 /// both must be root's and writable by nobody else.
 fn open_state() -> Result<File> {
     make_root_dir(STATE_DIR, 0o022)?;
+    open_root_file(&format!("{STATE_DIR}/uids"))
+}
+
+/// Opens `path` for reading and writing, never through a symbolic link,
+/// making it (mode 0600) if missing: it must be a file of root's that
+/// nobody else may read or write.
+pub fn open_root_file(path: &str) -> Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -80,11 +87,11 @@ fn open_state() -> Result<File> {
         .truncate(false)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(format!("{STATE_DIR}/uids"))
-        .context("cannot open the uid state file")?;
-    let meta = file.metadata().context("cannot stat the uid state file")?;
+        .open(path)
+        .map_err(|e| Error::Failed("cannot open a state file", e))?;
+    let meta = file.metadata().context("cannot stat a state file")?;
     if !meta.is_file() || meta.uid() != 0 || meta.mode() & 0o077 != 0 {
-        return Err(Error::Policy(format!("{STATE_DIR}/uids must be root's file, mode 0600")));
+        return Err(Error::Policy(format!("{path} must be root's file, mode 0600")));
     }
     Ok(file)
 }
