@@ -24,8 +24,10 @@
 //!   counter and table the kernel shows of it reads as it did when it was
 //!   new (`fingerprint`): no packet has been sent, no socket of it is open
 //!   (one a run passed to a process outside it would be), none lingers in
-//!   TIME_WAIT, no route is cached, no IPv6 flow label lingers; and its
-//!   routes are flushed (IPv4 caches some where no file shows them). Else
+//!   TIME_WAIT, no route is cached, no IPv6 flow label lingers (the
+//!   seccomp filter refuses them to runs: an exclusive one left a flag no
+//!   file shows); and its routes are flushed (IPv4 caches some where no
+//!   file shows them). Else
 //!   it is let go, and a new one takes its place. Only a run that used no
 //!   network passes its namespace on.
 //! - **Out of reach.** Only root can reach the slots (the pool is 0700),
@@ -103,6 +105,29 @@ fn pool_dir() -> Result<String> {
     Ok(dir)
 }
 
+/// The pool's directory, open, and the path to it through that
+/// descriptor: every slot is reached by that path, so that all a run does
+/// with its slot is done in the pool its lock is in, even if the pool's
+/// tmpfs were replaced meanwhile (an admin's `umount -l`, then a new pool
+/// mounted by the next helper): a review found the supervisor's mount
+/// could otherwise land in a slot of the new pool that another run holds.
+/// A mount on a pool let go of fails (it is in no mount namespace).
+struct Pool {
+    _dir: File,
+    path: String,
+}
+
+fn open_pool() -> Result<Pool> {
+    use std::os::fd::AsRawFd;
+    let dir = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(pool_dir()?)
+        .context("cannot open the network pool")?;
+    let path = format!("/proc/self/fd/{}", dir.as_raw_fd());
+    Ok(Pool { _dir: dir, path })
+}
+
 /// Mounts the pool's tmpfs on `dir`, once: under a lock on the directory
 /// below it, so that two helpers starting at once do not stack two.
 fn mount_pool(dir: &str) -> Result<()> {
@@ -150,7 +175,8 @@ pub fn leave_out() {
 /// a new one, not kept, when `pooled` (the policy's `keep_networks`) is
 /// false.
 pub fn enter(pooled: bool) -> Result<(Option<Slot>, Option<Refill>)> {
-    let taken = pooled.then(pool_dir).and_then(|dir| take_free(&dir.ok()?));
+    let pool = pooled.then(open_pool).and_then(Result::ok);
+    let taken = pool.as_ref().and_then(|pool| take_free(&pool.path));
     if let Some((lock, point)) = &taken {
         if enter_kept(lock, point) {
             return Ok((taken.map(|(lock, _)| Slot { _lock: lock }), None));
@@ -159,14 +185,19 @@ pub fn enter(pooled: bool) -> Result<(Option<Slot>, Option<Refill>)> {
     // From wherever this thread is: its own namespace, or a kept one that
     // was not as new.
     unshare(CloneFlags::CLONE_NEWNET).context("cannot create the run's network namespace")?;
-    Ok(match taken {
+    Ok(match (taken, pool) {
         // The slot's fingerprint stands for this new namespace: the mounts
         // wait for the supervisor, off the way to init's fork.
-        Some((lock, point)) if has_recent_reference(&lock) => {
-            (Some(Slot { _lock: lock }), Some(Refill { point }))
+        (Some((lock, point)), Some(pool)) if has_recent_reference(&lock) => {
+            (Some(Slot { _lock: lock }), Some(Refill { point, _pool: pool }))
         }
-        Some((lock, point)) => (keep(&lock, &point).ok().map(|()| Slot { _lock: lock }), None),
-        None => (None, None),
+        (Some((lock, point)), pool) => {
+            // `point` goes through the pool's descriptor: open until kept.
+            let kept = keep(&lock, &point).ok();
+            drop(pool);
+            (kept.map(|()| Slot { _lock: lock }), None)
+        }
+        (None, _) => (None, None),
     })
 }
 
@@ -178,6 +209,8 @@ pub fn enter(pooled: bool) -> Result<(Option<Slot>, Option<Refill>)> {
 /// meanwhile.
 pub struct Refill {
     point: String,
+    /// Keeps the descriptor `point` goes through open.
+    _pool: Pool,
 }
 
 impl Refill {

@@ -79,6 +79,8 @@ enum Rule {
     /// socketpair: refuse with EAFNOSUPPORT unless AF_UNIX and of a
     /// connected type (`SOCKETPAIR_TYPES`).
     UnixPair,
+    /// setsockopt: refuse with EPERM the option `name` of level `level`.
+    SocketOption { level: u32, name: u32 },
 }
 
 /// Terminal requests that act on a terminal beyond the target's own use of
@@ -128,6 +130,15 @@ const SOCKETPAIR_TYPES: &[u32] = &{
     types
 };
 
+/// IPV6_FLOWLABEL_MGR (linux/in6.h; the libc crate does not name it):
+/// IPv6 flow labels are state of the network namespace that outlives the
+/// socket that made them (a label may linger up to a minute; an exclusive
+/// one sets a flag of the namespace for good, which a later program reads
+/// back without a packet), and a namespace a run used no network in is
+/// handed on to a later run (`netpool`). Judges' programs have no use for
+/// them.
+const IPV6_FLOWLABEL_MGR: u32 = 32;
+
 /// fchmodat2(2): 452 in x86_64's table and in the generic one of aarch64;
 /// the libc crate names it for x86_64 only.
 const SYS_FCHMODAT2: libc::c_long = 452;
@@ -166,6 +177,10 @@ const RULES: &[(libc::c_long, Rule)] = &[
     (libc::SYS_ioctl, Rule::Refuse { arg: 1, values: TERMINAL_REQUESTS }),
     (libc::SYS_socket, Rule::Only { arg: 0, values: SOCKET_FAMILIES }),
     (libc::SYS_socketpair, Rule::UnixPair),
+    (
+        libc::SYS_setsockopt,
+        Rule::SocketOption { level: libc::IPPROTO_IPV6 as u32, name: IPV6_FLOWLABEL_MGR },
+    ),
 ];
 
 /// The older calls that x86_64 still has beside the `at` ones.
@@ -339,6 +354,15 @@ fn check(i: usize, rule: Rule, emit: &mut impl FnMut(Op)) {
             values.iter().for_each(|&v| emit(Op::JumpIfEq(v, Label::Allow)));
             emit(refuse_family);
         }
+        Rule::SocketOption { level, name } => {
+            emit(Op::Load(arg(1)));
+            emit(Op::JumpIfEq(level, Label::Mode(i)));
+            emit(Op::Ret(RET_ALLOW));
+            emit(Op::Here(Label::Mode(i)));
+            emit(Op::Load(arg(2)));
+            emit(Op::JumpIfEq(name, Label::Deny));
+            emit(Op::Ret(RET_ALLOW));
+        }
     }
 }
 
@@ -473,6 +497,15 @@ mod tests {
         }
         assert_eq!(decide(libc::SYS_ioctl, [0, libc::TCGETS as u32, 0, 0, 0, 0]), RET_ALLOW);
         assert_eq!(decide(libc::SYS_ioctl, [1, libc::TIOCGWINSZ as u32, 0, 0, 0, 0]), RET_ALLOW);
+    }
+
+    #[test]
+    fn ipv6_flow_labels_are_refused_and_other_socket_options_allowed() {
+        let v6 = libc::IPPROTO_IPV6 as u32;
+        assert_eq!(decide(libc::SYS_setsockopt, [3, v6, IPV6_FLOWLABEL_MGR, 0, 0, 0]), EPERM);
+        for (level, name) in [(v6, 33), (v6, 26), (0, IPV6_FLOWLABEL_MGR), (1, 2)] {
+            assert_eq!(decide(libc::SYS_setsockopt, [3, level, name, 0, 0, 0]), RET_ALLOW);
+        }
     }
 
     #[test]
