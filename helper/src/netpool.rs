@@ -27,9 +27,8 @@
 //!   TIME_WAIT, no route is cached, no IPv6 flow label lingers (the
 //!   seccomp filter refuses them to runs: an exclusive one left a flag no
 //!   file shows); and its routes are flushed (IPv4 caches some where no
-//!   file shows them). Else
-//!   it is let go, and a new one takes its place. Only a run that used no
-//!   network passes its namespace on.
+//!   file shows them). Else it is let go, and a new one takes its place.
+//!   Only a run that used no network passes its namespace on.
 //! - **Out of reach.** Only root can reach the slots (the pool is 0700),
 //!   only a process with CAP_SYS_ADMIN can enter a namespace, and runs do
 //!   not even see the pool (`leave_out`).
