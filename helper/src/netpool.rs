@@ -40,7 +40,6 @@ use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
-use nix::fcntl::{fcntl, FcntlArg};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::uio::{pread, pwrite};
@@ -157,11 +156,17 @@ const POOL_OPTIONS: &str = "mode=0700,size=1m,nr_inodes=64";
 /// its end. Init does it beside the target's set-up (`init::fork_target`).
 /// Nothing to leave (no pool, or a policy without one) is no error.
 pub fn leave_out() {
-    let pool = format!("{STATE_DIR}/netns");
-    // Bounded: a caller's mount namespace that receives the host's mounts
-    // may hold its own pool on top of the host's (a review saw two).
+    // A caller's mount namespace that receives the host's mounts may hold
+    // its own pool on top of the host's (a review saw two).
+    unmount_stacked(&format!("{STATE_DIR}/netns"));
+}
+
+/// Detaches whatever is mounted at `point`, several mounts stacked there
+/// included. Bounded: a slot holds one namespace, a pool one tmpfs, in
+/// each mount namespace, and another's propagation may stack one more.
+fn unmount_stacked(point: &str) {
     for _ in 0..4 {
-        if umount2(pool.as_str(), MntFlags::MNT_DETACH).is_err() {
+        if umount2(point, MntFlags::MNT_DETACH).is_err() {
             break;
         }
     }
@@ -225,13 +230,7 @@ impl Refill {
 /// Lets go of whatever is mounted at `point` and mounts the namespace at
 /// `source` there.
 fn replace_mount(source: &str, point: &str) -> Result<()> {
-    // Bounded: one mount per namespace this slot held in this mount
-    // namespace, and one more that another's propagation may have stacked.
-    for _ in 0..4 {
-        if umount2(point, MntFlags::MNT_DETACH).is_err() {
-            break;
-        }
-    }
+    unmount_stacked(point);
     drop(
         OpenOptions::new()
             .write(true)
@@ -246,29 +245,13 @@ fn replace_mount(source: &str, point: &str) -> Result<()> {
         .context("cannot keep the run's network namespace")
 }
 
-/// The first slot nobody holds, now held: its file and its mount point.
+/// The first slot nobody holds, now held (its file, made if missing and
+/// root's alone, locked whole): the file and its mount point.
 fn take_free(dir: &str) -> Option<(File, String)> {
     (0..SLOTS).find_map(|n| {
-        let lock = open_slot(dir, n).ok()?;
-        held_by_us(&lock).then(|| (lock, format!("{dir}/{n}.ns")))
+        let lock = crate::uids::open_root_file(&format!("{dir}/{n}")).ok()?;
+        crate::uids::lock_whole(&lock).then(|| (lock, format!("{dir}/{n}.ns")))
     })
-}
-
-/// Slot `n`'s file, made if missing; it must be root's alone.
-fn open_slot(dir: &str, n: u32) -> Result<File> {
-    crate::uids::open_root_file(&format!("{dir}/{n}"))
-}
-
-/// Takes the slot's lock (the whole file), if nobody holds it.
-fn held_by_us(lock: &File) -> bool {
-    let whole = libc::flock {
-        l_type: libc::F_WRLCK as libc::c_short,
-        l_whence: libc::SEEK_SET as libc::c_short,
-        l_start: 0,
-        l_len: 0,
-        l_pid: 0,
-    };
-    fcntl(lock, FcntlArg::F_OFD_SETLK(&whole)).is_ok()
 }
 
 /// Enters the namespace kept at `point`, and says whether it is as it was

@@ -35,21 +35,34 @@ pub struct Lease {
     file: File,
 }
 
-/// One byte of the state file, as a lock request.
-fn byte(byte: u64, kind: libc::c_int) -> libc::flock {
+/// `len` bytes of a file from `start` (0: to its end, however long), as a
+/// lock request.
+fn range(start: u64, len: i64, kind: libc::c_int) -> libc::flock {
     let short = |v: libc::c_int| v as libc::c_short;
     libc::flock {
         l_type: short(kind),
         l_whence: short(libc::SEEK_SET),
-        l_start: byte as i64,
-        l_len: 1,
+        l_start: start as i64,
+        l_len: len,
         l_pid: 0,
     }
+}
+
+/// One byte of the state file, as a lock request.
+fn byte(byte: u64, kind: libc::c_int) -> libc::flock {
+    range(byte, 1, kind)
 }
 
 /// Takes or releases one byte's lock, never waiting for it.
 fn lock(file: &File, at: u64, kind: libc::c_int) -> nix::Result<()> {
     fcntl(file, FcntlArg::F_OFD_SETLK(&byte(at, kind))).map(drop)
+}
+
+/// Takes the write lock of the whole of `file` for its open file
+/// description, if nobody holds it, never waiting for it (the network
+/// pool's slots: `netpool`).
+pub fn lock_whole(file: &File) -> bool {
+    fcntl(file, FcntlArg::F_OFD_SETLK(&range(0, 0, libc::F_WRLCK))).is_ok()
 }
 
 /// Makes the directory `path` (mode 0700) if missing; it must be root's,

@@ -416,52 +416,43 @@ fn lock_whole(file: &std::fs::File) -> bool {
     unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &whole) == 0 }
 }
 
+/// `path` (made if missing, as the helper makes a slot's file), opened
+/// for reading and writing (a write lock needs both) and locked whole, once
+/// the run holding it, if any, has ended: within 10 s.
+fn lock_when_free(path: &std::path::Path) -> std::fs::File {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .unwrap_or_else(|e| panic!("a slot's file {}: {e}", path.display()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !lock_whole(&file) {
+        assert!(std::time::Instant::now() < deadline, "{} stays held", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    file
+}
+
 impl PinnedToSlot0 {
     fn new(t: &safeexec_tests::Ctx) -> Self {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        use std::os::unix::fs::DirBuilderExt;
         // A run first, which mounts the pool (its tmpfs) if it keeps any.
         let out = t.safeexec(&["--exec", "/bin/true"]);
         assert_verdict(&out, "OK", 0);
         let dir = t.prefix.join("var/lib/safeexec/netns");
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).expect("the pool");
-        let others = (1..NET_SLOTS)
-            .map(|n| {
-                let file = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .mode(0o600)
-                    .open(dir.join(n.to_string()))
-                    .expect("a slot's file");
-                // A run of another test still holding one ends soon.
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-                while !lock_whole(&file) {
-                    assert!(std::time::Instant::now() < deadline, "slot {n} stays held");
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                file
-            })
-            .collect();
+        // A run of another test still holding one ends soon.
+        let others = (1..NET_SLOTS).map(|n| lock_when_free(&dir.join(n.to_string()))).collect();
         PinnedToSlot0 { dir, _others: others }
     }
 
     /// Waits until no run holds slot 0 (the run before has wholly ended).
     fn wait_free(&self) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            // Read and write: a write lock needs both.
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(self.dir.join("0"))
-                .expect("slot 0's file");
-            if lock_whole(&file) {
-                return;
-            }
-            assert!(std::time::Instant::now() < deadline, "slot 0 stays held");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        drop(lock_when_free(&self.dir.join("0")));
     }
 
     /// Runs `script` in Python in slot 0 once it is free; its stdout.
