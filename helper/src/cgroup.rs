@@ -20,7 +20,8 @@
 //! a limit or move a process, and the run does not see the cgroup file
 //! systems at all (`mounts::private_mounts`). The supervisor makes them
 //! while still root and hands them to init (`send`, `receive`); the target
-//! joins them before it drops root; init reads the counters once every
+//! is born in the v2 one (`v2_dir`) and joins the others before it drops
+//! root; init reads the counters once every
 //! process of the run is reaped, reclaims the page cache the run brought
 //! in, then removes them. A later run sweeps what a killed init left.
 //!
@@ -28,7 +29,7 @@
 //! points and cgroup paths the kernel gives in /proc/self, and each
 //! directory opened is checked to be on a cgroup file system.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode};
@@ -581,15 +582,23 @@ impl RunCgroup {
         self.memory.is_some()
     }
 
-    /// Moves the calling process into every cgroup of the run. Called by
-    /// the target while it still has root's rights; what it forks later
-    /// stays in them (the files are root's). In v1 it moves itself through
-    /// `tasks` (it is single-threaded, so that is the whole process): a
-    /// move of oneself that way skips the kernel's lock over all thread
-    /// groups, whose first taking after an idle moment waits for an RCU
-    /// grace period (7 to 15 ms here). v2 has only `cgroup.procs`.
-    pub fn join(&self) -> Result<()> {
-        for node in &self.nodes {
+    /// The run's cgroup v2 directory, if it has one: init forks the target
+    /// into it (`sys::fork_into_cgroup`), so that the target never moves
+    /// there.
+    pub fn v2_dir(&self) -> Option<BorrowedFd<'_>> {
+        self.nodes.iter().find(|n| n.v2).map(|n| n.dir.as_fd())
+    }
+
+    /// Moves the calling process into every cgroup of the run but the v2
+    /// one when it was born there (`born_in_v2`). Called by the target
+    /// while it still has root's rights; what it forks later stays in them
+    /// (the files are root's). In v1 it moves itself through `tasks` (it
+    /// is single-threaded, so that is the whole process): a move of oneself
+    /// that way skips the kernel's lock over all thread groups, whose first
+    /// taking after an idle moment waits for an RCU grace period (7 to
+    /// 15 ms here). v2 has only `cgroup.procs`, hence the birth there.
+    pub fn join(&self, born_in_v2: bool) -> Result<()> {
+        for node in self.nodes.iter().filter(|n| !(n.v2 && born_in_v2)) {
             let file = if node.v2 { "cgroup.procs" } else { "tasks" };
             write_file(&node.dir, file, "0").map_err(|e| err("cannot join", e))?;
         }

@@ -182,10 +182,19 @@ fn fork_target(
         nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).context("pipe")?;
     let (pool_left_rx, pool_left_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     let forked_us = sys::monotonic_us();
-    match sys::fork().context("cannot fork the target")? {
+    // Born in the run's cgroup v2 directory when the kernel can (else
+    // forked, and it moves itself there first).
+    let into = cgroup.and_then(RunCgroup::v2_dir).and_then(|dir| sys::fork_into_cgroup(dir).ok());
+    let born_in_v2 = into.is_some();
+    let forked = match into {
+        Some(forked) => forked,
+        None => sys::fork().context("cannot fork the target")?,
+    };
+    match forked {
         ForkResult::Child => {
             drop((start_rx, pool_left_tx));
-            let why = target::enter(plan, jail, channel, (&start_tx, &pool_left_rx), cgroup);
+            let pipes = (&start_tx, &pool_left_rx);
+            let why = target::enter(plan, jail, channel, pipes, (cgroup, born_in_v2));
             let _ = channel.send(&why, &[]);
             sys::exit_now(127);
         }

@@ -6,7 +6,7 @@
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::Mode;
@@ -53,6 +53,62 @@ pub fn fork() -> io::Result<ForkResult> {
     // SAFETY: the process has exactly one thread (see above), so no lock can
     // be held by a thread that does not exist in the child.
     unsafe { nix::unistd::fork() }.map_err(io::Error::from)
+}
+
+/// clone3's flag that starts the child in the cgroup v2 directory
+/// `CloneArgs::cgroup` names (Linux 5.7; absent from the libc crate's
+/// musl headers).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// clone3's argument (`struct clone_args`, its second version: the size
+/// the kernel is told is the version).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Forks, the child born in `cgroup`, a cgroup v2 directory: no move of
+/// the child follows (a write to cgroup.procs takes the kernel's global
+/// lock of every thread group as its writer, which after an idle moment
+/// waits for an RCU grace period, milliseconds). An error (a kernel
+/// before 5.7, a seccomp filter of a container that refuses clone3, a
+/// cgroup the kernel will not start a process in) made no child: the
+/// caller forks and moves the child instead.
+pub fn fork_into_cgroup(cgroup: BorrowedFd<'_>) -> io::Result<ForkResult> {
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup.as_raw_fd() as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 with no CLONE_VM and no stack is a fork: the child
+    // runs on from here with a copy of the address space, this stack
+    // included; `args` is live and of the size given. The process has one
+    // thread (as for `fork`), so no lock is held by a thread the child
+    // lacks. The C library does not see this fork: in the child its record
+    // of the thread's id is still the parent's, which only raise(3) and
+    // abort(3) (and pthread functions the helper does not use) read. The
+    // child (the target) reports its failures on the channel and ends with
+    // `exit_now`; on a panic, or an allocation that fails, its abort would
+    // signal init, which then ends the whole run.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>())
+    };
+    match cerr(ret)? {
+        0 => Ok(ForkResult::Child),
+        pid => Ok(ForkResult::Parent { child: Pid::from_raw(pid as libc::pid_t) }),
+    }
 }
 
 /// Moves `thread`, a thread of this process, to `cpus`. It must not have

@@ -1,6 +1,7 @@
 //! The target: init's child, which becomes the program to run.
 //!
-//! Invariant 5 is kept by `enter`: the target joins the run's cgroups,
+//! Invariant 5 is kept by `enter`: the target is in the run's cgroups
+//! (born in the v2 one, `init::fork_target`; it joins the others),
 //! gets a new session, its limits, the chroot, the policy's ids with no
 //! groups and no capabilities (`identity::Identity::target`, an empty
 //! bounding set and no_new_privs, so no setuid or file-capability program
@@ -27,14 +28,15 @@ use crate::sys;
 /// Turns this process into the target and execs it. Returns only if it
 /// cannot: why, as the message for the supervisor (an exec failure by its
 /// errno, any other by its line).
+/// `born_in_v2`: init forked it into the run's cgroup v2 directory.
 pub fn enter(
     plan: &Plan,
     jail: Option<&OwnedFd>,
     channel: &Channel,
     pipes: (&OwnedFd, &OwnedFd),
-    cgroup: Option<&RunCgroup>,
+    (cgroup, born_in_v2): (Option<&RunCgroup>, bool),
 ) -> FromRun {
-    let Err(e) = prepare(plan, jail, channel, pipes, cgroup);
+    let Err(e) = prepare(plan, jail, channel, pipes, (cgroup, born_in_v2));
     FromRun::setup_failed(&e)
 }
 
@@ -49,12 +51,12 @@ fn prepare(
     jail: Option<&OwnedFd>,
     channel: &Channel,
     (start, pool_left): (&OwnedFd, &OwnedFd),
-    cgroup: Option<&RunCgroup>,
+    (cgroup, born_in_v2): (Option<&RunCgroup>, bool),
 ) -> Result<Infallible> {
     // First, so that what the target uses from here on is counted, and
     // while it still has root's rights to move itself.
     if let Some(cgroup) = cgroup {
-        cgroup.join()?;
+        cgroup.join(born_in_v2)?;
     }
     setsid().context("setsid")?;
     set_limits(&plan.limits, false)?;
