@@ -96,12 +96,14 @@ pub fn fork_into_cgroup(cgroup: BorrowedFd<'_>) -> io::Result<ForkResult> {
     // runs on from here with a copy of the address space, this stack
     // included; `args` is live and of the size given. The process has one
     // thread (as for `fork`), so no lock is held by a thread the child
-    // lacks. The C library does not see this fork: in the child its record
-    // of the thread's id is still the parent's, which only raise(3) and
-    // abort(3) (and pthread functions the helper does not use) read. The
-    // child (the target) reports its failures on the channel and ends with
-    // `exit_now`; on a panic, or an allocation that fails, its abort would
-    // signal init, which then ends the whole run.
+    // lacks. The C library does not see this fork: in the child, musl's
+    // record of the thread's id is still the parent's, which only raise(3),
+    // abort(3) and pthread_kill(3) read (glibc asks the kernel each time).
+    // The child (the target) calls none: it reports its failures on the
+    // channel and ends with `exit_now`. A panic there, or an allocation that
+    // fails, aborts: musl's abort then sends its SIGABRT to init, which as
+    // pid 1 of its namespace ignores it, and the target ends on a crash
+    // (SIGSEGV) instead, which init reports as the run's end.
     let ret = unsafe {
         libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>())
     };
@@ -571,4 +573,25 @@ pub fn with_proc<T>(path: &str, parse: impl FnOnce(&str) -> T) -> std::io::Resul
     // Enough for all but mountinfo on a host with many mounts.
     let file = std::fs::File::open(path)?;
     with_small_file::<4096, T>(file, |bytes| parse(&String::from_utf8_lossy(bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    /// The fallback of `init::fork_target` relies on this: a clone3 the
+    /// kernel refuses (here: a directory that is no cgroup v2 one) made no
+    /// child, so the fork that follows is the only one.
+    #[test]
+    fn a_fork_into_what_is_no_cgroup_fails_and_makes_no_child() {
+        let dir = std::fs::File::open("/").unwrap();
+        match fork_into_cgroup(dir.as_fd()) {
+            Ok(ForkResult::Child) => exit_now(0),
+            Ok(ForkResult::Parent { child }) => panic!("a child {child} was made"),
+            // Where clone3 exists: EBADF, the kernel's word for a descriptor
+            // that is not a cgroup v2 directory.
+            Err(e) => assert!(matches!(e.raw_os_error(), Some(libc::EBADF | libc::ENOSYS)), "{e}"),
+        }
+    }
 }
