@@ -65,6 +65,26 @@ def rate(command, callers, secs):
     return runs / elapsed, (busy_ticks() - ticks) * tick_ms / max(runs, 1), failed[0]
 
 
+def interleaved(names, rounds, measure):
+    """Calls measure(name), which gives runs per second, CPU per run and
+    failed runs, for every name in each of `rounds` rounds, the order
+    reversed every other round. Returns each name's medians of runs per
+    second and CPU per run, and a note of its failed runs ("" if none)."""
+    figures = {name: [] for name in names}
+    failures = collections.Counter()
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            runs, cpu, failed = measure(name)
+            figures[name].append((runs, cpu))
+            failures[name] += failed
+    medians = {
+        name: (statistics.median(v[0] for v in values), statistics.median(v[1] for v in values))
+        for name, values in figures.items()
+    }
+    notes = {name: f"  ({failures[name]} failed)" if failures[name] else "" for name in names}
+    return medians, notes
+
+
 def loop(prefix, secs, rounds, callers_list):
     commands = {
         "bare exec": ["/bin/true"],
@@ -82,23 +102,12 @@ def loop(prefix, secs, rounds, callers_list):
             print(f"{name}: left out: {line}")
             del commands[name]
     for callers in callers_list:
-        figures = {name: [] for name in commands}
-        failures = collections.Counter()
-        names = list(commands)
-        for r in range(rounds):
-            for name in names if r % 2 == 0 else names[::-1]:
-                runs, cpu, failed = rate(commands[name], callers, secs)
-                figures[name].append((runs, cpu))
-                failures[name] += failed
+        medians, notes = interleaved(
+            list(commands), rounds, lambda name: rate(commands[name], callers, secs))
         print(f"\n{callers} caller{'s' if callers > 1 else ''}, medians of {rounds} rounds of {secs} s:")
         print(f"  {'command':<12} {'runs/s':>8} {'CPU ms/run':>11}")
-        medians = {}
-        for name, values in figures.items():
-            runs = statistics.median(v[0] for v in values)
-            cpu = statistics.median(v[1] for v in values)
-            medians[name] = (runs, cpu)
-            note = f"  ({failures[name]} failed)" if failures[name] else ""
-            print(f"  {name:<12} {runs:8.1f} {cpu:11.2f}{note}")
+        for name, (runs, cpu) in medians.items():
+            print(f"  {name:<12} {runs:8.1f} {cpu:11.2f}{notes[name]}")
         if "bubblewrap" in medians:
             peer = medians["bubblewrap"][0]
             for name in ("safeexec", "floor"):
@@ -134,40 +143,34 @@ def policies(prefix, user, secs, rounds):
         os.chmod(path + ".new", 0o644)
         os.rename(path + ".new", path)
 
-    figures = {name: [] for name in VARIANTS}
-    failures = collections.Counter()
-    names = list(VARIANTS)
     me = os.path.abspath(__file__)
+
+    def measure(name):
+        keys, options = VARIANTS[name]
+        text = packaged
+        for key, value in keys.items():
+            text, n = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
+            if n != 1:
+                sys.exit(f"cpu.py: the policy has no single line for {key}")
+        write(text)
+        command = [f"{prefix}/bin/safeexec", *options, "--exec", "/bin/true"]
+        done = subprocess.run(
+            ["setpriv", "--reuid", user, "--regid", user, "--init-groups", "env", "-i",
+             "PATH=/usr/bin:/bin", "python3", me, "drive", str(secs), "2", *command],
+            capture_output=True, text=True, cwd="/", check=True)
+        runs, cpu, failed = re.match(r"([\d.]+) runs/s, ([\d.]+) ms of CPU per run, (\d+)",
+                                     done.stdout).groups()
+        return float(runs), float(cpu), int(failed)
+
     try:
-        for r in range(rounds):
-            for name in names if r % 2 == 0 else names[::-1]:
-                keys, options = VARIANTS[name]
-                text = packaged
-                for key, value in keys.items():
-                    text, n = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
-                    if n != 1:
-                        sys.exit(f"cpu.py: the policy has no single line for {key}")
-                write(text)
-                command = [f"{prefix}/bin/safeexec", *options, "--exec", "/bin/true"]
-                done = subprocess.run(
-                    ["setpriv", "--reuid", user, "--regid", user, "--init-groups", "env", "-i",
-                     "PATH=/usr/bin:/bin", "python3", me, "drive", str(secs), "2", *command],
-                    capture_output=True, text=True, cwd="/", check=True)
-                runs, cpu, failed = re.match(r"([\d.]+) runs/s, ([\d.]+) ms of CPU per run, (\d+)",
-                                             done.stdout).groups()
-                figures[name].append((float(runs), float(cpu)))
-                failures[name] += int(failed)
+        medians, notes = interleaved(list(VARIANTS), rounds, measure)
     finally:
         write(packaged)
     print(f"\nsafeexec --exec /bin/true, 2 callers, medians of {rounds} rounds of {secs} s:")
     print(f"  {'policy':<24} {'runs/s':>8} {'CPU ms/run':>11} {'CPU vs packaged':>16}")
-    base = statistics.median(v[1] for v in figures["packaged policy"])
-    for name, values in figures.items():
-        runs = statistics.median(v[0] for v in values)
-        cpu = statistics.median(v[1] for v in values)
-        note = f"  ({failures[name]} failed)" if failures[name] else ""
-        print(f"  {name:<24} {runs:8.1f} {cpu:11.2f} {cpu - base:+16.2f}{note}")
-
+    base = medians["packaged policy"][1]
+    for name, (runs, cpu) in medians.items():
+        print(f"  {name:<24} {runs:8.1f} {cpu:11.2f} {cpu - base:+16.2f}{notes[name]}")
 
 FORK = re.compile(r"sched_process_fork: comm=(.*) pid=(\d+) child_comm=(.*) child_pid=(\d+)")
 
