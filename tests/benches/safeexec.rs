@@ -49,6 +49,12 @@ const CALLERS: &[usize] = &[1, 2, 8];
 const TARGET_CALLERS: usize = 2;
 /// Idle processes of another user on the host in section 3.
 const HOST_SLEEPERS: usize = 2_000;
+/// Section 3 runs [`ROUNDS`] rounds without the idle processes and as
+/// many with them, in this many blocks each way, alternated; each block
+/// after [`SCALE_WARMUP_ROUNDS`] untimed rounds (the first runs after the
+/// idle processes start or end).
+const SCALE_BLOCKS: usize = 4;
+const SCALE_WARMUP_ROUNDS: usize = 5;
 /// How long each of them sleeps: the bound on its life should every
 /// clean-up below fail.
 const SLEEPER_SECS: &str = "900";
@@ -720,11 +726,21 @@ impl Bench {
     /// machine's noise. A round in which a run failed is left out whole.
     /// The samples of each contender, and the rounds left out.
     fn interleaved(&self, contenders: &[Contender]) -> (Vec<Vec<f64>>, usize) {
+        self.rounds_of(contenders, WARMUP_ROUNDS, ROUNDS)
+    }
+
+    /// [`Bench::interleaved`] with `rounds` timed rounds after `warmup`.
+    fn rounds_of(
+        &self,
+        contenders: &[Contender],
+        warmup: usize,
+        rounds: usize,
+    ) -> (Vec<Vec<f64>>, usize) {
         let n = contenders.len();
-        let mut samples = vec![Vec::with_capacity(ROUNDS); n];
+        let mut samples = vec![Vec::with_capacity(rounds); n];
         let mut round = vec![0.0; n];
         let mut failed = 0;
-        for i in 0..WARMUP_ROUNDS + ROUNDS {
+        for i in 0..warmup + rounds {
             let mut ok = true;
             for j in 0..n {
                 let k = (i + j) % n;
@@ -735,7 +751,7 @@ impl Bench {
             }
             if !ok {
                 failed += 1;
-            } else if i >= WARMUP_ROUNDS {
+            } else if i >= warmup {
                 for (s, ms) in samples.iter_mut().zip(&round) {
                     s.push(*ms);
                 }
@@ -906,29 +922,65 @@ impl Bench {
             return;
         };
         let contenders = self.contenders();
-        let (quiet, quiet_failed) = self.interleaved(&contenders);
         let before = process_count();
-        let clock = Instant::now();
-        let started = keeper.ask("start");
-        let took = clock.elapsed().as_secs_f64();
-        let during = process_count();
-        let busy = match &started {
-            Ok(reply) if reply.starts_with("started") => Some(self.interleaved(&contenders)),
-            _ => None,
-        };
+        let per_block = ROUNDS / SCALE_BLOCKS;
+        let mut quiet = vec![Vec::new(); contenders.len()];
+        let mut busy = quiet.clone();
+        let (mut failed, mut took, mut during) = (0, Vec::new(), 0);
+        let mut trouble = None;
+        // Blocks without and with the idle processes in the order ABBA
+        // ABBA...: a drift of the machine's speed over the section weighs
+        // on both sides alike.
+        let (mut running, mut stops) = (false, Vec::new());
+        for block in 0..2 * SCALE_BLOCKS {
+            let with = matches!(block % 4, 1 | 2);
+            if with && !running {
+                let clock = Instant::now();
+                match keeper.ask("start") {
+                    Ok(reply) if reply.starts_with("started") => running = true,
+                    Ok(reply) | Err(reply) => {
+                        trouble = Some(format!("the idle processes did not start: {reply}"));
+                        break;
+                    }
+                }
+                took.push(clock.elapsed().as_secs_f64());
+                during = during.max(process_count());
+            } else if !with && running {
+                match keeper.ask("stop") {
+                    Ok(reply) => stops.push(reply),
+                    Err(e) => {
+                        trouble = Some(format!("the idle processes did not stop: {e}"));
+                        break;
+                    }
+                }
+                running = false;
+            }
+            let (samples, left_out) = self.rounds_of(&contenders, SCALE_WARMUP_ROUNDS, per_block);
+            failed += left_out;
+            let side = if with { &mut busy } else { &mut quiet };
+            for (all, new) in side.iter_mut().zip(samples) {
+                all.extend(new);
+            }
+        }
         let stopped = keeper.finish();
         let after = process_count();
-        let Some((busy, busy_failed)) = busy else {
-            let why = started.unwrap_or_else(|e| e);
-            println!("3. scale of the host: left out: the idle processes did not start: {why}");
+        let stopped = match stopped {
+            Ok(last) => Ok(stops.into_iter().chain([last]).collect::<Vec<_>>().join(", ")),
+            Err(e) => Err(e),
+        };
+        if let Some(why) = trouble {
+            println!("3. scale of the host: left out: {why}");
             self.mark("scale of the host", false);
             return;
-        };
+        }
+        let took = took.iter().sum::<f64>() / took.len().max(1) as f64;
         println!(
-            "3. scale of the host: /bin/true interleaved as in 1., without then with \
+            "3. scale of the host: /bin/true interleaved as in 1., without and with \
              {HOST_SLEEPERS} idle processes of {OUTSIDER_USER} (sleep {SLEEPER_SECS}, started in \
-             {took:.1} s; {before} -> {during} processes on the machine){}",
-            rounds_note(quiet_failed + busy_failed)
+             {took:.1} s on average; {before} -> {during} processes on the machine), in {} blocks \
+             of {per_block} rounds each way, without and with alternating ABBA{}",
+            SCALE_BLOCKS,
+            rounds_note(failed)
         );
         let medians = |samples: &[Vec<f64>]| -> Vec<f64> {
             samples.iter().map(|s| median(s) - median(&samples[0])).collect()
