@@ -566,6 +566,36 @@ pub fn with_small_file<const N: usize, T>(
     Ok(parse(&all))
 }
 
+/// The target of the symbolic link at `path`, read into a buffer on the
+/// stack: std's and nix's read into a heap buffer and shrink it, a map and
+/// an unmap per call under musl (see `with_small_file`). EINVAL: not a
+/// link.
+pub fn read_link(path: &CStr) -> io::Result<Vec<u8>> {
+    let mut buf = [0u8; libc::PATH_MAX as usize];
+    // SAFETY: `path` is NUL-terminated, and `buf` is writable for its whole
+    // length, the most the kernel writes.
+    let ret = unsafe { libc::readlink(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let len = cerr(ret as libc::c_long)? as usize;
+    // A target that fills the buffer may have been cut short.
+    if len >= buf.len() {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    Ok(buf[..len].to_vec())
+}
+
+/// Reads the next records of the directory `dir` (open for reading) into
+/// `buf` (getdents64), for `mounts::DirRecords` to parse; 0 at its end. Not
+/// through the C library's directory stream, which it allocates, and frees
+/// with an unmap under musl (see `with_small_file`).
+pub fn read_dir_records(dir: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is writable for its whole length, the most the kernel
+    // writes; `dir` is a descriptor the caller holds open.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_getdents64, dir.as_raw_fd(), buf.as_mut_ptr(), buf.len())
+    };
+    cerr(ret).map(|n| n as usize)
+}
+
 /// Hands the text of a small file of /proc to `parse` (`with_small_file`).
 /// Bytes that are not UTF-8 (a process may name itself with any) become
 /// U+FFFD rather than an error, so that no process is skipped for its name.
