@@ -132,6 +132,7 @@ fn main() {
     }
     let mut b = Bench {
         safeexec: env.safeexec.clone(),
+        helper: env.helper.clone(),
         work: env.work.clone(),
         burn: path_str(&fixtures.join("burn")),
         spike: path_str(&fixtures.join("spike")),
@@ -518,6 +519,7 @@ fn process_count() -> usize {
 
 struct Bench {
     safeexec: PathBuf,
+    helper: PathBuf,
     work: PathBuf,
     burn: String,
     spike: String,
@@ -708,6 +710,32 @@ impl Bench {
 
     /// The commands of issue 11's table: bare exec first, then the peers
     /// that run here, then safeexec with the packaged policy.
+    /// Puts the programs compared in the state an installed system has
+    /// them in: their files' pages dropped from the page cache, to be read
+    /// back by their own execs in the warm-up (after a reboot, say), rather
+    /// than left there by the writes of their installation. The harness
+    /// writes safeexec's two static binaries afresh before every
+    /// benchmark, and fresh copies started 0.1 to 0.19 ms faster per run
+    /// than the same files some minutes later or read back from disk,
+    /// while a fresh copy of bubblewrap (72 KiB) gained 0.035 ms (bench/
+    /// README, "The binaries' pages"). The same for every peer; /bin/true,
+    /// the program of every run, is left as it is.
+    fn drop_cached_programs(&self, contenders: &[Contender]) {
+        let mut files: Vec<&Path> = contenders
+            .iter()
+            .filter(|c| c.program != Path::new(TRUE))
+            .map(|c| &*c.program)
+            .collect();
+        if files.contains(&self.safeexec.as_path()) {
+            files.push(&self.helper);
+        }
+        for file in files {
+            if let Err(e) = drop_cached(file) {
+                eprintln!("bench: cannot drop the cached pages of {}: {e}", file.display());
+            }
+        }
+    }
+
     fn contenders(&self) -> Vec<Contender> {
         let mut all = vec![Contender::new("bare exec", Path::new(TRUE), &[], false)];
         if let Some(bwrap) = &self.bwrap {
@@ -736,6 +764,7 @@ impl Bench {
         warmup: usize,
         rounds: usize,
     ) -> (Vec<Vec<f64>>, usize) {
+        self.drop_cached_programs(contenders);
         let n = contenders.len();
         let mut samples = vec![Vec::with_capacity(rounds); n];
         let mut round = vec![0.0; n];
@@ -858,7 +887,9 @@ impl Bench {
             "callers", "safeexec", "bubblewrap", "safeexec/bwrap", "CPU ms/run se / bwrap"
         );
         let bwrap = self.bwrap.clone();
+        let both = self.contenders();
         for (i, &callers) in CALLERS.iter().enumerate() {
+            self.drop_cached_programs(&both);
             // Alternate which goes first, as in the start-up loops.
             let ours = || rate(callers, || self.safeexec(&["--exec", TRUE]));
             let theirs = |bwrap: &PathBuf| rate(callers, || self.bwrap(bwrap));
@@ -1238,6 +1269,19 @@ struct Rate {
 
 /// Runs per second of `callers` threads, each looping `make()` for
 /// [`THROUGHPUT_FOR`]; how many runs failed, and the CPU time per run.
+/// Drops the pages of `file` from the page cache (those no process maps).
+fn drop_cached(file: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = fs::File::open(file)?;
+    // SAFETY: posix_fadvise reads its integer arguments only; the
+    // descriptor is open for the call.
+    let err = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    match err {
+        0 => Ok(()),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
+}
+
 fn rate(callers: usize, make: impl Fn() -> Command + Sync) -> Rate {
     let busy = machine_busy_ms();
     let start = Instant::now();
