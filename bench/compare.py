@@ -9,6 +9,10 @@ helper finishing its clean-up after the report) is reaped after the wall
 time is taken, and its CPU time is counted with the command's. Made
 to compare two builds of safeexec (or a build and bubblewrap) on a noisy
 machine, where a difference of two separate medians is not to be trusted.
+Install the builds compared at the same moment (a control too), or drop
+their binaries' pages from the page cache first: freshly written copies of
+safeexec's binaries start faster than the same files some minutes later
+(bench/README, "The binaries' pages").
 
 Usage, as the user who runs safeexec (the commands are split on spaces):
   N=1000 python3 bench/compare.py "old=/a/bin/safeexec --exec /bin/true" \\
