@@ -593,7 +593,10 @@ pub fn read_dir_records(dir: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize
     let ret = unsafe {
         libc::syscall(libc::SYS_getdents64, dir.as_raw_fd(), buf.as_mut_ptr(), buf.len())
     };
-    cerr(ret).map(|n| n as usize)
+    match cerr(ret)? as usize {
+        n if n <= buf.len() => Ok(n),
+        _ => Err(io::Error::from_raw_os_error(libc::EIO)),
+    }
 }
 
 /// Hands the text of a small file of /proc to `parse` (`with_small_file`).
