@@ -85,6 +85,23 @@ def interleaved(names, rounds, measure):
     return medians, notes
 
 
+def drop_pages(paths):
+    """Drops the files' pages from the page cache, to be read back by their
+    execs, as after a reboot: freshly written copies of static binaries
+    start faster (bench/README, "The binaries' pages"), and the floor and
+    safeexec are installed shortly before this runs, bubblewrap long ago."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as e:
+            print(f"cpu.py: cannot drop the pages of {path}: {e}", file=sys.stderr)
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def loop(prefix, secs, rounds, callers_list):
     commands = {
         "bare exec": ["/bin/true"],
@@ -101,7 +118,14 @@ def loop(prefix, secs, rounds, callers_list):
             line = (done.stderr.strip().splitlines() or ["exit status %d" % done.returncode])[0]
             print(f"{name}: left out: {line}")
             del commands[name]
+    # Each program's file, and the helper each of the two frontends spawns.
+    files = [c[0] for name, c in commands.items() if name != "bare exec"]
+    if "floor" in commands:
+        files.append(commands["floor"][1])
+    if "safeexec" in commands:
+        files.append(f"{prefix}/libexec/safeexec/safeexec-helper")
     for callers in callers_list:
+        drop_pages(files)
         medians, notes = interleaved(
             list(commands), rounds, lambda name: rate(commands[name], callers, secs))
         print(f"\n{callers} caller{'s' if callers > 1 else ''}, medians of {rounds} rounds of {secs} s:")
