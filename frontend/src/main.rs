@@ -27,9 +27,13 @@ fn main() -> ExitCode {
         let _ = command().write_help(&mut io::stderr());
         return ExitCode::from(EXIT_FAILED);
     }
+    // First: the helper's start goes on beside our parse (`run::Helper`).
+    // Dropped unused on every error below, it is withdrawn and waited for.
+    let helper = (!asks_for_words(std::env::args_os())).then(run::Helper::start);
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
+            drop(helper);
             let _ = e.print();
             if !e.use_stderr() {
                 return ExitCode::from(0);
@@ -47,7 +51,8 @@ fn main() -> ExitCode {
     let json = cli.json || cli.report_format == ReportFormat::Json;
     let mut report_out = None;
     let mut meta_out = None;
-    match run_cli(&cli, &mut report_out, &mut meta_out) {
+    let helper = helper.unwrap_or_else(run::Helper::start);
+    match run_cli(&cli, helper, &mut report_out, &mut meta_out) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if let Some(meta) = meta_out.as_mut() {
@@ -75,6 +80,14 @@ fn report_on_stderr(cli: &Cli) -> bool {
     cli.report_file.is_none() && cli.report_fd.is_none_or(|fd| fd == -1 || fd == 2)
 }
 
+/// Whether the command line asks for words only (help, the version): then
+/// no helper is started. Only a saving: a helper started for nothing is
+/// withdrawn.
+fn asks_for_words(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    let mut ours = args.skip(1).take_while(|a| a != "--exec" && a != "--");
+    ours.any(|a| a == "-h" || a == "--help" || a == "-V" || a == "--version")
+}
+
 /// Whether a command line clap refused asked for a JSON report (looked for
 /// before the program's own arguments).
 fn asks_for_json(args: impl Iterator<Item = String>) -> bool {
@@ -88,6 +101,7 @@ fn asks_for_json(args: impl Iterator<Item = String>) -> bool {
 
 fn run_cli(
     cli: &Cli,
+    helper: run::Helper,
     report_out: &mut Option<Box<dyn Write>>,
     meta_out: &mut Option<File>,
 ) -> Result<u8, RunError> {
@@ -114,7 +128,7 @@ fn run_cli(
         *meta_out = Some(run::create_file("meta file", path)?);
     }
 
-    let outcome = run::run(&request, dirs)?;
+    let outcome = run::run(helper, &request, dirs)?;
 
     if let Some(err) = &outcome.exec_error {
         match hints::exec_error(err) {
@@ -155,5 +169,15 @@ mod tests {
         assert!(asks_for_json(args(&["--report-format=json"])));
         assert!(!asks_for_json(args(&["--bogus", "--exec", "/bin/x", "--json"])));
         assert!(!asks_for_json(args(&["--report-format", "text"])));
+    }
+
+    #[test]
+    fn words_are_asked_for_before_the_program_only() {
+        let os = |list: &[&str]| args(list).map(std::ffi::OsString::from);
+        assert!(asks_for_words(os(&["--cpu", "1", "--help"])));
+        assert!(asks_for_words(os(&["-V"])));
+        assert!(!asks_for_words(os(&["--exec", "/bin/ls", "--help"])));
+        assert!(!asks_for_words(os(&["--", "prog", "-h"])));
+        assert!(!asks_for_words(os(&["--cpu", "1", "--exec", "/bin/true"])));
     }
 }

@@ -1,30 +1,32 @@
 //! Building the request, opening caller-named paths as the caller, and
-//! talking to the helper over two inherited pipes (plus the run's own pty
-//! in place of the caller's terminal, `terminal`, and, with an output
-//! limit, the two pipes of the output relay, `relay`).
+//! talking to the helper: the request on a socket, with the program's
+//! standard descriptors (the run's own pty in place of the caller's
+//! terminal, `terminal`, and, with an output limit, the two pipes of the
+//! output relay, `relay`) and the run's directories beside it; the reply
+//! on a pipe.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Seek, SeekFrom, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::io::{self, IoSlice, Seek, SeekFrom, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::sys::socket::{send, MsgFlags};
+use nix::sys::socket::{send, sendmsg, ControlMessage, MsgFlags};
 use nix::sys::stat::Mode;
 use shared::{
-    wire, Limit, Limits, Reply, Request, Root, BIND_FD, BIND_RW_FD, CHROOT_FD, CWD_FD, MAX_BIND,
-    MAX_BIND_RW, REPLY_FD, REQUEST_FD,
+    wire, Limit, Limits, Reply, Request, Root, MAX_BIND, MAX_BIND_RW, REPLY_FD, REQUEST_FD,
 };
 
 use crate::cli::{Cli, RootChoice};
 use crate::env;
 use crate::relay::{Relay, ToHelper};
-use crate::spawn::Spawn;
+use crate::spawn::{Child, Spawn, Stdio};
 use crate::terminal::{Caller, Cooked, Keys, Pty, RawMode, Signals};
 use crate::verdict::{self, Outcome};
 
@@ -107,6 +109,88 @@ pub fn helper_path() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/bin/safeexec"));
     let bindir = exe.parent().unwrap_or(Path::new("/usr/bin"));
     bindir.join("../libexec/safeexec/safeexec-helper")
+}
+
+/// The helper, started as the first thing we do (`Helper::start`), so
+/// that its exec, its hardening and the run's network namespace go on
+/// beside our parse of the command line. It has /dev/null as 0, 1 and 2,
+/// a socket for the request (which brings the program's standard
+/// descriptors and the run's directories with it: `shared::REQUEST_FD`)
+/// and a pipe for the reply, and nothing else of ours. Dropped without a
+/// request (a bad command line, a file that cannot be opened), it sees the
+/// end of the socket, refuses, and is waited for: nothing is left behind.
+pub struct Helper {
+    path: PathBuf,
+    started: Option<io::Result<Started>>,
+}
+
+struct Started {
+    child: Child,
+    request_tx: UnixStream,
+    reply_rx: io::PipeReader,
+}
+
+impl Helper {
+    /// Starts the helper. A failure is kept, to be told if a run is asked.
+    pub fn start() -> Helper {
+        let path = helper_path();
+        let started = Some(Helper::spawn(&path));
+        Helper { path, started }
+    }
+
+    fn spawn(path: &Path) -> io::Result<Started> {
+        let (request_tx, request_rx) = UnixStream::pair()?;
+        let (reply_rx, reply_tx) = io::pipe()?;
+        let mut spawn = Spawn::new(Stdio::Null, Stdio::Null, Stdio::Null);
+        let collision = |_| io::Error::other("descriptor mapping collision");
+        spawn.fd(request_rx.into(), REQUEST_FD).map_err(collision)?;
+        spawn.fd(reply_tx.into(), REPLY_FD).map_err(collision)?;
+        // Drops our copies of the helper's ends, started or not: a dead
+        // helper then ends our send and our wait for a reply.
+        let child = spawn.spawn(path)?;
+        Ok(Started { child, request_tx, reply_rx })
+    }
+
+    /// The helper's pid, or the error of its spawn.
+    fn pid(&mut self) -> Result<u32, RunError> {
+        match &self.started {
+            Some(Ok(started)) => Ok(started.child.id()),
+            _ => Err(self.failure()),
+        }
+    }
+
+    /// Its channel ends, to send the request on: no longer withdrawn when
+    /// dropped.
+    fn take(&mut self) -> Result<Started, RunError> {
+        match self.started.take() {
+            Some(Ok(started)) => Ok(started),
+            started => {
+                self.started = started;
+                Err(self.failure())
+            }
+        }
+    }
+
+    fn failure(&mut self) -> RunError {
+        let err = match self.started.take() {
+            Some(Err(err)) => err,
+            _ => io::Error::other("the helper is not there"),
+        };
+        RunError::Helper { path: self.path.clone(), err }
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        if let Some(Ok(started)) = self.started.take() {
+            drop(started.request_tx);
+            // Its refusal goes into the pipe, unread: it must not find the
+            // pipe closed and say it on its stderr instead (/dev/null
+            // anyway). ECHILD: the caller ignores SIGCHLD.
+            let _ = started.child.wait();
+            drop(started.reply_rx);
+        }
+    }
 }
 
 /// The request the command line asks for. Ids are not part of it: `--gid`
@@ -477,34 +561,29 @@ fn open_jail(dir: &Path) -> Result<OwnedFd, RunError> {
 
 /// Runs the request through the helper and judges what it reports.
 ///
-/// The helper's descriptors 0, 1 and 2 are ours, except that a terminal of
+/// The program's descriptors 0, 1 and 2 are ours, except that a terminal of
 /// ours is replaced by the run's own pty and, with an output limit, stdout
-/// and stderr by the relay's pipes (`relay`, `terminal`). With a pty whose
-/// keys are ours, the caller's terminal is raw from before the helper
-/// starts until the relay has written the run's last byte; every return
-/// from here restores it.
+/// and stderr by the relay's pipes (`relay`, `terminal`); they go to the
+/// helper with the request, as the directories do. With a pty whose keys
+/// are ours, the caller's terminal is raw from before the request is sent
+/// until the relay has written the run's last byte; every return from
+/// here restores it.
 ///
 /// The order at the end: the reply, then the relay (it ends with the run),
 /// then the caller's terminal settings, then the wait for the helper
 /// (unless it reported the run's end), so
 /// that neither the relay's stop order nor a forwarded signal can ever
 /// reach a pid that was reaped and reused.
-pub fn run(request: &Request, dirs: Dirs) -> Result<Outcome, RunError> {
-    let helper = helper_path();
-    let helper_error = |err| RunError::Helper { path: helper.clone(), err };
-    let (request_rx, request_tx) = io::pipe().map_err(helper_error)?;
-    let (mut reply_rx, reply_tx) = io::pipe().map_err(helper_error)?;
-
-    let mut fds =
-        vec![(OwnedFd::from(request_rx), REQUEST_FD), (OwnedFd::from(reply_tx), REPLY_FD)];
-    // Opened as the caller: the helper checks them again.
-    fds.extend(dirs.chroot.map(|dir| (dir, CHROOT_FD)));
-    fds.extend(dirs.cwd.map(|dir| (dir, CWD_FD)));
-    fds.extend((BIND_RW_FD..).zip(dirs.bind_rw).map(|(at, dir)| (dir, at)));
-    fds.extend((BIND_FD..).zip(dirs.bind).map(|(at, dir)| (dir, at)));
+///
+/// Until the request is sent, an error drops `helper`, which is withdrawn
+/// and waited for.
+pub fn run(mut helper: Helper, request: &Request, dirs: Dirs) -> Result<Outcome, RunError> {
+    let path = helper.path.clone();
+    let helper_error = |err| RunError::Helper { path: path.clone(), err };
 
     let caller = Caller::now();
     let to_helper = Arc::new(ToHelper::default());
+    to_helper.helper_started(helper.pid()?);
     let (pty, cooked) = match caller.needs_pty() {
         true => own_terminal(&caller, &to_helper).map(|(pty, cooked)| (Some(pty), cooked))?,
         false => (None, Cooked(None)),
@@ -513,42 +592,28 @@ pub fn run(request: &Request, dirs: Dirs) -> Result<Outcome, RunError> {
     let (relay, stdio) =
         Relay::start(&caller, limit, pty, Arc::clone(&to_helper)).map_err(RunError::Relay)?;
 
-    // The request goes into its pipe before the helper starts, when the
-    // pipe holds it whole (a fresh pipe takes that much without blocking):
-    // the helper then reads it at once, instead of waiting for us to get a
-    // CPU again after the spawn. A larger one is written after the spawn.
-    let (frame, mut sent) = match wire::encode_request(request) {
-        Ok(frame) => (frame, Ok(())),
-        // Nothing is written: the helper sees a truncated request.
-        Err(e) => (Vec::new(), Err(e)),
-    };
-    let mut request_tx = Some(request_tx);
-    if pipe_holds(request_tx.as_ref(), frame.len()) {
-        sent = sent.and(send_frame(request_tx.take(), &frame));
+    // In `Request::passed_fds`' order. Opened as the caller: the helper
+    // checks the directories again.
+    let mut passed: Vec<OwnedFd> = Vec::with_capacity(request.passed_fds());
+    for (i, stdio) in [stdio.stdin, stdio.stdout, stdio.stderr].into_iter().enumerate() {
+        passed.push(match stdio {
+            Stdio::Inherit => standard(i).map_err(helper_error)?,
+            Stdio::Null => dev_null(i == 0).map_err(helper_error)?.into(),
+            Stdio::Fd(fd) => fd,
+        });
     }
+    passed.extend(dirs.chroot);
+    passed.extend(dirs.cwd);
+    passed.extend(dirs.bind_rw);
+    passed.extend(dirs.bind);
 
-    let mut spawn = Spawn::new(stdio.stdin, stdio.stdout, stdio.stderr);
-    for (fd, at) in fds {
-        spawn.fd(fd, at).map_err(|_| RunError::Usage("descriptor mapping collision".into()))?;
-    }
-    // Spawning drops our copies of the child's ends (the request's read
-    // end, the reply's and the relay's write ends, the pty's slave), as it
-    // must, started or not: else a dead helper would leave us waiting for
-    // a reply, and the relay for the end of its pipes and pty, forever.
-    let child = match spawn.spawn(&helper) {
-        Ok(child) => child,
-        Err(err) => {
-            if let Some(relay) = relay {
-                relay.finish();
-            }
-            return Err(helper_error(err));
-        }
-    };
-    to_helper.helper_started(child.id());
-
-    if request_tx.is_some() {
-        sent = sent.and(send_frame(request_tx.take(), &frame));
-    }
+    // Sent whole, then our copies are closed (the relay's write ends, the
+    // pty's slave): else the relay would wait for the end of its pipes and
+    // pty for ever. A helper that refused before reading it has replied.
+    let Started { child, request_tx, mut reply_rx } = helper.take()?;
+    let sent =
+        wire::encode_request(request).and_then(|frame| send_request(request_tx, &frame, &passed));
+    drop(passed);
 
     let reply = wire::read_reply(&mut reply_rx);
     let relayed = relay.map(Relay::finish);
@@ -587,17 +652,40 @@ pub fn run(request: &Request, dirs: Dirs) -> Result<Outcome, RunError> {
     }
 }
 
-/// Whether the request's pipe takes `len` bytes without a reader.
-fn pipe_holds(pipe: Option<&io::PipeWriter>, len: usize) -> bool {
-    pipe.and_then(|pipe| fcntl(pipe.as_fd(), FcntlArg::F_GETPIPE_SZ).ok())
-        .is_some_and(|size| usize::try_from(size).is_ok_and(|size| len <= size))
+/// A copy of our descriptor 0, 1 or 2.
+fn standard(i: usize) -> io::Result<OwnedFd> {
+    match i {
+        0 => io::stdin().as_fd().try_clone_to_owned(),
+        1 => io::stdout().as_fd().try_clone_to_owned(),
+        _ => io::stderr().as_fd().try_clone_to_owned(),
+    }
 }
 
-/// Writes the request's frame and closes the pipe: the helper reads to its
-/// end.
-fn send_frame(pipe: Option<io::PipeWriter>, frame: &[u8]) -> Result<(), wire::WireError> {
-    let Some(mut pipe) = pipe else { return Ok(()) };
-    pipe.write_all(frame).map_err(wire::WireError::Io)
+/// /dev/null, close-on-exec: for reading as stdin, else for writing.
+fn dev_null(read: bool) -> io::Result<File> {
+    OpenOptions::new().read(read).write(!read).open("/dev/null")
+}
+
+/// Sends the request's frame with `fds` beside its first bytes, then ends
+/// the stream (the helper reads to its end) by closing the socket.
+fn send_request(socket: UnixStream, frame: &[u8], fds: &[OwnedFd]) -> Result<(), wire::WireError> {
+    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let rights = [ControlMessage::ScmRights(&raw)];
+    let sent = loop {
+        match sendmsg::<()>(
+            socket.as_raw_fd(),
+            &[IoSlice::new(frame)],
+            &rights,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
+            Err(Errno::EINTR) => {}
+            other => break other.map_err(|e| wire::WireError::Io(e.into()))?,
+        }
+    };
+    // A frame larger than the socket takes at once goes on without
+    // descriptors (they came with its first bytes).
+    (&socket).write_all(&frame[sent..]).map_err(wire::WireError::Io)
 }
 
 /// This process's mounts; empty if /proc is not there.

@@ -3,14 +3,18 @@
 //! mask, descriptors, environment, argv, dumpability) has any effect.
 
 use std::fs::File;
-use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, IntoRawFd};
+use std::io::{IoSliceMut, Read};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
+use nix::sys::socket::{
+    getsockname, getsockopt, recvmsg, sockopt, AddressFamily, ControlMessageOwned, MsgFlags,
+    SockType, SockaddrLike, SockaddrStorage,
+};
 use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::unistd::{getppid, getresgid, getresuid, Gid, Pid, Uid};
 
@@ -81,9 +85,9 @@ pub fn before_reading() -> Result<Caller> {
         .context("cannot reset the signal mask")?;
     sys::clear_environment().context("cannot clear the environment")?;
     ensure_stdio_open()?;
-    // Nothing but the channel descriptors (and the directories: chroot,
-    // writable, readable, working) may stay open; the rest of what the
-    // caller left open is closed.
+    // Nothing but the two channel descriptors may stay open; the rest of
+    // what the caller left open is closed (what the run is given comes
+    // with the request).
     sys::close_from(FIRST_UNUSED_FD as u32, false).context("cannot close inherited descriptors")?;
     let umask = nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
     Ok(Caller { uid: uids.real, gid: gids.real, parent, umask })
@@ -182,84 +186,138 @@ pub fn open_null() -> std::io::Result<File> {
     File::options().read(true).write(true).open("/dev/null")
 }
 
-/// How long the caller has to write its whole request and close the pipe.
-/// The frontend does so as soon as the helper is spawned; a caller that
-/// holds the pipe open and writes nothing, or part of a frame, would
-/// otherwise keep the helper alive for ever, and with it the run's network
-/// namespace, which a thread makes meanwhile (`network::start`).
+/// How long the caller has to send its whole request and end the stream.
+/// The frontend does so as soon as it has parsed its command line; a
+/// caller that holds the socket open and sends nothing, or part of a frame,
+/// would otherwise keep the helper alive for ever, and with it the run's
+/// network namespace, which a thread makes meanwhile (`network::start`).
 pub const REQUEST_WAIT: Duration = Duration::from_secs(10);
 
-/// The request pipe, read under a deadline (`REQUEST_WAIT`, from when it
+/// The request socket, read under a deadline (`REQUEST_WAIT`, from when it
 /// is taken): a read that would wait past it fails as timed out. The
-/// request is read once, with `request`.
-pub struct RequestPipe {
-    file: File,
+/// request, and the descriptors that came with it, are taken once, with
+/// `request`.
+pub struct RequestSocket {
+    socket: OwnedFd,
     until: Instant,
+    /// What came beside the bytes so far (SCM_RIGHTS), close-on-exec.
+    passed: Vec<OwnedFd>,
 }
 
 /// The backstop of `REQUEST_WAIT`, in whole seconds past it: SIGALRM, whose
 /// default action (`before_reading` reset it, and the mask) ends the helper.
 const REQUEST_ALARM_S: u32 = 2;
 
-impl RequestPipe {
-    /// Takes the pipe and starts the wait. `poll` bounds each wait for
-    /// bytes, but the caller shares the pipe's open file description with
-    /// us: a second reader of its own can take the bytes our `poll` saw
-    /// before our `read`, which would then block past the deadline (an
-    /// independent review did so; nor can we make that description
-    /// non-blocking: the caller could clear the flag). So an alarm ends the
-    /// helper, its thread and the namespace with it, a little after the
-    /// deadline, unless `request` has cancelled it. Reopening the pipe for a
-    /// description of our own needs CAP_DAC_OVERRIDE, which a container's
-    /// minimal set does not grant.
-    pub fn new(file: File) -> RequestPipe {
+impl RequestSocket {
+    /// Takes the socket and starts the wait. `poll` bounds each wait for
+    /// bytes, and each receive asks not to block (MSG_DONTWAIT, a flag of
+    /// the call, which the caller cannot clear as it could a flag of the
+    /// socket it shares with us): a second reader of the caller's that
+    /// takes the bytes our `poll` saw only makes us poll again. The alarm
+    /// stays as a backstop: the helper, its thread and the namespace end
+    /// a little after the deadline, unless `request` has cancelled it.
+    pub fn new(socket: OwnedFd) -> RequestSocket {
         let alarm = REQUEST_WAIT.as_secs() as u32 + REQUEST_ALARM_S;
         nix::unistd::alarm::set(alarm);
-        RequestPipe { file, until: Instant::now() + REQUEST_WAIT }
+        RequestSocket { socket, until: Instant::now() + REQUEST_WAIT, passed: Vec::new() }
     }
 
-    /// Reads the one request frame (`shared::wire::read_request`); read
-    /// or refused, the alarm is cancelled.
-    pub fn request(&mut self) -> Result<shared::Request> {
+    /// Reads the one request frame (`shared::wire::read_request`) and takes
+    /// the descriptors that came with it; read or refused, the alarm is
+    /// cancelled. How many came is for the caller of this to check against
+    /// what the request names.
+    pub fn request(&mut self) -> Result<(shared::Request, Vec<OwnedFd>)> {
         let request = shared::wire::read_request(self);
         nix::unistd::alarm::cancel();
-        request.map_err(Error::Wire)
+        Ok((request.map_err(Error::Wire)?, std::mem::take(&mut self.passed)))
     }
-}
 
-impl Read for RequestPipe {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let left = self.until.saturating_duration_since(Instant::now());
-        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
-        let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
-        // EINTR comes back as Interrupted, which the reader retries.
-        if poll(&mut fds, timeout)? == 0 {
-            let secs = REQUEST_WAIT.as_secs();
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no whole request (and end of the pipe) within {secs} s"),
-            ));
+    /// One receive that does not block: its bytes, its descriptors kept.
+    fn receive(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut space = nix::cmsg_space!([RawFd; shared::MAX_PASSED_FDS]);
+        let mut iov = [IoSliceMut::new(buf)];
+        let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC;
+        let msg = recvmsg::<()>(self.socket.as_raw_fd(), &mut iov, Some(&mut space), flags)?;
+        let mut raw = Vec::new();
+        // An error here is a control message cut short (MSG_CTRUNC): more
+        // descriptors than any request names, or than our RLIMIT_NOFILE
+        // lets in. Those that came are left to the helper's exit.
+        for c in msg.cmsgs().map_err(|_| too_many())? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                raw.extend(fds);
+            }
         }
-        self.file.read(buf)
+        let bytes = msg.bytes;
+        // Owned at once, so that they close on every path below.
+        self.passed.extend(sys::own_received_fds(raw));
+        if self.passed.len() > shared::MAX_PASSED_FDS {
+            return Err(too_many());
+        }
+        Ok(bytes)
     }
 }
 
-/// Takes the two channel descriptors; each must be a pipe, as the frontend
-/// passes them (a terminal or a file here means a confused or hostile caller).
-pub fn channel_fds() -> Result<(std::fs::File, std::fs::File)> {
-    let take = |fd: i32, name: &'static str| -> Result<std::fs::File> {
-        let owned = sys::take_inherited_fd(fd).map_err(|_| {
+/// The request came with more descriptors than any request may name.
+fn too_many() -> std::io::Error {
+    let max = shared::MAX_PASSED_FDS;
+    std::io::Error::other(format!("more than {max} descriptors came with the request"))
+}
+
+impl Read for RequestSocket {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let left = self.until.saturating_duration_since(Instant::now());
+            let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+            let mut fds = [PollFd::new(self.socket.as_fd(), PollFlags::POLLIN)];
+            // EINTR comes back as Interrupted, which the reader retries.
+            if poll(&mut fds, timeout)? == 0 {
+                let secs = REQUEST_WAIT.as_secs();
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no whole request (and end of the stream) within {secs} s"),
+                ));
+            }
+            match self.receive(buf) {
+                // Taken by another reader since the poll: wait again.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                got => return got,
+            }
+        }
+    }
+}
+
+/// Takes the two channel descriptors: the request socket (a Unix stream
+/// socket, as the frontend passes it) and the reply pipe. Anything else
+/// there (a terminal, a file) means a confused or hostile caller.
+pub fn channel_fds() -> Result<(OwnedFd, File)> {
+    let take = |fd: i32, name: &'static str| -> Result<OwnedFd> {
+        sys::take_inherited_fd(fd).map_err(|_| {
             Error::Refused(format!(
                 "descriptor {fd} ({name}) is not open; run safeexec, not safeexec-helper"
             ))
-        })?;
-        let st = fstat(&owned).context("fstat of a channel descriptor")?;
-        if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFIFO {
-            return Err(Error::Refused(format!("descriptor {fd} ({name}) is not a pipe")));
-        }
-        nix::fcntl::fcntl(&owned, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
-            .context("fcntl")?;
-        Ok(std::fs::File::from(owned))
+        })
     };
-    Ok((take(REQUEST_FD, "request")?, take(REPLY_FD, "reply")?))
+    let kind = |fd: &OwnedFd| -> Result<SFlag> {
+        let st = fstat(fd).context("fstat of a channel descriptor")?;
+        Ok(SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT)
+    };
+    let request = take(REQUEST_FD, "request")?;
+    let stream = kind(&request)? == SFlag::S_IFSOCK
+        && getsockopt(&request, sockopt::SockType).is_ok_and(|t| t == SockType::Stream)
+        && getsockname::<SockaddrStorage>(request.as_raw_fd())
+            .is_ok_and(|a| a.family() == Some(AddressFamily::Unix));
+    if !stream {
+        return Err(Error::Refused(format!(
+            "descriptor {REQUEST_FD} (request) is not a Unix stream socket"
+        )));
+    }
+    let reply = take(REPLY_FD, "reply")?;
+    if kind(&reply)? != SFlag::S_IFIFO {
+        return Err(Error::Refused(format!("descriptor {REPLY_FD} (reply) is not a pipe")));
+    }
+    for fd in [&request, &reply] {
+        nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+            .context("fcntl")?;
+    }
+    Ok((request, File::from(reply)))
 }

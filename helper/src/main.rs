@@ -5,7 +5,7 @@
 //!
 //! ```text
 //!  safeexec (caller's uid)
-//!    │ fd 3: one Request frame   fd 4: one Reply frame   fd 5: chroot dir
+//!    │ fd 3: one Request frame, its descriptors beside it   fd 4: one Reply frame
 //!    │ SIGUSR1: the caller's order to stop the run (its output limit)
 //!    ▼
 //!  safeexec-helper (euid 0)   harden → set-up ids → network thread →
@@ -68,16 +68,13 @@ mod uids;
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::{ForkResult, Pid};
-use shared::{
-    wire, Facts, Limit, Reply, Request, BIND_FD, BIND_RW_FD, CHROOT_FD, CWD_FD, FIRST_UNUSED_FD,
-    MAX_BIND, MAX_BIND_RW, REPLY_FD, REQUEST_FD,
-};
+use shared::{wire, Facts, Limit, Reply, Request, MAX_BIND, MAX_BIND_RW, REPLY_FD};
 
 use cgroup::{CgroupRule, RunCgroup};
 use channel::{Channel, ToRun};
@@ -110,12 +107,11 @@ fn main() {
         Ok(fds) => fds,
         Err(e) => fail(None, &e),
     };
-    let mut request_rx = harden::RequestPipe::new(request_rx);
-    let ended = match run(&caller, &mut request_rx, reply_tx.as_fd()) {
+    let request_rx = harden::RequestSocket::new(request_rx);
+    let ended = match run(&caller, request_rx, reply_tx.as_fd()) {
         Ok(ended) => ended,
         Err(e) => fail(Some(&mut reply_tx), &e),
     };
-    drop(request_rx);
     // Nothing of the run is alive any more: the caller may go, and the
     // supervisor outlasts init's clean-up on its own.
     supervise::let_go();
@@ -176,51 +172,40 @@ fn fail_early(err: &Error) -> ! {
     fail(reply_tx.as_mut(), err)
 }
 
-/// The directory descriptors the request names: the chroot directory (if
-/// asked), the `bind_rw` writable and `bind` readable directories and the
-/// working directory. Any other of those numbers is closed, so that it
-/// cannot reach the run.
-fn directory_fds(request: &Request) -> Result<DirFds> {
+/// Puts the descriptors that came with the request where the request
+/// says (`Request::passed_fds` gives their order): the program's standard
+/// ones over our 0, 1 and 2 (which init and the target inherit); the
+/// chroot, working, writable and readable directories for the policy to
+/// check. They must be exactly as many as the request names: one more or
+/// one less would shift every one after it into another's place.
+fn passed_fds(request: &Request, fds: Vec<OwnedFd>) -> Result<DirFds> {
     if request.bind_rw > MAX_BIND_RW || request.bind > MAX_BIND {
         return Err(Error::Refused(format!(
             "at most {MAX_BIND_RW} writable and {MAX_BIND} readable directories"
         )));
     }
-    let bind_rw = BIND_RW_FD..BIND_RW_FD + request.bind_rw as i32;
-    let bind = BIND_FD..BIND_FD + request.bind as i32;
-    let named = |fd| {
-        (fd == CHROOT_FD && request.chroot)
-            || (fd == CWD_FD && request.cwd)
-            || bind_rw.contains(&fd)
-            || bind.contains(&fd)
-    };
-    let mut fds = DirFds::default();
-    // What the caller left open there and the request does not name is
-    // closed, a run of numbers at a time (one call, not one per number).
-    let mut unnamed_from = CHROOT_FD;
-    for fd in (CHROOT_FD..FIRST_UNUSED_FD).filter(|&fd| named(fd)) {
-        close_unnamed(unnamed_from, fd)?;
-        unnamed_from = fd + 1;
-        let dir = sys::take_inherited_fd(fd).map_err(|_| {
-            Error::Refused(format!("the request names descriptor {fd}, which is not open"))
-        })?;
-        match fd {
-            CHROOT_FD => fds.chroot = Some(dir),
-            CWD_FD => fds.cwd = Some(dir),
-            fd if bind_rw.contains(&fd) => fds.bind_rw.push(dir),
-            _ => fds.bind.push(dir),
-        }
+    let (named, came) = (request.passed_fds(), fds.len());
+    if came != named {
+        return Err(Error::Refused(format!(
+            "the request names {named} descriptors, and {came} came with it"
+        )));
     }
-    close_unnamed(unnamed_from, FIRST_UNUSED_FD)?;
-    Ok(fds)
-}
-
-/// Closes descriptors `from` up to `to` (excluded), if any.
-fn close_unnamed(from: i32, to: i32) -> Result<()> {
-    if from >= to {
-        return Ok(());
+    let mut fds = fds.into_iter();
+    let mut next = || fds.next().ok_or_else(|| Error::Internal("a passed descriptor".into()));
+    let replace = [nix::unistd::dup2_stdin, nix::unistd::dup2_stdout, nix::unistd::dup2_stderr];
+    for dup2 in replace {
+        dup2(next()?).context("cannot take the program's standard descriptors")?;
     }
-    sys::close_range(from as u32, (to - 1) as u32, false).context("close_range")
+    let mut dirs = DirFds::default();
+    if request.chroot {
+        dirs.chroot = Some(next()?);
+    }
+    if request.cwd {
+        dirs.cwd = Some(next()?);
+    }
+    dirs.bind_rw = (0..request.bind_rw).map(|_| next()).collect::<Result<_>>()?;
+    dirs.bind = (0..request.bind).map(|_| next()).collect::<Result<_>>()?;
+    Ok(dirs)
 }
 
 /// The caller's order to stop the run (the frontend's, when the output it
@@ -236,18 +221,21 @@ fn stop_order() -> Result<SignalFd> {
 
 /// The run, up to init's report: what the reply says, and the run whose
 /// init is yet to clean up (`supervise::outlast`).
-fn run(caller: &Caller, request_rx: &mut harden::RequestPipe, reply: BorrowedFd) -> Result<Ended> {
+fn run(caller: &Caller, mut request_rx: harden::RequestSocket, reply: BorrowedFd) -> Result<Ended> {
     // Init takes these back before it forks the target (`steer`).
     let cpus = nix::sched::sched_getaffinity(Pid::from_raw(0)).context("sched_getaffinity")?;
     // The slowest step of the run's set-up, beside all of the rest, from
-    // the start: the thread makes the namespace while we read the request.
+    // the start: the thread makes the namespace while we wait for the
+    // request, which the frontend sends once it has parsed its command
+    // line. The policy (which says whether to keep the namespace) needs
+    // nothing of the request.
     let mut network_maker = network::start(&cpus)?;
-    let request = request_rx.request()?;
-    // The descriptors the request does not name are closed before the
-    // network thread may open any of its own.
-    let dirs = directory_fds(&request)?;
     let policy = policy::load()?;
     network_maker.may_open(policy.keep_networks);
+    let (request, fds) = request_rx.request()?;
+    // What the caller might send after it is never taken.
+    drop(request_rx);
+    let dirs = passed_fds(&request, fds)?;
     let fixed_gid = match policy.gid {
         policy::GidRule::PerRun => None,
         policy::GidRule::Fixed(gid) => Some(gid),
@@ -288,9 +276,10 @@ fn run(caller: &Caller, request_rx: &mut harden::RequestPipe, reply: BorrowedFd)
     let init = match sys::fork().context("cannot fork")? {
         ForkResult::Child => {
             drop((supervisor_end, stop_order, loopback));
-            // The caller's request and reply pipes: init never returns here,
-            // where `main`'s files own these numbers.
-            let _ = sys::close_range(REQUEST_FD as u32, REPLY_FD as u32, false);
+            // The caller's reply pipe: init never returns here, where
+            // `main`'s file owns this number. (The request socket was
+            // closed before the fork; its number may be another's now.)
+            let _ = sys::close_range(REPLY_FD as u32, REPLY_FD as u32, false);
             init::run(plan, run_end, cpus, netns, set_up_from_us)
         }
         ForkResult::Parent { child } => child,

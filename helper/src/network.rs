@@ -5,12 +5,11 @@
 //! a virtual machine. Made by init, it lay on the run's way to exec. So as
 //! soon as the helper is hardened and has its ids, before it even reads the
 //! request, it starts a thread (`start`), moved to another CPU, while it
-//! reads and checks the request and loads the policy. A namespace belongs
-//! to a thread, not to the process: the thread makes one for itself at
-//! once, and opens a socket in it and a descriptor of it only once the
-//! helper has closed the descriptors the request does not name
-//! (`Maker::may_open`: a descriptor the thread opened earlier could take
-//! one of those numbers), then ends. The helper joins the thread
+//! loads the policy, waits for the request and checks it. A namespace
+//! belongs to a thread, not to the process: the thread makes one for
+//! itself (or enters one kept from an earlier run, if the policy keeps
+//! them) once the helper has the policy's word (`Maker::may_open`), opens
+//! a socket in it and a descriptor of it, then ends. The helper joins the thread
 //! before anything else happens (init's fork, a change of ids: it is
 //! single-threaded again), and init enters the namespace (`setns`) rather
 //! than making one; the supervisor brings its loopback up through the
@@ -133,9 +132,7 @@ fn make(may_open: impl FnOnce() -> Option<bool>) -> Result<Namespace> {
 }
 
 impl Maker {
-    /// Lets the thread open descriptors: the helper has closed those the
-    /// request does not name, and holds the ones it names. `keep`: the
-    /// policy's `keep_networks`.
+    /// Lets the thread go on with the policy's `keep_networks` (`keep`).
     pub fn may_open(&mut self, keep: bool) {
         if let Some(may_open) = self.may_open.take() {
             let _ = may_open.send(keep);

@@ -16,32 +16,28 @@ pub use limits::{Limit, LimitSpec, Limits};
 /// Bumped whenever `Request` or `Reply` change shape, so that a frontend and a
 /// helper from different builds fail with a clear message instead of decoding
 /// garbage.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
-/// Descriptor on which the helper reads the request frame.
+/// Descriptor of the helper's request socket (a Unix stream socket): one
+/// request frame, with the descriptors it names beside it (SCM_RIGHTS),
+/// then the end of the stream. The frontend starts the helper before it
+/// has parsed its command line, so what the run is given arrives with the
+/// request, not at the spawn (`Request::passed_fds`).
 pub const REQUEST_FD: i32 = 3;
-/// Descriptor on which the helper writes the reply frame.
+/// Descriptor on which the helper writes the reply frame (a pipe).
 pub const REPLY_FD: i32 = 4;
-/// Descriptor of the chroot directory, opened by the frontend as the caller
-/// (present only when `Request::chroot` is true).
-pub const CHROOT_FD: i32 = 5;
-/// First of the descriptors of the directories the caller grants the run
-/// to write (`Request::bind_rw` of them, from this number on).
-pub const BIND_RW_FD: i32 = 6;
 /// Most directories a caller may grant.
 pub const MAX_BIND_RW: u32 = 8;
-/// First of the descriptors of the directories the run may read at their
-/// own path (`Request::bind` of them, from this number on): the caller's
-/// `--bind` directories, the program's and exec_dir.
-pub const BIND_FD: i32 = BIND_RW_FD + MAX_BIND_RW as i32;
 /// Most read-only directories a request may name (8 of the caller's, the
 /// program's directory and exec_dir).
 pub const MAX_BIND: u32 = 10;
-/// Descriptor of the caller's working directory, opened by the frontend as
-/// the caller (present only when `Request::cwd` is true).
-pub const CWD_FD: i32 = BIND_FD + MAX_BIND as i32;
-/// The first descriptor number the helper never takes from its caller.
-pub const FIRST_UNUSED_FD: i32 = CWD_FD + 1;
+/// Most descriptors one request may come with: the program's three
+/// standard ones, the chroot and working directories, and the granted
+/// and shown ones.
+pub const MAX_PASSED_FDS: usize = PASSED_STDIO + 2 + MAX_BIND_RW as usize + MAX_BIND as usize;
+/// The first descriptor number the helper never takes from its caller:
+/// it closes every one from here up before it reads the request.
+pub const FIRST_UNUSED_FD: i32 = REPLY_FD + 1;
 
 /// The file system a run sees outside a chroot directory.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +61,7 @@ pub struct Request {
     /// The complete environment of the target, `NAME=value` each.
     pub env: Vec<String>,
     pub limits: Limits,
-    /// The chroot directory is passed as descriptor `CHROOT_FD`.
+    /// The chroot directory comes with the request (`passed_fds`).
     pub chroot: bool,
     /// Directory to enter (inside the chroot, if any) before exec, resolved
     /// as the sandbox uid.
@@ -78,16 +74,32 @@ pub struct Request {
     /// Keep the host's /tmp and /var/tmp instead of private, empty ones
     /// (only if the policy allows it).
     pub host_tmp: bool,
-    /// How many directories of the caller's own the run may write, passed
-    /// as descriptors from `BIND_RW_FD` on (at most `MAX_BIND_RW`).
+    /// How many directories of the caller's own the run may write (at most
+    /// `MAX_BIND_RW`), each passed with the request.
     pub bind_rw: u32,
-    /// How many directories the run may read at their own path, passed as
-    /// descriptors from `BIND_FD` on (at most `MAX_BIND`).
+    /// How many directories the run may read at their own path (at most
+    /// `MAX_BIND`), each passed with the request.
     pub bind: u32,
-    /// The caller's working directory is passed as descriptor `CWD_FD`.
+    /// The caller's working directory comes with the request.
     pub cwd: bool,
     /// The root asked for; `None`: the policy's `default_root`.
     pub root: Option<Root>,
+}
+
+/// The program's descriptors 0, 1 and 2 come first with every request:
+/// whatever the helper was started with there is not the program's (the
+/// frontend starts it with /dev/null) and is replaced.
+pub const PASSED_STDIO: usize = 3;
+
+impl Request {
+    /// How many descriptors come with the request, in this order: the
+    /// program's standard ones (`PASSED_STDIO`: 0, 1, 2), the chroot
+    /// directory, the working directory, the `bind_rw` directories, the
+    /// `bind` ones. Saturating: a hostile count is refused, not wrapped.
+    pub fn passed_fds(&self) -> usize {
+        let dirs = PASSED_STDIO + usize::from(self.chroot) + usize::from(self.cwd);
+        (self.bind_rw as usize).saturating_add(self.bind as usize).saturating_add(dirs)
+    }
 }
 
 /// What the helper answers: exactly one per request. Sent once per run, so

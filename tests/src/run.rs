@@ -17,7 +17,10 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::thread::{self, JoinHandle};
@@ -332,6 +335,8 @@ pub struct Direct {
     close: Vec<RawFd>,
     presets: Vec<Preset>,
     stdin: Option<OwnedFd>,
+    /// Sent with the request, after the program's standard descriptors.
+    passed: Vec<OwnedFd>,
     cwd: PathBuf,
     timeout: Duration,
 }
@@ -369,6 +374,7 @@ impl Env {
             close: Vec::new(),
             presets: Vec::new(),
             stdin: None,
+            passed: Vec::new(),
             cwd: self.work.clone(),
             timeout: DIRECT_TIMEOUT,
         }
@@ -406,6 +412,13 @@ impl Direct {
         self
     }
 
+    /// Sends `fd` with the request (`shared::Request::passed_fds`), after
+    /// the program's standard descriptors and any passed before.
+    pub fn pass(mut self, fd: impl Into<OwnedFd>) -> Self {
+        self.passed.push(fd.into());
+        self
+    }
+
     /// Closes `target` in the helper (0, 1 and 2 included).
     pub fn close(mut self, target: RawFd) -> Self {
         self.close.push(target);
@@ -435,7 +448,14 @@ impl Direct {
     /// Starts the helper with its stdout and stderr on pipes. Err: the
     /// execve of the helper itself failed (e.g. under a tiny RLIMIT_AS, or
     /// for a user who may not execute it).
-    pub fn try_spawn(mut self) -> io::Result<Spawned> {
+    pub fn try_spawn(self) -> io::Result<Spawned> {
+        self.launch().map(|(spawned, _)| spawned)
+    }
+
+    /// `try_spawn`, and what a request to it sends as the program's
+    /// standard descriptors: its own 0, 1 and 2 (so that the program's
+    /// output comes out with the helper's), then what `pass` gave.
+    fn launch(mut self) -> io::Result<(Spawned, Vec<OwnedFd>)> {
         let program = c_string(self.program.as_os_str().as_bytes());
         let argv: Vec<CString> = match &self.argv {
             Some(a) => a.iter().map(|s| c_string(s)).collect(),
@@ -452,16 +472,22 @@ impl Direct {
         let close = self.close.clone();
         let presets = self.presets.clone();
 
+        let (out_rx, out_tx) = io::pipe()?;
+        let (err_rx, err_tx) = io::pipe()?;
+        let stdin = match self.stdin.take() {
+            Some(fd) => fd,
+            None => File::open("/dev/null")?.into(),
+        };
+        let mut to_pass: Vec<OwnedFd> =
+            vec![stdin.try_clone()?, out_tx.try_clone()?.into(), err_tx.try_clone()?.into()];
+        to_pass.append(&mut self.passed);
         let mut cmd = Command::new(&self.program);
         cmd.uid(self.uid)
             .gid(self.gid)
             .current_dir(&self.cwd)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        match self.stdin.take() {
-            Some(fd) => cmd.stdin(Stdio::from(fd)),
-            None => cmd.stdin(Stdio::null()),
-        };
+            .stdin(Stdio::from(stdin))
+            .stdout(Stdio::from(out_tx))
+            .stderr(Stdio::from(err_tx));
         // SAFETY: the closure only makes async-signal-safe calls (dup2,
         // close, setrlimit, sigprocmask, rt_sigaction, execve) on data
         // prepared before the fork.
@@ -491,10 +517,31 @@ impl Direct {
         }
         let described = format!("{} (uid {}, direct)", self.program.display(), self.uid);
         let started = Instant::now();
-        let child = cmd.spawn()?;
+        let child = cmd.spawn();
+        // Our copies of the child's ends, in the command too.
+        drop(cmd);
         drop(high);
         drop(self.fds);
-        Ok(Spawned::new(child, None, described, started, self.timeout))
+        let mut spawned = Spawned::new(child?, None, described, started, self.timeout);
+        spawned.stdout = Some(reader(out_rx));
+        spawned.stderr = Some(reader(err_rx));
+        Ok((spawned, to_pass))
+    }
+
+    /// Starts the helper with a request socket (descriptor 3) and a reply
+    /// pipe (4), as the frontend does: the request is the caller's to send.
+    pub fn spawn_for_request(self) -> (Spawned, RequestTx, io::PipeReader) {
+        let shown = self.program.display().to_string();
+        self.try_spawn_for_request().unwrap_or_else(|e| panic!("cannot execute {shown}: {e}"))
+    }
+
+    /// `spawn_for_request`; Err: the helper's own execve failed.
+    pub fn try_spawn_for_request(self) -> io::Result<(Spawned, RequestTx, io::PipeReader)> {
+        let (socket, request_rx) = UnixStream::pair()?;
+        let (reply_rx, reply_tx) = io::pipe()?;
+        let (running, fds) =
+            self.fd(request_rx, shared::REQUEST_FD).fd(reply_tx, shared::REPLY_FD).launch()?;
+        Ok((running, RequestTx { socket, fds }, reply_rx))
     }
 
     /// Starts the helper; panics if it cannot be executed at all.
@@ -522,18 +569,44 @@ impl Direct {
     }
 
     fn start_exchange_after(self, bytes: &[u8], delay: Duration) -> Exchange {
-        let (request_rx, mut request_tx) = io::pipe().expect("request pipe");
-        let (reply_rx, reply_tx) = io::pipe().expect("reply pipe");
-        let running =
-            self.fd(request_rx, shared::REQUEST_FD).fd(reply_tx, shared::REPLY_FD).spawn();
+        let (running, request_tx, reply_rx) = self.spawn_for_request();
         let bytes = bytes.to_vec();
         // The helper may refuse before it read everything; a failed write
         // belongs to the test, it is no error here.
         let writer = thread::spawn(move || {
             thread::sleep(delay);
-            let _ = request_tx.write_all(&bytes);
+            let _ = request_tx.send(&bytes);
         });
         Exchange { running, writer, reply: reader(reply_rx) }
+    }
+}
+
+/// The caller's end of a direct helper's request socket, and the
+/// descriptors to send with the request (`Direct::spawn_for_request`).
+pub struct RequestTx {
+    socket: UnixStream,
+    fds: Vec<OwnedFd>,
+}
+
+impl RequestTx {
+    /// Sends `bytes` with the descriptors beside the first of them, then
+    /// ends the stream.
+    pub fn send(self, bytes: &[u8]) -> io::Result<()> {
+        let raw: Vec<RawFd> = self.fds.iter().map(AsRawFd::as_raw_fd).collect();
+        let rights = [ControlMessage::ScmRights(&raw)];
+        let sent = sendmsg::<()>(
+            self.socket.as_raw_fd(),
+            &[io::IoSlice::new(bytes)],
+            &rights,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )?;
+        (&self.socket).write_all(&bytes[sent..])
+    }
+
+    /// Holds the socket open without sending: the caller that never asks.
+    pub fn into_socket(self) -> UnixStream {
+        self.socket
     }
 }
 

@@ -1443,15 +1443,10 @@ fn twenty_concurrent_runs_each_have_their_own_cgroups_and_leave_none() {
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn a_caller_that_keeps_the_reply_pipe_open_holds_the_clean_up_back_briefly() {
-    use std::io::Write;
     use std::time::{Duration, Instant};
     let t = require_root!();
-    let (request_rx, mut request_tx) = std::io::pipe().expect("request pipe");
-    let (mut reply_rx, reply_tx) = std::io::pipe().expect("reply pipe");
-    let mut helper =
-        t.direct().fd(request_rx, shared::REQUEST_FD).fd(reply_tx, shared::REPLY_FD).spawn();
-    request_tx.write_all(&frame(&request(&["/bin/true"]))).expect("write the request");
-    drop(request_tx);
+    let (mut helper, request_tx, mut reply_rx) = t.direct().spawn_for_request();
+    request_tx.send(&frame(&request(&["/bin/true"]))).expect("send the request");
     let reply = shared::wire::read_reply(&mut reply_rx).expect("a reply");
     let replied = Instant::now();
     let shared::Reply::Finished(facts) = reply else { panic!("no run: {reply:?}") };

@@ -386,16 +386,11 @@ fn helper_run_directly_and_killed_mid_run_leaves_nothing() {
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn a_caller_gone_before_the_go_leaves_no_run_even_if_its_parent_check_passes() {
-    use std::io::Write;
     use std::time::{Duration, Instant};
     let t = require_root!();
-    let (request_rx, mut request_tx) = std::io::pipe().expect("request pipe");
-    let (reply_rx, reply_tx) = std::io::pipe().expect("reply pipe");
+    let (mut helper, request_tx, reply_rx) = t.direct().spawn_for_request();
     drop(reply_rx);
-    let mut helper =
-        t.direct().fd(request_rx, shared::REQUEST_FD).fd(reply_tx, shared::REPLY_FD).spawn();
-    request_tx.write_all(&frame(&request(&["/bin/sleep", "30"]))).expect("write the request");
-    drop(request_tx);
+    request_tx.send(&frame(&request(&["/bin/sleep", "30"]))).expect("send the request");
     let started = Instant::now();
     while helper.ended().is_none() {
         assert!(

@@ -183,3 +183,44 @@ fn a_refused_run_with_json_prints_a_json_error_and_exits_2() {
         assert!(stdout(&out).is_empty(), "{}", dump(&out));
     }
 }
+
+/// The frontend starts the helper before it parses its command line, so a
+/// bad command line, or a path it cannot open, has a helper to withdraw:
+/// the frontend closes the request socket unsent and waits for the helper,
+/// which refuses. Nothing of it is left (no helper handed to another
+/// parent), nor does its refusal reach the caller's terminal. A subreaper
+/// runs the frontend: a helper left behind would become its child.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_bad_command_line_leaves_no_helper_behind_and_only_its_own_line() {
+    let t = require_root!();
+    let script = r#"
+import ctypes, os, subprocess, sys
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+try:
+    left = os.waitpid(-1, os.WNOHANG)
+except ChildProcessError:
+    left = None
+print(f"status={done.returncode} left={left}")
+print(done.stderr, end="")
+"#;
+    let user = format!("--reuid={}", t.test_user.uid);
+    let group = format!("--regid={}", t.test_user.gid);
+    let frontend = t.safeexec.display().to_string();
+    let cases: [&[&str]; 3] = [
+        &["--bogus-option", "--exec", "/bin/true"],
+        &["--cpu", "not-a-number", "--exec", "/bin/true"],
+        &["--chroot_dir", "/nonexistent/jail", "--exec", "/bin/true"],
+    ];
+    for args in cases {
+        let out = std::process::Command::new(safeexec_tests::PYTHON)
+            .args(["-c", script, "setpriv", &user, &group, "--clear-groups", &frontend])
+            .args(args)
+            .output()
+            .expect("run the subreaper");
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(said.starts_with("status=2 left=None\n"), "{args:?}\n{said}\n{}", dump(&out));
+        assert!(!said.contains("safeexec-helper"), "{args:?}: the helper spoke\n{said}");
+    }
+}

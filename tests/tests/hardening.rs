@@ -151,22 +151,18 @@ fn preset_rlimit_as_1_mib_fails_closed() {
 }
 
 fn under_rlimit_as(t: &Ctx) -> bool {
-    let (request_rx, mut request_tx) = std::io::pipe().expect("pipe");
-    let (mut reply_rx, reply_tx) = std::io::pipe().expect("pipe");
-    request_tx.write_all(&frame(&t.probe_request(&["fdlist"]))).expect("write");
-    drop(request_tx);
     // The uid the run would have had (a guess when other tests start runs
     // meanwhile).
     let guess = t.next_run_uid();
     match t
         .direct()
         .preset(Preset::Rlimit(libc::RLIMIT_AS, 1 << 20, 1 << 20))
-        .fd(request_rx, 3)
-        .fd(reply_tx, 4)
-        .try_spawn()
+        .try_spawn_for_request()
     {
         Err(_) => true,
-        Ok(running) => {
+        Ok((running, request_tx, mut reply_rx)) => {
+            // A helper that already failed has closed its end.
+            let _ = request_tx.send(&frame(&t.probe_request(&["fdlist"])));
             let out = running.wait();
             let mut reply = Vec::new();
             reply_rx.read_to_end(&mut reply).expect("read the reply");
@@ -321,16 +317,20 @@ fn helper_with_fds_0_to_2_closed_keeps_its_channels_apart() {
 
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
-fn request_descriptor_that_is_a_tty_socket_or_file_is_refused() {
+fn request_descriptor_that_is_a_tty_pipe_file_or_datagram_socket_is_refused() {
     let t = require_root!();
     let scratch = t.scratch("reqfile");
     let valid = frame(&request(&["/bin/true"]));
     let file = scratch.file("request", &valid, 0o644);
     let (_master, slave) = pty();
-    let (sock, _peer) = UnixStream::pair().expect("socketpair");
+    let (pipe_rx, mut pipe_tx) = std::io::pipe().expect("pipe");
+    pipe_tx.write_all(&valid).expect("write the request");
+    drop(pipe_tx);
+    let (datagram, _peer) = std::os::unix::net::UnixDatagram::pair().expect("socketpair");
     let candidates: Vec<(&str, OwnedFd)> = vec![
         ("tty", slave),
-        ("socket", sock.into()),
+        ("pipe", pipe_rx.into()),
+        ("datagram socket", datagram.into()),
         ("file", std::fs::File::open(&file).expect("open the request file").into()),
     ];
     for (what, fd) in candidates {
@@ -338,28 +338,30 @@ fn request_descriptor_that_is_a_tty_socket_or_file_is_refused() {
         let got = t.direct().fd(fd, 3).fd(reply_tx, 4).spawn().wait();
         assert_eq!(got.status.code(), Some(2), "{what}\n{}", dump(&got));
         let err = stderr(&got);
-        assert!(err.contains("descriptor 3") && err.contains("not a pipe"), "{what}: {err}");
+        assert!(
+            err.contains("descriptor 3 (request) is not a Unix stream socket"),
+            "{what}: {err}"
+        );
     }
     assert_eq!(std::fs::read(&file).expect("read back"), valid);
 }
 
-/// A caller that holds the request pipe open and writes nothing, or a whole
-/// frame but never closes the pipe, does not keep the helper (and the run's
-/// network namespace it makes while it waits) alive: the helper refuses
-/// after its wait for the request (`harden::REQUEST_WAIT`, 10 s).
+/// A caller that holds the request socket open and sends nothing, or a
+/// whole frame but never ends the stream, does not keep the helper (and the
+/// run's network namespace it makes while it waits) alive: the helper
+/// refuses after its wait for the request (`harden::REQUEST_WAIT`, 10 s).
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
-fn a_request_pipe_held_open_is_refused_after_the_wait_for_the_request() {
+fn a_request_socket_held_open_is_refused_after_the_wait_for_the_request() {
     let t = require_root!();
     let cases: [(&str, Vec<u8>); 2] =
         [("nothing", Vec::new()), ("a whole frame", frame(&request(&["/bin/true"])))];
     let waits: Vec<_> = cases
         .into_iter()
         .map(|(what, bytes)| {
-            let (request_rx, mut request_tx) = std::io::pipe().expect("pipe");
-            let (mut reply_rx, reply_tx) = std::io::pipe().expect("pipe");
-            let running = t.direct().fd(request_rx, 3).fd(reply_tx, 4).spawn();
-            request_tx.write_all(&bytes).expect("write");
+            let (running, request_tx, mut reply_rx) = t.direct().spawn_for_request();
+            let request_tx = request_tx.into_socket();
+            (&request_tx).write_all(&bytes).expect("write");
             let started = std::time::Instant::now();
             std::thread::spawn(move || {
                 let out = running.wait();
@@ -381,18 +383,19 @@ fn a_request_pipe_held_open_is_refused_after_the_wait_for_the_request() {
     }
 }
 
-/// A caller with a second reader of its own on the request pipe takes the
-/// byte the helper's poll saw before the helper reads it: the helper must
-/// not then stay blocked in its read (its alarm ends it 2 s past its wait
-/// for the request, `harden::RequestPipe`). Thirty helpers at once, as the
-/// race is won only now and then (about one in six).
+/// A caller with a second reader of its own on the helper's end of the
+/// request socket takes the byte the helper's poll saw before the helper
+/// reads it: the helper must not then stay blocked in its read (it receives
+/// without blocking and polls again; its alarm would end it 2 s past its
+/// wait for the request, `harden::RequestSocket`). Thirty helpers at once,
+/// as the race is won only now and then.
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
-fn a_second_reader_of_the_request_pipe_cannot_hold_the_helper_past_its_wait() {
+fn a_second_reader_of_the_request_socket_cannot_hold_the_helper_past_its_wait() {
     let t = require_root!();
     let helpers: Vec<_> = (0..30)
         .map(|_| {
-            let (request_rx, request_tx) = std::io::pipe().expect("pipe");
+            let (request_tx, request_rx) = UnixStream::pair().expect("socketpair");
             let mut thief = request_rx.try_clone().expect("dup");
             let (reply_rx, reply_tx) = std::io::pipe().expect("pipe");
             let running = t.direct().fd(request_rx, 3).fd(reply_tx, 4).spawn();
@@ -408,8 +411,8 @@ fn a_second_reader_of_the_request_pipe_cannot_hold_the_helper_past_its_wait() {
     std::thread::sleep(Duration::from_millis(500));
     let started = std::time::Instant::now();
     let mut ends = Vec::new();
-    for (running, mut request_tx, reply_rx, stealing) in helpers {
-        request_tx.write_all(b"S").expect("write");
+    for (running, request_tx, reply_rx, stealing) in helpers {
+        (&request_tx).write_all(b"S").expect("write");
         ends.push((running, request_tx, reply_rx, stealing));
     }
     for (running, request_tx, _reply_rx, stealing) in ends {
@@ -423,35 +426,41 @@ fn a_second_reader_of_the_request_pipe_cannot_hold_the_helper_past_its_wait() {
     }
 }
 
-/// The request names descriptors the caller did not open, and comes late:
-/// the helper's own descriptors (the run's network namespace, made while
-/// it waits for the request) must not stand in for them. The caller holds
-/// every number below the named one open (and unnamed), so that the named
-/// one is the lowest free number, the one a descriptor the helper opened
-/// would get. Each is refused.
+/// The descriptors that come with a request must be exactly those it
+/// names: one missing or one more would shift every one after it into
+/// another's place (a directory shown read-only taken as a writable one),
+/// and one of the helper's own (the run's network namespace, made while it
+/// waits for the request, which comes late here) must not stand in for a
+/// missing one. Each is refused.
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
-fn named_directory_descriptors_left_closed_are_refused_even_with_a_late_request() {
+fn a_request_with_other_descriptors_than_it_names_is_refused_even_late() {
     let t = require_root!();
+    let dir = || File::open("/usr").expect("open /usr");
     type NameIt = fn(&mut Request);
-    let kinds: [(&str, i32, NameIt); 4] = [
-        ("chroot", shared::CHROOT_FD, |r| r.chroot = true),
-        ("bind_rw", shared::BIND_RW_FD, |r| r.bind_rw = 1),
-        ("bind", shared::BIND_FD, |r| r.bind = 1),
-        ("cwd", shared::CWD_FD, |r| r.cwd = true),
+    let cases: [(&str, NameIt, usize, &str); 5] = [
+        ("chroot, none passed", |r| r.chroot = true, 0, "names 4 descriptors, and 3 came"),
+        ("bind_rw, none passed", |r| r.bind_rw = 1, 0, "names 4 descriptors, and 3 came"),
+        (
+            "cwd and bind, one passed",
+            |r| (r.cwd, r.bind) = (true, 1),
+            1,
+            "names 5 descriptors, and 4 came",
+        ),
+        ("nothing, one passed", |_| {}, 1, "names 3 descriptors, and 4 came"),
+        ("bind, 30 passed", |r| r.bind = 1, 30, "more than 23 descriptors came with the request"),
     ];
     let mut wrong = Vec::new();
-    for (what, fd, name_it) in kinds {
+    for (what, name_it, passed, expected) in cases {
         let mut r = request(&["/bin/true"]);
         name_it(&mut r);
         let mut direct = t.direct();
-        for below in shared::CHROOT_FD..fd {
-            direct = direct.fd(File::open("/dev/null").expect("open /dev/null"), below);
+        for _ in 0..passed {
+            direct = direct.pass(dir());
         }
         let got = direct.exchange_after(&frame(&r), Duration::from_millis(300));
         let line = got.refusal();
-        let expected = format!("the request names descriptor {fd}, which is not open");
-        if !line.contains(&expected) {
+        if !line.contains(expected) {
             wrong.push(format!("{what}: {line}"));
         }
     }
@@ -465,8 +474,8 @@ fn reply_descriptor_that_is_a_file_is_refused_and_the_file_is_not_touched() {
     let scratch = t.scratch("replyfile");
     let content = b"precious data that must survive\n".repeat(100);
     let path = scratch.file("reply", &content, 0o644);
-    let (request_rx, mut request_tx) = std::io::pipe().expect("pipe");
-    request_tx.write_all(&frame(&request(&["/bin/true"]))).expect("write the request");
+    let (request_tx, request_rx) = UnixStream::pair().expect("socketpair");
+    (&request_tx).write_all(&frame(&request(&["/bin/true"]))).expect("write the request");
     drop(request_tx);
     let file = std::fs::OpenOptions::new().write(true).open(&path).expect("open the reply file");
     let got = t.direct().fd(request_rx, 3).fd(file, 4).spawn().wait();

@@ -379,7 +379,7 @@ fn runs_whose_helpers_get_the_same_pid_get_different_uids_and_cannot_read_each_o
         set_limit(&mut r, Limit::Fsize, Some(16));
         fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string())
             .expect("write ns_last_pid");
-        t.direct().fd(granted, shared::BIND_RW_FD).exchange(&frame(&r))
+        t.direct().pass(granted).exchange(&frame(&r))
     };
     for attempt in 0..30 {
         let last = sysctl_number("/proc/sys/kernel/ns_last_pid");

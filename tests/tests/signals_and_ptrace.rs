@@ -293,11 +293,8 @@ fn caller_cannot_stop_the_supervisor_before_the_go_to_outlive_the_wall_limit() {
     // Until a stop lands before the go (four tries in ten do here, fewer on
     // a loaded machine); a try that misses costs about a second.
     for _ in 0..40 {
-        let (request_rx, mut request_tx) = std::io::pipe().expect("request pipe");
-        let (mut reply_rx, reply_tx) = std::io::pipe().expect("reply pipe");
         let (mut seen_rx, seen_tx) = std::io::pipe().expect("a pipe");
-        let helper =
-            t.direct().fd(request_rx, shared::REQUEST_FD).fd(reply_tx, shared::REPLY_FD).spawn();
+        let (helper, request_tx, mut reply_rx) = t.direct().spawn_for_request();
         let sup = helper.id();
         let user = t.test_user;
         let stopper = std::thread::spawn(move || stop_once_allowed(user, sup, seen_tx.into()));
@@ -305,8 +302,7 @@ fn caller_cannot_stop_the_supervisor_before_the_go_to_outlive_the_wall_limit() {
         // its stops then come after that, and no sooner than the drop.
         let mut byte = [0u8];
         std::io::Read::read_exact(&mut seen_rx, &mut byte).expect("the stopper saw root");
-        request_tx.write_all(&frame(&r)).expect("write the request");
-        drop(request_tx);
+        request_tx.send(&frame(&r)).expect("send the request");
         assert!(stopper.join().expect("the stopper"), "the caller never could stop the supervisor");
         let stopped_at = Instant::now();
         let cont = ContinueOnDrop(sup);
