@@ -64,6 +64,11 @@ pub fn before_reading() -> Result<Caller> {
     // First: a frontend that dies later hands us to another parent, which
     // `supervise::drop_privileges` then sees.
     let parent = getppid();
+    // Armed again for the wait for the request (`RequestSocket::new`): a
+    // close below, of a descriptor the caller left open, can block (a
+    // socket set to linger), and the alarm ends the helper then, once
+    // its disposition and the mask are reset.
+    nix::unistd::alarm::set(REQUEST_WAIT.as_secs() as u32 + REQUEST_ALARM_S);
     // Never dumpable: no core file and no ptrace by the caller, from now on.
     nix::sys::prctl::set_dumpable(false).context("cannot make the helper undumpable")?;
     // Before the resets, which only root may do: a helper that is not
@@ -215,7 +220,8 @@ impl RequestSocket {
     /// socket it shares with us): a second reader of the caller's that
     /// takes the bytes our `poll` saw only makes us poll again. The alarm
     /// stays as a backstop: the helper, its thread and the namespace end
-    /// a little after the deadline, unless `request` has cancelled it.
+    /// a little after the deadline, unless `request_taken` has cancelled
+    /// it.
     pub fn new(socket: OwnedFd) -> RequestSocket {
         let alarm = REQUEST_WAIT.as_secs() as u32 + REQUEST_ALARM_S;
         nix::unistd::alarm::set(alarm);
@@ -223,44 +229,76 @@ impl RequestSocket {
     }
 
     /// Reads the one request frame (`shared::wire::read_request`) and takes
-    /// the descriptors that came with it; read or refused, the alarm is
-    /// cancelled. How many came is for the caller of this to check against
-    /// what the request names.
+    /// the descriptors that came with it. How many came is for the caller
+    /// of this to check against what the request names. The alarm stays
+    /// armed (`request_taken` cancels it): dropping or replacing what came
+    /// closes descriptors the caller chose, and a close can block (a TCP
+    /// socket set to linger with data its peer never reads), which the
+    /// alarm ends.
     pub fn request(&mut self) -> Result<(shared::Request, Vec<OwnedFd>)> {
-        let request = shared::wire::read_request(self);
-        nix::unistd::alarm::cancel();
-        Ok((request.map_err(Error::Wire)?, std::mem::take(&mut self.passed)))
+        let request = shared::wire::read_request(self).map_err(Error::Wire)?;
+        Ok((request, std::mem::take(&mut self.passed)))
     }
 
     /// One receive that does not block: its bytes, its descriptors kept.
+    /// Any control message but the descriptors refuses the request: a
+    /// caller that keeps a copy of our end can ask for others on it
+    /// (SO_PASSCRED, SO_PASSPIDFD); a pidfd that came so is closed.
     fn receive(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let mut space = nix::cmsg_space!([RawFd; shared::MAX_PASSED_FDS]);
         let mut iov = [IoSliceMut::new(buf)];
         let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC;
         let msg = recvmsg::<()>(self.socket.as_raw_fd(), &mut iov, Some(&mut space), flags)?;
-        let mut raw = Vec::new();
+        let (mut raw, mut pidfds, mut other) = (Vec::new(), Vec::new(), false);
         // An error here is a control message cut short (MSG_CTRUNC): more
         // descriptors than any request names, or than our RLIMIT_NOFILE
-        // lets in. Those that came are left to the helper's exit.
-        for c in msg.cmsgs().map_err(|_| too_many())? {
-            if let ControlMessageOwned::ScmRights(fds) = c {
-                raw.extend(fds);
+        // lets in. Those that came are closed at the helper's exit, which
+        // follows the refusal (the alarm still armed).
+        for c in msg.cmsgs().map_err(|_| refused(CUT_SHORT))? {
+            match c {
+                ControlMessageOwned::ScmRights(fds) => raw.extend(fds),
+                ControlMessageOwned::Unknown(m) => {
+                    let pidfd = (m.cmsg_header.cmsg_level, m.cmsg_header.cmsg_type)
+                        == (libc::SOL_SOCKET, SCM_PIDFD);
+                    if let (true, Ok(fd)) = (pidfd, <[u8; 4]>::try_from(m.data_bytes.as_slice())) {
+                        pidfds.push(RawFd::from_ne_bytes(fd));
+                    }
+                    other = true;
+                }
+                _ => other = true,
             }
         }
         let bytes = msg.bytes;
         // Owned at once, so that they close on every path below.
         self.passed.extend(sys::own_received_fds(raw));
+        drop(sys::own_received_fds(pidfds));
+        if other {
+            return Err(refused("a control message other than descriptors came with the request"));
+        }
         if self.passed.len() > shared::MAX_PASSED_FDS {
-            return Err(too_many());
+            let max = shared::MAX_PASSED_FDS;
+            return Err(refused(&format!("more than {max} descriptors came with the request")));
         }
         Ok(bytes)
     }
 }
 
-/// The request came with more descriptors than any request may name.
-fn too_many() -> std::io::Error {
-    let max = shared::MAX_PASSED_FDS;
-    std::io::Error::other(format!("more than {max} descriptors came with the request"))
+/// `SCM_PIDFD` (linux/socket.h; not in the libc crate): a control message
+/// whose data is a pidfd the kernel installed in the receiver.
+const SCM_PIDFD: i32 = 0x04;
+
+const CUT_SHORT: &str = "the descriptors that came with the request were cut short \
+                         (more than a request may bring, or than the helper may open)";
+
+/// A refusal of what came on the request socket.
+fn refused(why: &str) -> std::io::Error {
+    std::io::Error::other(why.to_string())
+}
+
+/// The request and what came with it have been taken and checked: the wait
+/// for the request is over, and its alarm is cancelled.
+pub fn request_taken() {
+    nix::unistd::alarm::cancel();
 }
 
 impl Read for RequestSocket {

@@ -88,6 +88,9 @@ use uids::Lease;
 /// Exit status when the run was refused or could not be set up.
 const EXIT_FAILED: i32 = 2;
 
+/// How long `fail` may take to say why, in seconds.
+const FAIL_ALARM_S: u32 = 2;
+
 fn main() {
     // Invariant 1 comes before anything else, even before we know where
     // to report an error.
@@ -151,6 +154,10 @@ struct Ended {
 /// and exits non-zero. Only called where no run is alive: after the fork
 /// the supervisor kills the run before it gets here.
 fn fail(reply_tx: Option<&mut File>, err: &Error) -> ! {
+    // A caller that filled its reply pipe, or stopped reading a terminal
+    // it gave as stderr, would hold the helper in this write for ever:
+    // SIGALRM's default action ends it (`harden::before_reading` reset it).
+    nix::unistd::alarm::set(FAIL_ALARM_S);
     let msg = err.to_string();
     let sent =
         reply_tx.is_some_and(|tx| wire::write_reply(tx, &Reply::Failed(msg.clone())).is_ok());
@@ -253,6 +260,9 @@ fn run(caller: &Caller, mut request_rx: harden::RequestSocket, reply: BorrowedFd
     // the uid is the run's while either may have a process of it.
     let lease = uids::allocate(policy.uid_count)?;
     let mut plan = policy.check(request, lease.index, caller, dirs)?;
+    // Every descriptor the caller sent that the run does not keep is
+    // closed by now, under the request's alarm (`harden::RequestSocket`).
+    harden::request_taken();
     // A jail and the minimal root are both entered with chroot(2).
     identity::check_capabilities(plan.chroot.is_some() || plan.root == shared::Root::Minimal)?;
     // Once, before the fork: init and the target inherit the empty set.

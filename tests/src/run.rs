@@ -337,6 +337,9 @@ pub struct Direct {
     stdin: Option<OwnedFd>,
     /// Sent with the request, after the program's standard descriptors.
     passed: Vec<OwnedFd>,
+    /// The program's standard descriptors sent are /dev/null, not copies
+    /// of the helper's own.
+    null_program_stdio: bool,
     cwd: PathBuf,
     timeout: Duration,
 }
@@ -375,6 +378,7 @@ impl Env {
             presets: Vec::new(),
             stdin: None,
             passed: Vec::new(),
+            null_program_stdio: false,
             cwd: self.work.clone(),
             timeout: DIRECT_TIMEOUT,
         }
@@ -416,6 +420,13 @@ impl Direct {
     /// the program's standard descriptors and any passed before.
     pub fn pass(mut self, fd: impl Into<OwnedFd>) -> Self {
         self.passed.push(fd.into());
+        self
+    }
+
+    /// Sends /dev/null as the program's three standard descriptors, so
+    /// that the helper replaces its own 0-2 with other files.
+    pub fn null_program_stdio(mut self) -> Self {
+        self.null_program_stdio = true;
         self
     }
 
@@ -478,8 +489,12 @@ impl Direct {
             Some(fd) => fd,
             None => File::open("/dev/null")?.into(),
         };
-        let mut to_pass: Vec<OwnedFd> =
-            vec![stdin.try_clone()?, out_tx.try_clone()?.into(), err_tx.try_clone()?.into()];
+        let mut to_pass: Vec<OwnedFd> = if self.null_program_stdio {
+            let null = || File::options().read(true).write(true).open("/dev/null");
+            vec![null()?.into(), null()?.into(), null()?.into()]
+        } else {
+            vec![stdin.try_clone()?, out_tx.try_clone()?.into(), err_tx.try_clone()?.into()]
+        };
         to_pass.append(&mut self.passed);
         let mut cmd = Command::new(&self.program);
         cmd.uid(self.uid)
@@ -533,6 +548,23 @@ impl Direct {
     pub fn spawn_for_request(self) -> (Spawned, RequestTx, io::PipeReader) {
         let shown = self.program.display().to_string();
         self.try_spawn_for_request().unwrap_or_else(|e| panic!("cannot execute {shown}: {e}"))
+    }
+
+    /// `spawn_for_request` on a socket pair of the test's own: `ours` to
+    /// send on, `theirs` the helper's end (of which the test may keep a
+    /// copy, or on which it may have set options).
+    pub fn spawn_for_request_on(
+        self,
+        (socket, request_rx): (UnixStream, UnixStream),
+    ) -> (Spawned, RequestTx, io::PipeReader) {
+        let (reply_rx, reply_tx) = io::pipe().expect("reply pipe");
+        let shown = self.program.display().to_string();
+        let (running, fds) = self
+            .fd(request_rx, shared::REQUEST_FD)
+            .fd(reply_tx, shared::REPLY_FD)
+            .launch()
+            .unwrap_or_else(|e| panic!("cannot execute {shown}: {e}"));
+        (running, RequestTx { socket, fds }, reply_rx)
     }
 
     /// `spawn_for_request`; Err: the helper's own execve failed.

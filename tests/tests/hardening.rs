@@ -438,7 +438,7 @@ fn a_request_with_other_descriptors_than_it_names_is_refused_even_late() {
     let t = require_root!();
     let dir = || File::open("/usr").expect("open /usr");
     type NameIt = fn(&mut Request);
-    let cases: [(&str, NameIt, usize, &str); 5] = [
+    let cases: [(&str, NameIt, usize, &str); 6] = [
         ("chroot, none passed", |r| r.chroot = true, 0, "names 4 descriptors, and 3 came"),
         ("bind_rw, none passed", |r| r.bind_rw = 1, 0, "names 4 descriptors, and 3 came"),
         (
@@ -448,7 +448,13 @@ fn a_request_with_other_descriptors_than_it_names_is_refused_even_late() {
             "names 5 descriptors, and 4 came",
         ),
         ("nothing, one passed", |_| {}, 1, "names 3 descriptors, and 4 came"),
-        ("bind, 30 passed", |r| r.bind = 1, 30, "more than 23 descriptors came with the request"),
+        ("bind, 21 passed", |r| r.bind = 1, 21, "more than 23 descriptors came with the request"),
+        (
+            "bind, 30 passed",
+            |r| r.bind = 1,
+            30,
+            "descriptors that came with the request were cut short",
+        ),
     ];
     let mut wrong = Vec::new();
     for (what, name_it, passed, expected) in cases {
@@ -465,6 +471,106 @@ fn a_request_with_other_descriptors_than_it_names_is_refused_even_late() {
         }
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// A TCP socket of the caller's, set to linger 600 s, with data its peer
+/// (returned, to keep) never reads: the last close of it blocks.
+fn lingering_socket() -> (std::net::TcpStream, OwnedFd) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let client =
+        std::net::TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
+    let (peer, _) = listener.accept().expect("accept");
+    client.set_nonblocking(true).expect("non-blocking");
+    let chunk = [0u8; 65536];
+    loop {
+        match (&client).write(&chunk) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("fill the socket: {e}"),
+        }
+    }
+    client.set_nonblocking(false).expect("blocking");
+    let linger = libc::linger { l_onoff: 1, l_linger: 600 };
+    // SAFETY: a plain setsockopt on a socket we own, with a linger struct.
+    let set = unsafe {
+        libc::setsockopt(
+            client.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+    (peer, client.into())
+}
+
+/// Descriptors the caller chose are closed by the helper as root after it
+/// has read the request: its own 0-2 when the program's replace them, and
+/// every one that came with a refused request. A close can block (a TCP
+/// socket set to linger, with data its peer never reads), and would hold
+/// the helper and the run's network namespace for as long as the linger
+/// (here 600 s): the request's alarm stays armed until those closes are
+/// done, and ends the helper a little after its wait for the request.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_lingering_socket_of_the_callers_cannot_hold_the_helper_in_a_close() {
+    let t = require_root!();
+    let limit = Duration::from_secs(40);
+    // Its 0, replaced by the program's; then one more than the request names.
+    let (_peer, socket) = lingering_socket();
+    let replaced = t.direct().stdin(socket).null_program_stdio().timeout(limit);
+    let (_other_peer, socket) = lingering_socket();
+    let refused = t.direct().pass(socket).timeout(limit);
+    for (what, direct) in [("replaced 0", replaced), ("refused", refused)] {
+        let started = std::time::Instant::now();
+        let got = direct.exchange(&frame(&request(&["/bin/true"])));
+        let took = started.elapsed();
+        let alarmed = got.output.status.signal() == Some(libc::SIGALRM);
+        assert!(
+            alarmed || got.output.status.code() == Some(2) || got.output.status.success(),
+            "{what}: {}",
+            got.dump()
+        );
+        assert!(took < Duration::from_secs(30), "{what}: the helper ended only after {took:?}");
+    }
+}
+
+/// A caller that keeps the helper's end of the request socket can ask the
+/// kernel for other control messages on it: its credentials
+/// (SO_PASSCRED), or a pidfd of the sender with every receive
+/// (SO_PASSPIDFD), which would put descriptors the helper does not count
+/// into the supervisor and init. Any control message but the descriptors
+/// refuses the request.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_request_socket_asked_for_other_control_messages_is_refused() {
+    let t = require_root!();
+    const SO_PASSPIDFD: libc::c_int = 76;
+    for (what, option) in [("SO_PASSCRED", libc::SO_PASSCRED), ("SO_PASSPIDFD", SO_PASSPIDFD)] {
+        let (ours, theirs) = UnixStream::pair().expect("socketpair");
+        let on: libc::c_int = 1;
+        // SAFETY: a plain setsockopt on a socket we own, with an int.
+        let set = unsafe {
+            libc::setsockopt(
+                theirs.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(set, 0, "{what}: {}", std::io::Error::last_os_error());
+        let (running, request_tx, mut reply_rx) = t.direct().spawn_for_request_on((ours, theirs));
+        request_tx.send(&frame(&request(&["/bin/true"]))).expect("send the request");
+        let out = running.wait();
+        let mut reply = Vec::new();
+        reply_rx.read_to_end(&mut reply).expect("read the reply");
+        let reply = decode_reply(&reply);
+        let Ok(Reply::Failed(line)) = reply else { panic!("{what}: {reply:?}\n{}", dump(&out)) };
+        assert!(line.contains("a control message other than descriptors"), "{what}: {line}");
+        assert_eq!(out.status.code(), Some(2), "{what}\n{}", dump(&out));
+    }
 }
 
 #[test]
