@@ -26,7 +26,7 @@ use shared::{
 use crate::cli::{Cli, RootChoice};
 use crate::env;
 use crate::relay::{Relay, ToHelper};
-use crate::spawn::{Child, Spawn, Stdio};
+use crate::spawn::{dev_null, Child, Spawn, Stdio};
 use crate::terminal::{Caller, Cooked, Keys, Pty, RawMode, Signals};
 use crate::verdict::{self, Outcome};
 
@@ -155,28 +155,20 @@ impl Helper {
     fn pid(&mut self) -> Result<u32, RunError> {
         match &self.started {
             Some(Ok(started)) => Ok(started.child.id()),
-            _ => Err(self.failure()),
+            // Not started: `take` has only the error to give.
+            _ => self.take().map(|started| started.child.id()),
         }
     }
 
     /// Its channel ends, to send the request on: no longer withdrawn when
     /// dropped.
     fn take(&mut self) -> Result<Started, RunError> {
-        match self.started.take() {
-            Some(Ok(started)) => Ok(started),
-            started => {
-                self.started = started;
-                Err(self.failure())
-            }
-        }
-    }
-
-    fn failure(&mut self) -> RunError {
         let err = match self.started.take() {
+            Some(Ok(started)) => return Ok(started),
             Some(Err(err)) => err,
-            _ => io::Error::other("the helper is not there"),
+            None => io::Error::other("the helper is not there"),
         };
-        RunError::Helper { path: self.path.clone(), err }
+        Err(RunError::Helper { path: self.path.clone(), err })
     }
 }
 
@@ -661,14 +653,14 @@ fn standard(i: usize) -> io::Result<OwnedFd> {
     }
 }
 
-/// /dev/null, close-on-exec: for reading as stdin, else for writing.
-fn dev_null(read: bool) -> io::Result<File> {
-    OpenOptions::new().read(read).write(!read).open("/dev/null")
-}
-
 /// Sends the request's frame with `fds` beside its first bytes, then ends
-/// the stream (the helper reads to its end) by closing the socket.
-fn send_request(socket: UnixStream, frame: &[u8], fds: &[OwnedFd]) -> Result<(), wire::WireError> {
+/// the stream (the helper reads to its end) by closing the socket. Also
+/// the tests' way to talk to the helper directly.
+pub fn send_request(
+    socket: UnixStream,
+    frame: &[u8],
+    fds: &[OwnedFd],
+) -> Result<(), wire::WireError> {
     let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
     let rights = [ControlMessage::ScmRights(&raw)];
     let sent = loop {

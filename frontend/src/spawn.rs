@@ -104,8 +104,9 @@ impl Spawn {
     }
 }
 
-/// /dev/null, close-on-exec, as std's `Stdio::null` opens it.
-fn dev_null(read: bool) -> io::Result<File> {
+/// /dev/null, close-on-exec, as std's `Stdio::null` opens it: for reading
+/// (a stdin), else for writing.
+pub fn dev_null(read: bool) -> io::Result<File> {
     OpenOptions::new().read(read).write(!read).open("/dev/null")
 }
 

@@ -68,7 +68,7 @@ pub fn before_reading() -> Result<Caller> {
     // close below, of a descriptor the caller left open, can block (a
     // socket set to linger), and the alarm ends the helper then, once
     // its disposition and the mask are reset.
-    nix::unistd::alarm::set(REQUEST_WAIT.as_secs() as u32 + REQUEST_ALARM_S);
+    arm_request_alarm();
     // Never dumpable: no core file and no ptrace by the caller, from now on.
     nix::sys::prctl::set_dumpable(false).context("cannot make the helper undumpable")?;
     // Before the resets, which only root may do: a helper that is not
@@ -223,8 +223,7 @@ impl RequestSocket {
     /// a little after the deadline, unless `request_taken` has cancelled
     /// it.
     pub fn new(socket: OwnedFd) -> RequestSocket {
-        let alarm = REQUEST_WAIT.as_secs() as u32 + REQUEST_ALARM_S;
-        nix::unistd::alarm::set(alarm);
+        arm_request_alarm();
         RequestSocket { socket, until: Instant::now() + REQUEST_WAIT, passed: Vec::new() }
     }
 
@@ -293,6 +292,11 @@ const CUT_SHORT: &str = "the descriptors that came with the request were cut sho
 /// A refusal of what came on the request socket.
 fn refused(why: &str) -> std::io::Error {
     std::io::Error::other(why.to_string())
+}
+
+/// Arms (again) the backstop of the wait for the request.
+fn arm_request_alarm() {
+    nix::unistd::alarm::set(REQUEST_WAIT.as_secs() as u32 + REQUEST_ALARM_S);
 }
 
 /// The request and what came with it have been taken and checked: the wait

@@ -19,8 +19,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-
-use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::thread::{self, JoinHandle};
@@ -546,8 +544,7 @@ impl Direct {
     /// Starts the helper with a request socket (descriptor 3) and a reply
     /// pipe (4), as the frontend does: the request is the caller's to send.
     pub fn spawn_for_request(self) -> (Spawned, RequestTx, io::PipeReader) {
-        let shown = self.program.display().to_string();
-        self.try_spawn_for_request().unwrap_or_else(|e| panic!("cannot execute {shown}: {e}"))
+        self.spawn_for_request_on(UnixStream::pair().expect("request socket"))
     }
 
     /// `spawn_for_request` on a socket pair of the test's own: `ours` to
@@ -555,21 +552,21 @@ impl Direct {
     /// copy, or on which it may have set options).
     pub fn spawn_for_request_on(
         self,
-        (socket, request_rx): (UnixStream, UnixStream),
+        pair: (UnixStream, UnixStream),
     ) -> (Spawned, RequestTx, io::PipeReader) {
-        let (reply_rx, reply_tx) = io::pipe().expect("reply pipe");
         let shown = self.program.display().to_string();
-        let (running, fds) = self
-            .fd(request_rx, shared::REQUEST_FD)
-            .fd(reply_tx, shared::REPLY_FD)
-            .launch()
-            .unwrap_or_else(|e| panic!("cannot execute {shown}: {e}"));
-        (running, RequestTx { socket, fds }, reply_rx)
+        self.launch_for_request(pair).unwrap_or_else(|e| panic!("cannot execute {shown}: {e}"))
     }
 
     /// `spawn_for_request`; Err: the helper's own execve failed.
     pub fn try_spawn_for_request(self) -> io::Result<(Spawned, RequestTx, io::PipeReader)> {
-        let (socket, request_rx) = UnixStream::pair()?;
+        self.launch_for_request(UnixStream::pair()?)
+    }
+
+    fn launch_for_request(
+        self,
+        (socket, request_rx): (UnixStream, UnixStream),
+    ) -> io::Result<(Spawned, RequestTx, io::PipeReader)> {
         let (reply_rx, reply_tx) = io::pipe()?;
         let (running, fds) =
             self.fd(request_rx, shared::REQUEST_FD).fd(reply_tx, shared::REPLY_FD).launch()?;
@@ -622,18 +619,9 @@ pub struct RequestTx {
 
 impl RequestTx {
     /// Sends `bytes` with the descriptors beside the first of them, then
-    /// ends the stream.
+    /// ends the stream, as the frontend does (`safeexec::run::send_request`).
     pub fn send(self, bytes: &[u8]) -> io::Result<()> {
-        let raw: Vec<RawFd> = self.fds.iter().map(AsRawFd::as_raw_fd).collect();
-        let rights = [ControlMessage::ScmRights(&raw)];
-        let sent = sendmsg::<()>(
-            self.socket.as_raw_fd(),
-            &[io::IoSlice::new(bytes)],
-            &rights,
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        )?;
-        (&self.socket).write_all(&bytes[sent..])
+        safeexec::run::send_request(self.socket, bytes, &self.fds).map_err(io::Error::other)
     }
 
     /// Holds the socket open without sending: the caller that never asks.
