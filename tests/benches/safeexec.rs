@@ -52,8 +52,12 @@ const HOST_SLEEPERS: usize = 2_000;
 /// Section 3 runs [`ROUNDS`] rounds without the idle processes and as
 /// many with them, in this many blocks each way, alternated; each block
 /// after [`SCALE_WARMUP_ROUNDS`] untimed rounds (the first runs after the
-/// idle processes start or end).
-const SCALE_BLOCKS: usize = 4;
+/// idle processes start or end). The machine's speed drifts from block to
+/// block by more than the idle processes move a run (bench/README), so
+/// many short blocks, not a few long ones.
+const SCALE_BLOCKS: usize = 8;
+/// Resamples of the blocks for the interval of section 3's growth.
+const SCALE_RESAMPLES: usize = 2_000;
 const SCALE_WARMUP_ROUNDS: usize = 5;
 /// How long each of them sleeps: the bound on its life should every
 /// clean-up below fail.
@@ -940,8 +944,8 @@ impl Bench {
     // -----------------------------------------------------------------------
     // 3. Scale of the host
 
-    /// Section 1's loop twice, back to back: on the host as it is, then
-    /// with [`HOST_SLEEPERS`] idle processes of another user on it; how
+    /// Section 1's loop on the host as it is and with [`HOST_SLEEPERS`]
+    /// idle processes of another user on it, in alternated blocks; how
     /// much each command's overhead over bare exec grows.
     fn host_scale(&mut self, keeper: Option<Keeper>) {
         println!();
@@ -955,8 +959,8 @@ impl Bench {
         let contenders = self.contenders();
         let before = process_count();
         let per_block = ROUNDS / SCALE_BLOCKS;
-        let mut quiet = vec![Vec::new(); contenders.len()];
-        let mut busy = quiet.clone();
+        // Each block's samples, by side: the interval resamples blocks.
+        let (mut quiet, mut busy) = (Vec::new(), Vec::new());
         let (mut failed, mut took, mut during) = (0, Vec::new(), 0);
         let mut trouble = None;
         // Blocks without and with the idle processes in the order ABBA
@@ -988,10 +992,7 @@ impl Bench {
             }
             let (samples, left_out) = self.rounds_of(&contenders, SCALE_WARMUP_ROUNDS, per_block);
             failed += left_out;
-            let side = if with { &mut busy } else { &mut quiet };
-            for (all, new) in side.iter_mut().zip(samples) {
-                all.extend(new);
-            }
+            if with { &mut busy } else { &mut quiet }.push(samples);
         }
         let stopped = keeper.finish();
         let after = process_count();
@@ -1013,11 +1014,9 @@ impl Bench {
             SCALE_BLOCKS,
             rounds_note(failed)
         );
-        let medians = |samples: &[Vec<f64>]| -> Vec<f64> {
-            samples.iter().map(|s| median(s) - median(&samples[0])).collect()
-        };
-        let without = medians(&quiet);
-        let stats: Vec<Stats> = busy.iter().map(|s| Stats::of(s)).collect();
+        let without = overheads(&pooled(&quiet, contenders.len()));
+        let stats: Vec<Stats> =
+            pooled(&busy, contenders.len()).iter().map(|s| Stats::of(s)).collect();
         print_table_head("over bare", &["without", "growth"]);
         let with = print_rows(&contenders, &stats, |i, over| {
             format!(" {:>+10.3} {:>+10.3}", without[i], over - without[i])
@@ -1025,9 +1024,10 @@ impl Bench {
         let growth = with.last().expect("safeexec is a contender")
             - without.last().expect("safeexec is a contender");
         let mark = self.mark("scale of the host", growth <= MAX_SCALE_GROWTH_MS);
+        let (low, high) = growth_interval(&quiet, &busy, contenders.len() - 1);
         println!(
             "   {:<75} {growth:>+10.3}   target <= {MAX_SCALE_GROWTH_MS} ms  {mark}  \
-             ({:.2} us per idle process)",
+             ({:.2} us per idle process; 90 % of block resamples {low:+.3} to {high:+.3})",
             "growth of safeexec's overhead",
             growth * 1000.0 / HOST_SLEEPERS as f64
         );
@@ -1309,6 +1309,49 @@ fn rate(callers: usize, make: impl Fn() -> Command + Sync) -> Rate {
     let done: usize = counts.iter().map(|c| c.0).sum();
     let failed: usize = counts.iter().map(|c| c.1).sum();
     Rate { per_s: done as f64 / elapsed, failed, cpu_ms: cpu_ms / done.max(1) as f64 }
+}
+
+/// Each contender's samples of all `blocks` together.
+fn pooled(blocks: &[Vec<Vec<f64>>], contenders: usize) -> Vec<Vec<f64>> {
+    let mut all = vec![Vec::new(); contenders];
+    for block in blocks {
+        for (all, samples) in all.iter_mut().zip(block) {
+            all.extend_from_slice(samples);
+        }
+    }
+    all
+}
+
+/// Each contender's median over the first's (bare exec's).
+fn overheads(samples: &[Vec<f64>]) -> Vec<f64> {
+    samples.iter().map(|s| median(s) - median(&samples[0])).collect()
+}
+
+/// Section 3's growth of contender `k`'s overhead, recomputed over blocks
+/// drawn with replacement on each side: its 5th and 95th percentiles, how
+/// far the blocks' drift alone moves the figure.
+fn growth_interval(quiet: &[Vec<Vec<f64>>], busy: &[Vec<Vec<f64>>], k: usize) -> (f64, f64) {
+    if quiet.is_empty() || busy.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    // xorshift64: any fixed sequence does; the figures are reproducible.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut draw = |side: &[Vec<Vec<f64>>]| -> Vec<Vec<f64>> {
+        let picked: Vec<Vec<Vec<f64>>> = (0..side.len())
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                side[(state % side.len() as u64) as usize].clone()
+            })
+            .collect();
+        pooled(&picked, side[0].len())
+    };
+    let mut growths: Vec<f64> = (0..SCALE_RESAMPLES)
+        .map(|_| overheads(&draw(busy))[k] - overheads(&draw(quiet))[k])
+        .collect();
+    growths.sort_by(f64::total_cmp);
+    (percentile(&growths, 5.0), percentile(&growths, 95.0))
 }
 
 struct Stats {
