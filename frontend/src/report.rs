@@ -9,7 +9,7 @@ use shared::{End, Limits};
 use crate::verdict::{figures_from, signal_name, LimitKind, Outcome, Verdict, SIGHUP, SIGPIPE};
 
 fn cpu_us(o: &Outcome) -> u64 {
-    o.user_us.saturating_add(o.sys_us)
+    o.cpu_us
 }
 
 /// The original four-line report; cpu usage is user + system time.
@@ -165,6 +165,7 @@ mod tests {
             wall_us: 1_500_000,
             user_us: 1_000,
             sys_us: 2_345,
+            cpu_us: 3_345,
             peak_kib: 1234,
             memory_source: Source::Rusage,
             maxrss_kib: 1234,
@@ -200,6 +201,7 @@ mod tests {
             wall_us: 12_345_678,
             user_us: 2_000_500,
             sys_us: 999_999,
+            cpu_us: 3_000_499,
             peak_kib: 4096,
             memory_source: Source::Proc,
             maxrss_kib: 2048,

@@ -26,8 +26,12 @@ pub struct Outcome {
     /// Set when execve itself failed: the reason, in the C library's words.
     pub exec_error: Option<String>,
     pub wall_us: u64,
+    /// User and system time of the processes reaped with a wait (rusage).
     pub user_us: u64,
     pub sys_us: u64,
+    /// CPU time of the whole run: `user_us + sys_us`, or the run's cgroup
+    /// counter where that saw more (`cpu_of`).
+    pub cpu_us: u64,
     /// Peak resident memory: the largest resident set of one of its
     /// processes, or of all of them together when the supervisor's samples
     /// saw more. The cgroup's peak of the whole run is in `cgroup`.
@@ -190,12 +194,12 @@ impl Source {
 /// relay counted (`None` when there was no relay, i.e. no output limit).
 pub fn judge(facts: RunFacts, relayed: Option<u64>) -> Outcome {
     let end = facts.end.unwrap_or(End::Signaled(SIGKILL));
-    let limit = limit_hit(&facts, end, relayed);
+    let (cpu_us, cpu_source) = cpu_of(&facts);
+    let limit = limit_hit(&facts, end, relayed, cpu_us);
     let killed = facts.end.is_none()
         || facts.stopped.is_some()
         || facts.deadline_passed
         || (limit == Some(LimitKind::Cpu) && matches!(end, End::Signaled(SIGKILL | SIGXCPU)));
-    let cpu_source = if facts.cpu_sampled { Source::Proc } else { Source::Rusage };
     // Resident memory, as the original reported it. The cgroup's peak (all
     // processes at once, but also the page cache the run read in, such as
     // its input files) is a figure of its own, in `cgroup`.
@@ -211,6 +215,7 @@ pub fn judge(facts: RunFacts, relayed: Option<u64>) -> Outcome {
         wall_us: facts.wall_us,
         user_us: facts.user_us,
         sys_us: facts.sys_us,
+        cpu_us,
         peak_kib,
         memory_source,
         maxrss_kib: facts.maxrss_kib,
@@ -228,6 +233,28 @@ pub fn judge(facts: RunFacts, relayed: Option<u64>) -> Outcome {
     }
 }
 
+/// More CPU time in the run's cgroup than in rusage by which the cgroup's
+/// figure stands for the run's: below it, the two differ by their own
+/// accounting (the cgroup also counts the target's set-up before its
+/// exec, as the target's rusage does).
+const CGROUP_CPU_SLACK_US: u64 = 1000;
+
+/// The run's CPU time and where it came from. Init's rusage counts the
+/// processes reaped with a wait (all of them, as init reaps what is left);
+/// a process whose parent ignores SIGCHLD is reaped by the kernel at its
+/// exit, and its time reaches no rusage. The run's cgroup counts it: an
+/// independent review hid 1.5 s of CPU from the report that way.
+fn cpu_of(facts: &RunFacts) -> (u64, Source) {
+    let rusage = facts.user_us.saturating_add(facts.sys_us);
+    match facts.cgroup.as_ref().and_then(|c| c.cpu_us) {
+        Some(cgroup) if cgroup > rusage.saturating_add(CGROUP_CPU_SLACK_US) => {
+            (cgroup, Source::Cgroup)
+        }
+        _ if facts.cpu_sampled => (rusage, Source::Proc),
+        _ => (rusage, Source::Rusage),
+    }
+}
+
 /// Where the run's memory figures and limit came from: `cgroup v1`,
 /// `cgroup v2`, or `sampling: ` and why the run had no memory cgroup (the
 /// helper's reason, which it knows exactly; else the frontend's guess).
@@ -242,7 +269,7 @@ pub fn figures_from(o: &Outcome) -> String {
 }
 
 /// The limit that ended the run: the first of these that applies.
-fn limit_hit(facts: &RunFacts, end: End, relayed: Option<u64>) -> Option<LimitKind> {
+fn limit_hit(facts: &RunFacts, end: End, relayed: Option<u64>, cpu_us: u64) -> Option<LimitKind> {
     let l = &facts.limits;
     // Used more than the limit itself (the grace only delays the stop).
     let over = |limit: Limit, used_us: u64| {
@@ -269,7 +296,7 @@ fn limit_hit(facts: &RunFacts, end: End, relayed: Option<u64>) -> Option<LimitKi
     if end == End::Signaled(SIGXFSZ) {
         return Some(LimitKind::FileSize);
     }
-    if over(Limit::Cpu, facts.user_us.saturating_add(facts.sys_us)) {
+    if over(Limit::Cpu, cpu_us) {
         return Some(LimitKind::Cpu);
     }
     if over(Limit::Wall, facts.wall_us) {
@@ -613,6 +640,26 @@ mod tests {
         assert_eq!(judge(facts(), None).cpu_source, Source::Rusage);
         let sampled = RunFacts { cpu_sampled: true, ..facts() };
         assert_eq!(judge(sampled, None).cpu_source, Source::Proc);
+    }
+
+    /// A child reaped without a wait (its parent ignored SIGCHLD) reaches
+    /// no rusage; the cgroup saw it.
+    #[test]
+    fn cpu_time_the_cgroup_saw_beyond_rusage_is_the_runs() {
+        let with_cgroup = |cpu_us| RunFacts {
+            cgroup: Some(CgroupCounters { cpu_us: Some(cpu_us), ..cgroup(0, false) }),
+            ..facts()
+        };
+        // Within the slack the two are the same figure: rusage, with its
+        // split into user and system time.
+        let o = judge(with_cgroup(500_000 + CGROUP_CPU_SLACK_US), None);
+        assert_eq!((o.cpu_us, o.cpu_source, o.limit), (500_000, Source::Rusage, None));
+        let o = judge(with_cgroup(1_600_000), None);
+        assert_eq!((o.cpu_us, o.cpu_source), (1_600_000, Source::Cgroup));
+        assert_eq!((o.user_us, o.sys_us), (300_000, 200_000));
+        // Past the CPU limit (1 s) by the cgroup's count: the limit's.
+        assert_eq!(o.limit, Some(LimitKind::Cpu));
+        assert_eq!(judge(with_cgroup(400_000), None).cpu_us, 500_000);
     }
 
     #[test]

@@ -64,9 +64,15 @@ impl Enforcer {
         if self.next.is_none_or(|t| Instant::now() < t) {
             return None;
         }
-        let (cpu_us, rss_kib) = match &self.counter {
-            Some(counter) if self.sampled_rss_max.is_none() => (counter.cpu_us().unwrap_or(0), 0),
-            _ => sample(),
+        let sampled = (self.counter.is_none() || self.sampled_rss_max.is_some()).then(sample);
+        let (sampled_cpu_us, rss_kib) = sampled.unwrap_or((0, 0));
+        // The cgroup's counter whenever there is one, memory sampled or
+        // not: it counts every process that was ever in the run, those the
+        // kernel reaped without a wait (their parent ignored SIGCHLD) too,
+        // whose time neither a sample nor init's rusage sees.
+        let cpu_us = match &self.counter {
+            Some(counter) => counter.cpu_us().unwrap_or(sampled_cpu_us),
+            None => sampled_cpu_us,
         };
         self.peak_sampled_kib = self.peak_sampled_kib.max(rss_kib);
         if self.cpu_kill_us.is_some_and(|kill| cpu_us >= kill) {

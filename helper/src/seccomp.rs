@@ -20,6 +20,13 @@
 //! family fails too, so the target can neither read the caller's session
 //! keyring nor leave keys behind for the next run of its uid.
 //!
+//! The file-size limit: RLIMIT_FSIZE is checked only when a file's size
+//! grows, so fallocate's modes that reserve blocks past the size
+//! (FALLOC_FL_KEEP_SIZE, but for punching a hole) fail with EOPNOTSUPP,
+//! as on a file system without them: a file of size 0 could otherwise
+//! hold gigabytes of the disk (`FALLOCATE_MODES`); so does the ioctl that
+//! reserves the same way (`PREALLOCATE_REQUESTS`, EPERM).
+//!
 //! Invariant 5, reach: the target may not act on a terminal it was handed
 //! beyond its own use (no typing into it, taking it over, or stopping it:
 //! `TERMINAL_REQUESTS`), and opens sockets of the internet and netlink
@@ -76,6 +83,9 @@ enum Rule {
     Refuse { arg: u32, values: &'static [u32] },
     /// Refuse with EAFNOSUPPORT unless argument `arg` is one of `values`.
     Only { arg: u32, values: &'static [u32] },
+    /// Refuse with EOPNOTSUPP unless argument `arg` is one of `values`
+    /// (the caller falls back, as on a file system without the mode).
+    Modes { arg: u32, values: &'static [u32] },
     /// socketpair: refuse with EAFNOSUPPORT unless AF_UNIX and of a
     /// connected type (`SOCKETPAIR_TYPES`).
     UnixPair,
@@ -101,6 +111,27 @@ const TERMINAL_REQUESTS: &[u32] = &[
     libc::TIOCEXCL as u32,
     libc::TCXONC as u32,
 ];
+
+/// ioctl requests that reserve disk blocks past a file's size as
+/// fallocate's FALLOC_FL_KEEP_SIZE does, on any file system that has
+/// fallocate: FS_IOC_RESVSP and FS_IOC_RESVSP64 (linux/falloc.h, inside
+/// the kernel: `_IOW('X', 40 and 42, struct space_resv)`, 48 bytes).
+const PREALLOCATE_REQUESTS: [u32; 2] = [0x4030_5828, 0x4030_582a];
+
+/// Every ioctl request the filter refuses (EPERM).
+const REFUSED_REQUESTS: &[u32] = &{
+    let mut all = [0u32; TERMINAL_REQUESTS.len() + PREALLOCATE_REQUESTS.len()];
+    let mut i = 0;
+    while i < all.len() {
+        all[i] = if i < TERMINAL_REQUESTS.len() {
+            TERMINAL_REQUESTS[i]
+        } else {
+            PREALLOCATE_REQUESTS[i - TERMINAL_REQUESTS.len()]
+        };
+        i += 1;
+    }
+    all
+};
 
 /// Address families a program may open sockets of: the internet ones (in
 /// the run's own network namespace) and netlink (which the C library's
@@ -129,6 +160,16 @@ const SOCKETPAIR_TYPES: &[u32] = &{
     }
     types
 };
+
+/// fallocate modes a program may use: the plain one, which grows the
+/// file within RLIMIT_FSIZE (the kernel checks the new size), and a
+/// punched hole, which frees blocks. Every other mode either keeps the
+/// size while it reserves blocks past it, where RLIMIT_FSIZE does not
+/// look (an independent review filled 3 GB of disk under `--fsize 0`
+/// with FALLOC_FL_KEEP_SIZE), or moves the size by ways no program of a
+/// judge needs.
+const FALLOCATE_MODES: &[u32] =
+    &[0, (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE) as u32];
 
 /// IPV6_FLOWLABEL_MGR (linux/in6.h; the libc crate does not name it):
 /// IPv6 flow labels are state of the network namespace that outlives the
@@ -174,9 +215,10 @@ const RULES: &[(libc::c_long, Rule)] = &[
     (libc::SYS_add_key, Rule::Deny),
     (libc::SYS_keyctl, Rule::Deny),
     (libc::SYS_request_key, Rule::Deny),
-    (libc::SYS_ioctl, Rule::Refuse { arg: 1, values: TERMINAL_REQUESTS }),
+    (libc::SYS_ioctl, Rule::Refuse { arg: 1, values: REFUSED_REQUESTS }),
     (libc::SYS_socket, Rule::Only { arg: 0, values: SOCKET_FAMILIES }),
     (libc::SYS_socketpair, Rule::UnixPair),
+    (libc::SYS_fallocate, Rule::Modes { arg: 1, values: FALLOCATE_MODES }),
     (
         libc::SYS_setsockopt,
         Rule::SocketOption { level: libc::IPPROTO_IPV6 as u32, name: IPV6_FLOWLABEL_MGR },
@@ -228,6 +270,7 @@ enum Label {
     Deny,
     NoSys,
     NoFamily,
+    NoSupport,
     /// The check block of rule `i`; `Mode(i)`: its mode test.
     Rule(usize),
     Mode(usize),
@@ -241,9 +284,9 @@ enum Label {
 /// test that runs the filter assembles it).
 const MAX_RULES: usize = 64;
 const _: () = assert!(RULES.len() + OLD_CALLS.len() <= MAX_RULES);
-/// Places in that table: the five fixed labels, the arch check's, and
+/// Places in that table: the six fixed labels, the arch check's, and
 /// three per rule.
-const LABELS: usize = 6 + 3 * MAX_RULES;
+const LABELS: usize = 7 + 3 * MAX_RULES;
 
 /// Where `label` is kept in `filter`'s table.
 fn slot(label: Label) -> usize {
@@ -253,10 +296,11 @@ fn slot(label: Label) -> usize {
         Label::Deny => 2,
         Label::NoSys => 3,
         Label::NoFamily => 4,
-        Label::Rule(usize::MAX) => 5,
-        Label::Rule(i) => 6 + i,
-        Label::Mode(i) => 6 + MAX_RULES + i,
-        Label::Upper(i) => 6 + 2 * MAX_RULES + i,
+        Label::NoSupport => 5,
+        Label::Rule(usize::MAX) => 6,
+        Label::Rule(i) => 7 + i,
+        Label::Mode(i) => 7 + MAX_RULES + i,
+        Label::Upper(i) => 7 + 2 * MAX_RULES + i,
     }
 }
 
@@ -286,6 +330,8 @@ fn program(rules: &[(libc::c_long, Rule)], emit: &mut impl FnMut(Op)) {
         Op::Ret(RET_ERRNO | libc::ENOSYS as u32),
         Op::Here(Label::NoFamily),
         Op::Ret(RET_ERRNO | libc::EAFNOSUPPORT as u32),
+        Op::Here(Label::NoSupport),
+        Op::Ret(RET_ERRNO | libc::EOPNOTSUPP as u32),
         Op::Here(Label::Kill),
         Op::Ret(RET_KILL_PROCESS),
     ] {
@@ -353,6 +399,11 @@ fn check(i: usize, rule: Rule, emit: &mut impl FnMut(Op)) {
             emit(Op::Load(arg(a)));
             values.iter().for_each(|&v| emit(Op::JumpIfEq(v, Label::Allow)));
             emit(refuse_family);
+        }
+        Rule::Modes { arg: a, values } => {
+            emit(Op::Load(arg(a)));
+            values.iter().for_each(|&v| emit(Op::JumpIfEq(v, Label::Allow)));
+            emit(Op::JumpIfAny(0, Label::NoSupport, Label::NoSupport));
         }
         Rule::SocketOption { level, name } => {
             emit(Op::Load(arg(1)));
@@ -528,6 +579,26 @@ mod tests {
             assert_eq!(decide(libc::SYS_socketpair, [unix, ty as u32, 0, 0, 0, 0]), nofamily);
         }
         assert_eq!(decide(libc::SYS_socketpair, [libc::AF_INET as u32, 1, 0, 0, 0, 0]), nofamily);
+    }
+
+    #[test]
+    fn fallocate_may_not_reserve_blocks_past_the_files_size() {
+        let unsupported = RET_ERRNO | libc::EOPNOTSUPP as u32;
+        let keep = libc::FALLOC_FL_KEEP_SIZE as u32;
+        for mode in [keep, keep | libc::FALLOC_FL_ZERO_RANGE as u32, 0x20, 0x08, 0x10, 0x40] {
+            assert_eq!(
+                decide(libc::SYS_fallocate, [3, mode, 0, 0, 0, 0]),
+                unsupported,
+                "{mode:#x}"
+            );
+        }
+        for req in PREALLOCATE_REQUESTS {
+            assert_eq!(decide(libc::SYS_ioctl, [3, req, 0, 0, 0, 0]), EPERM, "ioctl {req:#x}");
+        }
+        let punch = libc::FALLOC_FL_PUNCH_HOLE as u32 | keep;
+        for mode in [0, punch] {
+            assert_eq!(decide(libc::SYS_fallocate, [3, mode, 0, 0, 0, 0]), RET_ALLOW, "{mode:#x}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! cgroups' kernel limits in cgroups.rs.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
@@ -87,6 +87,35 @@ fn disk_fill_is_contained_to_the_file_size_limit() {
     assert_eq!(num(&out, "wrote"), 1024 * 1024, "{}", dump(&out));
     let len = fs::metadata(&path).expect("the filled file").len();
     assert_eq!(len, 1024 * 1024, "the file outgrew the limit");
+}
+
+/// RLIMIT_FSIZE is checked only when a file's size grows: fallocate's
+/// modes that keep the size would reserve the disk past the limit (an
+/// independent review's 3 GB under `--fsize 0`), and so would the ioctls
+/// that reserve the same way. Only the plain mode, checked, and a punched
+/// hole are let through (`seccomp::FALLOCATE_MODES`,
+/// `seccomp::PREALLOCATE_REQUESTS`).
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn fallocate_reserves_no_disk_past_the_file_size_limit() {
+    let t = require_root!();
+    let scratch = t.scratch("fallocate");
+    fs::set_permissions(scratch.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
+    let path = scratch.path().join("blob");
+    let dir = path_str(scratch.path());
+    let (out, j) =
+        t.attack(&["--fsize", "1024", "--bind-rw", dir], &["fallocate", path_str(&path)]);
+    verdict(&out, &j, "ok", 0);
+    assert_eq!(word(&out, "keep_size"), "EOPNOTSUPP", "{}", dump(&out));
+    assert_eq!(word(&out, "zero_range"), "EOPNOTSUPP", "{}", dump(&out));
+    // The ioctls that reserve the same way, on any file system.
+    assert_eq!(word(&out, "resvsp"), "EPERM", "{}", dump(&out));
+    assert_eq!(word(&out, "resvsp64"), "EPERM", "{}", dump(&out));
+    // The plain mode grows the size, where the kernel checks the limit.
+    assert_eq!(word(&out, "plain"), "EFBIG", "{}", dump(&out));
+    assert_eq!(word(&out, "punch"), "ok", "{}", dump(&out));
+    let on_disk = fs::metadata(&path).expect("the file").blocks() * 512;
+    assert!(on_disk <= 1024 * 1024, "{on_disk} bytes on disk past a 1 MiB limit: {}", dump(&out));
 }
 
 #[test]
