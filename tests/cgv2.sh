@@ -45,6 +45,7 @@ tests=(
     a_100_mib_spikes_peak_is_within_2_percent
     the_process_limit_is_the_cgroups_and_its_peak_is_counted
     the_cgroups_cpu_counter_is_the_runs_cpu_time
+    cpu_time_of_children_reaped_without_a_wait_is_reported
     run_cgroups_are_removed_after_every_kind_of_end
     a_caller_that_keeps_the_reply_pipe_open_holds_the_clean_up_back_briefly
     twenty_concurrent_runs_each_have_their_own_cgroups_and_leave_none
