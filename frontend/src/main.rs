@@ -110,8 +110,13 @@ fn run_cli(
     // Report destinations are opened before the run, as the caller, so a bad
     // path fails early and nothing of the caller's reaches the helper. As
     // the original, --silent still creates (or empties) the report file.
+    let mut named = Vec::new();
     let report_file = match &cli.report_file {
-        Some(path) => Some(run::create_file("report file", path)?),
+        Some(path) => {
+            let file = run::create_file("report file", path)?;
+            named.push(run::Named::of("report file", path, &file)?);
+            Some(file)
+        }
         None => None,
     };
     *report_out = if cli.silent {
@@ -125,10 +130,15 @@ fn run_cli(
         Some(Box::new(io::stderr()))
     };
     if let Some(path) = &cli.meta {
-        *meta_out = Some(run::create_file("meta file", path)?);
+        let file = run::create_file("meta file", path)?;
+        named.push(run::Named::of("meta file", path, &file)?);
+        *meta_out = Some(file);
     }
 
     let outcome = run::run(helper, &request, dirs)?;
+    for file in &named {
+        file.still_there()?;
+    }
 
     if let Some(err) = &outcome.exec_error {
         match hints::exec_error(err) {

@@ -9,7 +9,7 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -45,6 +45,17 @@ pub enum RunError {
         path: PathBuf,
         kind: FileKind,
     },
+    /// An existing report file of another user's in a sticky directory.
+    Others {
+        what: &'static str,
+        path: PathBuf,
+        owner: u32,
+    },
+    /// A report file's path named another file after the run.
+    Replaced {
+        what: &'static str,
+        path: PathBuf,
+    },
     Helper {
         path: PathBuf,
         err: io::Error,
@@ -77,6 +88,18 @@ impl fmt::Display for RunError {
             RunError::NotRegular { what, path, kind } => write!(
                 f,
                 "{what} {} is {kind}; safeexec writes reports to regular files only",
+                path.display()
+            ),
+            RunError::Others { what, path, owner } => write!(
+                f,
+                "{what} {} belongs to another user (uid {owner}) in a sticky directory, who \
+                 could read or change the report: name a file of your own",
+                path.display()
+            ),
+            RunError::Replaced { what, path } => write!(
+                f,
+                "{what} {} was replaced during the run, which could write its directory: \
+                 no report was written there; name a file in a directory the run cannot write",
                 path.display()
             ),
             RunError::Helper { path, err } => {
@@ -362,11 +385,58 @@ pub fn create_file(what: &'static str, path: &Path) -> Result<File, RunError> {
     if let Some(kind) = not_a_regular_file(meta.file_type()) {
         return Err(not_regular(kind));
     }
+    // Another user's file in a shared drop directory such as /tmp was put
+    // there for us to write into: its owner reads the report, or changes
+    // it after us (the kernel refuses the open itself where the sysctl
+    // fs.protected_regular is set). Before the truncation: left untouched.
+    if meta.uid() != nix::unistd::geteuid().as_raw() && in_sticky_dir(path) {
+        return Err(RunError::Others { what, path: path.to_path_buf(), owner: meta.uid() });
+    }
     file.set_len(0).map_err(open_error)?;
     let own = fcntl(&file, FcntlArg::F_GETFL).map_err(|e| open_error(e.into()))?;
     let blocking = OFlag::from_bits_truncate(own) - OFlag::O_NONBLOCK;
     fcntl(&file, FcntlArg::F_SETFL(blocking)).map_err(|e| open_error(e.into()))?;
     Ok(file)
+}
+
+/// Whether `path` is in a sticky directory (such as /tmp), where anyone
+/// may leave a file under any name.
+fn in_sticky_dir(path: &Path) -> bool {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    fs::metadata(dir).is_ok_and(|meta| meta.mode() & 0o1000 != 0)
+}
+
+/// A report file as `create_file` opened it before the run: its path and
+/// the file the path named then.
+pub struct Named {
+    what: &'static str,
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl Named {
+    pub fn of(what: &'static str, path: &Path, file: &File) -> Result<Named, RunError> {
+        let open_error = |err| RunError::Open { what, path: path.to_path_buf(), err };
+        let meta = file.metadata().map_err(open_error)?;
+        Ok(Named { what, path: path.to_path_buf(), dev: meta.dev(), ino: meta.ino() })
+    }
+
+    /// After the run, before the report is written: the path still names
+    /// the file opened. A run that may write the file's directory (the
+    /// caller's own working directory, a `--bind-rw` one) can put a file of
+    /// its own in its place, which the caller would read as the report (an
+    /// independent review's); nothing of the run is alive by now to do it
+    /// after this look.
+    pub fn still_there(&self) -> Result<(), RunError> {
+        match fs::symlink_metadata(&self.path) {
+            Ok(meta) if (meta.dev(), meta.ino()) == (self.dev, self.ino) => Ok(()),
+            _ => Err(RunError::Replaced { what: self.what, path: self.path.clone() }),
+        }
+    }
 }
 
 /// What a file that is not a regular file is.

@@ -112,11 +112,13 @@ const TERMINAL_REQUESTS: &[u32] = &[
     libc::TCXONC as u32,
 ];
 
-/// ioctl requests that reserve disk blocks past a file's size as
-/// fallocate's FALLOC_FL_KEEP_SIZE does, on any file system that has
-/// fallocate: FS_IOC_RESVSP and FS_IOC_RESVSP64 (linux/falloc.h, inside
-/// the kernel: `_IOW('X', 40 and 42, struct space_resv)`, 48 bytes).
-const PREALLOCATE_REQUESTS: [u32; 2] = [0x4030_5828, 0x4030_582a];
+/// ioctl requests that reserve disk blocks past a file's size, on any file
+/// system that has fallocate: the kernel serves them with fallocate and
+/// FALLOC_FL_KEEP_SIZE (`ioctl_preallocate`). FS_IOC_RESVSP, FS_IOC_RESVSP64
+/// and FS_IOC_ZERO_RANGE (linux/falloc.h, inside the kernel: `_IOW('X', 40,
+/// 42 and 57, struct space_resv)`, 48 bytes); a second review found the
+/// last. FS_IOC_UNRESVSP(64), 41 and 43, only punch holes.
+const PREALLOCATE_REQUESTS: [u32; 3] = [0x4030_5828, 0x4030_582a, 0x4030_5839];
 
 /// Every ioctl request the filter refuses (EPERM).
 const REFUSED_REQUESTS: &[u32] = &{

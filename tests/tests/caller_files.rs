@@ -116,6 +116,33 @@ fn report_and_meta_paths_that_are_links_are_refused_and_the_links_target_is_unto
     }
 }
 
+/// Another user's file, left in a shared drop directory where the
+/// caller's report is to go (writable by all, as `umask 0` makes it), is
+/// refused before anything is written: its owner could read the report or
+/// change it after us (an independent review's). The kernel refuses the
+/// open itself where fs.protected_regular is set; this machine may not.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn report_and_meta_files_another_user_planted_in_a_sticky_directory_are_refused() {
+    let t = require_root!();
+    let root = Ids { uid: 0, gid: 0 };
+    let shared = HostPath::dir(path_str(&t.work), "sticky-planted", root, 0o1777);
+    for (option, what) in REPORT_PATHS {
+        let planted = shared.path().join(what.replace(' ', "-"));
+        fs::write(&planted, b"the outsider's own\n").expect("plant");
+        own(&planted, t.outsider, 0o666);
+        let (out, took) = report_to(&t, option, path_str(&planted));
+        let message = format!(
+            "{what} {} belongs to another user (uid {}) in a sticky directory, who could read \
+             or change the report: name a file of your own",
+            path_str(&planted),
+            t.outsider.uid
+        );
+        assert_refused(&out, took, &message);
+        assert_eq!(fs::read(&planted).expect("the file"), b"the outsider's own\n");
+    }
+}
+
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn report_and_meta_paths_that_are_fifos_devices_directories_or_sockets_are_refused_at_once() {
@@ -156,6 +183,32 @@ fn report_and_meta_paths_that_are_fifos_devices_directories_or_sockets_are_refus
     let _ = reader.read_to_end(&mut got);
     assert!(got.is_empty(), "a report reached the FIFO: {:?}", lossy(&got));
     assert!(fs::read_dir(&dir).expect("list the directory").next().is_none());
+}
+
+/// A report or meta file in a directory the run may write (the caller's
+/// own working directory here) can be put aside by the run and one of its
+/// own put in its place, which the caller would read as the report (an
+/// independent review's forged "OK"). The frontend looks again after the
+/// run: a path that names another file than it opened is refused, exit 2,
+/// and the file there is left as the run made it.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_report_or_meta_file_the_run_replaced_is_refused_not_trusted() {
+    let t = require_root!();
+    let cwd = t.scratch("replaced");
+    fs::set_permissions(cwd.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
+    let probe = t.probe();
+    for (option, what) in REPORT_PATHS {
+        let file = cwd.join("report.txt");
+        let args = [option, &file, "--fsize", "16", "--exec", &probe, "replace", &file];
+        let out = t.safeexec_in(cwd.path(), &args);
+        assert!(stdout(&out).contains(&format!("replace {file}=ok")), "{}", dump(&out));
+        assert_eq!(out.status.code(), Some(2), "{}", dump(&out));
+        let said = format!("{what} {file} was replaced during the run");
+        assert!(stderr(&out).contains(&said), "{}", dump(&out));
+        assert_eq!(fs::read_to_string(&file).ok().as_deref(), Some("forged\n"), "{}", dump(&out));
+        fs::remove_file(&file).expect("remove the run's file");
+    }
 }
 
 #[test]

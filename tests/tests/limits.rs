@@ -111,6 +111,7 @@ fn fallocate_reserves_no_disk_past_the_file_size_limit() {
     // The ioctls that reserve the same way, on any file system.
     assert_eq!(word(&out, "resvsp"), "EPERM", "{}", dump(&out));
     assert_eq!(word(&out, "resvsp64"), "EPERM", "{}", dump(&out));
+    assert_eq!(word(&out, "zero_range_ioctl"), "EPERM", "{}", dump(&out));
     // The plain mode grows the size, where the kernel checks the limit.
     assert_eq!(word(&out, "plain"), "EFBIG", "{}", dump(&out));
     assert_eq!(word(&out, "punch"), "ok", "{}", dump(&out));
