@@ -45,6 +45,12 @@ pub enum RunError {
         path: PathBuf,
         kind: FileKind,
     },
+    /// A report file below a directory that others may write, not sticky.
+    Shared {
+        what: &'static str,
+        path: PathBuf,
+        dir: PathBuf,
+    },
     /// An existing report file of another user's in a sticky directory.
     Others {
         what: &'static str,
@@ -89,6 +95,14 @@ impl fmt::Display for RunError {
                 f,
                 "{what} {} is {kind}; safeexec writes reports to regular files only",
                 path.display()
+            ),
+            RunError::Shared { what, path, dir } => write!(
+                f,
+                "{what} {} is below {}, which others may write (not sticky): a run could \
+                 put a report of its own in its place; name a file in a directory runs cannot \
+                 write",
+                path.display(),
+                dir.display()
             ),
             RunError::Others { what, path, owner } => write!(
                 f,
@@ -357,6 +371,9 @@ pub fn limits_from(cli: &Cli) -> Limits {
 pub fn create_file(what: &'static str, path: &Path) -> Result<File, RunError> {
     let not_regular =
         |kind: FileKind| RunError::NotRegular { what, path: path.to_path_buf(), kind };
+    if let Some(dir) = writable_by_others(path) {
+        return Err(RunError::Shared { what, path: path.to_path_buf(), dir });
+    }
     // Told before opening, so that a device is not even opened (and after,
     // from the descriptor, for a path changed meanwhile).
     if let Ok(meta) = fs::symlink_metadata(path) {
@@ -397,6 +414,25 @@ pub fn create_file(what: &'static str, path: &Path) -> Result<File, RunError> {
     let blocking = OFlag::from_bits_truncate(own) - OFlag::O_NONBLOCK;
     fcntl(&file, FcntlArg::F_SETFL(blocking)).map_err(|e| open_error(e.into()))?;
     Ok(file)
+}
+
+/// A directory on the way to `path` that others may write and that is not
+/// sticky: the sandbox uids are others to every file of the host, so a
+/// run given it (the caller's own working directory, a `--bind-rw` one,
+/// the policy's `writable_dirs`) could rename the report file, or a
+/// directory above it, and put its own in its place, also after our look
+/// once the run is over, for another run may still be alive (an
+/// independent review forged a report so). Both the way as written and
+/// the directories it leads to are looked at.
+fn writable_by_others(path: &Path) -> Option<PathBuf> {
+    let absolute = std::env::current_dir().map(|cwd| cwd.join(path)).unwrap_or_default();
+    let dir = absolute.parent()?;
+    let real = fs::canonicalize(dir).ok();
+    let ways = dir.ancestors().chain(real.iter().flat_map(|real| real.ancestors()));
+    ways.filter(|d| !d.as_os_str().is_empty()).find_map(|d| {
+        let mode = fs::metadata(d).ok()?.mode();
+        (mode & 0o002 != 0 && mode & 0o1000 == 0).then(|| d.to_path_buf())
+    })
 }
 
 /// Whether `path` is in a sticky directory (such as /tmp), where anyone

@@ -199,9 +199,15 @@ fn passed_fds(request: &Request, fds: Vec<OwnedFd>) -> Result<DirFds> {
     }
     let mut fds = fds.into_iter();
     let mut next = || fds.next().ok_or_else(|| Error::Internal("a passed descriptor".into()));
-    let replace = [nix::unistd::dup2_stdin, nix::unistd::dup2_stdout, nix::unistd::dup2_stderr];
-    for dup2 in replace {
-        dup2(next()?).context("cannot take the program's standard descriptors")?;
+    let replace = [
+        (nix::unistd::dup2_stdin as fn(OwnedFd) -> nix::Result<()>, "stdin"),
+        (nix::unistd::dup2_stdout, "stdout"),
+        (nix::unistd::dup2_stderr, "stderr"),
+    ];
+    for (dup2, name) in replace {
+        let fd = next()?;
+        refuse_a_way_out(&fd, name)?;
+        dup2(fd).context("cannot take the program's standard descriptors")?;
     }
     let mut dirs = DirFds::default();
     if request.chroot {
@@ -213,6 +219,25 @@ fn passed_fds(request: &Request, fds: Vec<OwnedFd>) -> Result<DirFds> {
     dirs.bind_rw = (0..request.bind_rw).map(|_| next()).collect::<Result<_>>()?;
     dirs.bind = (0..request.bind).map(|_| next()).collect::<Result<_>>()?;
     Ok(dirs)
+}
+
+/// Invariant 5: a standard descriptor of the program may not be a
+/// directory, nor a descriptor opened O_PATH (which `openat` takes as a
+/// directory just as well): through it the target would open the host's
+/// files by its permissions alone, from the caller's read-write view and
+/// past a minimal root, a jail and the read-only host (a review wrote a
+/// file in the host's /tmp from `--root minimal` with `< /`).
+fn refuse_a_way_out(fd: &OwnedFd, name: &str) -> Result<()> {
+    let stat = nix::sys::stat::fstat(fd).context("fstat")?;
+    let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL).context("fcntl")?;
+    let directory = stat.st_mode & libc::S_IFMT == libc::S_IFDIR;
+    if directory || flags & libc::O_PATH != 0 {
+        let what = if directory { "a directory" } else { "a descriptor opened O_PATH" };
+        return Err(Error::Refused(format!(
+            "the program's {name} is {what}: the run would reach the host's files through it"
+        )));
+    }
+    Ok(())
 }
 
 /// The caller's order to stop the run (the frontend's, when the output it

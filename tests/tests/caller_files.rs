@@ -185,23 +185,58 @@ fn report_and_meta_paths_that_are_fifos_devices_directories_or_sockets_are_refus
     assert!(fs::read_dir(&dir).expect("list the directory").next().is_none());
 }
 
-/// A report or meta file in a directory the run may write (the caller's
-/// own working directory here) can be put aside by the run and one of its
-/// own put in its place, which the caller would read as the report (an
-/// independent review's forged "OK"). The frontend looks again after the
-/// run: a path that names another file than it opened is refused, exit 2,
-/// and the file there is left as the run made it.
+/// A report or meta file below a directory that others may write (not
+/// sticky) is refused at once: the sandbox uids are others, and a run
+/// given that directory (here the caller's own working directory, 0777)
+/// could put a file of its own in the report's place, or replace the
+/// directory above it, also after the frontend is done (an independent
+/// review's forged "OK", by a run alive beside the reported one).
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn report_and_meta_files_below_a_directory_others_may_write_are_refused() {
+    let t = require_root!();
+    let shared = t.scratch("shared");
+    fs::set_permissions(shared.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
+    let own_dir = shared.path().join("own");
+    fs::create_dir(&own_dir).expect("mkdir");
+    own(&own_dir, t.test_user, 0o755);
+    for (option, what) in REPORT_PATHS {
+        for dir in [shared.path(), own_dir.as_path()] {
+            let file = dir.join(what.replace(' ', "-"));
+            let (out, took) = report_to(&t, option, path_str(&file));
+            let message = format!(
+                "{what} {} is below {}, which others may write (not sticky): a run could put a \
+                 report of its own in its place; name a file in a directory runs cannot write",
+                path_str(&file),
+                path_str(shared.path())
+            );
+            assert_refused(&out, took, &message);
+            assert!(!file.exists(), "{option}: the file was made");
+        }
+    }
+}
+
+/// Where the report's directory comes to be writable by others during the
+/// run, the run can still put the file aside and leave one of its own: the
+/// frontend looks again once the run is over, and a path that names
+/// another file than it opened is refused, exit 2, the file there left as
+/// the run made it.
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn a_report_or_meta_file_the_run_replaced_is_refused_not_trusted() {
     let t = require_root!();
     let cwd = t.scratch("replaced");
-    fs::set_permissions(cwd.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
     let probe = t.probe();
     for (option, what) in REPORT_PATHS {
+        fs::set_permissions(cwd.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
         let file = cwd.join("report.txt");
         let args = [option, &file, "--fsize", "16", "--exec", &probe, "replace", &file];
-        let out = t.safeexec_in(cwd.path(), &args);
+        let run = t.run(&args).cwd(cwd.path()).spawn();
+        // Once the frontend has opened the file, the directory opens up.
+        std::thread::sleep(Duration::from_millis(1500));
+        fs::set_permissions(cwd.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
+        let out = run.wait();
+        fs::set_permissions(cwd.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
         assert!(stdout(&out).contains(&format!("replace {file}=ok")), "{}", dump(&out));
         assert_eq!(out.status.code(), Some(2), "{}", dump(&out));
         let said = format!("{what} {file} was replaced during the run");

@@ -8,13 +8,13 @@
 //! neither read nor write what is not its to read or write.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use safeexec_tests::{
     dump, frame, host_socket, num, path_str, request, require_root, require_root_exclusive,
-    result_for, stderr, stdout, verdict, word, Env, HostPath,
+    result_for, stderr, stdout, verdict, word, Env, HostPath, Input,
 };
 use shared::Request;
 
@@ -641,5 +641,39 @@ fn a_working_directory_hidden_by_the_runs_own_mounts_is_refused_not_entered() {
             dump(&out)
         );
         assert!(out.stdout.is_empty(), "{dir}: the run started\n{}", dump(&out));
+    }
+}
+
+/// A directory given as the program's stdin (`< /`) would let the target
+/// open the host's files through it (`openat`), from the caller's
+/// read-write view of them, past a minimal root, a jail and the read-only
+/// host: an independent review wrote a file in the host's /tmp that way.
+/// So would a descriptor opened O_PATH. The helper refuses both, before
+/// anything of the run starts.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_directory_or_o_path_descriptor_as_a_standard_descriptor_is_refused() {
+    let t = require_root!();
+    let probe = t.probe();
+    let o_path = || {
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open("/etc/passwd")
+            .expect("O_PATH")
+    };
+    let inputs = [
+        (fs::File::open("/").expect("open /"), "a directory"),
+        (o_path(), "a descriptor opened O_PATH"),
+    ];
+    for (input, what) in inputs {
+        for root in ["minimal", "host"] {
+            let args = ["--root", root, "--exec", &probe, "ids"];
+            let out = t.run(&args).stdin(Input::File(input.try_clone().expect("dup"))).output();
+            assert_eq!(out.status.code(), Some(2), "{}", dump(&out));
+            let said = format!("the program's stdin is {what}");
+            assert!(stderr(&out).contains(&said), "{}", dump(&out));
+            assert_eq!(stdout(&out), "", "the program ran\n{}", dump(&out));
+        }
     }
 }
