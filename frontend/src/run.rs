@@ -51,6 +51,13 @@ pub enum RunError {
         path: PathBuf,
         dir: PathBuf,
     },
+    /// A report file below a sticky directory that another user owns.
+    ForeignSticky {
+        what: &'static str,
+        path: PathBuf,
+        dir: PathBuf,
+        owner: u32,
+    },
     /// An existing report file of another user's in a sticky directory.
     Others {
         what: &'static str,
@@ -101,6 +108,14 @@ impl fmt::Display for RunError {
                 "{what} {} is below {}, which others may write (not sticky): a run could \
                  put a report of its own in its place; name a file in a directory runs cannot \
                  write",
+                path.display(),
+                dir.display()
+            ),
+            RunError::ForeignSticky { what, path, dir, owner } => write!(
+                f,
+                "{what} {} is below {}, a sticky directory another user owns (uid {owner}), \
+                 who could put a report of its own in its place; name a file in a directory \
+                 runs cannot write",
                 path.display(),
                 dir.display()
             ),
@@ -371,9 +386,7 @@ pub fn limits_from(cli: &Cli) -> Limits {
 pub fn create_file(what: &'static str, path: &Path) -> Result<File, RunError> {
     let not_regular =
         |kind: FileKind| RunError::NotRegular { what, path: path.to_path_buf(), kind };
-    if let Some(dir) = writable_by_others(path) {
-        return Err(RunError::Shared { what, path: path.to_path_buf(), dir });
-    }
+    check_the_way(what, path)?;
     // Told before opening, so that a device is not even opened (and after,
     // from the descriptor, for a path changed meanwhile).
     if let Ok(meta) = fs::symlink_metadata(path) {
@@ -416,23 +429,47 @@ pub fn create_file(what: &'static str, path: &Path) -> Result<File, RunError> {
     Ok(file)
 }
 
-/// A directory on the way to `path` that others may write and that is not
-/// sticky: the sandbox uids are others to every file of the host, so a
-/// run given it (the caller's own working directory, a `--bind-rw` one,
-/// the policy's `writable_dirs`) could rename the report file, or a
-/// directory above it, and put its own in its place, also after our look
-/// once the run is over, for another run may still be alive (an
-/// independent review forged a report so). Both the way as written and
-/// the directories it leads to are looked at.
-fn writable_by_others(path: &Path) -> Option<PathBuf> {
-    let absolute = std::env::current_dir().map(|cwd| cwd.join(path)).unwrap_or_default();
-    let dir = absolute.parent()?;
+/// Refuses a report path below a directory that others may write and
+/// that is not sticky: the sandbox uids are others to every file of the
+/// host, so a run given it (the caller's own working directory, a
+/// `--bind-rw` one, the policy's `writable_dirs`) could rename the report
+/// file, or a directory above it, and put its own in its place, also after
+/// our look once the run is over, for another run may still be alive (an
+/// independent review forged a report so). A sticky directory must be
+/// root's or the caller's: its owner may rename anything in it. Both the
+/// way as written and the directories it leads to are looked at; a
+/// relative path whose directory cannot be told (the working directory
+/// removed) is refused, not passed unlooked at (a fourth review's way
+/// around the look).
+fn check_the_way(what: &'static str, path: &Path) -> Result<(), RunError> {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        let cwd = std::env::current_dir().map_err(|e| RunError::Open {
+            what,
+            path: path.to_path_buf(),
+            err: io::Error::new(
+                e.kind(),
+                format!("the working directory cannot be named ({e}): give an absolute path"),
+            ),
+        })?;
+        cwd.join(path)
+    };
+    let Some(dir) = absolute.parent() else { return Ok(()) };
     let real = fs::canonicalize(dir).ok();
-    let ways = dir.ancestors().chain(real.iter().flat_map(|real| real.ancestors()));
-    ways.filter(|d| !d.as_os_str().is_empty()).find_map(|d| {
-        let mode = fs::metadata(d).ok()?.mode();
-        (mode & 0o002 != 0 && mode & 0o1000 == 0).then(|| d.to_path_buf())
-    })
+    let me = nix::unistd::geteuid().as_raw();
+    for d in dir.ancestors().chain(real.iter().flat_map(|real| real.ancestors())) {
+        let Ok(meta) = fs::metadata(d) else { continue };
+        let (mode, owner) = (meta.mode(), meta.uid());
+        let (dir, path) = (d.to_path_buf(), path.to_path_buf());
+        if mode & 0o1000 == 0 && mode & 0o002 != 0 {
+            return Err(RunError::Shared { what, path, dir });
+        }
+        if mode & 0o1000 != 0 && owner != 0 && owner != me {
+            return Err(RunError::ForeignSticky { what, path, dir, owner });
+        }
+    }
+    Ok(())
 }
 
 /// Whether `path` is in a sticky directory (such as /tmp), where anyone

@@ -216,6 +216,68 @@ fn report_and_meta_files_below_a_directory_others_may_write_are_refused() {
     }
 }
 
+/// A sticky directory keeps others from renaming a file in it, but not its
+/// owner: one of another user's (here the outsider's) is refused as a
+/// place for reports (a fourth review's note: a sandbox uid's own would
+/// be one).
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn report_and_meta_files_in_a_sticky_directory_another_user_owns_are_refused() {
+    let t = require_root!();
+    let theirs = HostPath::dir(path_str(&t.work), "sticky-theirs", t.outsider, 0o1777);
+    for (option, what) in REPORT_PATHS {
+        let file = theirs.path().join(what.replace(' ', "-"));
+        let (out, took) = report_to(&t, option, path_str(&file));
+        let message = format!(
+            "{what} {} is below {}, a sticky directory another user owns (uid {}), who could put \
+             a report of its own in its place; name a file in a directory runs cannot write",
+            path_str(&file),
+            path_str(theirs.path()),
+            t.outsider.uid
+        );
+        assert_refused(&out, took, &message);
+        assert!(!file.exists(), "{option}: the file was made");
+    }
+}
+
+/// The directories of a relative report path are found from the working
+/// directory; where that cannot be named (removed), the frontend refuses
+/// rather than look at nothing, and an absolute path, which needs none, is
+/// looked at as always (a fourth review's way past the look: a removed
+/// working directory, then a report below a 0777 directory of a jail).
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn report_paths_are_looked_at_from_a_removed_working_directory_too() {
+    let t = require_root!();
+    let shared = t.scratch("shared-seen-from-nowhere");
+    fs::set_permissions(shared.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
+    let base = t.scratch("removed-cwd");
+    let frontend = t.prefix.join("bin/safeexec");
+    for (option, what) in REPORT_PATHS {
+        let absolute = shared.join(&what.replace(' ', "-"));
+        let cases = [
+            (
+                absolute.as_str(),
+                format!("below {}, which others may write", path_str(shared.path())),
+            ),
+            ("relative-report", "the working directory cannot be named".to_string()),
+        ];
+        for (report, said) in cases {
+            let gone = base.join("gone");
+            let script = format!(
+                "mkdir {gone} && cd {gone} && rmdir {gone} && exec {} {option} {report} --exec \
+                 /bin/echo RAN",
+                path_str(&frontend)
+            );
+            let out = t.run_program("/bin/sh", &["-c", &script]).output();
+            assert_eq!(out.status.code(), Some(2), "{}", dump(&out));
+            assert!(stderr(&out).contains(&said), "{said}\n{}", dump(&out));
+            assert_eq!(stdout(&out), "", "the program ran\n{}", dump(&out));
+        }
+        assert!(!Path::new(&absolute).exists(), "{option}: the file was made");
+    }
+}
+
 /// Where the report's directory comes to be writable by others during the
 /// run, the run can still put the file aside and leave one of its own: the
 /// frontend looks again once the run is over, and a path that names
