@@ -499,11 +499,12 @@ impl Named {
     }
 
     /// After the run, before the report is written: the path still names
-    /// the file opened. A run that may write the file's directory (the
-    /// caller's own working directory, a `--bind-rw` one) can put a file of
-    /// its own in its place, which the caller would read as the report (an
-    /// independent review's); nothing of the run is alive by now to do it
-    /// after this look.
+    /// the file opened. A run that came to be able to write the file's
+    /// directory (made writable by others during it) could have put a file
+    /// of its own in its place, which the caller would read as the report
+    /// (an independent review's); nothing of this run is alive by now to
+    /// do it after this look, and a directory others may write from the
+    /// start, where another run could, is refused before (`check_the_way`).
     pub fn still_there(&self) -> Result<(), RunError> {
         match fs::symlink_metadata(&self.path) {
             Ok(meta) if (meta.dev(), meta.ino()) == (self.dev, self.ino) => Ok(()),

@@ -222,11 +222,12 @@ fn passed_fds(request: &Request, fds: Vec<OwnedFd>) -> Result<DirFds> {
 }
 
 /// Invariant 5: a standard descriptor of the program may not be a
-/// directory, nor a descriptor opened O_PATH (which `openat` takes as a
-/// directory just as well): through it the target would open the host's
-/// files by its permissions alone, from the caller's read-write view and
-/// past a minimal root, a jail and the read-only host (a review wrote a
-/// file in the host's /tmp from `--root minimal` with `< /`).
+/// directory: through it (`openat`) the target would open the host's files
+/// by its permissions alone, from the caller's read-write view, past a
+/// minimal root, a jail and the read-only host (a review wrote a file in
+/// the host's /tmp from `--root minimal` with `< /`). Nor one opened
+/// O_PATH, a directory's or a file's: the target could reopen it through
+/// /proc, by its own permissions, as a file its view does not show.
 fn refuse_a_way_out(fd: &OwnedFd, name: &str) -> Result<()> {
     let stat = nix::sys::stat::fstat(fd).context("fstat")?;
     let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL).context("fcntl")?;
