@@ -81,11 +81,11 @@ enum Rule {
     NoSys,
     /// Refuse with EPERM if argument `arg` is one of `values`.
     Refuse { arg: u32, values: &'static [u32] },
-    /// Refuse with EAFNOSUPPORT unless argument `arg` is one of `values`.
-    Only { arg: u32, values: &'static [u32] },
-    /// Refuse with EOPNOTSUPP unless argument `arg` is one of `values`
-    /// (the caller falls back, as on a file system without the mode).
-    Modes { arg: u32, values: &'static [u32] },
+    /// Refuse unless argument `arg` is one of `values`, by jumping to
+    /// `otherwise`: `Label::NoFamily` (EAFNOSUPPORT) or `Label::NoSupport`
+    /// (EOPNOTSUPP: the caller falls back, as on a file system without
+    /// the mode).
+    Only { arg: u32, values: &'static [u32], otherwise: Label },
     /// socketpair: refuse with EAFNOSUPPORT unless AF_UNIX and of a
     /// connected type (`SOCKETPAIR_TYPES`).
     UnixPair,
@@ -218,9 +218,12 @@ const RULES: &[(libc::c_long, Rule)] = &[
     (libc::SYS_keyctl, Rule::Deny),
     (libc::SYS_request_key, Rule::Deny),
     (libc::SYS_ioctl, Rule::Refuse { arg: 1, values: REFUSED_REQUESTS }),
-    (libc::SYS_socket, Rule::Only { arg: 0, values: SOCKET_FAMILIES }),
+    (libc::SYS_socket, Rule::Only { arg: 0, values: SOCKET_FAMILIES, otherwise: Label::NoFamily }),
     (libc::SYS_socketpair, Rule::UnixPair),
-    (libc::SYS_fallocate, Rule::Modes { arg: 1, values: FALLOCATE_MODES }),
+    (
+        libc::SYS_fallocate,
+        Rule::Only { arg: 1, values: FALLOCATE_MODES, otherwise: Label::NoSupport },
+    ),
     (
         libc::SYS_setsockopt,
         Rule::SocketOption { level: libc::IPPROTO_IPV6 as u32, name: IPV6_FLOWLABEL_MGR },
@@ -397,15 +400,10 @@ fn check(i: usize, rule: Rule, emit: &mut impl FnMut(Op)) {
             SOCKETPAIR_TYPES.iter().for_each(|&v| emit(Op::JumpIfEq(v, Label::Allow)));
             emit(refuse_family);
         }
-        Rule::Only { arg: a, values } => {
+        Rule::Only { arg: a, values, otherwise } => {
             emit(Op::Load(arg(a)));
             values.iter().for_each(|&v| emit(Op::JumpIfEq(v, Label::Allow)));
-            emit(refuse_family);
-        }
-        Rule::Modes { arg: a, values } => {
-            emit(Op::Load(arg(a)));
-            values.iter().for_each(|&v| emit(Op::JumpIfEq(v, Label::Allow)));
-            emit(Op::JumpIfAny(0, Label::NoSupport, Label::NoSupport));
+            emit(Op::JumpIfAny(0, otherwise, otherwise));
         }
         Rule::SocketOption { level, name } => {
             emit(Op::Load(arg(1)));
