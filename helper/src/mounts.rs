@@ -208,10 +208,13 @@ fn covered(bind: &Bind, attached_at: &[&str]) -> bool {
     !bind.writable && attached_at.iter().any(|at| is_under(&bind.path, at))
 }
 
-/// Where the target starts: the copy of the working directory, or a path.
+/// Where the target starts: the copy of the working directory, or a
+/// directory found by its path in the run's view, with the device and
+/// inode it must have there (the caller's working directory) or none (a
+/// place of the run's own that stands in for it: its /, its /tmp).
 enum Start {
     Copy(usize),
-    Path(String),
+    Path(String, Option<(u64, u64)>),
 }
 
 /// The place to attach a copy at `path` below `root`, walked one component
@@ -305,8 +308,22 @@ fn enter_start(start: Option<Start>, copies: &[Option<OwnedFd>]) -> Result<()> {
         Some(Start::Copy(i)) => {
             fchdir(copy_of(copies, i)?).context("cannot enter the working directory")
         }
-        Some(Start::Path(path)) => {
-            nix::unistd::chdir(path.as_str()).context("cannot enter the working directory")
+        Some(Start::Path(path, id)) => {
+            // Invariant 4: init is root, and a chdir by path would follow a
+            // symbolic link the caller put in place of a directory on the
+            // way after the policy's look, into a tree the caller may not
+            // enter (a review read another user's files so). Walked without
+            // following one, and used only if it is the caller's directory.
+            let root = sys::open_dir_handle("/").context("cannot open /")?;
+            let dir = mount_point(&root, &path, &[], false)?;
+            let found = fstat(&dir).map(|st| (st.st_dev, st.st_ino));
+            if id.is_some_and(|id| found != Ok(id)) {
+                return Err(Error::Setup(format!(
+                    "the working directory {path} is not where it was (moved, or below \
+                     another mount than the directory shown)"
+                )));
+            }
+            fchdir(&dir).context("cannot enter the working directory")
         }
         None => Ok(()),
     }
@@ -332,7 +349,7 @@ pub fn show_on_host(plan: &Plan, copies: &[Option<OwnedFd>], places: &[&CStr]) -
     for (i, bind) in in_path_order(&plan.binds) {
         if covered(bind, &attached_at) {
             if bind.cwd {
-                start = Some(Start::Path(bind.path.clone()));
+                start = Some(Start::Path(bind.path.clone(), Some(bind.id)));
             }
             continue;
         }
@@ -358,7 +375,8 @@ pub fn show_on_host(plan: &Plan, copies: &[Option<OwnedFd>], places: &[&CStr]) -
         }
         match (bind.cwd, attached) {
             (true, true) => start = Some(Start::Copy(i)),
-            (true, false) if place.is_some() => start = Some(Start::Path(bind.path.clone())),
+            // The scratch place itself: the run's own stands in for it.
+            (true, false) if place.is_some() => start = Some(Start::Path(bind.path.clone(), None)),
             _ => {}
         }
     }
@@ -636,13 +654,15 @@ pub fn minimal_root(plan: &Plan, copies: &[Option<OwnedFd>]) -> Result<()> {
             attached_at.push(&bind.path);
         }
         if bind.cwd {
-            start = Some(if attached { Start::Copy(i) } else { Start::Path(bind.path.clone()) });
+            let id = (!runs_own(&bind.path)).then_some(bind.id);
+            start =
+                Some(if attached { Start::Copy(i) } else { Start::Path(bind.path.clone(), id) });
         }
     }
     sys::mount_setattr(&root, false, sys::MOUNT_ATTR_RDONLY, 0)
         .context("cannot make the minimal root read-only")?;
     enter_root(&root)?;
-    enter_start(start.or(Some(Start::Path("/".into()))), copies)
+    enter_start(start.or(Some(Start::Path("/".into(), None))), copies)
 }
 
 /// Makes `root` the root of init, and so of the target. A chroot rather
@@ -668,8 +688,7 @@ fn show_in_minimal(
     copies: &[Option<OwnedFd>],
     i: usize,
 ) -> Result<bool> {
-    let own = ["/proc", "/dev"].iter().any(|d| is_under(&bind.path, d))
-        || ["/", "/tmp"].contains(&bind.path.as_str());
+    let own = runs_own(&bind.path);
     if own && bind.cwd {
         return Ok(false);
     }
@@ -685,6 +704,12 @@ fn show_in_minimal(
     let onto = mount_point(root, &bind.path, ours, is_regular(&bind.dir))?;
     attach(copy_of(copies, i)?, &onto, &bind.path)?;
     Ok(true)
+}
+
+/// Whether a minimal root has its own directory at `path` (its /, /tmp,
+/// /proc and /dev), in place of the host's.
+fn runs_own(path: &str) -> bool {
+    ["/proc", "/dev"].iter().any(|d| is_under(path, d)) || ["/", "/tmp"].contains(&path)
 }
 
 /// The host's devices a run may use, in every minimal /dev.

@@ -677,3 +677,61 @@ fn a_directory_or_o_path_descriptor_as_a_standard_descriptor_is_refused() {
         }
     }
 }
+
+/// A working directory below another directory the run is shown (here
+/// read-only, being sticky and open to all, below a `--bind-rw` one) is
+/// entered by init, which is root. Entered by its path, a symbolic link
+/// the caller put in place of the directory after the policy's look sent
+/// the run into a tree the caller may not enter: an independent review
+/// read a file of another user's 0700 home in 17 runs of 40. The caller
+/// here swaps its working directory with such a link (renameat2,
+/// RENAME_EXCHANGE) without pause through 40 runs: no run may read the
+/// other user's file, whichever way each run falls.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn the_working_directory_is_entered_without_following_a_link_swapped_in_by_the_caller() {
+    use std::os::unix::fs::{chown, lchown, symlink};
+    let t = require_root!();
+    let (outsider, tester) = (t.env().outsider, t.env().test_user);
+    let home = t.scratch("outsiders-home");
+    let public = home.path().join("pub");
+    fs::create_dir(&public).expect("mkdir");
+    let secret = public.join("secret");
+    fs::write(&secret, "the outsider's secret\n").expect("write");
+    for (path, mode) in [(home.path(), 0o700), (public.as_path(), 0o755), (secret.as_path(), 0o644)]
+    {
+        chown(path, Some(outsider.uid), Some(outsider.gid)).expect("chown");
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    let shown = t.scratch("shown");
+    let cwd = shown.path().join("c");
+    fs::create_dir(&cwd).expect("mkdir");
+    chown(&cwd, Some(tester.uid), Some(tester.gid)).expect("chown");
+    fs::set_permissions(&cwd, fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let link = shown.path().join("s");
+    symlink(&public, &link).expect("symlink");
+    lchown(&link, Some(tester.uid), Some(tester.gid)).expect("lchown");
+    let script = "import ctypes, os, signal, subprocess, sys\n\
+                  shown, safeexec = sys.argv[1:]\n\
+                  renameat2 = {'x86_64': 316, 'aarch64': 276}[os.uname().machine]\n\
+                  libc = ctypes.CDLL(None, use_errno=True)\n\
+                  os.chdir(shown + '/c')\n\
+                  swapper = os.fork()\n\
+                  if swapper == 0:\n\
+                  \x20   a, b = (shown + '/c').encode(), (shown + '/s').encode()\n\
+                  \x20   while True:\n\
+                  \x20       libc.syscall(renameat2, -100, a, -100, b, 2)\n\
+                  for i in range(40):\n\
+                  \x20   r = subprocess.run([safeexec, '--bind-rw', shown, '--exec', '/bin/cat', 'secret'],\n\
+                  \x20                      capture_output=True, text=True)\n\
+                  \x20   print('run%d=%s' % (i, (r.stdout + r.stderr).replace('\\n', ' ')))\n\
+                  os.kill(swapper, signal.SIGKILL)\n\
+                  os.waitpid(swapper, 0)\n";
+    let frontend = path_str(&t.safeexec).to_string();
+    let out = t
+        .run_program(safeexec_tests::PYTHON, &["-c", script, path_str(shown.path()), &frontend])
+        .output();
+    let said = stdout(&out);
+    assert_eq!(said.lines().filter(|l| l.starts_with("run")).count(), 40, "{}", dump(&out));
+    assert!(!said.contains("the outsider's secret"), "a run read it:\n{}", dump(&out));
+}
