@@ -59,6 +59,8 @@ use crate::terminal::{self, Caller, Keys, Pty, Std};
 pub struct Relay {
     thread: JoinHandle<u64>,
     helper: Arc<ToHelper>,
+    /// Closed by `finish`: the run is over, and the thread only drains.
+    run_over: OwnedFd,
 }
 
 /// The helper's descriptors 0, 1 and 2.
@@ -161,18 +163,21 @@ impl Relay {
             }
         }
         let thread_helper = Arc::clone(&helper);
+        let (over_rx, run_over) = io::pipe()?;
+        let over = File::from(OwnedFd::from(over_rx));
         let thread = std::thread::Builder::new()
             .name("output relay".into())
-            .spawn(move || pump(outputs, limit, || thread_helper.want_stop()))?;
-        Ok((Some(Relay { thread, helper }), stdio))
+            .spawn(move || pump(outputs, limit, || thread_helper.want_stop(), &over))?;
+        Ok((Some(Relay { thread, helper, run_over: OwnedFd::from(run_over) }), stdio))
     }
 
     /// Call once the helper's reply was read (or could not be): from now on
     /// no signal goes to the helper, for it may be gone. Returns, once the
-    /// run and the helper closed every pipe and the pty's slave, the bytes
-    /// of output counted.
+    /// run and the helper closed every pipe and the pty's slave, or else
+    /// once what they left is drained (`pump`), the bytes of output counted.
     pub fn finish(self) -> u64 {
         self.helper.close();
+        drop(self.run_over);
         // `pump` does not panic; should it, the bug shows here.
         self.thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
@@ -254,15 +259,49 @@ struct Output<W> {
     to: Option<W>,
 }
 
-/// Copies until every output reached its end: at most `limit` bytes
-/// written in all, everything counted; `passed` is called once, when the
-/// count first passes the limit. A sink that fails (its reader went away)
-/// is dropped; counting goes on. Returns the count.
-fn pump<W: Write>(mut outputs: Vec<Output<W>>, limit: Option<u64>, passed: impl FnOnce()) -> u64 {
+/// How long the relay waits for more output once the run is over, when an
+/// output is still open: a copy of its pipe's write end, or of the pty's
+/// slave, outlived the run. The run can pass one out, in flight (SCM_RIGHTS)
+/// on a socket the caller gave it as a standard descriptor: an independent
+/// review held the frontend past the wall limit that way, for ever.
+const DRAIN_IDLE: Duration = Duration::from_millis(100);
+
+/// At most this long in all, after the run: nobody of the run can write by
+/// then, and a writer outside it is not the run's.
+const DRAIN_MAX: Duration = Duration::from_secs(2);
+
+/// Copies until every output reached its end, or, once `run_over` is
+/// readable (its write end closed: `Relay::finish`), until what is left is
+/// drained (nothing more for `DRAIN_IDLE`, or `DRAIN_MAX` in all): at most
+/// `limit` bytes written in all, everything counted; `passed` is called
+/// once, when the count first passes the limit. A sink that fails (its
+/// reader went away) is dropped; counting goes on. Returns the count.
+fn pump<W: Write>(
+    mut outputs: Vec<Output<W>>,
+    limit: Option<u64>,
+    passed: impl FnOnce(),
+    run_over: &File,
+) -> u64 {
     let mut passed = Some(passed);
     let mut counted = 0u64;
     let mut buf = vec![0u8; 64 * 1024];
-    while let Some(ready) = wait_readable(&outputs) {
+    let mut over_since: Option<std::time::Instant> = None;
+    loop {
+        let wait = match over_since {
+            None => Wait::Until(run_over),
+            Some(since) if since.elapsed() >= DRAIN_MAX => break,
+            Some(_) => Wait::Idle(DRAIN_IDLE),
+        };
+        let Some(ready) = wait_readable(&outputs, &wait) else { break };
+        let ready = match ready {
+            Ready::Outputs { ready, run_over } => {
+                if run_over && over_since.is_none() {
+                    over_since = Some(std::time::Instant::now());
+                }
+                ready
+            }
+            Ready::Idle => break,
+        };
         for i in ready {
             let output = &mut outputs[i];
             let Some(n) = read_some(&mut output.from, &mut buf) else { continue };
@@ -384,9 +423,26 @@ fn write_out<W: Write>(sink: &mut W, mut data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Waits until one of the open outputs can be read (or is at its end);
-/// `None` once none is open.
-fn wait_readable<W>(outputs: &[Output<W>]) -> Option<Vec<usize>> {
+/// How `wait_readable` waits: until an output is ready or the run is over
+/// (the descriptor given becomes readable), or, after the run, at most a
+/// while.
+enum Wait<'a> {
+    Until(&'a File),
+    Idle(Duration),
+}
+
+/// What `wait_readable` found.
+enum Ready {
+    /// These outputs can be read (or are at their end); whether the run
+    /// is over (`Wait::Until`).
+    Outputs { ready: Vec<usize>, run_over: bool },
+    /// Nothing came for the while given (`Wait::Idle`).
+    Idle,
+}
+
+/// Waits until one of the open outputs can be read (or is at its end), as
+/// `wait` says; `None` once none is open.
+fn wait_readable<W>(outputs: &[Output<W>], wait: &Wait<'_>) -> Option<Ready> {
     let open: Vec<usize> = (0..outputs.len()).filter(|&i| outputs[i].from.is_some()).collect();
     if open.is_empty() {
         return None;
@@ -396,21 +452,34 @@ fn wait_readable<W>(outputs: &[Output<W>]) -> Option<Vec<usize>> {
         .filter_map(|o| o.from.as_ref())
         .map(|from| PollFd::new(from.as_fd(), PollFlags::POLLIN))
         .collect();
-    let ready = match poll(&mut fds, PollTimeout::NONE) {
+    let timeout = match wait {
+        Wait::Until(run_over) => {
+            fds.push(PollFd::new(run_over.as_fd(), PollFlags::POLLIN));
+            PollTimeout::NONE
+        }
+        Wait::Idle(idle) => PollTimeout::try_from(*idle).unwrap_or(PollTimeout::MAX),
+    };
+    let ready = match poll(&mut fds, timeout) {
+        Ok(0) if matches!(wait, Wait::Idle(_)) => Ready::Idle,
         // POLLHUP or POLLERR make a read return at once too.
-        Ok(_) => fds
-            .iter()
-            .zip(&open)
-            .filter(|(fd, _)| fd.any().unwrap_or(true))
-            .map(|(_, &i)| i)
-            .collect(),
-        Err(Errno::EINTR) => Vec::new(),
+        Ok(_) => {
+            let outputs: Vec<usize> = fds
+                .iter()
+                .zip(&open)
+                .filter(|(fd, _)| fd.any().unwrap_or(true))
+                .map(|(_, &i)| i)
+                .collect();
+            let run_over = matches!(wait, Wait::Until(_))
+                && fds.last().is_some_and(|fd| fd.any().unwrap_or(true));
+            Ready::Outputs { ready: outputs, run_over }
+        }
+        Err(Errno::EINTR) => Ready::Outputs { ready: Vec::new(), run_over: false },
         // Not with open descriptors; should it happen, every one is tried
         // after a pause (a read that finds nothing returns at once, EAGAIN,
         // or blocks until the run writes or ends).
         Err(_) => {
             std::thread::sleep(Duration::from_millis(5));
-            open
+            Ready::Outputs { ready: open, run_over: false }
         }
     };
     Some(ready)
@@ -420,6 +489,31 @@ fn wait_readable<W>(outputs: &[Output<W>]) -> Option<Vec<usize>> {
 mod tests {
     use super::*;
     use std::thread;
+
+    /// `pump`'s word that the run is over, never given while the writer
+    /// lives.
+    fn run_not_over() -> (File, io::PipeWriter) {
+        let (rx, tx) = io::pipe().expect("pipe");
+        (File::from(OwnedFd::from(rx)), tx)
+    }
+
+    /// Once the run is over, an output whose writer outlived it (a copy of
+    /// its pipe sent away by the run) is drained, not waited on: what was
+    /// written comes through, and the pump ends within `DRAIN_IDLE` or so.
+    #[test]
+    fn after_the_run_an_output_still_open_is_drained_not_waited_for() {
+        let (rx, mut held) = io::pipe().expect("pipe");
+        held.write_all(b"left in the pipe").expect("write");
+        let outputs =
+            vec![Output { from: Some(File::from(OwnedFd::from(rx))), to: Some(Vec::new()) }];
+        let (over, over_tx) = run_not_over();
+        drop(over_tx);
+        let started = std::time::Instant::now();
+        let counted = pump(outputs, None, || {}, &over);
+        assert_eq!(counted, 16);
+        assert!(started.elapsed() < DRAIN_MAX, "waited {:?}", started.elapsed());
+        drop(held);
+    }
 
     /// A sink whose reader went away.
     struct Gone;
@@ -458,7 +552,8 @@ mod tests {
             Output { from: Some(file(err_rx)), to: err_sink },
         ];
         let mut passed = 0;
-        let counted = pump(outputs, Some(limit), || passed += 1);
+        let (not_over, _writer) = run_not_over();
+        let counted = pump(outputs, Some(limit), || passed += 1, &not_over);
         for w in writers {
             w.join().unwrap();
         }
@@ -557,7 +652,8 @@ mod tests {
         ];
         let mut passed = 0;
         // Ends once the slave and the pipe are closed (the run is gone).
-        let counted = pump(outputs, Some(4000), || passed += 1);
+        let (not_over, _writer) = run_not_over();
+        let counted = pump(outputs, Some(4000), || passed += 1, &not_over);
         run.join().unwrap();
         assert_eq!((counted, passed), (6000, 1));
         assert_eq!(tty.len() + err.len(), 4000);
@@ -570,7 +666,8 @@ mod tests {
         let run = thread::spawn(move || slave.write_all(b"line\n").unwrap());
         let mut tty = Vec::new();
         let outputs = vec![Output { from: Some(pty.master), to: Some(&mut tty) }];
-        let counted = pump(outputs, None, || panic!("no limit to pass"));
+        let (not_over, _writer) = run_not_over();
+        let counted = pump(outputs, None, || panic!("no limit to pass"), &not_over);
         run.join().unwrap();
         assert_eq!(counted, 6);
         assert_eq!(tty, b"line\r\n");
@@ -634,7 +731,8 @@ mod tests {
         });
         let mut tty = Vec::new();
         let outputs = vec![Output { from: Some(pty.master), to: Some(&mut tty) }];
-        let counted = pump(outputs, None, || {});
+        let (not_over, _writer) = run_not_over();
+        let counted = pump(outputs, None, || {}, &not_over);
         run.join().unwrap();
         assert_eq!(counted, 100_000);
         // The run is over: the master refuses the keys, their thread ends.
@@ -656,7 +754,8 @@ mod tests {
         let (out_rx, mut out_tx) = io::pipe().unwrap();
         let run = thread::spawn(move || out_tx.write_all(&vec![b'x'; 500_000]).unwrap());
         let outputs = vec![Output { from: Some(file(out_rx)), to: Some(sink) }];
-        assert_eq!(pump(outputs, None, || {}), 500_000);
+        let (not_over, _writer) = run_not_over();
+        assert_eq!(pump(outputs, None, || {}, &not_over), 500_000);
         run.join().unwrap();
         assert_eq!(reader.join().unwrap(), 500_000);
     }

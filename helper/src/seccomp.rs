@@ -8,7 +8,8 @@
 //! fchmodat, fchmodat2, mkdir(at), mknod(at), creat and open(at) with
 //! O_CREAT or O_TMPFILE fail with EPERM when the mode has S_ISUID or
 //! S_ISGID; openat2 and io_uring_setup (whose modes a filter cannot see)
-//! fail with ENOSYS, and callers fall back to openat. System calls of
+//! fail with ENOSYS, and callers fall back to openat; so does io_setup,
+//! whose contexts are one count for the whole machine. System calls of
 //! another ABI (32-bit, x32) kill the process: the filter only knows the
 //! native numbers.
 //!
@@ -89,8 +90,9 @@ enum Rule {
     /// socketpair: refuse with EAFNOSUPPORT unless AF_UNIX and of a
     /// connected type (`SOCKETPAIR_TYPES`).
     UnixPair,
-    /// setsockopt: refuse with EPERM the option `name` of level `level`.
-    SocketOption { level: u32, name: u32 },
+    /// setsockopt: refuse with EPERM the options `ip` of level IPPROTO_IP
+    /// and `ipv6` of level IPPROTO_IPV6.
+    SocketOptions { ip: &'static [u32], ipv6: &'static [u32] },
 }
 
 /// Terminal requests that act on a terminal beyond the target's own use of
@@ -182,6 +184,19 @@ const FALLOCATE_MODES: &[u32] =
 /// them.
 const IPV6_FLOWLABEL_MGR: u32 = 32;
 
+/// Multicast memberships: a join makes the kernel send a report on the
+/// interface a few milliseconds later (a timer of the namespace), and a
+/// leave another, also when the socket closes at the program's exit: a
+/// report a run arms as it ends goes out after the next run's check of the
+/// kept namespace, and moves counters that run reads (an independent
+/// review carried a number from one run to the next so). IPPROTO_IP:
+/// IP_ADD_MEMBERSHIP (35) to MCAST_MSFILTER (48), every membership and
+/// source filter option; IPPROTO_IPV6: IPV6_ADD_MEMBERSHIP and
+/// IPV6_DROP_MEMBERSHIP (20, 21), and the MCAST_ ones (42 to 48).
+const IP_MEMBERSHIP: &[u32] = &[35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48];
+/// IPv6's options refused: its memberships, and flow labels.
+const IPV6_REFUSED: &[u32] = &[20, 21, IPV6_FLOWLABEL_MGR, 42, 43, 44, 45, 46, 47, 48];
+
 /// fchmodat2(2): 452 in x86_64's table and in the generic one of aarch64;
 /// the libc crate names it for x86_64 only.
 const SYS_FCHMODAT2: libc::c_long = 452;
@@ -200,6 +215,11 @@ const RULES: &[(libc::c_long, Rule)] = &[
     (libc::SYS_openat, Rule::Create { flags: 2, mode: 3 }),
     (libc::SYS_openat2, Rule::NoSys),
     (libc::SYS_io_uring_setup, Rule::NoSys),
+    // The machine's asynchronous I/O contexts are one count for all
+    // (fs.aio-max-nr): a run took them all for its wall limit, and every
+    // other user's io_setup failed (a review). Callers fall back to
+    // threads.
+    (libc::SYS_io_setup, Rule::NoSys),
     (libc::SYS_unshare, Rule::Flags { arg: 0, bits: NEWUSER }),
     (libc::SYS_clone, Rule::Flags { arg: 0, bits: NEWUSER }),
     (libc::SYS_clone3, Rule::NoSys),
@@ -224,10 +244,7 @@ const RULES: &[(libc::c_long, Rule)] = &[
         libc::SYS_fallocate,
         Rule::Only { arg: 1, values: FALLOCATE_MODES, otherwise: Label::NoSupport },
     ),
-    (
-        libc::SYS_setsockopt,
-        Rule::SocketOption { level: libc::IPPROTO_IPV6 as u32, name: IPV6_FLOWLABEL_MGR },
-    ),
+    (libc::SYS_setsockopt, Rule::SocketOptions { ip: IP_MEMBERSHIP, ipv6: IPV6_REFUSED }),
 ];
 
 /// The older calls that x86_64 still has beside the `at` ones.
@@ -276,9 +293,11 @@ enum Label {
     NoSys,
     NoFamily,
     NoSupport,
-    /// The check block of rule `i`; `Mode(i)`: its mode test.
+    /// The check block of rule `i`; `Mode(i)`: its mode test (or its
+    /// first list of values), `Second(i)`: its second list of values.
     Rule(usize),
     Mode(usize),
+    Second(usize),
     /// The upper half of a search, from rule `i` on (`dispatch`).
     Upper(usize),
 }
@@ -290,8 +309,8 @@ enum Label {
 const MAX_RULES: usize = 64;
 const _: () = assert!(RULES.len() + OLD_CALLS.len() <= MAX_RULES);
 /// Places in that table: the six fixed labels, the arch check's, and
-/// three per rule.
-const LABELS: usize = 7 + 3 * MAX_RULES;
+/// four per rule.
+const LABELS: usize = 7 + 4 * MAX_RULES;
 
 /// Where `label` is kept in `filter`'s table.
 fn slot(label: Label) -> usize {
@@ -306,6 +325,7 @@ fn slot(label: Label) -> usize {
         Label::Rule(i) => 7 + i,
         Label::Mode(i) => 7 + MAX_RULES + i,
         Label::Upper(i) => 7 + 2 * MAX_RULES + i,
+        Label::Second(i) => 7 + 3 * MAX_RULES + i,
     }
 }
 
@@ -405,14 +425,17 @@ fn check(i: usize, rule: Rule, emit: &mut impl FnMut(Op)) {
             values.iter().for_each(|&v| emit(Op::JumpIfEq(v, Label::Allow)));
             emit(Op::JumpIfAny(0, otherwise, otherwise));
         }
-        Rule::SocketOption { level, name } => {
+        Rule::SocketOptions { ip, ipv6 } => {
             emit(Op::Load(arg(1)));
-            emit(Op::JumpIfEq(level, Label::Mode(i)));
+            emit(Op::JumpIfEq(libc::IPPROTO_IP as u32, Label::Mode(i)));
+            emit(Op::JumpIfEq(libc::IPPROTO_IPV6 as u32, Label::Second(i)));
             emit(Op::Ret(RET_ALLOW));
-            emit(Op::Here(Label::Mode(i)));
-            emit(Op::Load(arg(2)));
-            emit(Op::JumpIfEq(name, Label::Deny));
-            emit(Op::Ret(RET_ALLOW));
+            for (label, names) in [(Label::Mode(i), ip), (Label::Second(i), ipv6)] {
+                emit(Op::Here(label));
+                emit(Op::Load(arg(2)));
+                names.iter().for_each(|&name| emit(Op::JumpIfEq(name, Label::Deny)));
+                emit(Op::Ret(RET_ALLOW));
+            }
         }
     }
 }
@@ -537,6 +560,7 @@ mod tests {
         let nosys = RET_ERRNO | libc::ENOSYS as u32;
         assert_eq!(decide(libc::SYS_openat2, [0; 6]), nosys);
         assert_eq!(decide(libc::SYS_io_uring_setup, [0; 6]), nosys);
+        assert_eq!(decide(libc::SYS_io_setup, [0; 6]), nosys);
         assert_eq!(run(&filter(), 0x4000_0003, 15, [0; 6]), RET_KILL_PROCESS);
         assert_eq!(run(&filter(), NATIVE_ARCH, X32_BIT | 90, [0; 6]), RET_KILL_PROCESS);
     }
@@ -556,6 +580,23 @@ mod tests {
         assert_eq!(decide(libc::SYS_setsockopt, [3, v6, IPV6_FLOWLABEL_MGR, 0, 0, 0]), EPERM);
         for (level, name) in [(v6, 33), (v6, 26), (0, IPV6_FLOWLABEL_MGR), (1, 2)] {
             assert_eq!(decide(libc::SYS_setsockopt, [3, level, name, 0, 0, 0]), RET_ALLOW);
+        }
+    }
+
+    #[test]
+    fn multicast_memberships_are_refused_and_the_options_beside_them_allowed() {
+        let (v4, v6) = (libc::IPPROTO_IP as u32, libc::IPPROTO_IPV6 as u32);
+        for (level, name) in [(v4, 35), (v4, 39), (v4, 42), (v4, 48), (v6, 20), (v6, 42), (v6, 46)]
+        {
+            let decided = decide(libc::SYS_setsockopt, [3, level, name, 0, 0, 0]);
+            assert_eq!(decided, EPERM, "level {level}, option {name}");
+        }
+        // Multicast's own settings (interface, TTL, loop), and the
+        // neighbouring options of both levels.
+        for (level, name) in [(v4, 32), (v4, 33), (v4, 34), (v4, 49), (v6, 17), (v6, 19), (v6, 49)]
+        {
+            let decided = decide(libc::SYS_setsockopt, [3, level, name, 0, 0, 0]);
+            assert_eq!(decided, RET_ALLOW, "level {level}, option {name}");
         }
     }
 

@@ -224,6 +224,35 @@ fn output_under_the_limit_passes_whole() {
     assert_eq!(j["output_bytes"], 6, "{j}");
 }
 
+/// A run that sends its output pipes away, in flight on a socket the
+/// caller gave it as stdin (SCM_RIGHTS; the caller holds the other end and
+/// never reads it: a judge whose library makes its children's standard
+/// streams socketpairs), leaves a writer of the relay's pipes alive after
+/// its end: the relay waited for their end of file for ever, past the wall
+/// limit (an independent review held the frontend so). Once the run is
+/// over, the relay now drains what is there and ends.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn the_relay_ends_with_the_run_even_if_the_run_sent_its_pipes_away() {
+    let t = require_root!();
+    let (stdin, held) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    let p = t.probe();
+    let args =
+        ["--json", "--output", "100", "--clock", "2", "--exec", &p, "sendfds", "0", "1", "2"];
+    let started = Instant::now();
+    let out = t
+        .run(&args)
+        .stdin(safeexec_tests::Input::File(fs::File::from(std::os::fd::OwnedFd::from(stdin))))
+        .timeout(Duration::from_secs(30))
+        .output();
+    let took = started.elapsed();
+    assert_eq!(word(&out, "sendfds"), "ok", "{}", dump(&out));
+    let j = json_report(&out);
+    verdict(&out, &j, "ok", 0);
+    assert!(took < Duration::from_secs(10), "the frontend ended after {took:?}\n{}", dump(&out));
+    drop(held);
+}
+
 // ---------------------------------------------------------------------------
 // Extreme values
 

@@ -277,12 +277,12 @@ fn mkdir_with_the_setgid_bit_fails_with_eperm_and_a_plain_mkdir_works() {
 
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
-fn openat2_creating_a_setuid_file_and_io_uring_setup_fail_with_enosys() {
+fn openat2_creating_a_setuid_file_io_uring_setup_and_io_setup_fail_with_enosys() {
     let t = require_root!();
     let scratch = open_scratch(&t, "nosys");
     let (out, j) = t.attack(&bind_rw(scratch.path()), &["nosys", path_str(scratch.path())]);
     verdict(&out, &j, "ok", 0);
-    assert_each(&out, &["openat2", "io_uring_setup"], "ENOSYS");
+    assert_each(&out, &["openat2", "io_uring_setup", "io_setup"], "ENOSYS");
     assert_eq!(word(&out, "openat2_file"), "missing", "{}", dump(&out));
     let left = setid_entries(scratch.path());
     assert!(left.is_empty(), "set-id files on the host: {left:?}");
