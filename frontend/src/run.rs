@@ -51,12 +51,14 @@ pub enum RunError {
         path: PathBuf,
         dir: PathBuf,
     },
-    /// A report file below a sticky directory that another user owns.
-    ForeignSticky {
+    /// A report file below a directory, or through a symbolic link, that
+    /// another user owns.
+    Foreign {
         what: &'static str,
         path: PathBuf,
         dir: PathBuf,
         owner: u32,
+        link: bool,
     },
     /// An existing report file of another user's in a sticky directory.
     Others {
@@ -111,11 +113,18 @@ impl fmt::Display for RunError {
                 path.display(),
                 dir.display()
             ),
-            RunError::ForeignSticky { what, path, dir, owner } => write!(
+            RunError::Foreign { what, path, dir, owner, link: false } => write!(
                 f,
-                "{what} {} is below {}, a sticky directory another user owns (uid {owner}), \
-                 who could put a report of its own in its place; name a file in a directory \
-                 runs cannot write",
+                "{what} {} is below {}, a directory another user owns (uid {owner}), who could \
+                 put a report of its own in its place; name a file in a directory of yours or \
+                 root's",
+                path.display(),
+                dir.display()
+            ),
+            RunError::Foreign { what, path, dir, owner, link: true } => write!(
+                f,
+                "{what} {} goes through {}, a symbolic link another user owns (uid {owner}), \
+                 who could point it at another file; name a path without it",
                 path.display(),
                 dir.display()
             ),
@@ -435,12 +444,16 @@ pub fn create_file(what: &'static str, path: &Path) -> Result<File, RunError> {
 /// `--bind-rw` one, the policy's `writable_dirs`) could rename the report
 /// file, or a directory above it, and put its own in its place, also after
 /// our look once the run is over, for another run may still be alive (an
-/// independent review forged a report so). A sticky directory must be
-/// root's or the caller's: its owner may rename anything in it. Both the
-/// way as written and the directories it leads to are looked at; a
-/// relative path whose directory cannot be told (the working directory
-/// removed) is refused, not passed unlooked at (a fourth review's way
-/// around the look).
+/// independent review forged a report so). Every directory on the way must
+/// be root's or the caller's, sticky or not: its owner may rename anything
+/// in it (a review of the tenth round read and replaced a report below
+/// another user's 0755 directory). So must every symbolic link on the way,
+/// whose owner may point it elsewhere: another user's link in a sticky
+/// directory sent the report into another file of the caller's (where
+/// fs.protected_symlinks is 0). Both the way as written and the
+/// directories it leads to are looked at; a relative path whose directory
+/// cannot be told (the working directory removed) is refused, not passed
+/// unlooked at (a fourth review's way around the look).
 fn check_the_way(what: &'static str, path: &Path) -> Result<(), RunError> {
     let absolute = if path.is_absolute() {
         path.to_path_buf()
@@ -458,6 +471,14 @@ fn check_the_way(what: &'static str, path: &Path) -> Result<(), RunError> {
     let Some(dir) = absolute.parent() else { return Ok(()) };
     let real = fs::canonicalize(dir).ok();
     let me = nix::unistd::geteuid().as_raw();
+    let foreign = |owner| owner != 0 && owner != me;
+    for d in dir.ancestors() {
+        let Ok(meta) = fs::symlink_metadata(d) else { continue };
+        if meta.file_type().is_symlink() && foreign(meta.uid()) {
+            let (dir, path) = (d.to_path_buf(), path.to_path_buf());
+            return Err(RunError::Foreign { what, path, dir, owner: meta.uid(), link: true });
+        }
+    }
     for d in dir.ancestors().chain(real.iter().flat_map(|real| real.ancestors())) {
         let Ok(meta) = fs::metadata(d) else { continue };
         let (mode, owner) = (meta.mode(), meta.uid());
@@ -465,8 +486,8 @@ fn check_the_way(what: &'static str, path: &Path) -> Result<(), RunError> {
         if mode & 0o1000 == 0 && mode & 0o002 != 0 {
             return Err(RunError::Shared { what, path, dir });
         }
-        if mode & 0o1000 != 0 && owner != 0 && owner != me {
-            return Err(RunError::ForeignSticky { what, path, dir, owner });
+        if foreign(owner) {
+            return Err(RunError::Foreign { what, path, dir, owner, link: false });
         }
     }
     Ok(())

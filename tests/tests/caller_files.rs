@@ -228,15 +228,72 @@ fn report_and_meta_files_in_a_sticky_directory_another_user_owns_are_refused() {
     for (option, what) in REPORT_PATHS {
         let file = theirs.path().join(what.replace(' ', "-"));
         let (out, took) = report_to(&t, option, path_str(&file));
+        let message = foreign_message(what, &file, theirs.path(), t.outsider.uid);
+        assert_refused(&out, took, &message);
+        assert!(!file.exists(), "{option}: the file was made");
+    }
+}
+
+fn foreign_message(what: &str, file: &Path, dir: &Path, owner: u32) -> String {
+    format!(
+        "{what} {} is below {}, a directory another user owns (uid {owner}), who could put a \
+         report of its own in its place; name a file in a directory of yours or root's",
+        path_str(file),
+        path_str(dir),
+    )
+}
+
+/// Not only a sticky directory: the owner of any directory on the way may
+/// rename a file in it and put another in its place. A review of the tenth
+/// round had another user make a directory (0755) and a file in it open to
+/// all where a judge's report was to go: that user read the report, then
+/// replaced it with an "OK" of its own. Refused, and the file untouched.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn report_and_meta_files_below_a_directory_another_user_owns_are_refused() {
+    let t = require_root!();
+    let theirs = HostPath::dir(path_str(&t.work), "dir-theirs", t.outsider, 0o755);
+    for (option, what) in REPORT_PATHS {
+        let file = theirs.path().join(what.replace(' ', "-"));
+        fs::write(&file, b"").expect("write");
+        own(&file, t.outsider, 0o666);
+        let (out, took) = report_to(&t, option, path_str(&file));
+        assert_refused(&out, took, &foreign_message(what, &file, theirs.path(), t.outsider.uid));
+        assert_eq!(fs::read(&file).expect("read"), b"", "{option}: the file was written");
+    }
+}
+
+/// A symbolic link on the way to a report file is followed, and its owner
+/// may point it at any directory: another user's link in a sticky
+/// directory, named by the caller as the directory of its report, sent
+/// the report into another file of the caller's (a review of the tenth
+/// round, where fs.protected_symlinks is 0, as here). Refused, and the
+/// caller's file untouched.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn report_and_meta_paths_through_another_users_link_are_refused() {
+    let t = require_root!();
+    let mine = t.scratch("caller-dir");
+    let root = Ids { uid: 0, gid: 0 };
+    let shared = HostPath::dir(path_str(&t.work), "sticky-links", root, 0o1777);
+    let link = shared.path().join("judge");
+    std::os::unix::fs::symlink(mine.path(), &link).expect("symlink");
+    std::os::unix::fs::lchown(&link, Some(t.outsider.uid), Some(t.outsider.gid)).expect("lchown");
+    for (option, what) in REPORT_PATHS {
+        let name = what.replace(' ', "-");
+        let precious = mine.file(&name, b"the caller's own data\n", 0o644);
+        let file = link.join(&name);
+        let (out, took) = report_to(&t, option, path_str(&file));
         let message = format!(
-            "{what} {} is below {}, a sticky directory another user owns (uid {}), who could put \
-             a report of its own in its place; name a file in a directory runs cannot write",
+            "{what} {} goes through {}, a symbolic link another user owns (uid {}), who could \
+             point it at another file; name a path without it",
             path_str(&file),
-            path_str(theirs.path()),
+            path_str(&link),
             t.outsider.uid
         );
         assert_refused(&out, took, &message);
-        assert!(!file.exists(), "{option}: the file was made");
+        let kept = fs::read(&precious).expect("read");
+        assert_eq!(kept, b"the caller's own data\n", "{option}: the caller's file was written");
     }
 }
 
