@@ -62,9 +62,9 @@ fn main() -> ExitCode {
             // holds the error) instead of the words.
             let object = report::json_failure(&e.to_string());
             match report_out.as_mut() {
-                _ if !json || cli.silent => eprintln!("safeexec: {e}"),
+                _ if !json || cli.silent => run::say(format_args!("{e}")),
                 Some(out) if !report_on_stderr(&cli) => {
-                    eprintln!("safeexec: {e}");
+                    run::say(format_args!("{e}"));
                     run::write_report(out, &object);
                 }
                 // Stderr, or the report file could not be opened.
@@ -135,15 +135,20 @@ fn run_cli(
         *meta_out = Some(file);
     }
 
-    let outcome = run::run(helper, &request, dirs)?;
+    let flags = run::StdFlags::save();
+    let outcome = run::run(helper, &request, dirs);
+    flags.restore();
+    let outcome = outcome?;
     for file in &named {
         file.still_there()?;
     }
 
     if let Some(err) = &outcome.exec_error {
         match hints::exec_error(err) {
-            Some(hint) => eprintln!("safeexec: cannot execute {}: {err} ({hint})", request.program),
-            None => eprintln!("safeexec: cannot execute {}: {err}", request.program),
+            Some(hint) => {
+                run::say(format_args!("cannot execute {}: {err} ({hint})", request.program))
+            }
+            None => run::say(format_args!("cannot execute {}: {err}", request.program)),
         }
     }
     let json = cli.json || cli.report_format == ReportFormat::Json;
@@ -153,7 +158,7 @@ fn run_cli(
         if let Some(hint) =
             hints::after_report(&outcome, hints::stdout_or_stderr_is_a_file).filter(|_| !json)
         {
-            eprintln!("safeexec: hint: {hint}");
+            run::say(format_args!("hint: {hint}"));
         }
     }
     if let Some(meta) = meta_out.as_mut() {

@@ -408,7 +408,7 @@ fn send_end_of_file(master: &mut File) -> io::Result<()> {
 /// Writes all of `data` to a sink as it is: blocking if it blocks; if the
 /// caller made it non-blocking, retried every few milliseconds (no CPU
 /// spent) until its reader takes it.
-fn write_out<W: Write>(sink: &mut W, mut data: &[u8]) -> io::Result<()> {
+pub fn write_out<W: Write + ?Sized>(sink: &mut W, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
         match sink.write(data) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

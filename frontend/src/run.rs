@@ -903,8 +903,44 @@ fn dup(fd: BorrowedFd<'_>) -> Result<File, RunError> {
 
 /// Writes a report, ignoring a reader that went away.
 pub fn write_report(out: &mut dyn Write, text: &str) {
-    let _ = out.write_all(text.as_bytes());
+    // As the relay writes: a sink left non-blocking is waited on, not
+    // given up (the report would be lost behind what the run wrote there).
+    let _ = crate::relay::write_out(out, text.as_bytes());
     let _ = out.flush();
+}
+
+/// One line of ours on stderr, "safeexec: LINE". Never a panic (as
+/// `eprintln!` makes when stderr fails, and the release build aborts on
+/// one, with a core file: a run that left our shared stderr non-blocking
+/// and full did that, a review of the tenth round).
+pub fn say(line: std::fmt::Arguments<'_>) {
+    write_report(&mut io::stderr(), &format!("safeexec: {line}\n"));
+}
+
+/// The file status flags of our stdout and stderr as the caller gave them.
+/// A run that has them shares their open file descriptions, and may change
+/// those flags: O_NONBLOCK, so that our report fails with EAGAIN behind
+/// what it wrote; O_APPEND cleared, so that the report lands before a
+/// forged one it wrote further on. `restore` puts them back after the run.
+pub struct StdFlags([Option<OFlag>; 2]);
+
+impl StdFlags {
+    pub fn save() -> StdFlags {
+        let flags =
+            |fd: BorrowedFd<'_>| fcntl(fd, FcntlArg::F_GETFL).ok().map(OFlag::from_bits_truncate);
+        StdFlags([flags(io::stdout().as_fd()), flags(io::stderr().as_fd())])
+    }
+
+    pub fn restore(&self) {
+        let settable = OFlag::O_APPEND | OFlag::O_NONBLOCK;
+        for (fd, saved) in [io::stdout().as_fd(), io::stderr().as_fd()].into_iter().zip(self.0) {
+            let (Some(saved), Ok(now)) = (saved, fcntl(fd, FcntlArg::F_GETFL)) else { continue };
+            let now = OFlag::from_bits_truncate(now);
+            if now & settable != saved & settable {
+                let _ = fcntl(fd, FcntlArg::F_SETFL((now - settable) | (saved & settable)));
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -261,6 +261,42 @@ fn a_caller_ignoring_sigchld_still_gets_its_report() {
     assert_eq!(out.status.code(), Some(0), "{}", dump(&out));
 }
 
+/// The run shares the caller's stderr with the frontend, and so the flags
+/// of its open file description: a run that left it non-blocking and full
+/// (the caller reads it later) made the frontend's report fail with EAGAIN
+/// behind what the run wrote, and a line of ours after it abort the
+/// frontend with a core file (a review of the tenth round). The frontend
+/// puts the caller's flags back after the run, and waits for its reader:
+/// the report comes, last, and the exit status is the run's.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_run_that_leaves_stderr_non_blocking_and_full_does_not_lose_the_report() {
+    let t = require_root!();
+    let script = "import subprocess, sys, time\n\
+                  p = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.PIPE)\n\
+                  time.sleep(2)\n\
+                  err = p.stderr.read()\n\
+                  out = p.stdout.read()\n\
+                  p.wait()\n\
+                  sys.stdout.write('status=%d\\n' % p.returncode)\n\
+                  sys.stdout.write('stdout=%s\\n' % out.decode().strip())\n\
+                  sys.stdout.write('last=%s\\n' % err.decode(errors='replace').rstrip('\\n').split('\\n')[-1])\n";
+    let probe = t.probe();
+    let frontend = path_str(&t.safeexec).to_string();
+    let args = ["-c", script, &frontend, "--json", "--exec", &probe, "fillerr"];
+    let out =
+        t.run_program(safeexec_tests::PYTHON, &args).timeout(Duration::from_secs(60)).output();
+    let said = stdout(&out);
+    assert_eq!(safeexec_tests::kv(&said, "status").as_deref(), Some("0"), "{}", dump(&out));
+    assert!(said.contains("stdout=filled="), "the attack did not run\n{}", dump(&out));
+    // The run's bytes end without a newline: the report follows them.
+    let last = said.lines().find_map(|l| l.strip_prefix("last=")).unwrap_or_default();
+    let last = last.trim_start_matches('.');
+    let j: Json =
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}\n{}", dump(&out)));
+    assert_eq!(j["verdict"], "ok", "{j}");
+}
+
 // ---------------------------------------------------------------------------
 // Where the report goes
 
