@@ -658,6 +658,35 @@ fn stop_init_before_it_forks(frontend: u32) -> Option<u32> {
     None
 }
 
+/// The buffers of TCP sockets are charged to a cgroup v1 only once its
+/// `memory.kmem.tcp.limit_in_bytes` is written, and then to a counter of
+/// their own: a review held 400 MiB of loopback TCP buffers under a
+/// 32 MiB limit, and the run was reported OK. The helper writes the run's
+/// memory limit there too: 20 connections with 8 MiB buffers, filled
+/// without a read, queue no more than about that limit. (On cgroup v2 the
+/// memory limit counts socket buffers itself.)
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn tcp_socket_buffers_are_held_by_the_runs_memory_limit() {
+    let t = require_root!();
+    let (out, j) = t.attack(&["--mem", "32768", "--clock", "30"], &["tcpbuf", "20"]);
+    if !j["cgroup"]["memory_limited"].as_bool().unwrap_or(false) {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED (this machine gives the run no memory cgroup): \
+             tcp_socket_buffers_are_held_by_the_runs_memory_limit\n{j}"
+        );
+        return;
+    }
+    assert!(matches!(j["verdict"].as_str(), Some("ok" | "memory_limit")), "{}", dump(&out));
+    if j["verdict"] == "ok" {
+        let queued = num(&out, "queued_kib");
+        // The limit, and the kernel's own slack for a socket or two.
+        assert!(queued < 32768 + 8192, "queued {queued} KiB under 32 MiB\n{}", dump(&out));
+    }
+}
+
 /// Every run with a memory cgroup has a memory limit, (nproc + 1) x --mem
 /// plus its scratch tmpfs without --rss, which also holds the kernel
 /// memory the run makes the kernel use: one process that queues all it can
