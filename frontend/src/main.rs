@@ -105,6 +105,13 @@ fn run_cli(
     report_out: &mut Option<Box<dyn Write>>,
     meta_out: &mut Option<File>,
 ) -> Result<u8, RunError> {
+    // First, before we open anything of ours that could take its number.
+    let report_fd = match (cli.silent, &cli.report_file, cli.report_fd) {
+        (false, None, Some(fd)) if fd != -1 => {
+            Some(run::open_report_fd(fd, &helper.descriptors())?)
+        }
+        _ => None,
+    };
     let mut request = run::request_from(cli)?;
     let dirs = run::open_dirs(cli, &mut request)?;
     // Report destinations are opened before the run, as the caller, so a bad
@@ -123,9 +130,9 @@ fn run_cli(
         None
     } else if let Some(file) = report_file {
         Some(Box::new(file))
-    } else if let Some(fd) = cli.report_fd.filter(|&fd| fd != -1) {
+    } else if let Some(fd) = report_fd {
         // -1: the original's default, stderr.
-        Some(Box::new(run::open_report_fd(fd)?))
+        Some(Box::new(fd))
     } else {
         Some(Box::new(io::stderr()))
     };

@@ -212,6 +212,14 @@ impl Helper {
         Ok(Started { child, request_tx, reply_rx })
     }
 
+    /// The descriptors we hold of its channel.
+    pub fn descriptors(&self) -> Vec<RawFd> {
+        match &self.started {
+            Some(Ok(started)) => vec![started.request_tx.as_raw_fd(), started.reply_rx.as_raw_fd()],
+            _ => Vec::new(),
+        }
+    }
+
     /// The helper's pid, or the error of its spawn.
     fn pid(&mut self) -> Result<u32, RunError> {
         match &self.started {
@@ -594,12 +602,17 @@ pub enum ReportFd {
     Socket(RawFd),
 }
 
-pub fn open_report_fd(fd: i32) -> Result<ReportFd, RunError> {
+/// `ours`: the descriptors we opened ourselves (the helper's channel). A
+/// number the caller did not have open may be one of them by now, which
+/// the kernel gave us as the lowest free: it is no descriptor of the
+/// caller's (a review of the tenth round had the report go to our own
+/// request socket, lost, and to our directories, refused as read-only).
+pub fn open_report_fd(fd: i32, ours: &[RawFd]) -> Result<ReportFd, RunError> {
     let not_open = || RunError::Usage(format!("--report_fd {fd} is not an open descriptor"));
     let std_handle = match fd {
         1 => Some(io::stdout().as_fd().try_clone_to_owned()),
         2 => Some(io::stderr().as_fd().try_clone_to_owned()),
-        _ if fd < 0 => return Err(not_open()),
+        _ if fd < 0 || ours.contains(&fd) => return Err(not_open()),
         _ => None,
     };
     if let Some(dup) = std_handle {
@@ -952,7 +965,7 @@ mod tests {
     use std::os::unix::net::UnixStream;
 
     fn report_to(fd: i32, text: &str) {
-        let mut out = open_report_fd(fd).unwrap_or_else(|e| panic!("{e}"));
+        let mut out = open_report_fd(fd, &[]).unwrap_or_else(|e| panic!("{e}"));
         write_report(&mut out, text);
     }
 
@@ -1125,7 +1138,7 @@ mod tests {
     #[test]
     fn report_fd_that_is_not_open_is_refused() {
         for fd in [-1, 999_999] {
-            let err = open_report_fd(fd).err().expect("refused").to_string();
+            let err = open_report_fd(fd, &[]).err().expect("refused").to_string();
             assert_eq!(err, format!("--report_fd {fd} is not an open descriptor"));
         }
     }
@@ -1157,7 +1170,7 @@ mod tests {
         fs::write(&path, "x").unwrap();
         let file = File::open(&path).unwrap();
         let fd = file.as_raw_fd();
-        let err = open_report_fd(fd).err().expect("refused").to_string();
+        let err = open_report_fd(fd, &[]).err().expect("refused").to_string();
         assert_eq!(err, format!("--report_fd {fd} is open for reading only"));
         fs::remove_file(path).unwrap();
     }

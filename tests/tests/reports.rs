@@ -350,6 +350,26 @@ fn report_goes_to_an_inherited_descriptor() {
     assert_eq!(report, "", "something came through the refused descriptor");
 }
 
+/// A `--report_fd` the caller does not have open is refused, also where
+/// its number is one the frontend itself holds by then (the kernel gives
+/// the lowest free number: the helper's channel takes 3 and 4, the
+/// directories it opens for the run the next ones). A review of the tenth
+/// round had the report sent into the frontend's own request socket and
+/// lost, with exit status 0; and the next numbers refused as "open for
+/// reading only".
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_report_fd_the_caller_has_not_open_is_refused_even_where_the_frontend_holds_that_number() {
+    let t = require_root!();
+    for fd in ["3", "4", "5", "6", "9"] {
+        let out = t.safeexec(&["--report_fd", fd, "--exec", "/bin/echo", "hi"]);
+        assert_eq!(out.status.code(), Some(2), "--report_fd {fd}\n{}", dump(&out));
+        assert_eq!(stdout(&out), "", "the run went on\n{}", dump(&out));
+        let said = format!("safeexec: --report_fd {fd} is not an open descriptor\n");
+        assert_eq!(stderr(&out), said, "{}", dump(&out));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The meta file
 
