@@ -452,13 +452,17 @@ pub fn create_file(what: &'static str, path: &Path) -> Result<File, RunError> {
 /// `--bind-rw` one, the policy's `writable_dirs`) could rename the report
 /// file, or a directory above it, and put its own in its place, also after
 /// our look once the run is over, for another run may still be alive (an
-/// independent review forged a report so). Every directory on the way must
-/// be root's or the caller's, sticky or not: its owner may rename anything
-/// in it (a review of the tenth round read and replaced a report below
-/// another user's 0755 directory). So must every symbolic link on the way,
-/// whose owner may point it elsewhere: another user's link in a sticky
-/// directory sent the report into another file of the caller's (where
-/// fs.protected_symlinks is 0). Both the way as written and the
+/// independent review forged a report so). A directory on the way that
+/// another user owns, sticky or not, where that user or anyone but root
+/// and the caller could have made it (in /tmp, say, before the caller),
+/// is refused: its owner may rename anything in it (a review of the tenth
+/// round squatted a judge's report directory, read the report and put an
+/// "OK" of its own in its place). So is another user's symbolic link in
+/// such a place: another user's link in a sticky directory sent the
+/// report into another file of the caller's (where fs.protected_symlinks
+/// is 0). One that root or the caller put where only they may write (a
+/// jail of a service account's, as CS Circles keeps its reports in) is
+/// what they arranged, and stands. Both the way as written and the
 /// directories it leads to are looked at; a relative path whose directory
 /// cannot be told (the working directory removed) is refused, not passed
 /// unlooked at (a fourth review's way around the look).
@@ -480,9 +484,17 @@ fn check_the_way(what: &'static str, path: &Path) -> Result<(), RunError> {
     let real = fs::canonicalize(dir).ok();
     let me = nix::unistd::geteuid().as_raw();
     let foreign = |owner| owner != 0 && owner != me;
+    // A parent that another than root and the caller may write: one of
+    // its entries there may have been put by that other (squatted, as a
+    // directory made first in /tmp), not arranged by root or the caller.
+    let open_to_others = |d: &Path| {
+        d.parent()
+            .and_then(|parent| fs::metadata(parent).ok())
+            .is_some_and(|meta| meta.mode() & 0o002 != 0 || foreign(meta.uid()))
+    };
     for d in dir.ancestors() {
         let Ok(meta) = fs::symlink_metadata(d) else { continue };
-        if meta.file_type().is_symlink() && foreign(meta.uid()) {
+        if meta.file_type().is_symlink() && foreign(meta.uid()) && open_to_others(d) {
             let (dir, path) = (d.to_path_buf(), path.to_path_buf());
             return Err(RunError::Foreign { what, path, dir, owner: meta.uid(), link: true });
         }
@@ -494,7 +506,7 @@ fn check_the_way(what: &'static str, path: &Path) -> Result<(), RunError> {
         if mode & 0o1000 == 0 && mode & 0o002 != 0 {
             return Err(RunError::Shared { what, path, dir });
         }
-        if foreign(owner) {
+        if foreign(owner) && open_to_others(&dir) {
             return Err(RunError::Foreign { what, path, dir, owner, link: false });
         }
     }

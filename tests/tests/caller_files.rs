@@ -217,14 +217,16 @@ fn report_and_meta_files_below_a_directory_others_may_write_are_refused() {
 }
 
 /// A sticky directory keeps others from renaming a file in it, but not its
-/// owner: one of another user's (here the outsider's) is refused as a
-/// place for reports (a fourth review's note: a sandbox uid's own would
-/// be one).
+/// owner: one of another user's (here the outsider's), made where others
+/// may make one (a shared directory such as /tmp), is refused as a place
+/// for reports (a fourth review's note: a sandbox uid's own would be one).
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn report_and_meta_files_in_a_sticky_directory_another_user_owns_are_refused() {
     let t = require_root!();
-    let theirs = HostPath::dir(path_str(&t.work), "sticky-theirs", t.outsider, 0o1777);
+    let root = Ids { uid: 0, gid: 0 };
+    let shared = HostPath::dir(path_str(&t.work), "shared-sticky", root, 0o1777);
+    let theirs = HostPath::dir(shared.str(), "sticky-theirs", t.outsider, 0o1777);
     for (option, what) in REPORT_PATHS {
         let file = theirs.path().join(what.replace(' ', "-"));
         let (out, took) = report_to(&t, option, path_str(&file));
@@ -246,13 +248,18 @@ fn foreign_message(what: &str, file: &Path, dir: &Path, owner: u32) -> String {
 /// Not only a sticky directory: the owner of any directory on the way may
 /// rename a file in it and put another in its place. A review of the tenth
 /// round had another user make a directory (0755) and a file in it open to
-/// all where a judge's report was to go: that user read the report, then
-/// replaced it with an "OK" of its own. Refused, and the file untouched.
+/// all where a judge's report was to go, in a shared directory, before the
+/// judge: that user read the report, then replaced it with an "OK" of its
+/// own. Refused, and the file untouched. (Another user's directory that
+/// root put where only root may write, a service account's jail, stands:
+/// `callers::cs_circles_grader_runs_unchanged_in_a_python3jail_with_one_policy_line`.)
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn report_and_meta_files_below_a_directory_another_user_owns_are_refused() {
     let t = require_root!();
-    let theirs = HostPath::dir(path_str(&t.work), "dir-theirs", t.outsider, 0o755);
+    let root = Ids { uid: 0, gid: 0 };
+    let shared = HostPath::dir(path_str(&t.work), "shared-squat", root, 0o1777);
+    let theirs = HostPath::dir(shared.str(), "dir-theirs", t.outsider, 0o755);
     for (option, what) in REPORT_PATHS {
         let file = theirs.path().join(what.replace(' ', "-"));
         fs::write(&file, b"").expect("write");
