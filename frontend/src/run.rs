@@ -481,36 +481,74 @@ fn check_the_way(what: &'static str, path: &Path) -> Result<(), RunError> {
         cwd.join(path)
     };
     let Some(dir) = absolute.parent() else { return Ok(()) };
-    let real = fs::canonicalize(dir).ok();
     let me = nix::unistd::geteuid().as_raw();
     let foreign = |owner| owner != 0 && owner != me;
-    // A parent that another than root and the caller may write: one of
-    // its entries there may have been put by that other (squatted, as a
+    // A directory that another than root and the caller may write: one of
+    // its entries may have been put there by that other (squatted, as a
     // directory made first in /tmp), not arranged by root or the caller.
     let open_to_others = |d: &Path| {
-        d.parent()
-            .and_then(|parent| fs::metadata(parent).ok())
-            .is_some_and(|meta| meta.mode() & 0o002 != 0 || foreign(meta.uid()))
+        fs::metadata(d).is_ok_and(|meta| meta.mode() & 0o002 != 0 || foreign(meta.uid()))
     };
-    for d in dir.ancestors() {
-        let Ok(meta) = fs::symlink_metadata(d) else { continue };
-        if meta.file_type().is_symlink() && foreign(meta.uid()) && open_to_others(d) {
-            let (dir, path) = (d.to_path_buf(), path.to_path_buf());
-            return Err(RunError::Foreign { what, path, dir, owner: meta.uid(), link: true });
+    // The way as the kernel will take it: one component at a time from /,
+    // each symbolic link met read and followed by hand, so that a link
+    // reached through another (the caller's own link to another user's: a
+    // second review) is looked at too. Something missing on the way is
+    // left to the open, which fails there.
+    let mut todo: std::collections::VecDeque<std::ffi::OsString> = parts(dir).collect();
+    let mut here = PathBuf::from("/");
+    let mut links = 0;
+    while let Some(part) = todo.pop_front() {
+        if part == ".." {
+            here.pop();
+            continue;
         }
-    }
-    for d in dir.ancestors().chain(real.iter().flat_map(|real| real.ancestors())) {
-        let Ok(meta) = fs::metadata(d) else { continue };
+        let next = here.join(&part);
+        let Ok(meta) = fs::symlink_metadata(&next) else { return Ok(()) };
         let (mode, owner) = (meta.mode(), meta.uid());
-        let (dir, path) = (d.to_path_buf(), path.to_path_buf());
-        if mode & 0o1000 == 0 && mode & 0o002 != 0 {
-            return Err(RunError::Shared { what, path, dir });
+        let squatted = foreign(owner) && open_to_others(&here);
+        let refuse = |link| {
+            let (dir, path) = (next.clone(), path.to_path_buf());
+            Err(RunError::Foreign { what, path, dir, owner, link })
+        };
+        if meta.file_type().is_symlink() {
+            if squatted {
+                return refuse(true);
+            }
+            links += 1;
+            let Ok(target) = fs::read_link(&next) else { return Ok(()) };
+            if links > MAX_LINKS {
+                return Ok(()); // the open fails with ELOOP
+            }
+            if target.is_absolute() {
+                here = PathBuf::from("/");
+            }
+            for part in parts(&target).collect::<Vec<_>>().into_iter().rev() {
+                todo.push_front(part);
+            }
+            continue;
         }
-        if foreign(owner) && open_to_others(&dir) {
-            return Err(RunError::Foreign { what, path, dir, owner, link: false });
+        if meta.is_dir() && mode & 0o1000 == 0 && mode & 0o002 != 0 {
+            return Err(RunError::Shared { what, path: path.to_path_buf(), dir: next });
         }
+        if squatted {
+            return refuse(false);
+        }
+        here = next;
     }
     Ok(())
+}
+
+/// As many symbolic links as the kernel follows in one path lookup.
+const MAX_LINKS: u32 = 40;
+
+/// The names and `..` of a path, without its root and `.`.
+fn parts(path: &Path) -> impl Iterator<Item = std::ffi::OsString> + '_ {
+    use std::path::Component;
+    path.components().filter_map(|c| match c {
+        Component::Normal(name) => Some(name.to_os_string()),
+        Component::ParentDir => Some("..".into()),
+        _ => None,
+    })
 }
 
 /// Whether `path` is in a sticky directory (such as /tmp), where anyone
@@ -945,8 +983,9 @@ pub fn say(line: std::fmt::Arguments<'_>) {
 /// The file status flags of our stdout and stderr as the caller gave them.
 /// A run that has them shares their open file descriptions, and may change
 /// those flags: O_NONBLOCK, so that our report fails with EAGAIN behind
-/// what it wrote; O_APPEND cleared, so that the report lands before a
-/// forged one it wrote further on. `restore` puts them back after the run.
+/// what it wrote; O_DIRECT, so that it fails with EINVAL; O_APPEND
+/// cleared, so that the report lands before a forged one it wrote further
+/// on. `restore` puts them back after the run.
 pub struct StdFlags([Option<OFlag>; 2]);
 
 impl StdFlags {
@@ -957,7 +996,14 @@ impl StdFlags {
     }
 
     pub fn restore(&self) {
-        let settable = OFlag::O_APPEND | OFlag::O_NONBLOCK;
+        // Every flag F_SETFL changes: O_DIRECT too, under which the report's
+        // unaligned write failed (EINVAL) and was lost behind a forged one
+        // (a review), and O_ASYNC and O_NOATIME.
+        let settable = OFlag::O_APPEND
+            | OFlag::O_NONBLOCK
+            | OFlag::O_DIRECT
+            | OFlag::O_ASYNC
+            | OFlag::O_NOATIME;
         for (fd, saved) in [io::stdout().as_fd(), io::stderr().as_fd()].into_iter().zip(self.0) {
             let (Some(saved), Ok(now)) = (saved, fcntl(fd, FcntlArg::F_GETFL)) else { continue };
             let now = OFlag::from_bits_truncate(now);

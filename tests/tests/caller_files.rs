@@ -304,6 +304,46 @@ fn report_and_meta_paths_through_another_users_link_are_refused() {
     }
 }
 
+/// A symbolic link reached through another is looked at too: the caller's
+/// own link to another user's link in that user's directory, which that
+/// user pointed at another directory of the caller's (a second review of
+/// the tenth round truncated the caller's file there, and forged a report
+/// by pointing it at a directory of its own). The way is walked as the
+/// kernel takes it, one link after another.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn report_and_meta_paths_through_the_callers_link_to_another_users_link_are_refused() {
+    let t = require_root!();
+    let mine = t.scratch("chain-mine");
+    let target = mine.dir("target", 0o755);
+    let theirs = HostPath::dir(path_str(&t.work), "chain-theirs", t.outsider, 0o755);
+    let their_link = theirs.path().join("lnk");
+    std::os::unix::fs::symlink(&target, &their_link).expect("symlink");
+    let (o, me) = (t.outsider, t.test_user);
+    std::os::unix::fs::lchown(&their_link, Some(o.uid), Some(o.gid)).expect("lchown");
+    let my_link = mine.path().join("mylink");
+    std::os::unix::fs::symlink(&their_link, &my_link).expect("symlink");
+    std::os::unix::fs::lchown(&my_link, Some(me.uid), Some(me.gid)).expect("lchown");
+    for (option, what) in REPORT_PATHS {
+        let name = what.replace(' ', "-");
+        let precious = target.join(&name);
+        fs::write(&precious, b"the caller's own data\n").expect("write");
+        own(&precious, me, 0o644);
+        let file = my_link.join(&name);
+        let (out, took) = report_to(&t, option, path_str(&file));
+        let message = format!(
+            "{what} {} goes through {}, a symbolic link another user owns (uid {}), who could \
+             point it at another file; name a path without it",
+            path_str(&file),
+            path_str(&their_link),
+            o.uid
+        );
+        assert_refused(&out, took, &message);
+        let kept = fs::read(&precious).expect("read");
+        assert_eq!(kept, b"the caller's own data\n", "{option}: the caller's file was written");
+    }
+}
+
 /// The directories of a relative report path are found from the working
 /// directory; where that cannot be named (removed), the frontend refuses
 /// rather than look at nothing, and an absolute path, which needs none, is
