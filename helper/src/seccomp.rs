@@ -90,9 +90,9 @@ enum Rule {
     /// socketpair: refuse with EAFNOSUPPORT unless AF_UNIX and of a
     /// connected type (`SOCKETPAIR_TYPES`).
     UnixPair,
-    /// setsockopt: refuse with EPERM the options `ip` of level IPPROTO_IP
-    /// and `ipv6` of level IPPROTO_IPV6.
-    SocketOptions { ip: &'static [u32], ipv6: &'static [u32] },
+    /// setsockopt: refuse with EPERM the options `ip` of level IPPROTO_IP,
+    /// `ipv6` of level IPPROTO_IPV6 and `socket` of level SOL_SOCKET.
+    SocketOptions { ip: &'static [u32], ipv6: &'static [u32], socket: &'static [u32] },
 }
 
 /// Terminal requests that act on a terminal beyond the target's own use of
@@ -197,6 +197,21 @@ const IP_MEMBERSHIP: &[u32] = &[35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 
 /// IPv6's options refused: its memberships, and flow labels.
 const IPV6_REFUSED: &[u32] = &[20, 21, IPV6_FLOWLABEL_MGR, 42, 43, 44, 45, 46, 47, 48];
 
+/// Filters attached to sockets: SO_ATTACH_FILTER (26), SO_ATTACH_BPF (50),
+/// SO_ATTACH_REUSEPORT_CBPF (51) and SO_ATTACH_REUSEPORT_EBPF (52). The
+/// kernel compiles each (its JIT is always on here), and what it compiles
+/// counts against one budget of the whole machine (net.core.bpf_jit_limit),
+/// past which no process without privilege gets a filter, a seccomp filter
+/// included: a review of the tenth round had one run take 140 MiB of it
+/// with 2,500 filters (some 9,500 take it all), none of it charged to the
+/// run's memory. Judges' programs have no use for them.
+const SOCKET_FILTERS: &[u32] = &[26, 50, 51, 52];
+
+/// prctl's PR_SET_SECCOMP (22) and seccomp's SECCOMP_SET_MODE_FILTER (1):
+/// a program's filters of its own are compiled into the same budget.
+const PR_SET_SECCOMP: &[u32] = &[22];
+const SECCOMP_SET_MODE_FILTER: &[u32] = &[1];
+
 /// fchmodat2(2): 452 in x86_64's table and in the generic one of aarch64;
 /// the libc crate names it for x86_64 only.
 const SYS_FCHMODAT2: libc::c_long = 452;
@@ -244,7 +259,12 @@ const RULES: &[(libc::c_long, Rule)] = &[
         libc::SYS_fallocate,
         Rule::Only { arg: 1, values: FALLOCATE_MODES, otherwise: Label::NoSupport },
     ),
-    (libc::SYS_setsockopt, Rule::SocketOptions { ip: IP_MEMBERSHIP, ipv6: IPV6_REFUSED }),
+    (
+        libc::SYS_setsockopt,
+        Rule::SocketOptions { ip: IP_MEMBERSHIP, ipv6: IPV6_REFUSED, socket: SOCKET_FILTERS },
+    ),
+    (libc::SYS_prctl, Rule::Refuse { arg: 0, values: PR_SET_SECCOMP }),
+    (libc::SYS_seccomp, Rule::Refuse { arg: 0, values: SECCOMP_SET_MODE_FILTER }),
 ];
 
 /// The older calls that x86_64 still has beside the `at` ones.
@@ -294,10 +314,12 @@ enum Label {
     NoFamily,
     NoSupport,
     /// The check block of rule `i`; `Mode(i)`: its mode test (or its
-    /// first list of values), `Second(i)`: its second list of values.
+    /// first list of values), `Second(i)` and `Third(i)`: its second and
+    /// third lists of values.
     Rule(usize),
     Mode(usize),
     Second(usize),
+    Third(usize),
     /// The upper half of a search, from rule `i` on (`dispatch`).
     Upper(usize),
 }
@@ -309,8 +331,8 @@ enum Label {
 const MAX_RULES: usize = 64;
 const _: () = assert!(RULES.len() + OLD_CALLS.len() <= MAX_RULES);
 /// Places in that table: the six fixed labels, the arch check's, and
-/// four per rule.
-const LABELS: usize = 7 + 4 * MAX_RULES;
+/// five per rule.
+const LABELS: usize = 7 + 5 * MAX_RULES;
 
 /// Where `label` is kept in `filter`'s table.
 fn slot(label: Label) -> usize {
@@ -326,6 +348,7 @@ fn slot(label: Label) -> usize {
         Label::Mode(i) => 7 + MAX_RULES + i,
         Label::Upper(i) => 7 + 2 * MAX_RULES + i,
         Label::Second(i) => 7 + 3 * MAX_RULES + i,
+        Label::Third(i) => 7 + 4 * MAX_RULES + i,
     }
 }
 
@@ -425,12 +448,14 @@ fn check(i: usize, rule: Rule, emit: &mut impl FnMut(Op)) {
             values.iter().for_each(|&v| emit(Op::JumpIfEq(v, Label::Allow)));
             emit(Op::JumpIfAny(0, otherwise, otherwise));
         }
-        Rule::SocketOptions { ip, ipv6 } => {
+        Rule::SocketOptions { ip, ipv6, socket } => {
             emit(Op::Load(arg(1)));
             emit(Op::JumpIfEq(libc::IPPROTO_IP as u32, Label::Mode(i)));
             emit(Op::JumpIfEq(libc::IPPROTO_IPV6 as u32, Label::Second(i)));
+            emit(Op::JumpIfEq(libc::SOL_SOCKET as u32, Label::Third(i)));
             emit(Op::Ret(RET_ALLOW));
-            for (label, names) in [(Label::Mode(i), ip), (Label::Second(i), ipv6)] {
+            let lists = [(Label::Mode(i), ip), (Label::Second(i), ipv6), (Label::Third(i), socket)];
+            for (label, names) in lists {
                 emit(Op::Here(label));
                 emit(Op::Load(arg(2)));
                 names.iter().for_each(|&name| emit(Op::JumpIfEq(name, Label::Deny)));
@@ -581,6 +606,22 @@ mod tests {
         for (level, name) in [(v6, 33), (v6, 26), (0, IPV6_FLOWLABEL_MGR), (1, 2)] {
             assert_eq!(decide(libc::SYS_setsockopt, [3, level, name, 0, 0, 0]), RET_ALLOW);
         }
+    }
+
+    #[test]
+    fn socket_filters_and_a_programs_own_seccomp_filters_are_refused() {
+        let sol = libc::SOL_SOCKET as u32;
+        for name in [26, 50, 51, 52] {
+            assert_eq!(decide(libc::SYS_setsockopt, [3, sol, name, 0, 0, 0]), EPERM, "{name}");
+        }
+        for name in [2, 7, 8, 27] {
+            let decided = decide(libc::SYS_setsockopt, [3, sol, name, 0, 0, 0]);
+            assert_eq!(decided, RET_ALLOW, "option {name}");
+        }
+        assert_eq!(decide(libc::SYS_prctl, [22, 2, 0, 0, 0, 0]), EPERM);
+        assert_eq!(decide(libc::SYS_prctl, [38, 1, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(decide(libc::SYS_seccomp, [1, 0, 0, 0, 0, 0]), EPERM);
+        assert_eq!(decide(libc::SYS_seccomp, [2, 0, 0, 0, 0, 0]), RET_ALLOW);
     }
 
     #[test]

@@ -275,6 +275,21 @@ fn mkdir_with_the_setgid_bit_fails_with_eperm_and_a_plain_mkdir_works() {
     assert_eq!(word(&out, "mode_dir_plain"), "775", "{}", dump(&out));
 }
 
+/// Every filter a program attaches to a socket, or installs on itself
+/// with seccomp, is compiled into one budget of the whole machine
+/// (net.core.bpf_jit_limit), past which no process without privilege gets
+/// one, the next run's own seccomp filter included; none of it is charged
+/// to the run's memory (a review of the tenth round took 140 MiB of it in
+/// one run). The filter refuses both (EPERM).
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn socket_filters_and_seccomp_filters_of_the_programs_own_are_refused() {
+    let t = require_root!();
+    let (out, j) = t.attack(&[], &["filters"]);
+    verdict(&out, &j, "ok", 0);
+    assert_each(&out, &["so_attach_filter", "prctl_seccomp", "seccomp_filter"], "EPERM");
+}
+
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn openat2_creating_a_setuid_file_io_uring_setup_and_io_setup_fail_with_enosys() {
