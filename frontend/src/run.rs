@@ -453,16 +453,17 @@ pub fn create_file(what: &'static str, path: &Path) -> Result<File, RunError> {
 /// file, or a directory above it, and put its own in its place, also after
 /// our look once the run is over, for another run may still be alive (an
 /// independent review forged a report so). A directory on the way that
-/// another user owns, sticky or not, where that user or anyone but root
-/// and the caller could have made it (in /tmp, say, before the caller),
-/// is refused: its owner may rename anything in it (a review of the tenth
-/// round squatted a judge's report directory, read the report and put an
-/// "OK" of its own in its place). So is another user's symbolic link in
-/// such a place: another user's link in a sticky directory sent the
-/// report into another file of the caller's (where fs.protected_symlinks
-/// is 0). One that root or the caller put where only they may write (a
-/// jail of a service account's, as CS Circles keeps its reports in) is
-/// what they arranged, and stands. Both the way as written and the
+/// another user owns, sticky or not, where that user or anyone but root,
+/// the caller and the owner of the directory above could have made it (in
+/// /tmp, say, before the caller), is refused: its owner may rename
+/// anything in it (a review of the tenth round squatted a judge's report
+/// directory, read the report and put an "OK" of its own in its place).
+/// So is another user's symbolic link in such a place: another user's
+/// link in a sticky directory sent the report into another file of the
+/// caller's (where fs.protected_symlinks is 0). One that root or the
+/// caller put where only they may write (a jail of a service account's,
+/// as CS Circles keeps its reports in), and what that account made within
+/// it, is what they arranged, and stands. Both the way as written and the
 /// directories it leads to are looked at; a relative path whose directory
 /// cannot be told (the working directory removed) is refused, not passed
 /// unlooked at (a fourth review's way around the look).
@@ -483,11 +484,14 @@ fn check_the_way(what: &'static str, path: &Path) -> Result<(), RunError> {
     let Some(dir) = absolute.parent() else { return Ok(()) };
     let me = nix::unistd::geteuid().as_raw();
     let foreign = |owner| owner != 0 && owner != me;
-    // A directory that another than root and the caller may write: one of
-    // its entries may have been put there by that other (squatted, as a
-    // directory made first in /tmp), not arranged by root or the caller.
-    let open_to_others = |d: &Path| {
-        fs::metadata(d).is_ok_and(|meta| meta.mode() & 0o002 != 0 || foreign(meta.uid()))
+    // Whether `owner`'s entry in directory `d` may have been put there by
+    // someone else than root, the caller, or the directory's own owner
+    // (who may replace anything in it anyway): squatted, as a directory
+    // made first in /tmp, not arranged by those who hold the way.
+    let placed_by_others = |d: &Path, owner: u32| {
+        fs::metadata(d).is_ok_and(|meta| {
+            meta.mode() & 0o002 != 0 || (foreign(meta.uid()) && meta.uid() != owner)
+        })
     };
     // The way as the kernel will take it: one component at a time from /,
     // each symbolic link met read and followed by hand, so that a link
@@ -505,7 +509,7 @@ fn check_the_way(what: &'static str, path: &Path) -> Result<(), RunError> {
         let next = here.join(&part);
         let Ok(meta) = fs::symlink_metadata(&next) else { return Ok(()) };
         let (mode, owner) = (meta.mode(), meta.uid());
-        let squatted = foreign(owner) && open_to_others(&here);
+        let squatted = foreign(owner) && placed_by_others(&here, owner);
         let refuse = |link| {
             let (dir, path) = (next.clone(), path.to_path_buf());
             Err(RunError::Foreign { what, path, dir, owner, link })

@@ -428,33 +428,6 @@ fn c_strings(what: &str, list: &[String]) -> Result<Vec<CString>> {
     list.iter().map(|s| c_string(what, s)).collect()
 }
 
-/// Open files a run may hold without a look at the machine's file table:
-/// at or under this, no read of /proc on the way to the run.
-const FILES_WITHOUT_A_LOOK: u64 = 1 << 16;
-
-/// Every process of a run may open `--nfile` files: the run holds at most
-/// a quarter of the machine's file table (fs.file-max), whatever the
-/// policy's maxima allow together, as `cap_processes` keeps its pids. A
-/// full table fails every other user's open, pipe and socket with ENFILE
-/// (a review of the tenth round: 8192 processes of 1024 files each, which
-/// the maxima allowed, were three times this machine's table).
-fn within_file_table(limits: &Limits) -> Result<()> {
-    let processes = limits.get(Limit::Nproc).map_or(u64::MAX, |n| n.saturating_add(1));
-    let files = limits.get(Limit::Nfile).map_or(u64::MAX, |n| n.max(1)).saturating_mul(processes);
-    if files <= FILES_WITHOUT_A_LOOK {
-        return Ok(());
-    }
-    let file_max = crate::sys::with_proc("/proc/sys/fs/file-max", |t| t.trim().parse::<u64>());
-    let quarter = file_max.ok().and_then(|n| n.ok()).map_or(FILES_WITHOUT_A_LOOK, |n| n / 4);
-    if files > quarter {
-        return Err(Error::Refused(format!(
-            "--nproc with --nfile would let the run hold {files} open files, over a quarter of \
-             the machine's file table ({quarter}); lower one of them"
-        )));
-    }
-    Ok(())
-}
-
 /// Checks one limit against its maximum (a row of `shared::limits::TABLE`).
 fn within(spec: &LimitSpec, asked: Option<u64>, max: Option<u64>) -> Result<()> {
     let (name, unit) = (spec.name, spec.unit);
@@ -547,7 +520,7 @@ impl Policy {
         if limits.get(Limit::Cpu) == Some(0) || limits.get(Limit::Wall) == Some(0) {
             return Err(Error::Refused("time limits must be more than 0".into()));
         }
-        within_file_table(limits)
+        Ok(())
     }
 
     /// The request's other choices: niceness, /tmp, argv. The environment

@@ -305,18 +305,21 @@ fn report_and_meta_paths_through_another_users_link_are_refused() {
 }
 
 /// A symbolic link reached through another is looked at too: the caller's
-/// own link to another user's link in that user's directory, which that
-/// user pointed at another directory of the caller's (a second review of
-/// the tenth round truncated the caller's file there, and forged a report
-/// by pointing it at a directory of its own). The way is walked as the
-/// kernel takes it, one link after another.
+/// own link to another user's link, in a directory of that user's that it
+/// made in a shared one, which that user pointed at another directory of
+/// the caller's (a second review of the tenth round truncated the caller's
+/// file there, and forged a report by pointing it at a directory of its
+/// own). The way is walked as the kernel takes it, one link after another:
+/// the caller's link leads into the other user's directory, refused.
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn report_and_meta_paths_through_the_callers_link_to_another_users_link_are_refused() {
     let t = require_root!();
     let mine = t.scratch("chain-mine");
     let target = mine.dir("target", 0o755);
-    let theirs = HostPath::dir(path_str(&t.work), "chain-theirs", t.outsider, 0o755);
+    let root = Ids { uid: 0, gid: 0 };
+    let shared = HostPath::dir(path_str(&t.work), "chain-shared", root, 0o1777);
+    let theirs = HostPath::dir(shared.str(), "chain-theirs", t.outsider, 0o755);
     let their_link = theirs.path().join("lnk");
     std::os::unix::fs::symlink(&target, &their_link).expect("symlink");
     let (o, me) = (t.outsider, t.test_user);
@@ -331,17 +334,31 @@ fn report_and_meta_paths_through_the_callers_link_to_another_users_link_are_refu
         own(&precious, me, 0o644);
         let file = my_link.join(&name);
         let (out, took) = report_to(&t, option, path_str(&file));
-        let message = format!(
-            "{what} {} goes through {}, a symbolic link another user owns (uid {}), who could \
-             point it at another file; name a path without it",
-            path_str(&file),
-            path_str(&their_link),
-            o.uid
-        );
+        let message = foreign_message(what, &file, theirs.path(), o.uid);
         assert_refused(&out, took, &message);
         let kept = fs::read(&precious).expect("read");
         assert_eq!(kept, b"the caller's own data\n", "{option}: the caller's file was written");
     }
+}
+
+/// What a service account made within a directory of its own that root
+/// put where only root may write is what root arranged: a report two
+/// levels down in such a tree (the account's directory, and one it made
+/// in it) is written (a third review of the tenth round had the deeper
+/// one refused, though the account could replace either alike).
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_report_deep_in_a_service_accounts_tree_that_root_placed_is_written() {
+    let t = require_root!();
+    // The account's, with the judge's group (the caller's) let write in.
+    let account = Ids { uid: t.outsider.uid, gid: t.test_user.gid };
+    let grader = HostPath::dir(path_str(&t.work), "grader", account, 0o2775);
+    let runs = HostPath::dir(grader.str(), "runs", account, 0o2775);
+    let file = runs.path().join("report");
+    let out = t.safeexec(&["--report_file", path_str(&file), "--exec", "/bin/true"]);
+    assert_eq!(out.status.code(), Some(0), "{}", dump(&out));
+    let report = fs::read_to_string(&file).expect("the report");
+    assert!(report.starts_with("OK\n"), "{report}");
 }
 
 /// The directories of a relative report path are found from the working
