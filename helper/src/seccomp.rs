@@ -64,6 +64,13 @@ const fn arg(i: u32) -> u32 {
 }
 
 const SETID_BITS: u32 = libc::S_ISUID | libc::S_ISGID;
+/// The bit of the file type that character and block devices have
+/// (S_IFCHR; S_IFBLK is it and S_IFDIR), which no other type mknod makes
+/// has (a FIFO, a socket, a regular file): any user may make the device
+/// 0:0, the whiteout an overlay file system reads as a deleted file, and a
+/// run left them on the host where it may write (a review of the tenth
+/// round). Nothing else of a device is for a run to make.
+const DEVICE_BIT: u32 = libc::S_IFCHR;
 /// Flags with which open creates a file (O_TMPFILE without O_DIRECTORY).
 const CREATE_FLAGS: u32 = (libc::O_CREAT | (libc::O_TMPFILE & !libc::O_DIRECTORY)) as u32;
 
@@ -72,6 +79,9 @@ const CREATE_FLAGS: u32 = (libc::O_CREAT | (libc::O_TMPFILE & !libc::O_DIRECTORY
 enum Rule {
     /// Refuse if argument `mode` has a set-id bit.
     Mode { mode: u32 },
+    /// mknod: refuse if argument `mode` has a set-id bit or makes a device
+    /// (`DEVICE_BIT`).
+    Node { mode: u32 },
     /// Refuse if it creates (argument `flags`) with a set-id mode.
     Create { flags: u32, mode: u32 },
     /// Refuse if argument `arg` has any of `bits` (clone flags).
@@ -226,7 +236,7 @@ const RULES: &[(libc::c_long, Rule)] = &[
     (libc::SYS_fchmodat, Rule::Mode { mode: 2 }),
     (SYS_FCHMODAT2, Rule::Mode { mode: 2 }),
     (libc::SYS_mkdirat, Rule::Mode { mode: 2 }),
-    (libc::SYS_mknodat, Rule::Mode { mode: 2 }),
+    (libc::SYS_mknodat, Rule::Node { mode: 2 }),
     (libc::SYS_openat, Rule::Create { flags: 2, mode: 3 }),
     (libc::SYS_openat2, Rule::NoSys),
     (libc::SYS_io_uring_setup, Rule::NoSys),
@@ -272,7 +282,7 @@ const RULES: &[(libc::c_long, Rule)] = &[
 const OLD_CALLS: &[(libc::c_long, Rule)] = &[
     (libc::SYS_chmod, Rule::Mode { mode: 1 }),
     (libc::SYS_mkdir, Rule::Mode { mode: 1 }),
-    (libc::SYS_mknod, Rule::Mode { mode: 1 }),
+    (libc::SYS_mknod, Rule::Node { mode: 1 }),
     (libc::SYS_creat, Rule::Mode { mode: 1 }),
     (libc::SYS_open, Rule::Create { flags: 1, mode: 2 }),
 ];
@@ -415,6 +425,10 @@ fn check(i: usize, rule: Rule, emit: &mut impl FnMut(Op)) {
         Rule::Mode { mode } => {
             emit(Op::Load(arg(mode)));
             emit(Op::JumpIfAny(SETID_BITS, Label::Deny, Label::Allow));
+        }
+        Rule::Node { mode } => {
+            emit(Op::Load(arg(mode)));
+            emit(Op::JumpIfAny(SETID_BITS | DEVICE_BIT, Label::Deny, Label::Allow));
         }
         Rule::Create { flags, mode } => {
             emit(Op::Load(arg(flags)));
@@ -605,6 +619,18 @@ mod tests {
         assert_eq!(decide(libc::SYS_setsockopt, [3, v6, IPV6_FLOWLABEL_MGR, 0, 0, 0]), EPERM);
         for (level, name) in [(v6, 33), (v6, 26), (0, IPV6_FLOWLABEL_MGR), (1, 2)] {
             assert_eq!(decide(libc::SYS_setsockopt, [3, level, name, 0, 0, 0]), RET_ALLOW);
+        }
+    }
+
+    #[test]
+    fn device_nodes_are_refused_and_fifos_sockets_and_files_made() {
+        let nr = libc::SYS_mknodat;
+        for mode in [libc::S_IFCHR | 0o666, libc::S_IFBLK | 0o600, libc::S_IFIFO | 0o4644] {
+            assert_eq!(decide(nr, [libc::AT_FDCWD as u32, 0, mode, 0, 0, 0]), EPERM);
+        }
+        for mode in [libc::S_IFIFO | 0o644, libc::S_IFSOCK | 0o755, libc::S_IFREG | 0o600, 0o600] {
+            let decided = decide(nr, [libc::AT_FDCWD as u32, 0, mode, 0, 0, 0]);
+            assert_eq!(decided, RET_ALLOW, "mode {mode:o}");
         }
     }
 
