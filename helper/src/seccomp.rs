@@ -7,7 +7,7 @@
 //! A classic BPF filter, installed last before execve: chmod, fchmod,
 //! fchmodat, fchmodat2, mkdir(at), mknod(at), creat and open(at) with
 //! O_CREAT or O_TMPFILE fail with EPERM when the mode has S_ISUID or
-//! S_ISGID; openat2 and io_uring_setup (whose modes a filter cannot see)
+//! S_ISGID, and mknod(at) when it makes a device; openat2 and io_uring_setup (whose modes a filter cannot see)
 //! fail with ENOSYS, and callers fall back to openat; so does io_setup,
 //! whose contexts are one count for the whole machine. System calls of
 //! another ABI (32-bit, x32) kill the process: the filter only knows the
