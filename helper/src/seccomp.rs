@@ -462,20 +462,25 @@ fn check(i: usize, rule: Rule, emit: &mut impl FnMut(Op)) {
             values.iter().for_each(|&v| emit(Op::JumpIfEq(v, Label::Allow)));
             emit(Op::JumpIfAny(0, otherwise, otherwise));
         }
-        Rule::SocketOptions { ip, ipv6, socket } => {
-            emit(Op::Load(arg(1)));
-            emit(Op::JumpIfEq(libc::IPPROTO_IP as u32, Label::Mode(i)));
-            emit(Op::JumpIfEq(libc::IPPROTO_IPV6 as u32, Label::Second(i)));
-            emit(Op::JumpIfEq(libc::SOL_SOCKET as u32, Label::Third(i)));
-            emit(Op::Ret(RET_ALLOW));
-            let lists = [(Label::Mode(i), ip), (Label::Second(i), ipv6), (Label::Third(i), socket)];
-            for (label, names) in lists {
-                emit(Op::Here(label));
-                emit(Op::Load(arg(2)));
-                names.iter().for_each(|&name| emit(Op::JumpIfEq(name, Label::Deny)));
-                emit(Op::Ret(RET_ALLOW));
-            }
-        }
+        Rule::SocketOptions { ip, ipv6, socket } => socket_options(i, [ip, ipv6, socket], emit),
+    }
+}
+
+/// setsockopt's check block (rule `i`): by level (argument 1), then the
+/// option (argument 2) among those refused at that level.
+fn socket_options(i: usize, refused: [&[u32]; 3], emit: &mut impl FnMut(Op)) {
+    let levels = [libc::IPPROTO_IP, libc::IPPROTO_IPV6, libc::SOL_SOCKET];
+    let labels = [Label::Mode(i), Label::Second(i), Label::Third(i)];
+    emit(Op::Load(arg(1)));
+    for (level, label) in levels.into_iter().zip(labels) {
+        emit(Op::JumpIfEq(level as u32, label));
+    }
+    emit(Op::Ret(RET_ALLOW));
+    for (label, names) in labels.into_iter().zip(refused) {
+        emit(Op::Here(label));
+        emit(Op::Load(arg(2)));
+        names.iter().for_each(|&name| emit(Op::JumpIfEq(name, Label::Deny)));
+        emit(Op::Ret(RET_ALLOW));
     }
 }
 
