@@ -331,6 +331,22 @@ pub fn reset_scheduling() -> io::Result<()> {
     cerr(ret).map(drop)
 }
 
+/// Cancels the CPU-time interval timers (ITIMER_VIRTUAL, ITIMER_PROF):
+/// they survive execve, set-id or not, and their signals reach us with no
+/// permission check, whose default action ends the process (`harden`).
+pub fn cancel_cpu_timers() -> io::Result<()> {
+    let zero = libc::timeval { tv_sec: 0, tv_usec: 0 };
+    let off = libc::itimerval { it_interval: zero, it_value: zero };
+    for which in [libc::ITIMER_VIRTUAL, libc::ITIMER_PROF] {
+        // SAFETY: setitimer reads `off`, a live local of the type it
+        // expects, and writes nothing (no old value asked for).
+        if unsafe { libc::setitimer(which, &off, std::ptr::null_mut()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Puts every catchable signal, 1 to 64, back to its default action.
 pub fn reset_signal_dispositions() -> io::Result<()> {
     for sig in 1..=64 {

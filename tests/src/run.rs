@@ -314,6 +314,9 @@ pub enum Preset {
     BlockAll,
     /// SIG_IGN for this signal (any number from 1 to 64 but 9 and 19).
     Ignore(i32),
+    /// ITIMER_PROF and ITIMER_VIRTUAL, each firing every microsecond of
+    /// CPU time (every tick the process runs on): they survive execve.
+    CpuTimers,
 }
 
 /// A run of the installed helper, executed straight from a forked child
@@ -646,6 +649,15 @@ fn apply_preset(p: Preset) -> io::Result<()> {
                 let mut all: libc::sigset_t = std::mem::zeroed();
                 libc::sigfillset(&mut all);
                 libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+            }
+            Preset::CpuTimers => {
+                let tick = libc::timeval { tv_sec: 0, tv_usec: 1 };
+                let timer = libc::itimerval { it_interval: tick, it_value: tick };
+                for which in [libc::ITIMER_PROF, libc::ITIMER_VIRTUAL] {
+                    if libc::setitimer(which, &timer, std::ptr::null_mut()) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
             }
             Preset::Ignore(sig) => {
                 // The raw system call: glibc's wrapper refuses the signals
