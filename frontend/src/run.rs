@@ -463,10 +463,11 @@ pub fn create_file(what: &'static str, path: &Path) -> Result<File, RunError> {
 /// caller's (where fs.protected_symlinks is 0). One that root or the
 /// caller put where only they may write (a jail of a service account's,
 /// as CS Circles keeps its reports in), and what that account made within
-/// it, is what they arranged, and stands. Both the way as written and the
-/// directories it leads to are looked at; a relative path whose directory
-/// cannot be told (the working directory removed) is refused, not passed
-/// unlooked at (a fourth review's way around the look).
+/// it, is what they arranged, and stands. The way is walked as the kernel
+/// takes it, each link met followed by hand, so that every link and every
+/// directory the open will pass is looked at; a relative path whose
+/// directory cannot be told (the working directory removed) is refused,
+/// not passed unlooked at (a fourth review's way around the look).
 fn check_the_way(what: &'static str, path: &Path) -> Result<(), RunError> {
     let absolute = if path.is_absolute() {
         path.to_path_buf()
