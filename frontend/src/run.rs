@@ -403,7 +403,7 @@ pub fn limits_from(cli: &Cli) -> Limits {
 pub fn create_file(what: &'static str, path: &Path) -> Result<File, RunError> {
     let not_regular =
         |kind: FileKind| RunError::NotRegular { what, path: path.to_path_buf(), kind };
-    check_the_way(what, path)?;
+    let in_sticky_dir = check_the_way(what, path)?;
     // Told before opening, so that a device is not even opened (and after,
     // from the descriptor, for a path changed meanwhile).
     if let Ok(meta) = fs::symlink_metadata(path) {
@@ -436,7 +436,7 @@ pub fn create_file(what: &'static str, path: &Path) -> Result<File, RunError> {
     // there for us to write into: its owner reads the report, or changes
     // it after us (the kernel refuses the open itself where the sysctl
     // fs.protected_regular is set). Before the truncation: left untouched.
-    if meta.uid() != nix::unistd::geteuid().as_raw() && in_sticky_dir(path) {
+    if meta.uid() != nix::unistd::geteuid().as_raw() && in_sticky_dir {
         return Err(RunError::Others { what, path: path.to_path_buf(), owner: meta.uid() });
     }
     file.set_len(0).map_err(open_error)?;
@@ -468,7 +468,9 @@ pub fn create_file(what: &'static str, path: &Path) -> Result<File, RunError> {
 /// directory the open will pass is looked at; a relative path whose
 /// directory cannot be told (the working directory removed) is refused,
 /// not passed unlooked at (a fourth review's way around the look).
-fn check_the_way(what: &'static str, path: &Path) -> Result<(), RunError> {
+/// Returns whether the directory the file is in is sticky (such as /tmp),
+/// where anyone may leave a file under any name.
+fn check_the_way(what: &'static str, path: &Path) -> Result<bool, RunError> {
     let absolute = if path.is_absolute() {
         path.to_path_buf()
     } else {
@@ -482,7 +484,7 @@ fn check_the_way(what: &'static str, path: &Path) -> Result<(), RunError> {
         })?;
         cwd.join(path)
     };
-    let Some(dir) = absolute.parent() else { return Ok(()) };
+    let Some(dir) = absolute.parent() else { return Ok(false) };
     let me = nix::unistd::geteuid().as_raw();
     let foreign = |owner| owner != 0 && owner != me;
     // Whether `owner`'s entry in directory `d` may have been put there by
@@ -501,14 +503,17 @@ fn check_the_way(what: &'static str, path: &Path) -> Result<(), RunError> {
     // left to the open, which fails there.
     let mut todo: std::collections::VecDeque<std::ffi::OsString> = parts(dir).collect();
     let mut here = PathBuf::from("/");
+    // The mode of `here`, where the walk saw it.
+    let mut here_mode = None;
     let mut links = 0;
     while let Some(part) = todo.pop_front() {
         if part == ".." {
             here.pop();
+            here_mode = None;
             continue;
         }
         let next = here.join(&part);
-        let Ok(meta) = fs::symlink_metadata(&next) else { return Ok(()) };
+        let Ok(meta) = fs::symlink_metadata(&next) else { return Ok(false) };
         let (mode, owner) = (meta.mode(), meta.uid());
         let squatted = foreign(owner) && placed_by_others(&here, owner);
         let refuse = |link| {
@@ -520,12 +525,13 @@ fn check_the_way(what: &'static str, path: &Path) -> Result<(), RunError> {
                 return refuse(true);
             }
             links += 1;
-            let Ok(target) = fs::read_link(&next) else { return Ok(()) };
+            let Ok(target) = fs::read_link(&next) else { return Ok(false) };
             if links > MAX_LINKS {
-                return Ok(()); // the open fails with ELOOP
+                return Ok(false); // the open fails with ELOOP
             }
             if target.is_absolute() {
                 here = PathBuf::from("/");
+                here_mode = None;
             }
             for part in parts(&target).collect::<Vec<_>>().into_iter().rev() {
                 todo.push_front(part);
@@ -539,8 +545,10 @@ fn check_the_way(what: &'static str, path: &Path) -> Result<(), RunError> {
             return refuse(false);
         }
         here = next;
+        here_mode = Some(mode);
     }
-    Ok(())
+    let mode = here_mode.or_else(|| fs::metadata(&here).ok().map(|meta| meta.mode()));
+    Ok(mode.is_some_and(|mode| mode & 0o1000 != 0))
 }
 
 /// As many symbolic links as the kernel follows in one path lookup.
@@ -554,16 +562,6 @@ fn parts(path: &Path) -> impl Iterator<Item = std::ffi::OsString> + '_ {
         Component::ParentDir => Some("..".into()),
         _ => None,
     })
-}
-
-/// Whether `path` is in a sticky directory (such as /tmp), where anyone
-/// may leave a file under any name.
-fn in_sticky_dir(path: &Path) -> bool {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    fs::metadata(dir).is_ok_and(|meta| meta.mode() & 0o1000 != 0)
 }
 
 /// A report file as `create_file` opened it before the run: its path and
