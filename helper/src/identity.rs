@@ -113,6 +113,36 @@ impl Identity {
         self.verify()
     }
 
+    /// Takes the caller's ids back in all three places, with no group,
+    /// before the helper writes its last line to the caller's stderr and
+    /// exits (`main::fail`); says whether the line may go. The kernel
+    /// stamps a message on a Unix socket with its writer's real ids: a
+    /// caller that gave a datagram socket as stderr, and a reply pipe
+    /// nobody reads, had the set-up's refusal, which quotes the caller's
+    /// own words (a directory's name with newlines), delivered as root's,
+    /// to a receiver that trusts the stamp (a logging daemon: a review of
+    /// the eleventh round). A process that is the caller already (the
+    /// supervisor) changes nothing; one that cannot become it says no.
+    pub fn speak_as_caller(caller: &Caller) -> bool {
+        let ids = |u: [Uid; 3], g: [Gid; 3]| {
+            u == [caller.uid; 3]
+                && g == [caller.gid; 3]
+                && matches!(crate::sys::group_count(), Ok(0))
+        };
+        let now = |u: nix::unistd::ResUid, g: nix::unistd::ResGid| {
+            ids([u.real, u.effective, u.saved], [g.real, g.effective, g.saved])
+        };
+        if let (Ok(u), Ok(g)) = (getresuid(), getresgid()) {
+            if now(u, g) {
+                return true;
+            }
+        }
+        setgroups(&[]).is_ok()
+            && setresgid(caller.gid, caller.gid, caller.gid).is_ok()
+            && setresuid(caller.uid, caller.uid, caller.uid).is_ok()
+            && matches!((getresuid(), getresgid()), (Ok(u), Ok(g)) if now(u, g))
+    }
+
     /// Reads the ids, groups, the dumpable flag and the capability sets
     /// back from the kernel.
     /// The ambient set needs no read: it is always within permitted and

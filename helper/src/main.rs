@@ -96,24 +96,24 @@ fn main() {
     // to report an error.
     let caller = match harden::before_reading() {
         Ok(caller) => caller,
-        Err(e) => fail_early(&e),
+        Err(e) => fail_early(None, &e),
     };
     // At once: from here the caller can neither signal nor reschedule us.
     if let Err(e) = Identity::setup().assume() {
-        fail(None, &e);
+        fail(&caller, None, &e);
     }
     // Only now: until the change of ids the caller could set them again.
     if let Err(e) = harden::reset_timing() {
-        fail_early(&e);
+        fail_early(Some(&caller), &e);
     }
     let (request_rx, mut reply_tx) = match harden::channel_fds() {
         Ok(fds) => fds,
-        Err(e) => fail(None, &e),
+        Err(e) => fail(&caller, None, &e),
     };
     let request_rx = harden::RequestSocket::new(request_rx);
     let ended = match run(&caller, request_rx, reply_tx.as_fd()) {
         Ok(ended) => ended,
-        Err(e) => fail(Some(&mut reply_tx), &e),
+        Err(e) => fail(&caller, Some(&mut reply_tx), &e),
     };
     // Nothing of the run is alive any more: the caller may go, and the
     // supervisor outlasts init's clean-up on its own.
@@ -121,7 +121,7 @@ fn main() {
     if let Err(e) = wire::write_reply(&mut reply_tx, &Reply::Finished(ended.facts)) {
         ended.channel.stop_run();
         supervise::outlast(&ended.run);
-        fail(None, &Error::Wire(e));
+        fail(&caller, None, &Error::Wire(e));
     }
     supervise::stdio_to_null(harden::open_null().ok().as_ref());
     // Init's clean-up (the run's cgroups, then the kernel's teardown of its
@@ -150,10 +150,29 @@ struct Ended {
     _setup: (Policy, cgroup::Hierarchies),
 }
 
-/// Reports one line (on the reply channel if there is one, else on stderr)
-/// and exits non-zero. Only called where no run is alive: after the fork
-/// the supervisor kills the run before it gets here.
-fn fail(reply_tx: Option<&mut File>, err: &Error) -> ! {
+/// Reports one line (on the reply channel if there is one, else on stderr,
+/// as the caller: `Identity::speak_as_caller`) and exits non-zero. Only
+/// called where no run is alive: after the fork the supervisor kills the
+/// run before it gets here.
+fn fail(caller: &Caller, reply_tx: Option<&mut File>, err: &Error) -> ! {
+    last_words(reply_tx, err, || Identity::speak_as_caller(caller))
+}
+
+/// `fail` before the helper is hardened (it may not even be root): the
+/// line still goes on the reply channel if there is one, so that the
+/// frontend shows it rather than a helper that ended without a reply.
+/// Without `caller` (harden failed), no id has changed yet: the real ones,
+/// which a message is stamped with, are still the caller's.
+fn fail_early(caller: Option<&Caller>, err: &Error) -> ! {
+    // A reply pipe closed by a direct caller: an error, not a SIGPIPE death.
+    let _ = sys::ignore_write_signals();
+    let mut reply_tx = harden::channel_fds().ok().map(|(_, reply_tx)| reply_tx);
+    last_words(reply_tx.as_mut(), err, || caller.is_none_or(Identity::speak_as_caller))
+}
+
+/// The line of `fail`: on stderr only if the reply channel did not take it
+/// and `may_speak` says so.
+fn last_words(reply_tx: Option<&mut File>, err: &Error, may_speak: impl FnOnce() -> bool) -> ! {
     // A caller that filled its reply pipe, or stopped reading a terminal
     // it gave as stderr, would hold the helper in this write for ever:
     // SIGALRM's default action ends it (`harden::before_reading` reset it).
@@ -161,22 +180,12 @@ fn fail(reply_tx: Option<&mut File>, err: &Error) -> ! {
     let msg = err.to_string();
     let sent =
         reply_tx.is_some_and(|tx| wire::write_reply(tx, &Reply::Failed(msg.clone())).is_ok());
-    if !sent {
+    if !sent && may_speak() {
         // Not eprintln!: it panics when stderr cannot be written (a full
         // disk, or a caller's file-size limit), and a panic aborts.
         let _ = writeln!(std::io::stderr(), "safeexec-helper: {msg}");
     }
     std::process::exit(EXIT_FAILED);
-}
-
-/// `fail` before the helper is hardened (it may not even be root): the
-/// line still goes on the reply channel if there is one, so that the
-/// frontend shows it rather than a helper that ended without a reply.
-fn fail_early(err: &Error) -> ! {
-    // A reply pipe closed by a direct caller: an error, not a SIGPIPE death.
-    let _ = sys::ignore_write_signals();
-    let mut reply_tx = harden::channel_fds().ok().map(|(_, reply_tx)| reply_tx);
-    fail(reply_tx.as_mut(), err)
 }
 
 /// Puts the descriptors that came with the request where the request

@@ -17,7 +17,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use safeexec_tests::{
-    assert_verdict, decode_reply, dump, frame, in_policy_range, json_report, json_uid, kv,
+    assert_verdict, decode_reply, dump, frame, in_policy_range, json_report, json_uid, kv, lossy,
     path_str, pty, request, require_root, set_limit, status_field, stderr, stdout, verdict, word,
     Ctx, End, Limit, Preset, Reply,
 };
@@ -1072,4 +1072,84 @@ fn terminal_resize_and_flush_on_an_inherited_terminal_are_refused() {
     let n = File::from(reader_end).read(&mut buf).unwrap_or(0);
     assert_eq!(&buf[..n], typed, "what the caller typed was discarded\n{}", got.dump());
     t.assert_nothing_left(o.uid, &got.dump());
+}
+
+/// The helper's last line, when its reply pipe is not read, goes to the
+/// caller's stderr as the caller: the kernel stamps a message on a Unix
+/// socket with its writer's real ids, and a receiver that trusts the stamp
+/// (a logging daemon) took the set-up's refusal, which quotes what the
+/// caller sent, for root's (a review of the eleventh round). Every
+/// datagram the helper writes on a stderr that is a datagram socket whose
+/// reader asked for the stamp (SO_PASSCRED) carries the caller's uid and
+/// gid.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn the_helpers_last_line_on_a_stderr_socket_is_stamped_with_the_callers_ids_not_roots() {
+    let t = require_root!();
+    let (theirs, ours) = std::os::unix::net::UnixDatagram::pair().expect("socketpair");
+    let on: libc::c_int = 1;
+    // SAFETY: a plain setsockopt on a socket we own, with an int.
+    let set = unsafe {
+        libc::setsockopt(
+            ours.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PASSCRED,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+    let (running, request_tx, reply_rx) = t.direct().fd(theirs, 2).spawn_for_request();
+    // Nobody reads the reply: the refusal falls back to stderr.
+    drop(reply_rx);
+    request_tx.send(b"sxec but no frame of ours, said by the caller\n").expect("send");
+    let out = running.wait();
+    assert_eq!(out.status.code(), Some(2), "{}", dump(&out));
+    let said = stamped_datagrams(&ours);
+    let text: String = said.iter().map(|(_, _, b)| String::from_utf8_lossy(b)).collect();
+    assert!(text.contains("safeexec-helper: "), "no line came: {said:?}\n{}", dump(&out));
+    let ids = (t.env().test_user.uid, t.env().test_user.gid);
+    for (uid, gid, bytes) in &said {
+        assert_eq!((*uid, *gid), ids, "{:?} was stamped as uid {uid}, gid {gid}", lossy(bytes));
+    }
+}
+
+/// Every datagram waiting on `socket`, with the uid and gid of its
+/// credentials (SCM_CREDENTIALS).
+fn stamped_datagrams(socket: &std::os::unix::net::UnixDatagram) -> Vec<(u32, u32, Vec<u8>)> {
+    socket.set_nonblocking(true).expect("non-blocking");
+    let mut got = Vec::new();
+    loop {
+        let mut buf = [0u8; 4096];
+        let mut control = [0u64; 16];
+        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        // SAFETY: a msghdr is plain data; all zeroes is a valid empty one.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control);
+        // SAFETY: msg points at buffers that live through the call.
+        let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, 0) };
+        if n < 0 {
+            break;
+        }
+        let mut ids = (u32::MAX, u32::MAX);
+        // SAFETY: the CMSG macros walk the control buffer the kernel
+        // filled, within msg_controllen; the credentials are read
+        // unaligned from their header's data.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_CREDENTIALS {
+                    let cred: libc::ucred =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::ucred);
+                    ids = (cred.uid, cred.gid);
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+        }
+        got.push((ids.0, ids.1, buf[..n as usize].to_vec()));
+    }
+    got
 }
