@@ -9,7 +9,9 @@
 //! O_CREAT or O_TMPFILE fail with EPERM when the mode has S_ISUID or
 //! S_ISGID, and mknod(at) when it makes a device; openat2 and io_uring_setup (whose modes a filter cannot see)
 //! fail with ENOSYS, and callers fall back to openat; so does io_setup,
-//! whose contexts are one count for the whole machine. System calls of
+//! whose contexts are one count for the whole machine. posix_fadvise's
+//! POSIX_FADV_DONTNEED succeeds without being done: it drops any reader's
+//! cached pages of a file, which a later run reads back (`FADV_DONTNEED`). System calls of
 //! another ABI (32-bit, x32) kill the process: the filter only knows the
 //! native numbers.
 //!
@@ -92,6 +94,9 @@ enum Rule {
     NoSys,
     /// Refuse with EPERM if argument `arg` is one of `values`.
     Refuse { arg: u32, values: &'static [u32] },
+    /// Return success without doing it if argument `arg` is one of
+    /// `values` (advice the kernel may ignore anyway).
+    Pretend { arg: u32, values: &'static [u32] },
     /// Refuse unless argument `arg` is one of `values`, by jumping to
     /// `otherwise`: `Label::NoFamily` (EAFNOSUPPORT) or `Label::NoSupport`
     /// (EOPNOTSUPP: the caller falls back, as on a file system without
@@ -222,6 +227,18 @@ const SOCKET_FILTERS: &[u32] = &[26, 50, 51, 52];
 const PR_SET_SECCOMP: &[u32] = &[22];
 const SECCOMP_SET_MODE_FILTER: &[u32] = &[1];
 
+/// posix_fadvise's POSIX_FADV_DONTNEED: it drops a file's pages from the
+/// page cache, for any file the caller may read, whoever's pages they
+/// are. A run evicted chosen pieces of a host file (one the judge had
+/// cached), and a later run of another uid read the pattern back (a read
+/// with RWF_NOWAIT fails on a page not cached): a message from one run to
+/// the next, and an effect on the host that outlives the run (a review of
+/// the eleventh round). The kernel already refuses the calls that show
+/// whether a page is cached (mincore, cachestat) on a file the caller may
+/// not write; this one is answered with success and not done, as advice
+/// the kernel may ignore.
+const FADV_DONTNEED: &[u32] = &[libc::POSIX_FADV_DONTNEED as u32];
+
 /// fchmodat2(2): 452 in x86_64's table and in the generic one of aarch64;
 /// the libc crate names it for x86_64 only.
 const SYS_FCHMODAT2: libc::c_long = 452;
@@ -275,6 +292,8 @@ const RULES: &[(libc::c_long, Rule)] = &[
     ),
     (libc::SYS_prctl, Rule::Refuse { arg: 0, values: PR_SET_SECCOMP }),
     (libc::SYS_seccomp, Rule::Refuse { arg: 0, values: SECCOMP_SET_MODE_FILTER }),
+    // fadvise64 on x86_64, fadvise64_64 on aarch64: (fd, offset, len, advice).
+    (libc::SYS_fadvise64, Rule::Pretend { arg: 3, values: FADV_DONTNEED }),
 ];
 
 /// The older calls that x86_64 still has beside the `at` ones.
@@ -323,6 +342,8 @@ enum Label {
     NoSys,
     NoFamily,
     NoSupport,
+    /// Success, not done (`Rule::Pretend`).
+    Skip,
     /// The check block of rule `i`; `Mode(i)`: its mode test (or its
     /// first list of values), `Second(i)` and `Third(i)`: its second and
     /// third lists of values.
@@ -340,9 +361,11 @@ enum Label {
 /// test that runs the filter assembles it).
 const MAX_RULES: usize = 64;
 const _: () = assert!(RULES.len() + OLD_CALLS.len() <= MAX_RULES);
-/// Places in that table: the six fixed labels, the arch check's, and
+/// Places in that table: the seven fixed labels, the arch check's, and
 /// five per rule.
-const LABELS: usize = 7 + 5 * MAX_RULES;
+const LABELS: usize = FIXED + 5 * MAX_RULES;
+/// The fixed labels and the arch check's.
+const FIXED: usize = 8;
 
 /// Where `label` is kept in `filter`'s table.
 fn slot(label: Label) -> usize {
@@ -353,12 +376,13 @@ fn slot(label: Label) -> usize {
         Label::NoSys => 3,
         Label::NoFamily => 4,
         Label::NoSupport => 5,
-        Label::Rule(usize::MAX) => 6,
-        Label::Rule(i) => 7 + i,
-        Label::Mode(i) => 7 + MAX_RULES + i,
-        Label::Upper(i) => 7 + 2 * MAX_RULES + i,
-        Label::Second(i) => 7 + 3 * MAX_RULES + i,
-        Label::Third(i) => 7 + 4 * MAX_RULES + i,
+        Label::Skip => 6,
+        Label::Rule(usize::MAX) => 7,
+        Label::Rule(i) => FIXED + i,
+        Label::Mode(i) => FIXED + MAX_RULES + i,
+        Label::Upper(i) => FIXED + 2 * MAX_RULES + i,
+        Label::Second(i) => FIXED + 3 * MAX_RULES + i,
+        Label::Third(i) => FIXED + 4 * MAX_RULES + i,
     }
 }
 
@@ -390,6 +414,9 @@ fn program(rules: &[(libc::c_long, Rule)], emit: &mut impl FnMut(Op)) {
         Op::Ret(RET_ERRNO | libc::EAFNOSUPPORT as u32),
         Op::Here(Label::NoSupport),
         Op::Ret(RET_ERRNO | libc::EOPNOTSUPP as u32),
+        // An errno of 0: the call returns 0 and is not made.
+        Op::Here(Label::Skip),
+        Op::Ret(RET_ERRNO),
         Op::Here(Label::Kill),
         Op::Ret(RET_KILL_PROCESS),
     ] {
@@ -446,6 +473,11 @@ fn check(i: usize, rule: Rule, emit: &mut impl FnMut(Op)) {
         Rule::Refuse { arg: a, values } => {
             emit(Op::Load(arg(a)));
             values.iter().for_each(|&v| emit(Op::JumpIfEq(v, Label::Deny)));
+            emit(Op::Ret(RET_ALLOW));
+        }
+        Rule::Pretend { arg: a, values } => {
+            emit(Op::Load(arg(a)));
+            values.iter().for_each(|&v| emit(Op::JumpIfEq(v, Label::Skip)));
             emit(Op::Ret(RET_ALLOW));
         }
         Rule::UnixPair => {
@@ -717,6 +749,17 @@ mod tests {
     #[test]
     fn filter_fits_classic_bpf() {
         assert!(filter().len() < 4096);
+    }
+
+    #[test]
+    fn dropping_a_files_cached_pages_succeeds_without_being_done() {
+        let advice = |a: libc::c_int| decide(libc::SYS_fadvise64, [3, 0, 0, a as u32, 0, 0]);
+        assert_eq!(advice(libc::POSIX_FADV_DONTNEED), RET_ERRNO, "errno 0: success, not done");
+        for other in
+            [libc::POSIX_FADV_NORMAL, libc::POSIX_FADV_SEQUENTIAL, libc::POSIX_FADV_WILLNEED]
+        {
+            assert_eq!(advice(other), RET_ALLOW);
+        }
     }
 
     /// The kernel runs the filter for every number when it installs it:

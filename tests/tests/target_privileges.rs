@@ -291,6 +291,53 @@ fn a_device_node_even_a_whiteout_is_refused_and_none_is_left() {
     assert!(fs::symlink_metadata(&node).is_err(), "a node was left on the host");
 }
 
+/// A run may read a host file, but not drop its pages from the page
+/// cache: a run evicted chosen pieces of a file another user had cached,
+/// and a later run of another uid read the pattern back (a read with
+/// RWF_NOWAIT fails on a page not cached; a review of the eleventh round).
+/// posix_fadvise's POSIX_FADV_DONTNEED is answered with success and not
+/// done: every page of a cached file of root's is still cached after it.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_run_cannot_drop_a_host_files_pages_from_the_page_cache() {
+    let t = require_root!();
+    let scratch = open_scratch(&t, "evict");
+    let path = scratch.path().join("cached");
+    let mut file = fs::File::create(&path).expect("create");
+    std::io::Write::write_all(&mut file, &vec![7u8; 1 << 20]).expect("write");
+    // Clean pages: a dirty one is never dropped.
+    file.sync_all().expect("fsync");
+    drop(file);
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+    assert_eq!(uncached_pages(&path), 0, "the file is not cached to begin with");
+    let (out, j) = t.attack(&[], &["evict", path_str(&path)]);
+    verdict(&out, &j, "ok", 0);
+    assert_eq!(word(&out, "evict"), "ok", "{}", dump(&out));
+    assert_eq!(uncached_pages(&path), 0, "the run dropped pages of the host's file");
+}
+
+/// How many 4 KiB pieces of `path` are not in the page cache: a read with
+/// RWF_NOWAIT fails with EAGAIN on those (and reads nothing in).
+fn uncached_pages(path: &Path) -> usize {
+    use std::os::fd::AsRawFd;
+    let file = fs::File::open(path).expect("open");
+    let len = file.metadata().expect("stat").len();
+    let mut buf = [0u8; 4096];
+    let mut missing = 0;
+    for offset in (0..len).step_by(buf.len()) {
+        let iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        // SAFETY: one iovec over a buffer of ours that lives through the call.
+        let n =
+            unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, offset as i64, libc::RWF_NOWAIT) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            assert_eq!(e.raw_os_error(), Some(libc::EAGAIN), "preadv2: {e}");
+            missing += 1;
+        }
+    }
+    missing
+}
+
 /// Every filter a program attaches to a socket, or installs on itself
 /// with seccomp, is compiled into one budget of the whole machine
 /// (net.core.bpf_jit_limit), past which no process without privilege gets
