@@ -277,8 +277,10 @@ fn mkdir_with_the_setgid_bit_fails_with_eperm_and_a_plain_mkdir_works() {
 
 /// Any user may make the character device 0:0, the whiteout an overlay
 /// file system reads as a deleted file: a run left such nodes, with its
-/// uid, where it may write on the host (a review of the tenth round). The
-/// filter refuses every device node (EPERM), not only set-id ones.
+/// uid, where it may write on the host (a review of the tenth round), and
+/// with a rename that leaves one where the file was (RENAME_WHITEOUT, a
+/// review of the eleventh). The filter refuses every device node and that
+/// rename (EPERM), not only set-id ones.
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn a_device_node_even_a_whiteout_is_refused_and_none_is_left() {
@@ -288,7 +290,18 @@ fn a_device_node_even_a_whiteout_is_refused_and_none_is_left() {
     let (out, j) = t.attack(&bind_rw(scratch.path()), &["whiteout", path_str(&node)]);
     verdict(&out, &j, "ok", 0);
     assert_eq!(word(&out, "whiteout"), "EPERM", "{}", dump(&out));
+    assert_eq!(word(&out, "rename_whiteout"), "EPERM", "{}", dump(&out));
     assert!(fs::symlink_metadata(&node).is_err(), "a node was left on the host");
+    use std::os::unix::fs::FileTypeExt;
+    for entry in fs::read_dir(scratch.path()).expect("read the scratch directory") {
+        let entry = entry.expect("an entry");
+        let kind = entry.file_type().expect("its type");
+        assert!(
+            !kind.is_char_device() && !kind.is_block_device(),
+            "a device was left on the host: {}",
+            entry.path().display()
+        );
+    }
 }
 
 /// A run may read a host file, but not drop its pages from the page
