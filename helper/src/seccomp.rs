@@ -111,8 +111,14 @@ enum Rule {
     /// connected type (`SOCKETPAIR_TYPES`).
     UnixPair,
     /// setsockopt: refuse with EPERM the options `ip` of level IPPROTO_IP,
-    /// `ipv6` of level IPPROTO_IPV6 and `socket` of level SOL_SOCKET.
-    SocketOptions { ip: &'static [u32], ipv6: &'static [u32], socket: &'static [u32] },
+    /// `ipv6` of level IPPROTO_IPV6, `socket` of level SOL_SOCKET and `tcp`
+    /// of level IPPROTO_TCP.
+    SocketOptions {
+        ip: &'static [u32],
+        ipv6: &'static [u32],
+        socket: &'static [u32],
+        tcp: &'static [u32],
+    },
 }
 
 /// Terminal requests that act on a terminal beyond the target's own use of
@@ -214,8 +220,36 @@ const IPV6_FLOWLABEL_MGR: u32 = 32;
 /// source filter option; IPPROTO_IPV6: IPV6_ADD_MEMBERSHIP and
 /// IPV6_DROP_MEMBERSHIP (20, 21), and the MCAST_ ones (42 to 48).
 const IP_MEMBERSHIP: &[u32] = &[35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48];
+/// IPPROTO_IP's options refused: IP_MINTTL (21, see `TCP_REFUSED`) and the
+/// memberships.
+const IP_REFUSED: &[u32] = &{
+    let mut all = [IP_MINTTL; 1 + IP_MEMBERSHIP.len()];
+    let mut i = 0;
+    while i < IP_MEMBERSHIP.len() {
+        all[i + 1] = IP_MEMBERSHIP[i];
+        i += 1;
+    }
+    all
+};
+const IP_MINTTL: u32 = 21;
+/// IPV6_MINHOPCOUNT (73), IPv6's IP_MINTTL.
+const IPV6_MINHOPCOUNT: u32 = 73;
 /// IPv6's options refused: its memberships, and flow labels.
-const IPV6_REFUSED: &[u32] = &[20, 21, IPV6_FLOWLABEL_MGR, 42, 43, 44, 45, 46, 47, 48];
+const IPV6_REFUSED: &[u32] =
+    &[20, 21, IPV6_FLOWLABEL_MGR, 42, 43, 44, 45, 46, 47, 48, IPV6_MINHOPCOUNT];
+
+/// TCP connections that outlive the run: a socket whose program is gone
+/// lives on as an orphan while it has data to send, until the peer's
+/// reset or its retries run out. A run made each end drop everything the
+/// other sent, resets included (a TCP_MD5SIG key, or TCP-AO's, that does
+/// not match the peer's; or IP_MINTTL 255, which drops the loopback's
+/// packets), and set TCP_USER_TIMEOUT to weeks: its orphans, with their
+/// send queues, held the run's whole memory limit in the machine's TCP
+/// memory and its removed memory cgroup for some 23 days, and only root
+/// could end them (a review of the eleventh round). TCP_MD5SIG (14),
+/// TCP_USER_TIMEOUT (18), TCP_MD5SIG_EXT (32), TCP_AO_ADD_KEY to
+/// TCP_AO_REPAIR (38 to 42). Judges' programs have no use for them.
+const TCP_REFUSED: &[u32] = &[14, 18, 32, 38, 39, 40, 41, 42];
 
 /// Filters attached to sockets: SO_ATTACH_FILTER (26), SO_ATTACH_BPF (50),
 /// SO_ATTACH_REUSEPORT_CBPF (51) and SO_ATTACH_REUSEPORT_EBPF (52). The
@@ -294,7 +328,12 @@ const RULES: &[(libc::c_long, Rule)] = &[
     ),
     (
         libc::SYS_setsockopt,
-        Rule::SocketOptions { ip: IP_MEMBERSHIP, ipv6: IPV6_REFUSED, socket: SOCKET_FILTERS },
+        Rule::SocketOptions {
+            ip: IP_REFUSED,
+            ipv6: IPV6_REFUSED,
+            socket: SOCKET_FILTERS,
+            tcp: TCP_REFUSED,
+        },
     ),
     (libc::SYS_prctl, Rule::Refuse { arg: 0, values: PR_SET_SECCOMP }),
     (libc::SYS_seccomp, Rule::Refuse { arg: 0, values: SECCOMP_SET_MODE_FILTER }),
@@ -351,12 +390,13 @@ enum Label {
     /// Success, not done (`Rule::Pretend`).
     Skip,
     /// The check block of rule `i`; `Mode(i)`: its mode test (or its
-    /// first list of values), `Second(i)` and `Third(i)`: its second and
-    /// third lists of values.
+    /// first list of values), `Second(i)` to `Fourth(i)`: its second to
+    /// fourth lists of values.
     Rule(usize),
     Mode(usize),
     Second(usize),
     Third(usize),
+    Fourth(usize),
     /// The upper half of a search, from rule `i` on (`dispatch`).
     Upper(usize),
 }
@@ -368,8 +408,8 @@ enum Label {
 const MAX_RULES: usize = 64;
 const _: () = assert!(RULES.len() + OLD_CALLS.len() <= MAX_RULES);
 /// Places in that table: the seven fixed labels, the arch check's, and
-/// five per rule.
-const LABELS: usize = FIXED + 5 * MAX_RULES;
+/// six per rule.
+const LABELS: usize = FIXED + 6 * MAX_RULES;
 /// The fixed labels and the arch check's.
 const FIXED: usize = 8;
 
@@ -389,6 +429,7 @@ fn slot(label: Label) -> usize {
         Label::Upper(i) => FIXED + 2 * MAX_RULES + i,
         Label::Second(i) => FIXED + 3 * MAX_RULES + i,
         Label::Third(i) => FIXED + 4 * MAX_RULES + i,
+        Label::Fourth(i) => FIXED + 5 * MAX_RULES + i,
     }
 }
 
@@ -500,15 +541,17 @@ fn check(i: usize, rule: Rule, emit: &mut impl FnMut(Op)) {
             values.iter().for_each(|&v| emit(Op::JumpIfEq(v, Label::Allow)));
             emit(Op::JumpIfAny(0, otherwise, otherwise));
         }
-        Rule::SocketOptions { ip, ipv6, socket } => socket_options(i, [ip, ipv6, socket], emit),
+        Rule::SocketOptions { ip, ipv6, socket, tcp } => {
+            socket_options(i, [ip, ipv6, socket, tcp], emit)
+        }
     }
 }
 
 /// setsockopt's check block (rule `i`): by level (argument 1), then the
 /// option (argument 2) among those refused at that level.
-fn socket_options(i: usize, refused: [&[u32]; 3], emit: &mut impl FnMut(Op)) {
-    let levels = [libc::IPPROTO_IP, libc::IPPROTO_IPV6, libc::SOL_SOCKET];
-    let labels = [Label::Mode(i), Label::Second(i), Label::Third(i)];
+fn socket_options(i: usize, refused: [&[u32]; 4], emit: &mut impl FnMut(Op)) {
+    let levels = [libc::IPPROTO_IP, libc::IPPROTO_IPV6, libc::SOL_SOCKET, libc::IPPROTO_TCP];
+    let labels = [Label::Mode(i), Label::Second(i), Label::Third(i), Label::Fourth(i)];
     emit(Op::Load(arg(1)));
     for (level, label) in levels.into_iter().zip(labels) {
         emit(Op::JumpIfEq(level as u32, label));
@@ -705,6 +748,22 @@ mod tests {
         // neighbouring options of both levels.
         for (level, name) in [(v4, 32), (v4, 33), (v4, 34), (v4, 49), (v6, 17), (v6, 19), (v6, 49)]
         {
+            let decided = decide(libc::SYS_setsockopt, [3, level, name, 0, 0, 0]);
+            assert_eq!(decided, RET_ALLOW, "level {level}, option {name}");
+        }
+    }
+
+    #[test]
+    fn options_that_make_a_tcp_connection_outlive_the_run_are_refused() {
+        let (v4, v6, tcp) =
+            (libc::IPPROTO_IP as u32, libc::IPPROTO_IPV6 as u32, libc::IPPROTO_TCP as u32);
+        let refused = [(tcp, 14), (tcp, 18), (tcp, 32), (tcp, 38), (tcp, 42), (v4, 21), (v6, 73)];
+        for (level, name) in refused {
+            let decided = decide(libc::SYS_setsockopt, [3, level, name, 0, 0, 0]);
+            assert_eq!(decided, EPERM, "level {level}, option {name}");
+        }
+        // TCP_NODELAY, TCP_KEEPIDLE, TCP_CORK, TCP_CONGESTION; IP_TTL, IP_TOS.
+        for (level, name) in [(tcp, 1), (tcp, 4), (tcp, 3), (tcp, 13), (v4, 2), (v4, 1)] {
             let decided = decide(libc::SYS_setsockopt, [3, level, name, 0, 0, 0]);
             assert_eq!(decided, RET_ALLOW, "level {level}, option {name}");
         }

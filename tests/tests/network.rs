@@ -631,6 +631,30 @@ fn multicast_memberships_are_refused_to_the_run() {
     safeexec_tests::assert_each(&out, &joins, "EPERM");
 }
 
+/// A run made its TCP connections outlive it by weeks, as orphans with
+/// full send queues that kept the machine's TCP memory (the run's whole
+/// memory limit) and its removed memory cgroup: each end dropped the
+/// other's packets, resets included (a TCP_MD5SIG key the peer does not
+/// share, or a minimum TTL the loopback misses), and a user timeout of
+/// weeks kept them retransmitting (a review of the eleventh round). The
+/// seccomp filter refuses every option of that kind (EPERM).
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn options_that_keep_a_tcp_connection_past_the_run_are_refused() {
+    let t = require_root!();
+    let (out, j) = t.attack(&[], &["tcpopts"]);
+    verdict(&out, &j, "ok", 0);
+    let options = [
+        "tcp_md5sig",
+        "tcp_md5sig_ext",
+        "tcp_ao_add_key",
+        "tcp_user_timeout",
+        "ip_minttl",
+        "ipv6_minhopcount",
+    ];
+    safeexec_tests::assert_each(&out, &options, "EPERM");
+}
+
 /// An IPv6 flow label is state of the namespace that outlives the socket
 /// that made it, with no packet: a label may linger up to a minute, and an
 /// exclusive one sets a flag of the namespace for good, which a later
