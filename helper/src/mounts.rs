@@ -10,7 +10,7 @@
 //! copy of its own mount (`jail_mount`) with a minimal /dev (`minimal_dev`).
 
 use std::ffi::{CStr, CString, OsStr, OsString};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
@@ -596,11 +596,18 @@ fn show_system(root: &OwnedFd, ours: &[u64], path: &str) -> Result<bool> {
     if !(meta.is_dir() || meta.is_file()) {
         return Ok(false);
     }
-    // A bind of the path (one call; open_tree and move_mount are two, and
-    // a namespace each): the mount point is ours, the source root's.
+    // Opened as the policy's paths are (`policy::open_named`): a link on
+    // the way that another user could have put there is refused.
+    let Some(source) = crate::policy::open_named(path, false).map_err(Error::Policy)? else {
+        return Ok(false);
+    };
+    // A bind of what was opened (one call; open_tree and move_mount are
+    // two, and a namespace each): the mount point is ours, the source
+    // root's.
     mount_point(root, path, ours, meta.is_file())?;
     let at = c_text(&format!("{NEW_ROOT}{path}"))?;
-    mount(&c_text(path)?, &at, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
+    let from = c_text(&format!("/proc/self/fd/{}", source.as_raw_fd()))?;
+    mount(&from, &at, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
         .context("cannot show a system directory")?;
     Ok(true)
 }

@@ -333,12 +333,85 @@ fn parse_roots(value: &str) -> std::result::Result<ChrootRoots, String> {
 /// absolute paths. A directory that does not exist allows nothing; it is
 /// not an error.
 fn directory_ids(list: &str) -> std::result::Result<Vec<(u64, u64)>, String> {
-    let paths = absolute_paths(list)?;
-    Ok(paths
-        .iter()
-        .filter_map(|p| stat(p.as_str()).ok())
-        .map(|st| (st.st_dev, st.st_ino))
-        .collect())
+    let mut ids = Vec::new();
+    for path in absolute_paths(list)? {
+        if let Some(dir) = open_named(&path, true)? {
+            let st = fstat(&dir).map_err(|e| format!("cannot stat {path}: {e}"))?;
+            ids.push((st.st_dev, st.st_ino));
+        }
+    }
+    Ok(ids)
+}
+
+/// Opens a path the policy names (`writable_dirs`, `chroot_roots`,
+/// `writable_chroot_roots`, `minimal_root_binds`) as a handle (O_PATH),
+/// walked from / one component at a time as the kernel would, but
+/// following a symbolic link only where root made it and only root may
+/// change it: a link of root's, in a directory of root's that group and
+/// others may not write (or that is sticky). Followed as the kernel does,
+/// a link that the owner of a directory on the way put there (a judge's
+/// account, say, where the admin keeps a scratch directory) sent root's
+/// bind to a directory of another user's that the caller may not even
+/// enter, shown to the run writable (a review of the eleventh round).
+/// Every other way to put a directory there needs write access to it
+/// (rename) or privilege (a mount). `None`: it does not exist; an error:
+/// the way holds a link it may not take, or what is there is not a
+/// directory (`dir`) or neither a directory nor a file.
+pub fn open_named(path: &str, dir: bool) -> std::result::Result<Option<OwnedFd>, String> {
+    use nix::fcntl::{openat, readlinkat, AtFlags};
+    use nix::sys::stat::fstatat;
+    let refuse = |why: &str| format!("{path}: {why}");
+    let mut at = sys::open_dir_handle("/").map_err(|e| refuse(&format!("cannot open /: {e}")))?;
+    // The components left to walk, the next last.
+    let mut left: Vec<String> = Vec::new();
+    let push = |left: &mut Vec<String>, text: &str| {
+        left.extend(text.split('/').filter(|c| !c.is_empty() && *c != ".").rev().map(String::from));
+    };
+    push(&mut left, path);
+    let mut links = 0;
+    while let Some(name) = left.pop() {
+        let st = match fstatat(&at, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(nix::errno::Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(refuse(&format!("cannot stat {name}: {e}"))),
+        };
+        let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+        if kind == SFlag::S_IFLNK {
+            let here = fstat(&at).map_err(|e| refuse(&e.to_string()))?;
+            let only_root =
+                here.st_uid == 0 && (here.st_mode & 0o022 == 0 || here.st_mode & 0o1000 != 0);
+            links += 1;
+            if st.st_uid != 0 || !only_root || links > 40 {
+                return Err(refuse(&format!(
+                    "the symbolic link {name} on the way is not root's, in a directory only root may change"
+                )));
+            }
+            let target = readlinkat(&at, name.as_str()).map_err(|e| refuse(&e.to_string()))?;
+            let target = target.to_str().ok_or_else(|| refuse("a link that is not UTF-8"))?;
+            if target.starts_with('/') {
+                at = sys::open_dir_handle("/").map_err(|e| refuse(&e.to_string()))?;
+            }
+            push(&mut left, target);
+            continue;
+        }
+        let last = left.is_empty();
+        let mut flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        if !last || dir {
+            flags |= OFlag::O_DIRECTORY;
+        }
+        // Not a link a moment ago: one swapped in since fails here.
+        at = openat(&at, name.as_str(), flags, Mode::empty())
+            .map_err(|e| refuse(&format!("cannot open {name}: {e}")))?;
+        if last {
+            let kind =
+                SFlag::from_bits_truncate(fstat(&at).map_err(|e| refuse(&e.to_string()))?.st_mode)
+                    & SFlag::S_IFMT;
+            if kind != SFlag::S_IFDIR && (dir || kind != SFlag::S_IFREG) {
+                return Err(refuse("not a directory"));
+            }
+        }
+    }
+    Ok(Some(at))
 }
 
 /// Writable jails: as `chroot_roots`' list, but never / (the whole host's
@@ -572,11 +645,14 @@ impl Policy {
     /// the caller grants (`caller_grant`) or could read (`caller_readable`),
     /// and the working directory (`working_directory`).
     fn binds(&self, caller: Uid, dirs: DirFds) -> Result<Vec<Bind>> {
-        let mut binds: Vec<Bind> = (self.writable_dirs.iter())
-            .filter_map(|d| sys::open_dir_handle(d.as_str()).ok())
-            .filter(|dir| !read_only(&fstatvfs(dir)))
-            .filter_map(|dir| bind_of(dir, true).ok())
-            .collect();
+        let mut binds = Vec::new();
+        for path in &self.writable_dirs {
+            let named =
+                open_named(path, true).map_err(|e| Error::Policy(format!("writable_dirs: {e}")))?;
+            if let Some(dir) = named.filter(|dir| !read_only(&fstatvfs(dir))) {
+                binds.extend(bind_of(dir, true).ok());
+            }
+        }
         for dir in dirs.bind_rw {
             binds.push(caller_grant(dir, caller)?);
         }

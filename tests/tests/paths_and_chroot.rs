@@ -735,3 +735,62 @@ fn the_working_directory_is_entered_without_following_a_link_swapped_in_by_the_c
     assert_eq!(said.lines().filter(|l| l.starts_with("run")).count(), 40, "{}", dump(&out));
     assert!(!said.contains("the outsider's secret"), "a run read it:\n{}", dump(&out));
 }
+
+/// A path the policy names is walked by root: a symbolic link on the way
+/// that someone other than root could have made is not taken. A policy's
+/// `writable_dirs` (and its jails' roots) below a directory of the
+/// caller's own: the caller replaced the named directory with a link to a
+/// directory of another user's, inside that user's 0700 home, and root
+/// showed it to the run, writable; the run read and wrote there (a review
+/// of the eleventh round). Now the run is refused, naming the link, and
+/// nothing reaches the other user's directory; the jail's root likewise.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_policy_path_through_a_link_of_the_callers_is_not_followed() {
+    use std::os::unix::fs::{chown, lchown, symlink, PermissionsExt};
+    let t = require_root_exclusive!();
+    let scratch = t.scratch("policy-link");
+    let judge = scratch.dir("judge", 0o755);
+    // Another user's private home, with a directory open to all inside.
+    let home = scratch.path().join("outsider");
+    std::fs::create_dir(&home).expect("mkdir");
+    let drop = home.join("drop");
+    std::fs::create_dir(&drop).expect("mkdir");
+    for (dir, mode) in [(&home, 0o700), (&drop, 0o777)] {
+        chown(dir, Some(t.outsider.uid), Some(t.outsider.gid)).expect("chown");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    let named = judge.join("scratch");
+    symlink(&drop, &named).expect("symlink");
+    lchown(&named, Some(t.test_user.uid), Some(t.test_user.gid)).expect("lchown");
+
+    t.set_policy(&t.policy_with(&[("writable_dirs", path_str(&named))]));
+    let write = format!(
+        "echo planted > {0}/planted; echo planted > {1}/planted",
+        path_str(&named),
+        path_str(&drop)
+    );
+    for root in ["host", "minimal"] {
+        let out = t.safeexec(&["--root", root, "--exec", "/bin/sh", "-c", write.as_str()]);
+        assert!(
+            !drop.join("planted").exists(),
+            "{root}: the run wrote in the other user's directory"
+        );
+        assert_eq!(out.status.code(), Some(2), "{root}: {}", dump(&out));
+        assert!(stderr(&out).contains("symbolic link scratch"), "{root}: {}", dump(&out));
+    }
+
+    // The same link as a root of writable jails, to a jail of root's that
+    // the policy does not list: refused, not followed.
+    let rootjail = jail(&t, &scratch, "rootjail");
+    for entry in [rootjail.clone(), rootjail.join("hello")] {
+        chown(&entry, Some(0), Some(0)).expect("chown");
+    }
+    std::fs::remove_file(&named).expect("rm the link");
+    symlink(&rootjail, &named).expect("symlink");
+    lchown(&named, Some(t.test_user.uid), Some(t.test_user.gid)).expect("lchown");
+    t.set_policy(&t.policy_with(&[("writable_chroot_roots", path_str(&named))]));
+    let out = t.safeexec(&["--chroot_dir", path_str(&rootjail), "--exec", "/hello"]);
+    assert_eq!(out.status.code(), Some(2), "{}", dump(&out));
+    assert!(stderr(&out).contains("symbolic link scratch"), "{}", dump(&out));
+}
