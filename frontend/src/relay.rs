@@ -111,6 +111,21 @@ impl Relay {
         let our_stdout = dup(io::stdout().as_fd());
         let our_stderr = dup(io::stderr().as_fd());
         let our_stdin = dup(io::stdin().as_fd());
+        // A stdin the run could write to (a socket, as inetd and socat give
+        // their children, or a file opened for both): what the run wrote
+        // there went past the output limit, uncounted (a review of the
+        // eleventh round). Under a limit the run reads it from a pipe.
+        let input = match (limit, caller.stdin) {
+            (Some(_), Std::Other) => dup(io::stdin().as_fd()).filter(writable),
+            _ => None,
+        };
+        if let Some(from) = input {
+            let (rx, tx) = io::pipe()?;
+            stdio.stdin = Stdio::from(rx);
+            std::thread::Builder::new()
+                .name("input".into())
+                .spawn(move || pass_input(from, File::from(OwnedFd::from(tx))))?;
+        }
 
         let mut outputs = Vec::new();
         if let Some(pty) = pty {
@@ -391,6 +406,32 @@ fn pass_keys(mut from: File, mut to: File, mode: Keys, mut on_keys: impl FnMut(&
         };
         if sent.is_err() {
             return;
+        }
+    }
+}
+
+/// Copies the caller's stdin into the run's stdin pipe until either ends:
+/// a pipe's worth read ahead at most (its writes wait for the run to
+/// read). Detached: blocked on a stdin that never ends, it goes with us.
+fn pass_input(mut from: File, mut to: File) {
+    let mut buf = [0u8; 4096];
+    loop {
+        // A non-blocking stdin is waited for, not spun on.
+        let mut fds = [PollFd::new(from.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(_) => return,
+        }
+        match from.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if write_out(&mut to, &buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e)
+                if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) => {}
+            Err(_) => return,
         }
     }
 }

@@ -253,6 +253,43 @@ fn the_relay_ends_with_the_run_even_if_the_run_sent_its_pipes_away() {
     drop(held);
 }
 
+/// Under an output limit a run may not write past it through a stdin it
+/// could write to: a socket, as inetd, systemd's `Accept=yes` and socat
+/// give their children as 0, 1 and 2 at once. The run wrote 4 MiB to fd 0
+/// under `--output 1`, to the caller's peer, and was reported OK with 3
+/// bytes of output (a review of the eleventh round). Now it reads its stdin
+/// from a pipe the frontend fills from the socket: what the caller sent
+/// still reaches it, and nothing it writes there reaches the caller.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn under_an_output_limit_a_run_cannot_write_through_a_socket_given_as_stdin() {
+    use std::io::{Read, Write};
+    let t = require_root!();
+    let (stdin, mut peer) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    peer.write_all(b"from the caller\n").expect("send the input");
+    peer.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    // Reads its line, then writes 100 KB to its fd 0 (fails on a pipe's
+    // reading end), then prints what it read.
+    let script = "read line; head -c 100000 /dev/zero >&0; echo \"read: $line\"";
+    let args = ["--output", "1000", "--nproc", "4", "--exec", "/bin/sh", "-c", script];
+    let out = t
+        .run(&args)
+        .stdin(safeexec_tests::Input::File(fs::File::from(std::os::fd::OwnedFd::from(stdin))))
+        .timeout(Duration::from_secs(30))
+        .output();
+    assert!(stdout(&out).contains("read: from the caller"), "{}", dump(&out));
+    peer.set_nonblocking(true).expect("non-blocking");
+    let mut came = Vec::new();
+    let _ = peer.read_to_end(&mut came);
+    assert_eq!(
+        came.len(),
+        0,
+        "the run wrote {} bytes to the caller's socket\n{}",
+        came.len(),
+        dump(&out)
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Extreme values
 
