@@ -596,9 +596,9 @@ fn show_system(root: &OwnedFd, ours: &[u64], path: &str) -> Result<bool> {
     if !(meta.is_dir() || meta.is_file()) {
         return Ok(false);
     }
-    // Opened as the policy's paths are (`policy::open_named`): a link on
-    // the way that another user could have put there is refused.
-    let Some(source) = crate::policy::open_named(path, false).map_err(Error::Policy)? else {
+    // Opened as the policy's paths are (`policy::open_named`): one whose
+    // way holds a link another user could have put there is left out.
+    let Ok(Some(source)) = crate::policy::open_named(path, false) else {
         return Ok(false);
     };
     // A bind of what was opened (one call; open_tree and move_mount are

@@ -335,7 +335,8 @@ fn parse_roots(value: &str) -> std::result::Result<ChrootRoots, String> {
 fn directory_ids(list: &str) -> std::result::Result<Vec<(u64, u64)>, String> {
     let mut ids = Vec::new();
     for path in absolute_paths(list)? {
-        if let Some(dir) = open_named(&path, true)? {
+        // One that may not be taken allows nothing, as a missing one.
+        if let Ok(Some(dir)) = open_named(&path, true) {
             let st = fstat(&dir).map_err(|e| format!("cannot stat {path}: {e}"))?;
             ids.push((st.st_dev, st.st_ino));
         }
@@ -356,7 +357,9 @@ fn directory_ids(list: &str) -> std::result::Result<Vec<(u64, u64)>, String> {
 /// Every other way to put a directory there needs write access to it
 /// (rename) or privilege (a mount). `None`: it does not exist; an error:
 /// the way holds a link it may not take, or what is there is not a
-/// directory (`dir`) or neither a directory nor a file.
+/// directory (`dir`) or neither a directory nor a file. Callers leave such
+/// a path out, as a missing one: refused, the owner of a directory on the
+/// way would refuse every caller's runs (the round's sixth review).
 pub fn open_named(path: &str, dir: bool) -> std::result::Result<Option<OwnedFd>, String> {
     use nix::fcntl::{openat, readlinkat, AtFlags};
     use nix::sys::stat::fstatat;
@@ -647,8 +650,8 @@ impl Policy {
     fn binds(&self, caller: Uid, dirs: DirFds) -> Result<Vec<Bind>> {
         let mut binds = Vec::new();
         for path in &self.writable_dirs {
-            let named =
-                open_named(path, true).map_err(|e| Error::Policy(format!("writable_dirs: {e}")))?;
+            // Left out if missing, on a read-only mount, or not to be taken.
+            let named = open_named(path, true).ok().flatten();
             if let Some(dir) = named.filter(|dir| !read_only(&fstatvfs(dir))) {
                 binds.extend(bind_of(dir, true).ok());
             }
