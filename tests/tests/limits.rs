@@ -224,29 +224,40 @@ fn output_under_the_limit_passes_whole() {
     assert_eq!(j["output_bytes"], 6, "{j}");
 }
 
-/// A run that sends its output pipes away, in flight on a socket the
-/// caller gave it as stdin (SCM_RIGHTS; the caller holds the other end and
-/// never reads it: a judge whose library makes its children's standard
-/// streams socketpairs), leaves a writer of the relay's pipes alive after
-/// its end: the relay waited for their end of file for ever, past the wall
-/// limit (an independent review held the frontend so). Once the run is
-/// over, the relay now drains what is there and ends.
+/// A run that sends its output away, in flight on a socket the caller
+/// gave it as stdin (SCM_RIGHTS; the caller holds the other end and never
+/// reads it: a judge whose library makes its children's standard streams
+/// socketpairs), leaves a writer of the relay's pipe, or of its pty, alive
+/// after its end: the relay waited for their end of file for ever, past
+/// the wall limit (an independent review held the frontend so). Once the
+/// run is over, the relay now drains what is there and ends. (Under
+/// `--output` such a stdin now reaches the run as a pipe, below; the pty
+/// of a caller whose stdout is a terminal is still relayed with the
+/// socket as stdin.)
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn the_relay_ends_with_the_run_even_if_the_run_sent_its_pipes_away() {
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, OwnedFd};
     let t = require_root!();
     let (stdin, held) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    let (master, slave) = safeexec_tests::pty();
     let p = t.probe();
-    let args =
-        ["--json", "--output", "100", "--clock", "2", "--exec", &p, "sendfds", "0", "1", "2"];
+    let args = ["--json", "--clock", "2", "--exec", &p, "sendfds", "0", "1"];
     let started = Instant::now();
     let out = t
         .run(&args)
-        .stdin(safeexec_tests::Input::File(fs::File::from(std::os::fd::OwnedFd::from(stdin))))
+        .stdin(safeexec_tests::Input::File(fs::File::from(OwnedFd::from(stdin))))
+        .fd(slave, 1)
         .timeout(Duration::from_secs(30))
         .output();
     let took = started.elapsed();
-    assert_eq!(word(&out, "sendfds"), "ok", "{}", dump(&out));
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut screen = Vec::new();
+    let _ = fs::File::from(master).read_to_end(&mut screen);
+    let screen = String::from_utf8_lossy(&screen);
+    assert!(screen.contains("sendfds=ok"), "{screen:?}\n{}", dump(&out));
     let j = json_report(&out);
     verdict(&out, &j, "ok", 0);
     assert!(took < Duration::from_secs(10), "the frontend ended after {took:?}\n{}", dump(&out));
