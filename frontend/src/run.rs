@@ -983,19 +983,25 @@ pub fn say(line: std::fmt::Arguments<'_>) {
     write_report(&mut io::stderr(), &format!("safeexec: {line}\n"));
 }
 
-/// The file status flags of our stdout and stderr as the caller gave them.
-/// A run that has them shares their open file descriptions, and may change
-/// those flags: O_NONBLOCK, so that our report fails with EAGAIN behind
-/// what it wrote; O_DIRECT, so that it fails with EINVAL; O_APPEND
-/// cleared, so that the report lands before a forged one it wrote further
-/// on. `restore` puts them back after the run.
-pub struct StdFlags([Option<OFlag>; 2]);
+/// The file status flags of our stdin, stdout and stderr as the caller gave
+/// them. A run that has them shares their open file descriptions, and may
+/// change those flags: O_NONBLOCK, so that our report fails with EAGAIN
+/// behind what it wrote, or that the caller's next read of its stdin finds
+/// nothing and takes that for its end (a judge skipped its later tests so:
+/// a review of the eleventh round); O_DIRECT, so that the report fails
+/// with EINVAL; O_APPEND cleared, so that the report lands before a forged
+/// one it wrote further on. `restore` puts them back after the run.
+pub struct StdFlags([Option<OFlag>; 3]);
 
 impl StdFlags {
     pub fn save() -> StdFlags {
         let flags =
             |fd: BorrowedFd<'_>| fcntl(fd, FcntlArg::F_GETFL).ok().map(OFlag::from_bits_truncate);
-        StdFlags([flags(io::stdout().as_fd()), flags(io::stderr().as_fd())])
+        StdFlags([
+            flags(io::stdin().as_fd()),
+            flags(io::stdout().as_fd()),
+            flags(io::stderr().as_fd()),
+        ])
     }
 
     pub fn restore(&self) {
@@ -1007,7 +1013,9 @@ impl StdFlags {
             | OFlag::O_DIRECT
             | OFlag::O_ASYNC
             | OFlag::O_NOATIME;
-        for (fd, saved) in [io::stdout().as_fd(), io::stderr().as_fd()].into_iter().zip(self.0) {
+        let (stdin, stdout, stderr) = (io::stdin(), io::stdout(), io::stderr());
+        let ours = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
+        for (fd, saved) in ours.into_iter().zip(self.0) {
             let (Some(saved), Ok(now)) = (saved, fcntl(fd, FcntlArg::F_GETFL)) else { continue };
             let now = OFlag::from_bits_truncate(now);
             if now & settable != saved & settable {

@@ -298,6 +298,33 @@ fn a_run_that_leaves_stderr_non_blocking_and_full_does_not_lose_the_report() {
     assert_eq!(j["verdict"], "ok", "{j}");
 }
 
+/// A run shares the open file description of the caller's stdin too: one
+/// that left it non-blocking made the caller's next read find nothing, and
+/// a judge that reads its tests from its own stdin took that for their end
+/// and skipped the rest (a review of the eleventh round). The frontend puts
+/// the caller's flags of stdin back after the run, as it does stdout's and
+/// stderr's.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_run_that_leaves_stdin_non_blocking_does_not_leave_it_so_to_the_caller() {
+    use std::os::fd::AsRawFd;
+    let t = require_root!();
+    let (rx, _tx) = std::io::pipe().expect("pipe");
+    let ours = rx.try_clone().expect("dup");
+    let probe = t.probe();
+    let out = t
+        .run(&["--exec", probe.as_str(), "setnb"])
+        .stdin(safeexec_tests::Input::File(std::fs::File::from(std::os::fd::OwnedFd::from(rx))))
+        .output();
+    assert_eq!(safeexec_tests::kv(&stdout(&out), "setnb").as_deref(), Some("ok"), "{}", dump(&out));
+    // SAFETY: fcntl on a descriptor we own.
+    let flags = unsafe { libc::fcntl(ours.as_raw_fd(), libc::F_GETFL) };
+    assert!(
+        flags >= 0 && flags & libc::O_NONBLOCK == 0,
+        "the caller's stdin was left non-blocking"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Where the report goes
 
