@@ -66,6 +66,12 @@ pub enum RunError {
         path: PathBuf,
         owner: u32,
     },
+    /// An existing report file that others may write (the runs' uids are
+    /// others).
+    OpenToOthers {
+        what: &'static str,
+        path: PathBuf,
+    },
     /// A report file's path named another file after the run.
     Replaced {
         what: &'static str,
@@ -132,6 +138,12 @@ impl fmt::Display for RunError {
                 f,
                 "{what} {} belongs to another user (uid {owner}) in a sticky directory, who \
                  could read or change the report: name a file of your own",
+                path.display()
+            ),
+            RunError::OpenToOthers { what, path } => write!(
+                f,
+                "{what} {} may be written by others, the run included, which could add a \
+                 forged report to it: make it writable by you only, or name a new file",
                 path.display()
             ),
             RunError::Replaced { what, path } => write!(
@@ -438,6 +450,13 @@ pub fn create_file(what: &'static str, path: &Path) -> Result<File, RunError> {
     // fs.protected_regular is set). Before the truncation: left untouched.
     if meta.uid() != nix::unistd::geteuid().as_raw() && in_sticky_dir {
         return Err(RunError::Others { what, path: path.to_path_buf(), owner: meta.uid() });
+    }
+    // The runs' uids are others to it: one shown where it lies could write
+    // a forged report after ours, a tail a reader that keeps the last of
+    // each key takes (a review of the eleventh round). Before the
+    // truncation: left untouched.
+    if meta.mode() & 0o002 != 0 {
+        return Err(RunError::OpenToOthers { what, path: path.to_path_buf() });
     }
     file.set_len(0).map_err(open_error)?;
     let own = fcntl(&file, FcntlArg::F_GETFL).map_err(|e| open_error(e.into()))?;
@@ -1040,6 +1059,23 @@ mod tests {
 
     fn scratch(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!("safeexec-run-{}-{name}", std::process::id()))
+    }
+
+    /// An existing report file that others may write is refused, and left
+    /// as it was: a run (its uid is another's) shown where it lies could
+    /// add a forged report after ours.
+    #[test]
+    fn an_existing_report_file_others_may_write_is_refused_and_left_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = scratch("open-to-others");
+        fs::write(&path, "old\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+        let err = create_file("report file", &path).expect_err("refused").to_string();
+        assert!(err.contains("may be written by others"), "{err}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "old\n");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(create_file("report file", &path).is_ok());
+        let _ = fs::remove_file(&path);
     }
 
     #[test]
