@@ -124,6 +124,51 @@ if [ -z "$cargo" ]; then
 fi
 target_dir=${CARGO_TARGET_DIR:-$repo/target/install}
 
+# Every existing entry on the way to DIR (and to where its links lead)
+# must belong to root or to one of the uids given, and be writable by
+# nobody else unless it is a sticky directory (/tmp): what root writes
+# there (the setuid helper), or copies from there (the built binaries),
+# nobody else can swap. A review put a setuid-root file of its own in
+# place of the helper through a prefix directory it owned, and binaries
+# of its own through a checkout directory it had made for root's clone.
+check_way() {
+    local dir=$1 what=$2 allowed=" 0 ${3:-} " path= part uid mode
+    local IFS=/
+    for part in $dir; do
+        [ -n "$part" ] || continue
+        path=$path/$part
+        [ -e "$path" ] || [ -L "$path" ] || break
+        uid=$(stat -c %u -- "$path")
+        mode=$(stat -c %a -- "$path")
+        case "$allowed" in
+        *" $uid "*) ;;
+        *) die "$what: $path belongs to uid $uid, who could replace what is installed or built there; use a path only root (or the builder) owns" ;;
+        esac
+        if [ ! -L "$path" ] && [ $((8#$mode & 8#022)) -ne 0 ] && [ $((8#$mode & 8#1000)) -eq 0 ]; then
+            die "$what: $path may be written by others (mode $mode); use a path only root (or the builder) may change"
+        fi
+    done
+    local real
+    real=$(realpath -m -- "$dir")
+    if [ "$real" != "$dir" ]; then
+        check_way "$real" "$what" "${3:-}"
+    fi
+}
+# The checkout and the build may also be the builder's, or the sudo
+# user's: whoever ran sudo could act as root anyway.
+builder_uids=
+if [ -n "$build_user" ]; then
+    builder_uids=$(id -u "$build_user")
+fi
+if [ -n "${SUDO_UID:-}" ]; then
+    builder_uids="$builder_uids $SUDO_UID"
+fi
+check_way "$prefix" "--prefix"
+check_way "$sysconfdir" "the policy's directory"
+check_way "$state_dir" "the state directory"
+check_way "$repo" "the checkout" "$builder_uids"
+check_way "$target_dir" "the build directory" "$builder_uids"
+
 # Creates every missing component of a directory as 0755 root:root; leaves
 # existing directories alone.
 make_dir() {

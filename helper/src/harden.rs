@@ -29,6 +29,12 @@ pub struct Caller {
     pub gid: Gid,
     /// The process that started the helper (the frontend).
     pub parent: Pid,
+    /// The niceness the caller gave the helper: the run's is never better
+    /// (`policy::Policy::check`). Without privilege the caller could not
+    /// have lowered its own; a caller at 19 had its run at the request's
+    /// 16, and at 0 through the helper called directly (a review of the
+    /// eleventh round).
+    pub niceness: i32,
     /// The caller's file mode creation mask: the target's again at its exec
     /// (`target::enter`); the helper's own is 022, so that what it makes as
     /// root (cgroups, the uid state) has the modes it asks (init builds the
@@ -100,7 +106,8 @@ pub fn before_reading() -> Result<Caller> {
     // with the request).
     sys::close_from(FIRST_UNUSED_FD as u32, false).context("cannot close inherited descriptors")?;
     let umask = nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
-    Ok(Caller { uid: uids.real, gid: gids.real, parent, umask })
+    let niceness = sys::niceness().context("cannot read the niceness")?;
+    Ok(Caller { uid: uids.real, gid: gids.real, parent, niceness, umask })
 }
 
 /// Why the setuid bit gave us no root. The two causes a container (or an

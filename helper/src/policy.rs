@@ -529,7 +529,7 @@ impl Policy {
         caller: &Caller,
         mut dirs: DirFds,
     ) -> Result<Plan> {
-        let (umask, caller) = (caller.umask, caller.uid);
+        let (umask, niceness, caller) = (caller.umask, caller.niceness, caller.uid);
         self.check_limits(&request.limits)?;
         self.check_choices(&request)?;
         let chroot = match (request.chroot, dirs.chroot.take()) {
@@ -556,7 +556,8 @@ impl Policy {
             exec_dir: request.exec_dir.as_deref().map(|d| c_string("exec_dir", d)).transpose()?,
             memory_kib: self.run_memory_kib(&request.limits),
             limits: request.limits,
-            niceness: request.niceness,
+            // Never better than the caller's own (`Caller::niceness`).
+            niceness: request.niceness.max(niceness),
             // Not granted: the run's own network, as every run has (the
             // original tool's callers ask for it only to talk over loopback).
             share_net: request.share_net && self.allow_share_net,

@@ -283,6 +283,14 @@ pub fn reset_io_priority() -> io::Result<()> {
     cerr(ret).map(drop)
 }
 
+/// The niceness of this process, -20 to 19.
+pub fn niceness() -> io::Result<i32> {
+    // SAFETY: getpriority takes integers only; who = 0 means this process.
+    // The raw call returns 20 - niceness (1 to 40), never -1 but on error.
+    let ret = unsafe { libc::syscall(libc::SYS_getpriority, libc::PRIO_PROCESS, 0) };
+    cerr(ret).map(|ret| 20 - ret as i32)
+}
+
 /// Sets the niceness of this process.
 pub fn set_niceness(nice: i32) -> io::Result<()> {
     // SAFETY: setpriority takes integers only; who = 0 means this process.

@@ -1153,3 +1153,35 @@ fn stamped_datagrams(socket: &std::os::unix::net::UnixDatagram) -> Vec<(u32, u32
     }
     got
 }
+
+/// The run's niceness is never better than the caller's own: a caller
+/// at nice 19 had its run at the request's 16 (the default), and at 0
+/// through the helper called directly, neither of which it could set
+/// itself (a review of the eleventh round). A caller at 0 still gets the
+/// request's 16.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn the_runs_niceness_is_never_better_than_the_callers() {
+    let t = require_root!();
+    let niceness_of_run = |caller: i32| {
+        let out = t
+            .run(&["--exec", "/bin/cat", "/proc/self/stat"])
+            .pre_exec(move || {
+                // SAFETY: setpriority takes integers only; who 0: this process.
+                if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, caller) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+            .output();
+        let stat = stdout(&out);
+        // Field 19 of /proc/PID/stat, after the command's name in parentheses.
+        let after = stat.rsplit_once(") ").map(|(_, rest)| rest).unwrap_or_default();
+        let nice: i32 = after.split(' ').nth(16).and_then(|f| f.parse().ok()).unwrap_or(-99);
+        (nice, dump(&out))
+    };
+    let (nice, out) = niceness_of_run(19);
+    assert_eq!(nice, 19, "{out}");
+    let (nice, out) = niceness_of_run(0);
+    assert_eq!(nice, 16, "{out}");
+}
