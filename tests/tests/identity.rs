@@ -314,6 +314,80 @@ fn the_helper_is_installed_setuid_root_for_the_group_only() {
     assert_eq!((policy.uid(), policy.mode() & 0o7777), (0, 0o644), "policy owner or mode");
 }
 
+/// The installer, run as root, works only in directories nobody else may
+/// change: a prefix another user owns (made first in a sticky directory),
+/// where that user swapped its own file for the helper between root's copy
+/// and its `chmod 4754`, and a build directory another user owns, where
+/// that user swapped the built binaries, both gave a setuid-root program
+/// of theirs (a review of the eleventh round). Each is refused before the
+/// build, naming the entry, and nothing is installed.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn the_installer_refuses_a_prefix_or_build_directory_another_user_owns() {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    struct Gone(std::path::PathBuf);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+    let t = require_root!();
+    let base = std::path::PathBuf::from(format!("/tmp/safeexec-install-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&base);
+    fs::create_dir(&base).expect("mkdir");
+    let _gone = Gone(base.clone());
+    fs::set_permissions(&base, fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let theirs = |name: &str, owner: safeexec_tests::Ids| {
+        let dir = base.join(name);
+        fs::create_dir(&dir).expect("mkdir");
+        chown(&dir, Some(owner.uid), Some(owner.gid)).expect("chown");
+        dir
+    };
+    let install = |prefix: &std::path::Path, target: Option<&std::path::Path>| {
+        let mut cmd = std::process::Command::new("bash");
+        cmd.arg(t.repo.join("packaging/install.sh"))
+            .arg("--prefix")
+            .arg(prefix)
+            .args(["--group", safeexec_tests::TEST_GROUP])
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        if let Some(target) = target {
+            cmd.env("CARGO_TARGET_DIR", target);
+        }
+        cmd.output().expect("run install.sh")
+    };
+    let prefix = theirs("prefix", t.test_user);
+    let out = install(&prefix, None);
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "--prefix: {} belongs to uid {}",
+            prefix.display(),
+            t.test_user.uid
+        )),
+        "{said}"
+    );
+    assert!(
+        fs::read_dir(&prefix).expect("read the prefix").next().is_none(),
+        "something was installed"
+    );
+
+    let build = theirs("build", t.outsider);
+    let out = install(&base.join("root-prefix"), Some(&build));
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "the build directory: {} belongs to uid {}",
+            build.display(),
+            t.outsider.uid
+        )),
+        "{said}"
+    );
+    assert!(!base.join("root-prefix").exists(), "something was installed");
+}
+
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn a_user_outside_the_group_cannot_run_the_frontend() {
