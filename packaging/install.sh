@@ -123,6 +123,11 @@ if [ -z "$cargo" ]; then
     fi
 fi
 target_dir=${CARGO_TARGET_DIR:-$repo/target/install}
+# The build runs from / (below): a relative one is made absolute here.
+case "$target_dir" in
+/*) ;;
+*) target_dir=$PWD/$target_dir ;;
+esac
 
 # Every existing entry on the way to DIR (and to where its links lead)
 # must belong to root or to one of the uids given, and be writable by
@@ -137,7 +142,23 @@ check_way() {
     for part in $dir; do
         [ -n "$part" ] || continue
         path=$path/$part
-        [ -e "$path" ] || [ -L "$path" ] || break
+        if [ ! -e "$path" ] && [ ! -L "$path" ]; then
+            # Made later, by root: only if nobody else could make it first
+            # (a sticky directory lets anyone; a review made the prefix
+            # during the build and had its own helper installed).
+            local parent=${path%/*}
+            parent=${parent:-/}
+            uid=$(stat -c %u -- "$parent")
+            mode=$(stat -c %a -- "$parent")
+            case "$allowed" in
+            *" $uid "*) ;;
+            *) die "$what: $path does not exist, and $parent belongs to uid $uid, who could make it first" ;;
+            esac
+            if [ $((8#$mode & 8#022)) -ne 0 ]; then
+                die "$what: $path does not exist, and $parent may be written by others (mode $mode), who could make it first; make it yourself"
+            fi
+            break
+        fi
         uid=$(stat -c %u -- "$path")
         mode=$(stat -c %a -- "$path")
         case "$allowed" in
@@ -223,12 +244,15 @@ build_env() {
 static="-C target-feature=+crt-static"
 command -v cc >/dev/null 2>&1 || die "building needs a C compiler: apt-get install gcc"
 tools=$(dirname "$(command -v "$cargo" || echo "$cargo")")
-# Both run in the checkout, as the build does, so that a toolchain
-# override there applies to them too.
+# Every cargo and rustup command runs from /, the manifest named: both read
+# configuration (`.cargo/config.toml`, `rust-toolchain.toml`) from every
+# directory above the one they run in, and in a sticky directory such as
+# /tmp anyone may put one (a review ran a rustc wrapper of its own as root
+# so, during the build of the helper).
 has_target() {
     local rustc=$tools/rustc
     [ -x "$rustc" ] || rustc=rustc
-    [ -d "$(cd "$repo" && build_env "$rustc" --print sysroot)/lib/rustlib/$1/lib" ]
+    [ -d "$(cd / && build_env "$rustc" --print sysroot)/lib/rustlib/$1/lib" ]
 }
 triple=$(uname -m)-unknown-linux-musl
 if ! has_target "$triple"; then
@@ -236,7 +260,7 @@ if ! has_target "$triple"; then
     [ -x "$rustup" ] || rustup=$(command -v rustup || true)
     if [ -n "$rustup" ]; then
         echo "adding the Rust target $triple (rustup target add)"
-        (cd "$repo" && build_env timeout 300 "$rustup" target add "$triple" </dev/null) || true
+        (cd / && build_env timeout 300 "$rustup" target add "$triple" </dev/null) || true
     fi
 fi
 if ! has_target "$triple"; then
@@ -253,16 +277,16 @@ if [ -n "$build_user" ]; then
         die "$build_user cannot write $target_dir (remove it, or set CARGO_TARGET_DIR)"
     fi
     (
-        cd "$repo"
+        cd /
         runuser -u "$build_user" -- env "HOME=$sudo_home" "PATH=$sudo_home/.cargo/bin:/usr/local/bin:/usr/bin:/bin" \
             "SAFEEXEC_POLICY_PATH=$policy_path" "SAFEEXEC_STATE_DIR=$state_dir" "SAFEEXEC_HELPER_PATH=$helperdir/safeexec-helper" "CARGO_TARGET_DIR=$target_dir" "RUSTFLAGS=$static" \
-            "$cargo" build --release --locked --target "$triple" -p safeexec -p safeexec-helper
+            "$cargo" build --manifest-path "$repo/Cargo.toml" --release --locked --target "$triple" -p safeexec -p safeexec-helper
     ) || die "cargo build (as $build_user) failed"
 else
     (
-        cd "$repo"
+        cd /
         SAFEEXEC_POLICY_PATH=$policy_path SAFEEXEC_STATE_DIR=$state_dir SAFEEXEC_HELPER_PATH=$helperdir/safeexec-helper CARGO_TARGET_DIR=$target_dir RUSTFLAGS=$static \
-            "$cargo" build --release --locked --target "$triple" -p safeexec -p safeexec-helper
+            "$cargo" build --manifest-path "$repo/Cargo.toml" --release --locked --target "$triple" -p safeexec -p safeexec-helper
     ) || die "cargo build failed"
 fi
 built=$target_dir/$triple/release

@@ -120,11 +120,17 @@ impl Relay {
             _ => None,
         };
         if let Some(from) = input {
-            let (rx, tx) = io::pipe()?;
-            stdio.stdin = Stdio::from(rx);
-            std::thread::Builder::new()
-                .name("input".into())
-                .spawn(move || pass_input(from, File::from(OwnedFd::from(tx))))?;
+            if readable(&from) {
+                let (rx, tx) = io::pipe()?;
+                stdio.stdin = Stdio::from(rx);
+                std::thread::Builder::new()
+                    .name("input".into())
+                    .spawn(move || pass_input(from, File::from(OwnedFd::from(tx))))?;
+            } else {
+                // Opened for writing only: nothing to read there, and a
+                // thread would wait on it for ever (a review).
+                stdio.stdin = Stdio::Null;
+            }
         }
 
         let mut outputs = Vec::new();
@@ -196,6 +202,12 @@ impl Relay {
         // `pump` does not panic; should it, the bug shows here.
         self.thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
+}
+
+/// Whether a descriptor was opened for reading.
+fn readable(file: &File) -> bool {
+    fcntl(file, FcntlArg::F_GETFL)
+        .is_ok_and(|flags| OFlag::from_bits_truncate(flags) & OFlag::O_ACCMODE != OFlag::O_WRONLY)
 }
 
 /// Whether a descriptor was opened for writing.

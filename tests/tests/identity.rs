@@ -373,8 +373,19 @@ fn the_installer_refuses_a_prefix_or_build_directory_another_user_owns() {
         "something was installed"
     );
 
+    // Not there yet, in a directory anyone may add to: another user could
+    // make it while the build runs (a later review did).
+    let later = base.join("later");
+    let out = install(&later, None);
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("does not exist, and"), "{said}");
+    assert!(!later.exists(), "something was installed");
+
     let build = theirs("build", t.outsider);
-    let out = install(&base.join("root-prefix"), Some(&build));
+    let root_prefix = theirs("root-prefix", safeexec_tests::Ids { uid: 0, gid: 0 });
+    fs::set_permissions(&root_prefix, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = install(&root_prefix, Some(&build));
     let said = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(!out.status.success(), "{said}");
     assert!(
@@ -385,7 +396,8 @@ fn the_installer_refuses_a_prefix_or_build_directory_another_user_owns() {
         )),
         "{said}"
     );
-    assert!(!base.join("root-prefix").exists(), "something was installed");
+    let installed = fs::read_dir(&root_prefix).expect("read the prefix").next();
+    assert!(installed.is_none(), "something was installed");
 }
 
 #[test]

@@ -301,6 +301,24 @@ fn under_an_output_limit_a_run_cannot_write_through_a_socket_given_as_stdin() {
     );
 }
 
+/// A stdin opened for writing only has nothing for the run to read: under
+/// an output limit it reaches the run as an empty input, not as a pipe the
+/// frontend would wait to fill for ever (a review of the round: the run of
+/// `cat` waited for its wall limit).
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn under_an_output_limit_a_write_only_stdin_reaches_the_run_empty() {
+    let t = require_root!();
+    let (_rx, tx) = std::io::pipe().expect("pipe");
+    let out = t
+        .run(&["--json", "--output", "10", "--clock", "3", "--exec", "/bin/cat"])
+        .stdin(safeexec_tests::Input::File(fs::File::from(std::os::fd::OwnedFd::from(tx))))
+        .timeout(Duration::from_secs(30))
+        .output();
+    let j = json_report(&out);
+    verdict(&out, &j, "ok", 0);
+}
+
 // ---------------------------------------------------------------------------
 // Extreme values
 
