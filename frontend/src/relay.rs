@@ -120,7 +120,7 @@ impl Relay {
             _ => None,
         };
         if let Some(from) = input {
-            if readable(&from) {
+            if access(&from).is_some_and(|mode| mode != OFlag::O_WRONLY) {
                 let (rx, tx) = io::pipe()?;
                 stdio.stdin = Stdio::from(rx);
                 std::thread::Builder::new()
@@ -204,16 +204,15 @@ impl Relay {
     }
 }
 
-/// Whether a descriptor was opened for reading.
-fn readable(file: &File) -> bool {
-    fcntl(file, FcntlArg::F_GETFL)
-        .is_ok_and(|flags| OFlag::from_bits_truncate(flags) & OFlag::O_ACCMODE != OFlag::O_WRONLY)
+/// How a descriptor was opened: O_RDONLY, O_WRONLY or O_RDWR.
+fn access(file: &File) -> Option<OFlag> {
+    let flags = fcntl(file, FcntlArg::F_GETFL).ok()?;
+    Some(OFlag::from_bits_truncate(flags) & OFlag::O_ACCMODE)
 }
 
 /// Whether a descriptor was opened for writing.
 fn writable(file: &File) -> bool {
-    fcntl(file, FcntlArg::F_GETFL)
-        .is_ok_and(|flags| OFlag::from_bits_truncate(flags) & OFlag::O_ACCMODE != OFlag::O_RDONLY)
+    access(file).is_some_and(|mode| mode != OFlag::O_RDONLY)
 }
 
 /// What may go to the helper, by signal: the one stop order of a run

@@ -124,23 +124,17 @@ impl Identity {
     /// the eleventh round). A process that is the caller already (the
     /// supervisor) changes nothing; one that cannot become it says no.
     pub fn speak_as_caller(caller: &Caller) -> bool {
-        let ids = |u: [Uid; 3], g: [Gid; 3]| {
-            u == [caller.uid; 3]
-                && g == [caller.gid; 3]
+        let is_caller = || {
+            matches!((getresuid(), getresgid()), (Ok(u), Ok(g))
+                if [u.real, u.effective, u.saved] == [caller.uid; 3]
+                    && [g.real, g.effective, g.saved] == [caller.gid; 3])
                 && matches!(crate::sys::group_count(), Ok(0))
         };
-        let now = |u: nix::unistd::ResUid, g: nix::unistd::ResGid| {
-            ids([u.real, u.effective, u.saved], [g.real, g.effective, g.saved])
-        };
-        if let (Ok(u), Ok(g)) = (getresuid(), getresgid()) {
-            if now(u, g) {
-                return true;
-            }
-        }
-        setgroups(&[]).is_ok()
-            && setresgid(caller.gid, caller.gid, caller.gid).is_ok()
-            && setresuid(caller.uid, caller.uid, caller.uid).is_ok()
-            && matches!((getresuid(), getresgid()), (Ok(u), Ok(g)) if now(u, g))
+        is_caller()
+            || (setgroups(&[]).is_ok()
+                && setresgid(caller.gid, caller.gid, caller.gid).is_ok()
+                && setresuid(caller.uid, caller.uid, caller.uid).is_ok()
+                && is_caller())
     }
 
     /// Reads the ids, groups, the dumpable flag and the capability sets

@@ -97,11 +97,10 @@ enum Rule {
     Deny,
     /// Refuse outright with ENOSYS (the caller falls back to an older call).
     NoSys,
-    /// Refuse with EPERM if argument `arg` is one of `values`.
-    Refuse { arg: u32, values: &'static [u32] },
-    /// Return success without doing it if argument `arg` is one of
-    /// `values` (advice the kernel may ignore anyway).
-    Pretend { arg: u32, values: &'static [u32] },
+    /// Answer with `answer` if argument `arg` is one of `values`, else
+    /// allow: `Label::Deny` (EPERM), or `Label::Skip` (success, not done:
+    /// advice the kernel may ignore anyway).
+    Refuse { arg: u32, values: &'static [u32], answer: Label },
     /// Refuse unless argument `arg` is one of `values`, by jumping to
     /// `otherwise`: `Label::NoFamily` (EAFNOSUPPORT) or `Label::NoSupport`
     /// (EOPNOTSUPP: the caller falls back, as on a file system without
@@ -219,18 +218,9 @@ const IPV6_FLOWLABEL_MGR: u32 = 32;
 /// IP_ADD_MEMBERSHIP (35) to MCAST_MSFILTER (48), every membership and
 /// source filter option; IPPROTO_IPV6: IPV6_ADD_MEMBERSHIP and
 /// IPV6_DROP_MEMBERSHIP (20, 21), and the MCAST_ ones (42 to 48).
-const IP_MEMBERSHIP: &[u32] = &[35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48];
-/// IPPROTO_IP's options refused: IP_MINTTL (21, see `TCP_REFUSED`) and the
+/// IPPROTO_IP's options refused: IP_MINTTL (see `TCP_REFUSED`) and the
 /// memberships.
-const IP_REFUSED: &[u32] = &{
-    let mut all = [IP_MINTTL; 1 + IP_MEMBERSHIP.len()];
-    let mut i = 0;
-    while i < IP_MEMBERSHIP.len() {
-        all[i + 1] = IP_MEMBERSHIP[i];
-        i += 1;
-    }
-    all
-};
+const IP_REFUSED: &[u32] = &[IP_MINTTL, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48];
 const IP_MINTTL: u32 = 21;
 /// IPV6_MINHOPCOUNT (73), IPv6's IP_MINTTL.
 const IPV6_MINHOPCOUNT: u32 = 73;
@@ -319,7 +309,7 @@ const RULES: &[(libc::c_long, Rule)] = &[
     (libc::SYS_add_key, Rule::Deny),
     (libc::SYS_keyctl, Rule::Deny),
     (libc::SYS_request_key, Rule::Deny),
-    (libc::SYS_ioctl, Rule::Refuse { arg: 1, values: REFUSED_REQUESTS }),
+    (libc::SYS_ioctl, Rule::Refuse { arg: 1, values: REFUSED_REQUESTS, answer: Label::Deny }),
     (libc::SYS_socket, Rule::Only { arg: 0, values: SOCKET_FAMILIES, otherwise: Label::NoFamily }),
     (libc::SYS_socketpair, Rule::UnixPair),
     (
@@ -335,10 +325,13 @@ const RULES: &[(libc::c_long, Rule)] = &[
             tcp: TCP_REFUSED,
         },
     ),
-    (libc::SYS_prctl, Rule::Refuse { arg: 0, values: PR_SET_SECCOMP }),
-    (libc::SYS_seccomp, Rule::Refuse { arg: 0, values: SECCOMP_SET_MODE_FILTER }),
+    (libc::SYS_prctl, Rule::Refuse { arg: 0, values: PR_SET_SECCOMP, answer: Label::Deny }),
+    (
+        libc::SYS_seccomp,
+        Rule::Refuse { arg: 0, values: SECCOMP_SET_MODE_FILTER, answer: Label::Deny },
+    ),
     // fadvise64 on x86_64, fadvise64_64 on aarch64: (fd, offset, len, advice).
-    (libc::SYS_fadvise64, Rule::Pretend { arg: 3, values: FADV_DONTNEED }),
+    (libc::SYS_fadvise64, Rule::Refuse { arg: 3, values: FADV_DONTNEED, answer: Label::Skip }),
 ];
 
 /// The older calls that x86_64 still has beside the `at` ones.
@@ -387,7 +380,7 @@ enum Label {
     NoSys,
     NoFamily,
     NoSupport,
-    /// Success, not done (`Rule::Pretend`).
+    /// Success, not done (a `Rule::Refuse` answer).
     Skip,
     /// The check block of rule `i`; `Mode(i)`: its mode test (or its
     /// first list of values), `Second(i)` to `Fourth(i)`: its second to
@@ -517,14 +510,9 @@ fn check(i: usize, rule: Rule, emit: &mut impl FnMut(Op)) {
         }
         Rule::Deny => emit(Op::JumpIfAny(0, Label::Deny, Label::Deny)),
         Rule::NoSys => emit(Op::JumpIfAny(0, Label::NoSys, Label::NoSys)),
-        Rule::Refuse { arg: a, values } => {
+        Rule::Refuse { arg: a, values, answer } => {
             emit(Op::Load(arg(a)));
-            values.iter().for_each(|&v| emit(Op::JumpIfEq(v, Label::Deny)));
-            emit(Op::Ret(RET_ALLOW));
-        }
-        Rule::Pretend { arg: a, values } => {
-            emit(Op::Load(arg(a)));
-            values.iter().for_each(|&v| emit(Op::JumpIfEq(v, Label::Skip)));
+            values.iter().for_each(|&v| emit(Op::JumpIfEq(v, answer)));
             emit(Op::Ret(RET_ALLOW));
         }
         Rule::UnixPair => {

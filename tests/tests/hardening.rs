@@ -553,6 +553,26 @@ fn a_lingering_socket_of_the_callers_cannot_hold_the_helper_in_a_close() {
     }
 }
 
+/// Sets the SOL_SOCKET option `option` of a socket we own to 1.
+fn turn_on(socket: std::os::fd::RawFd, option: libc::c_int) -> std::io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a plain setsockopt on a socket we own, with an int.
+    let set = unsafe {
+        libc::setsockopt(
+            socket,
+            libc::SOL_SOCKET,
+            option,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// A caller that keeps the helper's end of the request socket can ask the
 /// kernel for other control messages on it: its credentials
 /// (SO_PASSCRED), or a pidfd of the sender with every receive
@@ -566,18 +586,7 @@ fn a_request_socket_asked_for_other_control_messages_is_refused() {
     const SO_PASSPIDFD: libc::c_int = 76;
     for (what, option) in [("SO_PASSCRED", libc::SO_PASSCRED), ("SO_PASSPIDFD", SO_PASSPIDFD)] {
         let (ours, theirs) = UnixStream::pair().expect("socketpair");
-        let on: libc::c_int = 1;
-        // SAFETY: a plain setsockopt on a socket we own, with an int.
-        let set = unsafe {
-            libc::setsockopt(
-                theirs.as_raw_fd(),
-                libc::SOL_SOCKET,
-                option,
-                (&on as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(set, 0, "{what}: {}", std::io::Error::last_os_error());
+        turn_on(theirs.as_raw_fd(), option).unwrap_or_else(|e| panic!("{what}: {e}"));
         let (running, request_tx, mut reply_rx) = t.direct().spawn_for_request_on((ours, theirs));
         request_tx.send(&frame(&request(&["/bin/true"]))).expect("send the request");
         let out = running.wait();
@@ -1087,18 +1096,7 @@ fn terminal_resize_and_flush_on_an_inherited_terminal_are_refused() {
 fn the_helpers_last_line_on_a_stderr_socket_is_stamped_with_the_callers_ids_not_roots() {
     let t = require_root!();
     let (theirs, ours) = std::os::unix::net::UnixDatagram::pair().expect("socketpair");
-    let on: libc::c_int = 1;
-    // SAFETY: a plain setsockopt on a socket we own, with an int.
-    let set = unsafe {
-        libc::setsockopt(
-            ours.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PASSCRED,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+    turn_on(ours.as_raw_fd(), libc::SO_PASSCRED).expect("SO_PASSCRED");
     let (running, request_tx, reply_rx) = t.direct().fd(theirs, 2).spawn_for_request();
     // Nobody reads the reply: the refusal falls back to stderr.
     drop(reply_rx);

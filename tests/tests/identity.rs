@@ -354,20 +354,17 @@ fn the_installer_refuses_a_prefix_or_build_directory_another_user_owns() {
         if let Some(target) = target {
             cmd.env("CARGO_TARGET_DIR", target);
         }
-        cmd.output().expect("run install.sh")
+        let out = cmd.output().expect("run install.sh");
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    // The installer failed, saying `why`.
+    let refused = |(succeeded, said): (bool, String), why: &str| {
+        assert!(!succeeded, "{said}");
+        assert!(said.contains(why), "{said}");
     };
     let prefix = theirs("prefix", t.test_user);
-    let out = install(&prefix, None);
-    let said = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success(), "{said}");
-    assert!(
-        said.contains(&format!(
-            "--prefix: {} belongs to uid {}",
-            prefix.display(),
-            t.test_user.uid
-        )),
-        "{said}"
-    );
+    let why = format!("--prefix: {} belongs to uid {}", prefix.display(), t.test_user.uid);
+    refused(install(&prefix, None), &why);
     assert!(
         fs::read_dir(&prefix).expect("read the prefix").next().is_none(),
         "something was installed"
@@ -376,26 +373,14 @@ fn the_installer_refuses_a_prefix_or_build_directory_another_user_owns() {
     // Not there yet, in a directory anyone may add to: another user could
     // make it while the build runs (a later review did).
     let later = base.join("later");
-    let out = install(&later, None);
-    let said = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success(), "{said}");
-    assert!(said.contains("does not exist, and"), "{said}");
+    refused(install(&later, None), "does not exist, and");
     assert!(!later.exists(), "something was installed");
 
     let build = theirs("build", t.outsider);
     let root_prefix = theirs("root-prefix", safeexec_tests::Ids { uid: 0, gid: 0 });
     fs::set_permissions(&root_prefix, fs::Permissions::from_mode(0o755)).expect("chmod");
-    let out = install(&root_prefix, Some(&build));
-    let said = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success(), "{said}");
-    assert!(
-        said.contains(&format!(
-            "the build directory: {} belongs to uid {}",
-            build.display(),
-            t.outsider.uid
-        )),
-        "{said}"
-    );
+    let why = format!("the build directory: {} belongs to uid {}", build.display(), t.outsider.uid);
+    refused(install(&root_prefix, Some(&build)), &why);
     let installed = fs::read_dir(&root_prefix).expect("read the prefix").next();
     assert!(installed.is_none(), "something was installed");
 }
