@@ -26,7 +26,7 @@ use shared::{
 use crate::cli::{Cli, RootChoice};
 use crate::env;
 use crate::relay::{Relay, ToHelper};
-use crate::spawn::{dev_null, Child, Spawn, Stdio};
+use crate::spawn::{dev_null, read_in, Child, Spawn, Stdio};
 use crate::terminal::{Caller, Cooked, Keys, Pty, RawMode, Signals};
 use crate::verdict::{self, Outcome};
 
@@ -207,6 +207,8 @@ impl Helper {
     /// Starts the helper. A failure is kept, to be told if a run is asked.
     pub fn start() -> Helper {
         let path = helper_path();
+        // Before its exec, which would read a file not cached as single pages.
+        read_in(&path);
         let started = Some(Helper::spawn(&path));
         Helper { path, started }
     }

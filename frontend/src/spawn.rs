@@ -14,7 +14,7 @@
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, IoSliceMut, Read};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
@@ -26,6 +26,34 @@ use nix::spawn::{posix_spawn, PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnF
 use nix::sys::signal::SigSet;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
+
+/// Reads `program`'s file into the page cache, one page at a time, when
+/// none of it is there (after a boot, or once memory pressure took it): so
+/// read, the kernel's readahead grows, and the file lands in large folios,
+/// which the program's exec then maps a few faults at a time. Left to the
+/// exec itself, its faults read the file back as single pages, one fault
+/// each (bench/README, "The binaries' pages in large folios"). Already
+/// cached, it costs one read that takes nothing from the disk.
+pub fn read_in(program: &Path) {
+    /// A bound on the reads, whatever the file.
+    const MAX_PAGES: usize = 4096;
+    let Ok(mut file) = File::open(program) else { return };
+    let mut page = [0u8; 4096];
+    let probe = rustix::io::preadv2(
+        &file,
+        &mut [IoSliceMut::new(&mut page[..1])],
+        0,
+        rustix::io::ReadWriteFlags::NOWAIT,
+    );
+    if probe != Err(rustix::io::Errno::AGAIN) {
+        return;
+    }
+    for _ in 0..MAX_PAGES {
+        if !matches!(file.read(&mut page), Ok(n) if n > 0) {
+            break;
+        }
+    }
+}
 
 /// What one of the child's descriptors 0, 1 and 2 is.
 pub enum Stdio {
@@ -250,6 +278,39 @@ mod tests {
             .err()
             .expect("not started");
         assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+    }
+
+    #[test]
+    fn a_file_not_cached_is_read_in_whole_and_a_cached_one_is_left() {
+        use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+        use std::os::unix::fs::FileExt;
+        const PAGES: u64 = 256;
+        // Beside the test's executable: a disk's file system, whose
+        // pages can be dropped (not a tmpfs).
+        let exe = std::env::current_exe().unwrap();
+        let path = exe.with_file_name(format!("read-in-{}", std::process::id()));
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).unwrap();
+        file.write_all_at(&vec![7u8; (PAGES * 4096) as usize], 0).unwrap();
+        file.sync_all().unwrap();
+        let drop_pages = || posix_fadvise(&file, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
+        let cached = |page: u64| {
+            let mut byte = [0u8];
+            let mut bufs = [IoSliceMut::new(&mut byte)];
+            rustix::io::preadv2(&file, &mut bufs, page * 4096, rustix::io::ReadWriteFlags::NOWAIT)
+                .is_ok()
+        };
+        drop_pages().unwrap();
+        assert!(!cached(0) && !cached(PAGES - 1), "the file system keeps its pages: {path:?}");
+        read_in(&path);
+        let last = cached(PAGES - 1);
+        // Its first page cached (and the few the kernel reads ahead): no more is read.
+        drop_pages().unwrap();
+        file.read_exact_at(&mut [0u8], 0).unwrap();
+        read_in(&path);
+        let left = !cached(PAGES - 1);
+        std::fs::remove_file(&path).unwrap();
+        assert!(last, "a file none of which was cached was not read in");
+        assert!(left, "a cached file was read through");
     }
 
     #[test]
