@@ -95,6 +95,7 @@ pub fn before_reading() -> Result<Caller> {
     for &(resource, soft, hard) in RESET {
         reset_limit(resource, soft, hard)?;
     }
+    check_stack()?;
     sys::reset_signal_dispositions().context("cannot reset signal dispositions")?;
     sys::ignore_write_signals().context("cannot ignore SIGPIPE and SIGXFSZ")?;
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
@@ -179,6 +180,26 @@ fn reset_limit(resource: Resource, soft: u64, hard: u64) -> Result<()> {
     let (_, ceiling) = getrlimit(resource).context("getrlimit")?;
     let hard = hard.min(ceiling);
     setrlimit(resource, soft.min(hard), hard).context("cannot reset the caller's resource limits")
+}
+
+/// The least stack the helper runs on: its deepest step (the seccomp
+/// filter's build) takes some tens of KiB.
+const MIN_STACK: u64 = 256 << 10;
+
+/// Fails unless the helper has `MIN_STACK`. A hard stack limit of the
+/// caller's that `reset_limit` could not raise (no CAP_SYS_RESOURCE) ended
+/// the helper by SIGSEGV, root and half way through its set-up, with no
+/// line (a review of the twelfth round, at 16 to 33 KiB).
+fn check_stack() -> Result<()> {
+    let (soft, _) = getrlimit(Resource::RLIMIT_STACK).context("getrlimit")?;
+    if soft < MIN_STACK {
+        return Err(Error::Refused(format!(
+            "the caller's stack limit (RLIMIT_STACK) is under the {} KiB the helper needs \
+             (raise it: ulimit -s)",
+            MIN_STACK >> 10
+        )));
+    }
+    Ok(())
 }
 
 /// If the caller closed 0, 1 or 2, the next descriptors opened would take

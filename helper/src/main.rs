@@ -291,10 +291,11 @@ fn run(caller: &Caller, mut request_rx: harden::RequestSocket, reply: BorrowedFd
     // we are. Also off the steps after init's fork, whose end init waits
     // for.
     cgroup::shelter(&found, std::process::id())?;
-    // Held until this function returns, and through the fork by init too:
-    // the uid is the run's while either may have a process of it.
-    let lease = uids::allocate(policy.uid_count)?;
-    let mut plan = policy.check(request, lease.index, caller, dirs)?;
+    // The lease is held until this function returns, and through the fork
+    // by init too: the uid is the run's while either may have a process
+    // of it.
+    let (mut plan, lease) =
+        policy.check(request, caller, dirs, || uids::allocate(policy.uid_count))?;
     // Every descriptor the caller sent that the run does not keep is
     // closed by now, under the request's alarm (`harden::RequestSocket`).
     harden::request_taken();

@@ -20,6 +20,7 @@ use crate::cgroup::{self, CgroupRule};
 use crate::error::{Context, Error, Result};
 use crate::harden::Caller;
 use crate::sys;
+use crate::uids::Lease;
 
 pub const POLICY_PATH: &str = match option_env!("SAFEEXEC_POLICY_PATH") {
     Some(path) => path,
@@ -520,15 +521,21 @@ fn within(spec: &LimitSpec, asked: Option<u64>, max: Option<u64>) -> Result<()> 
 }
 
 impl Policy {
-    /// Checks every field of the request against the policy and derives the
-    /// sandbox ids from the run's uid index (invariant 3, `uids`).
+    /// Checks every field of the request against the policy, then takes
+    /// the run's uid index (`take_uid`: `uids::allocate`) and derives the
+    /// sandbox ids from it (invariant 3, `uids`). The index is taken last,
+    /// once nothing of the request can be refused: a refused request never
+    /// moves the counter, which otherwise a caller could turn through the
+    /// whole pool with requests that run nothing, and bring an earlier
+    /// run's uid back, with what it left (a review of the twelfth round
+    /// did so at a thousand a second).
     pub fn check(
         &self,
         request: Request,
-        index: u32,
         caller: &Caller,
         mut dirs: DirFds,
-    ) -> Result<Plan> {
+        take_uid: impl FnOnce() -> Result<Lease>,
+    ) -> Result<(Plan, Lease)> {
         let (umask, niceness, caller) = (caller.umask, caller.niceness, caller.uid);
         self.check_limits(&request.limits)?;
         self.check_choices(&request)?;
@@ -546,14 +553,20 @@ impl Policy {
             ));
         }
         let root = self.root_of(&request, chroot.is_some())?;
-        let (uid, gid) = self.ids_of(index)?;
-        Ok(Plan {
+        let program = c_string("the program path", &request.program)?;
+        let argv = c_strings("an argument", &request.argv)?;
+        let env = c_strings("an environment entry", &request.env)?;
+        let exec_dir = request.exec_dir.as_deref().map(|d| c_string("exec_dir", d)).transpose()?;
+        let binds = if chroot.is_some() { Vec::new() } else { self.binds(caller, dirs)? };
+        let lease = take_uid()?;
+        let (uid, gid) = self.ids_of(lease.index)?;
+        let plan = Plan {
             uid,
             gid,
-            program: c_string("the program path", &request.program)?,
-            argv: c_strings("an argument", &request.argv)?,
-            env: c_strings("an environment entry", &request.env)?,
-            exec_dir: request.exec_dir.as_deref().map(|d| c_string("exec_dir", d)).transpose()?,
+            program,
+            argv,
+            env,
+            exec_dir,
             memory_kib: self.run_memory_kib(&request.limits),
             limits: request.limits,
             // Never better than the caller's own (`Caller::niceness`).
@@ -562,14 +575,15 @@ impl Policy {
             // original tool's callers ask for it only to talk over loopback).
             share_net: request.share_net && self.allow_share_net,
             host_tmp: request.host_tmp,
-            binds: if chroot.is_some() { Vec::new() } else { self.binds(caller, dirs)? },
+            binds,
             system_binds: self.minimal_root_binds.clone(),
             system: Vec::new(),
             filter: Vec::new(),
             root,
             chroot,
             umask,
-        })
+        };
+        Ok((plan, lease))
     }
 
     /// The root of the run: the one asked, or the policy's default; the

@@ -72,6 +72,20 @@ fn preset_rlimit_nproc_0_fails_closed() {
     assert!(line.to_lowercase().contains("nproc"), "{line}");
 }
 
+/// Under a hard stack limit too small for its set-up (this machine cannot
+/// raise it), the helper died of SIGSEGV, root, with no line (a review of
+/// the twelfth round): it refuses, or runs where it can raise the limit.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn preset_rlimit_stack_small_fails_closed() {
+    let t = require_root!();
+    for kib in [16, 26, 33] {
+        if let Some(line) = under_rlimit(&t, libc::RLIMIT_STACK, kib << 10, kib << 10) {
+            assert!(line.contains("RLIMIT_STACK"), "{kib} KiB: {line}");
+        }
+    }
+}
+
 /// Under a hard file-size limit of 0 (this machine cannot raise it) the
 /// helper cannot record the uid it hands out: the run is refused, rather
 /// than run with a uid the next run would get again.

@@ -61,3 +61,33 @@ fn a_held_uid_counter_lock_fails_a_run_at_once_and_holds_up_none() {
     let out = t.safeexec(&["--exec", "/bin/true"]);
     assert_eq!(out.status.code(), Some(0), "{}", dump(&out));
 }
+
+/// A request the policy refuses takes no uid: the counter moves only for
+/// runs. Before, every refused request moved it, and a caller turned it
+/// through the whole pool at a thousand requests a second, running
+/// nothing, to bring an earlier run's uid back to its next run, with the
+/// files that run had left (a review of the twelfth round).
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_refused_request_takes_no_uid() {
+    let t = require_root!();
+    let _g = alone();
+    // A run first, so that the allocator's state file exists.
+    let out = t.safeexec(&["--exec", "/bin/true"]);
+    assert_eq!(out.status.code(), Some(0), "{}", dump(&out));
+    let before = t.uid_counter();
+    for refused in ["niceness", "empty argv", "NUL"] {
+        let mut req = request(&["/bin/true"]);
+        match refused {
+            "niceness" => req.niceness = 25,
+            "empty argv" => req.argv.clear(),
+            _ => req.env.push("A=\0B".into()),
+        }
+        let got = t.direct().exchange(&frame(&req));
+        assert!(!got.refusal().is_empty(), "{refused}: {}", got.dump());
+    }
+    assert_eq!(t.uid_counter(), before, "refused requests moved the uid counter");
+    let got = t.direct().exchange(&frame(&request(&["/bin/true"])));
+    assert_eq!(got.outcome().end, End::Exited(0), "{}", got.dump());
+    assert_ne!(t.uid_counter(), before, "a run did not move the uid counter");
+}
