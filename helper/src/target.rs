@@ -59,6 +59,9 @@ fn prepare(
         cgroup.join(born_in_v2)?;
     }
     setsid().context("setsid")?;
+    // Before the limits: under the run's own descriptor limit (0 too) the
+    // two files would not open.
+    stand_back(plan.niceness)?;
     set_limits(&plan.limits, false)?;
     // The scheduling class was reset by `harden`.
     sys::set_niceness(plan.niceness).context("cannot set the niceness")?;
@@ -99,6 +102,34 @@ fn prepare(
     let errno = exec.exec();
     let _ = channel.send(&FromRun::ExecFailed(errno), &[]);
     sys::exit_now(127)
+}
+
+/// The run's standing against the host's processes, which only /proc
+/// sets (the run's own, mounted by init; still root, before any chroot):
+/// - the niceness of the autogroup `setsid` just made: with the kernel's
+///   autogroups a task's niceness ranks it only within its session, and a
+///   new session competes at niceness 0 with each of the host's (a review
+///   of the twelfth round: a run at niceness 19 took a nice-0 session's
+///   share of the CPUs, and each child that started a session of its own
+///   one more; the seccomp filter now refuses setsid);
+/// - the OOM killer's first choice (oom_score_adj 1000), whatever the
+///   caller's: a service's -1000 would make the run's processes ones it
+///   never picks.
+///
+/// A kernel without autogroups has no such file.
+fn stand_back(niceness: i32) -> Result<()> {
+    let settings = [("/proc/self/autogroup", niceness), ("/proc/self/oom_score_adj", 1000)];
+    for (file, value) in settings {
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .open(file)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, value.to_string().as_bytes()));
+        match written {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            written => written.map_err(|e| Error::setup(format_args!("cannot write {file}"), e))?,
+        }
+    }
+    Ok(())
 }
 
 /// Resource limits no run may have more than, whatever it asks.

@@ -655,6 +655,28 @@ fn options_that_keep_a_tcp_connection_past_the_run_are_refused() {
     safeexec_tests::assert_each(&out, &options, "EPERM");
 }
 
+/// The kernel broadcasts the host's device events (uevents: disks, USB,
+/// modules) into every network namespace of the host's user namespace,
+/// the run's included: a run listening on NETLINK_KOBJECT_UEVENT printed
+/// the host's events, in both roots (a review of the twelfth round).
+/// Netlink's routing protocol, which the C library's lookups use, is the
+/// only one a run may open; the others fail as on a kernel without them.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn the_hosts_device_events_do_not_reach_the_run() {
+    let t = require_root!();
+    for root in ["host", "minimal"] {
+        let (out, j) = t.attack(&["--root", root], &["netlink"]);
+        verdict(&out, &j, "ok", 0);
+        assert_eq!(word(&out, "route"), "ok", "{root}: {}", dump(&out));
+        safeexec_tests::assert_each(
+            &out,
+            &["uevent", "audit", "generic", "connector"],
+            "EPROTONOSUPPORT",
+        );
+    }
+}
+
 /// An IPv6 flow label is state of the namespace that outlives the socket
 /// that made it, with no packet: a label may linger up to a minute, and an
 /// exclusive one sets a flag of the namespace for good, which a later

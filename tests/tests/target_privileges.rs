@@ -329,6 +329,46 @@ fn a_run_cannot_drop_a_host_files_pages_from_the_page_cache() {
     assert_eq!(uncached_pages(&path), 0, "the run dropped pages of the host's file");
 }
 
+/// The file systems' encryption requests leave state past the run: a key
+/// added goes into the file system's own keyring (past the filter's
+/// refusal of the keyctl family) until it is removed or the file system
+/// unmounted, a directory made encrypted stays so, and a salt is written
+/// into the super block (a review of the twelfth round, by reading). Each
+/// is refused (EPERM), where the kernel itself answers otherwise
+/// (EOPNOTSUPP on an ext4 without the feature, ENOTTY on a tmpfs).
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_run_can_neither_add_file_system_encryption_keys_nor_encrypt_a_directory() {
+    let t = require_root!();
+    let (out, j) = t.attack(&[], &["fscrypt"]);
+    verdict(&out, &j, "ok", 0);
+    let requests = ["set_policy", "get_pwsalt", "add_key", "remove_key", "remove_key_all"];
+    assert_each(&out, &requests, "EPERM");
+}
+
+/// With the kernel's autogroups (on here) a task's niceness ranks it only
+/// within its session, and the session a run's target starts competed at
+/// niceness 0 with each of the host's: a run at niceness 19 took a nice-0
+/// session's share of the CPUs, and each child that started a session of
+/// its own took one more (a review of the twelfth round). The run's
+/// autogroup has the run's niceness, no process of the run may start
+/// another session, and the OOM killer picks the run's processes first
+/// (oom_score_adj 1000, whatever the caller's).
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn the_runs_session_competes_at_its_niceness_and_the_run_may_start_no_other() {
+    let t = require_root!();
+    for (args, nice) in
+        [(&["--nproc", "2"][..], "16"), (&["--nproc", "2", "--niceness", "19"][..], "19")]
+    {
+        let (out, j) = t.attack(args, &["standing"]);
+        verdict(&out, &j, "ok", 0);
+        assert_eq!(word(&out, "autogroup_nice"), nice, "{}", dump(&out));
+        assert_eq!(word(&out, "oom_score_adj"), "1000", "{}", dump(&out));
+        assert_eq!(word(&out, "setsid"), "EPERM", "{}", dump(&out));
+    }
+}
+
 /// How many 4 KiB pieces of `path` are not in the page cache: a read with
 /// RWF_NOWAIT fails with EAGAIN on those (and reads nothing in).
 fn uncached_pages(path: &Path) -> usize {
