@@ -632,6 +632,17 @@ pub fn with_proc<T>(path: &str, parse: impl FnOnce(&str) -> T) -> std::io::Resul
     with_small_file::<4096, T>(file, |bytes| parse(&String::from_utf8_lossy(bytes)))
 }
 
+/// Writes a number into a file of /proc (a setting of the process), in
+/// one write, without the heap.
+pub fn write_proc(path: &str, value: i32) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut text = [0u8; 12];
+    let mut cursor = std::io::Cursor::new(&mut text[..]);
+    write!(cursor, "{value}")?;
+    let len = cursor.position() as usize;
+    std::fs::OpenOptions::new().write(true).open(path)?.write_all(&text[..len])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -104,32 +104,22 @@ fn prepare(
     sys::exit_now(127)
 }
 
-/// The run's standing against the host's processes, which only /proc
-/// sets (the run's own, mounted by init; still root, before any chroot):
-/// - the niceness of the autogroup `setsid` just made: with the kernel's
-///   autogroups a task's niceness ranks it only within its session, and a
-///   new session competes at niceness 0 with each of the host's (a review
-///   of the twelfth round: a run at niceness 19 took a nice-0 session's
-///   share of the CPUs, and each child that started a session of its own
-///   one more; the seccomp filter now refuses setsid);
-/// - the OOM killer's first choice (oom_score_adj 1000), whatever the
-///   caller's: a service's -1000 would make the run's processes ones it
-///   never picks.
-///
-/// A kernel without autogroups has no such file.
+/// The run's standing against the host's sessions: the niceness of the
+/// autogroup `setsid` just made, which only /proc sets (the run's own,
+/// mounted by init; still root, before any chroot). With the kernel's
+/// autogroups a task's niceness ranks it only within its session, and a
+/// new session competes at niceness 0 with each of the host's (a review
+/// of the twelfth round: a run at niceness 19 took a nice-0 session's
+/// share of the CPUs, and each child that started a session of its own
+/// one more; the seccomp filter now refuses setsid). A kernel without
+/// autogroups has no such file. (The OOM killer's choice the run inherits:
+/// `harden::first_for_the_oom_killer`.)
 fn stand_back(niceness: i32) -> Result<()> {
-    let settings = [("/proc/self/autogroup", niceness), ("/proc/self/oom_score_adj", 1000)];
-    for (file, value) in settings {
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .open(file)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, value.to_string().as_bytes()));
-        match written {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            written => written.map_err(|e| Error::setup(format_args!("cannot write {file}"), e))?,
-        }
+    const FILE: &str = "/proc/self/autogroup";
+    match sys::write_proc(FILE, niceness) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        written => written.map_err(|e| Error::setup(format_args!("cannot write {FILE}"), e)),
     }
-    Ok(())
 }
 
 /// Resource limits no run may have more than, whatever it asks.
