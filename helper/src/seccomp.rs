@@ -10,7 +10,9 @@
 //! S_ISGID, mknod(at) when it makes a device, and renameat2 when it leaves
 //! a whiteout (a device too); openat2 and io_uring_setup (whose modes a
 //! filter cannot see) fail with ENOSYS, and callers fall back to openat; so does io_setup,
-//! whose contexts are one count for the whole machine. posix_fadvise's
+//! whose contexts are one count for the whole machine, and so do
+//! inotify's and fanotify's inits (watches on the host's files show what
+//! the host's processes open). posix_fadvise's
 //! POSIX_FADV_DONTNEED succeeds without being done: it drops any reader's
 //! cached pages of a file, which a later run reads back (`FADV_DONTNEED`). System calls of
 //! another ABI (32-bit, x32) kill the process: the filter only knows the
@@ -322,6 +324,12 @@ const RULES: &[(libc::c_long, Rule)] = &[
     // other user's io_setup failed (a review). Callers fall back to
     // threads.
     (libc::SYS_io_setup, Rule::NoSys),
+    // Watches on the host's files, which the read-only view shows: a run
+    // saw every open of libc and /etc/passwd on the host, the names of
+    // the programs other users ran, and devices come and go in /dev (a
+    // review of the twelfth round). Callers fall back to looking again.
+    (libc::SYS_inotify_init1, Rule::NoSys),
+    (libc::SYS_fanotify_init, Rule::NoSys),
     (libc::SYS_unshare, Rule::Flags { arg: 0, bits: NEWUSER }),
     (libc::SYS_clone, Rule::Flags { arg: 0, bits: NEWUSER }),
     (libc::SYS_clone3, Rule::NoSys),
@@ -368,6 +376,7 @@ const RULES: &[(libc::c_long, Rule)] = &[
 /// The older calls that x86_64 still has beside the `at` ones.
 #[cfg(target_arch = "x86_64")]
 const OLD_CALLS: &[(libc::c_long, Rule)] = &[
+    (libc::SYS_inotify_init, Rule::NoSys),
     (libc::SYS_chmod, Rule::Mode { mode: 1 }),
     (libc::SYS_mkdir, Rule::Mode { mode: 1 }),
     (libc::SYS_mknod, Rule::Node { mode: 1 }),
@@ -719,6 +728,8 @@ mod tests {
         let nosys = RET_ERRNO | libc::ENOSYS as u32;
         assert_eq!(decide(libc::SYS_openat2, [0; 6]), nosys);
         assert_eq!(decide(libc::SYS_io_uring_setup, [0; 6]), nosys);
+        assert_eq!(decide(libc::SYS_inotify_init1, [0; 6]), nosys);
+        assert_eq!(decide(libc::SYS_fanotify_init, [0; 6]), nosys);
         assert_eq!(decide(libc::SYS_io_setup, [0; 6]), nosys);
         assert_eq!(run(&filter(), 0x4000_0003, 15, [0; 6]), RET_KILL_PROCESS);
         assert_eq!(run(&filter(), NATIVE_ARCH, X32_BIT | 90, [0; 6]), RET_KILL_PROCESS);

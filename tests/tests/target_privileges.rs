@@ -346,6 +346,23 @@ fn a_run_can_neither_add_file_system_encryption_keys_nor_encrypt_a_directory() {
     assert_each(&out, &requests, "EPERM");
 }
 
+/// Watches on the files a run is shown tell it what the host's processes
+/// do: a run saw every open of libc and /etc/passwd on the host, the
+/// names of the programs other users ran, and devices come and go in /dev
+/// (a review of the twelfth round). inotify's and fanotify's inits fail
+/// with ENOSYS, as on a kernel without them (fanotify in FID mode is open
+/// to any user since Linux 5.13).
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_run_can_watch_no_file_of_the_host() {
+    let t = require_root!();
+    for root in ["host", "minimal"] {
+        let (out, j) = t.attack(&["--root", root], &["watch"]);
+        verdict(&out, &j, "ok", 0);
+        assert_each(&out, &["inotify", "fanotify"], "ENOSYS");
+    }
+}
+
 /// With the kernel's autogroups (on here) a task's niceness ranks it only
 /// within its session, and the session a run's target starts competed at
 /// niceness 0 with each of the host's: a run at niceness 19 took a nice-0
