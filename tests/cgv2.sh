@@ -52,6 +52,7 @@ tests=(
     the_target_sees_no_cgroup_file_system_and_its_cgroups_are_in_safeexecs_subtree
     the_caller_cannot_touch_a_live_runs_cgroups
     past_max_memory_cgroups_a_run_gets_no_memory_cgroup
+    the_run_is_in_a_cpu_cgroup_weighted_as_its_niceness
     a_cut_v2_cgroup_line_does_not_keep_the_helper_in_the_callers_cgroup
 )
 
@@ -86,7 +87,7 @@ run_set() {
 }
 run_set root
 mkdir -p \$cg/system.slice/apache2.service
-echo "+memory +pids" >\$cg/system.slice/cgroup.subtree_control
+echo "+memory +pids +cpu" >\$cg/system.slice/cgroup.subtree_control
 echo \$\$ >\$cg/system.slice/apache2.service/cgroup.procs
 run_set service
 mkdir -p \$cg/system.slice/safeexec.service/keeper

@@ -68,8 +68,8 @@ const SHELTER: &str = "shelter";
 /// cgroup (the v2 subtree under it): not a run's, never swept.
 const KEEPER: &str = "keeper";
 
-/// At most one directory per hierarchy: memory, pids, cpuacct and v2.
-const MAX_NODES: usize = 4;
+/// At most one directory per hierarchy: memory, pids, cpuacct, cpu and v2.
+const MAX_NODES: usize = 5;
 
 /// safeexec's own subtree, at the top of each hierarchy the helper sees
 /// (the host's root, or the root of a container's cgroup namespace or
@@ -117,12 +117,14 @@ struct Node {
     dir: OwnedFd,
 }
 
-/// The run's cgroups. `memory`, `pids` and `cpu` index `nodes`.
+/// The run's cgroups. `memory`, `pids`, `cpu` (the CPU time counter) and
+/// `weight` (the share of the CPUs) index `nodes`.
 pub struct RunCgroup {
     nodes: Vec<Node>,
     memory: Option<usize>,
     pids: Option<usize>,
     cpu: Option<usize>,
+    weight: Option<usize>,
 }
 
 fn err(what: &str, e: impl std::fmt::Display) -> Error {
@@ -159,7 +161,16 @@ enum Own {
 const CUT_AT: usize = 4095;
 
 /// The v1 controllers the runs' cgroups use.
-const RUN_CONTROLLERS: [&str; 3] = ["memory", "pids", "cpuacct"];
+const RUN_CONTROLLERS: [&str; 4] = ["memory", "pids", "cpuacct", "cpu"];
+
+/// The kernel's weight of each niceness, -20 to 19 (its table
+/// `sched_prio_to_weight`): a v1 cpu cgroup's `cpu.shares` that weighs
+/// as a task at that niceness (1024, niceness 0, is a cgroup's default).
+const NICE_WEIGHTS: [u32; 40] = [
+    88761, 71755, 56483, 46273, 36291, 29154, 23254, 18705, 14949, 11916, 9548, 7620, 6100, 4904,
+    3906, 3121, 2501, 1991, 1586, 1277, 1024, 820, 655, 526, 423, 335, 272, 215, 172, 137, 110, 87,
+    70, 56, 45, 36, 29, 23, 18, 15,
+];
 
 /// The v1 cpu controller's files that set a cgroup's share of the CPU
 /// (`Hierarchy::stoppers`); those a kernel lacks are absent.
@@ -437,11 +448,13 @@ impl RunCgroup {
         uid: u32,
         memory_kib: Option<u64>,
         nproc: Option<u64>,
+        niceness: i32,
     ) -> Result<(Option<RunCgroup>, Option<String>)> {
         if rule == CgroupRule::Off {
             return Ok((None, Some("the policy says cgroup = off".into())));
         }
-        let mut cg = RunCgroup { nodes: Vec::new(), memory: None, pids: None, cpu: None };
+        let mut cg =
+            RunCgroup { nodes: Vec::new(), memory: None, pids: None, cpu: None, weight: None };
         let mut first_error = None;
         let too_many = memory_cgroups() >= max_memory;
         for h in found.list.iter().filter(|h| h.holds_runs()) {
@@ -455,7 +468,7 @@ impl RunCgroup {
                 err("no memory and CPU controllers to use", "policy: cgroup = required")
             }));
         }
-        if let Err(e) = cg.set_limits(memory_kib, nproc) {
+        if let Err(e) = cg.set_limits(memory_kib, nproc, niceness) {
             cg.remove();
             return Err(e);
         }
@@ -470,7 +483,7 @@ impl RunCgroup {
     /// Makes the run's directory in one hierarchy, if it brings a
     /// controller the run has none of yet.
     fn add(&mut self, h: &Hierarchy, uid: u32, too_many: bool) -> Result<()> {
-        let covered = self.memory.is_some() && self.pids.is_some() && self.cpu.is_some();
+        let covered = [self.memory, self.pids, self.cpu, self.weight].iter().all(Option::is_some);
         if h.v2 && covered {
             return Ok(());
         }
@@ -487,6 +500,7 @@ impl RunCgroup {
             (&mut self.pids, has("pids")),
             // v2 counts CPU in every cgroup; v1 needs cpuacct.
             (&mut self.cpu, h.v2 || has("cpuacct")),
+            (&mut self.weight, has("cpu")),
         ] {
             if slot.is_none() && here {
                 *slot = i;
@@ -502,9 +516,10 @@ impl RunCgroup {
         Ok(())
     }
 
-    /// The memory limit (with swap, so that swapping does not lift it) and
-    /// the process limit, written while the cgroups are still empty.
-    fn set_limits(&self, memory_kib: Option<u64>, nproc: Option<u64>) -> Result<()> {
+    /// The memory limit (with swap, so that swapping does not lift it),
+    /// the process limit and the run's weight, written while the cgroups
+    /// are still empty.
+    fn set_limits(&self, memory_kib: Option<u64>, nproc: Option<u64>, niceness: i32) -> Result<()> {
         if let (Some(kib), Some(i)) = (memory_kib, self.memory) {
             let node = &self.nodes[i];
             // Past what the kernel counts in pages: no limit.
@@ -543,7 +558,26 @@ impl RunCgroup {
             };
             write_file(&self.nodes[i].dir, "pids.max", &max).map_err(|e| err("pids.max", e))?;
         }
+        if let Some(i) = self.weight {
+            // The whole run weighs as one task at its niceness against
+            // the host's processes and sessions, whatever it writes to its
+            // /proc (`target::stand_back`).
+            let nice = niceness.clamp(-20, 19);
+            let (file, value) = if self.nodes[i].v2 {
+                ("cpu.weight.nice", nice.to_string())
+            } else {
+                ("cpu.shares", NICE_WEIGHTS[(nice + 20) as usize].to_string())
+            };
+            write_file(&self.nodes[i].dir, file, &value).map_err(|e| err(file, e))?;
+        }
         Ok(())
+    }
+
+    /// Whether the run has a CPU weight of its own (`set_limits`): then the
+    /// kernel's autogroups, which only the root cgroup's processes are in,
+    /// do not apply to it.
+    pub fn weighs(&self) -> bool {
+        self.weight.is_some()
     }
 
     /// Which descriptor is which, and the descriptors, for init
@@ -554,6 +588,7 @@ impl RunCgroup {
             memory: self.memory,
             pids: self.pids,
             cpu: self.cpu,
+            weight: self.weight,
         };
         let fds =
             self.nodes.iter().flat_map(|n| [n.parent.as_raw_fd(), n.dir.as_raw_fd()]).collect();
@@ -567,7 +602,7 @@ impl RunCgroup {
         let fits = |i: Option<usize>| i.is_none_or(|i| i < n);
         if n > MAX_NODES
             || fds.len() != 2 * n
-            || ![layout.memory, layout.pids, layout.cpu].into_iter().all(fits)
+            || ![layout.memory, layout.pids, layout.cpu, layout.weight].into_iter().all(fits)
         {
             return Err(Error::Internal(
                 "the cgroups' message does not fit its descriptors".into(),
@@ -580,7 +615,8 @@ impl RunCgroup {
                 nodes.push(Node { v2, parent, name: run_name(uid), dir });
             }
         }
-        Ok(RunCgroup { nodes, memory: layout.memory, pids: layout.pids, cpu: layout.cpu })
+        let (memory, pids, cpu, weight) = (layout.memory, layout.pids, layout.cpu, layout.weight);
+        Ok(RunCgroup { nodes, memory, pids, cpu, weight })
     }
 
     /// Whether the kernel enforces the resident memory limit.
@@ -777,9 +813,9 @@ fn subtree(h: &Hierarchy) -> Result<OwnedFd> {
     Ok(dir)
 }
 
-/// v2: hands the memory and pids controllers the parent offers down to
-/// the run's cgroup (only where the parent has no process of its own, such
-/// as the root cgroup); returns those it has.
+/// v2: hands the memory, pids and cpu controllers the parent offers down
+/// to the run's cgroup (only where the parent has no process of its own,
+/// such as the root cgroup); returns those it has.
 fn hand_down(parent: &OwnedFd, too_many: bool) -> Result<Vec<String>> {
     let offered = read_file(parent, "cgroup.controllers").unwrap_or_default();
     let enabled = read_file(parent, "cgroup.subtree_control").unwrap_or_default();
@@ -788,7 +824,7 @@ fn hand_down(parent: &OwnedFd, too_many: bool) -> Result<Vec<String>> {
         // Every cgroup made here would be a memory cgroup.
         return Err(err("memory", TOO_MANY));
     }
-    let wanted: &[&str] = if too_many { &["pids"] } else { &["memory", "pids"] };
+    let wanted: &[&str] = if too_many { &["pids", "cpu"] } else { &["memory", "pids", "cpu"] };
     let mut controllers = Vec::new();
     for &c in wanted {
         let enable = || write_file(parent, "cgroup.subtree_control", &format!("+{c}")).is_ok();

@@ -44,14 +44,15 @@ pub enum ToRun {
 }
 
 /// Which of the descriptors sent with `ToRun::Cgroups` is which: one
-/// hierarchy per entry of `v2`, and the index of the memory, pids and CPU
-/// ones among them.
+/// hierarchy per entry of `v2`, and the index of the memory, pids, CPU
+/// time and CPU weight ones among them.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct CgroupLayout {
     pub v2: Vec<bool>,
     pub memory: Option<usize>,
     pub pids: Option<usize>,
     pub cpu: Option<usize>,
+    pub weight: Option<usize>,
 }
 
 /// The run's messages to the supervisor.

@@ -306,8 +306,8 @@ fn run(caller: &Caller, mut request_rx: harden::RequestSocket, reply: BorrowedFd
     identity::clear_bounding_set()?;
     let stop_order = stop_order()?;
     let (supervisor_end, run_end) = channel::pair()?;
-    let (uid, gid, limits, memory_kib) =
-        (plan.uid.as_raw(), plan.gid.as_raw(), plan.limits.clone(), plan.memory_kib);
+    let (uid, gid, limits, memory_kib, niceness) =
+        (plan.uid.as_raw(), plan.gid.as_raw(), plan.limits.clone(), plan.memory_kib, plan.niceness);
     plan.system = mounts::system_entries(plan.root)?;
     // Here, where the heap is warm: built in the target, a fresh fork
     // writing pages it shares, it cost a tenth of a millisecond on its way
@@ -335,7 +335,8 @@ fn run(caller: &Caller, mut request_rx: harden::RequestSocket, reply: BorrowedFd
     // No process outside the run keeps its network namespace.
     drop((run_end, plan, netns));
     let init_pidfd = pidfd_of_init(init)?;
-    let run = Run { init, init_pidfd, uid, gid, limits, memory_kib, network, set_up_started };
+    let run =
+        Run { init, init_pidfd, uid, gid, limits, memory_kib, niceness, network, set_up_started };
     let prepared =
         prepare(&policy, (caller, reply), &run, &supervisor_end, &lease, &found, loopback);
     let missing = match prepared {
@@ -410,6 +411,7 @@ fn prepare(
         run.uid,
         run.memory_kib,
         nproc,
+        run.niceness,
     )?;
     let sent = match &cgroup {
         Some(cg) => {

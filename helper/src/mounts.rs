@@ -84,8 +84,8 @@ fn mount(
 }
 
 /// Gives the run its own view of the host's file system: a /proc of its
-/// own pid namespace (it sees no other process of the machine) and the
-/// private scratch tmpfs. Only fixed paths of the host are touched, before
+/// own pid namespace (it sees no other process of the machine), the
+/// private scratch tmpfs, its own ptys and message queues. Only fixed paths of the host are touched, before
 /// any chroot: they matter inside a chroot only if the chroot directory
 /// holds them (`--chroot_dir /`); the caller's own tree is never mounted on.
 pub fn private_mounts(plan: &Plan, places: &[&'static CStr]) -> Result<Option<&'static CStr>> {
@@ -106,6 +106,15 @@ pub fn private_mounts(plan: &Plan, places: &[&'static CStr]) -> Result<Option<&'
         }
     }
     private_ptys()?;
+    // The POSIX message queues of the run's IPC namespace where systemd
+    // mounts the host's: there the run, with the host's root, saw the
+    // host's queues, received (took) another user's messages from a queue
+    // others may read and held its notification slot (a review of the
+    // twelfth round). A mount of the host's elsewhere is a "Known gap".
+    if is_real_dir(c"/dev/mqueue") {
+        mount(c"mqueue", c"/dev/mqueue", Some(c"mqueue"), hardened | MsFlags::MS_NOEXEC, None)
+            .context("cannot mount the run's /dev/mqueue")?;
+    }
     // The cgroup file systems: the run's own cgroups are root's, but a
     // cgroup elsewhere whose tasks file someone made writable would let the
     // target leave them (and their limits). An empty read-only tmpfs.

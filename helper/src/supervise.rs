@@ -38,6 +38,8 @@ pub struct Run {
     pub limits: Limits,
     /// The limit of the run's memory cgroup (`policy::Plan::memory_kib`).
     pub memory_kib: Option<u64>,
+    /// The run's niceness: its CPU cgroup's weight (`cgroup::RunCgroup`).
+    pub niceness: i32,
     pub network: Network,
     /// Just before init's fork: the run's set-up allowance, and so the
     /// backstop, count from here (`init::latest_end_us`).

@@ -61,7 +61,10 @@ fn prepare(
     setsid().context("setsid")?;
     // Before the limits: under the run's own descriptor limit (0 too) the
     // two files would not open.
-    stand_back(plan.niceness)?;
+    // A run with a CPU weight of its own is in no autogroup.
+    if !cgroup.is_some_and(RunCgroup::weighs) {
+        stand_back(plan.niceness)?;
+    }
     set_limits(&plan.limits, false)?;
     // The scheduling class was reset by `harden`.
     sys::set_niceness(plan.niceness).context("cannot set the niceness")?;

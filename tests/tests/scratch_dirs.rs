@@ -325,3 +325,69 @@ fn host_tmp_is_shown_read_only() {
     let landed: Vec<&str> = paths.iter().filter(|p| p.exists()).map(HostPath::str).collect();
     assert!(landed.is_empty(), "left on the host: {landed:?}");
 }
+
+// ---------------------------------------------------------------------------
+// The host's message queues
+
+/// Where systemd mounts the host's POSIX message queues (/dev/mqueue), a
+/// run with the host's root saw the host's queues through that mount,
+/// past its own IPC namespace: it took another user's message from a
+/// queue others may read, and held its notification slot (a review of
+/// the twelfth round). The run's own instance is mounted there: the
+/// host's queue is not to be found, and keeps its message. The control:
+/// the test user, outside the sandbox, may take it.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_run_cannot_take_a_message_from_the_hosts_queues() {
+    let t = require_root_exclusive!();
+    let probe = t.probe();
+    let made_dir = !std::path::Path::new("/dev/mqueue").exists();
+    if made_dir {
+        fs::create_dir("/dev/mqueue").expect("make /dev/mqueue");
+    }
+    // The host's queues on /dev/mqueue, in a mount namespace of the
+    // command's own (the host's mounts are left as they are).
+    let with_host_queues = || {
+        // SAFETY: raw system calls with static strings, between fork and
+        // exec (async-signal-safe).
+        let mounted = unsafe {
+            libc::unshare(libc::CLONE_NEWNS) == 0
+                && libc::mount(
+                    c"none".as_ptr(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) == 0
+                && libc::mount(
+                    c"mqueue".as_ptr(),
+                    c"/dev/mqueue".as_ptr(),
+                    c"mqueue".as_ptr(),
+                    0,
+                    std::ptr::null(),
+                ) == 0
+        };
+        if mounted {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    let name = format!("safeexec-test-{}", std::process::id());
+    let queue = format!("/dev/mqueue/{name}");
+    let mq = |args: &[&str]| std::process::Command::new(&probe).arg("mqueue").args(args).output();
+    let sent = mq(&["send", &name, "secret"]).expect("the probe");
+    let run = t
+        .run(&["--root", "host", "--json", "--exec", &probe, "mqueue", "take", &queue])
+        .pre_exec(with_host_queues)
+        .output();
+    let control =
+        t.run_program(&probe, &["mqueue", "take", &queue]).pre_exec(with_host_queues).output();
+    let _ = mq(&["unlink", &name]);
+    if made_dir {
+        let _ = fs::remove_dir("/dev/mqueue");
+    }
+    assert_eq!(word(&sent, "sent"), "ok", "{}", dump(&sent));
+    assert_eq!(word(&run, "open"), "ENOENT", "the run reached the host's queue\n{}", dump(&run));
+    assert_eq!(word(&control, "took"), "ok", "the control took nothing\n{}", dump(&control));
+}

@@ -16,7 +16,8 @@ use std::process::Output;
 
 use safeexec_tests::{
     assert_each, assert_verdict, dump, in_policy_range, json_report, json_uid, kv, path_str,
-    require_root, status_field, stdout, verdict, word, Ctx, Env, HostPath, Scratch,
+    require_root, require_root_exclusive, status_field, stdout, verdict, word, Ctx, Env, HostPath,
+    Scratch,
 };
 
 // ---------------------------------------------------------------------------
@@ -364,25 +365,36 @@ fn a_run_can_watch_no_file_of_the_host() {
 }
 
 /// With the kernel's autogroups (on here) a task's niceness ranks it only
-/// within its session, and the session a run's target starts competed at
-/// niceness 0 with each of the host's: a run at niceness 19 took a nice-0
-/// session's share of the CPUs, and each child that started a session of
-/// its own took one more (a review of the twelfth round). The run's
-/// autogroup has the run's niceness, no process of the run may start
-/// another session, and the OOM killer picks the run's processes first
-/// (oom_score_adj 1000, whatever the caller's).
+/// within its session, and each session a run's processes started
+/// competed at niceness 0 with each of the host's (a review of the
+/// twelfth round): no process of the run may start a session (the run's
+/// own weight: `cgroups::the_run_is_in_a_cpu_cgroup_weighted_as_its_niceness`).
+/// And the OOM killer picks the run's processes first (oom_score_adj
+/// 1000, whatever the caller's).
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
-fn the_runs_session_competes_at_its_niceness_and_the_run_may_start_no_other() {
+fn a_run_may_start_no_session_and_is_the_oom_killers_first_choice() {
     let t = require_root!();
+    let (out, j) = t.attack(&["--nproc", "2"], &["standing"]);
+    verdict(&out, &j, "ok", 0);
+    assert_eq!(word(&out, "oom_score_adj"), "1000", "{}", dump(&out));
+    assert_eq!(word(&out, "setsid"), "EPERM", "{}", dump(&out));
+}
+
+/// Where a run has no CPU cgroup of its own (the policy's `cgroup = off`),
+/// its autogroup is at its niceness as it starts (a hostile run may set it
+/// back to 0 then: "Known gaps").
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn without_cgroups_the_runs_autogroup_is_at_its_niceness() {
+    let t = require_root_exclusive!();
+    t.set_policy(&t.policy_with(&[("cgroup", "off")]));
     for (args, nice) in
         [(&["--nproc", "2"][..], "16"), (&["--nproc", "2", "--niceness", "19"][..], "19")]
     {
         let (out, j) = t.attack(args, &["standing"]);
         verdict(&out, &j, "ok", 0);
         assert_eq!(word(&out, "autogroup_nice"), nice, "{}", dump(&out));
-        assert_eq!(word(&out, "oom_score_adj"), "1000", "{}", dump(&out));
-        assert_eq!(word(&out, "setsid"), "EPERM", "{}", dump(&out));
     }
 }
 
