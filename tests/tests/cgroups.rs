@@ -673,6 +673,18 @@ fn live_run(t: &safeexec_tests::Ctx, args: &[&str]) -> (safeexec_tests::Spawned,
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
     assert!(!mine.is_empty(), "the run's cgroups never appeared");
+    // Set up: a process of the run in them (their limits and weight are
+    // written before, while they are empty; an emulated machine showed
+    // them made but not yet weighted).
+    let populated = || {
+        mine.iter().any(|d| {
+            std::fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty())
+        })
+    };
+    while !populated() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(populated(), "no process of the run joined its cgroups");
     (run, mine)
 }
 
