@@ -163,6 +163,36 @@ const CUT_AT: usize = 4095;
 /// The v1 controllers the runs' cgroups use.
 const RUN_CONTROLLERS: [&str; 4] = ["memory", "pids", "cpuacct", "cpu"];
 
+/// The niceness all runs together weigh as against the host's processes:
+/// the weight of safeexec's subtree in a hierarchy with the cpu controller
+/// (`weigh_subtree`). The kernel shares the CPUs between cgroups level by
+/// level: a run's own weight ranks it only among the runs, and the
+/// subtree, at the default weight of a nice-0 task, let a lone run at
+/// niceness 19 take a nice-0 share of the machine (a review of the twelfth
+/// round). The default run niceness: a lone run at it weighs as it asks.
+const SUBTREE_NICENESS: i32 = 16;
+
+/// The file and value that weigh a cgroup as a task at `niceness`.
+fn weight(v2: bool, niceness: i32) -> (&'static str, String) {
+    let nice = niceness.clamp(-20, 19);
+    if v2 {
+        ("cpu.weight.nice", nice.to_string())
+    } else {
+        ("cpu.shares", NICE_WEIGHTS[(nice + 20) as usize].to_string())
+    }
+}
+
+/// Weighs safeexec's subtree `dir` as `SUBTREE_NICENESS`, unless it is
+/// already. Not the packaged systemd unit's cgroup, whose weight is the
+/// unit's (`CPUWeight=`).
+fn weigh_subtree(dir: &OwnedFd, v2: bool) -> Result<()> {
+    let (file, value) = weight(v2, SUBTREE_NICENESS);
+    if read_file(dir, file).is_some_and(|now| now.trim() == value) {
+        return Ok(());
+    }
+    write_file(dir, file, &value).map_err(|e| err(file, e))
+}
+
 /// The kernel's weight of each niceness, -20 to 19 (its table
 /// `sched_prio_to_weight`): a v1 cpu cgroup's `cpu.shares` that weighs
 /// as a task at that niceness (1024, niceness 0, is a cgroup's default).
@@ -191,9 +221,15 @@ const BLKIO_SHARE_FILES: [&str; 6] = [
 
 impl Hierarchy {
     /// Whether the runs' cgroups are made here: v2, or a v1 hierarchy with
-    /// a controller they use (not the freezer's alone).
+    /// a controller they use (not the freezer's alone). Not for cpu alone
+    /// where cpuset shares its hierarchy: a new cpuset cgroup has no CPU,
+    /// and nothing could join it (a suspicion of a review of the twelfth
+    /// round).
     fn holds_runs(&self) -> bool {
-        self.v2 || self.controllers.iter().any(|c| RUN_CONTROLLERS.contains(&c.as_str()))
+        let used = |c: &&String| RUN_CONTROLLERS.contains(&c.as_str());
+        let for_cpu_alone = self.controllers.iter().filter(used).all(|c| c == "cpu");
+        self.v2
+            || (self.controllers.iter().any(|c| used(&c)) && !(for_cpu_alone && self.has("cpuset")))
     }
 
     /// The files of a cgroup here whose writer can stop the processes in it
@@ -559,15 +595,11 @@ impl RunCgroup {
             write_file(&self.nodes[i].dir, "pids.max", &max).map_err(|e| err("pids.max", e))?;
         }
         if let Some(i) = self.weight {
-            // The whole run weighs as one task at its niceness against
-            // the host's processes and sessions, whatever it writes to its
+            // The whole run weighs as one task at its niceness against the
+            // other runs (and all runs together as `SUBTREE_NICENESS`
+            // against the host's processes), whatever it writes to its
             // /proc (`target::stand_back`).
-            let nice = niceness.clamp(-20, 19);
-            let (file, value) = if self.nodes[i].v2 {
-                ("cpu.weight.nice", nice.to_string())
-            } else {
-                ("cpu.shares", NICE_WEIGHTS[(nice + 20) as usize].to_string())
-            };
+            let (file, value) = weight(self.nodes[i].v2, niceness);
             write_file(&self.nodes[i].dir, file, &value).map_err(|e| err(file, e))?;
         }
         Ok(())
@@ -757,8 +789,12 @@ impl CpuCounter {
 /// Makes the run's `<uid>` directory in safeexec's subtree of one
 /// hierarchy; returns it with the controllers it has (v2).
 fn make_node(h: &Hierarchy, uid: u32, too_many: bool) -> Result<(Node, Vec<String>)> {
-    let parent = subtree(h)?;
+    let (parent, unit) = subtree_of(h)?;
     let controllers = if h.v2 { hand_down(&parent, too_many)? } else { Vec::new() };
+    let weighed = if h.v2 { controllers.iter().any(|c| c == "cpu") } else { h.has("cpu") };
+    if weighed && !unit {
+        weigh_subtree(&parent, h.v2)?;
+    }
     let name = run_name(uid);
     let mode = Mode::from_bits_truncate(0o755);
     match mkdirat(&parent, name.as_str(), mode) {
@@ -790,11 +826,17 @@ fn make_node(h: &Hierarchy, uid: u32, too_many: bool) -> Result<(Node, Vec<Strin
 /// (`only_root_may_move`), so no caller may move a process into, out of or
 /// between its cgroups, or change their limits.
 fn subtree(h: &Hierarchy) -> Result<OwnedFd> {
+    subtree_of(h).map(|(dir, _)| dir)
+}
+
+/// `subtree`, and whether it is the packaged unit's cgroup.
+fn subtree_of(h: &Hierarchy) -> Result<(OwnedFd, bool)> {
     let mount = open_dir(None, &h.mount).map_err(|e| err(&h.mount, e))?;
     if !fs_is_cgroup(&mount, h.v2) {
         return Err(err(&h.mount, "not a cgroup file system"));
     }
     let unit = if h.v2 { open_dir(Some(&mount), UNIT_CGROUP).ok() } else { None };
+    let is_unit = unit.is_some();
     let dir = match unit {
         Some(unit) => unit,
         None => root_owned_dir(&mount, SUBTREE)?,
@@ -810,7 +852,7 @@ fn subtree(h: &Hierarchy) -> Result<OwnedFd> {
             "a cgroup above is delegated (its cgroup.procs is not root's alone)",
         ));
     }
-    Ok(dir)
+    Ok((dir, is_unit))
 }
 
 /// v2: hands the memory, pids and cpu controllers the parent offers down
@@ -1192,6 +1234,21 @@ mod tests {
         assert_eq!(below("/a", "/ab"), None);
         assert_eq!(below("/a", "/a/b/"), Some("b".into()));
         assert_eq!(below("/", "/x"), Some("x".into()));
+    }
+
+    #[test]
+    fn a_cpu_hierarchy_holds_runs_unless_cpuset_shares_it() {
+        let v1 = |names: &[&str]| Hierarchy {
+            mount: String::new(),
+            v2: false,
+            controllers: names.iter().map(|n| n.to_string()).collect(),
+            own: Own::Below(String::new()),
+        };
+        assert!(v1(&["cpu"]).holds_runs());
+        assert!(v1(&["cpu", "cpuacct"]).holds_runs());
+        assert!(!v1(&["cpu", "cpuset"]).holds_runs());
+        assert!(v1(&["cpuset", "memory"]).holds_runs());
+        assert!(!v1(&["freezer"]).holds_runs());
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! filter cannot see) fail with ENOSYS, and callers fall back to openat; so does io_setup,
 //! whose contexts are one count for the whole machine, and so do
 //! inotify's and fanotify's inits (watches on the host's files show what
-//! the host's processes open). posix_fadvise's
+//! the host's processes open); fcntl's F_NOTIFY, the same by signals,
+//! fails with EPERM. posix_fadvise's
 //! POSIX_FADV_DONTNEED succeeds without being done: it drops any reader's
 //! cached pages of a file, which a later run reads back (`FADV_DONTNEED`). System calls of
 //! another ABI (32-bit, x32) kill the process: the filter only knows the
@@ -300,6 +301,9 @@ const SECCOMP_SET_MODE_FILTER: &[u32] = &[1];
 /// the kernel may ignore.
 const FADV_DONTNEED: &[u32] = &[libc::POSIX_FADV_DONTNEED as u32];
 
+/// fcntl's F_NOTIFY (dnotify).
+const F_NOTIFY: &[u32] = &[libc::F_NOTIFY as u32];
+
 /// fchmodat2(2): 452 in x86_64's table and in the generic one of aarch64;
 /// the libc crate names it for x86_64 only.
 const SYS_FCHMODAT2: libc::c_long = 452;
@@ -330,6 +334,10 @@ const RULES: &[(libc::c_long, Rule)] = &[
     // review of the twelfth round). Callers fall back to looking again.
     (libc::SYS_inotify_init1, Rule::NoSys),
     (libc::SYS_fanotify_init, Rule::NoSys),
+    // dnotify, the oldest of them: a signal for each read, run, made or
+    // removed file in a directory (a third review counted the host's
+    // execs in /usr/bin so).
+    (libc::SYS_fcntl, Rule::Refuse { arg: 1, values: F_NOTIFY, answer: Label::Deny }),
     (libc::SYS_unshare, Rule::Flags { arg: 0, bits: NEWUSER }),
     (libc::SYS_clone, Rule::Flags { arg: 0, bits: NEWUSER }),
     (libc::SYS_clone3, Rule::NoSys),
@@ -730,6 +738,9 @@ mod tests {
         assert_eq!(decide(libc::SYS_io_uring_setup, [0; 6]), nosys);
         assert_eq!(decide(libc::SYS_inotify_init1, [0; 6]), nosys);
         assert_eq!(decide(libc::SYS_fanotify_init, [0; 6]), nosys);
+        let eperm = RET_ERRNO | libc::EPERM as u32;
+        assert_eq!(decide(libc::SYS_fcntl, [3, libc::F_NOTIFY as u32, 0, 0, 0, 0]), eperm);
+        assert_eq!(decide(libc::SYS_fcntl, [3, libc::F_GETFL as u32, 0, 0, 0, 0]), RET_ALLOW);
         assert_eq!(decide(libc::SYS_io_setup, [0; 6]), nosys);
         assert_eq!(run(&filter(), 0x4000_0003, 15, [0; 6]), RET_KILL_PROCESS);
         assert_eq!(run(&filter(), NATIVE_ARCH, X32_BIT | 90, [0; 6]), RET_KILL_PROCESS);

@@ -688,31 +688,49 @@ fn live_run(t: &safeexec_tests::Ctx, args: &[&str]) -> (safeexec_tests::Spawned,
     (run, mine)
 }
 
-/// A run weighs against the host's processes as one task at its niceness:
-/// it is in a CPU cgroup of its own, root's, weighted so (v1's cpu.shares
-/// from the kernel's table, v2's cpu.weight.nice). With the kernel's
-/// autogroups, a run in none competed as a nice-0 session whatever its
-/// niceness, and a run set to its niceness there wrote its own
-/// /proc/self/autogroup back to 0 (two reviews of the twelfth round).
+/// A run weighs as one task at its niceness against the other runs, and
+/// all runs together as one at niceness 16 (the default) against the
+/// host's processes: each run is in a CPU cgroup of its own, root's,
+/// weighted so (v1's cpu.shares from the kernel's table, v2's
+/// cpu.weight.nice), below safeexec's subtree, weighted as niceness 16
+/// (where it is not the packaged unit's, whose weight its CPUWeight
+/// sets). With the kernel's autogroups, a run in none competed as a
+/// nice-0 session whatever its niceness, and a run set to its niceness
+/// there wrote its own /proc/self/autogroup back to 0; in a CPU cgroup
+/// below a subtree of the default weight, a lone run at niceness 19 still
+/// took a nice-0 share (three reviews of the twelfth round: the kernel
+/// shares the CPUs level by level).
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn the_run_is_in_a_cpu_cgroup_weighted_as_its_niceness() {
     // Alone: another test's run would show new cgroups too.
     let t = require_root_exclusive!();
     let (run, mine) = live_run(&t, &["--niceness", "19"]);
-    let weights: Vec<String> = mine
+    let weight_of = |d: &std::path::Path| -> Vec<String> {
+        [d.join("cpu.shares"), d.join("cpu.weight.nice")]
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .map(|w| w.trim().to_string())
+            .collect()
+    };
+    let weighed: Vec<&PathBuf> = mine.iter().filter(|d| !weight_of(d).is_empty()).collect();
+    let weights: Vec<Vec<String>> = weighed.iter().map(|d| weight_of(d)).collect();
+    let subtrees: Vec<(PathBuf, Vec<String>)> = weighed
         .iter()
-        .flat_map(|d| [d.join("cpu.shares"), d.join("cpu.weight.nice")])
-        .filter_map(|f| std::fs::read_to_string(f).ok())
-        .map(|w| w.trim().to_string())
+        .filter_map(|d| d.parent())
+        .filter(|p| p.ends_with("safeexec"))
+        .map(|p| (p.to_path_buf(), weight_of(p)))
         .collect();
     let report = run.wait();
-    // Niceness 19: a weight of 15 (v1), or 19 itself (v2).
+    // Niceness 19: a weight of 15 (v1), or 19 itself (v2); 16: 29, or 16.
     assert!(
-        weights == ["15"] || weights == ["19"],
+        weights == [["15"]] || weights == [["19"]],
         "the run's CPU weights: {weights:?} in {mine:?}\n{}",
         dump(&report)
     );
+    for (dir, weight) in &subtrees {
+        assert!(weight == &["29"] || weight == &["16"], "{} weighs {weight:?}", dir.display());
+    }
 }
 
 /// The machine's count of memory cgroups (live and removed-but-pinned).

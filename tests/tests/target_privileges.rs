@@ -352,7 +352,9 @@ fn a_run_can_neither_add_file_system_encryption_keys_nor_encrypt_a_directory() {
 /// names of the programs other users ran, and devices come and go in /dev
 /// (a review of the twelfth round). inotify's and fanotify's inits fail
 /// with ENOSYS, as on a kernel without them (fanotify in FID mode is open
-/// to any user since Linux 5.13).
+/// to any user since Linux 5.13), and dnotify (fcntl's F_NOTIFY: a signal
+/// for each read or run in a directory; a third review counted the host's
+/// execs in /usr/bin) with EPERM.
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn a_run_can_watch_no_file_of_the_host() {
@@ -361,6 +363,7 @@ fn a_run_can_watch_no_file_of_the_host() {
         let (out, j) = t.attack(&["--root", root], &["watch"]);
         verdict(&out, &j, "ok", 0);
         assert_each(&out, &["inotify", "fanotify"], "ENOSYS");
+        assert_each(&out, &["dnotify"], "EPERM");
     }
 }
 
