@@ -95,7 +95,7 @@ pub fn before_reading() -> Result<Caller> {
     for &(resource, soft, hard) in RESET {
         reset_limit(resource, soft, hard)?;
     }
-    check_stack()?;
+    check_floors()?;
     sys::reset_signal_dispositions().context("cannot reset signal dispositions")?;
     sys::ignore_write_signals().context("cannot ignore SIGPIPE and SIGXFSZ")?;
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
@@ -193,22 +193,31 @@ pub fn first_for_the_oom_killer() -> Result<()> {
     sys::write_proc("/proc/self/oom_score_adj", 1000).context("cannot write oom_score_adj")
 }
 
-/// The least stack the helper runs on: its deepest step (the seccomp
-/// filter's build) takes some tens of KiB.
-const MIN_STACK: u64 = 256 << 10;
+/// The least of the caller's limits the helper runs under, where
+/// `reset_limit` could not raise a hard one (no CAP_SYS_RESOURCE): each
+/// with its name, its unit's size, the unit, and the shell's option.
+/// - The stack: its deepest step (the seccomp filter's build) takes some
+///   tens of KiB; under 16 to 33 KiB it ended by SIGSEGV, root and half way
+///   through its set-up, with no line (a review of the twelfth round).
+/// - Descriptors: under some 16 its set-up failed (EMFILE) after it had
+///   taken the run's uid, so that requests that ran nothing moved the uid
+///   counter (a second review of the twelfth round, at 350 a second).
+const FLOORS: [(Resource, u64, &str, u64, &str, &str); 2] = [
+    (Resource::RLIMIT_STACK, 256 << 10, "stack", 1024, " KiB", "-s"),
+    (Resource::RLIMIT_NOFILE, 64, "descriptor", 1, " descriptors", "-n"),
+];
 
-/// Fails unless the helper has `MIN_STACK`. A hard stack limit of the
-/// caller's that `reset_limit` could not raise (no CAP_SYS_RESOURCE) ended
-/// the helper by SIGSEGV, root and half way through its set-up, with no
-/// line (a review of the twelfth round, at 16 to 33 KiB).
-fn check_stack() -> Result<()> {
-    let (soft, _) = getrlimit(Resource::RLIMIT_STACK).context("getrlimit")?;
-    if soft < MIN_STACK {
-        return Err(Error::Refused(format!(
-            "the caller's stack limit (RLIMIT_STACK) is under the {} KiB the helper needs \
-             (raise it: ulimit -s)",
-            MIN_STACK >> 10
-        )));
+/// Fails unless the helper has each limit of `FLOORS`.
+fn check_floors() -> Result<()> {
+    for (resource, floor, name, unit, units, option) in FLOORS {
+        let (soft, _) = getrlimit(resource).context("getrlimit")?;
+        if soft < floor {
+            return Err(Error::Refused(format!(
+                "the caller's {name} limit ({resource:?}) is under the {}{units} the helper \
+                 needs (raise it: ulimit {option})",
+                floor / unit
+            )));
+        }
     }
     Ok(())
 }
