@@ -182,17 +182,6 @@ fn reset_limit(resource: Resource, soft: u64, hard: u64) -> Result<()> {
     setrlimit(resource, soft.min(hard), hard).context("cannot reset the caller's resource limits")
 }
 
-/// Makes the helper, and so the run (init and the target inherit it), the
-/// OOM killer's first choice (oom_score_adj 1000), whatever the caller's:
-/// a service's -1000 would make the run's processes ones it never picks
-/// (a suspicion of a review of the twelfth round). Here rather than in the
-/// target, whose first look at /proc costs tens of microseconds on the
-/// way to its exec; the helper has read its /proc/self already, and its
-/// supervisor, which ends the run if killed, holds nothing worth more.
-pub fn first_for_the_oom_killer() -> Result<()> {
-    sys::write_proc("/proc/self/oom_score_adj", 1000).context("cannot write oom_score_adj")
-}
-
 /// The least of the caller's limits the helper runs under, where
 /// `reset_limit` could not raise a hard one (no CAP_SYS_RESOURCE): each
 /// with its name, its unit's size, the unit, and the shell's option.

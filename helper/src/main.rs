@@ -289,7 +289,6 @@ fn run(caller: &Caller, mut request_rx: harden::RequestSocket, reply: BorrowedFd
         policy::GidRule::Fixed(gid) => Some(gid),
     };
     identity::check_mapped(policy.uid_base, policy.uid_count, fixed_gid)?;
-    harden::first_for_the_oom_killer()?;
     // Read once: the hierarchies are the same for init, which inherits
     // our cgroups.
     let found = cgroup::Hierarchies::find()?;

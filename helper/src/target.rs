@@ -62,9 +62,7 @@ fn prepare(
     // Before the limits: under the run's own descriptor limit (0 too) the
     // two files would not open.
     // A run with a CPU weight of its own is in no autogroup.
-    if !cgroup.is_some_and(RunCgroup::weighs) {
-        stand_back(plan.niceness)?;
-    }
+    stand_back(plan.niceness, cgroup.is_some_and(RunCgroup::weighs))?;
     set_limits(&plan.limits, false)?;
     // The scheduling class was reset by `harden`.
     sys::set_niceness(plan.niceness).context("cannot set the niceness")?;
@@ -107,22 +105,32 @@ fn prepare(
     sys::exit_now(127)
 }
 
-/// The run's standing against the host's sessions: the niceness of the
-/// autogroup `setsid` just made, which only /proc sets (the run's own,
-/// mounted by init; still root, before any chroot). With the kernel's
-/// autogroups a task's niceness ranks it only within its session, and a
-/// new session competes at niceness 0 with each of the host's (a review
-/// of the twelfth round: a run at niceness 19 took a nice-0 session's
-/// share of the CPUs, and each child that started a session of its own
-/// one more; the seccomp filter now refuses setsid). A kernel without
-/// autogroups has no such file. (The OOM killer's choice the run inherits:
-/// `harden::first_for_the_oom_killer`.)
-fn stand_back(niceness: i32) -> Result<()> {
-    const FILE: &str = "/proc/self/autogroup";
-    match sys::write_proc(FILE, niceness) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        written => written.map_err(|e| Error::setup(format_args!("cannot write {FILE}"), e)),
+/// The run's standing against the host's processes, which only /proc
+/// sets (the run's own, mounted by init; still root, before any chroot):
+/// - the OOM killer's first choice (oom_score_adj 1000), whatever the
+///   caller's: a service's -1000 would make the run's processes ones it
+///   never picks (a suspicion of a review of the twelfth round). The run's
+///   own processes only: set in the helper, it made the supervisor and
+///   init, which stay in the caller's memory cgroup, the first choice
+///   there, and a caller sharing that cgroup filled it and had every
+///   other caller's runs killed (a last review of the round);
+/// - where the run has no CPU weight of its own (`weighed`), the niceness
+///   of the autogroup `setsid` just made. With the kernel's autogroups a
+///   task's niceness ranks it only within its session, and a new session
+///   competes at niceness 0 with each of the host's (a review of the
+///   twelfth round: a run at niceness 19 took a nice-0 session's share of
+///   the CPUs, and each child that started a session of its own one more;
+///   the seccomp filter now refuses setsid). A kernel without autogroups
+///   has no such file.
+fn stand_back(niceness: i32, weighed: bool) -> Result<()> {
+    let autogroup = (!weighed).then_some(("/proc/self/autogroup", niceness));
+    for (file, value) in [("/proc/self/oom_score_adj", 1000)].into_iter().chain(autogroup) {
+        match sys::write_proc(file, value) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            written => written.map_err(|e| Error::setup(format_args!("cannot write {file}"), e))?,
+        }
     }
+    Ok(())
 }
 
 /// Resource limits no run may have more than, whatever it asks.

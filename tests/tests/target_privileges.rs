@@ -16,8 +16,8 @@ use std::process::Output;
 
 use safeexec_tests::{
     assert_each, assert_verdict, dump, in_policy_range, json_report, json_uid, kv, path_str,
-    require_root, require_root_exclusive, status_field, stdout, verdict, word, Ctx, Env, HostPath,
-    Scratch,
+    require_root, require_root_exclusive, status_field, stderr, stdout, verdict, word, Ctx, Env,
+    HostPath, Scratch,
 };
 
 // ---------------------------------------------------------------------------
@@ -382,6 +382,28 @@ fn a_run_may_start_no_session_and_is_the_oom_killers_first_choice() {
     verdict(&out, &j, "ok", 0);
     assert_eq!(word(&out, "oom_score_adj"), "1000", "{}", dump(&out));
     assert_eq!(word(&out, "setsid"), "EPERM", "{}", dump(&out));
+}
+
+/// Only the run's own processes are the OOM killer's first choice: set in
+/// the helper, oom_score_adj 1000 made the supervisor and init (which stay
+/// in the caller's memory cgroup) the first choice there, and a caller
+/// sharing that cgroup with another filled it and had the other's runs
+/// killed first (a last review of the twelfth round). They keep the
+/// caller's value (0 here); the target has 1000.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn only_the_runs_own_processes_are_the_oom_killers_first_choice() {
+    let t = require_root!();
+    let run = t.run(&["--clock", "2", "--exec", &t.fixture("sleep_forever")]).spawn();
+    let (sup, init, target) = safeexec_tests::run_pids(run.id());
+    let adj = |pid: u32| {
+        let text = fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap_or_default();
+        text.trim().to_string()
+    };
+    let got = [adj(sup), adj(init), adj(target)];
+    let out = run.wait();
+    assert!(stderr(&out).contains("Time Limit Exceeded"), "{}", dump(&out));
+    assert_eq!(got, ["0", "0", "1000"], "oom_score_adj of the supervisor, init and target");
 }
 
 /// Where a run has no CPU cgroup of its own (the policy's `cgroup = off`),
