@@ -60,8 +60,8 @@ fn prepare(
     }
     setsid().context("setsid")?;
     // Before the limits: under the run's own descriptor limit (0 too) the
-    // two files would not open.
-    // A run with a CPU weight of its own is in no autogroup.
+    // files would not open. A run with a CPU weight of its own is in no
+    // autogroup.
     stand_back(plan.niceness, cgroup.is_some_and(RunCgroup::weighs))?;
     set_limits(&plan.limits, false)?;
     // The scheduling class was reset by `harden`.
