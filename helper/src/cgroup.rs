@@ -226,10 +226,10 @@ impl Hierarchy {
     /// and nothing could join it (a suspicion of a review of the twelfth
     /// round).
     fn holds_runs(&self) -> bool {
-        let used = |c: &&String| RUN_CONTROLLERS.contains(&c.as_str());
-        let for_cpu_alone = self.controllers.iter().filter(used).all(|c| c == "cpu");
-        self.v2
-            || (self.controllers.iter().any(|c| used(&c)) && !(for_cpu_alone && self.has("cpuset")))
+        let used = |c: &String| {
+            RUN_CONTROLLERS.contains(&c.as_str()) && !(c == "cpu" && self.has("cpuset"))
+        };
+        self.v2 || self.controllers.iter().any(used)
     }
 
     /// The files of a cgroup here whose writer can stop the processes in it

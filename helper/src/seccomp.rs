@@ -113,13 +113,10 @@ enum Rule {
     /// (EOPNOTSUPP: the caller falls back, as on a file system without
     /// the mode).
     Only { arg: u32, values: &'static [u32], otherwise: Label },
-    /// socketpair: refuse with EAFNOSUPPORT unless AF_UNIX and of a
-    /// connected type (`SOCKETPAIR_TYPES`).
-    UnixPair,
-    /// socket: refuse with EAFNOSUPPORT unless of `INET_FAMILIES` or
-    /// AF_NETLINK, and then with EPROTONOSUPPORT unless of
-    /// `NETLINK_PROTOCOLS`.
-    Socket,
+    /// socket and socketpair, by address family (argument 0): allow those
+    /// of `free`; for `family`, go on as `Only` with `arg`, `values` and
+    /// `otherwise`; refuse any other with EAFNOSUPPORT.
+    Family { family: u32, free: &'static [u32], arg: u32, values: &'static [u32], otherwise: Label },
     /// setsockopt: refuse with EPERM the options `ip` of level IPPROTO_IP,
     /// `ipv6` of level IPPROTO_IPV6, `socket` of level SOL_SOCKET and `tcp`
     /// of level IPPROTO_TCP.
@@ -356,9 +353,27 @@ const RULES: &[(libc::c_long, Rule)] = &[
     (libc::SYS_keyctl, Rule::Deny),
     (libc::SYS_request_key, Rule::Deny),
     (libc::SYS_ioctl, Rule::Refuse { arg: 1, values: REFUSED_REQUESTS, answer: Label::Deny }),
-    (libc::SYS_socket, Rule::Socket),
+    (
+        libc::SYS_socket,
+        Rule::Family {
+            family: libc::AF_NETLINK as u32,
+            free: INET_FAMILIES,
+            arg: 2,
+            values: NETLINK_PROTOCOLS,
+            otherwise: Label::NoProtocol,
+        },
+    ),
     (libc::SYS_setsid, Rule::Deny),
-    (libc::SYS_socketpair, Rule::UnixPair),
+    (
+        libc::SYS_socketpair,
+        Rule::Family {
+            family: libc::AF_UNIX as u32,
+            free: &[],
+            arg: 1,
+            values: SOCKETPAIR_TYPES,
+            otherwise: Label::NoFamily,
+        },
+    ),
     (
         libc::SYS_fallocate,
         Rule::Only { arg: 1, values: FALLOCATE_MODES, otherwise: Label::NoSupport },
@@ -539,7 +554,6 @@ fn dispatch(rules: &[(libc::c_long, Rule)], first: usize, emit: &mut impl FnMut(
 
 /// The check block of rule `i`: it ends in a jump or a return.
 fn check(i: usize, rule: Rule, emit: &mut impl FnMut(Op)) {
-    let refuse_family = Op::JumpIfAny(0, Label::NoFamily, Label::NoFamily);
     match rule {
         Rule::Mode { mode } => {
             emit(Op::Load(arg(mode)));
@@ -567,24 +581,13 @@ fn check(i: usize, rule: Rule, emit: &mut impl FnMut(Op)) {
             values.iter().for_each(|&v| emit(Op::JumpIfEq(v, answer)));
             emit(Op::Ret(RET_ALLOW));
         }
-        Rule::UnixPair => {
+        Rule::Family { family, free, arg: a, values, otherwise } => {
             emit(Op::Load(arg(0)));
-            emit(Op::JumpIfEq(libc::AF_UNIX as u32, Label::Mode(i)));
-            emit(refuse_family);
+            emit(Op::JumpIfEq(family, Label::Mode(i)));
+            free.iter().for_each(|&v| emit(Op::JumpIfEq(v, Label::Allow)));
+            emit(Op::JumpIfAny(0, Label::NoFamily, Label::NoFamily));
             emit(Op::Here(Label::Mode(i)));
-            emit(Op::Load(arg(1)));
-            SOCKETPAIR_TYPES.iter().for_each(|&v| emit(Op::JumpIfEq(v, Label::Allow)));
-            emit(refuse_family);
-        }
-        Rule::Socket => {
-            emit(Op::Load(arg(0)));
-            emit(Op::JumpIfEq(libc::AF_NETLINK as u32, Label::Mode(i)));
-            INET_FAMILIES.iter().for_each(|&v| emit(Op::JumpIfEq(v, Label::Allow)));
-            emit(refuse_family);
-            emit(Op::Here(Label::Mode(i)));
-            emit(Op::Load(arg(2)));
-            NETLINK_PROTOCOLS.iter().for_each(|&v| emit(Op::JumpIfEq(v, Label::Allow)));
-            emit(Op::JumpIfAny(0, Label::NoProtocol, Label::NoProtocol));
+            check(i, Rule::Only { arg: a, values, otherwise }, emit);
         }
         Rule::Only { arg: a, values, otherwise } => {
             emit(Op::Load(arg(a)));
