@@ -53,6 +53,7 @@ tests=(
     the_caller_cannot_touch_a_live_runs_cgroups
     past_max_memory_cgroups_a_run_gets_no_memory_cgroup
     the_run_is_in_a_cpu_cgroup_weighted_as_its_niceness
+    a_session_the_run_starts_stays_in_its_weighted_cpu_cgroup
     a_cut_v2_cgroup_line_does_not_keep_the_helper_in_the_callers_cgroup
 )
 

@@ -412,6 +412,15 @@ impl Hierarchies {
         };
         Ok(Hierarchies { list, _mounts: mounts })
     }
+
+    /// Whether a run here is likely to get a CPU weight of its own
+    /// (`RunCgroup::weighs`): a hierarchy that holds runs offers the cpu
+    /// controller (v2: may, as its subtree hands it down). A guess, for
+    /// the filter built ahead (`seccomp::Sessions`); the target checks it.
+    pub fn may_weigh(&self, rule: CgroupRule) -> bool {
+        rule != CgroupRule::Off
+            && self.list.iter().any(|h| h.holds_runs() && (h.v2 || h.has("cpu")))
+    }
 }
 
 fn fs_is_cgroup(dir: &OwnedFd, v2: bool) -> bool {

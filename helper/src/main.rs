@@ -316,8 +316,11 @@ fn run(caller: &Caller, mut request_rx: harden::RequestSocket, reply: BorrowedFd
     plan.system = mounts::system_entries(plan.root)?;
     // Here, where the heap is warm: built in the target, a fresh fork
     // writing pages it shares, it cost a tenth of a millisecond on its way
-    // to exec. The target inherits it, as it does the rest of the plan.
-    plan.filter = seccomp::filter();
+    // to exec. The target inherits it, as it does the rest of the plan,
+    // and builds its own only if the run did not get the CPU cgroup
+    // expected here.
+    plan.sessions = seccomp::Sessions::for_run(found.may_weigh(policy.cgroup));
+    plan.filter = seccomp::filter(plan.sessions);
     // Init's copy of the slot (`netpool`) stays in this frame, which it
     // never returns to: init holds it to its end; ours goes into `Ended`.
     let network::RunNetwork { network, netns, loopback, slot } =

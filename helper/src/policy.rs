@@ -459,8 +459,13 @@ pub struct Plan {
     /// (`mounts::system_entries`); empty until then.
     pub system: Vec<(String, crate::mounts::Shown)>,
     /// The target's seccomp filter (`seccomp::filter`), built before
-    /// init's fork; empty until then (the kernel refuses an empty one).
+    /// init's fork for `sessions`; empty until then (the kernel refuses an
+    /// empty one).
     pub filter: Vec<crate::sys::SockFilter>,
+    /// Whether `filter` lets the target start sessions: where it was
+    /// built for a CPU cgroup the run did not get, the target builds its
+    /// own (`target::prepare`).
+    pub sessions: crate::seccomp::Sessions,
     /// The caller's file mode creation mask, the target's (`harden::Caller`).
     pub umask: Mode,
 }
@@ -579,6 +584,7 @@ impl Policy {
             system_binds: self.minimal_root_binds.clone(),
             system: Vec::new(),
             filter: Vec::new(),
+            sessions: crate::seccomp::Sessions::Refused,
             root,
             chroot,
             umask,

@@ -41,10 +41,11 @@
 //! AF_UNIX only as a connected socketpair, `SOCKETPAIR_TYPES`): no
 //! filesystem socket of the host, no vsock or packet socket, which the
 //! network namespace does not cover, and no netlink protocol that carries
-//! the host's events into it. Nor may it start a session of its own
-//! (setsid, EPERM): a session is an autogroup of the scheduler, and a new
-//! one competes at niceness 0 with the host's (`target::stand_back` puts
-//! the run's own at the run's niceness).
+//! the host's events into it. Nor may a run without a CPU cgroup of its
+//! own start a session (setsid, EPERM, `Sessions`): for the root
+//! cgroup's processes a session is an autogroup of the scheduler, and a
+//! new one competes at niceness 0 with the host's (`target::stand_back`
+//! puts the run's own at the run's niceness).
 
 use crate::sys::SockFilter;
 
@@ -363,7 +364,6 @@ const RULES: &[(libc::c_long, Rule)] = &[
             otherwise: Label::NoProtocol,
         },
     ),
-    (libc::SYS_setsid, Rule::Deny),
     (
         libc::SYS_socketpair,
         Rule::Family {
@@ -409,11 +409,48 @@ const OLD_CALLS: &[(libc::c_long, Rule)] = &[
 #[cfg(not(target_arch = "x86_64"))]
 const OLD_CALLS: &[(libc::c_long, Rule)] = &[];
 
+/// Whether the target may start sessions of its own. A new session is a
+/// new autogroup of the scheduler, at niceness 0 against the host's,
+/// whatever the run's niceness; but the kernel puts only the processes of
+/// the root cgroup in autogroups, so a run in a CPU cgroup of its own,
+/// weighted as its niceness (`cgroup::RunCgroup::weighs`), gains nothing
+/// by one (measured: two setsid children of a run at niceness 19 took 0.35
+/// CPU-seconds in 5.5 s beside two busy nice-0 sessions of the host, and
+/// 5.5 outside the cgroup). Refused (EPERM) only where the run has no such
+/// cgroup: Python's `start_new_session`, `os.setsid` and `setsid CMD`
+/// work wherever the run has one.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Sessions {
+    Allowed,
+    Refused,
+}
+
+impl Sessions {
+    /// For a run that has a CPU weight of its own (`weighed`), or not.
+    pub fn for_run(weighed: bool) -> Sessions {
+        if weighed {
+            Sessions::Allowed
+        } else {
+            Sessions::Refused
+        }
+    }
+}
+
+/// The rule of `Sessions::Refused`.
+const SESSION_CALLS: &[(libc::c_long, Rule)] = &[(libc::SYS_setsid, Rule::Deny)];
+
 /// Every rule, by system call number, in `room` (on the caller's stack:
 /// see `filter`).
-fn rules(room: &mut [(libc::c_long, Rule); MAX_RULES]) -> &[(libc::c_long, Rule)] {
-    let all = RULES.iter().chain(OLD_CALLS);
-    let n = RULES.len() + OLD_CALLS.len();
+fn rules(
+    room: &mut [(libc::c_long, Rule); MAX_RULES],
+    sessions: Sessions,
+) -> &[(libc::c_long, Rule)] {
+    let session_calls = match sessions {
+        Sessions::Allowed => &[][..],
+        Sessions::Refused => SESSION_CALLS,
+    };
+    let all = RULES.iter().chain(OLD_CALLS).chain(session_calls);
+    let n = RULES.len() + OLD_CALLS.len() + session_calls.len();
     for (slot, rule) in room.iter_mut().zip(all) {
         *slot = *rule;
     }
@@ -463,7 +500,7 @@ enum Label {
 /// forward by at most 255 instructions, which `filter` checks (every
 /// test that runs the filter assembles it).
 const MAX_RULES: usize = 64;
-const _: () = assert!(RULES.len() + OLD_CALLS.len() <= MAX_RULES);
+const _: () = assert!(RULES.len() + OLD_CALLS.len() + SESSION_CALLS.len() <= MAX_RULES);
 /// Places in that table: the eight fixed labels, the arch check's, and
 /// six per rule.
 const LABELS: usize = FIXED + 6 * MAX_RULES;
@@ -624,9 +661,9 @@ fn socket_options(i: usize, refused: [&[u32]; 4], emit: &mut impl FnMut(Op)) {
 /// on the stack: what the supervisor frees while the network thread runs
 /// is unmapped by musl's allocator, and each unmap interrupts the thread's
 /// CPU (a TLB shootdown).
-pub fn filter() -> Vec<SockFilter> {
+pub fn filter(sessions: Sessions) -> Vec<SockFilter> {
     let mut room = [(0, Rule::Deny); MAX_RULES];
-    let rules = rules(&mut room);
+    let rules = rules(&mut room, sessions);
     let mut at = [usize::MAX; LABELS];
     let mut count = 0usize;
     program(rules, &mut |op| match op {
@@ -686,7 +723,7 @@ mod tests {
     }
 
     fn decide(nr: libc::c_long, args: [u32; 6]) -> u32 {
-        run(&filter(), NATIVE_ARCH, nr as u32, args)
+        run(&filter(Sessions::Refused), NATIVE_ARCH, nr as u32, args)
     }
 
     const EPERM: u32 = RET_ERRNO | libc::EPERM as u32;
@@ -734,6 +771,20 @@ mod tests {
         }
     }
 
+    /// Only the filter of a run without a CPU cgroup of its own refuses
+    /// setsid; nothing else differs.
+    #[test]
+    fn sessions_are_refused_only_where_asked() {
+        let allowed = filter(Sessions::Allowed);
+        assert_eq!(run(&allowed, NATIVE_ARCH, libc::SYS_setsid as u32, [0; 6]), RET_ALLOW);
+        for nr in 0..600u32 {
+            if nr != libc::SYS_setsid as u32 {
+                let refused = decide(nr as libc::c_long, [0; 6]);
+                assert_eq!(run(&allowed, NATIVE_ARCH, nr, [0; 6]), refused, "call {nr}");
+            }
+        }
+    }
+
     #[test]
     fn unfilterable_calls_and_other_abis_are_refused() {
         let nosys = RET_ERRNO | libc::ENOSYS as u32;
@@ -745,8 +796,10 @@ mod tests {
         assert_eq!(decide(libc::SYS_fcntl, [3, libc::F_NOTIFY as u32, 0, 0, 0, 0]), eperm);
         assert_eq!(decide(libc::SYS_fcntl, [3, libc::F_GETFL as u32, 0, 0, 0, 0]), RET_ALLOW);
         assert_eq!(decide(libc::SYS_io_setup, [0; 6]), nosys);
-        assert_eq!(run(&filter(), 0x4000_0003, 15, [0; 6]), RET_KILL_PROCESS);
-        assert_eq!(run(&filter(), NATIVE_ARCH, X32_BIT | 90, [0; 6]), RET_KILL_PROCESS);
+        for sessions in [Sessions::Allowed, Sessions::Refused] {
+            assert_eq!(run(&filter(sessions), 0x4000_0003, 15, [0; 6]), RET_KILL_PROCESS);
+            assert_eq!(run(&filter(sessions), NATIVE_ARCH, X32_BIT | 90, [0; 6]), RET_KILL_PROCESS);
+        }
     }
 
     #[test]
@@ -885,7 +938,7 @@ mod tests {
 
     #[test]
     fn filter_fits_classic_bpf() {
-        assert!(filter().len() < 4096);
+        assert!(filter(Sessions::Refused).len() < 4096);
     }
 
     #[test]
@@ -914,9 +967,10 @@ mod tests {
     /// a comparison with each rule.
     #[test]
     fn every_call_is_decided_in_a_few_instructions() {
-        let filter = filter();
+        let filter = filter(Sessions::Refused);
         let mut room = [(0, Rule::Deny); MAX_RULES];
-        let listed: Vec<u32> = rules(&mut room).iter().map(|&(nr, _)| nr as u32).collect();
+        let listed: Vec<u32> =
+            rules(&mut room, Sessions::Refused).iter().map(|&(nr, _)| nr as u32).collect();
         for nr in 0..600u32 {
             let (mut pc, mut steps) = (0usize, 0);
             loop {

@@ -62,7 +62,8 @@ fn prepare(
     // Before the limits: under the run's own descriptor limit (0 too) the
     // files would not open. A run with a CPU weight of its own is in no
     // autogroup.
-    stand_back(plan.niceness, cgroup.is_some_and(RunCgroup::weighs))?;
+    let weighed = cgroup.is_some_and(RunCgroup::weighs);
+    stand_back(plan.niceness, weighed)?;
     set_limits(&plan.limits, false)?;
     // The scheduling class was reset by `harden`.
     sys::set_niceness(plan.niceness).context("cannot set the niceness")?;
@@ -95,11 +96,21 @@ fn prepare(
     sys::default_write_signals().context("cannot reset SIGPIPE and SIGXFSZ")?;
     nix::sys::stat::umask(plan.umask);
     let exec = sys::Exec::new(&plan.program, &plan.argv, &plan.env);
+    // Sessions only where the run's CPU weight holds them (`seccomp::Sessions`).
+    let sessions = crate::seccomp::Sessions::for_run(weighed);
+    let built_here;
+    let filter = match sessions == plan.sessions {
+        true => &plan.filter,
+        false => {
+            built_here = crate::seccomp::filter(sessions);
+            &built_here
+        }
+    };
     // The address-space and data limits last, once nothing is left to
     // allocate: under them a new mapping may fail, and the target must
     // reach its program's exec (whose own start-up then meets them).
     set_limits(&plan.limits, true)?;
-    sys::install_seccomp(&plan.filter).context("cannot install the seccomp filter")?;
+    sys::install_seccomp(filter).context("cannot install the seccomp filter")?;
     let errno = exec.exec();
     let _ = channel.send(&FromRun::ExecFailed(errno), &[]);
     sys::exit_now(127)

@@ -11,9 +11,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use safeexec_tests::{
-    assert_verdict, dump, frame, json_report, process, request, require_root,
-    require_root_exclusive, run_pids, signal, stderr, stdout, ContinueOnDrop, CLEANUP_WAIT,
-    POLICY_UID_BASE, POLICY_UID_COUNT,
+    assert_verdict, dump, frame, json_report, json_uid, process, request, require_root,
+    require_root_exclusive, run_pids, signal, stderr, stdout, verdict, word, ContinueOnDrop,
+    CLEANUP_WAIT, POLICY_UID_BASE, POLICY_UID_COUNT,
 };
 
 /// The test runner's own cgroups (the caller's, for the runs it starts):
@@ -731,6 +731,25 @@ fn the_run_is_in_a_cpu_cgroup_weighted_as_its_niceness() {
     for (dir, weight) in &subtrees {
         assert!(weight == &["29"] || weight == &["16"], "{} weighs {weight:?}", dir.display());
     }
+}
+
+/// A session a run's process starts is no new autogroup at niceness 0 (a
+/// review of the twelfth round): the kernel puts only the root cgroup's
+/// processes in autogroups, and the session stays in the run's CPU cgroup,
+/// weighted as its niceness. So setsid is allowed there (Python's
+/// `start_new_session`, `setsid CMD`); without that cgroup it is refused
+/// (`target_privileges::without_cgroups_the_run_may_start_no_session_and_its_autogroup_is_at_its_niceness`).
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_session_the_run_starts_stays_in_its_weighted_cpu_cgroup() {
+    let t = require_root!();
+    let (out, j) = t.attack(&["--nproc", "2"], &["standing"]);
+    verdict(&out, &j, "ok", 0);
+    assert_eq!(word(&out, "setsid"), "ok", "{}", dump(&out));
+    // The run's own directory, named by its uid (`cgroup::make_node`).
+    let cgroup = word(&out, "session_cpu_cgroup");
+    let name = cgroup.rsplit('/').next().unwrap_or_default();
+    assert!(name.starts_with(&format!("{}-", json_uid(&j))), "the session's CPU cgroup: {cgroup}");
 }
 
 /// The machine's count of memory cgroups (live and removed-but-pinned).

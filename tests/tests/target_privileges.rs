@@ -367,21 +367,16 @@ fn a_run_can_watch_no_file_of_the_host() {
     }
 }
 
-/// With the kernel's autogroups (on here) a task's niceness ranks it only
-/// within its session, and each session a run's processes started
-/// competed at niceness 0 with each of the host's (a review of the
-/// twelfth round): no process of the run may start a session (the run's
-/// own weight: `cgroups::the_run_is_in_a_cpu_cgroup_weighted_as_its_niceness`).
-/// And the OOM killer picks the run's processes first (oom_score_adj
-/// 1000, whatever the caller's).
+/// The OOM killer picks the run's processes first (oom_score_adj 1000,
+/// whatever the caller's). (Its sessions: `cgroups::a_session_the_run_starts_stays_in_its_weighted_cpu_cgroup`
+/// and `without_cgroups_the_run_may_start_no_session_and_its_autogroup_is_at_its_niceness`.)
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
-fn a_run_may_start_no_session_and_is_the_oom_killers_first_choice() {
+fn the_run_is_the_oom_killers_first_choice() {
     let t = require_root!();
     let (out, j) = t.attack(&["--nproc", "2"], &["standing"]);
     verdict(&out, &j, "ok", 0);
     assert_eq!(word(&out, "oom_score_adj"), "1000", "{}", dump(&out));
-    assert_eq!(word(&out, "setsid"), "EPERM", "{}", dump(&out));
 }
 
 /// Only the run's own processes are the OOM killer's first choice: set in
@@ -408,10 +403,14 @@ fn only_the_runs_own_processes_are_the_oom_killers_first_choice() {
 
 /// Where a run has no CPU cgroup of its own (the policy's `cgroup = off`),
 /// its autogroup is at its niceness as it starts (a hostile run may set it
-/// back to 0 then: "Known gaps").
+/// back to 0 then: "Known gaps"), and none of its processes may start a
+/// session: with the kernel's autogroups (on here) a task's niceness ranks
+/// it only within its session, and each session a run's processes started
+/// competed at niceness 0 with each of the host's (a review of the twelfth
+/// round).
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
-fn without_cgroups_the_runs_autogroup_is_at_its_niceness() {
+fn without_cgroups_the_run_may_start_no_session_and_its_autogroup_is_at_its_niceness() {
     let t = require_root_exclusive!();
     t.set_policy(&t.policy_with(&[("cgroup", "off")]));
     for (args, nice) in
@@ -420,6 +419,7 @@ fn without_cgroups_the_runs_autogroup_is_at_its_niceness() {
         let (out, j) = t.attack(args, &["standing"]);
         verdict(&out, &j, "ok", 0);
         assert_eq!(word(&out, "autogroup_nice"), nice, "{}", dump(&out));
+        assert_eq!(word(&out, "setsid"), "EPERM", "{}", dump(&out));
     }
 }
 
