@@ -23,6 +23,15 @@ const MIN_LOOK_US: u64 = 250;
 /// virtual CPU.
 const SPIN_US: u64 = 3000;
 
+/// Wall time init may spend looking at once, per run: a busy run uses its
+/// last `SPIN_US` in about that much (and the kernel's counter lags a
+/// tick), but a run that stops using the CPU there never reaches its
+/// limit, and init, root at niceness 0 outside the run's cgroups, spun a
+/// whole CPU of the host until the wall limit, up to a day (a review of
+/// the thirteenth round: `--cpu 0.003 -- /bin/sleep 100`). Past it, init
+/// sleeps between looks as elsewhere, a millisecond or more.
+const SPIN_BUDGET: Duration = Duration::from_millis(10);
+
 /// How often the run's memory is sampled when no cgroup limits it.
 const MEMORY_LOOK: Duration = Duration::from_millis(10);
 
@@ -35,6 +44,8 @@ pub struct Enforcer {
     counter: Option<CpuCounter>,
     cpus: u64,
     next: Option<Instant>,
+    /// When init first looked at once (`SPIN_BUDGET`).
+    spun_from: Option<Instant>,
     /// Largest memory of the run's processes together that a sample saw.
     pub peak_sampled_kib: u64,
 }
@@ -48,6 +59,7 @@ impl Enforcer {
             counter: cgroup.and_then(RunCgroup::cpu_counter),
             cpus: cpu_count(),
             next: None,
+            spun_from: None,
             peak_sampled_kib: 0,
         };
         e.next = e.next_look(0);
@@ -87,14 +99,23 @@ impl Enforcer {
 
     /// A CPU limit cannot be reached sooner than (what is left) / (number
     /// of CPUs).
-    fn next_look(&self, cpu_used: u64) -> Option<Instant> {
+    fn next_look(&mut self, cpu_used: u64) -> Option<Instant> {
         let cpu = self.cpu_kill_us.map(|kill| match kill.saturating_sub(cpu_used) {
-            left if left < SPIN_US => Duration::ZERO,
+            left if left < SPIN_US && self.may_spin() => Duration::ZERO,
             left => Duration::from_micros((left / self.cpus).max(MIN_LOOK_US)),
         });
         let mem = self.sampled_rss_max.map(|_| MEMORY_LOOK);
         let wait = [cpu, mem].into_iter().flatten().min();
         wait.and_then(|d| Instant::now().checked_add(d))
+    }
+}
+
+impl Enforcer {
+    /// Whether init may look again at once: within `SPIN_BUDGET` of its
+    /// first such look.
+    fn may_spin(&mut self) -> bool {
+        let now = Instant::now();
+        now.saturating_duration_since(*self.spun_from.get_or_insert(now)) < SPIN_BUDGET
     }
 }
 

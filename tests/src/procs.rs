@@ -115,6 +115,17 @@ pub fn boot_ticks() -> u64 {
     ts.tv_sec as u64 * hz + ts.tv_nsec as u64 * hz / 1_000_000_000
 }
 
+/// CPU time (user and system) a live process has used, in seconds, from
+/// /proc/PID/stat (0 once it is gone).
+pub fn process_cpu_s(pid: u32) -> f64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields 14 and 15, counted after the command name (which may hold spaces).
+    let rest = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
+    let ticks: u64 =
+        rest.split_whitespace().skip(11).take(2).filter_map(|f| f.parse::<u64>().ok()).sum();
+    ticks as f64 / ticks_per_second() as f64
+}
+
 /// The clock ticks of /proc's times (USER_HZ).
 fn ticks_per_second() -> u64 {
     // SAFETY: sysconf has no preconditions.

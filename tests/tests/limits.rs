@@ -170,6 +170,28 @@ fn endless_sleep_is_cut_at_the_wall_limit() {
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }
 
+/// A run that stops using the CPU within the last milliseconds of its CPU
+/// limit never reaches it. Init looked at the run's counter at once there,
+/// with no pause, and spun a whole CPU of the host, root at niceness 0
+/// outside the run's cgroups and report, until the wall limit (a review of
+/// the thirteenth round: 16.9 CPU-seconds in 18 s). It now looks at once
+/// for 10 ms at most (`enforce::SPIN_BUDGET`), then sleeps between looks.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_run_idle_just_under_its_cpu_limit_does_not_make_init_spin() {
+    let t = require_root!();
+    let sleeper = t.fixture("sleep_forever");
+    let run = t.run(&["--cpu", "0.003", "--clock", "3", "--exec", &sleeper]).spawn();
+    let (_, init, _) = safeexec_tests::run_pids(run.id());
+    let (before, started) = (safeexec_tests::process_cpu_s(init), Instant::now());
+    std::thread::sleep(Duration::from_millis(1500));
+    let used = safeexec_tests::process_cpu_s(init) - before;
+    let wall = started.elapsed().as_secs_f64();
+    let out = run.wait();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Time Limit Exceeded"), "{}", dump(&out));
+    assert!(used < 0.1 * wall, "init used {used:.2} CPU-seconds in {wall:.2} s\n{}", dump(&out));
+}
+
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn grace_lets_the_run_go_on_but_the_verdict_is_still_time_limit() {
