@@ -108,9 +108,7 @@ impl Enforcer {
         let wait = [cpu, mem].into_iter().flatten().min();
         wait.and_then(|d| Instant::now().checked_add(d))
     }
-}
 
-impl Enforcer {
     /// Whether init may look again at once: within `SPIN_BUDGET` of its
     /// first such look.
     fn may_spin(&mut self) -> bool {
