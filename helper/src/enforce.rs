@@ -35,6 +35,23 @@ const SPIN_BUDGET: Duration = Duration::from_millis(10);
 /// How often the run's memory is sampled when no cgroup limits it.
 const MEMORY_LOOK: Duration = Duration::from_millis(10);
 
+/// A look takes at most about this share of init's time: the next one
+/// waits at least this many times as long as the last took (but for the
+/// looks at once near the CPU limit, which `SPIN_BUDGET` bounds). Without
+/// a cgroup's counter a look reads every process of the run (`sample`), so
+/// its cost grows with them: with 2,000 idle processes, looks every 10 ms
+/// (`--rss`) or every millisecond (near the CPU limit) kept init, root at
+/// niceness 0 outside the run's cgroups, busy on a host CPU for the whole
+/// wall limit: 14 CPU-seconds in 20 s (a review of the thirteenth round).
+const LOOK_COST_RATIO: u32 = 20;
+
+/// Longest pause between two looks at a run near its CPU limit whose CPU
+/// time stands still: past `SPIN_BUDGET`, an idle run no longer wakes init
+/// every millisecond for the rest of its wall limit; the pause doubles
+/// from a millisecond while the time stands still, and a run that starts
+/// again is seen within this much.
+const IDLE_LOOK_MAX: Duration = Duration::from_millis(20);
+
 /// Init's look at the run's CPU time and memory.
 pub struct Enforcer {
     /// CPU time of the whole run at which it is stopped (limit + grace).
@@ -46,6 +63,10 @@ pub struct Enforcer {
     next: Option<Instant>,
     /// When init first looked at once (`SPIN_BUDGET`).
     spun_from: Option<Instant>,
+    /// The run's CPU time at the last look, and the pause it earns while
+    /// it stands still (`IDLE_LOOK_MAX`).
+    last_cpu_us: u64,
+    idle_pause: Duration,
     /// Largest memory of the run's processes together that a sample saw.
     pub peak_sampled_kib: u64,
 }
@@ -60,9 +81,11 @@ impl Enforcer {
             cpus: cpu_count(),
             next: None,
             spun_from: None,
+            last_cpu_us: 0,
+            idle_pause: Duration::ZERO,
             peak_sampled_kib: 0,
         };
-        e.next = e.next_look(0);
+        e.next = e.next_look(0, Duration::ZERO);
         e
     }
 
@@ -76,6 +99,7 @@ impl Enforcer {
         if self.next.is_none_or(|t| Instant::now() < t) {
             return None;
         }
+        let began = Instant::now();
         let sampled = (self.counter.is_none() || self.sampled_rss_max.is_some()).then(sample);
         let (sampled_cpu_us, rss_kib) = sampled.unwrap_or((0, 0));
         // The cgroup's counter whenever there is one, memory sampled or
@@ -93,20 +117,26 @@ impl Enforcer {
         if self.sampled_rss_max.is_some_and(|max| rss_kib > max) {
             return Some(Stop::Memory);
         }
-        self.next = self.next_look(cpu_us);
+        self.next = self.next_look(cpu_us, began.elapsed());
         None
     }
 
     /// A CPU limit cannot be reached sooner than (what is left) / (number
-    /// of CPUs).
-    fn next_look(&mut self, cpu_used: u64) -> Option<Instant> {
+    /// of CPUs). `took`: how long the last look took (`LOOK_COST_RATIO`).
+    fn next_look(&mut self, cpu_used: u64, took: Duration) -> Option<Instant> {
+        self.idle_pause = match cpu_used == self.last_cpu_us {
+            true => (self.idle_pause * 2).clamp(Duration::from_millis(1), IDLE_LOOK_MAX),
+            false => Duration::ZERO,
+        };
+        self.last_cpu_us = cpu_used;
         let cpu = self.cpu_kill_us.map(|kill| match kill.saturating_sub(cpu_used) {
             left if left < SPIN_US && self.may_spin() => Duration::ZERO,
-            left => Duration::from_micros((left / self.cpus).max(MIN_LOOK_US)),
+            left => Duration::from_micros((left / self.cpus).max(MIN_LOOK_US)).max(self.idle_pause),
         });
         let mem = self.sampled_rss_max.map(|_| MEMORY_LOOK);
-        let wait = [cpu, mem].into_iter().flatten().min();
-        wait.and_then(|d| Instant::now().checked_add(d))
+        let wait = [cpu, mem].into_iter().flatten().min()?;
+        let wait = if wait.is_zero() { wait } else { wait.max(took * LOOK_COST_RATIO) };
+        Instant::now().checked_add(wait)
     }
 
     /// Whether init may look again at once: within `SPIN_BUDGET` of its

@@ -181,18 +181,28 @@ fn is_memory(r: Resource) -> bool {
     matches!(r, Resource::As | Resource::Data)
 }
 
-/// RLIMIT_CPU: a second past limit + grace, rounded up. It only backs
-/// init's look at the whole run's CPU time, which ends the run at the limit
-/// to the millisecond: at the limit itself, its SIGXCPU (the kernel checks
-/// it on its tick, and rounds) could end a run before it used its limit.
+/// RLIMIT_CPU: `BACKSTOP_FACTOR` times limit + grace and a second more,
+/// rounded up. It only backs init's look at the whole run's CPU time,
+/// which ends the run at the limit to the millisecond. The kernel checks
+/// it against the CPU time its tick samples, which charges a whole tick to
+/// whoever runs at that moment: a process that blocks and wakes at each
+/// byte it writes to a terminal was charged 1.9 times what it used, and
+/// a backstop a second past the limit ended honest runs at two thirds of
+/// it with SIGXCPU (a review of the thirteenth round).
 /// The kernel counts it in nanoseconds: a number of seconds whose
 /// nanoseconds overflow 64 bits would wrap to a tiny limit, so anything
 /// past a century is no limit.
 fn cpu_seconds(limits: &Limits) -> Option<u64> {
     const CENTURY_S: u64 = 100 * 365 * 86_400;
-    let seconds = limits.deadline_us(Limit::Cpu).map(|us| us.div_ceil(1_000_000).saturating_add(1));
+    let backstop =
+        |us: u64| us.saturating_mul(BACKSTOP_FACTOR).div_ceil(1_000_000).saturating_add(1);
+    let seconds = limits.deadline_us(Limit::Cpu).map(backstop);
     seconds.filter(|&s| s < CENTURY_S)
 }
+
+/// How much looser than the run's CPU limit each process's RLIMIT_CPU is
+/// (`cpu_seconds`).
+const BACKSTOP_FACTOR: u64 = 3;
 
 fn resource(r: Resource) -> Res {
     match r {

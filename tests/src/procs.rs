@@ -115,15 +115,23 @@ pub fn boot_ticks() -> u64 {
     ts.tv_sec as u64 * hz + ts.tv_nsec as u64 * hz / 1_000_000_000
 }
 
-/// CPU time (user and system) a live process has used, in seconds, from
-/// /proc/PID/stat (0 once it is gone).
+/// CPU time (user and system) a live process has used, in seconds, to the
+/// nanosecond: its CPU-time clock (0 once it is gone). /proc's times are
+/// sampled at the kernel's tick, which charges a whole tick to whoever
+/// runs then: wrong for a process that wakes briefly and often.
 pub fn process_cpu_s(pid: u32) -> f64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields 14 and 15, counted after the command name (which may hold spaces).
-    let rest = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
-    let ticks: u64 =
-        rest.split_whitespace().skip(11).take(2).filter_map(|f| f.parse::<u64>().ok()).sum();
-    ticks as f64 / ticks_per_second() as f64
+    let mut clock: libc::clockid_t = 0;
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: both calls write into the given locals only.
+    let ok = unsafe {
+        libc::clock_getcpuclockid(pid as libc::pid_t, &mut clock) == 0
+            && libc::clock_gettime(clock, &mut ts) == 0
+    };
+    if ok {
+        ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+    } else {
+        0.0
+    }
 }
 
 /// The clock ticks of /proc's times (USER_HZ).

@@ -174,8 +174,10 @@ fn endless_sleep_is_cut_at_the_wall_limit() {
 /// limit never reaches it. Init looked at the run's counter at once there,
 /// with no pause, and spun a whole CPU of the host, root at niceness 0
 /// outside the run's cgroups and report, until the wall limit (a review of
-/// the thirteenth round: 16.9 CPU-seconds in 18 s). It now looks at once
-/// for 10 ms at most (`enforce::SPIN_BUDGET`), then sleeps between looks.
+/// the thirteenth round: 16.9 CPU-seconds in 18 s); then, past a first
+/// fix, every millisecond (2.4 % of a CPU). It now looks at once for 10 ms
+/// at most (`enforce::SPIN_BUDGET`), then with pauses that double while
+/// the run's CPU time stands still (`enforce::IDLE_LOOK_MAX`).
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn a_run_idle_just_under_its_cpu_limit_does_not_make_init_spin() {
@@ -189,7 +191,37 @@ fn a_run_idle_just_under_its_cpu_limit_does_not_make_init_spin() {
     let wall = started.elapsed().as_secs_f64();
     let out = run.wait();
     assert!(String::from_utf8_lossy(&out.stderr).contains("Time Limit Exceeded"), "{}", dump(&out));
-    assert!(used < 0.1 * wall, "init used {used:.2} CPU-seconds in {wall:.2} s\n{}", dump(&out));
+    assert!(used < 0.01 * wall, "init used {used:.3} CPU-seconds in {wall:.2} s\n{}", dump(&out));
+}
+
+/// Without a cgroup's CPU counter or memory limit (the policy's
+/// `cgroup = off`, a container without cgroups), each of init's looks
+/// reads every process of the run: with 2,000 idle processes, looks every
+/// 10 ms for `--rss` kept init busy for the whole wall limit, root at
+/// niceness 0 outside the run's cgroups and report (a review of the
+/// thirteenth round: 6 CPU-seconds in 10 s). The next look now waits 20
+/// times as long as the last took (`enforce::LOOK_COST_RATIO`).
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn looking_at_many_idle_processes_takes_init_a_small_share_of_a_cpu() {
+    let t = require_root_exclusive!();
+    t.set_policy(&t.policy_with(&[("cgroup", "off")]));
+    let probe = t.probe();
+    let args = ["--nproc", "1200", "--rss", "4000000", "--mem", "100000", "--clock", "4"];
+    let run = t.run(&[&args[..], &["--exec", &probe, "sleepers", "1000"]].concat()).spawn();
+    let (_, init, target) = safeexec_tests::run_pids(run.id());
+    // Once the children are there.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while safeexec_tests::children_of(target).len() < 1000 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (before, started) = (safeexec_tests::process_cpu_s(init), Instant::now());
+    std::thread::sleep(Duration::from_millis(1500));
+    let used = safeexec_tests::process_cpu_s(init) - before;
+    let wall = started.elapsed().as_secs_f64();
+    let out = run.wait();
+    assert!(stdout(&out).contains("sleepers=1000"), "{}", dump(&out));
+    assert!(used < 0.15 * wall, "init used {used:.2} CPU-seconds in {wall:.2} s\n{}", dump(&out));
 }
 
 #[test]

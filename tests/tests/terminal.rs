@@ -452,6 +452,30 @@ fn wall_limit_on_a_run_that_made_its_terminal_raw_restores_the_callers_terminal(
     t.assert_nothing_left(json_uid(&j), &shown(&out, &term));
 }
 
+/// A run that writes to its terminal a byte at a time blocks and wakes at
+/// each byte, and the kernel's tick-sampled CPU time, which RLIMIT_CPU is
+/// checked against, charged it 1.9 times what it used: a backstop a second
+/// past the run's CPU limit ended it with SIGXCPU at two thirds of it (a
+/// review of the thirteenth round). The run is stopped by init at its
+/// limit, with the right verdict.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_run_writing_a_byte_at_a_time_to_its_terminal_is_stopped_at_its_cpu_limit_not_before() {
+    let t = require_root!();
+    let dir = reports(&t);
+    let report = dir.join("report.json");
+    let term = CallerTerminal::open();
+    let probe = t.probe();
+    let args = ["--json", "--report_file", &report, "--cpu", "2", "--clock", "60"];
+    let out = start_on(&t, &term, &[&args[..], &["--exec", &probe, "bytes"]].concat(), true).wait();
+    term.settled_screen();
+    let j = report_in(&report, &out);
+    assert_eq!(j["verdict"], "time_limit", "{j}\n{}", dump(&out));
+    assert_eq!(j["limit"], "cpu", "{j}");
+    let cpu_ms = j["cpu_ms"].as_f64().unwrap_or(0.0);
+    assert!(cpu_ms >= 2000.0, "stopped after {cpu_ms} ms of a 2000 ms limit\n{j}");
+}
+
 // ---------------------------------------------------------------------------
 // Output and keys
 
