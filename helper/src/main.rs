@@ -279,6 +279,9 @@ fn run(caller: &Caller, mut request_rx: harden::RequestSocket, reply: BorrowedFd
     // nothing of the request.
     let mut network_maker = network::start(&cpus)?;
     let policy = policy::load()?;
+    // Held here and by init (the same open file description) to the run's
+    // end; before the thread may make a namespace.
+    let _caller_slot = uids::take_caller_slot(caller.uid.as_raw(), policy.max_runs_per_caller)?;
     network_maker.may_open(policy.keep_networks);
     let (request, fds) = request_rx.request()?;
     // What the caller might send after it is never taken.

@@ -82,6 +82,9 @@ pub struct Policy {
     pub allow_host_root: bool,
     /// Host paths a minimal root shows read-only besides `mounts::SYSTEM`.
     pub minimal_root_binds: Vec<String>,
+    /// Requests of one caller (its uid) at once, from the helper's start
+    /// to the end of its run (`uids::take_caller_slot`).
+    pub max_runs_per_caller: u32,
 }
 
 impl Default for Policy {
@@ -119,6 +122,7 @@ impl Default for Policy {
             default_root: Root::Host,
             allow_host_root: true,
             minimal_root_binds: Vec::new(),
+            max_runs_per_caller: 256,
         }
     }
 }
@@ -265,6 +269,12 @@ impl Policy {
             "default_root" => self.default_root = parse_root(value)?,
             "allow_host_root" => self.allow_host_root = boolean(value)?,
             "minimal_root_binds" => self.minimal_root_binds = absolute_paths(value)?,
+            "max_runs_per_caller" => {
+                self.max_runs_per_caller = int(value)?;
+                if self.max_runs_per_caller == 0 {
+                    return Err("max_runs_per_caller must be at least 1".into());
+                }
+            }
             k if k.starts_with("max_") && TABLE.iter().any(|r| r.policy_key == k) => {
                 for spec in TABLE.iter().filter(|r| r.policy_key == k) {
                     self.max[spec.limit as usize] = parse_max(value, spec.policy_scale)?;

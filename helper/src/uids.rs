@@ -65,6 +65,33 @@ pub fn lock_whole(file: &File) -> bool {
     fcntl(file, FcntlArg::F_OFD_SETLK(&range(0, 0, libc::F_WRLCK))).is_ok()
 }
 
+/// Takes one of the caller's `max` slots of requests at once (policy
+/// `max_runs_per_caller`): the write lock of one byte of the caller's file
+/// in `STATE_DIR/callers`, for this open file description, which init
+/// shares through fork, so that it is held until both are gone. A helper
+/// is root in all its ids from its start, so that the caller can neither
+/// signal nor reschedule it, and then no longer counts against the
+/// caller's RLIMIT_NPROC: a caller that started helpers and sent them no
+/// request held 1,764 root processes with 720 MB of the machine's memory
+/// and a network namespace each, for up to `harden::REQUEST_WAIT`, under a
+/// process limit of 200 (a review of the thirteenth round). Taken before
+/// the network thread may make a namespace. The search starts at a byte
+/// of our pid's, so that a caller's runs rarely try the same bytes.
+pub fn take_caller_slot(uid: u32, max: u32) -> Result<File> {
+    make_root_dir(&format!("{STATE_DIR}/callers"), 0o077)?;
+    let file = open_root_file(&format!("{STATE_DIR}/callers/{uid}"))?;
+    let first = std::process::id() % max.max(1);
+    let free = (0..max)
+        .map(|i| u64::from((first + i) % max))
+        .find(|&byte| fcntl(&file, FcntlArg::F_OFD_SETLK(&range(byte, 1, libc::F_WRLCK))).is_ok());
+    match free {
+        Some(_) => Ok(file),
+        None => Err(Error::Refused(format!(
+            "this user has {max} runs at once already (the policy's max_runs_per_caller)"
+        ))),
+    }
+}
+
 /// Makes the directory `path` (mode 0700) if missing; it must be root's,
 /// and `mode & unwanted` zero. Returns what it found.
 pub fn make_root_dir(path: &str, unwanted: u32) -> Result<std::fs::Metadata> {
