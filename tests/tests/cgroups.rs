@@ -516,6 +516,37 @@ fn a_dead_runs_cgroup_is_swept() {
     }
 }
 
+/// With many directories in the subtree (many runs at once), a run sweeps
+/// it only one time in 16, by uid index (`cgroup::SWEEP_EVERY`), so that a
+/// run's start does not grow with the runs beside it: what a dead run left
+/// is still gone within 16 runs.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn with_many_runs_at_once_dead_runs_cgroups_are_swept_within_sixteen_runs() {
+    let t = require_root!();
+    let next = t.next_run_uid() - POLICY_UID_BASE;
+    let dead: Vec<u32> = (0..20)
+        .map(|i| POLICY_UID_BASE + (next + POLICY_UID_COUNT / 2 + i) % POLICY_UID_COUNT)
+        .collect();
+    let dirs = safeexec_dirs();
+    assert!(!dirs.is_empty());
+    let stale: Vec<PathBuf> = (dirs.iter())
+        .flat_map(|d| dead.iter().map(|&uid| d.join(run_name(&t, uid))).collect::<Vec<_>>())
+        .collect();
+    for dir in &stale {
+        std::fs::create_dir(dir).expect("make a stale cgroup");
+    }
+    for _ in 0..16 {
+        let (out, j) = run_json(&t, &["--exec", "/bin/true"]);
+        assert_json_verdict(&out, &j, "OK", 0);
+    }
+    let left: Vec<&PathBuf> = stale.iter().filter(|d| d.exists()).collect();
+    for d in &left {
+        let _ = std::fs::remove_dir(d);
+    }
+    assert!(left.is_empty(), "not swept in 16 runs: {left:?}");
+}
+
 /// The isolate keys of its cgroup mode.
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
