@@ -23,14 +23,18 @@ const MIN_LOOK_US: u64 = 250;
 /// virtual CPU.
 const SPIN_US: u64 = 3000;
 
-/// Wall time init may spend looking at once, per run: a busy run uses its
-/// last `SPIN_US` in about that much (and the kernel's counter lags a
-/// tick), but a run that stops using the CPU there never reaches its
-/// limit, and init, root at niceness 0 outside the run's cgroups, spun a
-/// whole CPU of the host until the wall limit, up to a day (a review of
-/// the thirteenth round: `--cpu 0.003 -- /bin/sleep 100`). Past it, init
-/// sleeps between looks as elsewhere, a millisecond or more.
+/// Wall time init may spend looking at once, per run, besides
+/// `SPIN_PER_CPU` times the CPU time the run uses meanwhile. A busy run
+/// uses its last `SPIN_US` in about that much, or keeps earning more
+/// (on a loaded machine, where it gets a share of a CPU); but a run that
+/// stops using the CPU there never reaches its limit, and init, root at
+/// niceness 0 outside the run's cgroups, spun a whole CPU of the host
+/// until the wall limit, up to a day (a review of the thirteenth round:
+/// `--cpu 0.003 -- /bin/sleep 100`). Since the run has less than
+/// `SPIN_US` to use, init spins 10 + 4 × 3 ms at most per run. Past it,
+/// init sleeps between looks as elsewhere, a millisecond or more.
 const SPIN_BUDGET: Duration = Duration::from_millis(10);
+const SPIN_PER_CPU: u32 = 4;
 
 /// How often the run's memory is sampled when no cgroup limits it.
 const MEMORY_LOOK: Duration = Duration::from_millis(10);
@@ -61,8 +65,9 @@ pub struct Enforcer {
     counter: Option<CpuCounter>,
     cpus: u64,
     next: Option<Instant>,
-    /// When init first looked at once (`SPIN_BUDGET`).
-    spun_from: Option<Instant>,
+    /// When init first looked at once, and the run's CPU time then, µs
+    /// (`SPIN_BUDGET`).
+    spun_from: Option<(Instant, u64)>,
     /// The run's CPU time at the last look, and the pause it earns while
     /// it stands still (`IDLE_LOOK_MAX`).
     last_cpu_us: u64,
@@ -130,7 +135,7 @@ impl Enforcer {
         };
         self.last_cpu_us = cpu_used;
         let cpu = self.cpu_kill_us.map(|kill| match kill.saturating_sub(cpu_used) {
-            left if left < SPIN_US && self.may_spin() => Duration::ZERO,
+            left if left < SPIN_US && self.may_spin(cpu_used) => Duration::ZERO,
             left => Duration::from_micros((left / self.cpus).max(MIN_LOOK_US)).max(self.idle_pause),
         });
         let mem = self.sampled_rss_max.map(|_| MEMORY_LOOK);
@@ -139,11 +144,14 @@ impl Enforcer {
         Instant::now().checked_add(wait)
     }
 
-    /// Whether init may look again at once: within `SPIN_BUDGET` of its
+    /// Whether init may look again at once: within `SPIN_BUDGET`, and
+    /// `SPIN_PER_CPU` times the CPU time the run has used since, of its
     /// first such look.
-    fn may_spin(&mut self) -> bool {
+    fn may_spin(&mut self, cpu_used: u64) -> bool {
         let now = Instant::now();
-        now.saturating_duration_since(*self.spun_from.get_or_insert(now)) < SPIN_BUDGET
+        let (from, cpu_then) = *self.spun_from.get_or_insert((now, cpu_used));
+        let earned = Duration::from_micros(cpu_used.saturating_sub(cpu_then)) * SPIN_PER_CPU;
+        now.saturating_duration_since(from) < SPIN_BUDGET + earned
     }
 }
 

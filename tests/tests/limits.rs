@@ -175,9 +175,10 @@ fn endless_sleep_is_cut_at_the_wall_limit() {
 /// with no pause, and spun a whole CPU of the host, root at niceness 0
 /// outside the run's cgroups and report, until the wall limit (a review of
 /// the thirteenth round: 16.9 CPU-seconds in 18 s); then, past a first
-/// fix, every millisecond (2.4 % of a CPU). It now looks at once for 10 ms
-/// at most (`enforce::SPIN_BUDGET`), then with pauses that double while
-/// the run's CPU time stands still (`enforce::IDLE_LOOK_MAX`).
+/// fix, every millisecond (2.4 % of a CPU). It now looks at once for
+/// 10 ms and 4 times the run's CPU time meanwhile at most
+/// (`enforce::SPIN_BUDGET`), then with pauses that double while the run's
+/// CPU time stands still (`enforce::IDLE_LOOK_MAX`).
 #[test]
 #[ignore = "needs root: sudo bash tests/run.sh"]
 fn a_run_idle_just_under_its_cpu_limit_does_not_make_init_spin() {
