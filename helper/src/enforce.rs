@@ -39,22 +39,27 @@ const SPIN_PER_CPU: u32 = 4;
 /// How often the run's memory is sampled when no cgroup limits it.
 const MEMORY_LOOK: Duration = Duration::from_millis(10);
 
-/// A look takes at most about this share of init's time: the next one
-/// waits at least this many times as long as the last took (but for the
-/// looks at once near the CPU limit, which `SPIN_BUDGET` bounds). Without
-/// a cgroup's counter a look reads every process of the run (`sample`), so
-/// its cost grows with them: with 2,000 idle processes, looks every 10 ms
-/// (`--rss`) or every millisecond (near the CPU limit) kept init, root at
-/// niceness 0 outside the run's cgroups, busy on a host CPU for the whole
-/// wall limit: 14 CPU-seconds in 20 s (a review of the thirteenth round).
+/// A look that finds the run idle, or samples its memory, takes at most
+/// about this share of init's time: the next one waits at least this many
+/// times as long as the last took. Without a cgroup's counter a look reads
+/// every process of the run (`sample`), so its cost grows with them: with
+/// 2,000 idle processes, looks every 10 ms (`--rss`) or every millisecond
+/// (near the CPU limit) kept init, root at niceness 0 outside the run's
+/// cgroups, busy on a host CPU for the whole wall limit: 14 CPU-seconds in
+/// 20 s (a review of the thirteenth round). Not while the run uses the
+/// CPU: then the looks follow what is left of its limit, as they must to
+/// stop it there (applied to them too, a run of 6,000 idle processes and
+/// two busy threads overshot `--cpu 3` by 3.4 CPU-seconds: a later review),
+/// and what they cost is bounded by the CPU the run uses.
 const LOOK_COST_RATIO: u32 = 20;
 
-/// Longest pause between two looks at a run near its CPU limit whose CPU
-/// time stands still: past `SPIN_BUDGET`, an idle run no longer wakes init
-/// every millisecond for the rest of its wall limit; the pause doubles
-/// from a millisecond while the time stands still, and a run that starts
-/// again is seen within this much.
-const IDLE_LOOK_MAX: Duration = Duration::from_millis(20);
+/// Longest pause, times the run's CPUs (a millisecond at least), between
+/// two looks at a run near its CPU limit whose CPU time stands still: past
+/// `SPIN_BUDGET`, an idle run no longer wakes init every millisecond for
+/// the rest of its wall limit (20 ms on two CPUs); the pause doubles from
+/// a millisecond while the time stands still, and a run that starts again
+/// on all its CPUs has used about this much more before init sees it.
+const IDLE_LOOK_MAX: Duration = Duration::from_millis(40);
 
 /// Init's look at the run's CPU time and memory.
 pub struct Enforcer {
@@ -129,18 +134,23 @@ impl Enforcer {
     /// A CPU limit cannot be reached sooner than (what is left) / (number
     /// of CPUs). `took`: how long the last look took (`LOOK_COST_RATIO`).
     fn next_look(&mut self, cpu_used: u64, took: Duration) -> Option<Instant> {
-        self.idle_pause = match cpu_used == self.last_cpu_us {
-            true => (self.idle_pause * 2).clamp(Duration::from_millis(1), IDLE_LOOK_MAX),
+        let idle = cpu_used == self.last_cpu_us;
+        let longest = (IDLE_LOOK_MAX / self.cpus as u32).max(Duration::from_millis(1));
+        self.idle_pause = match idle {
+            true => (self.idle_pause * 2).clamp(Duration::from_millis(1), longest),
             false => Duration::ZERO,
         };
         self.last_cpu_us = cpu_used;
+        let at_least = match idle {
+            true => self.idle_pause.max(took * LOOK_COST_RATIO),
+            false => Duration::ZERO,
+        };
         let cpu = self.cpu_kill_us.map(|kill| match kill.saturating_sub(cpu_used) {
             left if left < SPIN_US && self.may_spin(cpu_used) => Duration::ZERO,
-            left => Duration::from_micros((left / self.cpus).max(MIN_LOOK_US)).max(self.idle_pause),
+            left => Duration::from_micros((left / self.cpus).max(MIN_LOOK_US)).max(at_least),
         });
-        let mem = self.sampled_rss_max.map(|_| MEMORY_LOOK);
+        let mem = self.sampled_rss_max.map(|_| MEMORY_LOOK.max(took * LOOK_COST_RATIO));
         let wait = [cpu, mem].into_iter().flatten().min()?;
-        let wait = if wait.is_zero() { wait } else { wait.max(took * LOOK_COST_RATIO) };
         Instant::now().checked_add(wait)
     }
 

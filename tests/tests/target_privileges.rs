@@ -379,6 +379,20 @@ fn the_run_is_the_oom_killers_first_choice() {
     assert_eq!(word(&out, "oom_score_adj"), "1000", "{}", dump(&out));
 }
 
+/// A child cloned with CLONE_PARENT is its parent's sibling: a child of
+/// the target's would be init's to reap, and a run that cloned so in a
+/// loop had init, root at niceness 0 outside the run's cgroups, spend 0.3
+/// to 0.45 CPU-seconds per CPU-second of its own (a review of the
+/// thirteenth round). The filter refuses it.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_run_cannot_hand_its_children_to_init() {
+    let t = require_root!();
+    let (out, j) = t.attack(&["--nproc", "2"], &["cloneparent"]);
+    verdict(&out, &j, "ok", 0);
+    assert_eq!(word(&out, "clone_parent"), "EPERM", "{}", dump(&out));
+}
+
 /// Only the run's own processes are the OOM killer's first choice: set in
 /// the helper, oom_score_adj 1000 made the supervisor and init (which stay
 /// in the caller's memory cgroup) the first choice there, and a caller
