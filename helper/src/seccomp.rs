@@ -24,7 +24,8 @@
 //! namespace (unshare and clone with CLONE_NEWUSER fail with EPERM, clone3,
 //! whose flags a filter cannot read, with ENOSYS, and callers fall back to
 //! clone), nor mount anything. Nor may it clone with CLONE_PARENT (`PARENT`),
-//! which makes init reap its children. And keyrings outlive processes: the keyctl
+//! nor ask its parent to trace it (`PTRACE_TRACEME`): both make init reap
+//! its children or threads. And keyrings outlive processes: the keyctl
 //! family fails too, so the target can neither read the caller's session
 //! keyring nor leave keys behind for the next run of its uid.
 //!
@@ -283,6 +284,15 @@ const TCP_REFUSED: &[u32] = &[14, 18, 32, 38, 39, 40, 41, 42];
 /// run's memory. Judges' programs have no use for them.
 const SOCKET_FILTERS: &[u32] = &[26, 50, 51, 52];
 
+/// ptrace's PTRACE_TRACEME (0): a thread of the target (or an orphan)
+/// makes its parent, init, its tracer, and init then reaps each such
+/// thread as it ends: a run that started threads that asked so in a loop
+/// had init, root at niceness 0 outside the run's cgroups, spend a quarter
+/// of a CPU (a review of the thirteenth round). Only a debugger's child
+/// asks it; tracing a process of the run's own (PTRACE_ATTACH, SEIZE) is
+/// left as it is.
+const PTRACE_TRACEME: &[u32] = &[0];
+
 /// prctl's PR_SET_SECCOMP (22) and seccomp's SECCOMP_SET_MODE_FILTER (1):
 /// a program's filters of its own are compiled into the same budget.
 const PR_SET_SECCOMP: &[u32] = &[22];
@@ -396,6 +406,7 @@ const RULES: &[(libc::c_long, Rule)] = &[
         },
     ),
     (libc::SYS_prctl, Rule::Refuse { arg: 0, values: PR_SET_SECCOMP, answer: Label::Deny }),
+    (libc::SYS_ptrace, Rule::Refuse { arg: 0, values: PTRACE_TRACEME, answer: Label::Deny }),
     (
         libc::SYS_seccomp,
         Rule::Refuse { arg: 0, values: SECCOMP_SET_MODE_FILTER, answer: Label::Deny },
@@ -763,6 +774,9 @@ mod tests {
         assert_eq!(decide(libc::SYS_unshare, [newuser, 0, 0, 0, 0, 0]), EPERM);
         assert_eq!(decide(libc::SYS_clone, [newuser | 17, 0, 0, 0, 0, 0]), EPERM);
         assert_eq!(decide(libc::SYS_clone, [libc::CLONE_PARENT as u32 | 17, 0, 0, 0, 0, 0]), EPERM);
+        assert_eq!(decide(libc::SYS_ptrace, [0; 6]), EPERM, "PTRACE_TRACEME");
+        let seize = libc::PTRACE_SEIZE;
+        assert_eq!(decide(libc::SYS_ptrace, [seize, 0, 0, 0, 0, 0]), RET_ALLOW);
         // A plain fork and a thread still work.
         assert_eq!(decide(libc::SYS_clone, [17, 0, 0, 0, 0, 0]), RET_ALLOW);
         assert_eq!(decide(libc::SYS_unshare, [libc::CLONE_FILES as u32, 0, 0, 0, 0, 0]), RET_ALLOW);

@@ -78,6 +78,8 @@ pub fn lock_whole(file: &File) -> bool {
 /// the network thread may make a namespace. The search starts at a byte
 /// of our pid's, so that a caller's runs rarely try the same bytes.
 pub fn take_caller_slot(uid: u32, max: u32) -> Result<File> {
+    // A new machine or container has neither yet.
+    make_root_dir(STATE_DIR, 0o022)?;
     make_root_dir(&format!("{STATE_DIR}/callers"), 0o077)?;
     let file = open_root_file(&format!("{STATE_DIR}/callers/{uid}"))?;
     let first = std::process::id() % max.max(1);

@@ -238,6 +238,35 @@ fn looking_at_many_idle_processes_takes_init_a_small_share_of_a_cpu() {
     assert!(used < 0.15 * wall, "init used {used:.2} CPU-seconds in {wall:.2} s\n{}", dump(&out));
 }
 
+/// A run near its CPU limit that wakes for a few microseconds before each
+/// of init's looks moved its CPU time, so counted as busy, and init read
+/// every one of its processes at each look (no cgroup counter): half a
+/// CPU of init's on 10 ms of the run's (a review of the thirteenth round).
+/// A run counts as busy only when it used a quarter of a CPU since the
+/// last look (`enforce::BUSY_SHARE`).
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_run_that_wakes_briefly_near_its_cpu_limit_takes_init_a_small_share_of_a_cpu() {
+    let t = require_root_exclusive!();
+    t.set_policy(&t.policy_with(&[("cgroup", "off")]));
+    let probe = t.probe();
+    let args = ["--nproc", "1200", "--cpu", "1", "--clock", "8"];
+    let tease = ["--exec", &probe, "tease", "1000", "970", "1000"];
+    let run = t.run(&[&args[..], &tease[..]].concat()).spawn();
+    let (_, init, target) = safeexec_tests::run_pids(run.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while safeexec_tests::process_cpu_s(target) < 0.970 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (before, started) = (safeexec_tests::process_cpu_s(init), Instant::now());
+    std::thread::sleep(Duration::from_millis(1500));
+    let used = safeexec_tests::process_cpu_s(init) - before;
+    let wall = started.elapsed().as_secs_f64();
+    let out = run.wait();
+    assert!(stdout(&out).contains("teasing=1000"), "{}", dump(&out));
+    assert!(used < 0.15 * wall, "init used {used:.2} CPU-seconds in {wall:.2} s\n{}", dump(&out));
+}
+
 /// Looks made rare by their cost (`enforce::LOOK_COST_RATIO`) must not
 /// let a busy run pass its CPU limit: without a cgroup's counter, a run of
 /// 6,000 idle processes and two busy threads overshot `--cpu 3` by 3.4

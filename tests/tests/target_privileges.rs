@@ -391,6 +391,11 @@ fn a_run_cannot_hand_its_children_to_init() {
     let (out, j) = t.attack(&["--nproc", "2"], &["cloneparent"]);
     verdict(&out, &j, "ok", 0);
     assert_eq!(word(&out, "clone_parent"), "EPERM", "{}", dump(&out));
+    // Nor its threads, which a thread that asks its parent to trace it
+    // hands init to reap (a later review of the round: a quarter of a CPU).
+    let (out, j) = t.attack(&["--nproc", "2"], &["traceme"]);
+    verdict(&out, &j, "ok", 0);
+    assert_eq!(word(&out, "traceme"), "EPERM", "{}", dump(&out));
 }
 
 /// Only the run's own processes are the OOM killer's first choice: set in
