@@ -223,19 +223,29 @@ fn looking_at_many_idle_processes_takes_init_a_small_share_of_a_cpu() {
     let probe = t.probe();
     let args = ["--nproc", "1200", "--rss", "4000000", "--mem", "100000", "--clock", "4"];
     let run = t.run(&[&args[..], &["--exec", &probe, "sleepers", "1000"]].concat()).spawn();
-    let (_, init, target) = safeexec_tests::run_pids(run.id());
     // Once the children are there.
+    let ready = |target: u32| safeexec_tests::children_of(target).len() >= 1000;
+    let (used, wall, out) = init_cpu_once(run, ready);
+    assert!(stdout(&out).contains("sleepers=1000"), "{}", dump(&out));
+    assert!(used < 0.15 * wall, "init used {used:.2} CPU-seconds in {wall:.2} s\n{}", dump(&out));
+}
+
+/// The CPU time init uses in 1.5 s, once `ready` holds of the run's
+/// target (20 s at most), the time it took, and the run's output.
+fn init_cpu_once(
+    run: safeexec_tests::Spawned,
+    ready: impl Fn(u32) -> bool,
+) -> (f64, f64, std::process::Output) {
+    let (_, init, target) = safeexec_tests::run_pids(run.id());
     let deadline = Instant::now() + Duration::from_secs(20);
-    while safeexec_tests::children_of(target).len() < 1000 && Instant::now() < deadline {
+    while !ready(target) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     let (before, started) = (safeexec_tests::process_cpu_s(init), Instant::now());
     std::thread::sleep(Duration::from_millis(1500));
     let used = safeexec_tests::process_cpu_s(init) - before;
     let wall = started.elapsed().as_secs_f64();
-    let out = run.wait();
-    assert!(stdout(&out).contains("sleepers=1000"), "{}", dump(&out));
-    assert!(used < 0.15 * wall, "init used {used:.2} CPU-seconds in {wall:.2} s\n{}", dump(&out));
+    (used, wall, run.wait())
 }
 
 /// A run near its CPU limit that wakes for a few microseconds before each
@@ -253,16 +263,8 @@ fn a_run_that_wakes_briefly_near_its_cpu_limit_takes_init_a_small_share_of_a_cpu
     let args = ["--nproc", "1200", "--cpu", "1", "--clock", "8"];
     let tease = ["--exec", &probe, "tease", "1000", "970", "1000"];
     let run = t.run(&[&args[..], &tease[..]].concat()).spawn();
-    let (_, init, target) = safeexec_tests::run_pids(run.id());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while safeexec_tests::process_cpu_s(target) < 0.970 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let (before, started) = (safeexec_tests::process_cpu_s(init), Instant::now());
-    std::thread::sleep(Duration::from_millis(1500));
-    let used = safeexec_tests::process_cpu_s(init) - before;
-    let wall = started.elapsed().as_secs_f64();
-    let out = run.wait();
+    let ready = |target: u32| safeexec_tests::process_cpu_s(target) >= 0.970;
+    let (used, wall, out) = init_cpu_once(run, ready);
     assert!(stdout(&out).contains("teasing=1000"), "{}", dump(&out));
     assert!(used < 0.15 * wall, "init used {used:.2} CPU-seconds in {wall:.2} s\n{}", dump(&out));
 }
