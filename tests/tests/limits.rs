@@ -261,9 +261,10 @@ fn a_run_that_wakes_briefly_near_its_cpu_limit_takes_init_a_small_share_of_a_cpu
     t.set_policy(&t.policy_with(&[("cgroup", "off")]));
     let probe = t.probe();
     let args = ["--nproc", "1200", "--cpu", "1", "--clock", "8"];
-    let tease = ["--exec", &probe, "tease", "1000", "970", "1000"];
+    let tease = ["--exec", &probe, "tease", "1000", "985", "1000"];
     let run = t.run(&[&args[..], &tease[..]].concat()).spawn();
-    let ready = |target: u32| safeexec_tests::process_cpu_s(target) >= 0.970;
+    // Once it has used its CPU (the whole run 985 ms).
+    let ready = |target: u32| safeexec_tests::process_cpu_s(target) >= 0.9;
     let (used, wall, out) = init_cpu_once(run, ready);
     assert!(stdout(&out).contains("teasing=1000"), "{}", dump(&out));
     assert!(used < 0.15 * wall, "init used {used:.2} CPU-seconds in {wall:.2} s\n{}", dump(&out));
