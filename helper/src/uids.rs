@@ -85,7 +85,7 @@ pub fn take_caller_slot(uid: u32, max: u32) -> Result<File> {
     let first = std::process::id() % max.max(1);
     let free = (0..max)
         .map(|i| u64::from((first + i) % max))
-        .find(|&byte| fcntl(&file, FcntlArg::F_OFD_SETLK(&range(byte, 1, libc::F_WRLCK))).is_ok());
+        .find(|&byte| lock(&file, byte, libc::F_WRLCK).is_ok());
     match free {
         Some(_) => Ok(file),
         None => Err(Error::Refused(format!(
