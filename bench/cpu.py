@@ -140,6 +140,19 @@ def loop(prefix, secs, rounds, callers_list):
         if "safeexec" in medians and "floor" in medians:
             above = medians["safeexec"][1] - medians["floor"][1]
             print(f"  safeexec's CPU per run above the floor's: {above:+.2f} ms")
+        if callers > 1 and "safeexec" in medians and "bubblewrap" in medians:
+            budget(medians["bubblewrap"], medians["safeexec"][1])
+
+
+def budget(peer, cpu):
+    """What issue 11's throughput target (two callers or more) leaves a run
+    of CPU time: 1.5 times bubblewrap's runs per second, on the machine's
+    CPUs as busy as bubblewrap kept them, or all of them busy all the time."""
+    runs, peer_cpu = peer
+    cpus = len(os.sched_getaffinity(0))
+    print(f"  1.5x bubblewrap's runs per second ({1.5 * runs:.0f}/s) leaves a run at most "
+          f"{peer_cpu / 1.5:.2f} ms of CPU as busy as bubblewrap kept the CPUs, "
+          f"{cpus * 1000 / (1.5 * runs):.2f} with all {cpus} busy; safeexec takes {cpu:.2f}")
 
 
 def drive(secs, callers, command):
@@ -153,6 +166,7 @@ VARIANTS = {
     "cgroup = off": ({"cgroup": "off"}, []),
     "keep_networks = false": ({"keep_networks": "false"}, []),
     "the host's network": ({"allow_share_net": "true"}, ["--share-net"]),
+    "no cgroup, host network": ({"cgroup": "off", "allow_share_net": "true"}, ["--share-net"]),
 }
 
 
