@@ -864,8 +864,9 @@ pub fn run(mut helper: Helper, request: &Request, dirs: Dirs) -> Result<Outcome,
     drop(cooked);
     // A report of the run's end is final: nothing of the run is alive, and
     // the helper, which outlasts init's clean-up of the run's cgroups and
-    // namespaces (about a millisecond), is not waited for. Left unreaped,
-    // its pid is not reused while we live. Any other end is waited for.
+    // namespaces (about a millisecond), is waited for only where no one
+    // else would reap it (`leave_or_reap`). Left unreaped, its pid is not
+    // reused while we live. Any other end is waited for.
     // ECHILD: the caller ignores SIGCHLD, so the kernel reaped the helper;
     // its reply, already read, still stands.
     let status = match &reply {
@@ -884,6 +885,9 @@ pub fn run(mut helper: Helper, request: &Request, dirs: Dirs) -> Result<Outcome,
             if outcome.cgroup.is_none() {
                 outcome.cgroup_absent = Some(why_no_cgroup(&read_mountinfo()));
             }
+            // The helper's clean-up waits for this.
+            drop(reply_rx);
+            leave_or_reap(&child);
             Ok(outcome)
         }
         Ok(Reply::Failed(msg)) => Err(RunError::Refused(msg)),
@@ -893,6 +897,24 @@ pub fn run(mut helper: Helper, request: &Request, dirs: Dirs) -> Result<Outcome,
             sent.map_err(RunError::Channel)?;
             Err(RunError::Channel(e))
         }
+    }
+}
+
+/// Leaves the helper, which has reported the run's end, to finish its
+/// clean-up on its own where whoever takes our orphans reaps it: in the
+/// host's pid namespace, the machine's init. Elsewhere (a container) the
+/// first process may be any program, and one that reaps nothing (`sleep
+/// infinity`, a judge's server) kept a zombie helper per run, each counted
+/// against the caller's processes until the caller could start none (a
+/// review of the fourteenth round): there it is waited for. An error (the
+/// caller ignores SIGCHLD: the kernel reaped it) changes nothing of the
+/// run's report.
+fn leave_or_reap(helper: &Child) {
+    // The inode number of the kernel's first pid namespace is fixed.
+    const HOSTS_PID_NAMESPACE: &str = "pid:[4026531836]";
+    let ours = fs::read_link("/proc/self/ns/pid");
+    if !ours.is_ok_and(|link| link.as_os_str() == HOSTS_PID_NAMESPACE) {
+        let _ = helper.wait();
     }
 }
 

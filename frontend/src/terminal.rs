@@ -48,12 +48,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
-use nix::sys::signal::{kill, pthread_sigmask, raise, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{pthread_sigmask, raise, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::termios::{
     cfmakeraw, tcgetattr, tcsetattr, LocalFlags, SetArg, SpecialCharacterIndices as Cc, Termios,
 };
-use nix::unistd::{getpgrp, isatty, tcgetpgrp, Pid};
+use nix::unistd::{getpgrp, isatty, tcgetpgrp};
 
 use crate::relay::ToHelper;
 
@@ -371,8 +371,7 @@ impl Signals {
                     if let Some(raw) = &raw {
                         raw.suspend();
                     }
-                    // Stops the whole process here; returns once continued.
-                    let _ = kill(Pid::this(), Signal::SIGSTOP);
+                    stop_as_the_terminal_would();
                     if let Some(raw) = &raw {
                         raw.resume();
                     }
@@ -390,6 +389,23 @@ impl Signals {
         })?;
         Ok(())
     }
+}
+
+/// Stops the whole process as SIGTSTP from the terminal does, and returns
+/// once it is continued. The signal goes to this thread, unblocked here
+/// alone, with its default action: the kernel stops us before the call
+/// returns. Sent to the process, the stop was taken by another thread
+/// later, and this one went on to make the caller's terminal raw again
+/// before it: a stopped safeexec left the caller's shell a raw terminal (a
+/// review of the fourteenth round). And in an orphaned process group (a
+/// terminal whose shell has gone, `script`), the kernel ignores SIGTSTP,
+/// as it does for every program, where a SIGSTOP stopped us for good.
+fn stop_as_the_terminal_would() {
+    let mut tstp = SigSet::empty();
+    tstp.add(Signal::SIGTSTP);
+    let _ = tstp.thread_unblock();
+    let _ = raise(Signal::SIGTSTP);
+    let _ = tstp.thread_block();
 }
 
 /// Ends the process as `signal` does (it is not ignored: see `ENDING`).

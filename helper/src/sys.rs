@@ -455,16 +455,30 @@ impl<'a> Exec<'a> {
 }
 
 /// A detached copy of the mount that holds directory `dir`, rooted at
-/// `dir`, without the mounts below it (open_tree(2), Linux 5.2). The kernel
-/// refuses a directory whose mount is not in this process's mount
-/// namespace (EINVAL).
+/// `dir`, without the mounts below it (open_tree(2), Linux 5.2), in no
+/// peer group. The kernel refuses a directory whose mount is not in this
+/// process's mount namespace (EINVAL).
+///
+/// Private before it is attached: the copy of a shared mount (systemd
+/// shares every mount) joins the host mount's peer group, and the run's
+/// namespace, made private before the copy is attached, would not change
+/// that. Every mount made below the copy (a jail's /dev, a bind inside a
+/// shown directory) then reached the host's namespace and stayed after
+/// the run, and the host's new mounts reached the run writable (a review
+/// of the fourteenth round).
 pub fn clone_mount_of(dir: &OwnedFd) -> io::Result<OwnedFd> {
     const OPEN_TREE_CLONE: libc::c_uint = 1;
     let flags =
         OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint;
     // SAFETY: the descriptor is valid for the lifetime of `dir`; the path
     // is an empty NUL-terminated string, as AT_EMPTY_PATH requires.
-    new_fd(unsafe { libc::syscall(libc::SYS_open_tree, dir.as_raw_fd(), c"".as_ptr(), flags) })
+    let copy = new_fd(unsafe {
+        libc::syscall(libc::SYS_open_tree, dir.as_raw_fd(), c"".as_ptr(), flags)
+    })?;
+    // MS_PRIVATE, as struct mount_attr's 64-bit propagation field holds it.
+    const PRIVATE: u64 = 1 << 18;
+    setattr(&copy, false, [0, 0, PRIVATE, 0])?;
+    Ok(copy)
 }
 
 /// Mount attributes (mount_setattr(2), Linux 5.12).
@@ -475,8 +489,12 @@ pub const MOUNT_ATTR_NODEV: u64 = 0x4;
 /// Sets and clears attributes of the mount of `mnt` (and, `recursive`, of
 /// every mount below it).
 pub fn mount_setattr(mnt: &OwnedFd, recursive: bool, set: u64, clear: u64) -> io::Result<()> {
-    // struct mount_attr: attr_set, attr_clr, propagation, userns_fd.
-    let attr: [u64; 4] = [set, clear, 0, 0];
+    setattr(mnt, recursive, [set, clear, 0, 0])
+}
+
+/// mount_setattr(2) with a whole `struct mount_attr`: attr_set, attr_clr,
+/// propagation, userns_fd.
+fn setattr(mnt: &OwnedFd, recursive: bool, attr: [u64; 4]) -> io::Result<()> {
     let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
     // SAFETY: the descriptor is valid for the lifetime of `mnt`; the path
     // is empty (AT_EMPTY_PATH) and `attr` is a live buffer of the size

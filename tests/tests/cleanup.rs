@@ -403,3 +403,47 @@ fn a_caller_gone_before_the_go_leaves_no_run_even_if_its_parent_check_passes() {
     let said = stderr(&out);
     assert!(said.contains("the caller went away"), "{}", dump(&out));
 }
+
+/// Where the first process of the caller's pid namespace reaps nothing (a
+/// container whose first process is `sleep infinity`, or a judge's own
+/// server), safeexec leaves no helper behind it: it waits for the helper's
+/// end there. A review of the fourteenth round found a zombie helper per
+/// run there, each counted against the caller's RLIMIT_NPROC, until the
+/// caller could start nothing.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn in_a_pid_namespace_whose_first_process_reaps_nothing_no_helper_is_left() {
+    let t = require_root!();
+    let mut namespace = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child", "/bin/sleep", "120"])
+        .spawn()
+        .expect("unshare");
+    let first = wait_for_child(namespace.id(), |_| true, Duration::from_secs(10));
+    let mut outs = Vec::new();
+    if let Some(first) = first {
+        for _ in 0..3 {
+            let user = format!("--reuid={}", safeexec_tests::TEST_USER);
+            let group = format!("--regid={}", safeexec_tests::TEST_USER);
+            let out = std::process::Command::new("nsenter")
+                .args(["-t", &first.to_string(), "-p", "--", "setpriv", &user, &group])
+                .args(["--init-groups", "--", "/usr/bin/env", "-i"])
+                .arg(&t.safeexec)
+                .args(["--exec", "/bin/true"])
+                .current_dir("/")
+                .output()
+                .expect("nsenter");
+            outs.push(out);
+        }
+    }
+    // Time for a helper left behind to end, as a zombie of the sleep's.
+    std::thread::sleep(Duration::from_millis(300));
+    let left = first.map(children_of);
+    let _ = namespace.kill();
+    let _ = namespace.wait();
+    let first = first.expect("the namespace's first process");
+    for out in &outs {
+        assert_eq!(out.status.code(), Some(0), "{}", dump(out));
+    }
+    let left = left.unwrap_or_default();
+    assert!(left.is_empty(), "left to {first}, which reaps nothing: {left:?}");
+}

@@ -255,6 +255,68 @@ fn start_on(t: &Env, term: &CallerTerminal, args: &[&str], output_is_terminal: b
     run.timeout(Duration::from_secs(120)).spawn()
 }
 
+/// As `start_on` (its output on the terminal too), with safeexec a job
+/// of a shell's: in a process group of its own, in the terminal's
+/// foreground, whose parent leads the session (the shell) and waits for
+/// it. Job control stops it only so: the group of a session's leader is
+/// orphaned, and there the kernel ignores SIGTSTP. Returns safeexec's pid
+/// beside the run (whose own pid is the leader's).
+fn start_as_a_job(t: &Env, term: &CallerTerminal, args: &[&str]) -> (Spawned, u32) {
+    let slave = || File::from(term.slave.try_clone().expect("dup the slave"));
+    let run = t
+        .run(args)
+        .stdin(Input::File(slave()))
+        .fd(OwnedFd::from(slave()), 1)
+        .fd(OwnedFd::from(slave()), 2)
+        .pre_exec(|| {
+            // SAFETY: async-signal-safe system calls only (setsid, ioctl,
+            // fork, close_range, setpgid, sigaction, tcsetpgrp, waitpid,
+            // _exit).
+            unsafe {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                let job = libc::fork();
+                if job < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if job > 0 {
+                    // Not the pipe on which std waits for the exec.
+                    libc::syscall(libc::SYS_close_range, 3, u32::MAX, 0);
+                    let mut status = 0;
+                    loop {
+                        let r = libc::waitpid(job, &mut status, 0);
+                        if r == job {
+                            break;
+                        }
+                        if r < 0 && *libc::__errno_location() != libc::EINTR {
+                            libc::_exit(125);
+                        }
+                    }
+                    let code = match libc::WIFEXITED(status) {
+                        true => libc::WEXITSTATUS(status),
+                        false => 128 + libc::WTERMSIG(status),
+                    };
+                    libc::_exit(code);
+                }
+                // The job: a group of its own, in the foreground (as a
+                // background group, it would be stopped for asking).
+                libc::setpgid(0, 0);
+                libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+                let put = libc::tcsetpgrp(0, libc::getpid());
+                libc::signal(libc::SIGTTOU, libc::SIG_DFL);
+                if put < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        })
+        .timeout(Duration::from_secs(120))
+        .spawn();
+    let job = safeexec_tests::wait_for_child(run.id(), |_| true, SOON).expect("the job's process");
+    (run, job)
+}
+
 /// The JSON report of a run that wrote it to a file.
 fn report_in(path: &str, out: &Output) -> Json {
     let text = fs::read_to_string(path)
@@ -568,4 +630,77 @@ fn keys_reach_a_run_whose_output_is_a_pipe_and_ctrl_d_ends_its_input() {
     assert_eq!(term.settings(), before, "the caller's terminal was left changed");
     assert_eq!(pending_input(term.slave.as_fd()), 0, "keys left unread");
     t.assert_nothing_left(json_uid(&j), &shown(&out, &term));
+}
+
+/// SIGTSTP (^Z) stops safeexec with the caller's terminal as the
+/// caller's shell left it, and so it stays while safeexec is stopped;
+/// continued, safeexec goes on, and the terminal ends as it was. A review
+/// of the fourteenth round: the stop, sent to the whole process, took
+/// effect after the thread that sent it had made the terminal raw again,
+/// so that a stopped safeexec left the caller's shell a raw terminal (no
+/// echo, no line editing, no output processing); an interactive dash read
+/// an end of file from it and exited.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_stopped_safeexec_leaves_the_callers_terminal_as_the_shell_left_it() {
+    let t = require_root!();
+    let term = CallerTerminal::open();
+    let before = term.settings();
+    let (run, pid) = start_as_a_job(&t, &term, &["--clock", "20", "--exec", "/bin/sleep", "3"]);
+    let _continued = safeexec_tests::ContinueOnDrop(pid);
+    // Each stop is a race of the frontend's threads: several of them.
+    let mut stops = Vec::new();
+    for _ in 0..4 {
+        if !term.wait_settings(Settings::is_raw, SOON) {
+            break;
+        }
+        // What the shell's ^Z sends.
+        signal(pid, libc::SIGTSTP);
+        let until = Instant::now() + SOON;
+        while process(pid).is_some_and(|p| p.state != 'T') && Instant::now() < until {
+            thread::sleep(Duration::from_millis(5));
+        }
+        let state = process(pid).map(|p| p.state);
+        // Time for a wrong resume to show.
+        thread::sleep(Duration::from_millis(100));
+        stops.push((state, term.settings()));
+        signal(pid, libc::SIGCONT);
+    }
+    let out = run.wait();
+    assert_eq!(stops.len(), 4, "the caller's terminal was not raw again\n{}", shown(&out, &term));
+    for (state, while_stopped) in stops {
+        assert_eq!(state, Some('T'), "SIGTSTP did not stop safeexec\n{}", shown(&out, &term));
+        assert_eq!(while_stopped, before, "the caller's terminal while safeexec was stopped");
+    }
+    // Continued, it went on to the run's end.
+    assert_eq!(out.status.code(), Some(0), "{}", shown(&out, &term));
+    assert_eq!(term.settings(), before, "the caller's terminal was left changed");
+}
+
+/// Where safeexec's process group is orphaned (a session's leader alone
+/// in it: `script`, `ssh -t HOST safeexec`, a terminal whose shell has
+/// gone), SIGTSTP (^Z) stops nothing, as the kernel has it for every
+/// program: no shell is there to continue it. The frontend made it a
+/// SIGSTOP, which the kernel never ignores, and a review of the fourteenth
+/// round found safeexec stopped for good, past its run's wall limit.
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn sigtstp_in_an_orphaned_process_group_does_not_stop_safeexec() {
+    let t = require_root!();
+    let term = CallerTerminal::open();
+    let before = term.settings();
+    let run = start_on(&t, &term, &["--clock", "20", "--exec", "/bin/sleep", "1"], true);
+    let pid = run.id();
+    let _continued = safeexec_tests::ContinueOnDrop(pid);
+    assert!(term.wait_settings(Settings::is_raw, SOON), "the caller's terminal was never raw");
+    signal(pid, libc::SIGTSTP);
+    thread::sleep(Duration::from_millis(300));
+    let state = process(pid).map(|p| p.state);
+    if state == Some('T') {
+        signal(pid, libc::SIGCONT);
+    }
+    let out = run.wait();
+    assert_ne!(state, Some('T'), "SIGTSTP stopped safeexec\n{}", shown(&out, &term));
+    assert_eq!(out.status.code(), Some(0), "{}", shown(&out, &term));
+    assert_eq!(term.settings(), before, "the caller's terminal was left changed");
 }
