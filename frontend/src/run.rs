@@ -1022,8 +1022,23 @@ pub fn write_report(out: &mut dyn Write, text: &str) {
 /// `eprintln!` makes when stderr fails, and the release build aborts on
 /// one, with a core file: a run that left our shared stderr non-blocking
 /// and full did that, a review of the tenth round).
+/// Its control characters are shown escaped (`\x1b`): a name the caller
+/// passed on from a submission (the program's, a directory's) must not
+/// send an escape sequence to the caller's terminal, nor start a line of
+/// its own (a suspicion of a review of the fourteenth round).
 pub fn say(line: std::fmt::Arguments<'_>) {
-    write_report(&mut io::stderr(), &format!("safeexec: {line}\n"));
+    write_report(&mut io::stderr(), &format!("safeexec: {}\n", escape_controls(&line.to_string())));
+}
+
+fn escape_controls(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c.is_control() {
+            true => shown.push_str(&format!("\\x{:02x}", u32::from(c))),
+            false => shown.push(c),
+        }
+    }
+    shown
 }
 
 /// The file status flags of our stdin, stdout and stderr as the caller gave
@@ -1075,6 +1090,12 @@ mod tests {
     use std::io::Read;
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn control_characters_are_shown_escaped_and_the_rest_as_it_is() {
+        let text = "a\x1b]0;t\x07b\n\u{9b}c\té";
+        assert_eq!(escape_controls(text), "a\\x1b]0;t\\x07b\\x0a\\x9bc\\x09é");
+    }
 
     fn report_to(fd: i32, text: &str) {
         let mut out = open_report_fd(fd, &[]).unwrap_or_else(|e| panic!("{e}"));

@@ -224,3 +224,23 @@ print(done.stderr, end="")
         assert!(!said.contains("safeexec-helper"), "{args:?}: the helper spoke\n{said}");
     }
 }
+
+/// A program's name passed on from a submission (its file name) is shown
+/// with its control characters escaped: it neither sends an escape
+/// sequence to the caller's terminal (here one that would set its title)
+/// nor starts a line of its own (a suspicion of a review of the fourteenth
+/// round, whose bytes reached the terminal as given).
+#[test]
+#[ignore = "needs root: sudo bash tests/run.sh"]
+fn a_programs_name_is_shown_with_its_control_characters_escaped() {
+    let t = require_root!();
+    let name = "/nonexistent/\x1b]0;pwned\x07\nsafeexec: forged";
+    let out = t.safeexec(&["--exec", name]);
+    let err = stderr(&out);
+    assert_ne!(out.status.code(), Some(0), "{}", dump(&out));
+    assert!(!err.bytes().any(|b| b == 0x1b || b == 0x07), "raw control bytes\n{}", dump(&out));
+    // The report follows on stderr, as the original's did.
+    let ours: Vec<&str> = err.lines().filter(|l| l.starts_with("safeexec: ")).collect();
+    assert_eq!(ours.len(), 1, "not one line\n{}", dump(&out));
+    assert!(err.contains("\\x1b]0;pwned\\x07\\x0asafeexec: forged"), "{}", dump(&out));
+}
