@@ -79,7 +79,7 @@ fn init_run(
     // For `stdio_to_null` below; the host's, before the run's view, which
     // may have none.
     let null = open_null().ok();
-    let jail = enter_namespaces(plan, netns)?;
+    let (jail, pool) = enter_namespaces(plan, netns)?;
     // SIGCHLD is read from a signalfd (closed in the target at its exec);
     // the target unblocks it before exec.
     let mut chld = SigSet::empty();
@@ -92,13 +92,13 @@ fn init_run(
     // its limit is shared by, have them all.
     sched_setaffinity(Pid::from_raw(0), cpus).context("cannot restore init's CPUs")?;
     let (target, mut clock) =
-        fork_target(plan, jail.as_ref(), channel, cgroup.as_ref(), set_up_from_us)?;
+        fork_target(plan, (jail.as_ref(), &pool), channel, cgroup.as_ref(), set_up_from_us)?;
     clock.wait_for_exec(channel);
     // The target has the caller's descriptors; init needs none of them, and
     // must not keep the caller waiting for them past its report, nor hold
     // the caller's directories.
     stdio_to_null(null.as_ref());
-    drop((null, jail, plan.chroot.take(), std::mem::take(&mut plan.binds)));
+    drop((null, jail, pool, plan.chroot.take(), std::mem::take(&mut plan.binds)));
     let _ = nix::unistd::chdir("/");
     Identity::init().assume()?;
     let mut enforcer = Enforcer::new(&plan.limits, cgroup.as_ref());
@@ -129,8 +129,12 @@ const CLEANUP_HOLD_MS: u16 = 100;
 /// supervisor's checks, `network`, unless the host's is shared) and its
 /// view of the file system (`mounts`). The jail and the directories to
 /// show are copied first, while init is still in the helper's mount
-/// namespace (the kernel copies no mount of another).
-fn enter_namespaces(plan: &Plan, netns: Option<OwnedFd>) -> Result<Option<OwnedFd>> {
+/// namespace (the kernel copies no mount of another); the pool's place is
+/// taken in the run's, before a minimal root becomes init's root.
+fn enter_namespaces(
+    plan: &Plan,
+    netns: Option<OwnedFd>,
+) -> Result<(Option<OwnedFd>, crate::netpool::PoolPlace)> {
     match (plan.share_net, netns) {
         (false, Some(netns)) => setns(netns, CloneFlags::CLONE_NEWNET)
             .context("cannot enter the run's network namespace")?,
@@ -142,13 +146,14 @@ fn enter_namespaces(plan: &Plan, netns: Option<OwnedFd>) -> Result<Option<OwnedF
     let copies = mounts::copy_binds(plan, &places)?;
     let flags = CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWNS;
     unshare(flags).context("cannot create the run's namespaces")?;
+    let pool = crate::netpool::place();
     // What init makes in its own mounts gets the mode it names in full (a
     // device node the host's bits) without a chmod; the target takes the
     // caller's umask back (`target::enter`).
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     if plan.root == Root::Minimal && jail.is_none() {
         mounts::minimal_root(plan, &copies)?;
-        return Ok(None);
+        return Ok((None, pool));
     }
     mounts::read_only_host()?;
     let scratch = mounts::private_mounts(plan, &places)?;
@@ -160,7 +165,7 @@ fn enter_namespaces(plan: &Plan, netns: Option<OwnedFd>) -> Result<Option<OwnedF
             mounts::working_directory_is_visible()?;
         }
     }
-    Ok(jail)
+    Ok((jail, pool))
 }
 
 /// Forks the target (`target::enter`), which tells the supervisor itself
@@ -173,7 +178,7 @@ fn enter_namespaces(plan: &Plan, netns: Option<OwnedFd>) -> Result<Option<OwnedF
 /// init's word that it is done before it execs.
 fn fork_target(
     plan: &Plan,
-    jail: Option<&OwnedFd>,
+    (jail, pool): (Option<&OwnedFd>, &crate::netpool::PoolPlace),
     channel: &Channel,
     cgroup: Option<&RunCgroup>,
     set_up_from_us: u64,
@@ -199,7 +204,7 @@ fn fork_target(
             sys::exit_now(127);
         }
         ForkResult::Parent { child } => {
-            crate::netpool::leave_out();
+            crate::netpool::leave_out(pool);
             // A failed write leaves the target waiting in vain: it gets no
             // byte, and fails its set-up.
             let _ = nix::unistd::write(&pool_left_tx, &[1]);

@@ -149,16 +149,36 @@ fn mount_pool(dir: &str) -> Result<()> {
 /// point and their fingerprints.
 const POOL_OPTIONS: &str = "mode=0700,size=1m,nr_inodes=64";
 
+/// The state directory as the run's mount namespace holds it, for
+/// `leave_out`: opened by init in that namespace (`init::enter_namespaces`)
+/// before a minimal root becomes its root, after which the pool's path
+/// would name nothing (a review of the fourteenth round found every kept
+/// namespace held alive by each minimal-root run so). None without a state
+/// directory, and so without a pool.
+pub struct PoolPlace(Option<File>);
+
+pub fn place() -> PoolPlace {
+    let dir = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(STATE_DIR);
+    PoolPlace(dir.ok())
+}
+
 /// Leaves the pool out of the run's mount namespace (init's and the
 /// target's, its propagation already cut: `mounts::read_only_host`), whose
 /// copy of the host's mounts holds it: the run would see every kept
 /// namespace and its slot in /proc/self/mountinfo, and hold them alive to
-/// its end. Init does it beside the target's set-up (`init::fork_target`).
-/// Nothing to leave (no pool, or a policy without one) is no error.
-pub fn leave_out() {
+/// its end. Init does it beside the target's set-up (`init::fork_target`),
+/// through its descriptor of the state directory, whatever its root by
+/// then (the run's own /proc, which every view has). Nothing to leave (no
+/// pool, or a policy without one) is no error.
+pub fn leave_out(place: &PoolPlace) {
+    use std::os::fd::AsRawFd;
+    let Some(dir) = &place.0 else { return };
     // A caller's mount namespace that receives the host's mounts may hold
     // its own pool on top of the host's (a review saw two).
-    unmount_stacked(&format!("{STATE_DIR}/netns"));
+    unmount_stacked(&format!("/proc/self/fd/{}/netns", dir.as_raw_fd()));
 }
 
 /// Detaches whatever is mounted at `point`, several mounts stacked there
