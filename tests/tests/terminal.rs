@@ -238,6 +238,16 @@ fn read_screen(mut master: File, screen: &Mutex<Vec<u8>>, stop: &AtomicBool) {
 /// unless `output_is_terminal` is false (then they are the pipes of the
 /// returned [`Spawned`]).
 fn start_on(t: &Env, term: &CallerTerminal, args: &[&str], output_is_terminal: bool) -> Spawned {
+    on_terminal(t, term, args, output_is_terminal).spawn()
+}
+
+/// `start_on`'s command, not started yet.
+fn on_terminal(
+    t: &Env,
+    term: &CallerTerminal,
+    args: &[&str],
+    output_is_terminal: bool,
+) -> safeexec_tests::Run {
     let slave = || File::from(term.slave.try_clone().expect("dup the slave"));
     let mut run = t.run(args).stdin(Input::File(slave())).pre_exec(|| {
         // Runs after fd 0 became the slave (setpriv has not run yet).
@@ -252,7 +262,7 @@ fn start_on(t: &Env, term: &CallerTerminal, args: &[&str], output_is_terminal: b
     if output_is_terminal {
         run = run.fd(OwnedFd::from(slave()), 1).fd(OwnedFd::from(slave()), 2);
     }
-    run.timeout(Duration::from_secs(120)).spawn()
+    run.timeout(Duration::from_secs(120))
 }
 
 /// As `start_on` (its output on the terminal too), with safeexec a job
@@ -262,20 +272,12 @@ fn start_on(t: &Env, term: &CallerTerminal, args: &[&str], output_is_terminal: b
 /// orphaned, and there the kernel ignores SIGTSTP. Returns safeexec's pid
 /// beside the run (whose own pid is the leader's).
 fn start_as_a_job(t: &Env, term: &CallerTerminal, args: &[&str]) -> (Spawned, u32) {
-    let slave = || File::from(term.slave.try_clone().expect("dup the slave"));
-    let run = t
-        .run(args)
-        .stdin(Input::File(slave()))
-        .fd(OwnedFd::from(slave()), 1)
-        .fd(OwnedFd::from(slave()), 2)
+    // After `on_terminal`'s hook: the leader has the terminal by then.
+    let run = on_terminal(t, term, args, true)
         .pre_exec(|| {
-            // SAFETY: async-signal-safe system calls only (setsid, ioctl,
-            // fork, close_range, setpgid, sigaction, tcsetpgrp, waitpid,
-            // _exit).
+            // SAFETY: async-signal-safe system calls only (fork,
+            // close_range, setpgid, sigaction, tcsetpgrp, waitpid, _exit).
             unsafe {
-                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
                 let job = libc::fork();
                 if job < 0 {
                     return Err(io::Error::last_os_error());
@@ -311,7 +313,6 @@ fn start_as_a_job(t: &Env, term: &CallerTerminal, args: &[&str]) -> (Spawned, u3
             }
             Ok(())
         })
-        .timeout(Duration::from_secs(120))
         .spawn();
     let job = safeexec_tests::wait_for_child(run.id(), |_| true, SOON).expect("the job's process");
     (run, job)
